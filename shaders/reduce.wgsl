@@ -1,0 +1,131 @@
+// Reductions. The input is walked as kept dimensions (one per output element) times reduced
+// dimensions (combined into one result); both come collapsed with their strides. The element
+// type T and the combining expression are set by src/ops/reduce.rs; `init` is the identity's bits.
+
+alias T = f32; // @T
+
+struct Params {
+    n_out: u32,
+    count: u32, // elements combined per output
+    kept_rank: u32,
+    reduced_rank: u32,
+    init: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
+    kept_shape: array<vec4<u32>, 2>,
+    kept_strides: array<vec4<u32>, 2>,
+    reduced_shape: array<vec4<u32>, 2>,
+    reduced_strides: array<vec4<u32>, 2>,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<T>;
+@group(0) @binding(2) var<storage, read_write> y: array<T>;
+
+fn combine(a: T, b: T) -> T {
+    return a + b; // @combine
+}
+
+// Offset of the first element that output `o` combines.
+fn base_offset(o: u32) -> u32 {
+    var rest = o;
+    var off = 0u;
+    for (var d = i32(p.kept_rank) - 1; d >= 0; d--) {
+        let k = u32(d);
+        let size = p.kept_shape[k / 4u][k % 4u];
+        off += (rest % size) * p.kept_strides[k / 4u][k % 4u];
+        rest = rest / size;
+    }
+    return off;
+}
+
+// Offset of the r-th combined element relative to the base.
+fn reduced_offset(r: u32) -> u32 {
+    var rest = r;
+    var off = 0u;
+    for (var d = i32(p.reduced_rank) - 1; d >= 0; d--) {
+        let k = u32(d);
+        let size = p.reduced_shape[k / 4u][k % 4u];
+        off += (rest % size) * p.reduced_strides[k / 4u][k % 4u];
+        rest = rest / size;
+    }
+    return off;
+}
+
+var<workgroup> partial: array<T, 256>;
+
+// One workgroup per output: threads stride over the combined elements, then a tree.
+@compute @workgroup_size(256)
+fn per_workgroup(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let o = flat_workgroup(wg, groups);
+    // o is uniform across the workgroup, so every thread reaches the barriers below
+    let live = o < p.n_out;
+    var acc = bitcast<T>(p.init);
+    if live {
+        let base = base_offset(o);
+        for (var r = lid; r < p.count; r += 256u) {
+            acc = combine(acc, x[base + reduced_offset(r)]);
+        }
+    }
+    partial[lid] = acc;
+    workgroupBarrier();
+    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
+        if lid < stride {
+            partial[lid] = combine(partial[lid], partial[lid + stride]);
+        }
+        workgroupBarrier();
+    }
+    if live && lid == 0u {
+        y[o] = partial[0];
+    }
+}
+
+// One thread per output: neighbouring threads read neighbouring kept elements.
+@compute @workgroup_size(256)
+fn per_thread(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let o = flat_workgroup(wg, groups) * 256u + lid;
+    if o >= p.n_out {
+        return;
+    }
+    let base = base_offset(o);
+    var acc = bitcast<T>(p.init);
+    for (var r = 0u; r < p.count; r++) {
+        acc = combine(acc, x[base + reduced_offset(r)]);
+    }
+    y[o] = acc;
+}
+
+struct ArgParams {
+    n_out: u32,
+    size: u32,  // length of the axis
+    inner: u32, // elements after the axis
+    is_max: u32,
+}
+
+@group(0) @binding(0) var<uniform> ap: ArgParams;
+@group(0) @binding(2) var<storage, read_write> indices: array<i32>;
+
+// argmax / argmin along one axis, one thread per output, first index on ties.
+@compute @workgroup_size(256)
+fn arg_extreme(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let o = flat_workgroup(wg, groups) * 256u + lid;
+    if o >= ap.n_out {
+        return;
+    }
+    let base = (o / ap.inner) * ap.size * ap.inner + o % ap.inner;
+    var best = 0u;
+    var best_value = x[base];
+    for (var k = 1u; k < ap.size; k++) {
+        let v = x[base + k * ap.inner];
+        let better = select((v < best_value), (v > best_value), ap.is_max == 1u);
+        if better {
+            best = k;
+            best_value = v;
+        }
+    }
+    indices[o] = i32(best);
+}

@@ -1,0 +1,198 @@
+//! Reverse-mode automatic differentiation.
+//!
+//! `loss.backward()` walks the graph from the loss back to the variables in reverse topological
+//! order. Each op's gradient rule (`Op::backward`, next to the op in `src/ops/`) is written in
+//! tensor ops, so the backward graph is lazy, runs on the loss's device and is cross-checked like
+//! any forward op. Gradients of a tensor used several times are summed.
+
+use crate::{Shape, Tensor};
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet};
+
+thread_local! {
+    static NO_GRAD_DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Whether a `no_grad` scope is active on this thread.
+pub fn is_no_grad() -> bool {
+    NO_GRAD_DEPTH.with(|d| d.get() > 0)
+}
+
+/// Runs `f` without recording gradient history: tensors it creates do not require grad.
+/// For inference, evaluation and optimizer updates.
+///
+/// ```
+/// use kiln::{no_grad, Device, Tensor};
+/// let w = Tensor::ones([2], &Device::Cpu).requires_grad_();
+/// let y = no_grad(|| &w * 2.0);
+/// assert!(!y.requires_grad());
+/// ```
+pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+    let _guard = NoGradGuard::new();
+    f()
+}
+
+/// Keeps gradient recording off on this thread until dropped.
+pub struct NoGradGuard(());
+
+impl NoGradGuard {
+    /// Turns gradient recording off until the guard is dropped.
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> NoGradGuard {
+        NO_GRAD_DEPTH.with(|d| d.set(d.get() + 1));
+        NoGradGuard(())
+    }
+}
+
+impl Drop for NoGradGuard {
+    fn drop(&mut self) {
+        NO_GRAD_DEPTH.with(|d| d.set(d.get() - 1));
+    }
+}
+
+/// The gradients computed by [`Tensor::backward`], one per variable the loss depends on.
+#[derive(Default, Clone)]
+pub struct Gradients {
+    grads: HashMap<u64, Tensor>,
+}
+
+impl Gradients {
+    /// The gradient of the loss with respect to `t`, if `t` is a variable the loss depends on.
+    pub fn get(&self, t: &Tensor) -> Option<&Tensor> {
+        self.grads.get(&t.id())
+    }
+
+    /// Removes and returns the gradient of `t`.
+    pub fn remove(&mut self, t: &Tensor) -> Option<Tensor> {
+        self.grads.remove(&t.id())
+    }
+
+    /// Sets the gradient of `t` (gradient clipping and accumulation use this).
+    pub fn insert(&mut self, t: &Tensor, grad: Tensor) {
+        self.grads.insert(t.id(), grad);
+    }
+
+    /// The number of gradients held.
+    pub fn len(&self) -> usize {
+        self.grads.len()
+    }
+
+    /// Whether no gradient is held.
+    pub fn is_empty(&self) -> bool {
+        self.grads.is_empty()
+    }
+
+    /// Adds the gradients of `other` into these (for accumulating over several batches).
+    pub fn accumulate(&mut self, other: Gradients) {
+        for (id, g) in other.grads {
+            let sum = match self.grads.remove(&id) {
+                Some(prev) => crate::no_grad(|| &prev + &g),
+                None => g,
+            };
+            self.grads.insert(id, sum);
+        }
+    }
+}
+
+impl Tensor {
+    /// The gradients of this one-element tensor with respect to every variable it depends on
+    /// (tensors marked with [`Tensor::requires_grad_`]). Lazy: nothing is computed until the
+    /// gradients are read or an optimizer step realizes them.
+    #[track_caller]
+    pub fn backward(&self) -> Gradients {
+        if self.numel() != 1 {
+            panic!(
+                "backward: the loss must have one element, found shape {}",
+                self.shape()
+            );
+        }
+        if !self.requires_grad() {
+            panic!("backward: the tensor does not depend on any variable that requires grad");
+        }
+        let seed = crate::no_grad(|| Tensor::ones_like(self));
+        self.backward_with(seed)
+    }
+
+    /// Backpropagates `grad` (the gradient of some scalar with respect to this tensor).
+    #[track_caller]
+    pub fn backward_with(&self, grad: Tensor) -> Gradients {
+        let _guard = NoGradGuard::new();
+        let order = grad_order(self);
+        let mut pending: HashMap<u64, Tensor> = HashMap::new();
+        pending.insert(self.id(), grad);
+        let mut out = Gradients::default();
+        for t in order.iter().rev() {
+            let Some(g) = pending.remove(&t.id()) else {
+                continue;
+            };
+            let inputs = t.0.inputs().clone();
+            if !inputs.iter().any(|i| i.requires_grad()) {
+                out.grads.insert(t.id(), g);
+                continue;
+            }
+            let grads = t.0.op.backward(&crate::ops::Grad {
+                inputs: &inputs,
+                output: t,
+                grad: &g,
+            });
+            for (input, gi) in inputs.iter().zip(grads) {
+                let Some(gi) = gi else { continue };
+                if !input.requires_grad() {
+                    continue;
+                }
+                debug_assert_eq!(
+                    gi.shape(),
+                    input.shape(),
+                    "{} gradient shape",
+                    t.0.op.name()
+                );
+                let sum = match pending.remove(&input.id()) {
+                    Some(prev) => &prev + &gi,
+                    None => gi,
+                };
+                pending.insert(input.id(), sum);
+            }
+        }
+        out
+    }
+
+    /// Sums this gradient down to `shape`, undoing a broadcast: leading dimensions are summed
+    /// away and dimensions that were 1 are summed with keepdim.
+    #[track_caller]
+    pub fn sum_to(&self, shape: &Shape) -> Tensor {
+        if self.shape() == shape {
+            return self.clone();
+        }
+        let extra = self.rank() - shape.rank();
+        let mut axes: Vec<usize> = (0..extra).collect();
+        axes.extend(
+            (0..shape.rank()).filter(|&i| shape.dim(i) == 1 && self.dims()[extra + i] != 1),
+        );
+        let summed = self.sum_axes(&axes, true);
+        summed.reshape(shape.clone())
+    }
+}
+
+/// The nodes that require grad and lead to `root`, inputs first.
+fn grad_order(root: &Tensor) -> Vec<Tensor> {
+    let mut order = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack = vec![(root.clone(), false)];
+    while let Some((t, inputs_done)) = stack.pop() {
+        if inputs_done {
+            order.push(t);
+            continue;
+        }
+        if !seen.insert(t.id()) {
+            continue;
+        }
+        let inputs = t.0.inputs().clone();
+        stack.push((t, true));
+        for i in inputs {
+            if i.requires_grad() && !seen.contains(&i.id()) {
+                stack.push((i, false));
+            }
+        }
+    }
+    order
+}

@@ -1,0 +1,197 @@
+//! The CPU backend's storage: one contiguous, row-major vector per tensor, typed by dtype.
+//!
+//! The CPU kernels themselves live with their ops in `src/ops/`; this file holds the storage type
+//! and the small helpers that let a kernel be written once for f32 and f64.
+
+use crate::dtype::{DType, Element};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// How many CPU buffers exist right now (for the memory tests).
+pub fn live_buffers() -> usize {
+    LIVE.load(Ordering::SeqCst)
+}
+
+/// The elements of one tensor on the CPU.
+#[derive(Debug)]
+pub struct CpuStorage {
+    data: CpuData,
+}
+
+/// The typed vector inside a [`CpuStorage`].
+#[derive(Debug, Clone)]
+pub enum CpuData {
+    /// f32 elements.
+    F32(Vec<f32>),
+    /// f64 elements.
+    F64(Vec<f64>),
+    /// i32 elements.
+    I32(Vec<i32>),
+    /// u32 elements.
+    U32(Vec<u32>),
+    /// bool elements.
+    Bool(Vec<bool>),
+}
+
+impl CpuStorage {
+    /// Wraps a typed vector.
+    pub fn new(data: CpuData) -> CpuStorage {
+        LIVE.fetch_add(1, Ordering::SeqCst);
+        CpuStorage { data }
+    }
+
+    /// Wraps a vector of any element type.
+    pub fn from_vec<T: Element>(v: Vec<T>) -> CpuStorage {
+        CpuStorage::new(T::wrap(v))
+    }
+
+    /// The typed vector.
+    pub fn data(&self) -> &CpuData {
+        &self.data
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        match &self.data {
+            CpuData::F32(_) => DType::F32,
+            CpuData::F64(_) => DType::F64,
+            CpuData::I32(_) => DType::I32,
+            CpuData::U32(_) => DType::U32,
+            CpuData::Bool(_) => DType::Bool,
+        }
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        match &self.data {
+            CpuData::F32(v) => v.len(),
+            CpuData::F64(v) => v.len(),
+            CpuData::I32(v) => v.len(),
+            CpuData::U32(v) => v.len(),
+            CpuData::Bool(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The elements as a slice of `T`; panics when `T` is not the storage's dtype.
+    #[track_caller]
+    pub fn as_slice<T: Element>(&self) -> &[T] {
+        T::unwrap(&self.data)
+            .unwrap_or_else(|| panic!("tensor holds {} elements, not {}", self.dtype(), T::DTYPE))
+    }
+
+    /// Every element converted to f64.
+    pub fn to_f64_vec(&self) -> Vec<f64> {
+        match &self.data {
+            CpuData::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            CpuData::F64(v) => v.clone(),
+            CpuData::I32(v) => v.iter().map(|&x| x as f64).collect(),
+            CpuData::U32(v) => v.iter().map(|&x| x as f64).collect(),
+            CpuData::Bool(v) => v.iter().map(|&x| x.to_f64()).collect(),
+        }
+    }
+
+    /// Elements `i` as f64 (for printing).
+    pub fn get_f64(&self, i: usize) -> f64 {
+        match &self.data {
+            CpuData::F32(v) => v[i] as f64,
+            CpuData::F64(v) => v[i],
+            CpuData::I32(v) => v[i] as f64,
+            CpuData::U32(v) => v[i] as f64,
+            CpuData::Bool(v) => v[i].to_f64(),
+        }
+    }
+
+    /// The raw 32-bit words of a 4-byte dtype, as they are laid out on the GPU (bools become
+    /// 0/1 words). Panics for f64, which has no GPU representation.
+    pub fn to_gpu_words(&self) -> Vec<u32> {
+        match &self.data {
+            CpuData::F32(v) => bytemuck::cast_slice(v).to_vec(),
+            CpuData::I32(v) => bytemuck::cast_slice(v).to_vec(),
+            CpuData::U32(v) => v.clone(),
+            CpuData::Bool(v) => v.iter().map(|&b| b as u32).collect(),
+            CpuData::F64(_) => panic!("f64 tensors have no GPU representation; cast to f32 first"),
+        }
+    }
+
+    /// The inverse of [`CpuStorage::to_gpu_words`].
+    pub fn from_gpu_words(dtype: DType, words: &[u32]) -> CpuStorage {
+        let data = match dtype {
+            DType::F32 => CpuData::F32(bytemuck::cast_slice(words).to_vec()),
+            DType::I32 => CpuData::I32(bytemuck::cast_slice(words).to_vec()),
+            DType::U32 => CpuData::U32(words.to_vec()),
+            DType::Bool => CpuData::Bool(words.iter().map(|&w| w != 0).collect()),
+            DType::F64 => panic!("f64 tensors have no GPU representation"),
+        };
+        CpuStorage::new(data)
+    }
+}
+
+impl Clone for CpuStorage {
+    fn clone(&self) -> CpuStorage {
+        CpuStorage::new(self.data.clone())
+    }
+}
+
+impl Drop for CpuStorage {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Runs `$body` with `$T` bound to the float type of `$storage` (f32 or f64), `$x` to its slice.
+/// Panics for non-float storage: the op's shape rule has already rejected it.
+macro_rules! with_float {
+    ($storage:expr, $T:ident, $x:ident => $body:expr) => {
+        match $storage.data() {
+            $crate::backend::cpu::CpuData::F32($x) => {
+                type $T = f32;
+                $body
+            }
+            $crate::backend::cpu::CpuData::F64($x) => {
+                type $T = f64;
+                $body
+            }
+            _ => panic!("expected a float tensor, found {}", $storage.dtype()),
+        }
+    };
+}
+pub(crate) use with_float;
+
+/// Runs `$body` with `$x` bound to the slice of any storage (every dtype).
+macro_rules! with_any {
+    ($storage:expr, $x:ident => $body:expr) => {
+        match $storage.data() {
+            $crate::backend::cpu::CpuData::F32($x) => $body,
+            $crate::backend::cpu::CpuData::F64($x) => $body,
+            $crate::backend::cpu::CpuData::I32($x) => $body,
+            $crate::backend::cpu::CpuData::U32($x) => $body,
+            $crate::backend::cpu::CpuData::Bool($x) => $body,
+        }
+    };
+}
+pub(crate) use with_any;
+
+/// Reads an index tensor (i32 or u32) as `usize` values, checking each against `bound`.
+#[track_caller]
+pub fn indices(op: &str, storage: &CpuStorage, bound: usize) -> Vec<usize> {
+    let check = |i: i64| -> usize {
+        if i < 0 || i as usize >= bound {
+            panic!("{op}: index {i} is out of range for a dimension of size {bound}");
+        }
+        i as usize
+    };
+    match storage.data() {
+        CpuData::I32(v) => v.iter().map(|&i| check(i as i64)).collect(),
+        CpuData::U32(v) => v.iter().map(|&i| check(i as i64)).collect(),
+        _ => panic!(
+            "{op}: indices must be i32 or u32, found {}",
+            storage.dtype()
+        ),
+    }
+}

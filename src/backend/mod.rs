@@ -1,0 +1,32 @@
+//! The two backends: the CPU reference (`cpu.rs`) and wgpu (`wgpu/`), and `Storage`, a realized
+//! tensor's data on either.
+//!
+//! Kernels are not here: each op's CPU reference and GPU launch live with the op in `src/ops/`.
+
+pub mod cpu;
+pub mod wgpu;
+
+use std::sync::Arc;
+
+/// A realized tensor's data. Cloning shares it (reshape and detach are free).
+#[derive(Clone)]
+pub(crate) enum Storage {
+    Cpu(Arc<cpu::CpuStorage>),
+    Gpu(Arc<wgpu::GpuBuffer>),
+}
+
+impl Storage {
+    pub fn cpu(&self) -> &cpu::CpuStorage {
+        match self {
+            Storage::Cpu(s) => s,
+            Storage::Gpu(_) => panic!("expected CPU storage, found GPU storage"),
+        }
+    }
+
+    pub fn gpu(&self) -> &wgpu::GpuBuffer {
+        match self {
+            Storage::Gpu(b) => b,
+            Storage::Cpu(_) => panic!("expected GPU storage, found CPU storage"),
+        }
+    }
+}

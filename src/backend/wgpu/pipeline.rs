@@ -1,0 +1,173 @@
+//! Shaders, kernels and the pipeline cache.
+//!
+//! A [`Shader`] is one file of `shaders/`. A [`Kernel`] names an entry point of it, how many
+//! buffers it reads and writes, and its specialization: text substitutions that turn a template
+//! line (which holds a valid default, so the file parses on its own) into a specific op — the
+//! unary kernel's expression, a matmul's tile size. Pipelines are compiled once per
+//! (shader, entry point, specialization) and cached.
+//!
+//! Binding convention, in every shader: `@binding(0)` is the op's parameter struct (a uniform
+//! with a dynamic offset), then the buffers read (`read`), then the buffers written
+//! (`read_write`).
+
+use super::context::{GpuContext, lock};
+use crate::{Error, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Prepended to every shader: helpers shared by all kernels.
+pub(crate) const PRELUDE: &str = include_str!("../../../shaders/common.wgsl");
+
+/// One WGSL file of `shaders/`.
+pub(crate) struct Shader {
+    /// The file name (`"unary.wgsl"`).
+    pub name: &'static str,
+    /// Its text.
+    pub source: &'static str,
+}
+
+/// A shader from `shaders/`, embedded at compile time.
+macro_rules! shader {
+    ($file:literal) => {
+        $crate::backend::wgpu::Shader {
+            name: $file,
+            source: include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/shaders/", $file)),
+        }
+    };
+}
+pub(crate) use shader;
+
+/// An entry point of a shader, specialized, with its binding counts.
+pub(crate) struct Kernel<'a> {
+    pub shader: &'a Shader,
+    pub entry: &'static str,
+    /// Buffers read (bindings 1..=reads).
+    pub reads: u32,
+    /// Buffers written (the bindings after the reads).
+    pub writes: u32,
+    /// Text substitutions: each pattern must occur in the shader.
+    pub spec: Vec<(&'static str, String)>,
+}
+
+impl<'a> Kernel<'a> {
+    /// An unspecialized kernel.
+    pub fn new(shader: &'a Shader, entry: &'static str, reads: u32, writes: u32) -> Kernel<'a> {
+        Kernel {
+            shader,
+            entry,
+            reads,
+            writes,
+            spec: Vec::new(),
+        }
+    }
+
+    /// Adds a text substitution.
+    pub fn with(mut self, pattern: &'static str, replacement: impl Into<String>) -> Kernel<'a> {
+        self.spec.push((pattern, replacement.into()));
+        self
+    }
+
+    /// The full WGSL source: prelude plus the specialized shader.
+    pub fn source(&self) -> String {
+        let mut text = self.shader.source.to_string();
+        for (pattern, replacement) in &self.spec {
+            assert!(
+                text.contains(pattern),
+                "{}: no {pattern:?} to specialize",
+                self.shader.name
+            );
+            text = text.replace(pattern, replacement);
+        }
+        format!("{PRELUDE}\n{text}")
+    }
+
+    fn key(&self) -> String {
+        let spec: Vec<String> = self.spec.iter().map(|(p, r)| format!("{p}={r}")).collect();
+        format!("{}:{}:{}", self.shader.name, self.entry, spec.join(";"))
+    }
+}
+
+/// A compiled pipeline with its bind-group layout.
+pub(crate) struct Pipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+/// Compiled pipelines and bind-group layouts of one context.
+#[derive(Default)]
+pub(crate) struct PipelineCache {
+    pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
+    layouts: Mutex<HashMap<(u32, u32), wgpu::BindGroupLayout>>,
+}
+
+impl PipelineCache {
+    /// The pipeline for `kernel`, compiling it on first use.
+    pub fn get(&self, ctx: &GpuContext, kernel: &Kernel) -> Result<Arc<Pipeline>> {
+        let key = kernel.key();
+        if let Some(p) = lock(&self.pipelines).get(&key) {
+            return Ok(p.clone());
+        }
+        let layout = self.layout(ctx, kernel.reads, kernel.writes);
+        let device = &ctx.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(kernel.shader.name),
+            source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+        });
+        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(kernel.entry),
+            bind_group_layouts: &[Some(&layout)],
+            immediate_size: 0,
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(kernel.entry),
+            layout: Some(&pipeline_layout),
+            module: &module,
+            entry_point: Some(kernel.entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(Error::Gpu(format!("compiling {key}: {e}")));
+        }
+        let p = Arc::new(Pipeline { pipeline, layout });
+        lock(&self.pipelines).insert(key, p.clone());
+        Ok(p)
+    }
+
+    /// The layout for a kernel reading `reads` buffers and writing `writes`.
+    fn layout(&self, ctx: &GpuContext, reads: u32, writes: u32) -> wgpu::BindGroupLayout {
+        lock(&self.layouts)
+            .entry((reads, writes))
+            .or_insert_with(|| {
+                let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
+                    binding,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                };
+                let mut entries = vec![wgpu::BindGroupLayoutEntry {
+                    binding: 0,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Uniform,
+                        has_dynamic_offset: true,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                }];
+                entries.extend((1..=reads).map(|b| storage(b, true)));
+                entries.extend((reads + 1..=reads + writes).map(|b| storage(b, false)));
+                ctx.device
+                    .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                        label: Some("kiln"),
+                        entries: &entries,
+                    })
+            })
+            .clone()
+    }
+}

@@ -1,0 +1,219 @@
+//! The buffer pool, and `GpuBuffer`, a tensor's storage on a GPU.
+//!
+//! Creating GPU buffers is slow, so freed buffers are kept in the pool by size class and handed
+//! out again. Size classes are a power of two split in eight steps (at most 12.5% waste above
+//! 2 KiB). A buffer returned while commands that use it are still recorded is safe to hand out
+//! again: every later use is recorded after them, and the GPU runs commands in order.
+
+use super::context::{GpuContext, lock};
+use crate::backend::cpu::CpuStorage;
+use crate::{DType, Error, Result};
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// How many GPU tensor buffers exist right now, on all GPUs (for the memory tests).
+pub fn live_buffers() -> usize {
+    LIVE.load(Ordering::SeqCst)
+}
+
+/// Freed buffers by size class.
+#[derive(Default)]
+pub(crate) struct BufferPool {
+    free: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    /// Buffers ever created (a pool that keeps growing means a leak).
+    created: AtomicUsize,
+}
+
+impl BufferPool {
+    /// How many distinct buffers this pool has created.
+    pub fn created(&self) -> usize {
+        self.created.load(Ordering::Relaxed)
+    }
+
+    /// Frees every pooled buffer.
+    pub fn trim(&self) {
+        lock(&self.free).clear();
+    }
+}
+
+/// The size class that holds `bytes`.
+fn size_class(bytes: u64) -> u64 {
+    let bytes = bytes.max(256);
+    if bytes <= 2048 {
+        return bytes.div_ceil(256) * 256;
+    }
+    let top = 63 - bytes.leading_zeros() as u64; // 2^top <= bytes < 2^(top+1)
+    let step = 1u64 << (top - 3);
+    bytes.div_ceil(step) * step
+}
+
+/// A tensor's storage on a GPU. Dropping it returns the buffer to its context's pool.
+pub struct GpuBuffer {
+    ctx: Arc<GpuContext>,
+    buffer: Option<wgpu::Buffer>,
+    /// Bytes the tensor occupies (the buffer may be larger: its size class).
+    bytes: u64,
+}
+
+impl GpuBuffer {
+    /// A buffer of at least `bytes` from `ctx`'s pool, or a new one.
+    pub(crate) fn alloc(ctx: &Arc<GpuContext>, bytes: u64) -> Result<GpuBuffer> {
+        let bytes = bytes.max(4);
+        let limit = ctx.limits.max_storage_buffer_binding_size as u64;
+        if bytes > limit {
+            return Err(Error::TooLarge {
+                device: format!("gpu:{} ({})", ctx.index, ctx.info.name),
+                detail: format!(
+                    "{bytes} bytes exceed the largest storage binding this adapter allows ({limit} bytes)"
+                ),
+            });
+        }
+        let class = size_class(bytes).min(limit.max(bytes));
+        let reused = lock(&ctx.pool.free).get_mut(&class).and_then(Vec::pop);
+        let buffer = match reused {
+            Some(b) => b,
+            None => create(ctx, class)?,
+        };
+        LIVE.fetch_add(1, Ordering::SeqCst);
+        Ok(GpuBuffer {
+            ctx: ctx.clone(),
+            buffer: Some(buffer),
+            bytes,
+        })
+    }
+
+    /// The wgpu buffer.
+    pub fn raw(&self) -> &wgpu::Buffer {
+        self.buffer.as_ref().expect("present until drop")
+    }
+
+    /// Bytes the tensor occupies.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The context this buffer belongs to.
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
+    /// A binding of exactly the tensor's bytes.
+    pub(crate) fn binding(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: self.raw(),
+            offset: 0,
+            size: NonZeroU64::new(self.bytes.div_ceil(4) * 4),
+        })
+    }
+
+    /// Copies the first `numel` elements back to the host. Waits for the GPU.
+    pub fn download(&self, dtype: DType, numel: usize) -> Result<CpuStorage> {
+        let bytes = (numel as u64 * 4).max(4);
+        let device = &self.ctx.device;
+        let staging = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(self.raw(), 0, &staging, 0, bytes);
+        self.ctx.queue.submit([encoder.finish()]);
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.ctx.wait()?;
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::Gpu(format!("reading back a tensor: {e}"))),
+            Err(_) => return Err(Error::DeviceLost("the readback never completed".into())),
+        }
+        let view = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("reading back a tensor: {e:?}")))?;
+        let words: &[u32] = bytemuck::cast_slice(&view);
+        Ok(CpuStorage::from_gpu_words(dtype, &words[..numel]))
+    }
+}
+
+impl Drop for GpuBuffer {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::SeqCst);
+        if let Some(buffer) = self.buffer.take() {
+            lock(&self.ctx.pool.free)
+                .entry(buffer.size())
+                .or_default()
+                .push(buffer);
+        }
+    }
+}
+
+/// Creates a new pool buffer, turning an allocation failure into `Error::OutOfMemory` (after
+/// freeing the pool and trying once more).
+fn create(ctx: &GpuContext, size: u64) -> Result<wgpu::Buffer> {
+    let attempt = || {
+        let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("kiln tensor"),
+            size,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        match pollster::block_on(scope.pop()) {
+            None => Ok(buffer),
+            Some(e) => Err(e),
+        }
+    };
+    let buffer = attempt().or_else(|_| {
+        ctx.pool.trim();
+        attempt()
+    });
+    match buffer {
+        Ok(b) => {
+            ctx.pool.created.fetch_add(1, Ordering::Relaxed);
+            Ok(b)
+        }
+        Err(e) => Err(Error::OutOfMemory(format!(
+            "allocating {size} bytes on {}: {e}",
+            ctx.info.name
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_class;
+
+    #[test]
+    fn size_classes_round_up_by_at_most_an_eighth() {
+        for bytes in [
+            1u64,
+            255,
+            256,
+            257,
+            2048,
+            2049,
+            4096,
+            5000,
+            1 << 20,
+            (1 << 20) + 1,
+            123_456_789,
+        ] {
+            let c = size_class(bytes);
+            assert!(c >= bytes);
+            assert!(
+                c <= 256 || (c - bytes) as f64 <= bytes as f64 / 8.0 + 256.0,
+                "{bytes} -> {c}"
+            );
+            assert_eq!(size_class(c), c, "classes are fixed points");
+        }
+    }
+}

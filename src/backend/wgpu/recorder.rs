@@ -1,0 +1,279 @@
+//! `Recorder`: records the dispatches of one realize into one command encoder and submits them
+//! once.
+//!
+//! Each dispatch's parameters go into one shared uniform buffer at a 256-byte-aligned dynamic
+//! offset, written once just before submission, so an op costs no buffer creation of its own.
+//! Uploads are recorded as copies from a staging buffer into the encoder (not written through
+//! the queue), so they stay ordered with the dispatches around them even when the pool hands a
+//! destination buffer out again.
+
+use super::context::{GpuContext, lock};
+use super::pipeline::Kernel;
+use super::pool::GpuBuffer;
+use crate::backend::cpu::CpuStorage;
+use crate::{Error, Result};
+use std::sync::{Arc, Mutex};
+use wgpu::util::DeviceExt;
+
+/// Bytes per dispatch in the parameter buffer (the dynamic-offset alignment WebGPU guarantees).
+const PARAM_SLOT: usize = 256;
+/// Dispatches per submission before the recorder submits and starts over.
+const PARAM_SLOTS: usize = 1024;
+
+/// How many workgroups a dispatch launches.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Grid {
+    /// `n` workgroups along one logical axis; more than the per-dimension limit (65,535 on most
+    /// adapters) are folded onto a 2-D grid, which kernels unfold with `flat_workgroup`.
+    Linear(u32),
+    /// An explicit 3-D grid.
+    Dims(u32, u32, u32),
+}
+
+/// Records GPU work for one context. See the module doc.
+pub struct Recorder {
+    ctx: Arc<GpuContext>,
+    encoder: Option<wgpu::CommandEncoder>,
+    pass: Option<wgpu::ComputePass<'static>>,
+    uniform: Option<wgpu::Buffer>,
+    params: Vec<u8>,
+}
+
+/// Parameter buffers handed back by finished recorders, per context.
+static SPARE_UNIFORMS: Mutex<Vec<(usize, wgpu::Buffer)>> = Mutex::new(Vec::new());
+
+impl Recorder {
+    /// A recorder for `ctx`.
+    pub fn new(ctx: Arc<GpuContext>) -> Recorder {
+        Recorder {
+            ctx,
+            encoder: None,
+            pass: None,
+            uniform: None,
+            params: Vec::new(),
+        }
+    }
+
+    /// The context this recorder submits to.
+    pub fn context(&self) -> &Arc<GpuContext> {
+        &self.ctx
+    }
+
+    /// A fresh buffer for `bytes` bytes.
+    pub fn alloc(&self, bytes: u64) -> Result<GpuBuffer> {
+        GpuBuffer::alloc(&self.ctx, bytes)
+    }
+
+    /// A fresh buffer for `numel` 32-bit elements.
+    pub fn alloc_elems(&self, numel: usize) -> Result<GpuBuffer> {
+        self.alloc(numel as u64 * 4)
+    }
+
+    /// Records a dispatch of `kernel` with parameters `params`, reading `reads` and writing
+    /// `writes` (no buffer may appear in both).
+    pub(crate) fn dispatch<P: bytemuck::Pod>(
+        &mut self,
+        kernel: &Kernel,
+        params: &P,
+        reads: &[&GpuBuffer],
+        writes: &[&GpuBuffer],
+        grid: Grid,
+    ) -> Result<()> {
+        debug_assert_eq!(reads.len() as u32, kernel.reads, "{}", kernel.entry);
+        debug_assert_eq!(writes.len() as u32, kernel.writes, "{}", kernel.entry);
+        debug_assert!(
+            writes
+                .iter()
+                .all(|w| reads.iter().all(|r| !std::ptr::eq(r.raw(), w.raw()))),
+            "{}: a buffer bound as both input and output",
+            kernel.entry
+        );
+        let (x, y, z) = self.grid_dims(grid, kernel.entry)?;
+        if x == 0 || y == 0 || z == 0 {
+            return Ok(());
+        }
+        if self.params.len() / PARAM_SLOT == PARAM_SLOTS {
+            self.submit_pending()?;
+        }
+        let pipeline = self.ctx.pipelines.get(&self.ctx, kernel)?;
+        let offset = self.params.len();
+        let bytes = bytemuck::bytes_of(params);
+        assert!(
+            bytes.len() <= PARAM_SLOT,
+            "{}: parameters over {PARAM_SLOT} bytes",
+            kernel.entry
+        );
+        self.params.extend_from_slice(bytes);
+        self.params.resize(offset + PARAM_SLOT, 0);
+
+        let uniform = self.uniform_buffer();
+        let mut entries = vec![wgpu::BindGroupEntry {
+            binding: 0,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer: &uniform,
+                offset: 0,
+                size: wgpu::BufferSize::new(PARAM_SLOT as u64),
+            }),
+        }];
+        for (i, b) in reads.iter().chain(writes).enumerate() {
+            entries.push(wgpu::BindGroupEntry {
+                binding: i as u32 + 1,
+                resource: b.binding(),
+            });
+        }
+        let bind_group = self
+            .ctx
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(kernel.entry),
+                layout: &pipeline.layout,
+                entries: &entries,
+            });
+        let pass = self.pass();
+        pass.set_pipeline(&pipeline.pipeline);
+        pass.set_bind_group(0, &bind_group, &[offset as u32]);
+        pass.dispatch_workgroups(x, y, z);
+        Ok(())
+    }
+
+    /// Records an upload of `data` into a fresh buffer.
+    pub fn upload(&mut self, data: &CpuStorage) -> Result<GpuBuffer> {
+        let words = data.to_gpu_words();
+        let buffer = self.alloc_elems(words.len())?;
+        if !words.is_empty() {
+            let staging = self
+                .ctx
+                .device
+                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("kiln upload"),
+                    contents: bytemuck::cast_slice(&words),
+                    usage: wgpu::BufferUsages::COPY_SRC,
+                });
+            let bytes = words.len() as u64 * 4;
+            self.encoder()
+                .copy_buffer_to_buffer(&staging, 0, buffer.raw(), 0, bytes);
+        }
+        Ok(buffer)
+    }
+
+    /// Records a copy of `bytes` bytes between buffers (offsets and size multiples of 4).
+    pub fn copy(
+        &mut self,
+        src: &GpuBuffer,
+        src_offset: u64,
+        dst: &GpuBuffer,
+        dst_offset: u64,
+        bytes: u64,
+    ) {
+        if bytes > 0 {
+            self.encoder().copy_buffer_to_buffer(
+                src.raw(),
+                src_offset,
+                dst.raw(),
+                dst_offset,
+                bytes,
+            );
+        }
+    }
+
+    /// Records zero-filling a buffer.
+    pub fn clear(&mut self, buffer: &GpuBuffer) {
+        let bytes = buffer.bytes().div_ceil(4) * 4;
+        self.encoder().clear_buffer(buffer.raw(), 0, Some(bytes));
+    }
+
+    /// Submits everything recorded. Does not wait for the GPU.
+    pub fn submit(mut self) -> Result<()> {
+        self.submit_pending()
+    }
+
+    /// Submits everything recorded and waits for the GPU to finish it.
+    pub fn submit_and_wait(mut self) -> Result<()> {
+        self.submit_pending()?;
+        self.ctx.wait()
+    }
+
+    fn submit_pending(&mut self) -> Result<()> {
+        self.pass = None;
+        if let Some(encoder) = self.encoder.take() {
+            if !self.params.is_empty() {
+                let uniform = self.uniform_buffer();
+                self.ctx.queue.write_buffer(&uniform, 0, &self.params);
+                self.params.clear();
+            }
+            self.ctx.queue.submit([encoder.finish()]);
+        }
+        self.ctx.take_error()
+    }
+
+    /// The open compute pass (opening one if needed).
+    fn pass(&mut self) -> &mut wgpu::ComputePass<'static> {
+        if self.pass.is_none() {
+            let pass = self
+                .encoder_raw()
+                .begin_compute_pass(&Default::default())
+                .forget_lifetime();
+            self.pass = Some(pass);
+        }
+        self.pass.as_mut().expect("opened above")
+    }
+
+    /// The encoder, with any compute pass closed (for copies).
+    fn encoder(&mut self) -> &mut wgpu::CommandEncoder {
+        self.pass = None;
+        self.encoder_raw()
+    }
+
+    fn encoder_raw(&mut self) -> &mut wgpu::CommandEncoder {
+        let device = &self.ctx.device;
+        self.encoder
+            .get_or_insert_with(|| device.create_command_encoder(&Default::default()))
+    }
+
+    fn uniform_buffer(&mut self) -> wgpu::Buffer {
+        if self.uniform.is_none() {
+            let mut spare = lock(&SPARE_UNIFORMS);
+            let reused = spare
+                .iter()
+                .position(|(i, _)| *i == self.ctx.index)
+                .map(|p| spare.remove(p).1);
+            drop(spare);
+            self.uniform = Some(reused.unwrap_or_else(|| {
+                self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("kiln params"),
+                    size: (PARAM_SLOT * PARAM_SLOTS) as u64,
+                    usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
+            }));
+        }
+        self.uniform.clone().expect("set above")
+    }
+
+    fn grid_dims(&self, grid: Grid, entry: &str) -> Result<(u32, u32, u32)> {
+        let max = self.ctx.limits.max_compute_workgroups_per_dimension;
+        let dims = match grid {
+            Grid::Linear(n) if n <= max => (n, 1, 1),
+            Grid::Linear(n) => (max, n.div_ceil(max), 1),
+            Grid::Dims(x, y, z) => (x, y, z),
+        };
+        if dims.0 > max || dims.1 > max || dims.2 > max {
+            return Err(Error::TooLarge {
+                device: format!("gpu:{} ({})", self.ctx.index, self.ctx.info.name),
+                detail: format!(
+                    "{entry} needs a grid of {dims:?} workgroups; the limit is {max} per dimension"
+                ),
+            });
+        }
+        Ok(dims)
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.pass = None;
+        if let Some(uniform) = self.uniform.take() {
+            lock(&SPARE_UNIFORMS).push((self.ctx.index, uniform));
+        }
+    }
+}

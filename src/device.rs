@@ -1,0 +1,82 @@
+//! `Device`: where a tensor lives and its ops run — the CPU reference or a GPU adapter.
+//!
+//! GPU indices count hardware adapters first and software adapters (Mesa's lavapipe, WARP) after
+//! them, so `gpu:0` is a real GPU whenever there is one. [`Device::best`] never picks a software
+//! adapter; naming a GPU explicitly (`Device::gpu(n)`, `KILN_DEVICE=gpu`) is asking for one.
+
+use crate::backend::wgpu as gpu;
+use crate::{Error, Result};
+use std::fmt;
+
+/// Where a tensor lives.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub enum Device {
+    /// The CPU reference backend.
+    #[default]
+    Cpu,
+    /// GPU adapter `n` (hardware adapters first, software adapters after).
+    Gpu(usize),
+}
+
+impl Device {
+    /// GPU adapter `n`, opened now so that a missing or failing adapter is reported here.
+    pub fn gpu(n: usize) -> Result<Device> {
+        gpu::context(n)?;
+        Ok(Device::Gpu(n))
+    }
+
+    /// GPU adapter `n` with cross-checking on: every node computed there is also computed on the
+    /// CPU reference from the same inputs, and the first disagreement beyond the op's tolerance
+    /// stops the computation with [`Error::CheckFailed`]. Same as `KILN_CHECK=1`.
+    pub fn gpu_checked(n: usize) -> Result<Device> {
+        gpu::context(n)?.set_checked(true);
+        Ok(Device::Gpu(n))
+    }
+
+    /// A hardware GPU if there is one, else the CPU. Never a software adapter.
+    pub fn best() -> Device {
+        if gpu::hardware_adapter_count() > 0 {
+            Device::Gpu(0)
+        } else {
+            Device::Cpu
+        }
+    }
+
+    /// The device named by `KILN_DEVICE` (`cpu`, `gpu`, `gpu:N`), or [`Device::best`] when unset.
+    pub fn from_env() -> Result<Device> {
+        match std::env::var("KILN_DEVICE") {
+            Ok(name) if !name.trim().is_empty() => Device::parse(&name),
+            _ => Ok(Device::best()),
+        }
+    }
+
+    /// Parses `cpu`, `gpu` or `gpu:N` (also `best`), opening the GPU if one is named.
+    pub fn parse(name: &str) -> Result<Device> {
+        let name = name.trim().to_ascii_lowercase();
+        match name.as_str() {
+            "cpu" => Ok(Device::Cpu),
+            "best" => Ok(Device::best()),
+            "gpu" => Device::gpu(0),
+            _ => match name.strip_prefix("gpu:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Device::gpu(n),
+                _ => Err(Error::Invalid(format!(
+                    "unknown device {name:?}: expected cpu, gpu, gpu:N or best"
+                ))),
+            },
+        }
+    }
+
+    /// Whether this is a GPU.
+    pub fn is_gpu(&self) -> bool {
+        matches!(self, Device::Gpu(_))
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Gpu(n) => write!(f, "gpu:{n}"),
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! Element types: `DType` names them at run time, `Element` connects them to Rust types, and
+//! `Float` is the arithmetic the CPU reference kernels are written against (f32 and f64).
+
+use crate::backend::cpu::CpuData;
+use std::fmt;
+
+/// The element type of a tensor.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum DType {
+    /// 32-bit float: the compute type on every device.
+    F32,
+    /// 64-bit float: CPU only; gradchecks run in it.
+    F64,
+    /// 32-bit signed integer (indices, labels).
+    I32,
+    /// 32-bit unsigned integer.
+    U32,
+    /// Boolean mask (results of comparisons).
+    Bool,
+}
+
+impl DType {
+    /// Whether this is a floating-point type.
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F32 | DType::F64)
+    }
+
+    /// Whether this is an integer type usable as an index.
+    pub fn is_index(self) -> bool {
+        matches!(self, DType::I32 | DType::U32)
+    }
+
+    /// Bytes per element in host memory.
+    pub fn size_bytes(self) -> usize {
+        match self {
+            DType::F64 => 8,
+            DType::Bool => 1,
+            _ => 4,
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+            DType::I32 => "i32",
+            DType::U32 => "u32",
+            DType::Bool => "bool",
+        };
+        f.write_str(name)
+    }
+}
+
+/// A Rust type that can be the element of a tensor.
+pub trait Element: Copy + Send + Sync + fmt::Debug + PartialEq + 'static {
+    /// The matching [`DType`].
+    const DTYPE: DType;
+    /// Converts to f64 (for printing, comparing and casting).
+    fn to_f64(self) -> f64;
+    /// Converts from f64 with Rust's `as` semantics.
+    fn from_f64(v: f64) -> Self;
+    /// Wraps a vector of this type as CPU data.
+    #[doc(hidden)]
+    fn wrap(v: Vec<Self>) -> CpuData;
+    /// The slice, when `data` holds this type.
+    #[doc(hidden)]
+    fn unwrap(data: &CpuData) -> Option<&[Self]>;
+}
+
+macro_rules! element {
+    ($t:ty, $d:ident) => {
+        impl Element for $t {
+            const DTYPE: DType = DType::$d;
+            fn to_f64(self) -> f64 {
+                self as f64
+            }
+            fn from_f64(v: f64) -> Self {
+                v as $t
+            }
+            fn wrap(v: Vec<Self>) -> CpuData {
+                CpuData::$d(v)
+            }
+            fn unwrap(data: &CpuData) -> Option<&[Self]> {
+                match data {
+                    CpuData::$d(v) => Some(v),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+element!(f32, F32);
+element!(f64, F64);
+element!(i32, I32);
+element!(u32, U32);
+
+impl Element for bool {
+    const DTYPE: DType = DType::Bool;
+    fn to_f64(self) -> f64 {
+        if self { 1.0 } else { 0.0 }
+    }
+    fn from_f64(v: f64) -> Self {
+        v != 0.0
+    }
+    fn wrap(v: Vec<Self>) -> CpuData {
+        CpuData::Bool(v)
+    }
+    fn unwrap(data: &CpuData) -> Option<&[Self]> {
+        match data {
+            CpuData::Bool(v) => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// Floating-point arithmetic for the CPU reference kernels, implemented for f32 and f64.
+pub trait Float:
+    Element
+    + PartialOrd
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::Neg<Output = Self>
+    + std::ops::AddAssign
+    + std::iter::Sum
+{
+    /// 0.
+    const ZERO: Self;
+    /// 1.
+    const ONE: Self;
+    /// -∞.
+    const NEG_INFINITY: Self;
+    /// +∞.
+    const INFINITY: Self;
+    /// Converts from f64, rounding for f32.
+    fn of(v: f64) -> Self {
+        Self::from_f64(v)
+    }
+    /// eˣ.
+    fn exp(self) -> Self;
+    /// ln x.
+    fn ln(self) -> Self;
+    /// √x.
+    fn sqrt(self) -> Self;
+    /// |x|.
+    fn abs(self) -> Self;
+    /// sin x.
+    fn sin(self) -> Self;
+    /// cos x.
+    fn cos(self) -> Self;
+    /// tanh x.
+    fn tanh(self) -> Self;
+    /// erf x.
+    fn erf(self) -> Self;
+    /// ln(1 + x), accurate near 0.
+    fn ln_1p(self) -> Self;
+    /// xʸ.
+    fn powf(self, y: Self) -> Self;
+    /// ⌊x⌋.
+    fn floor(self) -> Self;
+    /// ⌈x⌉.
+    fn ceil(self) -> Self;
+    /// Rounds half away from zero.
+    fn round(self) -> Self;
+    /// The larger, NaN-propagating.
+    fn max(self, other: Self) -> Self {
+        if self.is_nan() || self > other {
+            self
+        } else {
+            other
+        }
+    }
+    /// The smaller, NaN-propagating.
+    fn min(self, other: Self) -> Self {
+        if self.is_nan() || self < other {
+            self
+        } else {
+            other
+        }
+    }
+    /// Whether x is NaN.
+    fn is_nan(self) -> bool;
+}
+
+macro_rules! float {
+    ($t:ty, $erf:path) => {
+        impl Float for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const NEG_INFINITY: Self = <$t>::NEG_INFINITY;
+            const INFINITY: Self = <$t>::INFINITY;
+            fn exp(self) -> Self {
+                <$t>::exp(self)
+            }
+            fn ln(self) -> Self {
+                <$t>::ln(self)
+            }
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
+            }
+            fn abs(self) -> Self {
+                <$t>::abs(self)
+            }
+            fn sin(self) -> Self {
+                <$t>::sin(self)
+            }
+            fn cos(self) -> Self {
+                <$t>::cos(self)
+            }
+            fn tanh(self) -> Self {
+                <$t>::tanh(self)
+            }
+            fn erf(self) -> Self {
+                $erf(self)
+            }
+            fn ln_1p(self) -> Self {
+                <$t>::ln_1p(self)
+            }
+            fn powf(self, y: Self) -> Self {
+                <$t>::powf(self, y)
+            }
+            fn floor(self) -> Self {
+                <$t>::floor(self)
+            }
+            fn ceil(self) -> Self {
+                <$t>::ceil(self)
+            }
+            fn round(self) -> Self {
+                <$t>::round(self)
+            }
+            fn is_nan(self) -> bool {
+                <$t>::is_nan(self)
+            }
+        }
+    };
+}
+float!(f32, libm::erff);
+float!(f64, libm::erf);

@@ -1,0 +1,82 @@
+//! `kiln::Error`: everything that depends on the outside world — files, formats, devices, memory.
+//!
+//! Mistakes in tensor code (a shape mismatch, a bad axis) are programmer errors and panic with the
+//! op, the shapes and the caller's line instead; see `shape.rs`.
+
+use std::path::{Path, PathBuf};
+
+/// The error type of every fallible kiln call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be opened, read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file was read but its contents are not what the format requires.
+    #[error("{path}: not a valid {format} file: {reason}")]
+    Format {
+        /// The file involved.
+        path: PathBuf,
+        /// The format that was expected (`"MNIST IDX"`, `"safetensors"`, `"CSV"`, ...).
+        format: &'static str,
+        /// What is wrong, in words a user can act on.
+        reason: String,
+    },
+    /// No device matches what was asked for (`KILN_DEVICE`, `Device::Gpu(n)`).
+    #[error("no such device: {0}")]
+    NoDevice(String),
+    /// The GPU ran out of memory.
+    #[error("GPU out of memory: {0}")]
+    OutOfMemory(String),
+    /// The GPU device was lost (driver reset, hang, unplugged).
+    #[error("GPU device lost: {0}")]
+    DeviceLost(String),
+    /// A tensor does not fit the device's limits.
+    #[error("tensor too large for {device}: {detail}")]
+    TooLarge {
+        /// The device that refused it.
+        device: String,
+        /// The size and the limit.
+        detail: String,
+    },
+    /// Any other error reported by the GPU driver or wgpu.
+    #[error("GPU error: {0}")]
+    Gpu(String),
+    /// `KILN_CHECK=1` found a GPU result that disagrees with the CPU reference.
+    #[error("{0}")]
+    CheckFailed(String),
+    /// A value given from outside (command line, environment, config) is not valid.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+
+    /// A format error on `path`.
+    pub fn format(
+        path: impl AsRef<Path>,
+        format: &'static str,
+        reason: impl Into<String>,
+    ) -> Error {
+        Error::Format {
+            path: path.as_ref().to_path_buf(),
+            format,
+            reason: reason.into(),
+        }
+    }
+}

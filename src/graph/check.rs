@@ -1,0 +1,117 @@
+//! Run-time cross-checking (`KILN_CHECK=1`, `Device::gpu_checked`): every node computed on a
+//! GPU is computed again by the CPU reference from the same input values, and the first output
+//! that differs beyond the op's tolerance stops the computation with an error naming the op, the
+//! shapes, the relative error, any NaN/Inf that appeared on one side only, and the line of user
+//! code that created the node.
+
+use crate::backend::Storage;
+use crate::backend::cpu::CpuStorage;
+use crate::ops::{CpuArg, Meta};
+use crate::{Error, Result, Tensor};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Test-only fault injection: when set, the next checked GPU result is perturbed before the
+/// comparison, to prove that the check catches a wrong kernel.
+static INJECT_FAULT: AtomicBool = AtomicBool::new(false);
+
+/// Makes the next cross-checked GPU node look wrong (for testing the checker itself).
+#[doc(hidden)]
+pub fn inject_fault_once() {
+    INJECT_FAULT.store(true, Ordering::SeqCst);
+}
+
+/// Compares the GPU result `out` of node `t` with the CPU reference on the same inputs.
+pub(crate) fn compare(
+    t: &Tensor,
+    inputs: &[Tensor],
+    storages: &[Storage],
+    out: &Storage,
+) -> Result<()> {
+    let host: Vec<CpuStorage> = storages
+        .iter()
+        .zip(inputs)
+        .map(|(s, i)| match s {
+            Storage::Gpu(b) => b.download(i.dtype(), i.numel()),
+            Storage::Cpu(c) => Ok((**c).clone()),
+        })
+        .collect::<Result<_>>()?;
+    let args: Vec<CpuArg> = host
+        .iter()
+        .zip(inputs)
+        .map(|(data, i)| CpuArg {
+            data,
+            shape: i.shape(),
+        })
+        .collect();
+    let node = &t.0;
+    let meta = Meta {
+        shape: node.shape.clone(),
+        dtype: node.dtype,
+    };
+    let reference = node.op.cpu(&args, &meta).to_f64_vec();
+    let mut gpu = out.gpu().download(node.dtype, t.numel())?.to_f64_vec();
+    if INJECT_FAULT.swap(false, Ordering::SeqCst) && !gpu.is_empty() {
+        gpu[0] += 1.0 + gpu[0].abs();
+    }
+    let tolerance = node.op.tolerance();
+    let verdict = Verdict::of(&reference, &gpu);
+    if verdict.rel_err <= tolerance && verdict.nonfinite.is_none() {
+        return Ok(());
+    }
+    let shapes: Vec<String> = inputs
+        .iter()
+        .map(|i| format!("{} {}", i.shape(), i.dtype()))
+        .collect();
+    let mut msg = format!(
+        "cross-check failed: {} on {} disagrees with the CPU reference\n  inputs: {}\n  output: {} {}\n  relative error {:.3e} (tolerance {:.1e})",
+        node.op.describe(),
+        node.device,
+        if shapes.is_empty() {
+            "none".into()
+        } else {
+            shapes.join(", ")
+        },
+        node.shape,
+        node.dtype,
+        verdict.rel_err,
+        tolerance,
+    );
+    if let Some(n) = verdict.nonfinite {
+        msg.push_str(&format!("\n  {n}"));
+    }
+    msg.push_str(&format!("\n  created at {}", node.location));
+    Err(Error::CheckFailed(msg))
+}
+
+/// How two results compare.
+pub(crate) struct Verdict {
+    /// ‖a − b‖ / ‖a‖ over the finite entries (‖a − b‖ when ‖a‖ is 0).
+    pub rel_err: f64,
+    /// A description of the first NaN/Inf present on one side only.
+    pub nonfinite: Option<String>,
+}
+
+impl Verdict {
+    /// Compares `got` against `reference`.
+    pub fn of(reference: &[f64], got: &[f64]) -> Verdict {
+        let mut diff = 0.0;
+        let mut norm = 0.0;
+        let mut nonfinite = None;
+        for (i, (&r, &g)) in reference.iter().zip(got).enumerate() {
+            if r.is_finite() && g.is_finite() {
+                diff += (r - g) * (r - g);
+                norm += r * r;
+            } else if !(r.is_nan() && g.is_nan() || r == g) && nonfinite.is_none() {
+                nonfinite = Some(format!(
+                    "element {i}: reference {r}, got {g} (NaN/Inf on one side only)"
+                ));
+            }
+        }
+        let rel_err = if norm > 0.0 {
+            (diff / norm).sqrt()
+        } else {
+            diff.sqrt()
+        };
+        Verdict { rel_err, nonfinite }
+    }
+}

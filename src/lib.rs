@@ -1,0 +1,56 @@
+//! # kiln
+//!
+//! A deep-learning framework whose GPU kernels are WGSL compute shaders run through wgpu, with a
+//! CPU reference backend that every GPU op is cross-checked against.
+//!
+//! ## How a call reaches a kernel
+//!
+//! 1. A [`Tensor`] method (`a.matmul(&b)`, defined next to its op in `src/ops/matmul.rs`) checks
+//!    shapes and records a node in the lazy graph (`src/graph/node.rs`). Nothing runs yet.
+//! 2. Reading a value (`to_vec`, `item`, printing) or `realize` schedules the unrealized
+//!    ancestors in topological order (`src/graph/realize.rs`).
+//! 3. Each node runs on its device: the op's CPU reference (`Op::cpu`), or its GPU launch
+//!    (`Op::gpu`), which records a dispatch of a WGSL kernel from `shaders/` into the realize's
+//!    one command encoder (`src/backend/wgpu/recorder.rs`).
+//! 4. `loss.backward()` (`src/autograd.rs`) builds the gradient graph from each op's gradient
+//!    rule (`Op::backward`), itself made of tensor ops: lazy, on the same device, cross-checked.
+//! 5. With `KILN_CHECK=1` every GPU node is recomputed by the CPU reference and compared
+//!    (`src/graph/check.rs`).
+//!
+//! ```
+//! use kiln::{Device, Tensor};
+//! let device = Device::Cpu; // or Device::from_env()? for KILN_DEVICE=gpu
+//! let w = Tensor::randn([3, 2], &device).requires_grad_();
+//! let x = Tensor::ones([4, 3], &device);
+//! let loss = x.matmul(&w).tanh().square().mean_all();
+//! let grads = loss.backward();
+//! assert_eq!(grads.get(&w).unwrap().dims(), &[3, 2]);
+//! ```
+
+pub mod autograd;
+pub mod backend;
+pub mod device;
+pub mod dtype;
+pub mod error;
+mod graph;
+pub mod ops;
+pub mod rng;
+pub mod shape;
+pub mod tensor;
+
+pub use autograd::{Gradients, NoGradGuard, no_grad};
+pub use device::Device;
+pub use dtype::{DType, Element};
+pub use error::{Error, Result};
+pub use rng::manual_seed;
+pub use shape::Shape;
+pub use tensor::Tensor;
+
+/// Test-support hooks: counters and fault injection used by kiln's own tests.
+#[doc(hidden)]
+pub mod debug {
+    pub use crate::backend::cpu::live_buffers as live_cpu_buffers;
+    pub use crate::backend::wgpu::live_buffers as live_gpu_buffers;
+    pub use crate::graph::check::inject_fault_once;
+    pub use crate::graph::node::live_nodes;
+}

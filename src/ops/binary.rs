@@ -1,0 +1,482 @@
+//! Elementwise binary ops with NumPy broadcasting: arithmetic rows in [`BINARY`], comparison rows
+//! (which give bool tensors) in [`COMPARE`]. The kernel is `shaders/binary.wgsl`: a fast path
+//! for operands of the output's shape and a strided path for broadcasts.
+
+use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use crate::backend::cpu::{CpuData, CpuStorage};
+use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
+use crate::ops::layout::{MAX_RANK, collapse, offsets, pack, u32_of};
+use crate::{DType, Result, Shape, Tensor};
+
+static SHADER: Shader = shader!("binary.wgsl");
+
+/// The gradient rule of a binary row: (a, b, y, upstream gradient) → (dL/da, dL/db), both of the
+/// output's shape (the caller sums them back to the operand shapes).
+type GradRule = fn(&Tensor, &Tensor, &Tensor, &Tensor) -> (Tensor, Tensor);
+
+/// One elementwise binary arithmetic function.
+pub struct BinaryFn {
+    /// The op's name.
+    pub name: &'static str,
+    /// The CPU reference for floats, in f64.
+    pub float: fn(f64, f64) -> f64,
+    /// The CPU reference for integers, in i64 (`None`: floats only).
+    pub int: Option<fn(i64, i64) -> i64>,
+    /// The WGSL expression in `a` and `b`.
+    pub wgsl: &'static str,
+    grad: GradRule,
+    /// Cross-check tolerance (relative).
+    pub tolerance: f64,
+}
+
+/// The arithmetic rows.
+pub static BINARY: &[BinaryFn] = &[
+    BinaryFn {
+        name: "add",
+        float: |a, b| a + b,
+        int: Some(|a, b| a.wrapping_add(b)),
+        wgsl: "a + b",
+        grad: |_, _, _, g| (g.clone(), g.clone()),
+        tolerance: 1e-6,
+    },
+    BinaryFn {
+        name: "sub",
+        float: |a, b| a - b,
+        int: Some(|a, b| a.wrapping_sub(b)),
+        wgsl: "a - b",
+        grad: |_, _, _, g| (g.clone(), -g),
+        tolerance: 1e-6,
+    },
+    BinaryFn {
+        name: "mul",
+        float: |a, b| a * b,
+        int: Some(|a, b| a.wrapping_mul(b)),
+        wgsl: "a * b",
+        // ∂(ab)/∂a = b, ∂(ab)/∂b = a
+        grad: |a, b, _, g| (g * b, g * a),
+        tolerance: 1e-6,
+    },
+    BinaryFn {
+        name: "div",
+        float: |a, b| a / b,
+        int: None,
+        wgsl: "a / b",
+        // ∂(a/b)/∂a = 1/b, ∂(a/b)/∂b = -a/b² = -y/b
+        grad: |_, b, y, g| (g / b, -(g * y / b)),
+        tolerance: 1e-6,
+    },
+    BinaryFn {
+        name: "pow",
+        float: |a, b| a.powf(b),
+        int: None,
+        wgsl: "pow(a, b)",
+        // ∂aᵇ/∂a = b·aᵇ⁻¹, ∂aᵇ/∂b = aᵇ·ln a
+        grad: |a, b, y, g| (g * b * a.pow(&(b - 1.0)), g * y * a.log()),
+        tolerance: 1e-5,
+    },
+    BinaryFn {
+        name: "maximum",
+        float: f64::max,
+        int: Some(|a, b| a.max(b)),
+        wgsl: "max(a, b)",
+        // the gradient goes to the larger operand (to `a` on ties)
+        grad: |a, b, _, g| {
+            let to_a = a.ge(b).cast(g.dtype());
+            (g * &to_a, g * (1.0 - to_a))
+        },
+        tolerance: 1e-6,
+    },
+    BinaryFn {
+        name: "minimum",
+        float: f64::min,
+        int: Some(|a, b| a.min(b)),
+        wgsl: "min(a, b)",
+        // the gradient goes to the smaller operand (to `a` on ties)
+        grad: |a, b, _, g| {
+            let to_a = a.le(b).cast(g.dtype());
+            (g * &to_a, g * (1.0 - to_a))
+        },
+        tolerance: 1e-6,
+    },
+];
+
+/// One comparison.
+pub struct CompareFn {
+    /// The op's name.
+    pub name: &'static str,
+    /// The CPU reference.
+    pub cpu: fn(f64, f64) -> bool,
+    /// The WGSL boolean expression in `a` and `b`.
+    pub wgsl: &'static str,
+}
+
+/// The comparison rows.
+pub static COMPARE: &[CompareFn] = &[
+    CompareFn {
+        name: "eq",
+        cpu: |a, b| a == b,
+        wgsl: "a == b",
+    },
+    CompareFn {
+        name: "ne",
+        cpu: |a, b| a != b,
+        wgsl: "a != b",
+    },
+    CompareFn {
+        name: "lt",
+        cpu: |a, b| a < b,
+        wgsl: "a < b",
+    },
+    CompareFn {
+        name: "le",
+        cpu: |a, b| a <= b,
+        wgsl: "a <= b",
+    },
+    CompareFn {
+        name: "gt",
+        cpu: |a, b| a > b,
+        wgsl: "a > b",
+    },
+    CompareFn {
+        name: "ge",
+        cpu: |a, b| a >= b,
+        wgsl: "a >= b",
+    },
+];
+
+/// What a binary node computes.
+#[derive(Clone, Copy)]
+enum Func {
+    Arith(&'static BinaryFn),
+    Compare(&'static CompareFn),
+}
+
+/// A binary row applied with broadcasting.
+pub(crate) struct Binary {
+    f: Func,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    rank: u32,
+    _pad: [u32; 2],
+    shape: [u32; MAX_RANK],
+    a_strides: [u32; MAX_RANK],
+    b_strides: [u32; MAX_RANK],
+}
+
+impl Op for Binary {
+    fn name(&self) -> &'static str {
+        match self.f {
+            Func::Arith(f) => f.name,
+            Func::Compare(f) => f.name,
+        }
+    }
+
+    fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
+        let (a, b) = (&args[0], &args[1]);
+        let data = match (self.f, a.data.data(), b.data.data()) {
+            (Func::Compare(f), _, _) => {
+                let (x, y) = (a.data.to_f64_vec(), b.data.to_f64_vec());
+                CpuData::Bool(
+                    Broadcast {
+                        a: a.shape,
+                        b: b.shape,
+                        out: &out.shape,
+                        x: &x[..],
+                        y: &y[..],
+                    }
+                    .map(|p, q| (f.cpu)(p, q)),
+                )
+            }
+            (Func::Arith(f), CpuData::F32(x), CpuData::F32(y)) => CpuData::F32(
+                Broadcast {
+                    a: a.shape,
+                    b: b.shape,
+                    out: &out.shape,
+                    x: &x[..],
+                    y: &y[..],
+                }
+                .map(|p, q| (f.float)(p as f64, q as f64) as f32),
+            ),
+            (Func::Arith(f), CpuData::F64(x), CpuData::F64(y)) => CpuData::F64(
+                Broadcast {
+                    a: a.shape,
+                    b: b.shape,
+                    out: &out.shape,
+                    x: &x[..],
+                    y: &y[..],
+                }
+                .map(f.float),
+            ),
+            (Func::Arith(f), CpuData::I32(x), CpuData::I32(y)) => {
+                let op = f.int.expect("checked when recorded");
+                CpuData::I32(
+                    Broadcast {
+                        a: a.shape,
+                        b: b.shape,
+                        out: &out.shape,
+                        x: &x[..],
+                        y: &y[..],
+                    }
+                    .map(|p, q| op(p as i64, q as i64) as i32),
+                )
+            }
+            (Func::Arith(f), CpuData::U32(x), CpuData::U32(y)) => {
+                let op = f.int.expect("checked when recorded");
+                CpuData::U32(
+                    Broadcast {
+                        a: a.shape,
+                        b: b.shape,
+                        out: &out.shape,
+                        x: &x[..],
+                        y: &y[..],
+                    }
+                    .map(|p, q| op(p as i64, q as i64) as u32),
+                )
+            }
+            _ => unreachable!("operand dtypes are checked when the op is recorded"),
+        };
+        CpuStorage::new(data)
+    }
+
+    fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
+        let name = self.name();
+        let n = u32_of(name, out.shape.numel());
+        let y = rec.alloc_elems(n as usize)?;
+        let (a, b) = (&args[0], &args[1]);
+        let (expr, result) = match self.f {
+            Func::Arith(f) => (f.wgsl.to_string(), wgsl_type(a.dtype)),
+            Func::Compare(f) => (format!("select(0u, 1u, {})", f.wgsl), "u32"),
+        };
+        let same = a.shape == &out.shape && b.shape == &out.shape;
+        let kernel = Kernel::new(&SHADER, if same { "same_shape" } else { "broadcast" }, 2, 1)
+            .with(
+                "alias T = f32; // @T",
+                format!("alias T = {};", wgsl_type(a.dtype)),
+            )
+            .with("alias R = f32; // @R", format!("alias R = {result};"))
+            .with("return a + b; // @expr", format!("return {expr};"));
+        let a_strides = a.shape.broadcast_strides(&out.shape);
+        let b_strides = b.shape.broadcast_strides(&out.shape);
+        let (shape, strides) = collapse(out.shape.dims(), &[a_strides, b_strides]);
+        let params = Params {
+            n,
+            rank: shape.len() as u32,
+            _pad: [0; 2],
+            shape: pack(name, &shape, 1),
+            a_strides: pack(name, &strides[0], 0),
+            b_strides: pack(name, &strides[1], 0),
+        };
+        rec.dispatch(
+            &kernel,
+            &params,
+            &[a.buf, b.buf],
+            &[&y],
+            Grid::Linear(n.div_ceil(256)),
+        )?;
+        Ok(y)
+    }
+
+    fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
+        let Func::Arith(f) = self.f else {
+            return vec![None, None];
+        };
+        let (a, b) = (&g.inputs[0], &g.inputs[1]);
+        let (da, db) = (f.grad)(a, b, g.output, g.grad);
+        vec![Some(da.sum_to(a.shape())), Some(db.sum_to(b.shape()))]
+    }
+
+    fn tolerance(&self) -> f64 {
+        match self.f {
+            Func::Arith(f) => f.tolerance,
+            Func::Compare(_) => 0.0,
+        }
+    }
+}
+
+/// Two operands read with broadcasting over an output shape (CPU).
+pub(crate) struct Broadcast<'a, A, B> {
+    pub a: &'a Shape,
+    pub b: &'a Shape,
+    pub out: &'a Shape,
+    pub x: &'a [A],
+    pub y: &'a [B],
+}
+
+impl<A: Copy + Sync, B: Copy + Sync> Broadcast<'_, A, B> {
+    /// `f` applied to each pair of broadcast elements, in the output's row-major order.
+    pub fn map<R: Send>(&self, f: impl Fn(A, B) -> R + Sync) -> Vec<R> {
+        use rayon::prelude::*;
+        let (x, y) = (self.x, self.y);
+        if self.a == self.out && self.b == self.out {
+            if x.len() >= 1 << 15 {
+                return x.par_iter().zip(y).map(|(&p, &q)| f(p, q)).collect();
+            }
+            return x.iter().zip(y).map(|(&p, &q)| f(p, q)).collect();
+        }
+        if self.a == self.out && y.len() == 1 {
+            return x.iter().map(|&p| f(p, y[0])).collect();
+        }
+        let ia = offsets(self.out.dims(), &self.a.broadcast_strides(self.out), 0);
+        let ib = offsets(self.out.dims(), &self.b.broadcast_strides(self.out), 0);
+        ia.zip(ib).map(|(i, j)| f(x[i], y[j])).collect()
+    }
+}
+
+/// The WGSL scalar type that holds a dtype on the GPU (bools are u32 words).
+pub(crate) fn wgsl_type(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => "f32",
+        DType::I32 => "i32",
+        DType::U32 | DType::Bool => "u32",
+        DType::F64 => unreachable!("f64 never reaches a GPU"),
+    }
+}
+
+impl Tensor {
+    /// Records a binary node after checking dtypes and broadcasting the shapes.
+    #[track_caller]
+    fn binary(&self, other: &Tensor, f: Func) -> Tensor {
+        let op = Binary { f };
+        let name = op.name();
+        if self.dtype() != other.dtype() {
+            panic!(
+                "{name}: operands have different dtypes ({} and {}); convert one with .cast()",
+                self.dtype(),
+                other.dtype()
+            );
+        }
+        let dtype = match f {
+            Func::Arith(row) => {
+                let ok = self.dtype().is_float() || (self.dtype().is_index() && row.int.is_some());
+                if !ok {
+                    panic!("{name}: not defined for {} tensors", self.dtype());
+                }
+                self.dtype()
+            }
+            Func::Compare(_) => DType::Bool,
+        };
+        let shape = Shape::broadcast(name, self.shape(), other.shape());
+        Tensor::from_op(op, vec![self.clone(), other.clone()], shape, dtype)
+    }
+
+    #[track_caller]
+    fn arith(&self, other: &Tensor, name: &str) -> Tensor {
+        let row = BINARY
+            .iter()
+            .find(|r| r.name == name)
+            .expect("a BINARY row");
+        self.binary(other, Func::Arith(row))
+    }
+
+    #[track_caller]
+    fn compare(&self, other: &Tensor, name: &str) -> Tensor {
+        let row = COMPARE
+            .iter()
+            .find(|r| r.name == name)
+            .expect("a COMPARE row");
+        self.binary(other, Func::Compare(row))
+    }
+
+    /// A rank-0 tensor holding `value` in this tensor's dtype and device.
+    #[track_caller]
+    fn scalar_like(&self, value: f64) -> Tensor {
+        Tensor::full(Shape::scalar(), value, self.dtype(), &self.device())
+    }
+}
+
+/// Defines broadcasting `Tensor` methods for rows.
+macro_rules! binary_methods {
+    ($kind:ident: $($method:ident => $name:literal: $doc:literal),* $(,)?) => {
+        impl Tensor {
+            $(
+                #[doc = $doc]
+                #[track_caller]
+                pub fn $method(&self, other: &Tensor) -> Tensor {
+                    self.$kind(other, $name)
+                }
+            )*
+        }
+    };
+}
+
+binary_methods! { arith:
+    add => "add": "a + b, broadcasting.",
+    sub => "sub": "a − b, broadcasting.",
+    mul => "mul": "a · b, broadcasting.",
+    div => "div": "a / b, broadcasting.",
+    pow => "pow": "aᵇ, broadcasting.",
+    maximum => "maximum": "The larger of a and b, broadcasting.",
+    minimum => "minimum": "The smaller of a and b, broadcasting.",
+}
+
+binary_methods! { compare:
+    eq => "eq": "a == b as a bool tensor, broadcasting.",
+    ne => "ne": "a != b as a bool tensor, broadcasting.",
+    lt => "lt": "a < b as a bool tensor, broadcasting.",
+    le => "le": "a <= b as a bool tensor, broadcasting.",
+    gt => "gt": "a > b as a bool tensor, broadcasting.",
+    ge => "ge": "a >= b as a bool tensor, broadcasting.",
+}
+
+impl Tensor {
+    /// x == value, elementwise.
+    #[track_caller]
+    pub fn eq_scalar(&self, value: f64) -> Tensor {
+        self.eq(&self.scalar_like(value))
+    }
+
+    /// x > value, elementwise.
+    #[track_caller]
+    pub fn gt_scalar(&self, value: f64) -> Tensor {
+        self.gt(&self.scalar_like(value))
+    }
+
+    /// x >= value, elementwise.
+    #[track_caller]
+    pub fn ge_scalar(&self, value: f64) -> Tensor {
+        self.ge(&self.scalar_like(value))
+    }
+
+    /// x < value, elementwise.
+    #[track_caller]
+    pub fn lt_scalar(&self, value: f64) -> Tensor {
+        self.lt(&self.scalar_like(value))
+    }
+
+    /// x <= value, elementwise.
+    #[track_caller]
+    pub fn le_scalar(&self, value: f64) -> Tensor {
+        self.le(&self.scalar_like(value))
+    }
+}
+
+/// `tensor op tensor` for every mix of owned and borrowed operands.
+macro_rules! tensor_ops {
+    ($($trait:ident $method:ident => $name:literal),*) => {$(
+        impl std::ops::$trait<&Tensor> for &Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: &Tensor) -> Tensor { self.arith(rhs, $name) }
+        }
+        impl std::ops::$trait<Tensor> for &Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: Tensor) -> Tensor { self.arith(&rhs, $name) }
+        }
+        impl std::ops::$trait<&Tensor> for Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: &Tensor) -> Tensor { self.arith(rhs, $name) }
+        }
+        impl std::ops::$trait<Tensor> for Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: Tensor) -> Tensor { self.arith(&rhs, $name) }
+        }
+    )*};
+}
+tensor_ops!(Add add => "add", Sub sub => "sub", Mul mul => "mul", Div div => "div");

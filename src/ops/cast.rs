@@ -1,0 +1,109 @@
+//! `cast`: converts elements to another dtype with Rust's `as` semantics (float to integer
+//! truncates toward zero and saturates; anything to bool is `x != 0`).
+
+use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use crate::backend::cpu::{CpuData, CpuStorage, with_any};
+use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
+use crate::dtype::Element;
+use crate::ops::binary::wgsl_type;
+use crate::ops::layout::u32_of;
+use crate::{DType, Result, Tensor};
+
+static SHADER: Shader = shader!("cast.wgsl");
+
+/// Elementwise conversion to `to`.
+pub(crate) struct Cast {
+    to: DType,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    _pad: [u32; 3],
+}
+
+impl Op for Cast {
+    fn name(&self) -> &'static str {
+        "cast"
+    }
+    fn describe(&self) -> String {
+        format!("cast(to {})", self.to)
+    }
+    fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
+        fn conv<T: Element, U: Element>(x: &[T], f: impl Fn(T) -> U) -> Vec<U> {
+            x.iter().map(|&v| f(v)).collect()
+        }
+        let data = args[0].data;
+        CpuStorage::new(match (data.data(), self.to) {
+            (CpuData::F32(x), DType::I32) => CpuData::I32(conv(x, |v| v as i32)),
+            (CpuData::F32(x), DType::U32) => CpuData::U32(conv(x, |v| v as u32)),
+            (CpuData::F64(x), DType::I32) => CpuData::I32(conv(x, |v| v as i32)),
+            (CpuData::F64(x), DType::U32) => CpuData::U32(conv(x, |v| v as u32)),
+            (CpuData::I32(x), DType::U32) => CpuData::U32(conv(x, |v| v as u32)),
+            (CpuData::U32(x), DType::I32) => CpuData::I32(conv(x, |v| v as i32)),
+            (_, DType::F32) => with_any!(data, x => CpuData::F32(conv(x, |v| v.to_f64() as f32))),
+            (_, DType::F64) => with_any!(data, x => CpuData::F64(conv(x, |v| v.to_f64()))),
+            (_, DType::Bool) => with_any!(data, x => CpuData::Bool(conv(x, |v| v.to_f64() != 0.0))),
+            (CpuData::Bool(x), DType::I32) => CpuData::I32(conv(x, |v| v as i32)),
+            (CpuData::Bool(x), DType::U32) => CpuData::U32(conv(x, |v| v as u32)),
+            (d, to) => unreachable!("cast from {d:?} to {to}: same dtype casts are not recorded"),
+        })
+    }
+    fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
+        let n = u32_of("cast", out.shape.numel());
+        let y = rec.alloc_elems(n as usize)?;
+        let from = args[0].dtype;
+        let expr = match (from, self.to) {
+            (_, DType::Bool) => "select(0u, 1u, x != In(0))",
+            (DType::Bool, DType::F32) => "f32(x)",
+            (DType::Bool, _) => "Out(x)",
+            (_, DType::F32) => "f32(x)",
+            (_, DType::I32) => "i32(x)",
+            (_, DType::U32) => "u32(x)",
+            (_, DType::F64) => unreachable!("f64 never reaches a GPU"),
+        };
+        let kernel = Kernel::new(&SHADER, "main", 1, 1)
+            .with(
+                "alias In = f32; // @In",
+                format!("alias In = {};", wgsl_type(from)),
+            )
+            .with(
+                "alias Out = f32; // @Out",
+                format!("alias Out = {};", wgsl_type(self.to)),
+            )
+            .with("return Out(x); // @expr", format!("return {expr};"));
+        let params = Params { n, _pad: [0; 3] };
+        rec.dispatch(
+            &kernel,
+            &params,
+            &[args[0].buf],
+            &[&y],
+            Grid::Linear(n.div_ceil(256)),
+        )?;
+        Ok(y)
+    }
+    fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
+        // a float-to-float cast passes the gradient through, converted back
+        vec![Some(g.grad.cast(g.inputs[0].dtype()))]
+    }
+    fn tolerance(&self) -> f64 {
+        0.0
+    }
+}
+
+impl Tensor {
+    /// The elements converted to `dtype` (the tensor itself when it already is).
+    #[track_caller]
+    pub fn cast(&self, dtype: DType) -> Tensor {
+        if dtype == self.dtype() {
+            return self.clone();
+        }
+        Tensor::from_op(
+            Cast { to: dtype },
+            vec![self.clone()],
+            self.shape().clone(),
+            dtype,
+        )
+    }
+}

@@ -1,0 +1,350 @@
+//! Indexing by integer tensors: `gather` and `index_select` read at indices; `scatter_add` and
+//! `index_add` (their gradients) add at indices. Indices are i32 or u32; out-of-range indices
+//! panic on the CPU and are skipped (gather: read as 0) on the GPU, which the cross-check
+//! reports.
+//!
+//! GPU adds use atomics (a compare-and-swap loop for f32), so the order of additions into one
+//! element varies between runs: results agree with the CPU to rounding, not bit for bit.
+
+use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use crate::backend::cpu::{CpuData, CpuStorage, indices, with_any};
+use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
+use crate::ops::binary::wgsl_type;
+use crate::ops::layout::{MAX_RANK, around, pack, u32_of};
+use crate::ops::movement::pick;
+use crate::{DType, Result, Shape, Tensor};
+
+static SHADER: Shader = shader!("index.wgsl");
+
+/// Which indexing op.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    /// out[c] = x[c with c_axis = index[c]]; index has the output's shape.
+    Gather,
+    /// out[.., j, ..] = x[.., index[j], ..]; index is 1-D.
+    IndexSelect,
+    /// out = x; out[c with c_axis = index[c]] += src[c]; index has src's shape.
+    ScatterAdd,
+    /// out = x; out[.., index[j], ..] += src[.., j, ..]; index is 1-D.
+    IndexAdd,
+}
+
+/// An indexing op along `axis`. Inputs: (x, index) to read, (x, index, src) to add.
+pub(crate) struct Indexing {
+    kind: Kind,
+    axis: usize,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    rank: u32,
+    axis: u32,
+    /// x's size along the axis (the index bound).
+    bound: u32,
+    /// For the 1-D forms: elements after the axis, and the index length.
+    inner: u32,
+    k: u32,
+    _pad: [u32; 2],
+    /// The iterated shape (gather: the index's; scatter: src's).
+    shape: [u32; MAX_RANK],
+    /// x's (or out's) strides.
+    strides: [u32; MAX_RANK],
+}
+
+/// For each element of the iterated space, the offset into x it reads or adds to.
+/// `space` is the index's shape (gather, scatter_add) or the output/src shape (1-D forms).
+fn targets(kind: Kind, axis: usize, x: &Shape, space: &Shape, index: &[usize]) -> Vec<usize> {
+    let strides = x.strides();
+    match kind {
+        Kind::Gather | Kind::ScatterAdd => {
+            let space_strides = space.strides();
+            (0..space.numel())
+                .map(|i| {
+                    (0..space.rank())
+                        .map(|d| {
+                            let c = i / space_strides[d] % space.dim(d);
+                            if d == axis {
+                                index[i] * strides[d]
+                            } else {
+                                c * strides[d]
+                            }
+                        })
+                        .sum()
+                })
+                .collect()
+        }
+        Kind::IndexSelect | Kind::IndexAdd => {
+            let (_, k, inner) = around(space.dims(), axis);
+            let size = x.dim(axis);
+            (0..space.numel())
+                .map(|i| {
+                    let (o, j, r) = (i / (k * inner), i / inner % k, i % inner);
+                    (o * size + index[j]) * inner + r
+                })
+                .collect()
+        }
+    }
+}
+
+impl Op for Indexing {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::Gather => "gather",
+            Kind::IndexSelect => "index_select",
+            Kind::ScatterAdd => "scatter_add",
+            Kind::IndexAdd => "index_add",
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("{}(axis {})", self.name(), self.axis)
+    }
+
+    fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
+        let x = &args[0];
+        let bound = x.shape.dim(self.axis);
+        let index = indices(self.name(), args[1].data, bound);
+        match self.kind {
+            Kind::Gather | Kind::IndexSelect => {
+                let at = targets(self.kind, self.axis, x.shape, &out.shape, &index);
+                CpuStorage::new(with_any!(x.data, v => pick(v, &at)))
+            }
+            Kind::ScatterAdd | Kind::IndexAdd => {
+                let src = &args[2];
+                let at = targets(self.kind, self.axis, x.shape, src.shape, &index);
+                macro_rules! add {
+                    ($v:expr, $s:expr) => {{
+                        let mut y = $v.clone();
+                        for (&t, &s) in at.iter().zip($s.iter()) {
+                            y[t] += s;
+                        }
+                        y
+                    }};
+                }
+                CpuStorage::new(match (x.data.data(), src.data.data()) {
+                    (CpuData::F32(v), CpuData::F32(s)) => CpuData::F32(add!(v, s)),
+                    (CpuData::F64(v), CpuData::F64(s)) => CpuData::F64(add!(v, s)),
+                    (CpuData::I32(v), CpuData::I32(s)) => CpuData::I32(add!(v, s)),
+                    (CpuData::U32(v), CpuData::U32(s)) => CpuData::U32(add!(v, s)),
+                    _ => unreachable!("dtypes are checked when recorded"),
+                })
+            }
+        }
+    }
+
+    fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
+        let name = self.name();
+        let (x, index) = (&args[0], &args[1]);
+        let y = rec.alloc_elems(out.shape.numel())?;
+        let space = match self.kind {
+            Kind::Gather | Kind::IndexSelect => &out.shape,
+            Kind::ScatterAdd | Kind::IndexAdd => args[2].shape,
+        };
+        let (_, k, inner) = around(space.dims(), self.axis);
+        let params = Params {
+            n: u32_of(name, space.numel()),
+            rank: space.rank() as u32,
+            axis: self.axis as u32,
+            bound: u32_of(name, x.shape.dim(self.axis)),
+            inner: u32_of(name, inner),
+            k: u32_of(name, k),
+            _pad: [0; 2],
+            shape: pack(name, space.dims(), 1),
+            strides: pack(name, &x.shape.strides(), 0),
+        };
+        let entry = match self.kind {
+            Kind::Gather => "gather",
+            Kind::IndexSelect => "index_select",
+            Kind::ScatterAdd => "scatter_add",
+            Kind::IndexAdd => "index_add",
+        };
+        let add = match out.dtype {
+            DType::F32 => "atomic_add_f32(t, v); // @add",
+            _ => "atomicAdd(&acc[t], bitcast<u32>(v)); // @add",
+        };
+        let kernel = Kernel::new(&SHADER, entry, 2, 1)
+            .with(
+                "alias T = f32; // @T",
+                format!("alias T = {};", wgsl_type(out.dtype)),
+            )
+            .with(
+                "alias I = i32; // @I",
+                format!("alias I = {};", wgsl_type(index.dtype)),
+            )
+            .with("atomic_add_f32(t, v); // @add", add);
+        let groups = Grid::Linear(params.n.div_ceil(256));
+        match self.kind {
+            Kind::Gather | Kind::IndexSelect => {
+                rec.dispatch(&kernel, &params, &[x.buf, index.buf], &[&y], groups)?
+            }
+            Kind::ScatterAdd | Kind::IndexAdd => {
+                // start from x, then add src in place
+                rec.copy(x.buf, 0, &y, 0, out.shape.numel() as u64 * 4);
+                let src = &args[2];
+                rec.dispatch(&kernel, &params, &[index.buf, src.buf], &[&y], groups)?;
+            }
+        }
+        Ok(y)
+    }
+
+    fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
+        let (x, index) = (&g.inputs[0], &g.inputs[1]);
+        let axis = self.axis as isize;
+        match self.kind {
+            // each read element receives the gradient of every output that read it
+            Kind::Gather => vec![Some(x.zeros_like().scatter_add(axis, index, g.grad)), None],
+            Kind::IndexSelect => vec![Some(x.zeros_like().index_add(axis, index, g.grad)), None],
+            // x passes through; each src element reaches the output element it was added to
+            Kind::ScatterAdd => vec![Some(g.grad.clone()), None, Some(g.grad.gather(axis, index))],
+            Kind::IndexAdd => vec![
+                Some(g.grad.clone()),
+                None,
+                Some(g.grad.index_select(axis, index)),
+            ],
+        }
+    }
+
+    fn tolerance(&self) -> f64 {
+        match self.kind {
+            Kind::Gather | Kind::IndexSelect => 0.0,
+            // atomic additions in varying order
+            Kind::ScatterAdd | Kind::IndexAdd => 1e-5,
+        }
+    }
+}
+
+impl Tensor {
+    #[track_caller]
+    fn check_index(&self, name: &str, index: &Tensor) {
+        if !index.dtype().is_index() {
+            panic!(
+                "{name}: indices must be i32 or u32, found {}",
+                index.dtype()
+            );
+        }
+        if self.dtype() == DType::Bool {
+            panic!("{name}: not defined for bool tensors");
+        }
+    }
+
+    /// PyTorch's `gather`: `out[c] = self[c with c_axis = index[c]]`. `index` has the output's
+    /// shape and the same rank as `self`, with sizes no larger than `self`'s off the axis.
+    #[track_caller]
+    pub fn gather(&self, axis: isize, index: &Tensor) -> Tensor {
+        let a = self.shape().axis("gather", axis);
+        self.check_index("gather", index);
+        let fits = index.rank() == self.rank()
+            && (0..self.rank()).all(|d| d == a || index.dims()[d] <= self.dims()[d]);
+        if !fits {
+            panic!(
+                "gather: index {} does not fit input {} off axis {a}",
+                index.shape(),
+                self.shape()
+            );
+        }
+        let op = Indexing {
+            kind: Kind::Gather,
+            axis: a,
+        };
+        Tensor::from_op(
+            op,
+            vec![self.clone(), index.clone()],
+            index.shape().clone(),
+            self.dtype(),
+        )
+    }
+
+    /// The slices at positions `index` (1-D) along `axis`.
+    ///
+    /// ```
+    /// # use kiln::{Device, Tensor};
+    /// let table = Tensor::arange(0.0, 6.0, 1.0, &Device::Cpu).reshape([3, 2]);
+    /// let ids = Tensor::from_vec(vec![2i32, 0], [2], &Device::Cpu);
+    /// assert_eq!(table.index_select(0, &ids).to_vec::<f32>().unwrap(), vec![4.0, 5.0, 0.0, 1.0]);
+    /// ```
+    #[track_caller]
+    pub fn index_select(&self, axis: isize, index: &Tensor) -> Tensor {
+        let a = self.shape().axis("index_select", axis);
+        self.check_index("index_select", index);
+        if index.rank() != 1 {
+            panic!(
+                "index_select: index must be 1-D, found shape {}",
+                index.shape()
+            );
+        }
+        let mut dims = self.dims().to_vec();
+        dims[a] = index.numel();
+        let op = Indexing {
+            kind: Kind::IndexSelect,
+            axis: a,
+        };
+        Tensor::from_op(
+            op,
+            vec![self.clone(), index.clone()],
+            Shape::new(dims),
+            self.dtype(),
+        )
+    }
+
+    /// A copy of `self` with `src[c]` added at `c with c_axis = index[c]`; `index` has `src`'s
+    /// shape.
+    #[track_caller]
+    pub fn scatter_add(&self, axis: isize, index: &Tensor, src: &Tensor) -> Tensor {
+        let a = self.shape().axis("scatter_add", axis);
+        self.check_index("scatter_add", index);
+        let fits = index.shape() == src.shape()
+            && src.rank() == self.rank()
+            && (0..self.rank()).all(|d| d == a || src.dims()[d] <= self.dims()[d]);
+        if !fits || src.dtype() != self.dtype() {
+            panic!(
+                "scatter_add: src {} {} and index {} do not fit {} {} off axis {a}",
+                src.shape(),
+                src.dtype(),
+                index.shape(),
+                self.shape(),
+                self.dtype()
+            );
+        }
+        let op = Indexing {
+            kind: Kind::ScatterAdd,
+            axis: a,
+        };
+        Tensor::from_op(
+            op,
+            vec![self.clone(), index.clone(), src.clone()],
+            self.shape().clone(),
+            self.dtype(),
+        )
+    }
+
+    /// A copy of `self` with slice j of `src` added at position `index[j]` along `axis`.
+    #[track_caller]
+    pub fn index_add(&self, axis: isize, index: &Tensor, src: &Tensor) -> Tensor {
+        let a = self.shape().axis("index_add", axis);
+        self.check_index("index_add", index);
+        let mut expected = self.dims().to_vec();
+        expected[a] = index.numel();
+        if index.rank() != 1 || src.dims() != expected || src.dtype() != self.dtype() {
+            panic!(
+                "index_add: src {} {} with index {} does not fit {} {} along axis {a}",
+                src.shape(),
+                src.dtype(),
+                index.shape(),
+                self.shape(),
+                self.dtype()
+            );
+        }
+        let op = Indexing {
+            kind: Kind::IndexAdd,
+            axis: a,
+        };
+        Tensor::from_op(
+            op,
+            vec![self.clone(), index.clone(), src.clone()],
+            self.shape().clone(),
+            self.dtype(),
+        )
+    }
+}

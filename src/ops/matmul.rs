@@ -1,0 +1,360 @@
+//! Batched matrix multiplication with broadcasting batch dimensions, reading transposed operands
+//! in place.
+//!
+//! `a.matmul(&b.t())` does not copy: when an operand is an unrealized transpose of its last two
+//! axes, the node reads the transpose's input with a transposed flag instead. The gradient rules
+//! use the same flags, so backward never materializes a transpose either.
+//!
+//! CPU: `matrixmultiply`'s GEMM (strided, so transposes are free). GPU: `shaders/matmul.wgsl`,
+//! tiles in workgroup memory with a block of outputs per invocation.
+
+use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use crate::backend::cpu::{CpuData, CpuStorage};
+use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
+use crate::ops::layout::{collapse, u32_of};
+use crate::ops::movement::Movement;
+use crate::{Result, Shape, Tensor};
+use rayon::prelude::*;
+use std::any::Any;
+
+static SHADER: Shader = shader!("matmul.wgsl");
+
+/// The most batch dimensions a GPU launch takes (after collapsing).
+const MAX_BATCH_RANK: usize = 4;
+
+/// C = op(A)·op(B), batched, where op transposes the last two axes when the flag is set.
+pub(crate) struct MatMul {
+    pub trans_a: bool,
+    pub trans_b: bool,
+}
+
+/// The geometry of one matmul node.
+struct Geometry {
+    m: usize,
+    n: usize,
+    k: usize,
+    /// The output's batch dimensions.
+    batch: Vec<usize>,
+    /// Batch strides of a and b over `batch` (0 where broadcast).
+    a_batch: Vec<usize>,
+    b_batch: Vec<usize>,
+    /// Row and column strides of op(A) (m×k) and op(B) (k×n) within one matrix.
+    a_rc: (usize, usize),
+    b_rc: (usize, usize),
+}
+
+impl MatMul {
+    fn geometry(&self, a: &Shape, b: &Shape, out: &Shape) -> Geometry {
+        let (ra, rb) = (a.rank(), b.rank());
+        let (m, k) = if self.trans_a {
+            (a.dim(ra - 1), a.dim(ra - 2))
+        } else {
+            (a.dim(ra - 2), a.dim(ra - 1))
+        };
+        let n = if self.trans_b {
+            b.dim(rb - 2)
+        } else {
+            b.dim(rb - 1)
+        };
+        let batch = out.dims()[..out.rank() - 2].to_vec();
+        let batch_shape = Shape::new(batch.clone());
+        let batch_strides = |s: &Shape| {
+            let mats = s.dim(s.rank() - 2) * s.dim(s.rank() - 1);
+            let bs = Shape::new(s.dims()[..s.rank() - 2].to_vec());
+            bs.broadcast_strides(&batch_shape)
+                .into_iter()
+                .map(|st| st * mats)
+                .collect::<Vec<_>>()
+        };
+        let a_cols = a.dim(ra - 1);
+        let b_cols = b.dim(rb - 1);
+        Geometry {
+            m,
+            n,
+            k,
+            a_batch: batch_strides(a),
+            b_batch: batch_strides(b),
+            batch,
+            a_rc: if self.trans_a {
+                (1, a_cols)
+            } else {
+                (a_cols, 1)
+            },
+            b_rc: if self.trans_b {
+                (1, b_cols)
+            } else {
+                (b_cols, 1)
+            },
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch_rank: u32,
+    a_row: u32,
+    a_col: u32,
+    b_row: u32,
+    b_col: u32,
+    batch_shape: [u32; MAX_BATCH_RANK],
+    a_batch: [u32; MAX_BATCH_RANK],
+    b_batch: [u32; MAX_BATCH_RANK],
+}
+
+impl Op for MatMul {
+    fn name(&self) -> &'static str {
+        "matmul"
+    }
+
+    fn describe(&self) -> String {
+        format!("matmul(trans_a {}, trans_b {})", self.trans_a, self.trans_b)
+    }
+
+    fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
+        let g = self.geometry(args[0].shape, args[1].shape, &out.shape);
+        let batches: usize = g.batch.iter().product();
+        let mat = g.m * g.n;
+        let batch_offsets = |strides: &[usize]| -> Vec<usize> {
+            crate::ops::layout::offsets(&g.batch, strides, 0).collect()
+        };
+        let (a_off, b_off) = (batch_offsets(&g.a_batch), batch_offsets(&g.b_batch));
+        macro_rules! run {
+            ($gemm:path, $x:expr, $y:expr, $zero:expr) => {{
+                let mut c = vec![$zero; batches * mat];
+                let one_batch = |(i, c): (usize, &mut [_])| {
+                    if g.k == 0 {
+                        return;
+                    }
+                    // SAFETY: the pointers and strides describe matrices inside the slices:
+                    // offsets come from the shapes that were checked when the op was recorded.
+                    unsafe {
+                        $gemm(
+                            g.m,
+                            g.k,
+                            g.n,
+                            1.0,
+                            $x[a_off[i]..].as_ptr(),
+                            g.a_rc.0 as isize,
+                            g.a_rc.1 as isize,
+                            $y[b_off[i]..].as_ptr(),
+                            g.b_rc.0 as isize,
+                            g.b_rc.1 as isize,
+                            0.0,
+                            c.as_mut_ptr(),
+                            g.n as isize,
+                            1,
+                        )
+                    }
+                };
+                let small = g.m * g.n * g.k < 64 * 64 * 64;
+                if small && batches >= 4 && mat > 0 {
+                    c.par_chunks_mut(mat).enumerate().for_each(one_batch);
+                } else if mat > 0 {
+                    c.chunks_mut(mat).enumerate().for_each(one_batch);
+                }
+                c
+            }};
+        }
+        CpuStorage::new(match (args[0].data.data(), args[1].data.data()) {
+            (CpuData::F32(x), CpuData::F32(y)) => {
+                CpuData::F32(run!(matrixmultiply::sgemm, x, y, 0f32))
+            }
+            (CpuData::F64(x), CpuData::F64(y)) => {
+                CpuData::F64(run!(matrixmultiply::dgemm, x, y, 0f64))
+            }
+            _ => unreachable!("dtypes are checked when recorded"),
+        })
+    }
+
+    fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
+        let g = self.geometry(args[0].shape, args[1].shape, &out.shape);
+        let y = rec.alloc_elems(out.shape.numel())?;
+        let (batch, strides) = collapse(&g.batch, &[g.a_batch.clone(), g.b_batch.clone()]);
+        if batch.len() > MAX_BATCH_RANK {
+            panic!(
+                "matmul: {} batch dimensions after collapsing exceed the GPU limit of {MAX_BATCH_RANK}",
+                batch.len()
+            );
+        }
+        let pack4 = |v: &[usize], fill: u32| {
+            let mut out = [fill; MAX_BATCH_RANK];
+            for (o, &x) in out.iter_mut().zip(v) {
+                *o = u32_of("matmul", x);
+            }
+            out
+        };
+        let params = Params {
+            m: u32_of("matmul", g.m),
+            n: u32_of("matmul", g.n),
+            k: u32_of("matmul", g.k),
+            batch_rank: batch.len() as u32,
+            a_row: u32_of("matmul", g.a_rc.0),
+            a_col: u32_of("matmul", g.a_rc.1),
+            b_row: u32_of("matmul", g.b_rc.0),
+            b_col: u32_of("matmul", g.b_rc.1),
+            batch_shape: pack4(&batch, 1),
+            a_batch: pack4(&strides[0], 0),
+            b_batch: pack4(&strides[1], 0),
+        };
+        let batches = u32_of("matmul", batch.iter().product());
+        let kernel = Kernel::new(&SHADER, "main", 2, 1);
+        // (B, M, N) → one 64×64 tile per workgroup
+        let grid = Grid::Dims(params.n.div_ceil(64), params.m.div_ceil(64), batches);
+        rec.dispatch(&kernel, &params, &[args[0].buf, args[1].buf], &[&y], grid)?;
+        Ok(y)
+    }
+
+    fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
+        let (a, b, dc) = (&g.inputs[0], &g.inputs[1], g.grad);
+        // With A = op(a), B = op(b): dA = dC·Bᵀ and dB = Aᵀ·dC. When a is stored transposed,
+        // its gradient is dAᵀ = B·dCᵀ (likewise for b), so every product reads in place.
+        let da = if self.trans_a {
+            Tensor::matmul_flags(b, dc, self.trans_b, true)
+        } else {
+            Tensor::matmul_flags(dc, b, false, !self.trans_b)
+        };
+        let db = if self.trans_b {
+            Tensor::matmul_flags(dc, a, true, self.trans_a)
+        } else {
+            Tensor::matmul_flags(a, dc, !self.trans_a, false)
+        };
+        vec![Some(da.sum_to(a.shape())), Some(db.sum_to(b.shape()))]
+    }
+
+    fn tolerance(&self) -> f64 {
+        // f32 dot products of length k: rounding grows like √k·ε, and the GPU sums in another order
+        2e-5
+    }
+}
+
+/// If `t` is an unrealized swap of its last two axes, the tensor it swaps.
+fn transposed_source(t: &Tensor) -> Option<Tensor> {
+    if t.is_realized() {
+        return None;
+    }
+    let any: &dyn Any = &*t.0.op;
+    let Some(Movement::Permute(perm)) = any.downcast_ref::<Movement>() else {
+        return None;
+    };
+    let r = perm.len();
+    let swaps_last_two = r >= 2
+        && perm[r - 2] == r - 1
+        && perm[r - 1] == r - 2
+        && perm[..r - 2].iter().enumerate().all(|(i, &p)| i == p);
+    if !swaps_last_two {
+        return None;
+    }
+    t.0.inputs().first().cloned()
+}
+
+impl Tensor {
+    /// Matrix product with NumPy semantics: batch dimensions broadcast; a 1-D operand is a
+    /// vector (its dimension is added for the product and removed from the result).
+    ///
+    /// ```
+    /// # use kiln::{Device, Tensor};
+    /// let a = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2], &Device::Cpu);
+    /// let b = Tensor::from_vec(vec![1.0f32, 0.0, 0.0, 1.0], [2, 2], &Device::Cpu);
+    /// assert_eq!(a.matmul(&b).to_vec::<f32>().unwrap(), vec![1.0, 2.0, 3.0, 4.0]);
+    /// ```
+    #[track_caller]
+    pub fn matmul(&self, other: &Tensor) -> Tensor {
+        if self.rank() == 0 || other.rank() == 0 {
+            panic!(
+                "matmul: operands must have at least one dimension, found {} and {}",
+                self.shape(),
+                other.shape()
+            );
+        }
+        let a = if self.rank() == 1 {
+            self.unsqueeze(0)
+        } else {
+            self.clone()
+        };
+        let b = if other.rank() == 1 {
+            other.unsqueeze(-1)
+        } else {
+            other.clone()
+        };
+        let (a, ta) = match transposed_source(&a) {
+            Some(src) => (src, true),
+            None => (a, false),
+        };
+        let (b, tb) = match transposed_source(&b) {
+            Some(src) => (src, true),
+            None => (b, false),
+        };
+        let mut c = Tensor::matmul_flags(&a, &b, ta, tb);
+        if other.rank() == 1 {
+            c = c.squeeze(-1);
+        }
+        if self.rank() == 1 {
+            c = c.squeeze(-2);
+        }
+        c
+    }
+
+    /// op(a)·op(b) where op transposes the last two axes when its flag is set.
+    #[track_caller]
+    pub(crate) fn matmul_flags(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Tensor {
+        let describe = || {
+            format!(
+                "{}{} and {}{}",
+                a.shape(),
+                if trans_a { "ᵀ" } else { "" },
+                b.shape(),
+                if trans_b { "ᵀ" } else { "" }
+            )
+        };
+        if a.rank() < 2 || b.rank() < 2 {
+            panic!(
+                "matmul: operands {} need at least two dimensions",
+                describe()
+            );
+        }
+        if a.dtype() != b.dtype() || !a.dtype().is_float() {
+            panic!(
+                "matmul: operands must be the same float dtype, found {} and {}",
+                a.dtype(),
+                b.dtype()
+            );
+        }
+        let (ra, rb) = (a.rank(), b.rank());
+        let (m, k) = if trans_a {
+            (a.dims()[ra - 1], a.dims()[ra - 2])
+        } else {
+            (a.dims()[ra - 2], a.dims()[ra - 1])
+        };
+        let (k2, n) = if trans_b {
+            (b.dims()[rb - 1], b.dims()[rb - 2])
+        } else {
+            (b.dims()[rb - 2], b.dims()[rb - 1])
+        };
+        if k != k2 {
+            panic!(
+                "matmul: shapes {} do not chain (inner dimensions {k} and {k2})",
+                describe()
+            );
+        }
+        let batch_a = Shape::new(a.dims()[..ra - 2].to_vec());
+        let batch_b = Shape::new(b.dims()[..rb - 2].to_vec());
+        let batch = Shape::try_broadcast(&batch_a, &batch_b).unwrap_or_else(|| {
+            panic!(
+                "matmul: batch dimensions of {} cannot be broadcast",
+                describe()
+            )
+        });
+        let mut dims = batch.dims().to_vec();
+        dims.extend([m, n]);
+        Tensor::from_op(
+            MatMul { trans_a, trans_b },
+            vec![a.clone(), b.clone()],
+            Shape::new(dims),
+            a.dtype(),
+        )
+    }
+}

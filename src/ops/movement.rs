@@ -1,0 +1,493 @@
+//! Movement ops that materialize: `permute`, `expand`, `slice` (with steps) and `pad` (with
+//! interior padding, which makes it the exact inverse of a strided slice).
+//!
+//! Permute, expand and slice are all one kernel, a strided copy: the output element at
+//! coordinates c reads the input at offset `start + Σ c_d·stride_d` (stride 0 repeats, a
+//! permuted stride transposes, a scaled stride steps). Concat uses the same kernel to write.
+
+use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use crate::backend::cpu::{CpuData, CpuStorage, with_any};
+use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
+use crate::ops::layout::{MAX_RANK, collapse, offsets, pack, u32_of};
+use crate::{DType, Result, Shape, Tensor};
+
+pub(crate) static SHADER: Shader = shader!("movement.wgsl");
+
+/// How an output of `shape` reads its input: a start offset and one stride per dimension.
+struct StridedRead {
+    start: usize,
+    strides: Vec<usize>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct CopyParams {
+    n: u32,
+    rank: u32,
+    src_start: u32,
+    dst_start: u32,
+    shape: [u32; MAX_RANK],
+    src_strides: [u32; MAX_RANK],
+    dst_strides: [u32; MAX_RANK],
+}
+
+/// Records a strided copy over `shape`: `dst[dst_start + Σc·dst_strides] =
+/// src[src_start + Σc·src_strides]` for every coordinate c.
+pub(crate) fn strided_copy(
+    rec: &mut Recorder,
+    op: &str,
+    src: &GpuBuffer,
+    dst: &GpuBuffer,
+    shape: &[usize],
+    (src_start, src_strides): (usize, Vec<usize>),
+    (dst_start, dst_strides): (usize, Vec<usize>),
+) -> Result<()> {
+    let n = u32_of(op, shape.iter().product());
+    let (shape, strides) = collapse(shape, &[src_strides, dst_strides]);
+    let params = CopyParams {
+        n,
+        rank: shape.len() as u32,
+        src_start: u32_of(op, src_start),
+        dst_start: u32_of(op, dst_start),
+        shape: pack(op, &shape, 1),
+        src_strides: pack(op, &strides[0], 0),
+        dst_strides: pack(op, &strides[1], 0),
+    };
+    let kernel = Kernel::new(&SHADER, "strided_copy", 1, 1);
+    rec.dispatch(
+        &kernel,
+        &params,
+        &[src],
+        &[dst],
+        Grid::Linear(n.div_ceil(256)),
+    )
+}
+
+/// The CPU side of a strided read: the input elements in output order.
+fn read_strided(data: &CpuStorage, shape: &Shape, read: &StridedRead) -> CpuStorage {
+    let idx: Vec<usize> = offsets(shape.dims(), &read.strides, read.start).collect();
+    CpuStorage::new(with_any!(data, x => pick(x, &idx)))
+}
+
+/// The elements of `x` at `idx`, in that order.
+pub(crate) fn pick<T: crate::Element>(x: &[T], idx: &[usize]) -> CpuData {
+    T::wrap(idx.iter().map(|&i| x[i]).collect())
+}
+
+/// A strided-read op: permute, expand or slice.
+pub(crate) enum Movement {
+    Permute(Vec<usize>),
+    Expand,
+    /// Start and step per dimension.
+    Slice {
+        starts: Vec<usize>,
+        steps: Vec<usize>,
+    },
+}
+
+impl Movement {
+    fn read(&self, input: &Shape, out: &Shape) -> StridedRead {
+        let strides = input.strides();
+        match self {
+            Movement::Permute(perm) => StridedRead {
+                start: 0,
+                strides: perm.iter().map(|&p| strides[p]).collect(),
+            },
+            Movement::Expand => StridedRead {
+                start: 0,
+                strides: input.broadcast_strides(out),
+            },
+            Movement::Slice { starts, steps } => StridedRead {
+                start: starts.iter().zip(&strides).map(|(s, st)| s * st).sum(),
+                strides: steps.iter().zip(&strides).map(|(s, st)| s * st).collect(),
+            },
+        }
+    }
+}
+
+impl Op for Movement {
+    fn name(&self) -> &'static str {
+        match self {
+            Movement::Permute(_) => "permute",
+            Movement::Expand => "expand",
+            Movement::Slice { .. } => "slice",
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Movement::Permute(p) => format!("permute({p:?})"),
+            Movement::Expand => "expand".into(),
+            Movement::Slice { starts, steps } => {
+                format!("slice(starts {starts:?}, steps {steps:?})")
+            }
+        }
+    }
+
+    fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
+        read_strided(
+            args[0].data,
+            &out.shape,
+            &self.read(args[0].shape, &out.shape),
+        )
+    }
+
+    fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
+        let y = rec.alloc_elems(out.shape.numel())?;
+        let read = self.read(args[0].shape, &out.shape);
+        let dst = (0, out.shape.strides());
+        strided_copy(
+            rec,
+            self.name(),
+            args[0].buf,
+            &y,
+            out.shape.dims(),
+            (read.start, read.strides),
+            dst,
+        )?;
+        Ok(y)
+    }
+
+    fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
+        let input = g.inputs[0].shape();
+        let dx = match self {
+            Movement::Permute(perm) => {
+                let mut inverse = vec![0; perm.len()];
+                for (i, &p) in perm.iter().enumerate() {
+                    inverse[p] = i;
+                }
+                g.grad.permute(&inverse)
+            }
+            // each input element was read by every output it was broadcast to
+            Movement::Expand => g.grad.sum_to(input),
+            // scatter back with zeros in between: the inverse of a strided slice is a pad
+            Movement::Slice { starts, steps } => {
+                let out = g.grad.dims();
+                let spec: Vec<PadSpec> = (0..input.rank())
+                    .map(|d| {
+                        if out[d] == 0 {
+                            return PadSpec {
+                                before: input.dim(d),
+                                after: 0,
+                                interior: 0,
+                            };
+                        }
+                        let last = starts[d] + (out[d] - 1) * steps[d];
+                        PadSpec {
+                            before: starts[d],
+                            after: input.dim(d) - 1 - last,
+                            interior: steps[d] - 1,
+                        }
+                    })
+                    .collect();
+                g.grad.pad_with(&spec, 0.0)
+            }
+        };
+        vec![Some(dx)]
+    }
+
+    fn tolerance(&self) -> f64 {
+        0.0
+    }
+}
+
+/// Padding of one dimension: elements before, after, and between neighbours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PadSpec {
+    /// Elements added before the first.
+    pub before: usize,
+    /// Elements added after the last.
+    pub after: usize,
+    /// Elements added between each pair of neighbours.
+    pub interior: usize,
+}
+
+impl PadSpec {
+    fn output(&self, n: usize) -> usize {
+        if n == 0 {
+            self.before + self.after
+        } else {
+            self.before + n + (n - 1) * self.interior + self.after
+        }
+    }
+}
+
+/// Constant padding.
+pub(crate) struct Pad {
+    spec: Vec<PadSpec>,
+    value: f64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PadParams {
+    n: u32,
+    rank: u32,
+    value: u32,
+    _pad: u32,
+    out_shape: [u32; MAX_RANK],
+    before: [u32; MAX_RANK],
+    step: [u32; MAX_RANK],
+    in_shape: [u32; MAX_RANK],
+    in_strides: [u32; MAX_RANK],
+}
+
+impl Op for Pad {
+    fn name(&self) -> &'static str {
+        "pad"
+    }
+
+    fn describe(&self) -> String {
+        format!("pad({:?}, value {})", self.spec, self.value)
+    }
+
+    fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
+        let input = args[0].shape;
+        let in_strides = input.strides();
+        // for each output element: Some(input offset) or None (padding)
+        let sources: Vec<Option<usize>> = (0..out.shape.numel())
+            .map(|o| {
+                let mut rest = o;
+                let mut offset = 0;
+                for d in (0..out.shape.rank()).rev() {
+                    let c = rest % out.shape.dim(d);
+                    rest /= out.shape.dim(d);
+                    let step = self.spec[d].interior + 1;
+                    let t = c.checked_sub(self.spec[d].before)?;
+                    if t % step != 0 || t / step >= input.dim(d) {
+                        return None;
+                    }
+                    offset += t / step * in_strides[d];
+                }
+                Some(offset)
+            })
+            .collect();
+        let v = self.value;
+        macro_rules! fill {
+            ($x:expr, $pad:expr) => {
+                sources.iter().map(|s| s.map_or($pad, |i| $x[i])).collect()
+            };
+        }
+        CpuStorage::new(match args[0].data.data() {
+            CpuData::F32(x) => CpuData::F32(fill!(x, v as f32)),
+            CpuData::F64(x) => CpuData::F64(fill!(x, v)),
+            CpuData::I32(x) => CpuData::I32(fill!(x, v as i32)),
+            CpuData::U32(x) => CpuData::U32(fill!(x, v as u32)),
+            CpuData::Bool(x) => CpuData::Bool(fill!(x, v != 0.0)),
+        })
+    }
+
+    fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
+        let n = u32_of("pad", out.shape.numel());
+        let y = rec.alloc_elems(n as usize)?;
+        let value = match out.dtype {
+            DType::F32 => (self.value as f32).to_bits(),
+            DType::I32 => self.value as i32 as u32,
+            DType::U32 => self.value as u32,
+            DType::Bool => (self.value != 0.0) as u32,
+            DType::F64 => unreachable!("f64 never reaches a GPU"),
+        };
+        let before: Vec<usize> = self.spec.iter().map(|s| s.before).collect();
+        let step: Vec<usize> = self.spec.iter().map(|s| s.interior + 1).collect();
+        let params = PadParams {
+            n,
+            rank: out.shape.rank() as u32,
+            value,
+            _pad: 0,
+            out_shape: pack("pad", out.shape.dims(), 1),
+            before: pack("pad", &before, 0),
+            step: pack("pad", &step, 1),
+            in_shape: pack("pad", args[0].shape.dims(), 1),
+            in_strides: pack("pad", &args[0].shape.strides(), 0),
+        };
+        let kernel = Kernel::new(&SHADER, "pad", 1, 1);
+        rec.dispatch(
+            &kernel,
+            &params,
+            &[args[0].buf],
+            &[&y],
+            Grid::Linear(n.div_ceil(256)),
+        )?;
+        Ok(y)
+    }
+
+    fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
+        // the inverse of a pad is a strided slice
+        let input = g.inputs[0].shape();
+        let starts: Vec<usize> = self.spec.iter().map(|s| s.before).collect();
+        let steps: Vec<usize> = self.spec.iter().map(|s| s.interior + 1).collect();
+        vec![Some(g.grad.slice_strided(&starts, &steps, input.clone()))]
+    }
+
+    fn tolerance(&self) -> f64 {
+        0.0
+    }
+}
+
+impl Tensor {
+    /// The dimensions reordered: output dimension i is input dimension `perm[i]`.
+    #[track_caller]
+    pub fn permute(&self, perm: &[usize]) -> Tensor {
+        let mut seen = vec![false; self.rank()];
+        let valid = perm.len() == self.rank()
+            && perm
+                .iter()
+                .all(|&p| p < self.rank() && !std::mem::replace(&mut seen[p], true));
+        if !valid {
+            panic!(
+                "permute: {perm:?} is not a permutation of the axes of shape {}",
+                self.shape()
+            );
+        }
+        if perm.iter().enumerate().all(|(i, &p)| i == p) {
+            return self.clone();
+        }
+        let shape = Shape::new(perm.iter().map(|&p| self.dims()[p]).collect::<Vec<_>>());
+        Tensor::from_op(
+            Movement::Permute(perm.to_vec()),
+            vec![self.clone()],
+            shape,
+            self.dtype(),
+        )
+    }
+
+    /// Swaps two axes (negative counts from the end).
+    #[track_caller]
+    pub fn transpose(&self, a: isize, b: isize) -> Tensor {
+        let (a, b) = (
+            self.shape().axis("transpose", a),
+            self.shape().axis("transpose", b),
+        );
+        let mut perm: Vec<usize> = (0..self.rank()).collect();
+        perm.swap(a, b);
+        self.permute(&perm)
+    }
+
+    /// Swaps the last two axes (the matrix transpose).
+    #[track_caller]
+    pub fn t(&self) -> Tensor {
+        if self.rank() < 2 {
+            panic!("t: shape {} has fewer than two axes", self.shape());
+        }
+        self.transpose(-2, -1)
+    }
+
+    /// Broadcasts to `shape` (NumPy rules), copying.
+    #[track_caller]
+    pub fn expand(&self, shape: impl Into<Shape>) -> Tensor {
+        let shape = shape.into();
+        if Shape::try_broadcast(self.shape(), &shape).as_ref() != Some(&shape) {
+            panic!(
+                "expand: shape {} cannot be broadcast to {shape}",
+                self.shape()
+            );
+        }
+        if &shape == self.shape() {
+            return self.clone();
+        }
+        Tensor::from_op(Movement::Expand, vec![self.clone()], shape, self.dtype())
+    }
+
+    /// Elements `start, start + step, ...` below `end` along `axis`.
+    ///
+    /// ```
+    /// # use kiln::{Device, Tensor};
+    /// let x = Tensor::arange(0.0, 10.0, 1.0, &Device::Cpu);
+    /// assert_eq!(x.slice(0, 1, 8, 3).to_vec::<f32>().unwrap(), vec![1.0, 4.0, 7.0]);
+    /// ```
+    #[track_caller]
+    pub fn slice(&self, axis: isize, start: usize, end: usize, step: usize) -> Tensor {
+        let a = self.shape().axis("slice", axis);
+        let size = self.dims()[a];
+        if step == 0 || start > end || end > size {
+            panic!(
+                "slice: range {start}..{end} step {step} is invalid for axis {a} of shape {}",
+                self.shape()
+            );
+        }
+        let mut starts = vec![0; self.rank()];
+        let mut steps = vec![1; self.rank()];
+        let mut dims = self.dims().to_vec();
+        starts[a] = start;
+        steps[a] = step;
+        dims[a] = (end - start).div_ceil(step);
+        self.slice_strided(&starts, &steps, Shape::new(dims))
+    }
+
+    /// `len` elements from `start` along `axis`.
+    #[track_caller]
+    pub fn narrow(&self, axis: isize, start: usize, len: usize) -> Tensor {
+        self.slice(axis, start, start + len, 1)
+    }
+
+    /// Element `index` along `axis`, with that axis removed.
+    #[track_caller]
+    pub fn select(&self, axis: isize, index: usize) -> Tensor {
+        self.narrow(axis, index, 1).squeeze(axis)
+    }
+
+    #[track_caller]
+    fn slice_strided(&self, starts: &[usize], steps: &[usize], shape: Shape) -> Tensor {
+        if &shape == self.shape() {
+            return self.clone();
+        }
+        let op = Movement::Slice {
+            starts: starts.to_vec(),
+            steps: steps.to_vec(),
+        };
+        Tensor::from_op(op, vec![self.clone()], shape, self.dtype())
+    }
+
+    /// Pads every dimension with `value`: `padding[d] = (before, after)`.
+    ///
+    /// ```
+    /// # use kiln::{Device, Tensor};
+    /// let x = Tensor::ones([2], &Device::Cpu).pad(&[(1, 2)], 0.0);
+    /// assert_eq!(x.to_vec::<f32>().unwrap(), vec![0.0, 1.0, 1.0, 0.0, 0.0]);
+    /// ```
+    #[track_caller]
+    pub fn pad(&self, padding: &[(usize, usize)], value: f64) -> Tensor {
+        if padding.len() != self.rank() {
+            panic!(
+                "pad: {} (before, after) pairs given for shape {}",
+                padding.len(),
+                self.shape()
+            );
+        }
+        let spec: Vec<PadSpec> = padding
+            .iter()
+            .map(|&(before, after)| PadSpec {
+                before,
+                after,
+                interior: 0,
+            })
+            .collect();
+        self.pad_with(&spec, value)
+    }
+
+    /// Pads with `value`, including `interior` elements between neighbours.
+    #[track_caller]
+    pub fn pad_with(&self, spec: &[PadSpec], value: f64) -> Tensor {
+        if spec.len() != self.rank() {
+            panic!("pad: {} specs given for shape {}", spec.len(), self.shape());
+        }
+        let shape = Shape::new(
+            spec.iter()
+                .zip(self.dims())
+                .map(|(s, &n)| s.output(n))
+                .collect::<Vec<_>>(),
+        );
+        if &shape == self.shape() {
+            return self.clone();
+        }
+        Tensor::from_op(
+            Pad {
+                spec: spec.to_vec(),
+                value,
+            },
+            vec![self.clone()],
+            shape,
+            self.dtype(),
+        )
+    }
+}

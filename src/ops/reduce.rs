@@ -1,0 +1,461 @@
+//! Reductions along any set of axes (`sum`, `max`, `min`, with or without keepdim), `argmax` and
+//! `argmin` along one axis, and the composites built on them: `mean` and `var`.
+//!
+//! The CPU reference accumulates in f64. On the GPU a contiguous reduction gets one workgroup per
+//! output (a tree in workgroup memory); a strided one with many outputs gets one thread per
+//! output, so that neighbouring threads read neighbouring elements.
+
+use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use crate::backend::cpu::{CpuData, CpuStorage};
+use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
+use crate::ops::binary::wgsl_type;
+use crate::ops::layout::{MAX_RANK, collapse, offsets, pack, u32_of};
+use crate::{DType, Result, Shape, Tensor};
+
+static SHADER: Shader = shader!("reduce.wgsl");
+
+/// How elements combine.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum ReduceOp {
+    Sum,
+    Max,
+    Min,
+}
+
+impl ReduceOp {
+    fn name(self) -> &'static str {
+        match self {
+            ReduceOp::Sum => "sum",
+            ReduceOp::Max => "max",
+            ReduceOp::Min => "min",
+        }
+    }
+
+    fn fold(self, acc: f64, x: f64) -> f64 {
+        match self {
+            ReduceOp::Sum => acc + x,
+            ReduceOp::Max => {
+                if x > acc || x.is_nan() {
+                    x
+                } else {
+                    acc
+                }
+            }
+            ReduceOp::Min => {
+                if x < acc || x.is_nan() {
+                    x
+                } else {
+                    acc
+                }
+            }
+        }
+    }
+
+    fn identity(self) -> f64 {
+        match self {
+            ReduceOp::Sum => 0.0,
+            ReduceOp::Max => f64::NEG_INFINITY,
+            ReduceOp::Min => f64::INFINITY,
+        }
+    }
+}
+
+/// The input's elements in output order: kept dimensions outermost, reduced ones innermost.
+/// Returns (kept shape, kept strides, reduced shape, reduced strides).
+fn split_axes(shape: &Shape, axes: &[usize]) -> (Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>) {
+    let strides = shape.strides();
+    let (mut ks, mut kst, mut rs, mut rst) = (vec![], vec![], vec![], vec![]);
+    for d in 0..shape.rank() {
+        if axes.contains(&d) {
+            rs.push(shape.dim(d));
+            rst.push(strides[d]);
+        } else {
+            ks.push(shape.dim(d));
+            kst.push(strides[d]);
+        }
+    }
+    (ks, kst, rs, rst)
+}
+
+/// `sum`, `max` or `min` over `axes`.
+pub(crate) struct Reduce {
+    op: ReduceOp,
+    axes: Vec<usize>,
+    keepdim: bool,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n_out: u32,
+    count: u32,
+    kept_rank: u32,
+    reduced_rank: u32,
+    init: u32,
+    _pad: [u32; 3],
+    kept_shape: [u32; MAX_RANK],
+    kept_strides: [u32; MAX_RANK],
+    reduced_shape: [u32; MAX_RANK],
+    reduced_strides: [u32; MAX_RANK],
+}
+
+impl Op for Reduce {
+    fn name(&self) -> &'static str {
+        self.op.name()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}(axes {:?}, keepdim {})",
+            self.op.name(),
+            self.axes,
+            self.keepdim
+        )
+    }
+
+    fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
+        let (ks, kst, rs, rst) = split_axes(args[0].shape, &self.axes);
+        let count: usize = rs.iter().product();
+        let x = args[0].data.to_f64_vec();
+        let mut dims = ks.clone();
+        dims.extend(&rs);
+        let mut strides = kst;
+        strides.extend(&rst);
+        let mut walk = offsets(&dims, &strides, 0);
+        let values: Vec<f64> = (0..out.shape.numel())
+            .map(|_| {
+                walk.by_ref()
+                    .take(count)
+                    .fold(self.op.identity(), |acc, i| self.op.fold(acc, x[i]))
+            })
+            .collect();
+        CpuStorage::new(match out.dtype {
+            DType::F32 => CpuData::F32(values.iter().map(|&v| v as f32).collect()),
+            DType::F64 => CpuData::F64(values),
+            DType::I32 => CpuData::I32(values.iter().map(|&v| v as i64 as i32).collect()),
+            DType::U32 => CpuData::U32(values.iter().map(|&v| v as i64 as u32).collect()),
+            DType::Bool => unreachable!("bool reductions are rejected when recorded"),
+        })
+    }
+
+    fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
+        let name = self.op.name();
+        let n_out = out.shape.numel();
+        let y = rec.alloc_elems(n_out)?;
+        let (ks, kst, rs, rst) = split_axes(args[0].shape, &self.axes);
+        let (ks, kst) = collapse(&ks, &[kst]);
+        let (rs, rst) = collapse(&rs, &[rst]);
+        let count: usize = rs.iter().product();
+        let init = match (self.op, out.dtype) {
+            (ReduceOp::Sum, _) => 0,
+            (ReduceOp::Max, DType::F32) => f32::NEG_INFINITY.to_bits(),
+            (ReduceOp::Min, DType::F32) => f32::INFINITY.to_bits(),
+            (ReduceOp::Max, DType::I32) => i32::MIN as u32,
+            (ReduceOp::Min, DType::I32) => i32::MAX as u32,
+            (ReduceOp::Max, _) => 0,
+            (ReduceOp::Min, _) => u32::MAX,
+        };
+        let params = Params {
+            n_out: u32_of(name, n_out),
+            count: u32_of(name, count),
+            kept_rank: ks.len() as u32,
+            reduced_rank: rs.len() as u32,
+            init,
+            _pad: [0; 3],
+            kept_shape: pack(name, &ks, 1),
+            kept_strides: pack(name, &kst[0], 0),
+            reduced_shape: pack(name, &rs, 1),
+            reduced_strides: pack(name, &rst[0], 0),
+        };
+        let combine = match self.op {
+            ReduceOp::Sum => "a + b",
+            ReduceOp::Max => "max(a, b)",
+            ReduceOp::Min => "min(a, b)",
+        };
+        let contiguous = rst[0].last().is_none_or(|&s| s == 1);
+        let per_thread = !contiguous && n_out >= 1024 || count < 32;
+        let entry = if per_thread {
+            "per_thread"
+        } else {
+            "per_workgroup"
+        };
+        let kernel = Kernel::new(&SHADER, entry, 1, 1)
+            .with(
+                "alias T = f32; // @T",
+                format!("alias T = {};", wgsl_type(out.dtype)),
+            )
+            .with("return a + b; // @combine", format!("return {combine};"));
+        let groups = if per_thread {
+            params.n_out.div_ceil(256)
+        } else {
+            params.n_out
+        };
+        rec.dispatch(
+            &kernel,
+            &params,
+            &[args[0].buf],
+            &[&y],
+            Grid::Linear(groups),
+        )?;
+        Ok(y)
+    }
+
+    fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
+        let x = &g.inputs[0];
+        let kept = x.shape().reduced(&self.axes, true);
+        let grad = g.grad.reshape(kept.clone()).expand(x.shape().clone());
+        let dx = match self.op {
+            // d/dxᵢ Σx = 1
+            ReduceOp::Sum => grad,
+            // the gradient is shared equally among the elements equal to the extreme
+            ReduceOp::Max | ReduceOp::Min => {
+                let y = g.output.reshape(kept).expand(x.shape().clone());
+                let hit = x.eq(&y).cast(x.dtype());
+                let ties = hit.sum_axes(&self.axes, true).expand(x.shape().clone());
+                grad * hit / ties
+            }
+        };
+        vec![Some(dx)]
+    }
+
+    fn tolerance(&self) -> f64 {
+        match self.op {
+            // f32 accumulation on the GPU against the CPU's f64: rounding grows like √n·ε
+            ReduceOp::Sum => 1e-5,
+            ReduceOp::Max | ReduceOp::Min => 0.0,
+        }
+    }
+}
+
+/// The index of the largest (or smallest) element along one axis; i32, first on ties.
+pub(crate) struct ArgReduce {
+    max: bool,
+    axis: usize,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ArgParams {
+    n_out: u32,
+    size: u32,
+    inner: u32,
+    max: u32,
+}
+
+impl Op for ArgReduce {
+    fn name(&self) -> &'static str {
+        if self.max { "argmax" } else { "argmin" }
+    }
+
+    fn describe(&self) -> String {
+        format!("{}(axis {})", self.name(), self.axis)
+    }
+
+    fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
+        let x = args[0].data.to_f64_vec();
+        let (_, size, inner) = crate::ops::layout::around(args[0].shape.dims(), self.axis);
+        let better = |a: f64, b: f64| if self.max { a > b } else { a < b };
+        let idx: Vec<i32> = (0..out.shape.numel())
+            .map(|o| {
+                let base = (o / inner) * size * inner + o % inner;
+                let mut best = 0;
+                for k in 1..size {
+                    if better(x[base + k * inner], x[base + best * inner]) {
+                        best = k;
+                    }
+                }
+                best as i32
+            })
+            .collect();
+        CpuStorage::from_vec(idx)
+    }
+
+    fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
+        let name = self.name();
+        let n_out = u32_of(name, out.shape.numel());
+        let y = rec.alloc_elems(n_out as usize)?;
+        let (_, size, inner) = crate::ops::layout::around(args[0].shape.dims(), self.axis);
+        let params = ArgParams {
+            n_out,
+            size: u32_of(name, size),
+            inner: u32_of(name, inner),
+            max: self.max as u32,
+        };
+        let kernel = Kernel::new(&SHADER, "arg_extreme", 1, 1).with(
+            "alias T = f32; // @T",
+            format!("alias T = {};", wgsl_type(args[0].dtype)),
+        );
+        rec.dispatch(
+            &kernel,
+            &params,
+            &[args[0].buf],
+            &[&y],
+            Grid::Linear(n_out.div_ceil(256)),
+        )?;
+        Ok(y)
+    }
+
+    fn tolerance(&self) -> f64 {
+        0.0
+    }
+}
+
+impl Tensor {
+    /// Records a reduction over `axes` (each in range, no repeats).
+    #[track_caller]
+    fn reduce(&self, op: ReduceOp, axes: &[usize], keepdim: bool) -> Tensor {
+        let name = op.name();
+        if self.dtype() == DType::Bool {
+            panic!("{name}: cannot reduce a bool tensor; cast it first");
+        }
+        let mut axes = axes.to_vec();
+        axes.sort_unstable();
+        axes.dedup();
+        if let Some(&a) = axes.iter().find(|&&a| a >= self.rank()) {
+            panic!(
+                "{name}: axis {a} is out of range for shape {}",
+                self.shape()
+            );
+        }
+        let shape = self.shape().reduced(&axes, keepdim);
+        if axes.is_empty() {
+            return self.reshape(shape);
+        }
+        Tensor::from_op(
+            Reduce { op, axes, keepdim },
+            vec![self.clone()],
+            shape,
+            self.dtype(),
+        )
+    }
+
+    /// The sum over `axes`.
+    #[track_caller]
+    pub fn sum_axes(&self, axes: &[usize], keepdim: bool) -> Tensor {
+        self.reduce(ReduceOp::Sum, axes, keepdim)
+    }
+
+    /// The sum along `axis` (negative counts from the end).
+    #[track_caller]
+    pub fn sum(&self, axis: isize, keepdim: bool) -> Tensor {
+        let a = self.shape().axis("sum", axis);
+        self.reduce(ReduceOp::Sum, &[a], keepdim)
+    }
+
+    /// The sum of all elements, as a scalar.
+    #[track_caller]
+    pub fn sum_all(&self) -> Tensor {
+        self.reduce(ReduceOp::Sum, &(0..self.rank()).collect::<Vec<_>>(), false)
+    }
+
+    /// The maximum along `axis`.
+    #[track_caller]
+    pub fn max(&self, axis: isize, keepdim: bool) -> Tensor {
+        let a = self.shape().axis("max", axis);
+        self.reduce(ReduceOp::Max, &[a], keepdim)
+    }
+
+    /// The maximum over `axes`.
+    #[track_caller]
+    pub fn max_axes(&self, axes: &[usize], keepdim: bool) -> Tensor {
+        self.reduce(ReduceOp::Max, axes, keepdim)
+    }
+
+    /// The largest element, as a scalar.
+    #[track_caller]
+    pub fn max_all(&self) -> Tensor {
+        self.reduce(ReduceOp::Max, &(0..self.rank()).collect::<Vec<_>>(), false)
+    }
+
+    /// The minimum along `axis`.
+    #[track_caller]
+    pub fn min(&self, axis: isize, keepdim: bool) -> Tensor {
+        let a = self.shape().axis("min", axis);
+        self.reduce(ReduceOp::Min, &[a], keepdim)
+    }
+
+    /// The minimum over `axes`.
+    #[track_caller]
+    pub fn min_axes(&self, axes: &[usize], keepdim: bool) -> Tensor {
+        self.reduce(ReduceOp::Min, axes, keepdim)
+    }
+
+    /// The smallest element, as a scalar.
+    #[track_caller]
+    pub fn min_all(&self) -> Tensor {
+        self.reduce(ReduceOp::Min, &(0..self.rank()).collect::<Vec<_>>(), false)
+    }
+
+    /// The mean over `axes`.
+    #[track_caller]
+    pub fn mean_axes(&self, axes: &[usize], keepdim: bool) -> Tensor {
+        let count: usize = axes.iter().map(|&a| self.dims()[a]).product();
+        self.sum_axes(axes, keepdim) * (1.0 / count.max(1) as f64)
+    }
+
+    /// The mean along `axis`.
+    #[track_caller]
+    pub fn mean(&self, axis: isize, keepdim: bool) -> Tensor {
+        let a = self.shape().axis("mean", axis);
+        self.mean_axes(&[a], keepdim)
+    }
+
+    /// The mean of all elements, as a scalar.
+    #[track_caller]
+    pub fn mean_all(&self) -> Tensor {
+        self.mean_axes(&(0..self.rank()).collect::<Vec<_>>(), false)
+    }
+
+    /// The variance over `axes`: Σ(x − mean)² / (n − correction). `correction` 1 is the unbiased
+    /// estimator (PyTorch's default), 0 the population variance.
+    #[track_caller]
+    pub fn var_axes(&self, axes: &[usize], keepdim: bool, correction: usize) -> Tensor {
+        let count: usize = axes.iter().map(|&a| self.dims()[a]).product();
+        if count <= correction {
+            panic!("var: {count} elements are too few for correction {correction}");
+        }
+        let centered = self - &self.mean_axes(axes, true);
+        centered.square().sum_axes(axes, keepdim) * (1.0 / (count - correction) as f64)
+    }
+
+    /// The variance along `axis` (see [`Tensor::var_axes`]).
+    #[track_caller]
+    pub fn var(&self, axis: isize, keepdim: bool, correction: usize) -> Tensor {
+        let a = self.shape().axis("var", axis);
+        self.var_axes(&[a], keepdim, correction)
+    }
+
+    /// The index of the largest element along `axis` (i32; the first one on ties).
+    #[track_caller]
+    pub fn argmax(&self, axis: isize, keepdim: bool) -> Tensor {
+        self.arg_reduce(true, axis, keepdim)
+    }
+
+    /// The index of the smallest element along `axis` (i32; the first one on ties).
+    #[track_caller]
+    pub fn argmin(&self, axis: isize, keepdim: bool) -> Tensor {
+        self.arg_reduce(false, axis, keepdim)
+    }
+
+    #[track_caller]
+    fn arg_reduce(&self, max: bool, axis: isize, keepdim: bool) -> Tensor {
+        let name = if max { "argmax" } else { "argmin" };
+        let a = self.shape().axis(name, axis);
+        if self.rank() == 0 || self.dims()[a] == 0 {
+            panic!(
+                "{name}: shape {} has nothing to choose from along axis {axis}",
+                self.shape()
+            );
+        }
+        if self.dtype() == DType::Bool {
+            panic!("{name}: not defined for bool tensors");
+        }
+        let shape = self.shape().reduced(&[a], keepdim);
+        Tensor::from_op(
+            ArgReduce { max, axis: a },
+            vec![self.clone()],
+            shape,
+            DType::I32,
+        )
+    }
+}
