@@ -166,7 +166,9 @@ impl Tensor {
         let extra = self.rank() - shape.rank();
         let mut axes: Vec<usize> = (0..extra).collect();
         axes.extend(
-            (0..shape.rank()).filter(|&i| shape.dim(i) == 1 && self.dims()[extra + i] != 1),
+            (0..shape.rank())
+                .filter(|&i| shape.dim(i) == 1 && self.dims()[extra + i] != 1)
+                .map(|i| extra + i),
         );
         let summed = self.sum_axes(&axes, true);
         summed.reshape(shape.clone())

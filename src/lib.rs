@@ -37,6 +37,7 @@ pub mod ops;
 pub mod rng;
 pub mod shape;
 pub mod tensor;
+pub mod testing;
 
 pub use autograd::{Gradients, NoGradGuard, no_grad};
 pub use device::Device;

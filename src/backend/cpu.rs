@@ -195,3 +195,140 @@ pub fn indices(op: &str, storage: &CpuStorage, bound: usize) -> Vec<usize> {
         ),
     }
 }
+
+/// A matrix operand for [`gemm`]: its elements and (row, column) strides.
+pub struct Mat<'a, T> {
+    /// The elements, starting at the matrix's first element.
+    pub data: &'a [T],
+    /// Distance between consecutive rows.
+    pub row: usize,
+    /// Distance between consecutive columns.
+    pub col: usize,
+}
+
+/// The float types [`gemm`] multiplies.
+pub trait Gemm: crate::dtype::Float {
+    /// `matrixmultiply`'s kernel for this type.
+    ///
+    /// # Safety
+    /// As `matrixmultiply::sgemm`: the pointers and strides must describe matrices in bounds.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn kernel(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+}
+
+impl Gemm for f32 {
+    unsafe fn kernel(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f32,
+        a: *const f32,
+        rsa: isize,
+        csa: isize,
+        b: *const f32,
+        rsb: isize,
+        csb: isize,
+        beta: f32,
+        c: *mut f32,
+        rsc: isize,
+        csc: isize,
+    ) {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe {
+            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        }
+    }
+}
+
+impl Gemm for f64 {
+    unsafe fn kernel(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f64,
+        a: *const f64,
+        rsa: isize,
+        csa: isize,
+        b: *const f64,
+        rsb: isize,
+        csb: isize,
+        beta: f64,
+        c: *mut f64,
+        rsc: isize,
+        csc: isize,
+    ) {
+        // SAFETY: forwarded from the caller's contract.
+        unsafe {
+            matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        }
+    }
+}
+
+/// C (m×n, row-major with row stride `c_row`) = A (m×k) · B (k×n) + beta·C, bounds-checked.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm<T: Gemm>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Mat<T>,
+    b: Mat<T>,
+    beta: T,
+    c: &mut [T],
+    c_row: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |rows: usize, cols: usize, r: usize, s: usize| (rows - 1) * r + (cols - 1) * s;
+    assert!(c.len() > last(m, n, c_row, 1), "gemm: C out of bounds");
+    if k == 0 {
+        for i in 0..m {
+            c[i * c_row..i * c_row + n]
+                .iter_mut()
+                .for_each(|v| *v = beta * *v);
+        }
+        return;
+    }
+    assert!(
+        a.data.len() > last(m, k, a.row, a.col),
+        "gemm: A out of bounds"
+    );
+    assert!(
+        b.data.len() > last(k, n, b.row, b.col),
+        "gemm: B out of bounds"
+    );
+    // SAFETY: the asserts above keep every element the kernel touches inside the slices.
+    unsafe {
+        T::kernel(
+            m,
+            k,
+            n,
+            T::ONE,
+            a.data.as_ptr(),
+            a.row as isize,
+            a.col as isize,
+            b.data.as_ptr(),
+            b.row as isize,
+            b.col as isize,
+            beta,
+            c.as_mut_ptr(),
+            c_row as isize,
+            1,
+        )
+    }
+}

@@ -1,1 +1,400 @@
-//! placeholder
+//! Fused scaled dot-product attention, softmax(q·kᵀ·scale + causal mask)·v, and its backward,
+//! without ever holding the T×T score matrix in memory: scores are recomputed per block with an
+//! online softmax (the FlashAttention recipe, Dao et al. 2022).
+//!
+//! Backward is three kernels (`attention_lse`, then the gradients for q and for k and v) fed by
+//! the row log-sum-exp and δᵢ = Σ dOᵢ·Oᵢ:
+//!   Pᵢⱼ = exp(sᵢⱼ − lseᵢ),  dSᵢⱼ = Pᵢⱼ·(dOᵢ·vⱼ − δᵢ)
+//!   dq = scale·dS·k,  dk = scale·dSᵀ·q,  dv = Pᵀ·dO
+//! The causal mask is PyTorch's `is_causal`: query i sees keys j ≤ i.
+
+use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use crate::backend::cpu::{CpuData, CpuStorage};
+use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
+use crate::dtype::Float;
+use crate::ops::layout::u32_of;
+use crate::{Error, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+static SHADER: Shader = shader!("attention.wgsl");
+
+/// The largest head dimension the GPU kernels hold in workgroup memory.
+const MAX_HEAD_DIM: usize = 256;
+
+/// Sizes shared by the attention ops: `batch` flattens every leading dimension.
+#[derive(Clone, Copy, Debug)]
+struct Geom {
+    batch: usize,
+    tq: usize,
+    tk: usize,
+    d: usize,
+    dv: usize,
+    scale: f64,
+    causal: bool,
+}
+
+impl Geom {
+    fn of(q: &Shape, k: &Shape, v: &Shape, scale: f64, causal: bool) -> Geom {
+        let r = q.rank();
+        Geom {
+            batch: q.dims()[..r - 2].iter().product(),
+            tq: q.dim(r - 2),
+            tk: k.dim(r - 2),
+            d: q.dim(r - 1),
+            dv: v.dim(r - 1),
+            scale,
+            causal,
+        }
+    }
+
+    fn visible(&self, i: usize, j: usize) -> bool {
+        !self.causal || j <= i
+    }
+
+    fn params(&self) -> Result<Params> {
+        if self.d > MAX_HEAD_DIM || self.dv > MAX_HEAD_DIM {
+            return Err(Error::TooLarge {
+                device: "the GPU attention kernels".into(),
+                detail: format!(
+                    "head dimensions {} and {} exceed {MAX_HEAD_DIM}",
+                    self.d, self.dv
+                ),
+            });
+        }
+        let u = |v: usize| u32_of("attention", v);
+        Ok(Params {
+            batch: u(self.batch),
+            tq: u(self.tq),
+            tk: u(self.tk),
+            d: u(self.d),
+            dv: u(self.dv),
+            causal: self.causal as u32,
+            scale: self.scale as f32,
+            _pad: 0,
+        })
+    }
+
+    /// Scores of query row `i` of batch `b` against every key, in f64 (−∞ where masked).
+    fn scores<T: Float>(&self, q: &[T], k: &[T], b: usize, i: usize) -> Vec<f64> {
+        let qi = &q[(b * self.tq + i) * self.d..][..self.d];
+        (0..self.tk)
+            .map(|j| {
+                if !self.visible(i, j) {
+                    return f64::NEG_INFINITY;
+                }
+                let kj = &k[(b * self.tk + j) * self.d..][..self.d];
+                self.scale
+                    * qi.iter()
+                        .zip(kj)
+                        .map(|(a, c)| a.to_f64() * c.to_f64())
+                        .sum::<f64>()
+            })
+            .collect()
+    }
+
+    /// log Σⱼ exp(sⱼ) of a row of scores.
+    fn lse(s: &[f64]) -> f64 {
+        let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        m + s.iter().map(|&x| (x - m).exp()).sum::<f64>().ln()
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    batch: u32,
+    tq: u32,
+    tk: u32,
+    d: u32,
+    dv: u32,
+    causal: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+/// Which attention kernel a node runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// (q, k, v) → o
+    Forward,
+    /// (q, k) → row log-sum-exp of the scores
+    Lse,
+    /// (q, k, v, dO, lse, δ) → dq
+    GradQ,
+    /// (q, k, v, dO, lse, δ) → [dk | dv] along the last axis
+    GradKv,
+}
+
+/// An attention node.
+pub(crate) struct Attention {
+    pass: Pass,
+    scale: f64,
+    causal: bool,
+}
+
+impl Attention {
+    fn run<T: Float + Send + Sync>(&self, g: Geom, a: &[&[T]]) -> Vec<T> {
+        let (q, k) = (a[0], a[1]);
+        let rows: Vec<(usize, usize)> = (0..g.batch)
+            .flat_map(|b| (0..g.tq).map(move |i| (b, i)))
+            .collect();
+        match self.pass {
+            Pass::Forward => {
+                let v = a[2];
+                rows.par_iter()
+                    .flat_map_iter(|&(b, i)| {
+                        let s = g.scores(q, k, b, i);
+                        let lse = Geom::lse(&s);
+                        (0..g.dv).map(move |c| {
+                            let o: f64 = (0..g.tk)
+                                .map(|j| (s[j] - lse).exp() * v[(b * g.tk + j) * g.dv + c].to_f64())
+                                .sum();
+                            T::of(o)
+                        })
+                    })
+                    .collect()
+            }
+            Pass::Lse => rows
+                .par_iter()
+                .map(|&(b, i)| T::of(Geom::lse(&g.scores(q, k, b, i))))
+                .collect(),
+            Pass::GradQ | Pass::GradKv => self.grads(g, a),
+        }
+    }
+
+    /// dq (GradQ) or [dk | dv] (GradKv), accumulated over every (query, key) pair in f64.
+    fn grads<T: Float + Send + Sync>(&self, g: Geom, a: &[&[T]]) -> Vec<T> {
+        let (q, k, v, dout, lse, delta) = (a[0], a[1], a[2], a[3], a[4], a[5]);
+        let width = if self.pass == Pass::GradQ {
+            g.d
+        } else {
+            g.d + g.dv
+        };
+        let per_batch = if self.pass == Pass::GradQ { g.tq } else { g.tk };
+        let mut out = vec![0f64; g.batch * per_batch * width];
+        out.par_chunks_mut(per_batch * width)
+            .enumerate()
+            .for_each(|(b, ob)| {
+                for i in 0..g.tq {
+                    let s = g.scores(q, k, b, i);
+                    let doi = &dout[(b * g.tq + i) * g.dv..][..g.dv];
+                    let qi = &q[(b * g.tq + i) * g.d..][..g.d];
+                    for j in 0..g.tk {
+                        if !g.visible(i, j) {
+                            continue;
+                        }
+                        let p = (s[j] - lse[b * g.tq + i].to_f64()).exp();
+                        let vj = &v[(b * g.tk + j) * g.dv..][..g.dv];
+                        let dp: f64 = doi
+                            .iter()
+                            .zip(vj)
+                            .map(|(x, y)| x.to_f64() * y.to_f64())
+                            .sum();
+                        let ds = p * (dp - delta[b * g.tq + i].to_f64());
+                        let kj = &k[(b * g.tk + j) * g.d..][..g.d];
+                        if self.pass == Pass::GradQ {
+                            let row = &mut ob[i * width..][..width];
+                            row.iter_mut()
+                                .zip(kj)
+                                .for_each(|(o, x)| *o += g.scale * ds * x.to_f64());
+                        } else {
+                            let row = &mut ob[j * width..][..width];
+                            row[..g.d]
+                                .iter_mut()
+                                .zip(qi)
+                                .for_each(|(o, x)| *o += g.scale * ds * x.to_f64());
+                            row[g.d..]
+                                .iter_mut()
+                                .zip(doi)
+                                .for_each(|(o, x)| *o += p * x.to_f64());
+                        }
+                    }
+                }
+            });
+        out.into_iter().map(T::of).collect()
+    }
+}
+
+impl Op for Attention {
+    fn name(&self) -> &'static str {
+        match self.pass {
+            Pass::Forward => "attention",
+            Pass::Lse => "attention_lse",
+            Pass::GradQ | Pass::GradKv => "attention_grad",
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}({:?}, scale {}, causal {})",
+            self.name(),
+            self.pass,
+            self.scale,
+            self.causal
+        )
+    }
+
+    fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
+        let v_shape = if args.len() > 2 {
+            args[2].shape
+        } else {
+            args[1].shape
+        };
+        let g = Geom::of(
+            args[0].shape,
+            args[1].shape,
+            v_shape,
+            self.scale,
+            self.causal,
+        );
+        CpuStorage::new(match args[0].data.data() {
+            CpuData::F32(_) => CpuData::F32(
+                self.run(
+                    g,
+                    &args
+                        .iter()
+                        .map(|a| a.data.as_slice::<f32>())
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            CpuData::F64(_) => CpuData::F64(
+                self.run(
+                    g,
+                    &args
+                        .iter()
+                        .map(|a| a.data.as_slice::<f64>())
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            _ => unreachable!("dtypes are checked when recorded"),
+        })
+    }
+
+    fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
+        let v_shape = if args.len() > 2 {
+            args[2].shape
+        } else {
+            args[1].shape
+        };
+        let g = Geom::of(
+            args[0].shape,
+            args[1].shape,
+            v_shape,
+            self.scale,
+            self.causal,
+        );
+        let params = g.params()?;
+        let y = rec.alloc_elems(out.shape.numel())?;
+        let bufs: Vec<&GpuBuffer> = args.iter().map(|a| a.buf).collect();
+        let rows = u32_of(
+            "attention",
+            g.batch
+                * if self.pass == Pass::GradKv {
+                    g.tk
+                } else {
+                    g.tq
+                },
+        );
+        // one workgroup per query row (per key row for the k/v gradients)
+        let (entry, reads) = match self.pass {
+            Pass::Forward => ("forward", bufs),
+            Pass::Lse => ("lse", bufs),
+            Pass::GradQ => ("grad_q", bufs),
+            Pass::GradKv => ("grad_kv", bufs),
+        };
+        let kernel = Kernel::new(&SHADER, entry, reads.len() as u32, 1);
+        rec.dispatch(&kernel, &params, &reads, &[&y], Grid::Linear(rows))?;
+        Ok(y)
+    }
+
+    fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
+        let (q, k, v) = (&g.inputs[0], &g.inputs[1], &g.inputs[2]);
+        let (d, dv) = (q.dim(-1), v.dim(-1));
+        let row_shape = Shape::new(q.dims()[..q.rank() - 1].to_vec());
+        let lse = Tensor::from_op(
+            Attention {
+                pass: Pass::Lse,
+                ..*self
+            },
+            vec![q.clone(), k.clone()],
+            row_shape,
+            q.dtype(),
+        );
+        // δᵢ = Σ dOᵢ·Oᵢ
+        let delta = (g.grad * g.output).sum(-1, false);
+        let inputs = vec![q.clone(), k.clone(), v.clone(), g.grad.clone(), lse, delta];
+        let dq = Tensor::from_op(
+            Attention {
+                pass: Pass::GradQ,
+                ..*self
+            },
+            inputs.clone(),
+            q.shape().clone(),
+            q.dtype(),
+        );
+        let mut kv_dims = k.dims().to_vec();
+        *kv_dims.last_mut().expect("rank ≥ 2") = d + dv;
+        let dkv = Tensor::from_op(
+            Attention {
+                pass: Pass::GradKv,
+                ..*self
+            },
+            inputs,
+            Shape::new(kv_dims),
+            q.dtype(),
+        );
+        vec![
+            Some(dq),
+            Some(dkv.narrow(-1, 0, d)),
+            Some(dkv.narrow(-1, d, dv)),
+        ]
+    }
+
+    fn tolerance(&self) -> f64 {
+        5e-5
+    }
+}
+
+impl Tensor {
+    /// Scaled dot-product attention of queries `self` (…, Tq, D) over keys `k` (…, Tk, D) and
+    /// values `v` (…, Tk, Dv): softmax(q·kᵀ·scale)·v, with scale 1/√D by default and, if
+    /// `causal`, query i attending to keys j ≤ i only. Fused: no Tq×Tk matrix is stored.
+    #[track_caller]
+    pub fn attention(&self, k: &Tensor, v: &Tensor, causal: bool, scale: Option<f64>) -> Tensor {
+        let q = self;
+        let r = q.rank();
+        let ok = r >= 2
+            && k.rank() == r
+            && v.rank() == r
+            && q.dims()[..r - 2] == k.dims()[..r - 2]
+            && q.dims()[..r - 2] == v.dims()[..r - 2]
+            && q.dim(-1) == k.dim(-1)
+            && k.dim(-2) == v.dim(-2)
+            && q.dtype() == k.dtype()
+            && q.dtype() == v.dtype()
+            && q.dtype().is_float();
+        if !ok {
+            panic!(
+                "attention: q {}, k {}, v {} ({}) must be float (…, Tq, D), (…, Tk, D), (…, Tk, Dv)",
+                q.shape(),
+                k.shape(),
+                v.shape(),
+                q.dtype()
+            );
+        }
+        let scale = scale.unwrap_or(1.0 / (q.dim(-1) as f64).sqrt());
+        let mut dims = q.dims().to_vec();
+        dims[r - 1] = v.dim(-1);
+        let op = Attention {
+            pass: Pass::Forward,
+            scale,
+            causal,
+        };
+        Tensor::from_op(
+            op,
+            vec![q.clone(), k.clone(), v.clone()],
+            Shape::new(dims),
+            q.dtype(),
+        )
+    }
+}

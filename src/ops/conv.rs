@@ -1,1 +1,451 @@
-//! placeholder
+//! 2-D convolution (NCHW, stride, padding, dilation, groups) and its two gradient convolutions:
+//! with respect to the input (a transposed convolution) and to the weight.
+//!
+//! CPU: im2col and a GEMM per image and group. GPU: `shaders/conv.wgsl`.
+
+use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use crate::backend::cpu::{CpuData, CpuStorage, Gemm, Mat, gemm};
+use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
+use crate::ops::layout::u32_of;
+use crate::{Result, Shape, Tensor};
+use rayon::prelude::*;
+
+static SHADER: Shader = shader!("conv.wgsl");
+
+/// Stride, padding, dilation (each as (vertical, horizontal)) and groups of a convolution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvOptions {
+    /// Step between output positions.
+    pub stride: (usize, usize),
+    /// Zeros added on each side.
+    pub padding: (usize, usize),
+    /// Spacing between kernel taps.
+    pub dilation: (usize, usize),
+    /// Channel groups: input and output channels split into this many independent groups.
+    pub groups: usize,
+}
+
+impl Default for ConvOptions {
+    fn default() -> Self {
+        ConvOptions {
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+            groups: 1,
+        }
+    }
+}
+
+impl ConvOptions {
+    /// Same stride in both directions.
+    pub fn stride(mut self, s: usize) -> Self {
+        self.stride = (s, s);
+        self
+    }
+    /// Same padding on every side.
+    pub fn padding(mut self, p: usize) -> Self {
+        self.padding = (p, p);
+        self
+    }
+    /// Same dilation in both directions.
+    pub fn dilation(mut self, d: usize) -> Self {
+        self.dilation = (d, d);
+        self
+    }
+    /// Channel groups.
+    pub fn groups(mut self, g: usize) -> Self {
+        self.groups = g;
+        self
+    }
+}
+
+/// Every size of one convolution.
+#[derive(Clone, Copy, Debug)]
+struct Geom {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+    opts: ConvOptions,
+}
+
+impl Geom {
+    /// Output size along one axis, or `None` when the kernel does not fit.
+    fn out_size(size: usize, k: usize, stride: usize, pad: usize, dil: usize) -> Option<usize> {
+        let span = dil * (k - 1) + 1;
+        (size + 2 * pad).checked_sub(span).map(|r| r / stride + 1)
+    }
+
+    /// Channels per group (input) and output channels per group.
+    fn per_group(&self) -> (usize, usize) {
+        (self.c / self.opts.groups, self.o / self.opts.groups)
+    }
+
+    /// Rows of the im2col matrix: (input channel in group, kernel row, kernel column).
+    fn patch(&self) -> usize {
+        self.per_group().0 * self.kh * self.kw
+    }
+
+    /// im2col of image `img` (C·H·W elements), group `g`: patch × (oh·ow), zero where padded.
+    fn im2col<T: Gemm>(&self, img: &[T], g: usize) -> Vec<T> {
+        let (cg, _) = self.per_group();
+        let (sh, sw) = self.opts.stride;
+        let (ph, pw) = self.opts.padding;
+        let (dh, dw) = self.opts.dilation;
+        let p = self.oh * self.ow;
+        let mut col = vec![T::ZERO; self.patch() * p];
+        for ci in 0..cg {
+            let plane = &img[(g * cg + ci) * self.h * self.w..][..self.h * self.w];
+            for i in 0..self.kh {
+                for j in 0..self.kw {
+                    let row = &mut col[((ci * self.kh + i) * self.kw + j) * p..][..p];
+                    for oy in 0..self.oh {
+                        let Some(y) = (oy * sh + i * dh).checked_sub(ph).filter(|&y| y < self.h)
+                        else {
+                            continue;
+                        };
+                        for ox in 0..self.ow {
+                            if let Some(x) =
+                                (ox * sw + j * dw).checked_sub(pw).filter(|&x| x < self.w)
+                            {
+                                row[oy * self.ow + ox] = plane[y * self.w + x];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        col
+    }
+
+    /// The adjoint of `im2col`: adds a patch × (oh·ow) matrix back into image `img`, group `g`.
+    fn col2im<T: Gemm>(&self, col: &[T], img: &mut [T], g: usize) {
+        let (cg, _) = self.per_group();
+        let (sh, sw) = self.opts.stride;
+        let (ph, pw) = self.opts.padding;
+        let (dh, dw) = self.opts.dilation;
+        let p = self.oh * self.ow;
+        for ci in 0..cg {
+            let plane = &mut img[(g * cg + ci) * self.h * self.w..][..self.h * self.w];
+            for i in 0..self.kh {
+                for j in 0..self.kw {
+                    let row = &col[((ci * self.kh + i) * self.kw + j) * p..][..p];
+                    for oy in 0..self.oh {
+                        let Some(y) = (oy * sh + i * dh).checked_sub(ph).filter(|&y| y < self.h)
+                        else {
+                            continue;
+                        };
+                        for ox in 0..self.ow {
+                            if let Some(x) =
+                                (ox * sw + j * dw).checked_sub(pw).filter(|&x| x < self.w)
+                            {
+                                plane[y * self.w + x] += row[oy * self.ow + ox];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn params(&self) -> Params {
+        let u = |v: usize| u32_of("conv2d", v);
+        Params {
+            n: u(self.n),
+            c: u(self.c),
+            h: u(self.h),
+            w: u(self.w),
+            o: u(self.o),
+            kh: u(self.kh),
+            kw: u(self.kw),
+            oh: u(self.oh),
+            ow: u(self.ow),
+            groups: u(self.opts.groups),
+            sh: u(self.opts.stride.0),
+            sw: u(self.opts.stride.1),
+            ph: u(self.opts.padding.0),
+            pw: u(self.opts.padding.1),
+            dh: u(self.opts.dilation.0),
+            dw: u(self.opts.dilation.1),
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    c: u32,
+    h: u32,
+    w: u32,
+    o: u32,
+    kh: u32,
+    kw: u32,
+    oh: u32,
+    ow: u32,
+    groups: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    dh: u32,
+    dw: u32,
+}
+
+/// Which of the three convolutions a node computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pass {
+    /// (x, w) → y
+    Forward,
+    /// (dy, w) → dx
+    InputGrad,
+    /// (x, dy) → dw
+    WeightGrad,
+}
+
+/// A convolution node; `geom` holds every size, whatever the pass.
+pub(crate) struct Conv {
+    pass: Pass,
+    geom: Geom,
+}
+
+impl Conv {
+    fn run<T: Gemm + Send + Sync>(&self, first: &[T], second: &[T]) -> Vec<T> {
+        let g = self.geom;
+        let (_, og) = g.per_group();
+        let (k, p) = (g.patch(), g.oh * g.ow);
+        let image = g.c * g.h * g.w;
+        let out_image = g.o * p;
+        match self.pass {
+            Pass::Forward => {
+                let (x, w) = (first, second);
+                let mut y = vec![T::ZERO; g.n * out_image];
+                y.par_chunks_mut(out_image.max(1))
+                    .enumerate()
+                    .for_each(|(n, yn)| {
+                        for grp in 0..g.opts.groups {
+                            let col = g.im2col(&x[n * image..], grp);
+                            // Y_g (og × P) = W_g (og × K) · col (K × P)
+                            let wg = Mat {
+                                data: &w[grp * og * k..],
+                                row: k,
+                                col: 1,
+                            };
+                            gemm(
+                                og,
+                                k,
+                                p,
+                                wg,
+                                Mat {
+                                    data: &col,
+                                    row: p,
+                                    col: 1,
+                                },
+                                T::ZERO,
+                                &mut yn[grp * og * p..],
+                                p,
+                            );
+                        }
+                    });
+                y
+            }
+            Pass::InputGrad => {
+                let (dy, w) = (first, second);
+                let mut dx = vec![T::ZERO; g.n * image];
+                dx.par_chunks_mut(image.max(1))
+                    .enumerate()
+                    .for_each(|(n, dxn)| {
+                        let mut col = vec![T::ZERO; k * p];
+                        for grp in 0..g.opts.groups {
+                            // col (K × P) = W_gᵀ (K × og) · dY_g (og × P)
+                            let wt = Mat {
+                                data: &w[grp * og * k..],
+                                row: 1,
+                                col: k,
+                            };
+                            let dyg = Mat {
+                                data: &dy[n * out_image + grp * og * p..],
+                                row: p,
+                                col: 1,
+                            };
+                            gemm(k, og, p, wt, dyg, T::ZERO, &mut col, p);
+                            g.col2im(&col, dxn, grp);
+                        }
+                    });
+                dx
+            }
+            Pass::WeightGrad => {
+                let (x, dy) = (first, second);
+                let zero = || vec![T::ZERO; g.o * k];
+                (0..g.n)
+                    .into_par_iter()
+                    .fold(zero, |mut dw, n| {
+                        for grp in 0..g.opts.groups {
+                            let col = g.im2col(&x[n * image..], grp);
+                            // dW_g (og × K) += dY_g (og × P) · colᵀ (P × K)
+                            let dyg = Mat {
+                                data: &dy[n * out_image + grp * og * p..],
+                                row: p,
+                                col: 1,
+                            };
+                            let colt = Mat {
+                                data: &col,
+                                row: 1,
+                                col: p,
+                            };
+                            gemm(og, p, k, dyg, colt, T::ONE, &mut dw[grp * og * k..], k);
+                        }
+                        dw
+                    })
+                    .reduce(zero, |mut a, b| {
+                        a.iter_mut().zip(b).for_each(|(u, v)| *u += v);
+                        a
+                    })
+            }
+        }
+    }
+}
+
+impl Op for Conv {
+    fn name(&self) -> &'static str {
+        match self.pass {
+            Pass::Forward => "conv2d",
+            Pass::InputGrad => "conv2d_input_grad",
+            Pass::WeightGrad => "conv2d_weight_grad",
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("{}({:?})", self.name(), self.geom.opts)
+    }
+
+    fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
+        CpuStorage::new(match (args[0].data.data(), args[1].data.data()) {
+            (CpuData::F32(a), CpuData::F32(b)) => CpuData::F32(self.run(a, b)),
+            (CpuData::F64(a), CpuData::F64(b)) => CpuData::F64(self.run(a, b)),
+            _ => unreachable!("dtypes are checked when recorded"),
+        })
+    }
+
+    fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
+        let y = rec.alloc_elems(out.shape.numel())?;
+        let params = self.geom.params();
+        let n = u32_of(self.name(), out.shape.numel());
+        let (entry, grid) = match self.pass {
+            // (N, O, OH, OW) outputs, one invocation each
+            Pass::Forward => ("forward", Grid::Linear(n.div_ceil(256))),
+            // (N, C, H, W) input gradients, one invocation each
+            Pass::InputGrad => ("input_grad", Grid::Linear(n.div_ceil(256))),
+            // (O, C/g, KH, KW) weight gradients, one workgroup each (a sum over N·OH·OW)
+            Pass::WeightGrad => ("weight_grad", Grid::Linear(n)),
+        };
+        let kernel = Kernel::new(&SHADER, entry, 2, 1);
+        rec.dispatch(&kernel, &params, &[args[0].buf, args[1].buf], &[&y], grid)?;
+        Ok(y)
+    }
+
+    fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
+        let (x, w) = (&g.inputs[0], &g.inputs[1]);
+        let geom = self.geom;
+        let dx = Tensor::from_op(
+            Conv {
+                pass: Pass::InputGrad,
+                geom,
+            },
+            vec![g.grad.clone(), w.clone()],
+            x.shape().clone(),
+            x.dtype(),
+        );
+        let dw = Tensor::from_op(
+            Conv {
+                pass: Pass::WeightGrad,
+                geom,
+            },
+            vec![x.clone(), g.grad.clone()],
+            w.shape().clone(),
+            w.dtype(),
+        );
+        vec![Some(dx), Some(dw)]
+    }
+
+    fn tolerance(&self) -> f64 {
+        2e-5
+    }
+}
+
+impl Tensor {
+    /// 2-D convolution of `self` (N, C, H, W) with `weight` (O, C/groups, KH, KW), giving
+    /// (N, O, OH, OW). Add a bias with `+ bias.reshape([O, 1, 1])`.
+    #[track_caller]
+    pub fn conv2d(&self, weight: &Tensor, opts: ConvOptions) -> Tensor {
+        let bad = |why: &str| -> ! {
+            panic!(
+                "conv2d: input {} and weight {} with {opts:?}: {why}",
+                self.shape(),
+                weight.shape()
+            )
+        };
+        if self.rank() != 4 || weight.rank() != 4 {
+            bad("expected (N, C, H, W) and (O, C/groups, KH, KW)");
+        }
+        if self.dtype() != weight.dtype() || !self.dtype().is_float() {
+            bad("input and weight must be the same float dtype");
+        }
+        let [n, c, h, w] = [
+            self.dims()[0],
+            self.dims()[1],
+            self.dims()[2],
+            self.dims()[3],
+        ];
+        let [o, cg, kh, kw] = [
+            weight.dims()[0],
+            weight.dims()[1],
+            weight.dims()[2],
+            weight.dims()[3],
+        ];
+        let groups = opts.groups;
+        if groups == 0 || c % groups != 0 || o % groups != 0 || c / groups != cg {
+            bad("channels do not split into the groups");
+        }
+        if opts.stride.0 == 0
+            || opts.stride.1 == 0
+            || opts.dilation.0 == 0
+            || opts.dilation.1 == 0
+            || kh == 0
+            || kw == 0
+        {
+            bad("stride, dilation and kernel size must be positive");
+        }
+        let oh = Geom::out_size(h, kh, opts.stride.0, opts.padding.0, opts.dilation.0)
+            .unwrap_or_else(|| bad("the kernel is larger than the padded input"));
+        let ow = Geom::out_size(w, kw, opts.stride.1, opts.padding.1, opts.dilation.1)
+            .unwrap_or_else(|| bad("the kernel is larger than the padded input"));
+        let geom = Geom {
+            n,
+            c,
+            h,
+            w,
+            o,
+            kh,
+            kw,
+            oh,
+            ow,
+            opts,
+        };
+        let op = Conv {
+            pass: Pass::Forward,
+            geom,
+        };
+        Tensor::from_op(
+            op,
+            vec![self.clone(), weight.clone()],
+            Shape::from([n, o, oh, ow]),
+            self.dtype(),
+        )
+    }
+}

@@ -1,1 +1,296 @@
-//! placeholder
+//! Layer normalization over the trailing dimensions, with optional elementwise weight and bias:
+//! y = (x − mean) / √(var + eps) · w + b. The GPU kernels give each row one workgroup and
+//! compute mean and variance with Welford's algorithm, merged in a tree (Chan et al.).
+//!
+//! The backward pass is one fused kernel for dx; dw and db are reductions in tensor ops.
+
+use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use crate::backend::cpu::{CpuStorage, with_float};
+use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
+use crate::dtype::{Element, Float};
+use crate::ops::layout::u32_of;
+use crate::{Result, Shape, Tensor};
+use rayon::prelude::*;
+
+static SHADER: Shader = shader!("layernorm.wgsl");
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    size: u32,
+    eps: f32,
+    has_weight: u32,
+    has_bias: u32,
+    _pad: [u32; 3],
+}
+
+/// Mean and 1/√(var + eps) of one row, in f64.
+fn row_stats(row: impl Iterator<Item = f64> + Clone, n: usize, eps: f64) -> (f64, f64) {
+    let mean = row.clone().sum::<f64>() / n as f64;
+    let var = row.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
+    (mean, 1.0 / (var + eps).sqrt())
+}
+
+/// Layer norm over rows of `size` elements. Inputs: x, then the weight and bias if present.
+pub(crate) struct LayerNorm {
+    /// The normalized (trailing) shape; rows have its number of elements.
+    normalized: Shape,
+    eps: f64,
+    has_weight: bool,
+    has_bias: bool,
+}
+
+impl Op for LayerNorm {
+    fn name(&self) -> &'static str {
+        "layer_norm"
+    }
+
+    fn describe(&self) -> String {
+        let (shape, eps, w, b) = (&self.normalized, self.eps, self.has_weight, self.has_bias);
+        format!("layer_norm(shape {shape}, eps {eps}, weight {w}, bias {b})")
+    }
+
+    fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
+        let n = self.size();
+        let eps = self.eps;
+        let w = self.has_weight.then(|| args[1].data.to_f64_vec());
+        let b = self
+            .has_bias
+            .then(|| args[1 + self.has_weight as usize].data.to_f64_vec());
+        with_float!(args[0].data, T, x => {
+            let mut y = vec![T::ZERO; x.len()];
+            y.par_chunks_mut(n.max(1)).zip(x.par_chunks(n.max(1))).for_each(|(yr, xr)| {
+                let (mean, rstd) = row_stats(xr.iter().map(|v| v.to_f64()), n, eps);
+                for (j, (o, &v)) in yr.iter_mut().zip(xr).enumerate() {
+                    let mut z = (v.to_f64() - mean) * rstd;
+                    if let Some(w) = &w {
+                        z *= w[j];
+                    }
+                    if let Some(b) = &b {
+                        z += b[j];
+                    }
+                    *o = T::of(z);
+                }
+            });
+            CpuStorage::from_vec(y)
+        })
+    }
+
+    fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
+        let y = rec.alloc_elems(out.shape.numel())?;
+        let rows = out.shape.numel() / self.size().max(1);
+        let params = Params {
+            rows: u32_of("layer_norm", rows),
+            size: u32_of("layer_norm", self.size()),
+            eps: self.eps as f32,
+            has_weight: self.has_weight as u32,
+            has_bias: self.has_bias as u32,
+            _pad: [0; 3],
+        };
+        // absent weight/bias bindings are filled with x (never read)
+        let x = args[0].buf;
+        let w = if self.has_weight { args[1].buf } else { x };
+        let b = if self.has_bias {
+            args[1 + self.has_weight as usize].buf
+        } else {
+            x
+        };
+        let kernel = Kernel::new(&SHADER, "forward", 3, 1);
+        rec.dispatch(
+            &kernel,
+            &params,
+            &[x, w, b],
+            &[&y],
+            Grid::Linear(params.rows),
+        )?;
+        Ok(y)
+    }
+
+    fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
+        let x = &g.inputs[0];
+        let dy = g.grad;
+        let weight = self.has_weight.then(|| &g.inputs[1]);
+        let mut inputs = vec![x.clone()];
+        inputs.extend(weight.cloned());
+        inputs.push(dy.clone());
+        let dx = Tensor::from_op(
+            LayerNormGrad {
+                size: self.size(),
+                eps: self.eps,
+                has_weight: self.has_weight,
+            },
+            inputs,
+            x.shape().clone(),
+            x.dtype(),
+        );
+        // dw = Σ_rows dy·x̂, db = Σ_rows dy
+        let size = self.size();
+        let rows = x.numel() / size.max(1);
+        let per_row = |t: Tensor| {
+            t.reshape([rows, size])
+                .sum(0, false)
+                .reshape(self.normalized.clone())
+        };
+        let mut grads = vec![Some(dx)];
+        if self.has_weight {
+            let x_hat = x.layer_norm_rows(self.normalized.clone(), None, None, self.eps);
+            grads.push(Some(per_row(dy * x_hat)));
+        }
+        if self.has_bias {
+            grads.push(Some(per_row(dy.clone())));
+        }
+        grads
+    }
+
+    fn tolerance(&self) -> f64 {
+        1e-5
+    }
+}
+
+impl LayerNorm {
+    fn size(&self) -> usize {
+        self.normalized.numel()
+    }
+}
+
+/// The gradient of layer norm with respect to x. Inputs: x, the weight if present, dy.
+///
+/// With x̂ = (x − μ)·r, r = 1/√(σ² + eps) and ĝ = dy·w:
+/// dx = r · (ĝ − mean(ĝ) − x̂ · mean(ĝ·x̂)).
+pub(crate) struct LayerNormGrad {
+    size: usize,
+    eps: f64,
+    has_weight: bool,
+}
+
+impl Op for LayerNormGrad {
+    fn name(&self) -> &'static str {
+        "layer_norm_grad"
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "layer_norm_grad(size {}, eps {}, weight {})",
+            self.size, self.eps, self.has_weight
+        )
+    }
+
+    fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
+        let n = self.size;
+        let eps = self.eps;
+        let w = self.has_weight.then(|| args[1].data.to_f64_vec());
+        let dy = args[1 + self.has_weight as usize].data.to_f64_vec();
+        with_float!(args[0].data, T, x => {
+            let mut dx = vec![T::ZERO; x.len()];
+            dx.par_chunks_mut(n.max(1)).zip(x.par_chunks(n.max(1))).zip(dy.par_chunks(n.max(1))).for_each(
+                |((dxr, xr), gr)| {
+                    let (mean, rstd) = row_stats(xr.iter().map(|v| v.to_f64()), n, eps);
+                    let g_hat: Vec<f64> =
+                        gr.iter().enumerate().map(|(j, &g)| w.as_ref().map_or(g, |w| g * w[j])).collect();
+                    let x_hat: Vec<f64> = xr.iter().map(|v| (v.to_f64() - mean) * rstd).collect();
+                    let mean_g = g_hat.iter().sum::<f64>() / n as f64;
+                    let mean_gx = g_hat.iter().zip(&x_hat).map(|(g, x)| g * x).sum::<f64>() / n as f64;
+                    for (j, o) in dxr.iter_mut().enumerate() {
+                        *o = T::of(rstd * (g_hat[j] - mean_g - x_hat[j] * mean_gx));
+                    }
+                },
+            );
+            CpuStorage::from_vec(dx)
+        })
+    }
+
+    fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
+        let dx = rec.alloc_elems(out.shape.numel())?;
+        let rows = out.shape.numel() / self.size.max(1);
+        let params = Params {
+            rows: u32_of("layer_norm_grad", rows),
+            size: u32_of("layer_norm_grad", self.size),
+            eps: self.eps as f32,
+            has_weight: self.has_weight as u32,
+            has_bias: 0,
+            _pad: [0; 3],
+        };
+        let x = args[0].buf;
+        let w = if self.has_weight { args[1].buf } else { x };
+        let dy = args[1 + self.has_weight as usize].buf;
+        let kernel = Kernel::new(&SHADER, "backward", 3, 1);
+        rec.dispatch(
+            &kernel,
+            &params,
+            &[x, w, dy],
+            &[&dx],
+            Grid::Linear(params.rows),
+        )?;
+        Ok(dx)
+    }
+
+    fn tolerance(&self) -> f64 {
+        1e-4
+    }
+}
+
+impl Tensor {
+    /// Layer normalization over the trailing dimensions `normalized_shape` (as in PyTorch), with
+    /// optional weight and bias of that shape.
+    ///
+    /// ```
+    /// # use kiln::{Device, Tensor};
+    /// let x = Tensor::randn([4, 8], &Device::Cpu);
+    /// let y = x.layer_norm(&[8], None, None, 1e-5);
+    /// assert!(y.mean(1, false).abs().max_all().item::<f32>().unwrap() < 1e-5);
+    /// ```
+    #[track_caller]
+    pub fn layer_norm(
+        &self,
+        normalized_shape: &[usize],
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f64,
+    ) -> Tensor {
+        let k = normalized_shape.len();
+        if k == 0 || k > self.rank() || &self.dims()[self.rank() - k..] != normalized_shape {
+            panic!(
+                "layer_norm: normalized shape {normalized_shape:?} does not end the input shape {}",
+                self.shape()
+            );
+        }
+        for p in weight.iter().chain(bias.iter()) {
+            if p.dims() != normalized_shape || p.dtype() != self.dtype() {
+                panic!(
+                    "layer_norm: parameter {} {} does not match normalized shape {normalized_shape:?} {}",
+                    p.shape(),
+                    p.dtype(),
+                    self.dtype()
+                );
+            }
+        }
+        self.layer_norm_rows(Shape::from(normalized_shape), weight, bias, eps)
+    }
+
+    #[track_caller]
+    fn layer_norm_rows(
+        &self,
+        normalized: Shape,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f64,
+    ) -> Tensor {
+        if !self.dtype().is_float() {
+            panic!(
+                "layer_norm: expected a float tensor, found {}",
+                self.dtype()
+            );
+        }
+        let mut inputs = vec![self.clone()];
+        inputs.extend(weight.cloned());
+        inputs.extend(bias.cloned());
+        let op = LayerNorm {
+            normalized,
+            eps,
+            has_weight: weight.is_some(),
+            has_bias: bias.is_some(),
+        };
+        Tensor::from_op(op, inputs, self.shape().clone(), self.dtype())
+    }
+}

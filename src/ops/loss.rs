@@ -1,1 +1,273 @@
-//! placeholder
+//! Cross-entropy from logits, fused: per-row losses from one pass over each row (log-sum-exp,
+//! the target's logit and, for label smoothing, the row's sum), and a fused gradient
+//! softmax − target distribution. The mean over the rows that are not ignored is tensor ops.
+
+use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use crate::backend::cpu::{CpuStorage, with_float};
+use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
+use crate::dtype::{Element, Float};
+use crate::ops::binary::wgsl_type;
+use crate::ops::layout::u32_of;
+use crate::{Result, Shape, Tensor};
+use rayon::prelude::*;
+
+static SHADER: Shader = shader!("loss.wgsl");
+
+/// Options of [`Tensor::cross_entropy_with`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CrossEntropy {
+    /// Rows whose target equals this contribute neither loss nor gradient, and are not counted
+    /// in the mean (PyTorch's `ignore_index`).
+    pub ignore_index: Option<i64>,
+    /// The target distribution puts 1 − s on the label and s/C on every class (PyTorch's
+    /// `label_smoothing`).
+    pub label_smoothing: f64,
+}
+
+impl Default for CrossEntropy {
+    fn default() -> Self {
+        CrossEntropy {
+            ignore_index: None,
+            label_smoothing: 0.0,
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    classes: u32,
+    /// 1 when `ignore` is in use.
+    has_ignore: u32,
+    ignore: i32,
+    smoothing: f32,
+    _pad: [u32; 3],
+}
+
+impl CrossEntropy {
+    fn params(&self, rows: usize, classes: usize) -> Params {
+        Params {
+            rows: u32_of("cross_entropy", rows),
+            classes: u32_of("cross_entropy", classes),
+            has_ignore: self.ignore_index.is_some() as u32,
+            ignore: self
+                .ignore_index
+                .unwrap_or(0)
+                .clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+            smoothing: self.label_smoothing as f32,
+            _pad: [0; 3],
+        }
+    }
+
+    fn ignored(&self, target: i64) -> bool {
+        self.ignore_index == Some(target)
+    }
+
+    /// Reads the targets and checks them against the class count.
+    fn targets(&self, data: &CpuStorage, classes: usize) -> Vec<i64> {
+        let t: Vec<i64> = data.to_f64_vec().into_iter().map(|v| v as i64).collect();
+        for &v in &t {
+            if !self.ignored(v) && (v < 0 || v as usize >= classes) {
+                panic!("cross_entropy: target {v} is out of range for {classes} classes");
+            }
+        }
+        t
+    }
+}
+
+/// Per-row losses of logits (N, C) against class targets (N).
+pub(crate) struct CrossEntropyLoss {
+    opts: CrossEntropy,
+}
+
+impl Op for CrossEntropyLoss {
+    fn name(&self) -> &'static str {
+        "cross_entropy"
+    }
+
+    fn describe(&self) -> String {
+        format!("cross_entropy({:?})", self.opts)
+    }
+
+    fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
+        let (rows, classes) = (args[0].shape.dim(0), args[0].shape.dim(1));
+        let targets = self.opts.targets(args[1].data, classes);
+        let s = self.opts.label_smoothing;
+        with_float!(args[0].data, T, x => {
+            let loss: Vec<T> = (0..rows)
+                .into_par_iter()
+                .map(|r| {
+                    if self.opts.ignored(targets[r]) {
+                        return T::ZERO;
+                    }
+                    let row = &x[r * classes..(r + 1) * classes];
+                    let m = row.iter().map(|v| v.to_f64()).fold(f64::NEG_INFINITY, f64::max);
+                    let lse = m + row.iter().map(|v| (v.to_f64() - m).exp()).sum::<f64>().ln();
+                    let mean = row.iter().map(|v| v.to_f64()).sum::<f64>() / classes as f64;
+                    // −log p_t = lse − x_t; the smoothed part is the mean of −log p_c
+                    T::of((1.0 - s) * (lse - row[targets[r] as usize].to_f64()) + s * (lse - mean))
+                })
+                .collect();
+            CpuStorage::from_vec(loss)
+        })
+    }
+
+    fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
+        let (rows, classes) = (args[0].shape.dim(0), args[0].shape.dim(1));
+        let y = rec.alloc_elems(out.shape.numel())?;
+        let params = self.opts.params(rows, classes);
+        let kernel = Kernel::new(&SHADER, "forward", 2, 1).with(
+            "alias I = i32; // @I",
+            format!("alias I = {};", wgsl_type(args[1].dtype)),
+        );
+        rec.dispatch(
+            &kernel,
+            &params,
+            &[args[0].buf, args[1].buf],
+            &[&y],
+            Grid::Linear(params.rows),
+        )?;
+        Ok(y)
+    }
+
+    fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
+        let (logits, target) = (&g.inputs[0], &g.inputs[1]);
+        let op = CrossEntropyGrad { opts: self.opts };
+        let dx = Tensor::from_op(
+            op,
+            vec![logits.clone(), target.clone(), g.grad.clone()],
+            logits.shape().clone(),
+            logits.dtype(),
+        );
+        vec![Some(dx), None]
+    }
+
+    fn tolerance(&self) -> f64 {
+        1e-5
+    }
+}
+
+/// d(row loss)/d(logits) · upstream: (softmax − q) · g per row, q the smoothed one-hot target;
+/// zero on ignored rows.
+pub(crate) struct CrossEntropyGrad {
+    opts: CrossEntropy,
+}
+
+impl Op for CrossEntropyGrad {
+    fn name(&self) -> &'static str {
+        "cross_entropy_grad"
+    }
+
+    fn describe(&self) -> String {
+        format!("cross_entropy_grad({:?})", self.opts)
+    }
+
+    fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
+        let (rows, classes) = (args[0].shape.dim(0), args[0].shape.dim(1));
+        let targets = self.opts.targets(args[1].data, classes);
+        let g = args[2].data.to_f64_vec();
+        let s = self.opts.label_smoothing;
+        with_float!(args[0].data, T, x => {
+            let mut dx = vec![T::ZERO; x.len()];
+            dx.par_chunks_mut(classes.max(1)).enumerate().for_each(|(r, out)| {
+                if rows == 0 || self.opts.ignored(targets[r]) {
+                    return;
+                }
+                let row = &x[r * classes..(r + 1) * classes];
+                let m = row.iter().map(|v| v.to_f64()).fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = row.iter().map(|v| (v.to_f64() - m).exp()).sum();
+                for (c, o) in out.iter_mut().enumerate() {
+                    let q = s / classes as f64 + if c as i64 == targets[r] { 1.0 - s } else { 0.0 };
+                    *o = T::of(((row[c].to_f64() - m).exp() / sum - q) * g[r]);
+                }
+            });
+            CpuStorage::from_vec(dx)
+        })
+    }
+
+    fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
+        let (rows, classes) = (args[0].shape.dim(0), args[0].shape.dim(1));
+        let dx = rec.alloc_elems(out.shape.numel())?;
+        let params = self.opts.params(rows, classes);
+        let kernel = Kernel::new(&SHADER, "backward", 3, 1).with(
+            "alias I = i32; // @I",
+            format!("alias I = {};", wgsl_type(args[1].dtype)),
+        );
+        let reads = [args[0].buf, args[1].buf, args[2].buf];
+        rec.dispatch(&kernel, &params, &reads, &[&dx], Grid::Linear(params.rows))?;
+        Ok(dx)
+    }
+
+    fn tolerance(&self) -> f64 {
+        1e-5
+    }
+}
+
+impl Tensor {
+    /// Mean cross-entropy of logits (N, C) against class indices (N, i32 or u32).
+    ///
+    /// ```
+    /// # use kiln::{Device, Tensor};
+    /// let logits = Tensor::zeros([2, 4], &Device::Cpu);
+    /// let target = Tensor::from_vec(vec![1i32, 3], [2], &Device::Cpu);
+    /// let loss = logits.cross_entropy(&target).item::<f32>().unwrap();
+    /// assert!((loss - 4f32.ln()).abs() < 1e-6);
+    /// ```
+    #[track_caller]
+    pub fn cross_entropy(&self, target: &Tensor) -> Tensor {
+        self.cross_entropy_with(target, CrossEntropy::default())
+    }
+
+    /// Mean cross-entropy with options (ignored rows are left out of the mean).
+    #[track_caller]
+    pub fn cross_entropy_with(&self, target: &Tensor, opts: CrossEntropy) -> Tensor {
+        let per_row = self.cross_entropy_per_row(target, opts);
+        match opts.ignore_index {
+            None => per_row.mean_all(),
+            Some(i) => {
+                let kept = target.ne(&Tensor::full(
+                    Shape::scalar(),
+                    i as f64,
+                    target.dtype(),
+                    &target.device(),
+                ));
+                per_row.sum_all() / kept.cast(self.dtype()).sum_all()
+            }
+        }
+    }
+
+    /// Per-row cross-entropy of logits (N, C) against class indices (N): shape (N), 0 on
+    /// ignored rows.
+    #[track_caller]
+    pub fn cross_entropy_per_row(&self, target: &Tensor, opts: CrossEntropy) -> Tensor {
+        if self.rank() != 2 || !self.dtype().is_float() {
+            panic!(
+                "cross_entropy: logits must be a float (N, C) tensor, found {} {}",
+                self.shape(),
+                self.dtype()
+            );
+        }
+        if target.rank() != 1 || target.dims()[0] != self.dims()[0] || !target.dtype().is_index() {
+            panic!(
+                "cross_entropy: targets must be i32/u32 of shape [{}], found {} {}",
+                self.dims()[0],
+                target.shape(),
+                target.dtype()
+            );
+        }
+        if !(0.0..=1.0).contains(&opts.label_smoothing) {
+            panic!(
+                "cross_entropy: label smoothing must be in [0, 1], got {}",
+                opts.label_smoothing
+            );
+        }
+        let op = CrossEntropyLoss { opts };
+        Tensor::from_op(
+            op,
+            vec![self.clone(), target.clone()],
+            Shape::from([self.dims()[0]]),
+            self.dtype(),
+        )
+    }
+}

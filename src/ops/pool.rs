@@ -1,1 +1,357 @@
-//! placeholder
+//! 2-D max and average pooling (NCHW) and their gradients.
+//!
+//! The max-pool gradient routes each window's gradient to the window's first maximal element.
+//! On the GPU both gradients are written as gathers — each input element visits the windows
+//! that contain it — so no atomics are needed and the result is deterministic.
+
+use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use crate::backend::cpu::{CpuData, CpuStorage};
+use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
+use crate::dtype::Float;
+use crate::ops::layout::u32_of;
+use crate::{Result, Shape, Tensor};
+use rayon::prelude::*;
+
+static SHADER: Shader = shader!("pool.wgsl");
+
+/// Window, stride, padding and dilation of a pooling op, each (vertical, horizontal).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Window size.
+    pub kernel: (usize, usize),
+    /// Step between windows (PyTorch's default is the window size).
+    pub stride: (usize, usize),
+    /// Implicit padding on each side (−∞ for max, 0 for average); at most half the window.
+    pub padding: (usize, usize),
+    /// Spacing between window taps (max pooling only).
+    pub dilation: (usize, usize),
+    /// Average pooling: whether padded positions count in the divisor (PyTorch's default).
+    pub count_include_pad: bool,
+}
+
+impl PoolOptions {
+    /// A k×k window with stride k, as `nn.MaxPool2d(k)`.
+    pub fn new(k: usize) -> PoolOptions {
+        PoolOptions {
+            kernel: (k, k),
+            stride: (k, k),
+            padding: (0, 0),
+            dilation: (1, 1),
+            count_include_pad: true,
+        }
+    }
+    /// Same stride in both directions.
+    pub fn stride(mut self, s: usize) -> Self {
+        self.stride = (s, s);
+        self
+    }
+    /// Same padding on every side.
+    pub fn padding(mut self, p: usize) -> Self {
+        self.padding = (p, p);
+        self
+    }
+    /// Same dilation in both directions.
+    pub fn dilation(mut self, d: usize) -> Self {
+        self.dilation = (d, d);
+        self
+    }
+}
+
+/// Sizes of one pooling op.
+#[derive(Clone, Copy, Debug)]
+struct Geom {
+    planes: usize, // N·C
+    h: usize,
+    w: usize,
+    oh: usize,
+    ow: usize,
+    opts: PoolOptions,
+}
+
+impl Geom {
+    /// The in-bounds input positions of window (oy, ox), row-major, as flat offsets in a plane,
+    /// and the window's divisor for averaging.
+    fn window(&self, oy: usize, ox: usize) -> (Vec<usize>, usize) {
+        let o = self.opts;
+        let mut taps = Vec::with_capacity(o.kernel.0 * o.kernel.1);
+        for i in 0..o.kernel.0 {
+            let Some(y) = (oy * o.stride.0 + i * o.dilation.0)
+                .checked_sub(o.padding.0)
+                .filter(|&y| y < self.h)
+            else {
+                continue;
+            };
+            for j in 0..o.kernel.1 {
+                if let Some(x) = (ox * o.stride.1 + j * o.dilation.1)
+                    .checked_sub(o.padding.1)
+                    .filter(|&x| x < self.w)
+                {
+                    taps.push(y * self.w + x);
+                }
+            }
+        }
+        let count = if o.count_include_pad {
+            // the window clipped to the padded input, as PyTorch counts it
+            let span = |out: usize, k: usize, s: usize, p: usize, size: usize| {
+                let start = out * s;
+                (start + k).min(size + 2 * p) - start
+            };
+            span(oy, o.kernel.0, o.stride.0, o.padding.0, self.h)
+                * span(ox, o.kernel.1, o.stride.1, o.padding.1, self.w)
+        } else {
+            taps.len()
+        };
+        (taps, count)
+    }
+
+    fn params(&self, max: bool) -> Params {
+        let u = |v: usize| u32_of("pool", v);
+        let o = self.opts;
+        Params {
+            planes: u(self.planes),
+            h: u(self.h),
+            w: u(self.w),
+            oh: u(self.oh),
+            ow: u(self.ow),
+            kh: u(o.kernel.0),
+            kw: u(o.kernel.1),
+            sh: u(o.stride.0),
+            sw: u(o.stride.1),
+            ph: u(o.padding.0),
+            pw: u(o.padding.1),
+            dh: u(o.dilation.0),
+            dw: u(o.dilation.1),
+            count_include_pad: o.count_include_pad as u32,
+            is_max: max as u32,
+            _pad: 0,
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    planes: u32,
+    h: u32,
+    w: u32,
+    oh: u32,
+    ow: u32,
+    kh: u32,
+    kw: u32,
+    sh: u32,
+    sw: u32,
+    ph: u32,
+    pw: u32,
+    dh: u32,
+    dw: u32,
+    count_include_pad: u32,
+    is_max: u32,
+    _pad: u32,
+}
+
+/// A pooling node: forward (x → y) or gradient ((x, dy) → dx for max, dy → dx for average).
+pub(crate) struct Pool {
+    max: bool,
+    grad: bool,
+    geom: Geom,
+}
+
+impl Pool {
+    fn run<T: Float + Send + Sync>(&self, args: &[&[T]]) -> Vec<T> {
+        let g = self.geom;
+        let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
+        if !self.grad {
+            let x = args[0];
+            let mut y = vec![T::ZERO; g.planes * plane_out];
+            y.par_chunks_mut(plane_out.max(1))
+                .enumerate()
+                .for_each(|(pl, yp)| {
+                    let xp = &x[pl * plane_in..][..plane_in];
+                    for (o, out) in yp.iter_mut().enumerate() {
+                        let (taps, count) = g.window(o / g.ow, o % g.ow);
+                        *out = if self.max {
+                            taps.iter()
+                                .map(|&t| xp[t])
+                                .fold(T::NEG_INFINITY, |a, b| a.max(b))
+                        } else {
+                            taps.iter().map(|&t| xp[t]).fold(T::ZERO, |a, b| a + b)
+                                / T::of(count as f64)
+                        };
+                    }
+                });
+            return y;
+        }
+        let (x, dy) = if self.max {
+            (Some(args[0]), args[1])
+        } else {
+            (None, args[0])
+        };
+        let mut dx = vec![T::ZERO; g.planes * plane_in];
+        dx.par_chunks_mut(plane_in.max(1))
+            .enumerate()
+            .for_each(|(pl, dxp)| {
+                for o in 0..plane_out {
+                    let (taps, count) = g.window(o / g.ow, o % g.ow);
+                    let d = dy[pl * plane_out + o];
+                    match x {
+                        Some(x) => {
+                            let xp = &x[pl * plane_in..][..plane_in];
+                            // the first tap holding the maximum
+                            if let Some(&best) = taps
+                                .iter()
+                                .reduce(|a, b| if xp[*b] > xp[*a] { b } else { a })
+                            {
+                                dxp[best] += d;
+                            }
+                        }
+                        None => taps.iter().for_each(|&t| dxp[t] += d / T::of(count as f64)),
+                    }
+                }
+            });
+        dx
+    }
+}
+
+impl Op for Pool {
+    fn name(&self) -> &'static str {
+        match (self.max, self.grad) {
+            (true, false) => "max_pool2d",
+            (true, true) => "max_pool2d_grad",
+            (false, false) => "avg_pool2d",
+            (false, true) => "avg_pool2d_grad",
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("{}({:?})", self.name(), self.geom.opts)
+    }
+
+    fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
+        CpuStorage::new(match args[0].data.data() {
+            CpuData::F32(_) => CpuData::F32(
+                self.run(
+                    &args
+                        .iter()
+                        .map(|a| a.data.as_slice::<f32>())
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            CpuData::F64(_) => CpuData::F64(
+                self.run(
+                    &args
+                        .iter()
+                        .map(|a| a.data.as_slice::<f64>())
+                        .collect::<Vec<_>>(),
+                ),
+            ),
+            _ => unreachable!("dtypes are checked when recorded"),
+        })
+    }
+
+    fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
+        let y = rec.alloc_elems(out.shape.numel())?;
+        let n = u32_of(self.name(), out.shape.numel());
+        let params = self.geom.params(self.max);
+        // one invocation per output element (forward) or per input element (gradient)
+        let grid = Grid::Linear(n.div_ceil(256));
+        let (kernel, reads): (Kernel, Vec<&GpuBuffer>) = match (self.max, self.grad) {
+            (_, false) => (Kernel::new(&SHADER, "forward", 1, 1), vec![args[0].buf]),
+            (true, true) => (
+                Kernel::new(&SHADER, "max_grad", 2, 1),
+                vec![args[0].buf, args[1].buf],
+            ),
+            (false, true) => (Kernel::new(&SHADER, "avg_grad", 1, 1), vec![args[0].buf]),
+        };
+        rec.dispatch(&kernel, &params, &reads, &[&y], grid)?;
+        Ok(y)
+    }
+
+    fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
+        let x = &g.inputs[0];
+        let op = Pool {
+            max: self.max,
+            grad: true,
+            geom: self.geom,
+        };
+        let inputs = if self.max {
+            vec![x.clone(), g.grad.clone()]
+        } else {
+            vec![g.grad.clone()]
+        };
+        vec![Some(Tensor::from_op(
+            op,
+            inputs,
+            x.shape().clone(),
+            x.dtype(),
+        ))]
+    }
+
+    fn tolerance(&self) -> f64 {
+        1e-6
+    }
+}
+
+impl Tensor {
+    /// 2-D max pooling of (N, C, H, W).
+    #[track_caller]
+    pub fn max_pool2d(&self, opts: PoolOptions) -> Tensor {
+        self.pool2d(true, opts)
+    }
+
+    /// 2-D average pooling of (N, C, H, W) (dilation must be 1).
+    #[track_caller]
+    pub fn avg_pool2d(&self, opts: PoolOptions) -> Tensor {
+        self.pool2d(false, opts)
+    }
+
+    #[track_caller]
+    fn pool2d(&self, max: bool, opts: PoolOptions) -> Tensor {
+        let name = if max { "max_pool2d" } else { "avg_pool2d" };
+        let bad =
+            |why: &str| -> ! { panic!("{name}: input {} with {opts:?}: {why}", self.shape()) };
+        if self.rank() != 4 || !self.dtype().is_float() {
+            bad("expected a float (N, C, H, W) tensor");
+        }
+        let (k, s, p, d) = (opts.kernel, opts.stride, opts.padding, opts.dilation);
+        if k.0 == 0 || k.1 == 0 || s.0 == 0 || s.1 == 0 || d.0 == 0 || d.1 == 0 {
+            bad("kernel, stride and dilation must be positive");
+        }
+        if 2 * p.0 > k.0 || 2 * p.1 > k.1 {
+            bad("padding must be at most half the window");
+        }
+        if !max && d != (1, 1) {
+            bad("average pooling has no dilation");
+        }
+        let [n, c, h, w] = [
+            self.dims()[0],
+            self.dims()[1],
+            self.dims()[2],
+            self.dims()[3],
+        ];
+        let out = |size: usize, k: usize, s: usize, p: usize, d: usize| {
+            (size + 2 * p)
+                .checked_sub(d * (k - 1) + 1)
+                .map(|r| r / s + 1)
+                .unwrap_or_else(|| bad("the window is larger than the padded input"))
+        };
+        let (oh, ow) = (out(h, k.0, s.0, p.0, d.0), out(w, k.1, s.1, p.1, d.1));
+        let geom = Geom {
+            planes: n * c,
+            h,
+            w,
+            oh,
+            ow,
+            opts,
+        };
+        Tensor::from_op(
+            Pool {
+                max,
+                grad: false,
+                geom,
+            },
+            vec![self.clone()],
+            Shape::from([n, c, oh, ow]),
+            self.dtype(),
+        )
+    }
+}

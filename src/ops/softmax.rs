@@ -1,1 +1,143 @@
-//! placeholder
+//! `softmax` and `log_softmax` along any axis. The GPU kernel gives each row one workgroup and
+//! finds the row's maximum and normalizer in a single online pass (Milakov & Gimelshein, 2018).
+
+use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use crate::backend::cpu::{CpuStorage, with_float};
+use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
+use crate::dtype::{Element, Float};
+use crate::ops::layout::{around, u32_of};
+use crate::{Result, Tensor};
+use rayon::prelude::*;
+
+static SHADER: Shader = shader!("softmax.wgsl");
+
+/// Softmax (or log-softmax) along `axis`.
+pub(crate) struct Softmax {
+    axis: usize,
+    log: bool,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub(crate) struct RowParams {
+    /// Rows (outer × inner).
+    pub rows: u32,
+    /// Elements per row.
+    pub size: u32,
+    /// Distance between consecutive elements of a row.
+    pub inner: u32,
+    /// Op-specific: 1 for log-softmax.
+    pub flag: u32,
+}
+
+/// The element offsets of row `r` of a tensor split as (outer, size, inner) around an axis.
+pub(crate) fn row_base(r: usize, size: usize, inner: usize) -> usize {
+    (r / inner) * size * inner + r % inner
+}
+
+impl Op for Softmax {
+    fn name(&self) -> &'static str {
+        if self.log { "log_softmax" } else { "softmax" }
+    }
+
+    fn describe(&self) -> String {
+        format!("{}(axis {})", self.name(), self.axis)
+    }
+
+    fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
+        let (outer, size, inner) = around(args[0].shape.dims(), self.axis);
+        let log = self.log;
+        with_float!(args[0].data, T, x => {
+            let mut y = vec![T::ZERO; out.shape.numel()];
+            let rows: Vec<Vec<(usize, T)>> = (0..outer * inner)
+                .into_par_iter()
+                .map(|r| {
+                    let base = row_base(r, size, inner);
+                    let at = |j: usize| base + j * inner;
+                    let m = (0..size).map(|j| x[at(j)].to_f64()).fold(f64::NEG_INFINITY, f64::max);
+                    let sum: f64 = (0..size).map(|j| (x[at(j)].to_f64() - m).exp()).sum();
+                    (0..size)
+                        .map(|j| {
+                            let z = x[at(j)].to_f64() - m;
+                            let v = if log { z - sum.ln() } else { z.exp() / sum };
+                            (at(j), T::of(v))
+                        })
+                        .collect()
+                })
+                .collect();
+            for (i, v) in rows.into_iter().flatten() {
+                y[i] = v;
+            }
+            CpuStorage::from_vec(y)
+        })
+    }
+
+    fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
+        let (outer, size, inner) = around(args[0].shape.dims(), self.axis);
+        let y = rec.alloc_elems(out.shape.numel())?;
+        let params = RowParams {
+            rows: u32_of(self.name(), outer * inner),
+            size: u32_of(self.name(), size),
+            inner: u32_of(self.name(), inner),
+            flag: self.log as u32,
+        };
+        let kernel = Kernel::new(&SHADER, "softmax", 1, 1);
+        rec.dispatch(
+            &kernel,
+            &params,
+            &[args[0].buf],
+            &[&y],
+            Grid::Linear(params.rows),
+        )?;
+        Ok(y)
+    }
+
+    fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
+        let (y, dy) = (g.output, g.grad);
+        let axis = self.axis as isize;
+        let dx = if self.log {
+            // y = x − lse(x): dx = dy − softmax(x)·Σdy
+            dy - y.exp() * dy.sum(axis, true)
+        } else {
+            // dx = y ⊙ (dy − Σ dy·y)
+            y * (dy - (dy * y).sum(axis, true))
+        };
+        vec![Some(dx)]
+    }
+
+    fn tolerance(&self) -> f64 {
+        1e-5
+    }
+}
+
+impl Tensor {
+    /// Softmax along `axis`: exp(x) / Σ exp(x), computed stably.
+    #[track_caller]
+    pub fn softmax(&self, axis: isize) -> Tensor {
+        self.softmax_op(axis, false)
+    }
+
+    /// log(softmax(x)) along `axis`, computed stably.
+    #[track_caller]
+    pub fn log_softmax(&self, axis: isize) -> Tensor {
+        self.softmax_op(axis, true)
+    }
+
+    #[track_caller]
+    fn softmax_op(&self, axis: isize, log: bool) -> Tensor {
+        let op = Softmax {
+            axis: self
+                .shape()
+                .axis(if log { "log_softmax" } else { "softmax" }, axis),
+            log,
+        };
+        if !self.dtype().is_float() {
+            panic!(
+                "{}: expected a float tensor, found {}",
+                op.name(),
+                self.dtype()
+            );
+        }
+        Tensor::from_op(op, vec![self.clone()], self.shape().clone(), self.dtype())
+    }
+}

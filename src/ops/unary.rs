@@ -9,6 +9,7 @@ use crate::backend::cpu::{CpuStorage, with_float};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::{Element, Float};
 use crate::ops::layout::u32_of;
+use crate::testing::{Domain, Sample};
 use crate::{Result, Tensor};
 use rayon::prelude::*;
 use std::f64::consts::{FRAC_2_SQRT_PI, PI, SQRT_2};
@@ -31,6 +32,8 @@ pub struct UnaryFn {
     /// Cross-check tolerance (relative): f32 transcendentals differ by a few ulps between the
     /// GPU and the CPU reference, which computes in f64.
     pub tolerance: f64,
+    /// Where the case table samples it: the input domain and the parameters a, b.
+    pub sample: Sample,
 }
 
 const EXACT: f64 = 1e-6;
@@ -44,6 +47,11 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "-x",
         grad: Some(|_, _, g, _, _| -g),
         tolerance: EXACT,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "exp",
@@ -52,6 +60,11 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx eˣ = eˣ
         grad: Some(|_, y, g, _, _| g * y),
         tolerance: TRANSCENDENTAL,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "log",
@@ -60,6 +73,11 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx ln x = 1/x
         grad: Some(|x, _, g, _, _| g / x),
         tolerance: TRANSCENDENTAL,
+        sample: Sample {
+            domain: Domain::Range(0.1, 4.0),
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "sqrt",
@@ -68,6 +86,11 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx √x = 1 / (2√x)
         grad: Some(|_, y, g, _, _| g * 0.5 / y),
         tolerance: TRANSCENDENTAL,
+        sample: Sample {
+            domain: Domain::Range(0.1, 4.0),
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "rsqrt",
@@ -76,6 +99,11 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx x^(-1/2) = -x^(-3/2) / 2 = -y³ / 2
         grad: Some(|_, y, g, _, _| g * y.powf(3.0) * -0.5),
         tolerance: TRANSCENDENTAL,
+        sample: Sample {
+            domain: Domain::Range(0.1, 4.0),
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "abs",
@@ -84,6 +112,11 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx |x| = sign x
         grad: Some(|x, _, g, _, _| g * x.sign()),
         tolerance: EXACT,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "sign",
@@ -91,6 +124,11 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "sign(x)",
         grad: None,
         tolerance: EXACT,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "sin",
@@ -99,6 +137,11 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx sin = cos
         grad: Some(|x, _, g, _, _| g * x.cos()),
         tolerance: TRANSCENDENTAL,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "cos",
@@ -107,6 +150,11 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx cos = -sin
         grad: Some(|x, _, g, _, _| -(g * x.sin())),
         tolerance: TRANSCENDENTAL,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "tanh",
@@ -115,6 +163,11 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx tanh = 1 - y²
         grad: Some(|_, y, g, _, _| g * (1.0 - y.square())),
         tolerance: TRANSCENDENTAL,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "sigmoid",
@@ -123,6 +176,11 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx σ = σ(1 - σ)
         grad: Some(|_, y, g, _, _| g * y * (1.0 - y)),
         tolerance: TRANSCENDENTAL,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "relu",
@@ -131,6 +189,11 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx relu = [x > 0]
         grad: Some(|x, _, g, _, _| g * x.gt_scalar(0.0).cast(g.dtype())),
         tolerance: EXACT,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "leaky_relu",
@@ -139,6 +202,11 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx = 1 where x > 0, a elsewhere: a + (1 - a)·[x > 0]
         grad: Some(|x, _, g, a, _| g * (x.gt_scalar(0.0).cast(g.dtype()) * (1.0 - a) + a)),
         tolerance: EXACT,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: 0.1,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "elu",
@@ -147,6 +215,11 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx = 1 where x > 0, y + a elsewhere
         grad: Some(|x, y, g, a, _| x.gt_scalar(0.0).where_(g, &(g * (y + a)))),
         tolerance: TRANSCENDENTAL,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: 1.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "gelu",
@@ -159,6 +232,11 @@ pub static UNARY: &[UnaryFn] = &[
             g * (cdf + x * pdf)
         }),
         tolerance: TRANSCENDENTAL,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "gelu_tanh",
@@ -172,6 +250,11 @@ pub static UNARY: &[UnaryFn] = &[
             g * ((&t + 1.0) * 0.5 + x * (1.0 - t.square()) * du * 0.5)
         }),
         tolerance: TRANSCENDENTAL,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "silu",
@@ -183,6 +266,11 @@ pub static UNARY: &[UnaryFn] = &[
             g * &s * (x * (1.0 - &s) + 1.0)
         }),
         tolerance: TRANSCENDENTAL,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "softplus",
@@ -191,6 +279,11 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx ln(1 + eˣ) = σ(x)
         grad: Some(|x, _, g, _, _| g * x.sigmoid()),
         tolerance: TRANSCENDENTAL,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "square",
@@ -199,6 +292,11 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx x² = 2x
         grad: Some(|x, _, g, _, _| g * x * 2.0),
         tolerance: EXACT,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "reciprocal",
@@ -207,6 +305,11 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx 1/x = -1/x² = -y²
         grad: Some(|_, y, g, _, _| -(g * y.square())),
         tolerance: EXACT,
+        sample: Sample {
+            domain: Domain::AwayFromZero,
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "erf",
@@ -215,6 +318,11 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx erf = 2/√π · e^(-x²)
         grad: Some(|x, _, g, _, _| g * (-x.square()).exp() * FRAC_2_SQRT_PI),
         tolerance: TRANSCENDENTAL,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "floor",
@@ -222,6 +330,11 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "floor(x)",
         grad: None,
         tolerance: EXACT,
+        sample: Sample {
+            domain: Domain::Range(-3.0, 3.0),
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "ceil",
@@ -229,6 +342,11 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "ceil(x)",
         grad: None,
         tolerance: EXACT,
+        sample: Sample {
+            domain: Domain::Range(-3.0, 3.0),
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "round",
@@ -236,6 +354,11 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "round(x)",
         grad: None,
         tolerance: EXACT,
+        sample: Sample {
+            domain: Domain::Range(-3.0, 3.0),
+            a: 0.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "add_scalar",
@@ -243,6 +366,11 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "x + a",
         grad: Some(|_, _, g, _, _| g.clone()),
         tolerance: EXACT,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: 1.5,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "mul_scalar",
@@ -250,6 +378,11 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "x * a",
         grad: Some(|_, _, g, a, _| g * a),
         tolerance: EXACT,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: -2.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "rsub_scalar",
@@ -257,6 +390,11 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "a - x",
         grad: Some(|_, _, g, _, _| -g),
         tolerance: EXACT,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: 3.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "rdiv_scalar",
@@ -265,6 +403,11 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx a/x = -a/x² = -y/x
         grad: Some(|x, y, g, _, _| -(g * y / x)),
         tolerance: EXACT,
+        sample: Sample {
+            domain: Domain::AwayFromZero,
+            a: 2.0,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "pow_scalar",
@@ -273,6 +416,11 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx xᵃ = a·xᵃ⁻¹
         grad: Some(|x, _, g, a, _| g * x.powf(a - 1.0) * a),
         tolerance: TRANSCENDENTAL,
+        sample: Sample {
+            domain: Domain::Range(0.1, 3.0),
+            a: 2.5,
+            b: 0.0,
+        },
     },
     UnaryFn {
         name: "clamp",
@@ -284,6 +432,11 @@ pub static UNARY: &[UnaryFn] = &[
             g * inside
         }),
         tolerance: EXACT,
+        sample: Sample {
+            domain: Domain::Normal,
+            a: -0.5,
+            b: 0.5,
+        },
     },
 ];
 

@@ -1,0 +1,132 @@
+// Layer normalization, one workgroup per row of `size` elements. Mean and variance come from
+// per-invocation Welford accumulators merged in a tree (Chan et al.'s parallel formula).
+//
+// forward:  y = (x − μ)·r·w + b, r = 1/√(σ² + eps)
+// backward: dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = dy·w, x̂ = (x − μ)·r
+
+struct Params {
+    rows: u32,
+    size: u32,
+    eps: f32,
+    has_weight: u32,
+    has_bias: u32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> weight: array<f32>;
+@group(0) @binding(3) var<storage, read> third: array<f32>; // bias (forward) or dy (backward)
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+
+const WG: u32 = 256u;
+
+var<workgroup> counts: array<f32, WG>;
+var<workgroup> means: array<f32, WG>;
+var<workgroup> m2s: array<f32, WG>;
+
+// Row statistics (mean, r); every invocation of the workgroup must call it.
+fn row_stats(base: u32, live: bool, lid: u32) -> vec2<f32> {
+    var n = 0.0;
+    var mean = 0.0;
+    var m2 = 0.0;
+    if live {
+        for (var j = lid; j < p.size; j += WG) {
+            let v = x[base + j];
+            n += 1.0;
+            let d = v - mean;
+            mean += d / n;
+            m2 += d * (v - mean);
+        }
+    }
+    counts[lid] = n;
+    means[lid] = mean;
+    m2s[lid] = m2;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if lid < stride {
+            let na = counts[lid];
+            let nb = counts[lid + stride];
+            let total = na + nb;
+            if total > 0.0 {
+                let d = means[lid + stride] - means[lid];
+                means[lid] = means[lid] + d * nb / total;
+                m2s[lid] = m2s[lid] + m2s[lid + stride] + d * d * na * nb / total;
+                counts[lid] = total;
+            }
+        }
+        workgroupBarrier();
+    }
+    let stats = vec2<f32>(means[0], inverseSqrt(m2s[0] / f32(p.size) + p.eps));
+    workgroupBarrier(); // the scratch arrays are reused by the caller
+    return stats;
+}
+
+@compute @workgroup_size(256)
+fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let row = flat_workgroup(wg, groups);
+    let live = row < p.rows;
+    let base = row * p.size;
+    let stats = row_stats(base, live, lid);
+    if !live {
+        return;
+    }
+    for (var j = lid; j < p.size; j += WG) {
+        var v = (x[base + j] - stats.x) * stats.y;
+        if p.has_weight == 1u {
+            v = v * weight[j];
+        }
+        if p.has_bias == 1u {
+            v = v + third[j];
+        }
+        out[base + j] = v;
+    }
+}
+
+@compute @workgroup_size(256)
+fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let row = flat_workgroup(wg, groups);
+    let live = row < p.rows;
+    let base = row * p.size;
+    let stats = row_stats(base, live, lid);
+    // sums of ĝ and ĝ·x̂ over the row
+    var sum_g = 0.0;
+    var sum_gx = 0.0;
+    if live {
+        for (var j = lid; j < p.size; j += WG) {
+            var g = third[base + j];
+            if p.has_weight == 1u {
+                g = g * weight[j];
+            }
+            sum_g += g;
+            sum_gx += g * (x[base + j] - stats.x) * stats.y;
+        }
+    }
+    means[lid] = sum_g;
+    m2s[lid] = sum_gx;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if lid < stride {
+            means[lid] += means[lid + stride];
+            m2s[lid] += m2s[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    if !live {
+        return;
+    }
+    let mean_g = means[0] / f32(p.size);
+    let mean_gx = m2s[0] / f32(p.size);
+    for (var j = lid; j < p.size; j += WG) {
+        var g = third[base + j];
+        if p.has_weight == 1u {
+            g = g * weight[j];
+        }
+        let x_hat = (x[base + j] - stats.x) * stats.y;
+        out[base + j] = stats.y * (g - mean_g - x_hat * mean_gx);
+    }
+}

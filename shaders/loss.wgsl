@@ -1,0 +1,124 @@
+// Cross-entropy from logits, one workgroup per row of `classes` logits.
+// forward:  loss = (1 − s)(lse − x_t) + s(lse − mean(x)), 0 on ignored rows
+// backward: dx_c = (softmax_c − q_c)·g, q = (1 − s)·onehot(t) + s/C, 0 on ignored rows
+// I is the labels's integer type (set by src/ops/loss.rs).
+
+alias I = i32; // @I
+
+struct Params {
+    rows: u32,
+    classes: u32,
+    has_ignore: u32,
+    ignore: i32,
+    smoothing: f32,
+    pad0: u32,
+    pad1: u32,
+    pad2: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read> labels: array<I>;
+
+const WG: u32 = 256u;
+
+var<workgroup> maxes: array<f32, WG>;
+var<workgroup> sums: array<f32, WG>;
+var<workgroup> totals: array<f32, WG>;
+
+fn merge(m1: f32, s1: f32, m2: f32, s2: f32) -> vec2<f32> {
+    if s1 == 0.0 {
+        return vec2<f32>(m2, s2);
+    }
+    if s2 == 0.0 {
+        return vec2<f32>(m1, s1);
+    }
+    let m = max(m1, m2);
+    return vec2<f32>(m, s1 * exp(m1 - m) + s2 * exp(m2 - m));
+}
+
+// (max, Σ exp(x − max), Σ x) of the row; every invocation must call it.
+fn row_stats(base: u32, live: bool, lid: u32) -> vec3<f32> {
+    var m = 0.0;
+    var s = 0.0;
+    var t = 0.0;
+    if live {
+        for (var j = lid; j < p.classes; j += WG) {
+            let v = logits[base + j];
+            let r = merge(m, s, v, 1.0);
+            m = r.x;
+            s = r.y;
+            t += v;
+        }
+    }
+    maxes[lid] = m;
+    sums[lid] = s;
+    totals[lid] = t;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if lid < stride {
+            let r = merge(maxes[lid], sums[lid], maxes[lid + stride], sums[lid + stride]);
+            maxes[lid] = r.x;
+            sums[lid] = r.y;
+            totals[lid] += totals[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    return vec3<f32>(maxes[0], sums[0], totals[0]);
+}
+
+fn ignored(t: I) -> bool {
+    return p.has_ignore == 1u && i32(t) == p.ignore;
+}
+
+@group(0) @binding(3) var<storage, read_write> loss: array<f32>;
+
+@compute @workgroup_size(256)
+fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let row = flat_workgroup(wg, groups);
+    let live = row < p.rows;
+    let base = row * p.classes;
+    let stats = row_stats(base, live, lid);
+    if !live || lid != 0u {
+        return;
+    }
+    let t = labels[row];
+    if ignored(t) || u32(t) >= p.classes {
+        loss[row] = 0.0;
+        return;
+    }
+    let lse = stats.x + log(stats.y);
+    let mean = stats.z / f32(p.classes);
+    loss[row] = (1.0 - p.smoothing) * (lse - logits[base + u32(t)]) + p.smoothing * (lse - mean);
+}
+
+@group(0) @binding(3) var<storage, read> upstream: array<f32>;
+@group(0) @binding(4) var<storage, read_write> dx: array<f32>;
+
+@compute @workgroup_size(256)
+fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+            @builtin(local_invocation_index) lid: u32) {
+    let row = flat_workgroup(wg, groups);
+    let live = row < p.rows;
+    let base = row * p.classes;
+    let stats = row_stats(base, live, lid);
+    if !live {
+        return;
+    }
+    let t = labels[row];
+    let skip = ignored(t) || u32(t) >= p.classes;
+    let g = upstream[row];
+    let uniform_part = p.smoothing / f32(p.classes);
+    for (var j = lid; j < p.classes; j += WG) {
+        if skip {
+            dx[base + j] = 0.0;
+        } else {
+            var q = uniform_part;
+            if j == u32(t) {
+                q += 1.0 - p.smoothing;
+            }
+            dx[base + j] = (exp(logits[base + j] - stats.x) / stats.y - q) * g;
+        }
+    }
+}

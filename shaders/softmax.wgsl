@@ -1,0 +1,75 @@
+// Softmax / log-softmax: one workgroup per row. Each invocation folds its share of the row into
+// a running (max, sum of exp(x − max)) pair in one pass; the pairs merge in a tree; then the
+// row is written. Rows may be strided (softmax along an inner axis).
+
+struct Params {
+    rows: u32,
+    size: u32,  // elements per row
+    inner: u32, // distance between a row's elements
+    log: u32,   // 1 for log-softmax
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+const WG: u32 = 256u;
+
+var<workgroup> maxes: array<f32, WG>;
+var<workgroup> sums: array<f32, WG>;
+
+// Merges two (max, sum) pairs; a pair with sum 0 holds nothing.
+fn merge(m1: f32, s1: f32, m2: f32, s2: f32) -> vec2<f32> {
+    if s1 == 0.0 {
+        return vec2<f32>(m2, s2);
+    }
+    if s2 == 0.0 {
+        return vec2<f32>(m1, s1);
+    }
+    let m = max(m1, m2);
+    return vec2<f32>(m, s1 * exp(m1 - m) + s2 * exp(m2 - m));
+}
+
+@compute @workgroup_size(256)
+fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+           @builtin(local_invocation_index) lid: u32) {
+    let row = flat_workgroup(wg, groups);
+    let live = row < p.rows;
+    let base = (row / p.inner) * p.size * p.inner + row % p.inner;
+    var m = 0.0;
+    var s = 0.0;
+    if live {
+        for (var j = lid; j < p.size; j += WG) {
+            let v = x[base + j * p.inner];
+            let r = merge(m, s, v, 1.0);
+            m = r.x;
+            s = r.y;
+        }
+    }
+    maxes[lid] = m;
+    sums[lid] = s;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if lid < stride {
+            let r = merge(maxes[lid], sums[lid], maxes[lid + stride], sums[lid + stride]);
+            maxes[lid] = r.x;
+            sums[lid] = r.y;
+        }
+        workgroupBarrier();
+    }
+    let row_max = maxes[0];
+    let row_sum = sums[0];
+    if !live {
+        return;
+    }
+    let log_sum = log(row_sum);
+    for (var j = lid; j < p.size; j += WG) {
+        let i = base + j * p.inner;
+        let z = x[i] - row_max;
+        if p.log == 1u {
+            y[i] = z - log_sum;
+        } else {
+            y[i] = exp(z) / row_sum;
+        }
+    }
+}

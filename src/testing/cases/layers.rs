@@ -1,0 +1,236 @@
+//! Rows for the heavy kernels: matmul, convolution, pooling, softmax, layer norm, attention and
+//! cross-entropy.
+
+use super::{Case, shapes};
+use crate::ops::conv::ConvOptions;
+use crate::ops::loss::CrossEntropy;
+use crate::ops::pool::PoolOptions;
+use crate::testing::{Domain, Input};
+
+const F: Input = Input::float(Domain::Normal);
+
+pub(super) fn cases() -> Vec<Case> {
+    let mut rows = matmul();
+    rows.extend(convolution());
+    rows.extend(normalization());
+    rows.extend(attention());
+    rows
+}
+
+fn matmul() -> Vec<Case> {
+    vec![
+        Case::new(
+            "matmul",
+            vec![F, F],
+            shapes(&[
+                &[&[3, 4], &[4, 5]],
+                &[&[1, 1], &[1, 1]],
+                &[&[7, 13], &[13, 5]],
+                &[&[65, 67], &[67, 129]],
+                &[&[1, 300], &[300, 1]],
+            ]),
+            |x, _| x[0].matmul(&x[1]),
+        )
+        // a dot product of length k in f32 errs by up to ~√k·ε·Σ|aᵢbᵢ| / |Σaᵢbᵢ| on each side
+        .tol(1e-4),
+        Case::new(
+            "matmul batched, broadcast",
+            vec![F, F],
+            shapes(&[
+                &[&[2, 1, 3, 4], &[3, 4, 2]],
+                &[&[1, 1, 1], &[1, 1]],
+                &[&[2, 3, 17, 9], &[3, 9, 70]],
+            ]),
+            |x, _| x[0].matmul(&x[1]),
+        )
+        .tol(2e-5),
+        Case::new(
+            "matmul aᵀ·bᵀ read in place",
+            vec![F, F],
+            shapes(&[&[&[4, 3], &[5, 4]], &[&[31, 7], &[11, 31]]]),
+            |x, _| x[0].t().matmul(&x[1].t()),
+        )
+        .tol(2e-5),
+        Case::new(
+            "matmul with vectors",
+            vec![F, F, F],
+            shapes(&[&[&[3], &[3, 4], &[4]], &[&[37], &[37, 23], &[23]]]),
+            |x, _| x[0].matmul(&x[1]).matmul(&x[2]),
+        )
+        .tol(2e-5),
+    ]
+}
+
+fn convolution() -> Vec<Case> {
+    let conv = |name: &str, sets: Vec<Vec<Vec<usize>>>, opts: ConvOptions| {
+        Case::new(name, vec![F, F], sets, move |x, _| x[0].conv2d(&x[1], opts))
+            .tol(2e-5)
+            .grad_tol(1e-4)
+    };
+    let max = |name: &str, opts: PoolOptions| {
+        Case::new(
+            name,
+            vec![F],
+            shapes(&[&[&[2, 2, 5, 5]], &[&[1, 1, 3, 3]], &[&[3, 5, 17, 13]]]),
+            move |x, _| x[0].max_pool2d(opts),
+        )
+        .tol(0.0)
+        // overlapping windows add several gradients into one input, in another order
+        .grad_tol(1e-6)
+    };
+    let avg = |name: &str, opts: PoolOptions| {
+        Case::new(
+            name,
+            vec![F],
+            shapes(&[&[&[2, 2, 5, 5]], &[&[1, 1, 3, 3]], &[&[3, 5, 17, 13]]]),
+            move |x, _| x[0].avg_pool2d(opts),
+        )
+        .tol(1e-6)
+        .grad_tol(1e-6)
+    };
+    let mut avg_excluding_pad = PoolOptions::new(3).stride(2).padding(1);
+    avg_excluding_pad.count_include_pad = false;
+    vec![
+        conv(
+            "conv2d",
+            shapes(&[
+                &[&[2, 3, 5, 5], &[4, 3, 3, 3]],
+                &[&[1, 1, 1, 1], &[1, 1, 1, 1]],
+                &[&[3, 5, 13, 11], &[7, 5, 3, 5]],
+            ]),
+            ConvOptions::default(),
+        ),
+        conv(
+            "conv2d stride 2 padding 1",
+            shapes(&[
+                &[&[2, 2, 6, 5], &[3, 2, 3, 3]],
+                &[&[2, 3, 17, 19], &[5, 3, 3, 3]],
+            ]),
+            ConvOptions::default().stride(2).padding(1),
+        ),
+        conv(
+            "conv2d dilation 2, groups 2",
+            shapes(&[
+                &[&[1, 4, 7, 7], &[6, 2, 3, 3]],
+                &[&[2, 6, 23, 17], &[4, 3, 2, 3]],
+            ]),
+            ConvOptions {
+                stride: (1, 2),
+                padding: (2, 1),
+                dilation: (2, 2),
+                groups: 2,
+            },
+        ),
+        max("max_pool2d 2×2", PoolOptions::new(2)),
+        max(
+            "max_pool2d 3×3 stride 2 padding 1 dilation 2",
+            PoolOptions::new(3).stride(2).padding(1).dilation(2),
+        ),
+        avg("avg_pool2d 2×2", PoolOptions::new(2)),
+        avg(
+            "avg_pool2d 3×3 stride 1 padding 1",
+            PoolOptions::new(3).stride(1).padding(1),
+        ),
+        avg("avg_pool2d excluding padding", avg_excluding_pad),
+    ]
+}
+
+fn normalization() -> Vec<Case> {
+    let rows = shapes(&[&[&[3, 7]], &[&[1, 1]], &[&[5, 257]], &[&[2, 3, 1031]]]);
+    vec![
+        Case::new("softmax last axis", vec![F], rows.clone(), |x, _| {
+            x[0].softmax(-1)
+        })
+        .with_shapes(vec![vec![70_000, 3]]),
+        Case::new("softmax axis 0", vec![F], rows.clone(), |x, _| {
+            x[0].softmax(0)
+        }),
+        Case::new("log_softmax", vec![F], rows.clone(), |x, _| {
+            x[0].log_softmax(-1)
+        }),
+        Case::new("layer_norm", vec![F], rows.clone(), |x, _| {
+            let n = *x[0].dims().last().expect("rank ≥ 1");
+            x[0].layer_norm(&[n], None, None, 1e-5)
+        })
+        .grad_tol(2e-4),
+        Case::new(
+            "layer_norm with weight and bias",
+            vec![F, F, F],
+            shapes(&[
+                &[&[4, 6], &[6], &[6]],
+                &[&[1, 1], &[1], &[1]],
+                &[&[9, 513], &[513], &[513]],
+            ]),
+            |x, _| {
+                let n = x[1].dims()[0];
+                x[0].layer_norm(&[n], Some(&x[1]), Some(&x[2]), 1e-5)
+            },
+        )
+        .grad_tol(2e-4),
+        Case::new(
+            "layer_norm over two axes, weight only",
+            vec![F, F],
+            shapes(&[&[&[2, 3, 4], &[3, 4]], &[&[5, 7, 11], &[7, 11]]]),
+            |x, _| {
+                let norm = x[1].dims().to_vec();
+                x[0].layer_norm(&norm, Some(&x[1]), None, 1e-5)
+            },
+        )
+        .grad_tol(2e-4),
+        Case::new(
+            "cross_entropy",
+            vec![F, Input::fixed(Domain::Index { of: 0, axis: 1 })],
+            shapes(&[
+                &[&[4, 5], &[4]],
+                &[&[1, 1], &[1]],
+                &[&[37, 10], &[37]],
+                &[&[3, 1031], &[3]],
+            ]),
+            |x, _| x[0].cross_entropy(&x[1]),
+        ),
+        Case::new(
+            "cross_entropy with ignore index and label smoothing",
+            vec![F, Input::fixed(Domain::Index { of: 0, axis: 1 })],
+            shapes(&[&[&[6, 4], &[6]], &[&[29, 7], &[29]]]),
+            |x, _| {
+                x[0].cross_entropy_with(
+                    &x[1],
+                    CrossEntropy {
+                        ignore_index: Some(2),
+                        label_smoothing: 0.1,
+                    },
+                )
+            },
+        ),
+    ]
+}
+
+fn attention() -> Vec<Case> {
+    let attn = |name: &str, sets: Vec<Vec<Vec<usize>>>, causal: bool| {
+        Case::new(name, vec![F, F, F], sets, move |x, _| {
+            x[0].attention(&x[1], &x[2], causal, None)
+        })
+        .tol(5e-5)
+        .grad_tol(2e-4)
+    };
+    vec![
+        attn(
+            "attention",
+            shapes(&[
+                &[&[2, 3, 4], &[2, 5, 4], &[2, 5, 3]],
+                &[&[1, 1, 1], &[1, 3, 1], &[1, 3, 1]],
+                &[&[2, 3, 67, 16], &[2, 3, 131, 16], &[2, 3, 131, 24]],
+            ]),
+            false,
+        ),
+        attn(
+            "attention causal",
+            shapes(&[
+                &[&[1, 5, 4], &[1, 5, 4], &[1, 5, 4]],
+                &[&[3, 97, 32], &[3, 97, 32], &[3, 97, 32]],
+                &[&[2, 7, 5], &[2, 3, 5], &[2, 3, 2]],
+            ]),
+            true,
+        ),
+    ]
+}
