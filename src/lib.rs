@@ -54,4 +54,9 @@ pub mod debug {
     pub use crate::backend::wgpu::live_buffers as live_gpu_buffers;
     pub use crate::graph::check::inject_fault_once;
     pub use crate::graph::node::live_nodes;
+
+    /// How many buffers the pool of GPU `n` has ever created (a leak makes this grow).
+    pub fn gpu_buffers_created(n: usize) -> crate::Result<usize> {
+        Ok(crate::backend::wgpu::context(n)?.pool.created())
+    }
 }

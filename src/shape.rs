@@ -64,8 +64,10 @@ impl Shape {
     /// and each pair must be equal or contain a 1.
     #[track_caller]
     pub fn broadcast(op: &str, a: &Shape, b: &Shape) -> Shape {
-        Shape::try_broadcast(a, b)
-            .unwrap_or_else(|| panic!("{op}: shapes {a} and {b} cannot be broadcast together"))
+        match Shape::try_broadcast(a, b) {
+            Some(s) => s,
+            None => panic!("{op}: shapes {a} and {b} cannot be broadcast together"),
+        }
     }
 
     /// The broadcast shape, or `None` when the shapes are incompatible.

@@ -71,6 +71,11 @@ impl Tensor {
                 op.describe()
             );
         }
+        debug_assert!(
+            crate::ops::is_registered(op.name()),
+            "op {} is missing from ops::op_set",
+            op.name()
+        );
         let node = Node::new(
             Box::new(op),
             inputs,

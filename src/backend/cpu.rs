@@ -81,8 +81,10 @@ impl CpuStorage {
     /// The elements as a slice of `T`; panics when `T` is not the storage's dtype.
     #[track_caller]
     pub fn as_slice<T: Element>(&self) -> &[T] {
-        T::unwrap(&self.data)
-            .unwrap_or_else(|| panic!("tensor holds {} elements, not {}", self.dtype(), T::DTYPE))
+        match T::unwrap(&self.data) {
+            Some(s) => s,
+            None => panic!("tensor holds {} elements, not {}", self.dtype(), T::DTYPE),
+        }
     }
 
     /// Every element converted to f64.

@@ -397,4 +397,36 @@ impl Tensor {
             q.dtype(),
         )
     }
+
+    /// The same attention computed unfused, as matmul → masked softmax → matmul: it stores the
+    /// Tq×Tk scores. For checking the fused kernel and for measuring what fusion saves.
+    #[track_caller]
+    pub fn attention_unfused(
+        &self,
+        k: &Tensor,
+        v: &Tensor,
+        causal: bool,
+        scale: Option<f64>,
+    ) -> Tensor {
+        let scale = scale.unwrap_or(1.0 / (self.dim(-1) as f64).sqrt());
+        let scores = self.matmul(&k.t()) * scale;
+        let scores = if causal {
+            let (tq, tk) = (self.dim(-2), k.dim(-2));
+            let rows = Tensor::arange_typed(0.0, tq as f64, 1.0, crate::DType::I32, &self.device())
+                .reshape([tq, 1]);
+            let cols = Tensor::arange_typed(0.0, tk as f64, 1.0, crate::DType::I32, &self.device())
+                .reshape([1, tk]);
+            let hidden = cols.gt(&rows);
+            let neg_inf = Tensor::full(
+                Shape::scalar(),
+                f64::NEG_INFINITY,
+                scores.dtype(),
+                &self.device(),
+            );
+            hidden.where_(&neg_inf, &scores)
+        } else {
+            scores
+        };
+        scores.softmax(-1).matmul(v)
+    }
 }

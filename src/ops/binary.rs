@@ -257,18 +257,8 @@ impl Op for Binary {
         let n = u32_of(name, out.shape.numel());
         let y = rec.alloc_elems(n as usize)?;
         let (a, b) = (&args[0], &args[1]);
-        let (expr, result) = match self.f {
-            Func::Arith(f) => (f.wgsl.to_string(), wgsl_type(a.dtype)),
-            Func::Compare(f) => (format!("select(0u, 1u, {})", f.wgsl), "u32"),
-        };
         let same = a.shape == &out.shape && b.shape == &out.shape;
-        let kernel = Kernel::new(&SHADER, if same { "same_shape" } else { "broadcast" }, 2, 1)
-            .with(
-                "alias T = f32; // @T",
-                format!("alias T = {};", wgsl_type(a.dtype)),
-            )
-            .with("alias R = f32; // @R", format!("alias R = {result};"))
-            .with("return a + b; // @expr", format!("return {expr};"));
+        let kernel = kernel(self.f, a.dtype, same);
         let a_strides = a.shape.broadcast_strides(&out.shape);
         let b_strides = b.shape.broadcast_strides(&out.shape);
         let (shape, strides) = collapse(out.shape.dims(), &[a_strides, b_strides]);
@@ -335,6 +325,54 @@ impl<A: Copy + Sync, B: Copy + Sync> Broadcast<'_, A, B> {
         ia.zip(ib).map(|(i, j)| f(x[i], y[j])).collect()
     }
 }
+
+/// The kernel for `f` on operands of `dtype`: the fast path when both operands have the
+/// output's shape, the broadcasting path otherwise.
+fn kernel(f: Func, dtype: DType, same_shape: bool) -> Kernel<'static> {
+    let (expr, result) = match f {
+        Func::Arith(f) => (f.wgsl.to_string(), wgsl_type(dtype)),
+        Func::Compare(f) => (format!("select(0u, 1u, {})", f.wgsl), "u32"),
+    };
+    Kernel::new(
+        &SHADER,
+        if same_shape {
+            "same_shape"
+        } else {
+            "broadcast"
+        },
+        2,
+        1,
+    )
+    .with(
+        "alias T = f32; // @T",
+        format!("alias T = {};", wgsl_type(dtype)),
+    )
+    .with("alias R = f32; // @R", format!("alias R = {result};"))
+    .with("return a + b; // @expr", format!("return {expr};"))
+}
+
+/// Every specialization this family can compile (for the shader validation test).
+pub(crate) fn variants() -> Vec<Kernel<'static>> {
+    let mut all = Vec::new();
+    for same in [true, false] {
+        for f in BINARY {
+            all.push(kernel(Func::Arith(f), DType::F32, same));
+            if f.int.is_some() {
+                all.push(kernel(Func::Arith(f), DType::I32, same));
+                all.push(kernel(Func::Arith(f), DType::U32, same));
+            }
+        }
+        for f in COMPARE {
+            for dtype in GPU_TYPES {
+                all.push(kernel(Func::Compare(f), dtype, same));
+            }
+        }
+    }
+    all
+}
+
+/// The dtypes a GPU holds.
+pub(crate) const GPU_TYPES: [DType; 4] = [DType::F32, DType::I32, DType::U32, DType::Bool];
 
 /// The WGSL scalar type that holds a dtype on the GPU (bools are u32 words).
 pub(crate) fn wgsl_type(dtype: DType) -> &'static str {

@@ -5,7 +5,7 @@ use super::{CpuArg, GpuArg, Grad, Meta, Op};
 use crate::backend::cpu::{CpuData, CpuStorage, with_any};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::Element;
-use crate::ops::binary::wgsl_type;
+use crate::ops::binary::{GPU_TYPES, wgsl_type};
 use crate::ops::layout::u32_of;
 use crate::{DType, Result, Tensor};
 
@@ -53,26 +53,7 @@ impl Op for Cast {
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let n = u32_of("cast", out.shape.numel());
         let y = rec.alloc_elems(n as usize)?;
-        let from = args[0].dtype;
-        let expr = match (from, self.to) {
-            (_, DType::Bool) => "select(0u, 1u, x != In(0))",
-            (DType::Bool, DType::F32) => "f32(x)",
-            (DType::Bool, _) => "Out(x)",
-            (_, DType::F32) => "f32(x)",
-            (_, DType::I32) => "i32(x)",
-            (_, DType::U32) => "u32(x)",
-            (_, DType::F64) => unreachable!("f64 never reaches a GPU"),
-        };
-        let kernel = Kernel::new(&SHADER, "main", 1, 1)
-            .with(
-                "alias In = f32; // @In",
-                format!("alias In = {};", wgsl_type(from)),
-            )
-            .with(
-                "alias Out = f32; // @Out",
-                format!("alias Out = {};", wgsl_type(self.to)),
-            )
-            .with("return Out(x); // @expr", format!("return {expr};"));
+        let kernel = kernel(args[0].dtype, self.to);
         let params = Params { n, _pad: [0; 3] };
         rec.dispatch(
             &kernel,
@@ -90,6 +71,42 @@ impl Op for Cast {
     fn tolerance(&self) -> f64 {
         0.0
     }
+}
+
+/// The conversion kernel from `from` to `to`.
+fn kernel(from: DType, to: DType) -> Kernel<'static> {
+    let expr = match (from, to) {
+        (_, DType::Bool) => "select(0u, 1u, x != In(0))",
+        (DType::Bool, DType::F32) => "f32(x)",
+        (DType::Bool, _) => "Out(x)",
+        (_, DType::F32) => "f32(x)",
+        (_, DType::I32) => "i32(x)",
+        (_, DType::U32) => "u32(x)",
+        (_, DType::F64) => unreachable!("f64 never reaches a GPU"),
+    };
+    Kernel::new(&SHADER, "main", 1, 1)
+        .with(
+            "alias In = f32; // @In",
+            format!("alias In = {};", wgsl_type(from)),
+        )
+        .with(
+            "alias Out = f32; // @Out",
+            format!("alias Out = {};", wgsl_type(to)),
+        )
+        .with("return Out(x); // @expr", format!("return {expr};"))
+}
+
+/// Every specialization this family can compile (for the shader validation test).
+pub(crate) fn variants() -> Vec<Kernel<'static>> {
+    GPU_TYPES
+        .iter()
+        .flat_map(|&from| {
+            GPU_TYPES
+                .iter()
+                .filter(move |&&to| to != from)
+                .map(move |&to| kernel(from, to))
+        })
+        .collect()
 }
 
 impl Tensor {

@@ -117,9 +117,9 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn concat(tensors: &[Tensor], axis: isize) -> Tensor {
-        let first = tensors
-            .first()
-            .unwrap_or_else(|| panic!("concat: no tensors given"));
+        let Some(first) = tensors.first() else {
+            panic!("concat: no tensors given");
+        };
         let a = first.shape().axis("concat", axis);
         let mut dims = first.dims().to_vec();
         dims[a] = 0;

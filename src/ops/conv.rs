@@ -75,6 +75,41 @@ struct Geom {
 }
 
 impl Geom {
+    /// The geometry of `x` convolved with `w`, or what is wrong with them.
+    fn new(x: &Tensor, w: &Tensor, opts: ConvOptions) -> Result<Geom, &'static str> {
+        if x.rank() != 4 || w.rank() != 4 {
+            return Err("expected (N, C, H, W) and (O, C/groups, KH, KW)");
+        }
+        if x.dtype() != w.dtype() || !x.dtype().is_float() {
+            return Err("input and weight must be the same float dtype");
+        }
+        let [n, c, h, wd] = [x.dims()[0], x.dims()[1], x.dims()[2], x.dims()[3]];
+        let [o, cg, kh, kw] = [w.dims()[0], w.dims()[1], w.dims()[2], w.dims()[3]];
+        let g = opts.groups;
+        if g == 0 || c % g != 0 || o % g != 0 || c / g != cg {
+            return Err("channels do not split into the groups");
+        }
+        let (s, d) = (opts.stride, opts.dilation);
+        if s.0 == 0 || s.1 == 0 || d.0 == 0 || d.1 == 0 || kh == 0 || kw == 0 {
+            return Err("stride, dilation and kernel size must be positive");
+        }
+        let too_big = "the kernel is larger than the padded input";
+        let oh = Geom::out_size(h, kh, s.0, opts.padding.0, d.0).ok_or(too_big)?;
+        let ow = Geom::out_size(wd, kw, s.1, opts.padding.1, d.1).ok_or(too_big)?;
+        Ok(Geom {
+            n,
+            c,
+            h,
+            w: wd,
+            o,
+            kh,
+            kw,
+            oh,
+            ow,
+            opts,
+        })
+    }
+
     /// Output size along one axis, or `None` when the kernel does not fit.
     fn out_size(size: usize, k: usize, stride: usize, pad: usize, dil: usize) -> Option<usize> {
         let span = dil * (k - 1) + 1;
@@ -383,69 +418,19 @@ impl Tensor {
     /// (N, O, OH, OW). Add a bias with `+ bias.reshape([O, 1, 1])`.
     #[track_caller]
     pub fn conv2d(&self, weight: &Tensor, opts: ConvOptions) -> Tensor {
-        let bad = |why: &str| -> ! {
-            panic!(
+        let geom = match Geom::new(self, weight, opts) {
+            Ok(g) => g,
+            Err(why) => panic!(
                 "conv2d: input {} and weight {} with {opts:?}: {why}",
                 self.shape(),
                 weight.shape()
-            )
+            ),
         };
-        if self.rank() != 4 || weight.rank() != 4 {
-            bad("expected (N, C, H, W) and (O, C/groups, KH, KW)");
-        }
-        if self.dtype() != weight.dtype() || !self.dtype().is_float() {
-            bad("input and weight must be the same float dtype");
-        }
-        let [n, c, h, w] = [
-            self.dims()[0],
-            self.dims()[1],
-            self.dims()[2],
-            self.dims()[3],
-        ];
-        let [o, cg, kh, kw] = [
-            weight.dims()[0],
-            weight.dims()[1],
-            weight.dims()[2],
-            weight.dims()[3],
-        ];
-        let groups = opts.groups;
-        if groups == 0 || c % groups != 0 || o % groups != 0 || c / groups != cg {
-            bad("channels do not split into the groups");
-        }
-        if opts.stride.0 == 0
-            || opts.stride.1 == 0
-            || opts.dilation.0 == 0
-            || opts.dilation.1 == 0
-            || kh == 0
-            || kw == 0
-        {
-            bad("stride, dilation and kernel size must be positive");
-        }
-        let oh = Geom::out_size(h, kh, opts.stride.0, opts.padding.0, opts.dilation.0)
-            .unwrap_or_else(|| bad("the kernel is larger than the padded input"));
-        let ow = Geom::out_size(w, kw, opts.stride.1, opts.padding.1, opts.dilation.1)
-            .unwrap_or_else(|| bad("the kernel is larger than the padded input"));
-        let geom = Geom {
-            n,
-            c,
-            h,
-            w,
-            o,
-            kh,
-            kw,
-            oh,
-            ow,
-            opts,
-        };
+        let shape = Shape::from([geom.n, geom.o, geom.oh, geom.ow]);
         let op = Conv {
             pass: Pass::Forward,
             geom,
         };
-        Tensor::from_op(
-            op,
-            vec![self.clone(), weight.clone()],
-            Shape::from([n, o, oh, ow]),
-            self.dtype(),
-        )
+        Tensor::from_op(op, vec![self.clone(), weight.clone()], shape, self.dtype())
     }
 }

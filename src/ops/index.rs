@@ -88,6 +88,48 @@ fn targets(kind: Kind, axis: usize, x: &Shape, space: &Shape, index: &[usize]) -
     }
 }
 
+/// The kernel for `kind` on elements of `dtype` with indices of `index`.
+fn kernel(kind: Kind, dtype: DType, index: DType) -> Kernel<'static> {
+    let entry = match kind {
+        Kind::Gather => "gather",
+        Kind::IndexSelect => "index_select",
+        Kind::ScatterAdd => "scatter_add",
+        Kind::IndexAdd => "index_add",
+    };
+    let add = match dtype {
+        DType::F32 => "atomic_add_f32(t, v); // @add",
+        _ => "atomicAdd(&acc[t], bitcast<u32>(v)); // @add",
+    };
+    Kernel::new(&SHADER, entry, 2, 1)
+        .with(
+            "alias T = f32; // @T",
+            format!("alias T = {};", wgsl_type(dtype)),
+        )
+        .with(
+            "alias I = i32; // @I",
+            format!("alias I = {};", wgsl_type(index)),
+        )
+        .with("atomic_add_f32(t, v); // @add", add)
+}
+
+/// Every specialization this family can compile (for the shader validation test).
+pub(crate) fn variants() -> Vec<Kernel<'static>> {
+    let mut all = Vec::new();
+    for kind in [
+        Kind::Gather,
+        Kind::IndexSelect,
+        Kind::ScatterAdd,
+        Kind::IndexAdd,
+    ] {
+        for dtype in [DType::F32, DType::I32, DType::U32] {
+            for index in [DType::I32, DType::U32] {
+                all.push(kernel(kind, dtype, index));
+            }
+        }
+    }
+    all
+}
+
 impl Op for Indexing {
     fn name(&self) -> &'static str {
         match self.kind {
@@ -154,26 +196,7 @@ impl Op for Indexing {
             shape: pack(name, space.dims(), 1),
             strides: pack(name, &x.shape.strides(), 0),
         };
-        let entry = match self.kind {
-            Kind::Gather => "gather",
-            Kind::IndexSelect => "index_select",
-            Kind::ScatterAdd => "scatter_add",
-            Kind::IndexAdd => "index_add",
-        };
-        let add = match out.dtype {
-            DType::F32 => "atomic_add_f32(t, v); // @add",
-            _ => "atomicAdd(&acc[t], bitcast<u32>(v)); // @add",
-        };
-        let kernel = Kernel::new(&SHADER, entry, 2, 1)
-            .with(
-                "alias T = f32; // @T",
-                format!("alias T = {};", wgsl_type(out.dtype)),
-            )
-            .with(
-                "alias I = i32; // @I",
-                format!("alias I = {};", wgsl_type(index.dtype)),
-            )
-            .with("atomic_add_f32(t, v); // @add", add);
+        let kernel = kernel(self.kind, out.dtype, index.dtype);
         let groups = Grid::Linear(params.n.div_ceil(256));
         match self.kind {
             Kind::Gather | Kind::IndexSelect => {

@@ -8,7 +8,7 @@ use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::{Element, Float};
 use crate::ops::binary::wgsl_type;
 use crate::ops::layout::u32_of;
-use crate::{Result, Shape, Tensor};
+use crate::{DType, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 static SHADER: Shader = shader!("loss.wgsl");
@@ -76,6 +76,23 @@ impl CrossEntropy {
     }
 }
 
+/// The forward or backward kernel for targets of type `labels`.
+fn kernel(entry: &'static str, labels: DType) -> Kernel<'static> {
+    let reads = if entry == "forward" { 2 } else { 3 };
+    Kernel::new(&SHADER, entry, reads, 1).with(
+        "alias I = i32; // @I",
+        format!("alias I = {};", wgsl_type(labels)),
+    )
+}
+
+/// Every specialization this family can compile (for the shader validation test).
+pub(crate) fn variants() -> Vec<Kernel<'static>> {
+    ["forward", "backward"]
+        .into_iter()
+        .flat_map(|e| [kernel(e, DType::I32), kernel(e, DType::U32)])
+        .collect()
+}
+
 /// Per-row losses of logits (N, C) against class targets (N).
 pub(crate) struct CrossEntropyLoss {
     opts: CrossEntropy,
@@ -117,10 +134,7 @@ impl Op for CrossEntropyLoss {
         let (rows, classes) = (args[0].shape.dim(0), args[0].shape.dim(1));
         let y = rec.alloc_elems(out.shape.numel())?;
         let params = self.opts.params(rows, classes);
-        let kernel = Kernel::new(&SHADER, "forward", 2, 1).with(
-            "alias I = i32; // @I",
-            format!("alias I = {};", wgsl_type(args[1].dtype)),
-        );
+        let kernel = kernel("forward", args[1].dtype);
         rec.dispatch(
             &kernel,
             &params,
@@ -190,10 +204,7 @@ impl Op for CrossEntropyGrad {
         let (rows, classes) = (args[0].shape.dim(0), args[0].shape.dim(1));
         let dx = rec.alloc_elems(out.shape.numel())?;
         let params = self.opts.params(rows, classes);
-        let kernel = Kernel::new(&SHADER, "backward", 3, 1).with(
-            "alias I = i32; // @I",
-            format!("alias I = {};", wgsl_type(args[1].dtype)),
-        );
+        let kernel = kernel("backward", args[1].dtype);
         let reads = [args[0].buf, args[1].buf, args[2].buf];
         rec.dispatch(&kernel, &params, &reads, &[&dx], Grid::Linear(params.rows))?;
         Ok(dx)

@@ -72,7 +72,9 @@ pub(crate) enum Exec {
 }
 
 /// One op of the graph. See the module doc.
-pub(crate) trait Op: std::any::Any + Send + Sync {
+pub(crate) trait Op:
+    std::any::Any + Send + Sync + std::panic::RefUnwindSafe + std::panic::UnwindSafe
+{
     /// The op's name in the op set (`"tanh"`, `"matmul"`): the key of its case-table rows.
     fn name(&self) -> &'static str;
 
@@ -103,6 +105,28 @@ pub(crate) trait Op: std::any::Any + Send + Sync {
     }
 }
 
+/// Every specialized kernel the ops can compile, for the shader validation test (which also
+/// validates every file of `shaders/` as written).
+pub(crate) fn kernel_variants() -> Vec<crate::backend::wgpu::Kernel<'static>> {
+    let mut all = unary::variants();
+    all.extend(binary::variants());
+    all.extend(cast::variants());
+    all.extend(select::variants());
+    all.extend(reduce::variants());
+    all.extend(index::variants());
+    all.extend(loss::variants());
+    all
+}
+
+/// Whether `name` is in the op set (checked when debug builds record a node, so an op that was
+/// never registered here, and so never needed a case row, cannot slip in).
+pub(crate) fn is_registered(name: &str) -> bool {
+    static SET: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
+        std::sync::OnceLock::new();
+    SET.get_or_init(|| op_set().into_iter().chain(["leaf"]).collect())
+        .contains(name)
+}
+
 /// Every op name in the op set. The case table must have a row for each (a test checks it).
 pub fn op_set() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = Vec::new();
@@ -112,6 +136,7 @@ pub fn op_set() -> Vec<&'static str> {
     names.extend([
         "full",
         "arange",
+        "rand_bits",
         "rand_uniform",
         "rand_normal",
         "where",
@@ -146,6 +171,7 @@ pub fn op_set() -> Vec<&'static str> {
         "layer_norm",
         "layer_norm_grad",
         "attention",
+        "attention_lse",
         "attention_grad",
         "cross_entropy",
         "cross_entropy_grad",

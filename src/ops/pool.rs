@@ -69,6 +69,40 @@ struct Geom {
 }
 
 impl Geom {
+    /// The geometry of pooling `x`, or what is wrong with it.
+    fn new(x: &Tensor, max: bool, opts: PoolOptions) -> Result<Geom, &'static str> {
+        if x.rank() != 4 || !x.dtype().is_float() {
+            return Err("expected a float (N, C, H, W) tensor");
+        }
+        let (k, s, p, d) = (opts.kernel, opts.stride, opts.padding, opts.dilation);
+        if k.0 == 0 || k.1 == 0 || s.0 == 0 || s.1 == 0 || d.0 == 0 || d.1 == 0 {
+            return Err("kernel, stride and dilation must be positive");
+        }
+        if 2 * p.0 > k.0 || 2 * p.1 > k.1 {
+            return Err("padding must be at most half the window");
+        }
+        if !max && d != (1, 1) {
+            return Err("average pooling has no dilation");
+        }
+        let out = |size: usize, k: usize, s: usize, p: usize, d: usize| {
+            (size + 2 * p)
+                .checked_sub(d * (k - 1) + 1)
+                .map(|r| r / s + 1)
+        };
+        let too_big = "the window is larger than the padded input";
+        let [n, c, h, w] = [x.dims()[0], x.dims()[1], x.dims()[2], x.dims()[3]];
+        let oh = out(h, k.0, s.0, p.0, d.0).ok_or(too_big)?;
+        let ow = out(w, k.1, s.1, p.1, d.1).ok_or(too_big)?;
+        Ok(Geom {
+            planes: n * c,
+            h,
+            w,
+            oh,
+            ow,
+            opts,
+        })
+    }
+
     /// The in-bounds input positions of window (oy, ox), row-major, as flat offsets in a plane,
     /// and the window's divisor for averaging.
     fn window(&self, oy: usize, ox: usize) -> (Vec<usize>, usize) {
@@ -307,51 +341,16 @@ impl Tensor {
     #[track_caller]
     fn pool2d(&self, max: bool, opts: PoolOptions) -> Tensor {
         let name = if max { "max_pool2d" } else { "avg_pool2d" };
-        let bad =
-            |why: &str| -> ! { panic!("{name}: input {} with {opts:?}: {why}", self.shape()) };
-        if self.rank() != 4 || !self.dtype().is_float() {
-            bad("expected a float (N, C, H, W) tensor");
-        }
-        let (k, s, p, d) = (opts.kernel, opts.stride, opts.padding, opts.dilation);
-        if k.0 == 0 || k.1 == 0 || s.0 == 0 || s.1 == 0 || d.0 == 0 || d.1 == 0 {
-            bad("kernel, stride and dilation must be positive");
-        }
-        if 2 * p.0 > k.0 || 2 * p.1 > k.1 {
-            bad("padding must be at most half the window");
-        }
-        if !max && d != (1, 1) {
-            bad("average pooling has no dilation");
-        }
-        let [n, c, h, w] = [
-            self.dims()[0],
-            self.dims()[1],
-            self.dims()[2],
-            self.dims()[3],
-        ];
-        let out = |size: usize, k: usize, s: usize, p: usize, d: usize| {
-            (size + 2 * p)
-                .checked_sub(d * (k - 1) + 1)
-                .map(|r| r / s + 1)
-                .unwrap_or_else(|| bad("the window is larger than the padded input"))
+        let geom = match Geom::new(self, max, opts) {
+            Ok(g) => g,
+            Err(why) => panic!("{name}: input {} with {opts:?}: {why}", self.shape()),
         };
-        let (oh, ow) = (out(h, k.0, s.0, p.0, d.0), out(w, k.1, s.1, p.1, d.1));
-        let geom = Geom {
-            planes: n * c,
-            h,
-            w,
-            oh,
-            ow,
-            opts,
+        let shape = Shape::from([self.dims()[0], self.dims()[1], geom.oh, geom.ow]);
+        let op = Pool {
+            max,
+            grad: false,
+            geom,
         };
-        Tensor::from_op(
-            Pool {
-                max,
-                grad: false,
-                geom,
-            },
-            vec![self.clone()],
-            Shape::from([n, c, oh, ow]),
-            self.dtype(),
-        )
+        Tensor::from_op(op, vec![self.clone()], shape, self.dtype())
     }
 }

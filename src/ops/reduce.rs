@@ -167,11 +167,6 @@ impl Op for Reduce {
             reduced_shape: pack(name, &rs, 1),
             reduced_strides: pack(name, &rst[0], 0),
         };
-        let combine = match self.op {
-            ReduceOp::Sum => "a + b",
-            ReduceOp::Max => "max(a, b)",
-            ReduceOp::Min => "min(a, b)",
-        };
         let contiguous = rst[0].last().is_none_or(|&s| s == 1);
         let per_thread = !contiguous && n_out >= 1024 || count < 32;
         let entry = if per_thread {
@@ -179,12 +174,7 @@ impl Op for Reduce {
         } else {
             "per_workgroup"
         };
-        let kernel = Kernel::new(&SHADER, entry, 1, 1)
-            .with(
-                "alias T = f32; // @T",
-                format!("alias T = {};", wgsl_type(out.dtype)),
-            )
-            .with("return a + b; // @combine", format!("return {combine};"));
+        let kernel = reduce_kernel(entry, self.op, out.dtype);
         let groups = if per_thread {
             params.n_out.div_ceil(256)
         } else {
@@ -225,6 +215,41 @@ impl Op for Reduce {
             ReduceOp::Max | ReduceOp::Min => 0.0,
         }
     }
+}
+
+/// A reduction kernel: `entry` is `per_workgroup` or `per_thread`.
+fn reduce_kernel(entry: &'static str, op: ReduceOp, dtype: DType) -> Kernel<'static> {
+    let combine = match op {
+        ReduceOp::Sum => "a + b",
+        ReduceOp::Max => "max(a, b)",
+        ReduceOp::Min => "min(a, b)",
+    };
+    Kernel::new(&SHADER, entry, 1, 1)
+        .with(
+            "alias T = f32; // @T",
+            format!("alias T = {};", wgsl_type(dtype)),
+        )
+        .with("return a + b; // @combine", format!("return {combine};"))
+}
+
+/// The argmax/argmin kernel for elements of `dtype`.
+fn arg_kernel(dtype: DType) -> Kernel<'static> {
+    Kernel::new(&SHADER, "arg_extreme", 1, 1).with(
+        "alias T = f32; // @T",
+        format!("alias T = {};", wgsl_type(dtype)),
+    )
+}
+
+/// Every specialization this family can compile (for the shader validation test).
+pub(crate) fn variants() -> Vec<Kernel<'static>> {
+    let numeric = [DType::F32, DType::I32, DType::U32];
+    let mut all: Vec<Kernel<'static>> = numeric.into_iter().map(arg_kernel).collect();
+    for entry in ["per_workgroup", "per_thread"] {
+        for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min] {
+            all.extend(numeric.into_iter().map(|d| reduce_kernel(entry, op, d)));
+        }
+    }
+    all
 }
 
 /// The index of the largest (or smallest) element along one axis; i32, first on ties.
@@ -281,10 +306,7 @@ impl Op for ArgReduce {
             inner: u32_of(name, inner),
             max: self.max as u32,
         };
-        let kernel = Kernel::new(&SHADER, "arg_extreme", 1, 1).with(
-            "alias T = f32; // @T",
-            format!("alias T = {};", wgsl_type(args[0].dtype)),
-        );
+        let kernel = arg_kernel(args[0].dtype);
         rec.dispatch(
             &kernel,
             &params,

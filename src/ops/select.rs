@@ -3,7 +3,7 @@
 use super::{CpuArg, GpuArg, Grad, Meta, Op};
 use crate::backend::cpu::{CpuData, CpuStorage};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
-use crate::ops::binary::wgsl_type;
+use crate::ops::binary::{GPU_TYPES, wgsl_type};
 use crate::ops::layout::{MAX_RANK, collapse, offsets, pack, u32_of};
 use crate::{DType, Result, Shape, Tensor};
 
@@ -72,10 +72,7 @@ impl Op for Where {
             a_strides: pack("where", &strides[1], 0),
             b_strides: pack("where", &strides[2], 0),
         };
-        let kernel = Kernel::new(&SHADER, "main", 3, 1).with(
-            "alias T = f32; // @T",
-            format!("alias T = {};", wgsl_type(out.dtype)),
-        );
+        let kernel = kernel(out.dtype);
         let reads = [args[0].buf, args[1].buf, args[2].buf];
         rec.dispatch(
             &kernel,
@@ -99,6 +96,19 @@ impl Op for Where {
     fn tolerance(&self) -> f64 {
         0.0
     }
+}
+
+/// The kernel for branches of `dtype`.
+fn kernel(dtype: DType) -> Kernel<'static> {
+    Kernel::new(&SHADER, "main", 3, 1).with(
+        "alias T = f32; // @T",
+        format!("alias T = {};", wgsl_type(dtype)),
+    )
+}
+
+/// Every specialization this family can compile (for the shader validation test).
+pub(crate) fn variants() -> Vec<Kernel<'static>> {
+    GPU_TYPES.into_iter().map(kernel).collect()
 }
 
 impl Tensor {

@@ -478,6 +478,16 @@ struct Params {
     _pad: u32,
 }
 
+/// The kernel of a row: its expression spliced into `unary.wgsl`.
+fn kernel(f: &UnaryFn) -> Kernel<'static> {
+    Kernel::new(&SHADER, "main", 1, 1).with("return x; // @expr", format!("return {};", f.wgsl))
+}
+
+/// Every specialization this family can compile (for the shader validation test).
+pub(crate) fn variants() -> Vec<Kernel<'static>> {
+    UNARY.iter().map(kernel).collect()
+}
+
 /// A unary row applied with parameters `a`, `b`.
 pub(crate) struct Unary {
     f: &'static UnaryFn,
@@ -506,8 +516,7 @@ impl Op for Unary {
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let n = u32_of(self.f.name, out.shape.numel());
         let y = rec.alloc_elems(n as usize)?;
-        let kernel = Kernel::new(&SHADER, "main", 1, 1)
-            .with("return x; // @expr", format!("return {};", self.f.wgsl));
+        let kernel = kernel(self.f);
         let params = Params {
             n,
             a: self.a as f32,
@@ -643,7 +652,8 @@ impl std::ops::Neg for Tensor {
     }
 }
 
-/// Scalar arithmetic: `tensor op scalar` and `scalar op tensor`, for f64 and f32 scalars.
+/// Scalar arithmetic: `tensor op scalar` and `scalar op tensor`. One scalar type (f64) so that
+/// literals need no annotation.
 macro_rules! scalar_ops {
     ($($s:ty),*) => {$(
         impl std::ops::Add<$s> for &Tensor {
@@ -728,4 +738,4 @@ macro_rules! scalar_ops {
         }
     )*};
 }
-scalar_ops!(f64, f32);
+scalar_ops!(f64);

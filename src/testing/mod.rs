@@ -275,6 +275,37 @@ pub fn parity(case: &Case, shapes: &[Vec<usize>], gpu: &Device, seed: u64) -> Re
     })
 }
 
+/// The full WGSL source (prelude included) of every file in `shaders/` as written, keyed by file
+/// name, and of every specialization the ops compile, keyed by kernel: for validating them all
+/// without a GPU.
+pub fn shader_sources() -> Vec<(String, String)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("shaders/ exists")
+        .map(|e| e.expect("readable").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wgsl") && !p.ends_with("common.wgsl"))
+        .collect();
+    files.sort();
+    let mut out: Vec<(String, String)> = files
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).expect("readable shader");
+            let name = p
+                .file_name()
+                .expect("a file")
+                .to_string_lossy()
+                .into_owned();
+            (name, format!("{}\n{text}", crate::backend::wgpu::PRELUDE))
+        })
+        .collect();
+    out.extend(
+        crate::ops::kernel_variants()
+            .iter()
+            .map(|k| (k.key(), k.source())),
+    );
+    out
+}
+
 /// The op names (see [`crate::ops::op_set`]) appearing in the forward and backward graphs of a
 /// case, recorded for `device` (nothing is computed).
 pub fn ops_used(case: &Case, shapes: &[Vec<usize>], device: &Device) -> Vec<&'static str> {

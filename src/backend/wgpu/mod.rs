@@ -8,10 +8,8 @@ mod pool;
 mod recorder;
 
 pub use context::{GpuContext, adapter_infos, context, hardware_adapter_count};
+pub(crate) use pipeline::PRELUDE;
 pub(crate) use pipeline::{Kernel, Shader, shader};
 pub use pool::{GpuBuffer, live_buffers};
 pub(crate) use recorder::Grid;
 pub use recorder::Recorder;
-
-#[cfg(test)]
-pub(crate) use pipeline::PRELUDE;

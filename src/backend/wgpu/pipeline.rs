@@ -81,7 +81,8 @@ impl<'a> Kernel<'a> {
         format!("{PRELUDE}\n{text}")
     }
 
-    fn key(&self) -> String {
+    /// The pipeline-cache key: shader, entry point and specialization.
+    pub fn key(&self) -> String {
         let spec: Vec<String> = self.spec.iter().map(|(p, r)| format!("{p}={r}")).collect();
         format!("{}:{}:{}", self.shader.name, self.entry, spec.join(";"))
     }

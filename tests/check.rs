@@ -1,0 +1,52 @@
+//! Run-time cross-checking (`KILN_CHECK=1` / `Device::gpu_checked`): silent on a correct model,
+//! and a deliberately wrong GPU result is caught with the op, shapes, error and user line.
+//! One test function, because the fault injection and the checked mode are process-wide.
+
+mod common;
+
+use kiln::{Device, Error, Tensor};
+
+#[test]
+fn checked_gpu_is_silent_on_a_correct_model_and_catches_an_injected_fault() {
+    let Some(_) = common::gpu("cross-check") else {
+        return;
+    };
+    let gpu = Device::gpu_checked(0).unwrap();
+
+    // a small MLP step, forward and backward: every GPU node is recomputed on the CPU
+    kiln::manual_seed(11);
+    let x = Tensor::randn([16, 5], &gpu);
+    let w1 = Tensor::randn([5, 7], &gpu).requires_grad_();
+    let w2 = Tensor::randn([7, 3], &gpu).requires_grad_();
+    let labels = Tensor::from_vec((0..16).map(|i| i % 3).collect::<Vec<i32>>(), [16], &gpu);
+    let loss = x
+        .matmul(&w1)
+        .gelu()
+        .matmul(&w2)
+        .log_softmax(-1)
+        .exp()
+        .cross_entropy(&labels);
+    let grads = loss.backward();
+    let gw1 = grads.get(&w1).unwrap();
+    Tensor::realize_all(&[loss.clone(), gw1.clone()])
+        .expect("a correct model passes the cross-check");
+
+    // the next checked node gets a wrong GPU result
+    let a = Tensor::randn([4, 6], &gpu);
+    a.realize().unwrap();
+    kiln::debug::inject_fault_once();
+    #[rustfmt::skip]
+    let (y, line) = (a.tanh(), line!());
+    match y.realize() {
+        Err(Error::CheckFailed(msg)) => {
+            assert!(msg.contains("tanh"), "names the op: {msg}");
+            assert!(msg.contains("[4, 6]"), "names the shapes: {msg}");
+            assert!(msg.contains("relative error"), "gives the error: {msg}");
+            assert!(
+                msg.contains(&format!("tests/check.rs:{line}")),
+                "points at the user's line: {msg}"
+            );
+        }
+        other => panic!("the injected fault was not caught: {other:?}"),
+    }
+}
