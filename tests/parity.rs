@@ -25,7 +25,10 @@ fn every_op_matches_the_cpu_reference_on_the_gpu() {
                     continue;
                 }
             };
-            if !(report.forward <= case.tol) || report.forward_nonfinite.is_some() {
+            if report.forward.is_nan()
+                || report.forward > case.tol
+                || report.forward_nonfinite.is_some()
+            {
                 failures.push(format!(
                     "{} {shapes:?}: forward relative error {:.3e} > {:.1e} {}",
                     case.name,
@@ -35,7 +38,7 @@ fn every_op_matches_the_cpu_reference_on_the_gpu() {
                 ));
             }
             for (input, err) in report.grads {
-                if !(err <= case.grad_tol) {
+                if err.is_nan() || err > case.grad_tol {
                     failures.push(format!(
                         "{} {shapes:?}: gradient of input {input}: relative error {err:.3e} > {:.1e}",
                         case.name, case.grad_tol

@@ -46,6 +46,17 @@ impl CpuStorage {
         CpuStorage::new(T::wrap(v))
     }
 
+    /// `values` converted to a float dtype (f32 or f64).
+    pub fn from_f64(values: Vec<f64>, dtype: DType) -> CpuStorage {
+        match dtype {
+            DType::F64 => CpuStorage::from_vec(values),
+            DType::F32 => {
+                CpuStorage::from_vec(values.into_iter().map(|v| v as f32).collect::<Vec<f32>>())
+            }
+            other => panic!("from_f64: {other} is not a float dtype"),
+        }
+    }
+
     /// The typed vector.
     pub fn data(&self) -> &CpuData {
         &self.data

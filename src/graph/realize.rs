@@ -11,6 +11,7 @@ use crate::backend::wgpu::{self as gpu, Recorder};
 use crate::graph::check;
 use crate::ops::{CpuArg, Exec, GpuArg, Meta};
 use crate::{Device, Result, Tensor};
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -139,11 +140,10 @@ impl Executor {
     }
 
     fn recorder(&mut self, n: usize) -> Result<&mut Recorder> {
-        if !self.recorders.contains_key(&n) {
-            let ctx = gpu::context(n)?;
-            self.recorders.insert(n, Recorder::new(ctx));
-        }
-        Ok(self.recorders.get_mut(&n).expect("inserted above"))
+        Ok(match self.recorders.entry(n) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(Recorder::new(gpu::context(n)?)),
+        })
     }
 
     /// Submits what GPU `n` has recorded so far and waits for it.

@@ -65,13 +65,13 @@ impl ReduceOp {
 fn split_axes(shape: &Shape, axes: &[usize]) -> (Vec<usize>, Vec<usize>, Vec<usize>, Vec<usize>) {
     let strides = shape.strides();
     let (mut ks, mut kst, mut rs, mut rst) = (vec![], vec![], vec![], vec![]);
-    for d in 0..shape.rank() {
+    for (d, (&size, &stride)) in shape.dims().iter().zip(&strides).enumerate() {
         if axes.contains(&d) {
-            rs.push(shape.dim(d));
-            rst.push(strides[d]);
+            rs.push(size);
+            rst.push(stride);
         } else {
-            ks.push(shape.dim(d));
-            kst.push(strides[d]);
+            ks.push(size);
+            kst.push(stride);
         }
     }
     (ks, kst, rs, rst)

@@ -229,7 +229,9 @@ pub struct ParityReport {
 /// Runs a case on the CPU and on `gpu` from the same f32 inputs and compares the outputs and
 /// the gradients of Σ r·y.
 pub fn parity(case: &Case, shapes: &[Vec<usize>], gpu: &Device, seed: u64) -> Result<ParityReport> {
-    let run = |device: &Device| -> Result<(Vec<f64>, Vec<Option<Vec<f64>>>)> {
+    // (forward values, gradient values per input)
+    type Run = (Vec<f64>, Vec<Option<Vec<f64>>>);
+    let run = |device: &Device| -> Result<Run> {
         let inputs: Vec<Tensor> = make_inputs(case, shapes, DType::F32, device, seed)
             .into_iter()
             .zip(&case.inputs)

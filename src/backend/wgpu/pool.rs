@@ -63,7 +63,7 @@ impl GpuBuffer {
     /// A buffer of at least `bytes` from `ctx`'s pool, or a new one.
     pub(crate) fn alloc(ctx: &Arc<GpuContext>, bytes: u64) -> Result<GpuBuffer> {
         let bytes = bytes.max(4);
-        let limit = ctx.limits.max_storage_buffer_binding_size as u64;
+        let limit = ctx.limits.max_storage_buffer_binding_size;
         if bytes > limit {
             return Err(Error::TooLarge {
                 device: format!("gpu:{} ({})", ctx.index, ctx.info.name),

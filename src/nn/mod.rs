@@ -1,0 +1,136 @@
+//! Neural-network modules: the [`Module`] trait, the layers, initializers and losses.
+//!
+//! A module holds its parameters as tensors and reports them, with PyTorch's state-dict names
+//! (`layers.0.weight`), through [`Module::visit`]; optimizers, checkpoints and train/eval
+//! switches are all built on that one visitor.
+//!
+//! ```
+//! use kiln::nn::{self, Linear, Module, Sequential};
+//! use kiln::{Device, Tensor};
+//! let dev = Device::Cpu;
+//! let model = Sequential::new().add(Linear::new(4, 8, &dev)).add(nn::ReLU).add(Linear::new(8, 2, &dev));
+//! let names: Vec<String> = nn::parameters(&model).into_iter().map(|(n, _)| n).collect();
+//! assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
+//! let y = model.forward(&Tensor::ones([3, 4], &dev));
+//! assert_eq!(y.dims(), &[3, 2]);
+//! ```
+
+mod activation;
+mod container;
+mod conv;
+mod dropout;
+mod embedding;
+pub mod init;
+mod linear;
+pub mod loss;
+mod norm;
+
+pub use activation::{Flatten, GELU, LeakyReLU, ReLU, SiLU, Sigmoid, Tanh};
+pub use container::Sequential;
+pub use conv::{AvgPool2d, Conv2d, MaxPool2d};
+pub use dropout::Dropout;
+pub use embedding::Embedding;
+pub use linear::Linear;
+pub use norm::{BatchNorm1d, BatchNorm2d, LayerNorm};
+
+use crate::Tensor;
+
+/// A layer or a model: a forward function and the tensors it owns.
+pub trait Module: Send + Sync {
+    /// The output for input `x`.
+    fn forward(&self, x: &Tensor) -> Tensor;
+
+    /// Reports this module's parameters, buffers and child modules to `v`, with their names.
+    fn visit(&self, v: &mut dyn Visitor);
+
+    /// Switches between training and evaluation behaviour (dropout, batch-norm statistics).
+    /// Modules without such behaviour keep the default, which does nothing; containers need
+    /// not forward it: [`train`] and [`eval`] reach every module through `visit`.
+    fn set_training(&self, _training: bool) {}
+}
+
+/// What [`Module::visit`] reports to.
+pub trait Visitor {
+    /// A trainable parameter.
+    fn param(&mut self, name: &str, t: &Tensor);
+    /// A tensor of state that is saved but not trained (batch-norm running statistics).
+    fn buffer(&mut self, _name: &str, _t: &Tensor) {}
+    /// A child module; the default visits it with `name.` prefixed to its names.
+    fn child(&mut self, name: &str, m: &dyn Module);
+}
+
+/// Collects names and tensors with their dotted paths.
+struct Collect<'a> {
+    prefix: String,
+    buffers: bool,
+    out: &'a mut Vec<(String, Tensor)>,
+}
+
+impl Visitor for Collect<'_> {
+    fn param(&mut self, name: &str, t: &Tensor) {
+        self.out.push((format!("{}{name}", self.prefix), t.clone()));
+    }
+    fn buffer(&mut self, name: &str, t: &Tensor) {
+        if self.buffers {
+            self.out.push((format!("{}{name}", self.prefix), t.clone()));
+        }
+    }
+    fn child(&mut self, name: &str, m: &dyn Module) {
+        let mut inner = Collect {
+            prefix: format!("{}{name}.", self.prefix),
+            buffers: self.buffers,
+            out: self.out,
+        };
+        m.visit(&mut inner);
+    }
+}
+
+/// The trainable parameters of `m`, with their state-dict names, in definition order.
+pub fn parameters(m: &dyn Module) -> Vec<(String, Tensor)> {
+    let mut out = Vec::new();
+    m.visit(&mut Collect {
+        prefix: String::new(),
+        buffers: false,
+        out: &mut out,
+    });
+    out
+}
+
+/// Parameters and buffers of `m`, with their state-dict names: what a checkpoint saves.
+pub fn state_dict(m: &dyn Module) -> Vec<(String, Tensor)> {
+    let mut out = Vec::new();
+    m.visit(&mut Collect {
+        prefix: String::new(),
+        buffers: true,
+        out: &mut out,
+    });
+    out
+}
+
+/// The number of trainable scalars in `m`.
+pub fn parameter_count(m: &dyn Module) -> usize {
+    parameters(m).iter().map(|(_, t)| t.numel()).sum()
+}
+
+/// Switches every module in `m` to `training`.
+struct Mode(bool);
+
+impl Visitor for Mode {
+    fn param(&mut self, _: &str, _: &Tensor) {}
+    fn child(&mut self, _: &str, m: &dyn Module) {
+        m.set_training(self.0);
+        m.visit(self);
+    }
+}
+
+/// Puts `m` and all its children in training mode (dropout on, batch statistics).
+pub fn train(m: &dyn Module) {
+    m.set_training(true);
+    m.visit(&mut Mode(true));
+}
+
+/// Puts `m` and all its children in evaluation mode (dropout off, running statistics).
+pub fn eval(m: &dyn Module) {
+    m.set_training(false);
+    m.visit(&mut Mode(false));
+}

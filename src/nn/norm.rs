@@ -1,0 +1,160 @@
+//! Normalization layers: `BatchNorm1d`, `BatchNorm2d` (with running statistics) and
+//! `LayerNorm`.
+
+use super::{Module, Visitor, init};
+use crate::{Device, Tensor, no_grad};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Batch normalization over every axis but the channel axis (1), as PyTorch's
+/// `BatchNorm1d`/`BatchNorm2d`: batch statistics while training (and an exponential average of
+/// them, momentum 0.1), the running statistics in evaluation.
+pub struct BatchNorm {
+    /// Scale per channel (starts at 1).
+    pub weight: Tensor,
+    /// Shift per channel (starts at 0).
+    pub bias: Tensor,
+    /// Running mean per channel (a buffer).
+    pub running_mean: Tensor,
+    /// Running unbiased variance per channel (a buffer).
+    pub running_var: Tensor,
+    momentum: f64,
+    eps: f64,
+    rank: usize,
+    training: AtomicBool,
+}
+
+/// `BatchNorm` for (N, C) or (N, C, L) inputs.
+pub type BatchNorm1d = BatchNorm;
+/// `BatchNorm` for (N, C, H, W) inputs.
+pub type BatchNorm2d = BatchNorm;
+
+impl BatchNorm {
+    /// For (N, C) or (N, C, L) inputs.
+    pub fn new_1d(channels: usize, device: &Device) -> BatchNorm {
+        BatchNorm::with_rank(channels, 2, device)
+    }
+
+    /// For (N, C, H, W) inputs.
+    pub fn new_2d(channels: usize, device: &Device) -> BatchNorm {
+        BatchNorm::with_rank(channels, 4, device)
+    }
+
+    fn with_rank(channels: usize, rank: usize, device: &Device) -> BatchNorm {
+        BatchNorm {
+            weight: init::param(Tensor::ones([channels], device)),
+            bias: init::param(Tensor::zeros([channels], device)),
+            running_mean: Tensor::zeros([channels], device),
+            running_var: Tensor::ones([channels], device),
+            momentum: 0.1,
+            eps: 1e-5,
+            rank,
+            training: AtomicBool::new(true),
+        }
+    }
+
+    /// Per-channel tensor broadcastable against an input of rank `r`: (C) → (C, 1, …).
+    fn per_channel(t: &Tensor, r: usize) -> Tensor {
+        let mut shape = vec![t.numel()];
+        shape.extend(std::iter::repeat_n(1, r.saturating_sub(2)));
+        t.reshape(shape)
+    }
+}
+
+impl Module for BatchNorm {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let r = x.rank();
+        let ok = if self.rank == 2 {
+            r == 2 || r == 3
+        } else {
+            r == 4
+        };
+        if !ok || x.dims()[1] != self.weight.numel() {
+            panic!(
+                "BatchNorm: input {} does not fit {} channels (rank {})",
+                x.shape(),
+                self.weight.numel(),
+                self.rank
+            );
+        }
+        let axes: Vec<usize> = (0..r).filter(|&a| a != 1).collect();
+        let (mean, var) = if self.training.load(Ordering::Relaxed) {
+            let mean = x.mean_axes(&axes, true);
+            let var = x.var_axes(&axes, true, 0);
+            let count: usize = axes.iter().map(|&a| x.dims()[a]).product();
+            let m = self.momentum;
+            let (new_mean, new_var) = no_grad(|| {
+                let unbiased = &var * (count as f64 / (count.max(2) - 1) as f64);
+                let new_mean =
+                    &self.running_mean * (1.0 - m) + mean.detach().reshape([mean.numel()]) * m;
+                let new_var =
+                    &self.running_var * (1.0 - m) + unbiased.detach().reshape([var.numel()]) * m;
+                (new_mean, new_var)
+            });
+            // A failure here (device lost, out of memory) is sticky in the device and is
+            // reported by the realize of this step's loss; the statistics just miss one update.
+            let _ = self
+                .running_mean
+                .assign(&new_mean)
+                .and_then(|_| self.running_var.assign(&new_var));
+            (mean, var)
+        } else {
+            (
+                Self::per_channel(&self.running_mean, r),
+                Self::per_channel(&self.running_var, r),
+            )
+        };
+        let w = Self::per_channel(&self.weight, r);
+        let b = Self::per_channel(&self.bias, r);
+        (x - &mean) * (var + self.eps).rsqrt() * w + b
+    }
+
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.param("weight", &self.weight);
+        v.param("bias", &self.bias);
+        v.buffer("running_mean", &self.running_mean);
+        v.buffer("running_var", &self.running_var);
+    }
+
+    fn set_training(&self, training: bool) {
+        self.training.store(training, Ordering::Relaxed);
+    }
+}
+
+/// Layer normalization over the trailing `normalized_shape`, with learnable weight and bias.
+pub struct LayerNorm {
+    /// Scale (starts at 1).
+    pub weight: Tensor,
+    /// Shift (starts at 0).
+    pub bias: Tensor,
+    normalized_shape: Vec<usize>,
+    eps: f64,
+}
+
+impl LayerNorm {
+    /// Over the trailing dimensions `normalized_shape`, eps 1e-5.
+    pub fn new(normalized_shape: &[usize], device: &Device) -> LayerNorm {
+        LayerNorm {
+            weight: init::param(Tensor::ones(normalized_shape, device)),
+            bias: init::param(Tensor::zeros(normalized_shape, device)),
+            normalized_shape: normalized_shape.to_vec(),
+            eps: 1e-5,
+        }
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.layer_norm(
+            &self.normalized_shape,
+            Some(&self.weight),
+            Some(&self.bias),
+            self.eps,
+        )
+    }
+
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.param("weight", &self.weight);
+        v.param("bias", &self.bias);
+    }
+}

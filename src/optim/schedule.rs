@@ -1,0 +1,237 @@
+//! Learning-rate schedules, with PyTorch's definitions. A scheduler is stepped once per period
+//! (an epoch, or a batch for warm-up and one-cycle) and returns the learning rate for the next
+//! period.
+
+use std::f64::consts::PI;
+
+/// A learning-rate schedule.
+pub trait Scheduler: Send {
+    /// The learning rate of the current period.
+    fn lr(&self) -> f64;
+    /// Ends a period; `metric` is the validation metric for [`ReduceOnPlateau`] (others ignore
+    /// it). Returns the learning rate for the next period.
+    fn step(&mut self, metric: Option<f64>) -> f64;
+}
+
+/// Multiplies the rate by `gamma` every `step_size` periods.
+pub struct StepLr {
+    base: f64,
+    step_size: usize,
+    gamma: f64,
+    t: usize,
+}
+
+impl StepLr {
+    /// From a base rate.
+    pub fn new(base: f64, step_size: usize, gamma: f64) -> StepLr {
+        StepLr {
+            base,
+            step_size: step_size.max(1),
+            gamma,
+            t: 0,
+        }
+    }
+}
+
+impl Scheduler for StepLr {
+    fn lr(&self) -> f64 {
+        self.base * self.gamma.powi((self.t / self.step_size) as i32)
+    }
+    fn step(&mut self, _: Option<f64>) -> f64 {
+        self.t += 1;
+        self.lr()
+    }
+}
+
+/// Multiplies the rate by `gamma` every period.
+pub struct ExponentialLr {
+    base: f64,
+    gamma: f64,
+    t: usize,
+}
+
+impl ExponentialLr {
+    /// From a base rate.
+    pub fn new(base: f64, gamma: f64) -> ExponentialLr {
+        ExponentialLr { base, gamma, t: 0 }
+    }
+}
+
+impl Scheduler for ExponentialLr {
+    fn lr(&self) -> f64 {
+        self.base * self.gamma.powi(self.t as i32)
+    }
+    fn step(&mut self, _: Option<f64>) -> f64 {
+        self.t += 1;
+        self.lr()
+    }
+}
+
+/// Cosine annealing from `base` to `min` over `periods`, then flat at `min`.
+pub struct CosineLr {
+    base: f64,
+    min: f64,
+    periods: usize,
+    t: usize,
+}
+
+impl CosineLr {
+    /// From `base` down to `min` over `periods`.
+    pub fn new(base: f64, min: f64, periods: usize) -> CosineLr {
+        CosineLr {
+            base,
+            min,
+            periods: periods.max(1),
+            t: 0,
+        }
+    }
+}
+
+impl Scheduler for CosineLr {
+    fn lr(&self) -> f64 {
+        let t = self.t.min(self.periods) as f64;
+        self.min + (self.base - self.min) * (1.0 + (PI * t / self.periods as f64).cos()) / 2.0
+    }
+    fn step(&mut self, _: Option<f64>) -> f64 {
+        self.t += 1;
+        self.lr()
+    }
+}
+
+/// Linear warm-up: the rate of `inner` scaled from `start_factor` up to 1 over `warmup`
+/// periods; `inner` starts stepping once the warm-up is over.
+pub struct LinearWarmup {
+    inner: Box<dyn Scheduler>,
+    start_factor: f64,
+    warmup: usize,
+    t: usize,
+}
+
+impl LinearWarmup {
+    /// Warm up into `inner`.
+    pub fn new(inner: impl Scheduler + 'static, start_factor: f64, warmup: usize) -> LinearWarmup {
+        LinearWarmup {
+            inner: Box::new(inner),
+            start_factor,
+            warmup,
+            t: 0,
+        }
+    }
+}
+
+impl Scheduler for LinearWarmup {
+    fn lr(&self) -> f64 {
+        if self.t >= self.warmup {
+            return self.inner.lr();
+        }
+        let f = self.start_factor + (1.0 - self.start_factor) * self.t as f64 / self.warmup as f64;
+        self.inner.lr() * f
+    }
+    fn step(&mut self, metric: Option<f64>) -> f64 {
+        if self.t >= self.warmup {
+            self.inner.step(metric);
+        }
+        self.t += 1;
+        self.lr()
+    }
+}
+
+/// The one-cycle policy (Smith & Topin), as PyTorch's `OneCycleLR` with cosine annealing: from
+/// max/`div` up to `max` over the first `pct_start` of `total` steps, then down to
+/// max/(`div`·`final_div`).
+pub struct OneCycle {
+    max: f64,
+    total: usize,
+    pct_start: f64,
+    div: f64,
+    final_div: f64,
+    t: usize,
+}
+
+impl OneCycle {
+    /// PyTorch's defaults: pct_start 0.3, div 25, final_div 1e4.
+    pub fn new(max: f64, total: usize) -> OneCycle {
+        OneCycle {
+            max,
+            total: total.max(2),
+            pct_start: 0.3,
+            div: 25.0,
+            final_div: 1e4,
+            t: 0,
+        }
+    }
+}
+
+impl Scheduler for OneCycle {
+    fn lr(&self) -> f64 {
+        let cos =
+            |from: f64, to: f64, frac: f64| to + (from - to) * (1.0 + (PI * frac).cos()) / 2.0;
+        let initial = self.max / self.div;
+        let end_up = self.pct_start * self.total as f64 - 1.0;
+        let t = self.t.min(self.total - 1) as f64;
+        if t <= end_up {
+            cos(initial, self.max, t / end_up.max(1.0))
+        } else {
+            let span = (self.total as f64 - 1.0 - end_up).max(1.0);
+            cos(self.max, initial / self.final_div, (t - end_up) / span)
+        }
+    }
+    fn step(&mut self, _: Option<f64>) -> f64 {
+        self.t += 1;
+        self.lr()
+    }
+}
+
+/// Multiplies the rate by `factor` when the metric (lower is better) has not improved by more
+/// than a relative `threshold` for `patience` periods; never below `min`.
+pub struct ReduceOnPlateau {
+    lr: f64,
+    factor: f64,
+    patience: usize,
+    threshold: f64,
+    min: f64,
+    best: f64,
+    bad: usize,
+}
+
+impl ReduceOnPlateau {
+    /// PyTorch's defaults: factor 0.1, patience 10, threshold 1e-4, min 0.
+    pub fn new(lr: f64) -> ReduceOnPlateau {
+        ReduceOnPlateau {
+            lr,
+            factor: 0.1,
+            patience: 10,
+            threshold: 1e-4,
+            min: 0.0,
+            best: f64::INFINITY,
+            bad: 0,
+        }
+    }
+
+    /// With another factor and patience.
+    pub fn with(mut self, factor: f64, patience: usize) -> ReduceOnPlateau {
+        self.factor = factor;
+        self.patience = patience;
+        self
+    }
+}
+
+impl Scheduler for ReduceOnPlateau {
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+    fn step(&mut self, metric: Option<f64>) -> f64 {
+        let Some(m) = metric else { return self.lr };
+        if m < self.best * (1.0 - self.threshold) {
+            self.best = m;
+            self.bad = 0;
+        } else {
+            self.bad += 1;
+            if self.bad > self.patience {
+                self.lr = (self.lr * self.factor).max(self.min);
+                self.bad = 0;
+            }
+        }
+        self.lr
+    }
+}
