@@ -58,7 +58,7 @@ fn main() -> kiln::Result<()> {
         .add(ReLU)
         .add(Linear::new(64, 64, &device))
         .add(ReLU)
-        .add(Linear::new(64, CLASSES as usize, &device));
+        .add(Linear::new(64, CLASSES, &device));
     let mut opt = Optimizer::new(nn::parameters(&model), Rule::adam(), 1e-2);
     println!(
         "kiln quickstart: a {}-parameter MLP on a 3-arm spiral ({n} points), on {device}",
