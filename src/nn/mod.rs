@@ -31,7 +31,7 @@ pub use conv::{AvgPool2d, Conv2d, MaxPool2d};
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use linear::Linear;
-pub use norm::{BatchNorm1d, BatchNorm2d, LayerNorm};
+pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, LayerNorm};
 
 use crate::Tensor;
 

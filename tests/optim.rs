@@ -1,0 +1,298 @@
+//! Optimizers: each rule's trajectory on a fixed problem against the update written out
+//! independently here in f64; the fused GPU kernels against the CPU; clipping and schedules.
+
+mod common;
+
+use kiln::optim::schedule::{
+    CosineLr, ExponentialLr, LinearWarmup, OneCycle, ReduceOnPlateau, StepLr,
+};
+use kiln::optim::{Optimizer, Rule, Scheduler, clip_grad_norm};
+use kiln::{DType, Device, Tensor};
+
+/// The problem: f(p) = Σ aᵢ·(pᵢ − cᵢ)²/2 + Σ sin(pᵢ), so g = a·(p − c) + cos p.
+const A: [f64; 5] = [1.0, 3.0, 0.5, 2.0, 10.0];
+const C: [f64; 5] = [0.3, -1.0, 2.0, 0.0, 0.5];
+const P0: [f64; 5] = [1.0, 1.0, -1.0, 0.5, 0.0];
+const STEPS: usize = 25;
+
+fn grad(p: &[f64]) -> Vec<f64> {
+    p.iter()
+        .zip(A.iter().zip(C))
+        .map(|(p, (a, c))| a * (p - c) + p.cos())
+        .collect()
+}
+
+/// The rules as PyTorch documents them, one element at a time, in f64.
+fn independent(rule: Rule, lr: f64) -> Vec<Vec<f64>> {
+    let mut p = P0.to_vec();
+    let n = p.len();
+    let (mut s0, mut s1, mut s2) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    let mut out = Vec::new();
+    for t in 1..=STEPS {
+        let g = grad(&p);
+        for i in 0..n {
+            match rule {
+                Rule::Sgd {
+                    momentum,
+                    nesterov,
+                    weight_decay,
+                } => {
+                    let mut d = g[i] + weight_decay * p[i];
+                    if momentum != 0.0 {
+                        s0[i] = if t == 1 { d } else { momentum * s0[i] + d };
+                        d = if nesterov {
+                            d + momentum * s0[i]
+                        } else {
+                            s0[i]
+                        };
+                    }
+                    p[i] -= lr * d;
+                }
+                Rule::AdaGrad { eps, weight_decay } => {
+                    let d = g[i] + weight_decay * p[i];
+                    s0[i] += d * d;
+                    p[i] -= lr * d / (s0[i].sqrt() + eps);
+                }
+                Rule::RmsProp {
+                    alpha,
+                    eps,
+                    momentum,
+                    centered,
+                    weight_decay,
+                } => {
+                    let d = g[i] + weight_decay * p[i];
+                    s0[i] = alpha * s0[i] + (1.0 - alpha) * d * d;
+                    let mut v = s0[i];
+                    if centered {
+                        s2[i] = alpha * s2[i] + (1.0 - alpha) * d;
+                        v -= s2[i] * s2[i];
+                    }
+                    let avg = v.sqrt() + eps;
+                    if momentum > 0.0 {
+                        s1[i] = momentum * s1[i] + d / avg;
+                        p[i] -= lr * s1[i];
+                    } else {
+                        p[i] -= lr * d / avg;
+                    }
+                }
+                Rule::Adadelta {
+                    rho,
+                    eps,
+                    weight_decay,
+                } => {
+                    let d = g[i] + weight_decay * p[i];
+                    s0[i] = rho * s0[i] + (1.0 - rho) * d * d;
+                    let delta = ((s1[i] + eps) / (s0[i] + eps)).sqrt() * d;
+                    s1[i] = rho * s1[i] + (1.0 - rho) * delta * delta;
+                    p[i] -= lr * delta;
+                }
+                Rule::Adam {
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                    decoupled,
+                } => {
+                    let mut d = g[i];
+                    if decoupled {
+                        p[i] *= 1.0 - lr * weight_decay;
+                    } else {
+                        d += weight_decay * p[i];
+                    }
+                    s0[i] = beta1 * s0[i] + (1.0 - beta1) * d;
+                    s1[i] = beta2 * s1[i] + (1.0 - beta2) * d * d;
+                    let m_hat = s0[i] / (1.0 - beta1.powi(t as i32));
+                    let v_hat = s1[i] / (1.0 - beta2.powi(t as i32));
+                    p[i] -= lr * m_hat / (v_hat.sqrt() + eps);
+                }
+            }
+        }
+        out.push(p.clone());
+    }
+    out
+}
+
+/// kiln's trajectory: the loss built from tensor ops, gradients from autograd.
+fn kiln_trajectory(rule: Rule, lr: f64, device: &Device, dtype: DType) -> Vec<Vec<f64>> {
+    let p = Tensor::from_slice(&P0, [5], &Device::Cpu)
+        .cast(dtype)
+        .to(device)
+        .detach();
+    p.realize().unwrap();
+    let p = p.requires_grad_();
+    let a = Tensor::from_slice(&A, [5], &Device::Cpu)
+        .cast(dtype)
+        .to(device);
+    let c = Tensor::from_slice(&C, [5], &Device::Cpu)
+        .cast(dtype)
+        .to(device);
+    let mut opt = Optimizer::new(vec![("p".into(), p.clone())], rule, lr);
+    (0..STEPS)
+        .map(|_| {
+            let loss = ((&p - &c).square() * &a * 0.5 + p.sin()).sum_all();
+            opt.step(&loss.backward()).unwrap();
+            p.to_f64_vec().unwrap()
+        })
+        .collect()
+}
+
+fn rules() -> Vec<(&'static str, Rule, f64)> {
+    vec![
+        ("sgd", Rule::sgd(), 0.05),
+        (
+            "sgd momentum + weight decay",
+            Rule::sgd_momentum(0.9).weight_decay(0.01),
+            0.02,
+        ),
+        (
+            "sgd nesterov",
+            Rule::Sgd {
+                momentum: 0.8,
+                nesterov: true,
+                weight_decay: 0.0,
+            },
+            0.02,
+        ),
+        ("adagrad", Rule::adagrad().weight_decay(0.1), 0.3),
+        ("rmsprop", Rule::rmsprop(), 0.01),
+        (
+            "rmsprop centered with momentum",
+            Rule::RmsProp {
+                alpha: 0.9,
+                eps: 1e-8,
+                momentum: 0.5,
+                centered: true,
+                weight_decay: 0.0,
+            },
+            0.01,
+        ),
+        ("adadelta", Rule::adadelta(), 1.0),
+        ("adam", Rule::adam().weight_decay(0.05), 0.05),
+        ("adamw", Rule::adamw(), 0.05),
+    ]
+}
+
+#[test]
+fn every_rule_follows_its_independent_f64_trajectory() {
+    for (name, rule, lr) in rules() {
+        let want = independent(rule, lr);
+        let got = kiln_trajectory(rule, lr, &Device::Cpu, DType::F64);
+        for (step, (w, g)) in want.iter().zip(&got).enumerate() {
+            for (x, y) in w.iter().zip(g) {
+                assert!(
+                    (x - y).abs() < 1e-10 * (1.0 + x.abs()),
+                    "{name} step {step}: {w:?} vs {g:?}"
+                );
+            }
+        }
+        // and it actually optimizes: the last point is far from the start
+        assert!(
+            want.last()
+                .unwrap()
+                .iter()
+                .zip(P0)
+                .any(|(p, p0)| (p - p0).abs() > 0.05),
+            "{name} did not move"
+        );
+    }
+}
+
+#[test]
+fn fused_gpu_updates_match_the_cpu() {
+    let Some(gpu) = common::gpu("fused optimizer updates") else {
+        return;
+    };
+    for (name, rule, lr) in rules() {
+        let cpu = kiln_trajectory(rule, lr, &Device::Cpu, DType::F32);
+        let on_gpu = kiln_trajectory(rule, lr, &gpu, DType::F32);
+        for (step, (c, g)) in cpu.iter().zip(&on_gpu).enumerate() {
+            for (x, y) in c.iter().zip(g) {
+                assert!(
+                    (x - y).abs() < 1e-4 * (1.0 + x.abs()),
+                    "{name} step {step}: cpu {c:?} gpu {g:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn clipping_scales_the_joint_norm_down_to_the_limit() {
+    let w = Tensor::from_vec(vec![0.0f64; 2], [2], &Device::Cpu).requires_grad_();
+    let b = Tensor::from_vec(vec![0.0f64], [1], &Device::Cpu).requires_grad_();
+    // gradients (3, 0) and (4): norm 5
+    let loss = (&w * &Tensor::from_vec(vec![3.0f64, 0.0], [2], &Device::Cpu)).sum_all()
+        + (&b * 4.0).sum_all();
+    let mut grads = loss.backward();
+    let params = vec![("w".to_string(), w.clone()), ("b".to_string(), b.clone())];
+    let norm = clip_grad_norm(&mut grads, &params, 1.0).unwrap();
+    assert!((norm.item::<f64>().unwrap() - 5.0).abs() < 1e-12);
+    let gw = grads.get(&w).unwrap().to_vec::<f64>().unwrap();
+    assert!(
+        (gw[0] - 0.6).abs() < 1e-6
+            && (grads.get(&b).unwrap().item::<f64>().unwrap() - 0.8).abs() < 1e-6
+    );
+    // below the limit nothing changes
+    let mut small = (&w * 0.1).sum_all().backward();
+    clip_grad_norm(&mut small, &params[..1], 1.0);
+    assert!((small.get(&w).unwrap().to_vec::<f64>().unwrap()[0] - 0.1).abs() < 1e-12);
+}
+
+fn run(mut s: impl Scheduler, periods: usize, metrics: &[f64]) -> Vec<f64> {
+    let mut out = vec![s.lr()];
+    for i in 0..periods {
+        out.push(s.step(metrics.get(i).copied()));
+    }
+    out
+}
+
+fn close(a: &[f64], b: &[f64]) {
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(b) {
+        assert!((x - y).abs() < 1e-12, "{a:?} vs {b:?}");
+    }
+}
+
+#[test]
+fn schedules_follow_pytorchs_formulas() {
+    close(
+        &run(StepLr::new(1.0, 2, 0.5), 5, &[]),
+        &[1.0, 1.0, 0.5, 0.5, 0.25, 0.25],
+    );
+    close(
+        &run(ExponentialLr::new(2.0, 0.5), 3, &[]),
+        &[2.0, 1.0, 0.5, 0.25],
+    );
+    let cos = run(CosineLr::new(1.0, 0.0, 4), 5, &[]);
+    close(
+        &cos,
+        &[
+            1.0,
+            (1.0 + (std::f64::consts::PI / 4.0).cos()) / 2.0,
+            0.5,
+            (1.0 - (std::f64::consts::PI / 4.0).cos()) / 2.0,
+            0.0,
+            0.0,
+        ],
+    );
+    close(
+        &run(LinearWarmup::new(StepLr::new(1.0, 1, 0.5), 0.25, 3), 5, &[]),
+        &[0.25, 0.5, 0.75, 1.0, 0.5, 0.25],
+    );
+    // one-cycle: starts at max/25, peaks at max after 30% of the steps, ends near max/25e4
+    let oc = run(OneCycle::new(1.0, 100), 99, &[]);
+    assert!((oc[0] - 0.04).abs() < 1e-12);
+    let peak = oc.iter().cloned().fold(0.0, f64::max);
+    assert!(
+        (peak - 1.0).abs() < 1e-12
+            && (oc.iter().position(|&v| v == peak).unwrap() as f64 - 29.0).abs() < 1.0
+    );
+    assert!((oc[99] - 0.04 / 1e4).abs() < 1e-12);
+    // plateau: patience 1 → the rate drops after two periods without improvement
+    let plateau = run(
+        ReduceOnPlateau::new(1.0).with(0.5, 1),
+        5,
+        &[3.0, 2.0, 2.5, 2.2, 1.0],
+    );
+    close(&plateau, &[1.0, 1.0, 1.0, 1.0, 0.5, 0.5]);
+}
