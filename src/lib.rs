@@ -28,6 +28,7 @@
 //! ```
 
 pub mod autograd;
+pub mod data;
 pub mod backend;
 pub mod device;
 pub mod dtype;

@@ -20,3 +20,25 @@ pub fn gpu(test: &str) -> Option<Device> {
         }
     }
 }
+
+/// The shared datasets folder (`KILN_DATA`, set by `.ci/run`). A `KILN_DATA` that does not exist
+/// fails loudly; an unset one prints a visible `SKIPPED` line (a developer machine without the
+/// data) — except under CI (`CI` set), where it fails.
+#[allow(dead_code)]
+pub fn data_dir(test: &str) -> Option<std::path::PathBuf> {
+    match std::env::var("KILN_DATA") {
+        Ok(dir) => {
+            let dir = std::path::PathBuf::from(dir);
+            assert!(dir.is_dir(), "{test}: KILN_DATA={} is not a folder", dir.display());
+            Some(dir)
+        }
+        Err(_) => {
+            if std::env::var("CI").is_ok() {
+                panic!("{test}: KILN_DATA is not set; CI must point it at the shared datasets");
+            }
+            println!("SKIPPED {test}: KILN_DATA is not set");
+            eprintln!("SKIPPED {test}: KILN_DATA is not set");
+            None
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! Datasets and the `DataLoader`, and readers for MNIST (IDX), CSV tables and plain text.
+//!
+//! A [`Dataset`] hands out batches by index; [`InMemory`] holds features and targets in host
+//! memory. A [`DataLoader`] shuffles with a seeded Philox permutation (the same order on every
+//! run and machine) and assembles the next batch on a background thread while the current one
+//! trains. Batches are CPU tensors; the trainer moves them to its device lazily, so the upload
+//! rides in the step's one GPU submission.
+
+pub mod csv;
+pub mod mnist;
+pub mod text;
+
+use crate::rng::RandomKey;
+use crate::{Device, Shape, Tensor};
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread;
+
+/// Inputs and targets of a batch, on the CPU.
+#[derive(Clone)]
+pub struct Batch {
+    /// (batch, …) inputs.
+    pub inputs: Tensor,
+    /// (batch) class indices or (batch, …) values.
+    pub targets: Tensor,
+}
+
+impl Batch {
+    /// The number of samples.
+    pub fn len(&self) -> usize {
+        self.inputs.dims().first().copied().unwrap_or(0)
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A dataset that can assemble a batch from sample indices.
+pub trait Dataset: Send + Sync {
+    /// The number of samples.
+    fn len(&self) -> usize;
+
+    /// Whether there are no samples.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The samples at `indices`, stacked.
+    fn batch(&self, indices: &[usize]) -> Batch;
+}
+
+/// Targets of an [`InMemory`] dataset.
+#[derive(Clone, Debug)]
+pub enum Targets {
+    /// One class index per sample.
+    Classes(Vec<i32>),
+    /// One value vector of shape `dims` per sample (regression).
+    Values { data: Vec<f32>, dims: Vec<usize> },
+}
+
+/// Features (f32, each sample of shape `sample_dims`) and targets held in memory.
+#[derive(Clone)]
+pub struct InMemory {
+    features: Arc<Vec<f32>>,
+    sample_dims: Vec<usize>,
+    targets: Arc<Targets>,
+}
+
+impl InMemory {
+    /// A dataset from row-major features and their targets. Panics when the sizes disagree.
+    #[track_caller]
+    pub fn new(features: Vec<f32>, sample_dims: &[usize], targets: Targets) -> InMemory {
+        let per: usize = sample_dims.iter().product();
+        let n = match &targets {
+            Targets::Classes(c) => c.len(),
+            Targets::Values { data, dims } => data.len() / dims.iter().product::<usize>().max(1),
+        };
+        if features.len() != n * per {
+            panic!("InMemory: {} feature values for {n} samples of shape {sample_dims:?}", features.len());
+        }
+        InMemory { features: Arc::new(features), sample_dims: sample_dims.to_vec(), targets: Arc::new(targets) }
+    }
+
+    /// The samples at `indices` as a new dataset (for splits and folds).
+    pub fn subset(&self, indices: &[usize]) -> InMemory {
+        let b = self.batch(indices);
+        let features = b.inputs.to_vec::<f32>().expect("CPU tensors read back");
+        let targets = match &*self.targets {
+            Targets::Classes(_) => Targets::Classes(b.targets.to_vec::<i32>().expect("CPU tensor")),
+            Targets::Values { dims, .. } => Targets::Values { data: b.targets.to_vec::<f32>().expect("CPU tensor"), dims: dims.clone() },
+        };
+        InMemory::new(features, &self.sample_dims, targets)
+    }
+
+    /// The shape of one sample.
+    pub fn sample_dims(&self) -> &[usize] {
+        &self.sample_dims
+    }
+}
+
+impl Dataset for InMemory {
+    fn len(&self) -> usize {
+        match &*self.targets {
+            Targets::Classes(c) => c.len(),
+            Targets::Values { data, dims } => data.len() / dims.iter().product::<usize>().max(1),
+        }
+    }
+
+    fn batch(&self, indices: &[usize]) -> Batch {
+        let per: usize = self.sample_dims.iter().product();
+        let mut x = Vec::with_capacity(indices.len() * per);
+        for &i in indices {
+            x.extend_from_slice(&self.features[i * per..(i + 1) * per]);
+        }
+        let mut dims = vec![indices.len()];
+        dims.extend(&self.sample_dims);
+        let inputs = Tensor::from_vec(x, Shape::new(dims), &Device::Cpu);
+        let targets = match &*self.targets {
+            Targets::Classes(c) => {
+                Tensor::from_vec(indices.iter().map(|&i| c[i]).collect::<Vec<i32>>(), [indices.len()], &Device::Cpu)
+            }
+            Targets::Values { data, dims } => {
+                let per: usize = dims.iter().product();
+                let mut y = Vec::with_capacity(indices.len() * per);
+                for &i in indices {
+                    y.extend_from_slice(&data[i * per..(i + 1) * per]);
+                }
+                let mut shape = vec![indices.len()];
+                shape.extend(dims);
+                Tensor::from_vec(y, Shape::new(shape), &Device::Cpu)
+            }
+        };
+        Batch { inputs, targets }
+    }
+}
+
+/// A seeded permutation of `0..n`: the same for the same (seed, epoch) everywhere.
+pub fn permutation(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let key = RandomKey { seed, stream: epoch };
+    let mut order: Vec<(u32, usize)> = (0..n).map(|i| (key.bits(i as u64), i)).collect();
+    order.sort_unstable();
+    order.into_iter().map(|(_, i)| i).collect()
+}
+
+/// Batches of a dataset, one epoch at a time.
+#[derive(Clone)]
+pub struct DataLoader {
+    dataset: Arc<dyn Dataset>,
+    batch_size: usize,
+    shuffle: Option<u64>,
+    drop_last: bool,
+}
+
+impl DataLoader {
+    /// Batches of `batch_size` in order, keeping a short last batch.
+    #[track_caller]
+    pub fn new(dataset: impl Dataset + 'static, batch_size: usize) -> DataLoader {
+        if batch_size == 0 {
+            panic!("DataLoader: batch size must be positive");
+        }
+        DataLoader { dataset: Arc::new(dataset), batch_size, shuffle: None, drop_last: false }
+    }
+
+    /// Shuffles every epoch with a permutation drawn from `seed` and the epoch number.
+    pub fn shuffle(mut self, seed: u64) -> DataLoader {
+        self.shuffle = Some(seed);
+        self
+    }
+
+    /// Drops a last batch shorter than the batch size.
+    pub fn drop_last(mut self) -> DataLoader {
+        self.drop_last = true;
+        self
+    }
+
+    /// The dataset.
+    pub fn dataset(&self) -> &Arc<dyn Dataset> {
+        &self.dataset
+    }
+
+    /// The number of samples in the dataset.
+    pub fn samples(&self) -> usize {
+        self.dataset.len()
+    }
+
+    /// Batches per epoch.
+    pub fn batches(&self) -> usize {
+        let n = self.dataset.len();
+        if self.drop_last { n / self.batch_size } else { n.div_ceil(self.batch_size) }
+    }
+
+    /// The batches of epoch `epoch`, each assembled on a background thread while the previous
+    /// one is in use.
+    pub fn epoch(&self, epoch: u64) -> Batches {
+        let n = self.dataset.len();
+        let order = match self.shuffle {
+            Some(seed) => permutation(n, seed, epoch),
+            None => (0..n).collect(),
+        };
+        let chunks: Vec<Vec<usize>> = order
+            .chunks(self.batch_size)
+            .filter(|c| !self.drop_last || c.len() == self.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect();
+        let (tx, rx) = mpsc::sync_channel(1);
+        let dataset = self.dataset.clone();
+        let worker = thread::spawn(move || {
+            for chunk in chunks {
+                if tx.send(dataset.batch(&chunk)).is_err() {
+                    break; // the consumer stopped early
+                }
+            }
+        });
+        Batches { rx, worker: Some(worker) }
+    }
+}
+
+/// The batches of one epoch (see [`DataLoader::epoch`]).
+pub struct Batches {
+    rx: mpsc::Receiver<Batch>,
+    worker: Option<thread::JoinHandle<()>>,
+}
+
+impl Iterator for Batches {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        match self.rx.recv() {
+            Ok(b) => Some(b),
+            Err(_) => {
+                // the worker is done; surface a panic in it instead of ending silently
+                if let Some(w) = self.worker.take()
+                    && let Err(p) = w.join()
+                {
+                    std::panic::resume_unwind(p);
+                }
+                None
+            }
+        }
+    }
+}
+
+/// The `k`-fold split of `0..n` for fold `i`: (training indices, validation indices), with
+/// contiguous validation slices as in d2l's `get_k_fold_data`.
+#[track_caller]
+pub fn k_fold(n: usize, k: usize, i: usize) -> (Vec<usize>, Vec<usize>) {
+    if k < 2 || i >= k || n < k {
+        panic!("k_fold: cannot take fold {i} of {k} over {n} samples");
+    }
+    let size = n / k;
+    let valid: Vec<usize> = (i * size..(i + 1) * size).collect();
+    let train: Vec<usize> = (0..n).filter(|j| !(i * size..(i + 1) * size).contains(j)).collect();
+    (train, valid)
+}
