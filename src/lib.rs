@@ -28,8 +28,8 @@
 //! ```
 
 pub mod autograd;
-pub mod data;
 pub mod backend;
+pub mod data;
 pub mod device;
 pub mod dtype;
 pub mod error;
@@ -41,6 +41,7 @@ pub mod rng;
 pub mod shape;
 pub mod tensor;
 pub mod testing;
+pub mod train;
 
 pub use autograd::{Gradients, NoGradGuard, no_grad};
 pub use device::Device;

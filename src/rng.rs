@@ -62,6 +62,30 @@ impl RandomKey {
         (self.bits(i) >> 8) as f32 * (1.0 / 16_777_216.0)
     }
 
+    /// Elements `start..start + out.len()` of a uniform stream (as [`RandomKey::uniform`]),
+    /// computing each Philox block once for its four words.
+    pub fn fill_uniform(&self, start: u64, out: &mut [f32]) {
+        let mut i = 0;
+        while i < out.len() {
+            let at = start + i as u64;
+            let block = at / 4;
+            let counter = [
+                block as u32,
+                (block >> 32) as u32,
+                self.stream as u32,
+                (self.stream >> 32) as u32,
+            ];
+            let words = philox4x32_10(counter, [self.seed as u32, (self.seed >> 32) as u32]);
+            for w in (at % 4) as usize..4 {
+                if i == out.len() {
+                    break;
+                }
+                out[i] = (words[w] >> 8) as f32 * (1.0 / 16_777_216.0);
+                i += 1;
+            }
+        }
+    }
+
     /// Element `i` of a standard normal stream, by Box–Muller on words 0 and 1 of block `i / 2`:
     /// even elements take the cosine branch, odd ones the sine branch.
     pub fn normal(&self, i: u64) -> f32 {
@@ -130,6 +154,16 @@ mod tests {
         ];
         for (counter, key, expected) in cases {
             assert_eq!(philox4x32_10(counter, key), expected);
+        }
+    }
+
+    #[test]
+    fn filled_uniforms_equal_single_draws() {
+        let key = RandomKey { seed: 3, stream: 9 };
+        let mut out = vec![0.0; 11];
+        key.fill_uniform(5, &mut out);
+        for (j, v) in out.iter().enumerate() {
+            assert_eq!(*v, key.uniform(5 + j as u64));
         }
     }
 

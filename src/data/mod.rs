@@ -78,9 +78,16 @@ impl InMemory {
             Targets::Values { data, dims } => data.len() / dims.iter().product::<usize>().max(1),
         };
         if features.len() != n * per {
-            panic!("InMemory: {} feature values for {n} samples of shape {sample_dims:?}", features.len());
+            panic!(
+                "InMemory: {} feature values for {n} samples of shape {sample_dims:?}",
+                features.len()
+            );
         }
-        InMemory { features: Arc::new(features), sample_dims: sample_dims.to_vec(), targets: Arc::new(targets) }
+        InMemory {
+            features: Arc::new(features),
+            sample_dims: sample_dims.to_vec(),
+            targets: Arc::new(targets),
+        }
     }
 
     /// The samples at `indices` as a new dataset (for splits and folds).
@@ -89,7 +96,10 @@ impl InMemory {
         let features = b.inputs.to_vec::<f32>().expect("CPU tensors read back");
         let targets = match &*self.targets {
             Targets::Classes(_) => Targets::Classes(b.targets.to_vec::<i32>().expect("CPU tensor")),
-            Targets::Values { dims, .. } => Targets::Values { data: b.targets.to_vec::<f32>().expect("CPU tensor"), dims: dims.clone() },
+            Targets::Values { dims, .. } => Targets::Values {
+                data: b.targets.to_vec::<f32>().expect("CPU tensor"),
+                dims: dims.clone(),
+            },
         };
         InMemory::new(features, &self.sample_dims, targets)
     }
@@ -118,9 +128,11 @@ impl Dataset for InMemory {
         dims.extend(&self.sample_dims);
         let inputs = Tensor::from_vec(x, Shape::new(dims), &Device::Cpu);
         let targets = match &*self.targets {
-            Targets::Classes(c) => {
-                Tensor::from_vec(indices.iter().map(|&i| c[i]).collect::<Vec<i32>>(), [indices.len()], &Device::Cpu)
-            }
+            Targets::Classes(c) => Tensor::from_vec(
+                indices.iter().map(|&i| c[i]).collect::<Vec<i32>>(),
+                [indices.len()],
+                &Device::Cpu,
+            ),
             Targets::Values { data, dims } => {
                 let per: usize = dims.iter().product();
                 let mut y = Vec::with_capacity(indices.len() * per);
@@ -138,7 +150,10 @@ impl Dataset for InMemory {
 
 /// A seeded permutation of `0..n`: the same for the same (seed, epoch) everywhere.
 pub fn permutation(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
-    let key = RandomKey { seed, stream: epoch };
+    let key = RandomKey {
+        seed,
+        stream: epoch,
+    };
     let mut order: Vec<(u32, usize)> = (0..n).map(|i| (key.bits(i as u64), i)).collect();
     order.sort_unstable();
     order.into_iter().map(|(_, i)| i).collect()
@@ -160,7 +175,12 @@ impl DataLoader {
         if batch_size == 0 {
             panic!("DataLoader: batch size must be positive");
         }
-        DataLoader { dataset: Arc::new(dataset), batch_size, shuffle: None, drop_last: false }
+        DataLoader {
+            dataset: Arc::new(dataset),
+            batch_size,
+            shuffle: None,
+            drop_last: false,
+        }
     }
 
     /// Shuffles every epoch with a permutation drawn from `seed` and the epoch number.
@@ -188,7 +208,11 @@ impl DataLoader {
     /// Batches per epoch.
     pub fn batches(&self) -> usize {
         let n = self.dataset.len();
-        if self.drop_last { n / self.batch_size } else { n.div_ceil(self.batch_size) }
+        if self.drop_last {
+            n / self.batch_size
+        } else {
+            n.div_ceil(self.batch_size)
+        }
     }
 
     /// The batches of epoch `epoch`, each assembled on a background thread while the previous
@@ -213,7 +237,10 @@ impl DataLoader {
                 }
             }
         });
-        Batches { rx, worker: Some(worker) }
+        Batches {
+            rx,
+            worker: Some(worker),
+        }
     }
 }
 
@@ -251,6 +278,8 @@ pub fn k_fold(n: usize, k: usize, i: usize) -> (Vec<usize>, Vec<usize>) {
     }
     let size = n / k;
     let valid: Vec<usize> = (i * size..(i + 1) * size).collect();
-    let train: Vec<usize> = (0..n).filter(|j| !(i * size..(i + 1) * size).contains(j)).collect();
+    let train: Vec<usize> = (0..n)
+        .filter(|j| !(i * size..(i + 1) * size).contains(j))
+        .collect();
     (train, valid)
 }

@@ -9,6 +9,7 @@ use crate::dtype::Float;
 use crate::ops::layout::u32_of;
 use crate::rng::{RandomKey, next_key};
 use crate::{DType, Device, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 static SHADER: Shader = shader!("random.wgsl");
 
@@ -134,14 +135,20 @@ impl Op for Dropout {
         format!("dropout(p {}, {:?})", self.p, self.key)
     }
     fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
+        const CHUNK: usize = 1 << 14; // a multiple of 4: chunks start on Philox block boundaries
         let (p, scale) = (self.p, self.scale());
         with_float!(args[0].data, T, x => {
             let s = T::of(scale as f64);
-            let y: Vec<T> = x
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| if self.key.uniform(i as u64) >= p { v * s } else { T::ZERO })
-                .collect();
+            let mut y = vec![T::ZERO; x.len()];
+            y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).enumerate().for_each(|(c, (yc, xc))| {
+                let mut u = vec![0f32; xc.len()];
+                self.key.fill_uniform((c * CHUNK) as u64, &mut u);
+                for ((o, &v), &r) in yc.iter_mut().zip(xc).zip(&u) {
+                    if r >= p {
+                        *o = v * s;
+                    }
+                }
+            });
             CpuStorage::from_vec(y)
         })
     }

@@ -8,9 +8,10 @@
 use crate::backend::Storage;
 use crate::backend::cpu::CpuStorage;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
+use crate::dtype::Float;
 use crate::graph::check::Verdict;
 use crate::ops::layout::u32_of;
-use crate::{Device, Error, Result, Tensor};
+use crate::{DType, Device, Error, Result, Tensor};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
@@ -74,148 +75,157 @@ impl Rule {
         }
     }
 
-    /// The parameter block for step `t` (1-based) at learning rate `lr`.
+    /// The GPU parameter block for step `t` (1-based) at learning rate `lr`.
     fn params(&self, n: usize, lr: f64, t: u64) -> Params {
-        let mut p = Params {
-            n: u32_of("optimizer step", n),
-            first: (t == 1) as u32,
-            lr: lr as f32,
-            ..Params::default()
+        let h = self.hyper::<f32>(lr, t);
+        let flag = match *self {
+            Rule::Sgd { nesterov, .. } => nesterov,
+            Rule::RmsProp { centered, .. } => centered,
+            Rule::Adam { decoupled, .. } => decoupled,
+            Rule::AdaGrad { .. } | Rule::Adadelta { .. } => false,
         };
-        match *self {
-            Rule::Sgd {
-                momentum,
-                nesterov,
-                weight_decay,
-            } => {
-                p.a = momentum as f32;
-                p.flag = nesterov as u32;
-                p.weight_decay = weight_decay as f32;
-            }
-            Rule::AdaGrad { eps, weight_decay } => {
-                p.eps = eps as f32;
-                p.weight_decay = weight_decay as f32;
-            }
-            Rule::RmsProp {
-                alpha,
-                eps,
-                momentum,
-                centered,
-                weight_decay,
-            } => {
-                p.a = alpha as f32;
-                p.b = momentum as f32;
-                p.eps = eps as f32;
-                p.flag = centered as u32;
-                p.weight_decay = weight_decay as f32;
-            }
-            Rule::Adadelta {
-                rho,
-                eps,
-                weight_decay,
-            } => {
-                p.a = rho as f32;
-                p.eps = eps as f32;
-                p.weight_decay = weight_decay as f32;
-            }
-            Rule::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                decoupled,
-            } => {
-                p.a = beta1 as f32;
-                p.b = beta2 as f32;
-                p.eps = eps as f32;
-                p.flag = decoupled as u32;
-                p.weight_decay = weight_decay as f32;
-                p.bias1 = (1.0 - beta1.powi(t as i32)) as f32;
-                p.bias2_sqrt = (1.0 - beta2.powi(t as i32)).sqrt() as f32;
-            }
+        Params {
+            n: u32_of("optimizer step", n),
+            first: h.first as u32,
+            flag: flag as u32,
+            _pad: 0,
+            lr: h.lr,
+            a: h.a,
+            b: h.b,
+            eps: h.eps,
+            weight_decay: h.weight_decay,
+            bias1: h.bias1,
+            bias2_sqrt: h.bias2_sqrt,
+            _pad2: 0.0,
         }
-        p
     }
 
-    /// The reference update of one element: (parameter, gradient, state) → new values, in f64.
-    pub fn apply(&self, lr: f64, t: u64, p: f64, g: f64, s: &mut [f64]) -> f64 {
-        let first = t == 1;
-        match *self {
+    /// The constants of step `t` (1-based) at learning rate `lr`, in the parameter's type.
+    fn hyper<T: Float>(&self, lr: f64, t: u64) -> Hyper<T> {
+        let (a, b, eps, weight_decay) = match *self {
             Rule::Sgd {
                 momentum,
-                nesterov,
                 weight_decay,
-            } => {
-                let mut g = g + weight_decay * p;
-                if momentum != 0.0 {
-                    s[0] = if first { g } else { momentum * s[0] + g };
-                    g = if nesterov { g + momentum * s[0] } else { s[0] };
-                }
-                p - lr * g
-            }
-            Rule::AdaGrad { eps, weight_decay } => {
-                let g = g + weight_decay * p;
-                s[0] += g * g;
-                p - lr * g / (s[0].sqrt() + eps)
-            }
+                ..
+            } => (momentum, 0.0, 0.0, weight_decay),
+            Rule::AdaGrad { eps, weight_decay } => (0.0, 0.0, eps, weight_decay),
             Rule::RmsProp {
                 alpha,
                 eps,
                 momentum,
-                centered,
                 weight_decay,
-            } => {
-                let g = g + weight_decay * p;
-                s[0] = alpha * s[0] + (1.0 - alpha) * g * g;
-                let avg = if centered {
-                    s[2] = alpha * s[2] + (1.0 - alpha) * g;
-                    (s[0] - s[2] * s[2]).sqrt() + eps
-                } else {
-                    s[0].sqrt() + eps
-                };
-                if momentum > 0.0 {
-                    s[1] = momentum * s[1] + g / avg;
-                    p - lr * s[1]
-                } else {
-                    p - lr * g / avg
-                }
-            }
+                ..
+            } => (alpha, momentum, eps, weight_decay),
             Rule::Adadelta {
                 rho,
                 eps,
                 weight_decay,
-            } => {
-                let g = g + weight_decay * p;
-                s[0] = rho * s[0] + (1.0 - rho) * g * g;
-                let delta = (s[1] + eps).sqrt() / (s[0] + eps).sqrt() * g;
-                s[1] = rho * s[1] + (1.0 - rho) * delta * delta;
-                p - lr * delta
-            }
+            } => (rho, 0.0, eps, weight_decay),
             Rule::Adam {
                 beta1,
                 beta2,
                 eps,
                 weight_decay,
-                decoupled,
-            } => {
-                let (p, g) = if decoupled {
-                    (p * (1.0 - lr * weight_decay), g)
-                } else {
-                    (p, g + weight_decay * p)
-                };
-                s[0] = beta1 * s[0] + (1.0 - beta1) * g;
-                s[1] = beta2 * s[1] + (1.0 - beta2) * g * g;
-                let bias1 = 1.0 - beta1.powi(t as i32);
-                let bias2 = 1.0 - beta2.powi(t as i32);
-                let denom = s[1].sqrt() / bias2.sqrt() + eps;
-                p - lr / bias1 * s[0] / denom
-            }
+                ..
+            } => (beta1, beta2, eps, weight_decay),
+        };
+        let (bias1, bias2) = (1.0 - a.powi(t as i32), 1.0 - b.powi(t as i32));
+        Hyper {
+            lr: T::of(lr),
+            a: T::of(a),
+            b: T::of(b),
+            eps: T::of(eps),
+            weight_decay: T::of(weight_decay),
+            bias1: T::of(bias1),
+            bias2_sqrt: T::of(bias2.sqrt()),
+            first: t == 1,
         }
     }
 }
 
+// The rules, one element at a time (PyTorch's formulas): (parameter, gradient, state) → new
+// parameter, with the state updated in place. Small and inlined into one loop per rule.
+
+#[inline(always)]
+fn sgd<T: Float>(h: &Hyper<T>, momentum: bool, nesterov: bool, p: T, g: T, s: &mut [T; 3]) -> T {
+    let mut g = g + h.weight_decay * p;
+    if momentum {
+        s[0] = if h.first { g } else { h.a * s[0] + g };
+        g = if nesterov { g + h.a * s[0] } else { s[0] };
+    }
+    p - h.lr * g
+}
+
+#[inline(always)]
+fn adagrad<T: Float>(h: &Hyper<T>, p: T, g: T, s: &mut [T; 3]) -> T {
+    let g = g + h.weight_decay * p;
+    s[0] += g * g;
+    p - h.lr * g / (s[0].sqrt() + h.eps)
+}
+
+#[inline(always)]
+fn rmsprop<T: Float>(
+    h: &Hyper<T>,
+    momentum: bool,
+    centered: bool,
+    p: T,
+    g: T,
+    s: &mut [T; 3],
+) -> T {
+    let one = T::ONE;
+    let g = g + h.weight_decay * p;
+    s[0] = h.a * s[0] + (one - h.a) * g * g;
+    let avg = if centered {
+        s[2] = h.a * s[2] + (one - h.a) * g;
+        (s[0] - s[2] * s[2]).sqrt() + h.eps
+    } else {
+        s[0].sqrt() + h.eps
+    };
+    if momentum {
+        s[1] = h.b * s[1] + g / avg;
+        p - h.lr * s[1]
+    } else {
+        p - h.lr * g / avg
+    }
+}
+
+#[inline(always)]
+fn adadelta<T: Float>(h: &Hyper<T>, p: T, g: T, s: &mut [T; 3]) -> T {
+    let one = T::ONE;
+    let g = g + h.weight_decay * p;
+    s[0] = h.a * s[0] + (one - h.a) * g * g;
+    let delta = (s[1] + h.eps).sqrt() / (s[0] + h.eps).sqrt() * g;
+    s[1] = h.a * s[1] + (one - h.a) * delta * delta;
+    p - h.lr * delta
+}
+
+#[inline(always)]
+fn adam<T: Float>(h: &Hyper<T>, decoupled: bool, p: T, g: T, s: &mut [T; 3]) -> T {
+    let one = T::ONE;
+    let (p, g) = if decoupled {
+        (p * (one - h.lr * h.weight_decay), g)
+    } else {
+        (p, g + h.weight_decay * p)
+    };
+    s[0] = h.a * s[0] + (one - h.a) * g;
+    s[1] = h.b * s[1] + (one - h.b) * g * g;
+    p - h.lr / h.bias1 * s[0] / (s[1].sqrt() / h.bias2_sqrt + h.eps)
+}
+
+/// The constants of one step (see [`Rule::hyper`]).
+struct Hyper<T> {
+    lr: T,
+    a: T,
+    b: T,
+    eps: T,
+    weight_decay: T,
+    bias1: T,
+    bias2_sqrt: T,
+    first: bool,
+}
+
 #[repr(C)]
-#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     n: u32,
     first: u32,
@@ -273,51 +283,109 @@ pub(crate) fn apply_all(rule: &Rule, lr: f64, t: u64, updates: &[Update]) -> Res
     Ok(())
 }
 
-/// The CPU reference over whole tensors.
+/// The CPU reference over whole tensors, in the parameter's float type.
 fn apply_cpu(rule: &Rule, lr: f64, t: u64, u: &Update) {
-    let host = |x: &Tensor| x.storage().expect("realized").cpu().to_f64_vec();
-    let (new_p, new_state) = reference(
-        rule,
-        lr,
-        t,
-        &host(u.param),
-        &host(u.grad),
-        &u.state.iter().map(host).collect::<Vec<_>>(),
-    );
-    let store = |x: &Tensor, v: Vec<f64>| {
-        let data = CpuStorage::from_f64(v, x.dtype());
-        x.0.set_storage(Storage::Cpu(Arc::new(data)));
+    let storage = |x: &Tensor| x.storage().expect("realized");
+    let (p, g) = (storage(u.param), storage(u.grad));
+    let state: Vec<_> = u.state.iter().map(storage).collect();
+    fn run<T: Float + Wrapped>(
+        rule: &Rule,
+        lr: f64,
+        t: u64,
+        p: &Storage,
+        g: &Storage,
+        state: &[Storage],
+    ) -> (CpuStorage, Vec<CpuStorage>) {
+        let slices: Vec<&[T]> = state.iter().map(|s| s.cpu().as_slice::<T>()).collect();
+        let (new_p, new_state) = update(
+            rule,
+            &rule.hyper::<T>(lr, t),
+            p.cpu().as_slice::<T>(),
+            g.cpu().as_slice::<T>(),
+            &slices,
+        );
+        (
+            CpuStorage::from_vec(new_p),
+            new_state.into_iter().map(CpuStorage::from_vec).collect(),
+        )
+    }
+    let (new_p, new_state) = match u.param.dtype() {
+        DType::F32 => run::<f32>(rule, lr, t, &p, &g, &state),
+        DType::F64 => run::<f64>(rule, lr, t, &p, &g, &state),
+        other => panic!("optimizer: {other} parameters cannot be trained"),
     };
-    store(u.param, new_p);
+    u.param.0.set_storage(Storage::Cpu(Arc::new(new_p)));
     for (s, v) in u.state.iter().zip(new_state) {
-        store(s, v);
+        s.0.set_storage(Storage::Cpu(Arc::new(v)));
     }
 }
 
-/// The updated parameter and state values, elementwise through [`Rule::apply`].
-fn reference(
+/// Float types the CPU update runs in.
+trait Wrapped: crate::Element {}
+impl Wrapped for f32 {}
+impl Wrapped for f64 {}
+
+/// The updated parameter and state, elementwise. The rule is matched once, outside the loop,
+/// so each loop is one rule's straight-line arithmetic.
+fn update<T: Float>(
     rule: &Rule,
-    lr: f64,
-    t: u64,
-    p: &[f64],
-    g: &[f64],
-    state: &[Vec<f64>],
-) -> (Vec<f64>, Vec<Vec<f64>>) {
-    let mut new_state: Vec<Vec<f64>> = state.to_vec();
-    let mut slot = vec![0.0; state.len()];
-    let new_p = (0..p.len())
-        .map(|i| {
-            for (k, s) in state.iter().enumerate() {
-                slot[k] = s[i];
-            }
-            let v = rule.apply(lr, t, p[i], g[i], &mut slot);
-            for (k, s) in new_state.iter_mut().enumerate() {
-                s[i] = slot[k];
-            }
-            v
-        })
-        .collect();
-    (new_p, new_state)
+    h: &Hyper<T>,
+    p: &[T],
+    g: &[T],
+    state: &[&[T]],
+) -> (Vec<T>, Vec<Vec<T>>) {
+    #[inline(always)]
+    fn run<T: Float>(
+        step: impl Fn(T, T, &mut [T; 3]) -> T,
+        p: &[T],
+        g: &[T],
+        state: &[&[T]],
+    ) -> (Vec<T>, Vec<Vec<T>>) {
+        let mut new_p = vec![T::ZERO; p.len()];
+        let mut new_state: Vec<Vec<T>> = state.iter().map(|s| s.to_vec()).collect();
+        let inputs = new_p.iter_mut().zip(p).zip(g);
+        // one loop per slot count, zipped so that it compiles to straight-line code
+        match new_state.as_mut_slice() {
+            [s0] => inputs.zip(s0.iter_mut()).for_each(|(((o, &p), &g), s0)| {
+                let mut slot = [*s0, T::ZERO, T::ZERO];
+                *o = step(p, g, &mut slot);
+                *s0 = slot[0];
+            }),
+            [s0, s1] => inputs.zip(s0.iter_mut().zip(s1.iter_mut())).for_each(
+                |(((o, &p), &g), (s0, s1))| {
+                    let mut slot = [*s0, *s1, T::ZERO];
+                    *o = step(p, g, &mut slot);
+                    (*s0, *s1) = (slot[0], slot[1]);
+                },
+            ),
+            [s0, s1, s2] => inputs
+                .zip(s0.iter_mut().zip(s1.iter_mut().zip(s2.iter_mut())))
+                .for_each(|(((o, &p), &g), (s0, (s1, s2)))| {
+                    let mut slot = [*s0, *s1, *s2];
+                    *o = step(p, g, &mut slot);
+                    (*s0, *s1, *s2) = (slot[0], slot[1], slot[2]);
+                }),
+            _ => unreachable!("rules have one to three state slots"),
+        }
+        (new_p, new_state)
+    }
+    match *rule {
+        Rule::Sgd {
+            momentum, nesterov, ..
+        } => {
+            let m = momentum != 0.0;
+            run(|p, g, s| sgd(h, m, nesterov, p, g, s), p, g, state)
+        }
+        Rule::AdaGrad { .. } => run(|p, g, s| adagrad(h, p, g, s), p, g, state),
+        Rule::RmsProp {
+            momentum, centered, ..
+        } => {
+            let m = momentum > 0.0;
+            run(|p, g, s| rmsprop(h, m, centered, p, g, s), p, g, state)
+        }
+        Rule::Adadelta { .. } => run(|p, g, s| adadelta(h, p, g, s), p, g, state),
+        Rule::Adam { decoupled, .. } => run(|p, g, s| adam(h, decoupled, p, g, s), p, g, state),
+    }
 }
 
 /// Records the fused kernel: reads the parameter and gradient, writes a new parameter buffer
@@ -366,7 +434,14 @@ impl Before {
     }
 
     fn check(&self, rule: &Rule, lr: f64, t: u64, u: &Update, new_param: &GpuBuffer) -> Result<()> {
-        let (p, s) = reference(rule, lr, t, &self.param, &self.grad, &self.state);
+        let state: Vec<&[f64]> = self.state.iter().map(Vec::as_slice).collect();
+        let (p, s) = update(
+            rule,
+            &rule.hyper::<f64>(lr, t),
+            &self.param,
+            &self.grad,
+            &state,
+        );
         let mut got = vec![
             new_param
                 .download(u.param.dtype(), u.param.numel())?

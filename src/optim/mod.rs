@@ -182,6 +182,12 @@ impl Optimizer {
 
     /// Applies one update to every parameter that has a gradient in `grads`.
     pub fn step(&mut self, grads: &Gradients) -> Result<()> {
+        self.step_with(grads, &[])
+    }
+
+    /// As [`Optimizer::step`], also computing `also` in the same realize as the gradients (a
+    /// running loss, say), so the whole training step is one GPU submission.
+    pub fn step_with(&mut self, grads: &Gradients, also: &[Tensor]) -> Result<()> {
         if self.state.is_empty() {
             self.state = self
                 .params
@@ -189,7 +195,7 @@ impl Optimizer {
                 .map(|(_, p)| self.rule.slots().iter().map(|_| p.zeros_like()).collect())
                 .collect();
         }
-        let mut pending: Vec<Tensor> = Vec::new();
+        let mut pending: Vec<Tensor> = also.to_vec();
         for ((_, p), s) in self.params.iter().zip(&self.state) {
             if let Some(g) = grads.get(p) {
                 pending.push(p.clone());

@@ -1,0 +1,197 @@
+//! Checkpoints in the safetensors format, written atomically: the bytes go to a temporary file
+//! in the same folder, are flushed to disk, and the file is renamed over the old checkpoint —
+//! so a crash mid-write leaves the previous checkpoint intact.
+//!
+//! Tensor names follow PyTorch's state dict (`0.weight`), so a checkpoint of a kiln model loads
+//! into the same PyTorch architecture with `safetensors.torch.load_file`, and back.
+
+use crate::nn::{self, Module};
+use crate::{DType, Device, Error, Result, Tensor};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+
+const FORMAT: &str = "safetensors";
+
+/// Tensors and string metadata read from a checkpoint.
+pub struct Checkpoint {
+    /// Named tensors, on the CPU.
+    pub tensors: Vec<(String, Tensor)>,
+    /// The metadata map (`__metadata__`).
+    pub metadata: HashMap<String, String>,
+}
+
+impl Checkpoint {
+    /// The tensor named `name`.
+    pub fn get(&self, name: &str) -> Option<&Tensor> {
+        self.tensors.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+}
+
+fn safetensors_dtype(d: DType) -> Dtype {
+    match d {
+        DType::F32 => Dtype::F32,
+        DType::F64 => Dtype::F64,
+        DType::I32 => Dtype::I32,
+        DType::U32 => Dtype::U32,
+        DType::Bool => Dtype::BOOL,
+    }
+}
+
+/// The host bytes of a tensor, little-endian.
+fn bytes_of(t: &Tensor) -> Result<Vec<u8>> {
+    let host = t.host()?;
+    use crate::backend::cpu::CpuData;
+    Ok(match host.data() {
+        CpuData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        CpuData::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        CpuData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        CpuData::U32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        CpuData::Bool(v) => v.iter().map(|&b| b as u8).collect(),
+    })
+}
+
+/// Writes `tensors` and `metadata` to `path` atomically.
+pub fn save(
+    path: impl AsRef<Path>,
+    tensors: &[(String, Tensor)],
+    metadata: &HashMap<String, String>,
+) -> Result<()> {
+    let path = path.as_ref();
+    Tensor::realize_all(&tensors.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>())?;
+    let data: Vec<(String, Vec<u8>, Vec<usize>, Dtype)> = tensors
+        .iter()
+        .map(|(n, t)| {
+            Ok((
+                n.clone(),
+                bytes_of(t)?,
+                t.dims().to_vec(),
+                safetensors_dtype(t.dtype()),
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let views = data.iter().map(|(n, bytes, shape, dtype)| {
+        let view =
+            TensorView::new(*dtype, shape.clone(), bytes).expect("sizes match by construction");
+        (n.clone(), view)
+    });
+    let bytes = safetensors::serialize(views, Some(metadata.clone()))
+        .map_err(|e| Error::format(path, FORMAT, format!("cannot serialize: {e}")))?;
+    write_atomically(path, &bytes)
+}
+
+/// Writes `bytes` to a temporary sibling of `path`, syncs it, and renames it over `path`.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Invalid(format!("{} is not a file path", path.display())))?;
+    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // make the rename itself durable (best effort where directories cannot be opened)
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    result.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(path, e)
+    })
+}
+
+/// Reads a checkpoint; every tensor comes back on the CPU.
+pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |e: safetensors::SafeTensorError| Error::format(path, FORMAT, e.to_string());
+    let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(bad)?;
+    let st = SafeTensors::deserialize(&bytes).map_err(bad)?;
+    let mut tensors = Vec::new();
+    for (name, view) in st.iter() {
+        let shape = view.shape().to_vec();
+        let raw = view.data();
+        let t = match view.dtype() {
+            Dtype::F32 => {
+                Tensor::from_vec(le::<4, f32>(raw, f32::from_le_bytes), shape, &Device::Cpu)
+            }
+            Dtype::F64 => {
+                Tensor::from_vec(le::<8, f64>(raw, f64::from_le_bytes), shape, &Device::Cpu)
+            }
+            Dtype::I32 => {
+                Tensor::from_vec(le::<4, i32>(raw, i32::from_le_bytes), shape, &Device::Cpu)
+            }
+            Dtype::U32 => {
+                Tensor::from_vec(le::<4, u32>(raw, u32::from_le_bytes), shape, &Device::Cpu)
+            }
+            Dtype::BOOL => Tensor::from_vec(
+                raw.iter().map(|&b| b != 0).collect::<Vec<bool>>(),
+                shape,
+                &Device::Cpu,
+            ),
+            other => {
+                return Err(Error::format(
+                    path,
+                    FORMAT,
+                    format!("tensor {name} has dtype {other:?}, which kiln does not read"),
+                ));
+            }
+        };
+        tensors.push((name.to_string(), t));
+    }
+    Ok(Checkpoint {
+        tensors,
+        metadata: meta.metadata().clone().unwrap_or_default(),
+    })
+}
+
+fn le<const N: usize, T>(raw: &[u8], f: fn([u8; N]) -> T) -> Vec<T> {
+    raw.chunks_exact(N)
+        .map(|c| f(c.try_into().expect("exact chunks")))
+        .collect()
+}
+
+/// Saves a module's state dict (parameters and buffers).
+pub fn save_module(path: impl AsRef<Path>, module: &dyn Module) -> Result<()> {
+    save(path, &nn::state_dict(module), &HashMap::new())
+}
+
+/// Loads state-dict entries into a module, by name: every parameter and buffer must be present
+/// with its shape. Values move to each tensor's device and dtype.
+pub fn load_into(module: &dyn Module, entries: &[(String, Tensor)], source: &Path) -> Result<()> {
+    for (name, target) in nn::state_dict(module) {
+        let saved = entries
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, t)| t)
+            .ok_or_else(|| {
+                Error::format(
+                    source,
+                    FORMAT,
+                    format!("the checkpoint has no tensor {name}"),
+                )
+            })?;
+        if saved.shape() != target.shape() {
+            return Err(Error::format(
+                source,
+                FORMAT,
+                format!(
+                    "{name} has shape {}, the model {}",
+                    saved.shape(),
+                    target.shape()
+                ),
+            ));
+        }
+        let value = saved.cast(target.dtype()).to(&target.device());
+        target.assign(&value)?;
+    }
+    Ok(())
+}

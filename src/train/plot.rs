@@ -1,0 +1,105 @@
+//! PNG line plots of training curves (loss, accuracy per epoch), drawn with `plotters` and the
+//! DejaVu Sans font embedded by the `dejavu` crate, so they render the same on any machine.
+
+use crate::train::checkpoint::write_atomically;
+use crate::{Error, Result};
+use plotters::prelude::*;
+use std::path::Path;
+use std::sync::Once;
+
+const SIZE: (u32, u32) = (800, 500);
+
+/// A named series of (x, y) points.
+pub struct Series<'a> {
+    /// The legend label.
+    pub label: &'a str,
+    /// The points.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// Draws the series as lines with a title and axis labels and writes a PNG to `path`.
+pub fn line_plot(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> Result<()> {
+    static FONT: Once = Once::new();
+    FONT.call_once(|| {
+        // the embedded font is valid TrueType; failure here would be a packaging bug
+        let _ = plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            dejavu::sans::regular(),
+        );
+    });
+    let mut rgb = vec![255u8; (SIZE.0 * SIZE.1 * 3) as usize];
+    draw(&mut rgb, title, x_label, y_label, series)
+        .map_err(|e| Error::Invalid(format!("drawing {}: {e}", path.display())))?;
+    let mut png_bytes = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut png_bytes, SIZE.0, SIZE.1);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder
+            .write_header()
+            .map_err(|e| Error::Invalid(format!("encoding {}: {e}", path.display())))?;
+        writer
+            .write_image_data(&rgb)
+            .map_err(|e| Error::Invalid(format!("encoding {}: {e}", path.display())))?;
+    }
+    write_atomically(path, &png_bytes)
+}
+
+fn draw(
+    rgb: &mut [u8],
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let root = BitMapBackend::with_buffer(rgb, SIZE).into_drawing_area();
+    root.fill(&WHITE)?;
+    let all = series.iter().flat_map(|s| s.points.iter());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in all.filter(|(x, y)| x.is_finite() && y.is_finite()) {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x0 > x1 {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    let pad = ((y1 - y0) * 0.05).max(1e-6);
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 24))
+        .margin(16)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .label_style(("sans-serif", 14))
+        .draw()?;
+    for (i, s) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        chart
+            .draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))?
+            .label(s.label)
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 14))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
