@@ -1,4 +1,5 @@
-//! A multilayer perceptron on MNIST: 784 → 512 → 256 → 10 with ReLU and dropout, Adam.
+//! A multilayer perceptron on MNIST: 784 → 512 → 256 → 10 with ReLU and dropout, Adam with a
+//! cosine learning-rate schedule.
 //!
 //!     cargo run --release --example mnist_mlp -- --epochs 10
 //!
@@ -10,6 +11,7 @@ use clap::Parser;
 use kiln::data::DataLoader;
 use kiln::data::mnist::Mnist;
 use kiln::nn::{self, Dropout, Flatten, Linear, ReLU, Sequential};
+use kiln::optim::schedule::CosineLr;
 use kiln::optim::{Optimizer, Rule};
 use kiln::train::{Task, TrainConfig, Trainer};
 
@@ -24,7 +26,7 @@ struct Cli {
     /// Samples per batch
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
-    /// Adam learning rate
+    /// Adam learning rate (annealed to 0 over the epochs with a cosine)
     #[arg(long, default_value_t = 1e-3)]
     lr: f64,
 }
@@ -54,7 +56,8 @@ fn main() -> kiln::Result<()> {
     config.progress = !cli.common.quiet;
     let train = DataLoader::new(mnist.train, cli.batch_size).shuffle(cli.common.seed);
     let test = DataLoader::new(mnist.test, 1000);
-    let mut trainer = Trainer::new(&model, optimizer, device, config);
+    let mut trainer = Trainer::new(&model, optimizer, device, config)
+        .with_scheduler(CosineLr::new(cli.lr, 0.0, cli.epochs));
     let start = std::time::Instant::now();
     trainer.fit(&train, Some(&test))?;
     let result = trainer.evaluate(&test)?;

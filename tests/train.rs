@@ -1,0 +1,298 @@
+//! The training stack end to end: metrics, checkpoints (round trip, atomicity, corruption),
+//! the Trainer's outputs and resume, and MNIST for one epoch on the CPU and on the GPU.
+
+mod common;
+
+use kiln::data::mnist::Mnist;
+use kiln::data::{DataLoader, InMemory, Targets};
+use kiln::nn::{self, BatchNorm, Flatten, Linear, Module, ReLU, Sequential};
+use kiln::optim::{Optimizer, Rule};
+use kiln::train::checkpoint::{self, load, load_into, save};
+use kiln::train::metrics::{Confusion, roc_auc, roc_auc_ovr};
+use kiln::train::{Task, TrainConfig, Trainer};
+use kiln::{Device, Error, Tensor};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("kiln-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn metrics_have_their_textbook_values() {
+    let mut c = Confusion::new(3);
+    c.add(&[0, 0, 1, 1, 2, 2, 2], &[0, 1, 1, 1, 2, 0, 2]);
+    assert!((c.accuracy() - 5.0 / 7.0).abs() < 1e-12);
+    assert!((c.precision(0) - 0.5).abs() < 1e-12 && (c.recall(0) - 0.5).abs() < 1e-12);
+    assert!((c.precision(1) - 2.0 / 3.0).abs() < 1e-12 && (c.recall(1) - 1.0).abs() < 1e-12);
+    assert!((c.f1(1) - 0.8).abs() < 1e-12);
+    assert_eq!(c.count(2, 0), 1);
+    // AUC: positives score 0.35 and 0.8, negatives 0.1 and 0.4 → 3 of 4 pairs ordered
+    assert_eq!(
+        roc_auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]),
+        Some(0.75)
+    );
+    assert_eq!(
+        roc_auc(&[0.5, 0.5], &[false, true]),
+        Some(0.5),
+        "ties count half"
+    );
+    assert_eq!(roc_auc(&[0.1, 0.2], &[true, true]), None);
+    let probs = [0.9, 0.1, 0.2, 0.8, 0.6, 0.4];
+    assert_eq!(roc_auc_ovr(&probs, &[0, 1, 0], 2), Some(1.0));
+}
+
+fn small_model(device: &Device) -> Sequential {
+    Sequential::new()
+        .add(Linear::new(4, 8, device))
+        .add(BatchNorm::new_1d(8, device))
+        .add(ReLU)
+        .add(Linear::new(8, 3, device))
+}
+
+fn toy_data(n: usize, seed: u64) -> InMemory {
+    // three classes separated by the sign pattern of two coordinates
+    let x = Tensor::normal(
+        [n, 4],
+        0.0,
+        1.0,
+        kiln::rng::RandomKey { seed, stream: 0 },
+        &Device::Cpu,
+    )
+    .to_vec::<f32>()
+    .unwrap();
+    let y: Vec<i32> = x
+        .chunks(4)
+        .map(|r| {
+            if r[0] > 0.5 {
+                0
+            } else if r[1] > 0.0 {
+                1
+            } else {
+                2
+            }
+        })
+        .collect();
+    InMemory::new(x, &[4], Targets::Classes(y))
+}
+
+fn step(model: &dyn Module, opt: &mut Optimizer, batch: &kiln::data::Batch) {
+    let loss = model.forward(&batch.inputs).cross_entropy(&batch.targets);
+    opt.step(&loss.backward()).unwrap();
+}
+
+#[test]
+fn checkpoints_restore_bit_identical_parameters_and_optimizer_state() {
+    let dir = scratch("ckpt");
+    kiln::manual_seed(4);
+    let data = DataLoader::new(toy_data(64, 1), 16);
+    let model = small_model(&Device::Cpu);
+    let mut opt = Optimizer::new(nn::parameters(&model), Rule::adam(), 1e-2);
+    let batches: Vec<_> = data.epoch(0).collect();
+    for b in &batches[..2] {
+        step(&model, &mut opt, b);
+    }
+    let path = dir.join("ck.safetensors");
+    let mut tensors = nn::state_dict(&model);
+    tensors.extend(
+        opt.state_dict()
+            .into_iter()
+            .map(|(n, t)| (format!("optim.{n}"), t)),
+    );
+    save(
+        &path,
+        &tensors,
+        &HashMap::from([("note".to_string(), "two steps".to_string())]),
+    )
+    .unwrap();
+
+    // a fresh model and optimizer, restored
+    kiln::manual_seed(99);
+    let restored = small_model(&Device::Cpu);
+    let mut opt2 = Optimizer::new(nn::parameters(&restored), Rule::adam(), 1e-2);
+    let ck = load(&path).unwrap();
+    assert_eq!(ck.metadata["note"], "two steps");
+    load_into(&restored, &ck.tensors, &path).unwrap();
+    let optim: Vec<(String, Tensor)> = ck
+        .tensors
+        .iter()
+        .filter_map(|(n, t)| n.strip_prefix("optim.").map(|n| (n.into(), t.clone())))
+        .collect();
+    opt2.load_state_dict(&optim).unwrap();
+    let bits = |m: &dyn Module| -> Vec<Vec<u32>> {
+        nn::state_dict(m)
+            .iter()
+            .map(|(_, t)| {
+                t.to_vec::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect()
+            })
+            .collect()
+    };
+    assert_eq!(bits(&model), bits(&restored));
+    let state_bits = |o: &Optimizer| -> Vec<Vec<u64>> {
+        o.state_dict()
+            .iter()
+            .map(|(_, t)| {
+                t.to_f64_vec()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect()
+            })
+            .collect()
+    };
+    assert_eq!(state_bits(&opt), state_bits(&opt2));
+    // and training continues identically
+    for b in &batches[2..] {
+        step(&model, &mut opt, b);
+        step(&restored, &mut opt2, b);
+    }
+    assert_eq!(bits(&model), bits(&restored));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_interrupted_save_leaves_the_previous_checkpoint_intact() {
+    let dir = scratch("atomic");
+    let model = small_model(&Device::Cpu);
+    let path = dir.join("last.safetensors");
+    checkpoint::save_module(&path, &model).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    // a crash mid-write leaves a partial temporary file behind; the checkpoint is untouched
+    std::fs::write(
+        dir.join(".last.safetensors.tmp"),
+        &before[..before.len() / 2],
+    )
+    .unwrap();
+    assert_eq!(
+        load(&path).unwrap().tensors.len(),
+        nn::state_dict(&model).len()
+    );
+    // a save that cannot complete reports the path and changes nothing
+    let missing = dir.join("no-such-folder").join("last.safetensors");
+    assert!(matches!(
+        checkpoint::save_module(&missing, &model),
+        Err(Error::Io { .. })
+    ));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    // the next good save replaces the stale temporary file
+    checkpoint::save_module(&path, &model).unwrap();
+    // truncated or corrupt checkpoints are format errors naming the file
+    for cut in [0, 7, 8, 50, before.len() - 3] {
+        std::fs::write(dir.join("cut.safetensors"), &before[..cut]).unwrap();
+        let e = load(dir.join("cut.safetensors"))
+            .err()
+            .expect("a truncated file is refused");
+        assert!(e.to_string().contains("cut.safetensors"), "{e}");
+    }
+    // a checkpoint of another architecture names the mismatch
+    let other = Sequential::new().add(Linear::new(4, 5, &Device::Cpu));
+    let e = load_into(&other, &load(&path).unwrap().tensors, &path)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("0.weight") && e.contains("[8, 4]"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn the_trainer_logs_plots_checkpoints_and_resumes() {
+    let dir = scratch("trainer");
+    kiln::manual_seed(5);
+    let (train, val) = (
+        DataLoader::new(toy_data(256, 2), 32).shuffle(1),
+        DataLoader::new(toy_data(128, 3), 64),
+    );
+    let model = small_model(&Device::Cpu);
+    let mut config = TrainConfig::new(3, Task::Classification { classes: 3 });
+    config.out_dir = Some(dir.clone());
+    config.progress = false;
+    let mut trainer = Trainer::new(
+        &model,
+        Optimizer::new(nn::parameters(&model), Rule::adam(), 2e-2),
+        Device::Cpu,
+        config.clone(),
+    );
+    let history = trainer.fit(&train, Some(&val)).unwrap().to_vec();
+    assert_eq!(history.len(), 3);
+    assert!(history[2].train_loss < history[0].train_loss, "{history:?}");
+    assert!(history[2].metrics["accuracy"] > 0.8, "{history:?}");
+    for key in ["precision", "recall", "f1", "roc_auc"] {
+        assert!(history[2].metrics.contains_key(key), "{key}");
+    }
+    let log = std::fs::read_to_string(dir.join("log.csv")).unwrap();
+    assert_eq!(log.lines().count(), 4);
+    assert!(log.starts_with("epoch,train_loss,val_loss,accuracy,f1,precision,recall,roc_auc,lr"));
+    for png in ["loss.png", "accuracy.png"] {
+        assert!(
+            std::fs::read(dir.join(png))
+                .unwrap()
+                .starts_with(b"\x89PNG\r\n\x1a\n"),
+            "{png}"
+        );
+    }
+    assert!(dir.join("best.safetensors").exists() && dir.join("last.safetensors").exists());
+
+    // resume: a new trainer picks up after epoch 3 and runs to 5
+    config.epochs = 5;
+    config.resume = true;
+    let model2 = small_model(&Device::Cpu);
+    let mut resumed = Trainer::new(
+        &model2,
+        Optimizer::new(nn::parameters(&model2), Rule::adam(), 2e-2),
+        Device::Cpu,
+        config,
+    );
+    let h2 = resumed.fit(&train, Some(&val)).unwrap();
+    assert_eq!(h2.len(), 5);
+    assert_eq!(h2[..3], history[..]);
+    assert_eq!(resumed.optimizer().steps(), 5 * 8);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn mnist_one_epoch(device: &Device, hidden: usize, lr: f64) -> f64 {
+    let dir = common::data_dir("MNIST one epoch").expect("checked by the caller");
+    let mnist = Mnist::load(dir.join("mnist")).unwrap();
+    kiln::manual_seed(0);
+    let model = Sequential::new()
+        .add(Flatten)
+        .add(Linear::new(784, hidden, device))
+        .add(ReLU)
+        .add(Linear::new(hidden, 10, device));
+    let mut config = TrainConfig::new(1, Task::Classification { classes: 10 });
+    config.progress = false;
+    let opt = Optimizer::new(nn::parameters(&model), Rule::adam(), lr);
+    let mut trainer = Trainer::new(&model, opt, *device, config);
+    let (train, test) = (
+        DataLoader::new(mnist.train, 128).shuffle(0),
+        DataLoader::new(mnist.test, 1000),
+    );
+    trainer.fit(&train, None).unwrap();
+    trainer.evaluate(&test).unwrap().metrics["accuracy"]
+}
+
+#[test]
+fn mnist_mlp_reaches_95_percent_in_one_epoch_on_the_cpu() {
+    if common::data_dir("MNIST one epoch (CPU)").is_none() {
+        return;
+    }
+    let acc = mnist_one_epoch(&Device::Cpu, 256, 1e-3);
+    assert!(acc >= 0.95, "test accuracy {acc}");
+}
+
+#[test]
+fn mnist_mlp_reaches_95_percent_in_one_epoch_on_the_gpu() {
+    if common::data_dir("MNIST one epoch (GPU)").is_none() {
+        return;
+    }
+    let Some(gpu) = common::gpu("MNIST one epoch (GPU)") else {
+        return;
+    };
+    let acc = mnist_one_epoch(&gpu, 128, 2e-3);
+    assert!(acc >= 0.95, "test accuracy {acc}");
+}
