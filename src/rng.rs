@@ -76,11 +76,11 @@ impl RandomKey {
                 (self.stream >> 32) as u32,
             ];
             let words = philox4x32_10(counter, [self.seed as u32, (self.seed >> 32) as u32]);
-            for w in (at % 4) as usize..4 {
+            for w in words.iter().skip((at % 4) as usize) {
                 if i == out.len() {
                     break;
                 }
-                out[i] = (words[w] >> 8) as f32 * (1.0 / 16_777_216.0);
+                out[i] = (w >> 8) as f32 * (1.0 / 16_777_216.0);
                 i += 1;
             }
         }

@@ -112,10 +112,13 @@ impl Table {
     }
 }
 
-/// Splits text into records of (line number, field). Skips blank lines.
-fn parse_records(text: &str) -> std::result::Result<Vec<Vec<(usize, String)>>, (usize, String)> {
+/// A record: its fields, each with the line it starts on.
+type Record = Vec<(usize, String)>;
+
+/// Splits text into records. Skips blank lines. Errors are (line, reason).
+fn parse_records(text: &str) -> std::result::Result<Vec<Record>, (usize, String)> {
     let mut records = Vec::new();
-    let mut record: Vec<(usize, String)> = Vec::new();
+    let mut record: Record = Vec::new();
     let mut field = String::new();
     let mut line = 1;
     let mut field_line = 1;

@@ -49,6 +49,8 @@ pub struct TrainConfig {
     pub clip_grad_norm: Option<f64>,
     /// Show progress bars (on a terminal).
     pub progress: bool,
+    /// Print a line per epoch.
+    pub verbose: bool,
     /// Steps between reads of the loss for the progress bar.
     pub log_every: usize,
 }
@@ -64,6 +66,7 @@ impl TrainConfig {
             resume: false,
             clip_grad_norm: None,
             progress: true,
+            verbose: true,
             log_every: 20,
         }
     }
@@ -302,6 +305,9 @@ impl<'a> Trainer<'a> {
     }
 
     fn report(&self, r: &EpochRecord) {
+        if !self.config.verbose {
+            return;
+        }
         let mut line = format!("epoch {:>3}  train loss {:.4}", r.epoch, r.train_loss);
         if let Some(v) = r.val_loss {
             line.push_str(&format!("  val loss {v:.4}"));
