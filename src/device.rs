@@ -66,6 +66,23 @@ impl Device {
         }
     }
 
+    /// Waits until all work submitted to this device has finished (a no-op on the CPU, whose
+    /// work is done when `realize` returns). For timing.
+    pub fn synchronize(&self) -> Result<()> {
+        match self {
+            Device::Cpu => Ok(()),
+            Device::Gpu(n) => gpu::context(*n)?.wait(),
+        }
+    }
+
+    /// A one-line description: "cpu" or the adapter's name, kind and driver.
+    pub fn describe(&self) -> Result<String> {
+        match self {
+            Device::Cpu => Ok(format!("cpu ({} threads)", rayon::current_num_threads())),
+            Device::Gpu(n) => Ok(gpu::context(*n)?.describe()),
+        }
+    }
+
     /// Whether this is a GPU.
     pub fn is_gpu(&self) -> bool {
         matches!(self, Device::Gpu(_))

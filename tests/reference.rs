@@ -253,10 +253,8 @@ fn reductions_and_movement_have_the_expected_values() {
             .unwrap(),
         vec![1.0, 5.0, 9.0, 13.0, 17.0, 21.0]
     );
-    assert_eq!(
-        x.var(2, false, 1).to_vec::<f32>().unwrap(),
-        vec![5.0 / 3.0; 6]
-    );
+    let var = x.var(2, false, 1).to_vec::<f32>().unwrap();
+    assert!(var.iter().all(|v| (v - 5.0 / 3.0).abs() < 1e-6), "{var:?}");
     let idx = Tensor::from_vec(vec![1i32, 1, 0], [3], &CPU);
     let added = Tensor::zeros([2], &CPU).index_add(
         0,

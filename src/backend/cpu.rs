@@ -8,6 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
+/// Elements per rayon task in elementwise CPU kernels: big enough to amortize the scheduling,
+/// small enough to split work between cores.
+pub const PARALLEL_CHUNK: usize = 1 << 15;
+
 /// How many CPU buffers exist right now (for the memory tests).
 pub fn live_buffers() -> usize {
     LIVE.load(Ordering::SeqCst)
@@ -207,6 +211,38 @@ pub fn indices(op: &str, storage: &CpuStorage, bound: usize) -> Vec<usize> {
             storage.dtype()
         ),
     }
+}
+
+/// The sum of a slice, accumulated in f64 over eight independent lanes (so the loop
+/// vectorizes; the order differs from a sequential sum only by rounding).
+pub fn sum_f64<T: crate::dtype::Float>(x: &[T]) -> f64 {
+    let mut lanes = [0f64; 8];
+    let chunks = x.chunks_exact(8);
+    let rest: f64 = chunks.remainder().iter().map(|v| v.to_f64()).sum();
+    for c in chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            *l += v.to_f64();
+        }
+    }
+    lanes.iter().sum::<f64>() + rest
+}
+
+/// The largest element of a slice (−∞ for an empty one; NaN if any element is NaN), over
+/// eight independent lanes so the loop vectorizes.
+pub fn max_of<T: crate::dtype::Float>(x: &[T]) -> T {
+    let mut lanes = [T::NEG_INFINITY; 8];
+    let chunks = x.chunks_exact(8);
+    let rest = chunks
+        .remainder()
+        .iter()
+        .copied()
+        .fold(T::NEG_INFINITY, T::max);
+    for c in chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = if v > *l || v.is_nan() { v } else { *l };
+        }
+    }
+    lanes.iter().copied().fold(rest, T::max)
 }
 
 /// A matrix operand for [`gemm`]: its elements and (row, column) strides.

@@ -9,7 +9,7 @@
 //! The causal mask is PyTorch's `is_causal`: query i sees keys j ≤ i.
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op};
-use crate::backend::cpu::{CpuData, CpuStorage};
+use crate::backend::cpu::{CpuData, CpuStorage, Gemm, Mat, gemm};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::Float;
 use crate::ops::layout::u32_of;
@@ -74,28 +74,14 @@ impl Geom {
         })
     }
 
-    /// Scores of query row `i` of batch `b` against every key, in f64 (−∞ where masked).
-    fn scores<T: Float>(&self, q: &[T], k: &[T], b: usize, i: usize) -> Vec<f64> {
-        let qi = &q[(b * self.tq + i) * self.d..][..self.d];
-        (0..self.tk)
-            .map(|j| {
-                if !self.visible(i, j) {
-                    return f64::NEG_INFINITY;
-                }
-                let kj = &k[(b * self.tk + j) * self.d..][..self.d];
-                self.scale
-                    * qi.iter()
-                        .zip(kj)
-                        .map(|(a, c)| a.to_f64() * c.to_f64())
-                        .sum::<f64>()
-            })
-            .collect()
-    }
-
-    /// log Σⱼ exp(sⱼ) of a row of scores.
-    fn lse(s: &[f64]) -> f64 {
-        let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        m + s.iter().map(|&x| (x - m).exp()).sum::<f64>().ln()
+    /// log Σⱼ exp(sⱼ) of a row of scores (the sum accumulated in f64).
+    fn lse_of<T: Float>(s: &[T]) -> f64 {
+        let m = s.iter().copied().fold(T::NEG_INFINITY, T::max);
+        m.to_f64()
+            + s.iter()
+                .map(|&x| (x - m).exp_fast().to_f64())
+                .sum::<f64>()
+                .ln()
     }
 }
 
@@ -133,85 +119,183 @@ pub(crate) struct Attention {
 }
 
 impl Attention {
-    fn run<T: Float + Send + Sync>(&self, g: Geom, a: &[&[T]]) -> Vec<T> {
-        let (q, k) = (a[0], a[1]);
-        let rows: Vec<(usize, usize)> = (0..g.batch)
-            .flat_map(|b| (0..g.tq).map(move |i| (b, i)))
-            .collect();
-        match self.pass {
-            Pass::Forward => {
-                let v = a[2];
-                rows.par_iter()
-                    .flat_map_iter(|&(b, i)| {
-                        let s = g.scores(q, k, b, i);
-                        let lse = Geom::lse(&s);
-                        (0..g.dv).map(move |c| {
-                            let o: f64 = (0..g.tk)
-                                .map(|j| (s[j] - lse).exp() * v[(b * g.tk + j) * g.dv + c].to_f64())
-                                .sum();
-                            T::of(o)
-                        })
-                    })
-                    .collect()
-            }
-            Pass::Lse => rows
-                .par_iter()
-                .map(|&(b, i)| T::of(Geom::lse(&g.scores(q, k, b, i))))
-                .collect(),
-            Pass::GradQ | Pass::GradKv => self.grads(g, a),
-        }
+    /// The CPU reference, one batch (one head) at a time, written with GEMMs: the scores
+    /// S = scale·Q·Kᵀ of a batch are materialized here, unlike on the GPU.
+    fn run<T: Gemm + Send + Sync>(&self, g: Geom, a: &[&[T]]) -> Vec<T> {
+        let width = match self.pass {
+            Pass::Forward => g.dv,
+            Pass::Lse => 1,
+            Pass::GradQ => g.d,
+            Pass::GradKv => g.d + g.dv,
+        };
+        let rows = if self.pass == Pass::GradKv {
+            g.tk
+        } else {
+            g.tq
+        };
+        let mut out = vec![T::ZERO; g.batch * rows * width];
+        out.par_chunks_mut((rows * width).max(1))
+            .enumerate()
+            .for_each(|(b, ob)| self.batch(&g, a, b, ob));
+        out
     }
 
-    /// dq (GradQ) or [dk | dv] (GradKv), accumulated over every (query, key) pair in f64.
-    fn grads<T: Float + Send + Sync>(&self, g: Geom, a: &[&[T]]) -> Vec<T> {
-        let (q, k, v, dout, lse, delta) = (a[0], a[1], a[2], a[3], a[4], a[5]);
-        let width = if self.pass == Pass::GradQ {
-            g.d
+    fn batch<T: Gemm>(&self, g: &Geom, a: &[&[T]], b: usize, out: &mut [T]) {
+        let (tq, tk, d, dv) = (g.tq, g.tk, g.d, g.dv);
+        let q = &a[0][b * tq * d..][..tq * d];
+        let k = &a[1][b * tk * d..][..tk * d];
+        // S = scale · Q (tq×d) · Kᵀ (d×tk), masked
+        let mut s = vec![T::ZERO; tq * tk];
+        gemm(
+            tq,
+            d,
+            tk,
+            Mat {
+                data: q,
+                row: d,
+                col: 1,
+            },
+            Mat {
+                data: k,
+                row: 1,
+                col: d,
+            },
+            T::ZERO,
+            &mut s,
+            tk,
+        );
+        let scale = T::of(g.scale);
+        for (i, row) in s.chunks_mut(tk.max(1)).enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = if g.visible(i, j) {
+                    *v * scale
+                } else {
+                    T::NEG_INFINITY
+                };
+            }
+        }
+        // row log-sum-exps, in f64
+        let lse: Vec<f64> = s.chunks(tk.max(1)).map(|row| Geom::lse_of(row)).collect();
+        if self.pass == Pass::Lse {
+            out.iter_mut().zip(&lse).for_each(|(o, &l)| *o = T::of(l));
+            return;
+        }
+        // P = exp(S − lse), in place
+        for (row, &l) in s.chunks_mut(tk.max(1)).zip(&lse) {
+            let l = T::of(l);
+            row.iter_mut().for_each(|v| *v = (*v - l).exp_fast());
+        }
+        let p = s;
+        let v = &a[2][b * tk * dv..][..tk * dv];
+        if self.pass == Pass::Forward {
+            // O = P (tq×tk) · V (tk×dv)
+            gemm(
+                tq,
+                tk,
+                dv,
+                Mat {
+                    data: &p,
+                    row: tk,
+                    col: 1,
+                },
+                Mat {
+                    data: v,
+                    row: dv,
+                    col: 1,
+                },
+                T::ZERO,
+                out,
+                dv,
+            );
+            return;
+        }
+        let dout = &a[3][b * tq * dv..][..tq * dv];
+        let delta = &a[5][b * tq..][..tq];
+        // dP = dO (tq×dv) · Vᵀ (dv×tk), then dS = P ∘ (dP − δ), in place
+        let mut ds = vec![T::ZERO; tq * tk];
+        gemm(
+            tq,
+            dv,
+            tk,
+            Mat {
+                data: dout,
+                row: dv,
+                col: 1,
+            },
+            Mat {
+                data: v,
+                row: 1,
+                col: dv,
+            },
+            T::ZERO,
+            &mut ds,
+            tk,
+        );
+        for ((row, prow), &dl) in ds.chunks_mut(tk.max(1)).zip(p.chunks(tk.max(1))).zip(delta) {
+            row.iter_mut()
+                .zip(prow)
+                .for_each(|(x, &pv)| *x = pv * (*x - dl) * scale);
+        }
+        if self.pass == Pass::GradQ {
+            // dQ = scale·dS (tq×tk) · K (tk×d)
+            gemm(
+                tq,
+                tk,
+                d,
+                Mat {
+                    data: &ds,
+                    row: tk,
+                    col: 1,
+                },
+                Mat {
+                    data: k,
+                    row: d,
+                    col: 1,
+                },
+                T::ZERO,
+                out,
+                d,
+            );
         } else {
-            g.d + g.dv
-        };
-        let per_batch = if self.pass == Pass::GradQ { g.tq } else { g.tk };
-        let mut out = vec![0f64; g.batch * per_batch * width];
-        out.par_chunks_mut(per_batch * width)
-            .enumerate()
-            .for_each(|(b, ob)| {
-                for i in 0..g.tq {
-                    let s = g.scores(q, k, b, i);
-                    let doi = &dout[(b * g.tq + i) * g.dv..][..g.dv];
-                    let qi = &q[(b * g.tq + i) * g.d..][..g.d];
-                    for j in 0..g.tk {
-                        if !g.visible(i, j) {
-                            continue;
-                        }
-                        let p = (s[j] - lse[b * g.tq + i].to_f64()).exp();
-                        let vj = &v[(b * g.tk + j) * g.dv..][..g.dv];
-                        let dp: f64 = doi
-                            .iter()
-                            .zip(vj)
-                            .map(|(x, y)| x.to_f64() * y.to_f64())
-                            .sum();
-                        let ds = p * (dp - delta[b * g.tq + i].to_f64());
-                        let kj = &k[(b * g.tk + j) * g.d..][..g.d];
-                        if self.pass == Pass::GradQ {
-                            let row = &mut ob[i * width..][..width];
-                            row.iter_mut()
-                                .zip(kj)
-                                .for_each(|(o, x)| *o += g.scale * ds * x.to_f64());
-                        } else {
-                            let row = &mut ob[j * width..][..width];
-                            row[..g.d]
-                                .iter_mut()
-                                .zip(qi)
-                                .for_each(|(o, x)| *o += g.scale * ds * x.to_f64());
-                            row[g.d..]
-                                .iter_mut()
-                                .zip(doi)
-                                .for_each(|(o, x)| *o += p * x.to_f64());
-                        }
-                    }
-                }
-            });
-        out.into_iter().map(T::of).collect()
+            // dK = scale·dSᵀ (tk×tq) · Q (tq×d) and dV = Pᵀ (tk×tq) · dO (tq×dv), side by side
+            let w = d + dv;
+            gemm(
+                tk,
+                tq,
+                d,
+                Mat {
+                    data: &ds,
+                    row: 1,
+                    col: tk,
+                },
+                Mat {
+                    data: q,
+                    row: d,
+                    col: 1,
+                },
+                T::ZERO,
+                out,
+                w,
+            );
+            gemm(
+                tk,
+                tq,
+                dv,
+                Mat {
+                    data: &p,
+                    row: 1,
+                    col: tk,
+                },
+                Mat {
+                    data: dout,
+                    row: dv,
+                    col: 1,
+                },
+                T::ZERO,
+                &mut out[d..],
+                w,
+            );
+        }
     }
 }
 

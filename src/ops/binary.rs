@@ -3,13 +3,39 @@
 //! for operands of the output's shape and a strided path for broadcasts.
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op};
-use crate::backend::cpu::{CpuData, CpuStorage};
+use crate::backend::cpu::{CpuData, CpuStorage, PARALLEL_CHUNK};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
+use crate::dtype::Float;
 use crate::ops::layout::{MAX_RANK, collapse, offsets, pack, u32_of};
 use crate::testing::Domain;
 use crate::{DType, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 static SHADER: Shader = shader!("binary.wgsl");
+
+/// A binary row's CPU reference for floats: one loop over two slices per float type,
+/// generated from one generic expression by [`zip!`].
+pub struct Zip {
+    /// (a, b, out) for f32.
+    pub f32: fn(&[f32], &[f32], &mut [f32]),
+    /// (a, b, out) for f64.
+    pub f64: fn(&[f64], &[f64], &mut [f64]),
+}
+
+/// `zip!(|a, b| expr)`: a [`Zip`] computing `expr` for every pair, generic over the float `T`.
+macro_rules! zip {
+    (|$a:ident, $b:ident| $body:expr) => {{
+        fn apply<T: Float>(xs: &[T], ys: &[T], out: &mut [T]) {
+            for ((o, &$a), &$b) in out.iter_mut().zip(xs).zip(ys) {
+                *o = $body;
+            }
+        }
+        Zip {
+            f32: apply::<f32>,
+            f64: apply::<f64>,
+        }
+    }};
+}
 
 /// The gradient rule of a binary row: (a, b, y, upstream gradient) → (dL/da, dL/db), both of the
 /// output's shape (the caller sums them back to the operand shapes).
@@ -19,8 +45,8 @@ type GradRule = fn(&Tensor, &Tensor, &Tensor, &Tensor) -> (Tensor, Tensor);
 pub struct BinaryFn {
     /// The op's name.
     pub name: &'static str,
-    /// The CPU reference for floats, in f64.
-    pub float: fn(f64, f64) -> f64,
+    /// The CPU reference for floats, over slices of equal length.
+    pub float: Zip,
     /// The CPU reference for integers, in i64 (`None`: floats only).
     pub int: Option<fn(i64, i64) -> i64>,
     /// The WGSL expression in `a` and `b`.
@@ -36,7 +62,7 @@ pub struct BinaryFn {
 pub static BINARY: &[BinaryFn] = &[
     BinaryFn {
         name: "add",
-        float: |a, b| a + b,
+        float: zip!(|a, b| a + b),
         int: Some(|a, b| a.wrapping_add(b)),
         wgsl: "a + b",
         grad: |_, _, _, g| (g.clone(), g.clone()),
@@ -45,7 +71,7 @@ pub static BINARY: &[BinaryFn] = &[
     },
     BinaryFn {
         name: "sub",
-        float: |a, b| a - b,
+        float: zip!(|a, b| a - b),
         int: Some(|a, b| a.wrapping_sub(b)),
         wgsl: "a - b",
         grad: |_, _, _, g| (g.clone(), -g),
@@ -54,7 +80,7 @@ pub static BINARY: &[BinaryFn] = &[
     },
     BinaryFn {
         name: "mul",
-        float: |a, b| a * b,
+        float: zip!(|a, b| a * b),
         int: Some(|a, b| a.wrapping_mul(b)),
         wgsl: "a * b",
         // ∂(ab)/∂a = b, ∂(ab)/∂b = a
@@ -64,7 +90,7 @@ pub static BINARY: &[BinaryFn] = &[
     },
     BinaryFn {
         name: "div",
-        float: |a, b| a / b,
+        float: zip!(|a, b| a / b),
         int: None,
         wgsl: "a / b",
         // ∂(a/b)/∂a = 1/b, ∂(a/b)/∂b = -a/b² = -y/b
@@ -74,7 +100,7 @@ pub static BINARY: &[BinaryFn] = &[
     },
     BinaryFn {
         name: "pow",
-        float: |a, b| a.powf(b),
+        float: zip!(|a, b| a.powf(b)),
         int: None,
         wgsl: "pow(a, b)",
         // ∂aᵇ/∂a = b·aᵇ⁻¹, ∂aᵇ/∂b = aᵇ·ln a
@@ -84,7 +110,7 @@ pub static BINARY: &[BinaryFn] = &[
     },
     BinaryFn {
         name: "maximum",
-        float: f64::max,
+        float: zip!(|a, b| a.max(b)),
         int: Some(|a, b| a.max(b)),
         wgsl: "max(a, b)",
         // the gradient goes to the larger operand (to `a` on ties)
@@ -97,7 +123,7 @@ pub static BINARY: &[BinaryFn] = &[
     },
     BinaryFn {
         name: "minimum",
-        float: f64::min,
+        float: zip!(|a, b| a.min(b)),
         int: Some(|a, b| a.min(b)),
         wgsl: "min(a, b)",
         // the gradient goes to the smaller operand (to `a` on ties)
@@ -201,26 +227,22 @@ impl Op for Binary {
                     .map(|p, q| (f.cpu)(p, q)),
                 )
             }
-            (Func::Arith(f), CpuData::F32(x), CpuData::F32(y)) => CpuData::F32(
-                Broadcast {
-                    a: a.shape,
-                    b: b.shape,
-                    out: &out.shape,
-                    x: &x[..],
-                    y: &y[..],
-                }
-                .map(|p, q| (f.float)(p as f64, q as f64) as f32),
-            ),
-            (Func::Arith(f), CpuData::F64(x), CpuData::F64(y)) => CpuData::F64(
-                Broadcast {
-                    a: a.shape,
-                    b: b.shape,
-                    out: &out.shape,
-                    x: &x[..],
-                    y: &y[..],
-                }
-                .map(f.float),
-            ),
+            (Func::Arith(f), CpuData::F32(x), CpuData::F32(y)) => CpuData::F32(zip_broadcast(
+                f.float.f32,
+                x,
+                a.shape,
+                y,
+                b.shape,
+                &out.shape,
+            )),
+            (Func::Arith(f), CpuData::F64(x), CpuData::F64(y)) => CpuData::F64(zip_broadcast(
+                f.float.f64,
+                x,
+                a.shape,
+                y,
+                b.shape,
+                &out.shape,
+            )),
             (Func::Arith(f), CpuData::I32(x), CpuData::I32(y)) => {
                 let op = f.int.expect("checked when recorded");
                 CpuData::I32(
@@ -295,6 +317,64 @@ impl Op for Binary {
             Func::Compare(_) => 0.0,
         }
     }
+}
+
+/// `f` over two broadcast operands. When one operand has the output's shape and the other is
+/// a block repeated whole (a bias against a batch of rows), `f` runs block by block; other
+/// broadcasts are expanded first.
+fn zip_broadcast<T: Float>(
+    f: fn(&[T], &[T], &mut [T]),
+    x: &[T],
+    xs: &Shape,
+    y: &[T],
+    ys: &Shape,
+    out: &Shape,
+) -> Vec<T> {
+    let n = out.numel();
+    let mut o = vec![T::ZERO; n];
+    // the block length when the operand is one contiguous block repeated (and long enough
+    // for a call per block to be worth it)
+    let block = |s: &Shape| {
+        let lead = out.rank() - s.rank();
+        let repeats = s
+            .dims()
+            .iter()
+            .zip(&out.dims()[lead..])
+            .skip_while(|(d, _)| **d == 1)
+            .all(|(d, o)| d == o);
+        (repeats && s.numel() >= 64).then(|| s.numel())
+    };
+    let rows = |o: &mut [T], len: usize, g: &(dyn Fn(usize, &mut [T]) + Sync)| {
+        let chunk = (PARALLEL_CHUNK / len).max(1) * len;
+        o.par_chunks_mut(chunk).enumerate().for_each(|(c, oc)| {
+            for (r, row) in oc.chunks_mut(len).enumerate() {
+                g(c * chunk + r * len, row);
+            }
+        });
+    };
+    match (xs == out, ys == out) {
+        (true, true) => rows(&mut o, PARALLEL_CHUNK.min(n.max(1)), &|at, row| {
+            f(&x[at..at + row.len()], &y[at..at + row.len()], row)
+        }),
+        (true, false) if let Some(len) = block(ys) => {
+            rows(&mut o, len, &|at, row| f(&x[at..at + len], y, row))
+        }
+        (false, true) if let Some(len) = block(xs) => {
+            rows(&mut o, len, &|at, row| f(x, &y[at..at + len], row))
+        }
+        _ => {
+            let full = |v: &[T], s: &Shape| -> Vec<T> {
+                offsets(out.dims(), &s.broadcast_strides(out), 0)
+                    .map(|i| v[i])
+                    .collect()
+            };
+            let (xf, yf) = (full(x, xs), full(y, ys));
+            rows(&mut o, PARALLEL_CHUNK.min(n.max(1)), &|at, row| {
+                f(&xf[at..at + row.len()], &yf[at..at + row.len()], row)
+            });
+        }
+    }
+    o
 }
 
 /// Two operands read with broadcasting over an output shape (CPU).

@@ -128,60 +128,65 @@ impl Geom {
 
     /// im2col of image `img` (C·H·W elements), group `g`: patch × (oh·ow), zero where padded.
     fn im2col<T: Gemm>(&self, img: &[T], g: usize) -> Vec<T> {
-        let (cg, _) = self.per_group();
-        let (sh, sw) = self.opts.stride;
-        let (ph, pw) = self.opts.padding;
-        let (dh, dw) = self.opts.dilation;
         let p = self.oh * self.ow;
+        let step = self.opts.stride.1;
         let mut col = vec![T::ZERO; self.patch() * p];
-        for ci in 0..cg {
-            let plane = &img[(g * cg + ci) * self.h * self.w..][..self.h * self.w];
-            for i in 0..self.kh {
-                for j in 0..self.kw {
-                    let row = &mut col[((ci * self.kh + i) * self.kw + j) * p..][..p];
-                    for oy in 0..self.oh {
-                        let Some(y) = (oy * sh + i * dh).checked_sub(ph).filter(|&y| y < self.h)
-                        else {
-                            continue;
-                        };
-                        for ox in 0..self.ow {
-                            if let Some(x) =
-                                (ox * sw + j * dw).checked_sub(pw).filter(|&x| x < self.w)
-                            {
-                                row[oy * self.ow + ox] = plane[y * self.w + x];
-                            }
-                        }
-                    }
-                }
+        self.segments(g, |s| {
+            let dst = &mut col[s.at..][..s.len];
+            if step == 1 {
+                dst.copy_from_slice(&img[s.src..][..s.len]);
+            } else {
+                dst.iter_mut()
+                    .enumerate()
+                    .for_each(|(k, o)| *o = img[s.src + k * step]);
             }
-        }
+        });
         col
     }
 
     /// The adjoint of `im2col`: adds a patch × (oh·ow) matrix back into image `img`, group `g`.
     fn col2im<T: Gemm>(&self, col: &[T], img: &mut [T], g: usize) {
+        let step = self.opts.stride.1;
+        self.segments(g, |s| {
+            for (k, &v) in col[s.at..][..s.len].iter().enumerate() {
+                img[s.src + k * step] += v;
+            }
+        });
+    }
+
+    /// Calls `f` for every run of the im2col matrix of group `g` that reads inside the image:
+    /// the matrix has a row per (input channel, kernel tap) and a column per output pixel, and
+    /// a run is the output columns of one output row whose tap lands inside the image.
+    fn segments(&self, g: usize, mut f: impl FnMut(Segment)) {
         let (cg, _) = self.per_group();
         let (sh, sw) = self.opts.stride;
         let (ph, pw) = self.opts.padding;
         let (dh, dw) = self.opts.dilation;
         let p = self.oh * self.ow;
         for ci in 0..cg {
-            let plane = &mut img[(g * cg + ci) * self.h * self.w..][..self.h * self.w];
+            let plane = (g * cg + ci) * self.h * self.w;
             for i in 0..self.kh {
                 for j in 0..self.kw {
-                    let row = &col[((ci * self.kh + i) * self.kw + j) * p..][..p];
+                    let row = ((ci * self.kh + i) * self.kw + j) * p;
+                    // output columns with 0 ≤ ox·sw + j·dw − pw < w
+                    let ox0 = (pw.saturating_sub(j * dw)).div_ceil(sw);
+                    let ox1 = ((self.w + pw).saturating_sub(j * dw))
+                        .div_ceil(sw)
+                        .min(self.ow);
+                    if ox0 >= ox1 {
+                        continue;
+                    }
+                    let x0 = ox0 * sw + j * dw - pw;
                     for oy in 0..self.oh {
                         let Some(y) = (oy * sh + i * dh).checked_sub(ph).filter(|&y| y < self.h)
                         else {
                             continue;
                         };
-                        for ox in 0..self.ow {
-                            if let Some(x) =
-                                (ox * sw + j * dw).checked_sub(pw).filter(|&x| x < self.w)
-                            {
-                                plane[y * self.w + x] += row[oy * self.ow + ox];
-                            }
-                        }
+                        f(Segment {
+                            at: row + oy * self.ow + ox0,
+                            src: plane + y * self.w + x0,
+                            len: ox1 - ox0,
+                        });
                     }
                 }
             }
@@ -230,6 +235,14 @@ struct Params {
     pw: u32,
     dh: u32,
     dw: u32,
+}
+
+/// A run of consecutive im2col elements: `len` of them from offset `at` of the matrix, read
+/// from the image at `src`, `src + stride`, … (see `Geom::segments`).
+struct Segment {
+    at: usize,
+    src: usize,
+    len: usize,
 }
 
 /// Which of the three convolutions a node computes.

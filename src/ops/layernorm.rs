@@ -5,7 +5,7 @@
 //! The backward pass is one fused kernel for dx; dw and db are reductions in tensor ops.
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op};
-use crate::backend::cpu::{CpuStorage, with_float};
+use crate::backend::cpu::{CpuStorage, sum_f64, with_float};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::{Element, Float};
 use crate::ops::layout::u32_of;
@@ -25,10 +25,24 @@ struct Params {
     _pad: [u32; 3],
 }
 
-/// Mean and 1/√(var + eps) of one row, in f64.
-fn row_stats(row: impl Iterator<Item = f64> + Clone, n: usize, eps: f64) -> (f64, f64) {
-    let mean = row.clone().sum::<f64>() / n as f64;
-    let var = row.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
+/// Mean and 1/√(var + eps) of one row, accumulated in f64 (two passes: no cancellation).
+fn row_stats<T: Float>(row: &[T], eps: f64) -> (f64, f64) {
+    let n = row.len().max(1) as f64;
+    let mean = sum_f64(row) / n;
+    let mut lanes = [0f64; 8];
+    let chunks = row.chunks_exact(8);
+    let rest: f64 = chunks
+        .remainder()
+        .iter()
+        .map(|v| (v.to_f64() - mean) * (v.to_f64() - mean))
+        .sum();
+    for c in chunks {
+        for (l, v) in lanes.iter_mut().zip(c) {
+            let d = v.to_f64() - mean;
+            *l += d * d;
+        }
+    }
+    let var = (lanes.iter().sum::<f64>() + rest) / n;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
@@ -54,23 +68,24 @@ impl Op for LayerNorm {
     fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
         let n = self.size();
         let eps = self.eps;
-        let w = self.has_weight.then(|| args[1].data.to_f64_vec());
+        let w = self.has_weight.then(|| args[1].data);
         let b = self
             .has_bias
-            .then(|| args[1 + self.has_weight as usize].data.to_f64_vec());
+            .then(|| args[1 + self.has_weight as usize].data);
         with_float!(args[0].data, T, x => {
+            let (w, b) = (w.map(|w| w.as_slice::<T>()), b.map(|b| b.as_slice::<T>()));
             let mut y = vec![T::ZERO; x.len()];
             y.par_chunks_mut(n.max(1)).zip(x.par_chunks(n.max(1))).for_each(|(yr, xr)| {
-                let (mean, rstd) = row_stats(xr.iter().map(|v| v.to_f64()), n, eps);
-                for (j, (o, &v)) in yr.iter_mut().zip(xr).enumerate() {
-                    let mut z = (v.to_f64() - mean) * rstd;
-                    if let Some(w) = &w {
-                        z *= w[j];
-                    }
-                    if let Some(b) = &b {
-                        z += b[j];
-                    }
-                    *o = T::of(z);
+                let (mean, rstd) = row_stats(xr, eps);
+                let (mean, rstd) = (T::of(mean), T::of(rstd));
+                for (o, &v) in yr.iter_mut().zip(xr) {
+                    *o = (v - mean) * rstd;
+                }
+                if let Some(w) = w {
+                    yr.iter_mut().zip(w).for_each(|(o, &w)| *o = *o * w);
+                }
+                if let Some(b) = b {
+                    yr.iter_mut().zip(b).for_each(|(o, &b)| *o += b);
                 }
             });
             CpuStorage::from_vec(y)
@@ -185,7 +200,7 @@ impl Op for LayerNormGrad {
             let mut dx = vec![T::ZERO; x.len()];
             dx.par_chunks_mut(n.max(1)).zip(x.par_chunks(n.max(1))).zip(dy.par_chunks(n.max(1))).for_each(
                 |((dxr, xr), gr)| {
-                    let (mean, rstd) = row_stats(xr.iter().map(|v| v.to_f64()), n, eps);
+                    let (mean, rstd) = row_stats(xr, eps);
                     let g_hat: Vec<f64> =
                         gr.iter().enumerate().map(|(j, &g)| w.as_ref().map_or(g, |w| g * w[j])).collect();
                     let x_hat: Vec<f64> = xr.iter().map(|v| (v.to_f64() - mean) * rstd).collect();

@@ -2,9 +2,9 @@
 //! finds the row's maximum and normalizer in a single online pass (Milakov & Gimelshein, 2018).
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op};
-use crate::backend::cpu::{CpuStorage, with_float};
+use crate::backend::cpu::{CpuStorage, max_of, sum_f64, with_float};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
-use crate::dtype::{Element, Float};
+use crate::dtype::Float;
 use crate::ops::layout::{around, u32_of};
 use crate::{Result, Tensor};
 use rayon::prelude::*;
@@ -30,6 +30,25 @@ pub(crate) struct RowParams {
     pub flag: u32,
 }
 
+/// Softmax (or log-softmax) of one row into `out`; the normalizer is summed in f64. Each
+/// pass is its own loop so that each vectorizes.
+fn softmax_row<T: Float>(x: &[T], out: &mut [T], log: bool) {
+    let m = max_of(x);
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = (v - m).exp_fast();
+    }
+    let sum = sum_f64(out);
+    if log {
+        let shift = m + T::of(sum.ln());
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = v - shift;
+        }
+    } else {
+        let inv = T::of(1.0 / sum);
+        out.iter_mut().for_each(|o| *o = *o * inv);
+    }
+}
+
 /// The element offsets of row `r` of a tensor split as (outer, size, inner) around an axis.
 pub(crate) fn row_base(r: usize, size: usize, inner: usize) -> usize {
     (r / inner) * size * inner + r % inner
@@ -45,28 +64,31 @@ impl Op for Softmax {
     }
 
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
-        let (outer, size, inner) = around(args[0].shape.dims(), self.axis);
+        let (_, size, inner) = around(args[0].shape.dims(), self.axis);
         let log = self.log;
         with_float!(args[0].data, T, x => {
             let mut y = vec![T::ZERO; out.shape.numel()];
-            let rows: Vec<Vec<(usize, T)>> = (0..outer * inner)
-                .into_par_iter()
-                .map(|r| {
+            if inner == 1 {
+                // contiguous rows, each in place in the output
+                y.par_chunks_mut(size.max(1)).zip(x.par_chunks(size.max(1))).for_each(|(yr, xr)| softmax_row(xr, yr, log));
+            } else {
+                // strided rows: gather, compute, scatter
+                let rows: Vec<Vec<T>> = (0..out.shape.numel() / size.max(1))
+                    .into_par_iter()
+                    .map(|r| {
+                        let base = row_base(r, size, inner);
+                        let xr: Vec<T> = (0..size).map(|j| x[base + j * inner]).collect();
+                        let mut yr = vec![T::ZERO; size];
+                        softmax_row(&xr, &mut yr, log);
+                        yr
+                    })
+                    .collect();
+                for (r, yr) in rows.into_iter().enumerate() {
                     let base = row_base(r, size, inner);
-                    let at = |j: usize| base + j * inner;
-                    let m = (0..size).map(|j| x[at(j)].to_f64()).fold(f64::NEG_INFINITY, f64::max);
-                    let sum: f64 = (0..size).map(|j| (x[at(j)].to_f64() - m).exp()).sum();
-                    (0..size)
-                        .map(|j| {
-                            let z = x[at(j)].to_f64() - m;
-                            let v = if log { z - sum.ln() } else { z.exp() / sum };
-                            (at(j), T::of(v))
-                        })
-                        .collect()
-                })
-                .collect();
-            for (i, v) in rows.into_iter().flatten() {
-                y[i] = v;
+                    for (j, v) in yr.into_iter().enumerate() {
+                        y[base + j * inner] = v;
+                    }
+                }
             }
             CpuStorage::from_vec(y)
         })

@@ -5,16 +5,42 @@
 //! `a` and `b`, so it costs one dispatch and no scalar tensor.
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op};
-use crate::backend::cpu::{CpuStorage, with_float};
+use crate::backend::cpu::{CpuData, CpuStorage, PARALLEL_CHUNK};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
-use crate::dtype::{Element, Float};
+use crate::dtype::Float;
 use crate::ops::layout::u32_of;
 use crate::testing::{Domain, Sample};
 use crate::{Result, Tensor};
 use rayon::prelude::*;
-use std::f64::consts::{FRAC_2_SQRT_PI, PI, SQRT_2};
+use std::f64::consts::{FRAC_2_SQRT_PI, PI};
 
 static SHADER: Shader = shader!("unary.wgsl");
+
+/// A unary row's CPU reference: one loop over a slice per float type, generated from one
+/// generic expression by [`map!`] so that it is inlined and, where it can be, vectorized.
+pub struct Map {
+    /// (input, output, a, b) for f32.
+    pub f32: fn(&[f32], &mut [f32], f32, f32),
+    /// (input, output, a, b) for f64.
+    pub f64: fn(&[f64], &mut [f64], f64, f64),
+}
+
+/// `map!(|x, a, b| expr)`: a [`Map`] computing `expr` for every `x`, generic over the float
+/// type `T` (write constants as `T::of(0.5)`).
+macro_rules! map {
+    (|$x:ident, $a:ident, $b:ident| $body:expr) => {{
+        #[allow(unused_variables)]
+        fn apply<T: Float>(xs: &[T], out: &mut [T], $a: T, $b: T) {
+            for (o, &$x) in out.iter_mut().zip(xs) {
+                *o = $body;
+            }
+        }
+        Map {
+            f32: apply::<f32>,
+            f64: apply::<f64>,
+        }
+    }};
+}
 
 /// The gradient rule of a unary row: (x, y = f(x), upstream gradient, a, b) → dL/dx.
 type GradRule = fn(&Tensor, &Tensor, &Tensor, f64, f64) -> Tensor;
@@ -23,8 +49,8 @@ type GradRule = fn(&Tensor, &Tensor, &Tensor, f64, f64) -> Tensor;
 pub struct UnaryFn {
     /// The op's name.
     pub name: &'static str,
-    /// The CPU reference, in f64: (x, a, b) → y.
-    pub cpu: fn(f64, f64, f64) -> f64,
+    /// The CPU reference over slices, for f32 and f64: (x, a, b) → y elementwise.
+    pub cpu: Map,
     /// The WGSL expression in `x`, `a` and `b` (f32).
     pub wgsl: &'static str,
     /// The gradient rule, in tensor ops; `None` for piecewise-constant functions (gradient 0).
@@ -43,7 +69,7 @@ const TRANSCENDENTAL: f64 = 1e-5;
 pub static UNARY: &[UnaryFn] = &[
     UnaryFn {
         name: "neg",
-        cpu: |x, _, _| -x,
+        cpu: map!(|x, a, b| -x),
         wgsl: "-x",
         grad: Some(|_, _, g, _, _| -g),
         tolerance: EXACT,
@@ -55,7 +81,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "exp",
-        cpu: |x, _, _| x.exp(),
+        cpu: map!(|x, a, b| x.exp()),
         wgsl: "exp(x)",
         // d/dx eˣ = eˣ
         grad: Some(|_, y, g, _, _| g * y),
@@ -68,7 +94,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "log",
-        cpu: |x, _, _| x.ln(),
+        cpu: map!(|x, a, b| x.ln()),
         wgsl: "log(x)",
         // d/dx ln x = 1/x
         grad: Some(|x, _, g, _, _| g / x),
@@ -81,7 +107,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "sqrt",
-        cpu: |x, _, _| x.sqrt(),
+        cpu: map!(|x, a, b| x.sqrt()),
         wgsl: "sqrt(x)",
         // d/dx √x = 1 / (2√x)
         grad: Some(|_, y, g, _, _| g * 0.5 / y),
@@ -94,7 +120,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "rsqrt",
-        cpu: |x, _, _| 1.0 / x.sqrt(),
+        cpu: map!(|x, a, b| T::ONE / x.sqrt()),
         wgsl: "inverseSqrt(x)",
         // d/dx x^(-1/2) = -x^(-3/2) / 2 = -y³ / 2
         grad: Some(|_, y, g, _, _| g * y.powf(3.0) * -0.5),
@@ -107,7 +133,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "abs",
-        cpu: |x, _, _| x.abs(),
+        cpu: map!(|x, a, b| x.abs()),
         wgsl: "abs(x)",
         // d/dx |x| = sign x
         grad: Some(|x, _, g, _, _| g * x.sign()),
@@ -120,7 +146,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "sign",
-        cpu: |x, _, _| sign(x),
+        cpu: map!(|x, a, b| sign(x)),
         wgsl: "sign(x)",
         grad: None,
         tolerance: EXACT,
@@ -132,7 +158,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "sin",
-        cpu: |x, _, _| x.sin(),
+        cpu: map!(|x, a, b| x.sin()),
         wgsl: "sin(x)",
         // d/dx sin = cos
         grad: Some(|x, _, g, _, _| g * x.cos()),
@@ -145,7 +171,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "cos",
-        cpu: |x, _, _| x.cos(),
+        cpu: map!(|x, a, b| x.cos()),
         wgsl: "cos(x)",
         // d/dx cos = -sin
         grad: Some(|x, _, g, _, _| -(g * x.sin())),
@@ -158,7 +184,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "tanh",
-        cpu: |x, _, _| x.tanh(),
+        cpu: map!(|x, a, b| x.tanh()),
         wgsl: "tanh_stable(x)",
         // d/dx tanh = 1 - y²
         grad: Some(|_, y, g, _, _| g * (1.0 - y.square())),
@@ -171,7 +197,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "sigmoid",
-        cpu: |x, _, _| sigmoid(x),
+        cpu: map!(|x, a, b| sigmoid(x)),
         wgsl: "sigmoid(x)",
         // d/dx σ = σ(1 - σ)
         grad: Some(|_, y, g, _, _| g * y * (1.0 - y)),
@@ -184,7 +210,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "relu",
-        cpu: |x, _, _| x.max(0.0),
+        cpu: map!(|x, a, b| if x > T::ZERO { x } else { T::ZERO }),
         wgsl: "max(x, 0.0)",
         // d/dx relu = [x > 0]
         grad: Some(|x, _, g, _, _| g * x.gt_scalar(0.0).cast(g.dtype())),
@@ -197,7 +223,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "leaky_relu",
-        cpu: |x, a, _| if x > 0.0 { x } else { a * x },
+        cpu: map!(|x, a, b| if x > T::ZERO { x } else { a * x }),
         wgsl: "select(a * x, x, x > 0.0)",
         // d/dx = 1 where x > 0, a elsewhere: a + (1 - a)·[x > 0]
         grad: Some(|x, _, g, a, _| g * (x.gt_scalar(0.0).cast(g.dtype()) * (1.0 - a) + a)),
@@ -210,7 +236,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "elu",
-        cpu: |x, a, _| if x > 0.0 { x } else { a * x.exp_m1() },
+        cpu: map!(|x, a, b| if x > T::ZERO { x } else { a * x.exp_m1() }),
         wgsl: "select(a * (exp(x) - 1.0), x, x > 0.0)",
         // d/dx = 1 where x > 0, y + a elsewhere
         grad: Some(|x, y, g, a, _| x.gt_scalar(0.0).where_(g, &(g * (y + a)))),
@@ -223,7 +249,9 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "gelu",
-        cpu: |x, _, _| 0.5 * x * (1.0 + libm::erf(x / SQRT_2)),
+        cpu: map!(|x, a, b| T::of(0.5)
+            * x
+            * (T::ONE + (x * T::of(std::f64::consts::FRAC_1_SQRT_2)).erf())),
         wgsl: "0.5 * x * (1.0 + erf(x * 0.7071067811865476))",
         // d/dx xΦ(x) = Φ(x) + xφ(x)
         grad: Some(|x, _, g, _, _| {
@@ -240,7 +268,9 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "gelu_tanh",
-        cpu: |x, _, _| 0.5 * x * (1.0 + (GELU_K * (x + 0.044715 * x * x * x)).tanh()),
+        cpu: map!(|x, a, b| T::of(0.5)
+            * x
+            * (T::ONE + (T::of(GELU_K) * (x + T::of(0.044715) * x * x * x)).tanh())),
         wgsl: "0.5 * x * (1.0 + tanh_stable(0.7978845608028654 * (x + 0.044715 * x * x * x)))",
         // with u = k(x + 0.044715x³), t = tanh u: d/dx = (1 + t)/2 + x(1 - t²)·k(1 + 3·0.044715x²)/2
         grad: Some(|x, _, g, _, _| {
@@ -258,7 +288,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "silu",
-        cpu: |x, _, _| x * sigmoid(x),
+        cpu: map!(|x, a, b| x * sigmoid(x)),
         wgsl: "x * sigmoid(x)",
         // d/dx xσ(x) = σ(1 + x(1 - σ))
         grad: Some(|x, _, g, _, _| {
@@ -274,7 +304,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "softplus",
-        cpu: |x, _, _| x.max(0.0) + (-x.abs()).exp().ln_1p(),
+        cpu: map!(|x, a, b| x.max(T::ZERO) + (-x.abs()).exp().ln_1p()),
         wgsl: "max(x, 0.0) + log(1.0 + exp(-abs(x)))",
         // d/dx ln(1 + eˣ) = σ(x)
         grad: Some(|x, _, g, _, _| g * x.sigmoid()),
@@ -287,7 +317,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "square",
-        cpu: |x, _, _| x * x,
+        cpu: map!(|x, a, b| x * x),
         wgsl: "x * x",
         // d/dx x² = 2x
         grad: Some(|x, _, g, _, _| g * x * 2.0),
@@ -300,7 +330,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "reciprocal",
-        cpu: |x, _, _| 1.0 / x,
+        cpu: map!(|x, a, b| T::ONE / x),
         wgsl: "1.0 / x",
         // d/dx 1/x = -1/x² = -y²
         grad: Some(|_, y, g, _, _| -(g * y.square())),
@@ -313,7 +343,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "erf",
-        cpu: |x, _, _| libm::erf(x),
+        cpu: map!(|x, a, b| x.erf()),
         wgsl: "erf(x)",
         // d/dx erf = 2/√π · e^(-x²)
         grad: Some(|x, _, g, _, _| g * (-x.square()).exp() * FRAC_2_SQRT_PI),
@@ -326,7 +356,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "floor",
-        cpu: |x, _, _| x.floor(),
+        cpu: map!(|x, a, b| x.floor()),
         wgsl: "floor(x)",
         grad: None,
         tolerance: EXACT,
@@ -338,7 +368,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "ceil",
-        cpu: |x, _, _| x.ceil(),
+        cpu: map!(|x, a, b| x.ceil()),
         wgsl: "ceil(x)",
         grad: None,
         tolerance: EXACT,
@@ -350,7 +380,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "round",
-        cpu: |x, _, _| x.round_ties_even(),
+        cpu: map!(|x, a, b| x.round_even()),
         wgsl: "round(x)",
         grad: None,
         tolerance: EXACT,
@@ -362,7 +392,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "add_scalar",
-        cpu: |x, a, _| x + a,
+        cpu: map!(|x, a, b| x + a),
         wgsl: "x + a",
         grad: Some(|_, _, g, _, _| g.clone()),
         tolerance: EXACT,
@@ -374,7 +404,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "mul_scalar",
-        cpu: |x, a, _| x * a,
+        cpu: map!(|x, a, b| x * a),
         wgsl: "x * a",
         grad: Some(|_, _, g, a, _| g * a),
         tolerance: EXACT,
@@ -386,7 +416,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "rsub_scalar",
-        cpu: |x, a, _| a - x,
+        cpu: map!(|x, a, b| a - x),
         wgsl: "a - x",
         grad: Some(|_, _, g, _, _| -g),
         tolerance: EXACT,
@@ -398,7 +428,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "rdiv_scalar",
-        cpu: |x, a, _| a / x,
+        cpu: map!(|x, a, b| a / x),
         wgsl: "a / x",
         // d/dx a/x = -a/x² = -y/x
         grad: Some(|x, y, g, _, _| -(g * y / x)),
@@ -411,7 +441,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "pow_scalar",
-        cpu: |x, a, _| x.powf(a),
+        cpu: map!(|x, a, b| x.powf(a)),
         wgsl: "pow_real(x, a)",
         // d/dx xᵃ = a·xᵃ⁻¹
         grad: Some(|x, _, g, a, _| g * x.powf(a - 1.0) * a),
@@ -424,7 +454,7 @@ pub static UNARY: &[UnaryFn] = &[
     },
     UnaryFn {
         name: "clamp",
-        cpu: |x, a, b| x.max(a).min(b),
+        cpu: map!(|x, a, b| x.max(a).min(b)),
         wgsl: "clamp(x, a, b)",
         // d/dx = 1 inside [a, b], 0 outside
         grad: Some(|x, _, g, a, b| {
@@ -442,22 +472,22 @@ pub static UNARY: &[UnaryFn] = &[
 
 const GELU_K: f64 = 0.797_884_560_802_865_4; // √(2/π)
 
-fn sign(x: f64) -> f64 {
-    if x > 0.0 {
-        1.0
-    } else if x < 0.0 {
-        -1.0
+fn sign<T: Float>(x: T) -> T {
+    if x > T::ZERO {
+        T::ONE
+    } else if x < T::ZERO {
+        -T::ONE
     } else {
-        0.0
+        T::ZERO
     }
 }
 
-fn sigmoid(x: f64) -> f64 {
-    if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
+fn sigmoid<T: Float>(x: T) -> T {
+    if x >= T::ZERO {
+        T::ONE / (T::ONE + (-x).exp())
     } else {
         let e = x.exp();
-        e / (1.0 + e)
+        e / (T::ONE + e)
     }
 }
 
@@ -503,15 +533,19 @@ impl Op for Unary {
         format!("{}(a {}, b {})", self.f.name, self.a, self.b)
     }
     fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
-        let (f, a, b) = (self.f.cpu, self.a, self.b);
-        with_float!(args[0].data, T, x => {
-            let y: Vec<T> = if x.len() >= 1 << 15 {
-                x.par_iter().map(|&v| T::of(f(v.to_f64(), a, b))).collect()
-            } else {
-                x.iter().map(|&v| T::of(f(v.to_f64(), a, b))).collect()
-            };
-            CpuStorage::from_vec(y)
-        })
+        fn run<T: Float>(f: fn(&[T], &mut [T], T, T), x: &[T], a: f64, b: f64) -> Vec<T> {
+            let mut y = vec![T::ZERO; x.len()];
+            let (a, b) = (T::of(a), T::of(b));
+            y.par_chunks_mut(PARALLEL_CHUNK)
+                .zip(x.par_chunks(PARALLEL_CHUNK))
+                .for_each(|(o, i)| f(i, o, a, b));
+            y
+        }
+        match args[0].data.data() {
+            CpuData::F32(x) => CpuStorage::from_vec(run(self.f.cpu.f32, x, self.a, self.b)),
+            CpuData::F64(x) => CpuStorage::from_vec(run(self.f.cpu.f64, x, self.a, self.b)),
+            _ => unreachable!("float dtypes are checked when recorded"),
+        }
     }
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let n = u32_of(self.f.name, out.shape.numel());

@@ -2,6 +2,7 @@
 //! pipelines (`pipeline.rs`) and the recorder that turns a realize into one command submission
 //! (`recorder.rs`). The kernels are WGSL files in `shaders/`, launched by their ops in `src/ops/`.
 
+pub mod ceiling;
 mod context;
 mod pipeline;
 mod pool;

@@ -1,0 +1,309 @@
+//! kiln's benchmark program: measures the device's ceilings with microkernels (an FMA-bound
+//! kernel for FLOP/s, a copy kernel for GB/s), then prints a markdown table of the headline
+//! ops — median time over many runs after warm-up, with the device synchronized — with their
+//! rate and its fraction of the measured ceiling.
+//!
+//!     cargo run --release --example bench -- --device gpu
+//!     cargo run --release --example bench -- --device cpu --small
+//!
+//! Rows have the same columns as the peer harnesses in `../shared/peers/` (plus the fraction
+//! of ceiling), so one table can hold kiln, PyTorch and Burn from one machine and one run.
+
+use clap::Parser;
+use kiln::ops::conv::ConvOptions;
+use kiln::rng::RandomKey;
+use kiln::{DType, Device, Tensor};
+use rayon::prelude::*;
+use std::time::Instant;
+
+/// Benchmark kiln's headline ops on one device.
+#[derive(Parser, Debug)]
+struct Cli {
+    /// cpu, gpu or gpu:N [default: $KILN_DEVICE, else the best device]
+    #[arg(long)]
+    device: Option<String>,
+    /// Divide the shapes by 4 (for CPUs and software adapters), as the peer harnesses do
+    #[arg(long)]
+    small: bool,
+    /// Timed runs per row (the median is reported)
+    #[arg(long, default_value_t = 10)]
+    reps: usize,
+    /// Only rows whose op name contains this
+    #[arg(long)]
+    only: Option<String>,
+}
+
+/// Measured throughput limits.
+struct Ceilings {
+    flops: f64,
+    bytes: f64,
+}
+
+struct Bench {
+    device: Device,
+    reps: usize,
+    ceilings: Ceilings,
+    only: Option<String>,
+}
+
+enum Rate {
+    Flops(f64),
+    Bytes(f64),
+    PerOp(usize),
+}
+
+impl Bench {
+    /// Median milliseconds of `reps` runs of `f` (each building a fresh graph and realizing
+    /// it, the device synchronized), after two warm-up runs.
+    fn time(&self, f: impl Fn() -> Tensor) -> f64 {
+        let run = || {
+            let t = Instant::now();
+            let y = f();
+            y.realize().expect("realize");
+            self.device.synchronize().expect("synchronize");
+            t.elapsed().as_secs_f64() * 1e3
+        };
+        run();
+        run();
+        let mut ms: Vec<f64> = (0..self.reps).map(|_| run()).collect();
+        ms.sort_by(f64::total_cmp);
+        ms[ms.len() / 2]
+    }
+
+    fn row(&self, op: &str, shape: String, f: impl Fn() -> Tensor, rate: Rate) {
+        if self.only.as_ref().is_some_and(|o| !op.contains(o.as_str())) {
+            return;
+        }
+        let ms = self.time(f);
+        let (rate, fraction) = match rate {
+            Rate::Flops(flop) => {
+                let r = flop / ms / 1e6;
+                (
+                    format!("{r:.1} GFLOP/s"),
+                    format!("{:.0}% of FMA", 100.0 * r * 1e9 / self.ceilings.flops),
+                )
+            }
+            Rate::Bytes(bytes) => {
+                let r = bytes / ms / 1e6;
+                (
+                    format!("{r:.1} GB/s"),
+                    format!("{:.0}% of copy", 100.0 * r * 1e9 / self.ceilings.bytes),
+                )
+            }
+            Rate::PerOp(ops) => (format!("{:.1} us/op", ms * 1e3 / ops as f64), "-".into()),
+        };
+        println!(
+            "| kiln {} | {} | {op} | {shape} | {ms:.3} | {rate} | {fraction} |",
+            env!("CARGO_PKG_VERSION"),
+            self.device
+        );
+    }
+
+    fn randn(&self, shape: &[usize], stream: u64) -> Tensor {
+        let t = Tensor::normal(
+            shape,
+            0.0,
+            1.0,
+            RandomKey { seed: 42, stream },
+            &self.device,
+        );
+        t.realize().expect("realize");
+        t
+    }
+}
+
+/// Eight independent vector FMA chains, `trips` times; returns a checksum. With AVX-512 each
+/// chain is 16 lanes wide, with AVX2 8; otherwise a scalar fallback.
+fn fma_chains(trips: usize, seed: f32) -> (f32, usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        if is_x86_feature_detected!("avx512f") {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn run(trips: usize, seed: f32) -> f32 {
+                let (m, c) = (_mm512_set1_ps(0.9999), _mm512_set1_ps(1e-4));
+                let mut a = [_mm512_set1_ps(seed); 8];
+                for _ in 0..trips {
+                    for x in a.iter_mut() {
+                        *x = _mm512_fmadd_ps(*x, m, c);
+                    }
+                }
+                a.iter().map(|&x| _mm512_reduce_add_ps(x)).sum()
+            }
+            // SAFETY: AVX-512F was just detected.
+            return (unsafe { run(trips, seed) }, 16);
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn run(trips: usize, seed: f32) -> f32 {
+                let (m, c) = (_mm256_set1_ps(0.9999), _mm256_set1_ps(1e-4));
+                let mut a = [_mm256_set1_ps(seed); 8];
+                for _ in 0..trips {
+                    for x in a.iter_mut() {
+                        *x = _mm256_fmadd_ps(*x, m, c);
+                    }
+                }
+                let mut out = [0f32; 8];
+                let sum = a
+                    .iter()
+                    .fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x));
+                // SAFETY: `out` holds 8 floats.
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sum) };
+                out.iter().sum()
+            }
+            // SAFETY: AVX2 and FMA were just detected.
+            return (unsafe { run(trips, seed) }, 8);
+        }
+    }
+    let mut a = [seed; 8];
+    for _ in 0..trips {
+        for x in a.iter_mut() {
+            *x = *x * 0.9999 + 1e-4;
+        }
+    }
+    (a.iter().sum(), 1)
+}
+
+/// The CPU's ceilings: independent vector FMA chains on every core, and a large parallel copy.
+fn cpu_ceilings() -> Ceilings {
+    let threads = rayon::current_num_threads();
+    let trips = 20_000_000usize;
+    let (_, lanes) = fma_chains(1000, 1.0); // warm up, and learn the vector width
+    let t = Instant::now();
+    let sum: f32 = (0..threads)
+        .into_par_iter()
+        .map(|i| fma_chains(trips, i as f32).0)
+        .sum();
+    let flops =
+        threads as f64 * trips as f64 * 8.0 * lanes as f64 * 2.0 / t.elapsed().as_secs_f64();
+    std::hint::black_box(sum);
+    let n = 64 << 20;
+    let src = vec![1u8; n];
+    let mut dst = vec![0u8; n];
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        dst.par_chunks_mut(1 << 20)
+            .zip(src.par_chunks(1 << 20))
+            .for_each(|(d, s)| d.copy_from_slice(s));
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    std::hint::black_box(&dst);
+    Ceilings {
+        flops,
+        bytes: 2.0 * n as f64 / best,
+    }
+}
+
+fn main() -> kiln::Result<()> {
+    let cli = Cli::parse();
+    let device = match &cli.device {
+        Some(name) => Device::parse(name)?,
+        None => Device::from_env()?,
+    };
+    let ceilings = match device {
+        Device::Cpu => cpu_ceilings(),
+        Device::Gpu(n) => {
+            let c = kiln::backend::wgpu::ceiling::measure(n)?;
+            Ceilings {
+                flops: c.flops,
+                bytes: c.bytes,
+            }
+        }
+    };
+    println!("device: {} — {}", device, device.describe()?);
+    println!(
+        "ceilings: {:.1} GFLOP/s (FMA-bound microkernel), {:.1} GB/s (copy microkernel)\n",
+        ceilings.flops / 1e9,
+        ceilings.bytes / 1e9
+    );
+    println!("| framework | device | op | shape | ms | rate | of ceiling |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    let b = Bench {
+        device,
+        reps: cli.reps,
+        ceilings,
+        only: cli.only,
+    };
+    let s = if cli.small { 4 } else { 1 };
+
+    for n in [1024 / s, 4096 / s] {
+        let (x, y) = (b.randn(&[n, n], 1), b.randn(&[n, n], 2));
+        b.row(
+            "matmul",
+            format!("{n}x{n}x{n}"),
+            || x.matmul(&y),
+            Rate::Flops(2.0 * (n as f64).powi(3)),
+        );
+    }
+
+    let (rows, cols) = (8192 / s, 4096 / s);
+    let x = b.randn(&[rows, cols], 3);
+    let bytes = 2.0 * 4.0 * (rows * cols) as f64;
+    b.row(
+        "softmax",
+        format!("{rows}x{cols}"),
+        || x.softmax(-1),
+        Rate::Bytes(bytes),
+    );
+    let (g, beta) = (b.randn(&[cols], 4), b.randn(&[cols], 5));
+    b.row(
+        "layernorm",
+        format!("{rows}x{cols}"),
+        || x.layer_norm(&[cols], Some(&g), Some(&beta), 1e-5),
+        Rate::Bytes(bytes),
+    );
+    b.row(
+        "copy",
+        format!("{rows}x{cols}"),
+        || &x * 1.0,
+        Rate::Bytes(bytes),
+    );
+
+    let (n, c, hw) = (32 / s, 64, 56);
+    let (img, w) = (b.randn(&[n, c, hw, hw], 6), b.randn(&[c, c, 3, 3], 7));
+    let flop = 2.0 * (n * c * hw * hw * c * 9) as f64;
+    b.row(
+        "conv2d",
+        format!("N{n} C{c}->{c} {hw}x{hw} k3"),
+        || img.conv2d(&w, ConvOptions::default().padding(1)),
+        Rate::Flops(flop),
+    );
+
+    let (bt, h, t, d) = ((8 / s).max(1), 12, 1024 / s, 64);
+    let (q, k, v) = (
+        b.randn(&[bt, h, t, d], 8),
+        b.randn(&[bt, h, t, d], 9),
+        b.randn(&[bt, h, t, d], 10),
+    );
+    // causal: half of the 4·B·H·T²·D FLOPs of full attention
+    let flop = 2.0 * (bt * h * t * t * d) as f64;
+    let shape = format!("B{bt} H{h} T{t} D{d}");
+    b.row(
+        "attention causal",
+        shape.clone(),
+        || q.attention(&k, &v, true, None),
+        Rate::Flops(flop),
+    );
+    b.row(
+        "attention causal (unfused)",
+        shape,
+        || q.attention_unfused(&k, &v, true, None),
+        Rate::Flops(flop),
+    );
+
+    let z0 = b.randn(&[256], 11).cast(DType::F32);
+    b.row(
+        "1000 small elementwise ops",
+        "256".into(),
+        || {
+            let mut z = z0.clone();
+            for _ in 0..1000 {
+                z = &z * 0.999 + 0.001;
+            }
+            z
+        },
+        Rate::PerOp(2000),
+    );
+    Ok(())
+}
