@@ -82,7 +82,7 @@ impl Op for LayerNorm {
                     *o = (v - mean) * rstd;
                 }
                 if let Some(w) = w {
-                    yr.iter_mut().zip(w).for_each(|(o, &w)| *o = *o * w);
+                    yr.iter_mut().zip(w).for_each(|(o, &w)| *o *= w);
                 }
                 if let Some(b) = b {
                     yr.iter_mut().zip(b).for_each(|(o, &b)| *o += b);
