@@ -45,7 +45,7 @@ fn softmax_row<T: Float>(x: &[T], out: &mut [T], log: bool) {
         }
     } else {
         let inv = T::of(1.0 / sum);
-        out.iter_mut().for_each(|o| *o = *o * inv);
+        out.iter_mut().for_each(|o| *o *= inv);
     }
 }
 
