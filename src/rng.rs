@@ -101,7 +101,7 @@ impl RandomKey {
         let u2 = (w[1] >> 8) as f32 * (1.0 / 16_777_216.0);
         let r = (-2.0 * u1.ln()).sqrt();
         let theta = std::f32::consts::TAU * u2;
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             r * theta.cos()
         } else {
             r * theta.sin()

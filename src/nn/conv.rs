@@ -25,7 +25,10 @@ impl Conv2d {
         opts: ConvOptions,
         device: &Device,
     ) -> Conv2d {
-        if opts.groups == 0 || in_channels % opts.groups != 0 || out_channels % opts.groups != 0 {
+        if opts.groups == 0
+            || !in_channels.is_multiple_of(opts.groups)
+            || !out_channels.is_multiple_of(opts.groups)
+        {
             panic!(
                 "Conv2d: {in_channels} → {out_channels} channels do not split into {} groups",
                 opts.groups
