@@ -26,7 +26,7 @@ fn copy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
 
 // Each invocation runs 8 independent vec4 FMA chains: 8 · 4 · 2 = 64 FLOPs per trip.
 @compute @workgroup_size(256)
-fn fma(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+fn fma_chains(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
        @builtin(local_invocation_index) lid: u32) {
     let i = flat_workgroup(wg, groups) * 256u + lid;
     let seed = f32(i) * 1e-9;

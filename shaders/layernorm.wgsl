@@ -130,3 +130,73 @@ fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) group
         out[base + j] = stats.y * (g - mean_g - x_hat * mean_gx);
     }
 }
+
+// The one-pass forward for rows of up to 256·4·PER elements (a multiple of 4): each invocation
+// keeps its vec4s in registers; mean and variance come from two reductions over the registers
+// (exact two-pass statistics for the price of one read), then the outputs are written.
+
+// vec4s per invocation
+const PER: u32 = 4u; // @PER
+
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w4: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> b4: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> y4: array<vec4<f32>>;
+
+// Workgroup-wide sum of one value per invocation (every invocation must call it).
+fn block_sum(value: f32, lid: u32) -> f32 {
+    means[lid] = value;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if lid < stride {
+            means[lid] += means[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = means[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(256)
+fn forward_cached(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let row = flat_workgroup(wg, groups);
+    let live = row < p.rows;
+    let width = p.size / 4u;
+    let base = row * width;
+    var v: array<vec4<f32>, PER>;
+    var s = 0.0;
+    for (var i = 0u; i < PER; i++) {
+        let j = lid + i * WG;
+        if live && j < width {
+            v[i] = x4[base + j];
+            s += v[i].x + v[i].y + v[i].z + v[i].w;
+        }
+    }
+    let mean = block_sum(s, lid) / f32(p.size);
+    var q = 0.0;
+    for (var i = 0u; i < PER; i++) {
+        if live && lid + i * WG < width {
+            let d = v[i] - mean;
+            q += dot(d, d);
+        }
+    }
+    let rstd = inverseSqrt(block_sum(q, lid) / f32(p.size) + p.eps);
+    if !live {
+        return;
+    }
+    for (var i = 0u; i < PER; i++) {
+        let j = lid + i * WG;
+        if j < width {
+            var o = (v[i] - mean) * rstd;
+            if p.has_weight == 1u {
+                o = o * w4[j];
+            }
+            if p.has_bias == 1u {
+                o = o + b4[j];
+            }
+            y4[base + j] = o;
+        }
+    }
+}

@@ -1,10 +1,33 @@
 // Batched matrix multiplication C = op(A)·op(B), C row-major (M×N) per batch.
 //
-// Each workgroup computes a 64×64 tile of C; each of its 16×16 invocations a 4×4 block, kept in
-// registers. K is walked in steps of 16: both operand tiles go through workgroup memory, stored
-// k-major so the inner loop reads four consecutive values of each.
-// Operands are read through (row, column) strides, so transposed operands cost nothing extra;
-// batch offsets come from the batch coordinates and per-operand batch strides (0 = broadcast).
+// Tiling (set by src/ops/matmul.rs per shape): each workgroup of 16×16 invocations computes a
+// BM×BN tile of C (128×128 or 64×64); each invocation a TM×TN block of it (8×8 or 4×4) held in
+// registers, as rows g·64 + ty·4 + 0..3 and columns h·64 + tx·4 + 0..3, so that its operand
+// reads from workgroup memory are vec4s and neighbouring invocations read neighbouring vec4s.
+// K is walked BK at a time; while one slab of A and B is multiplied from workgroup memory, the
+// next is already being fetched from global memory into registers. Workgroup rows are padded
+// by 4 floats so the transposing stores do not collide in memory banks. Bounds are only
+// checked in edge tiles.
+//
+// Operands are read through (row, column) strides, so a transposed operand is read in place;
+// A_ALONG_K / B_ALONG_N say which way each is contiguous, so that neighbouring invocations
+// fetch neighbouring addresses. Batch offsets come from batch coordinates and per-operand
+// batch strides (0 = broadcast).
+
+const BM: u32 = 64u; // @BM
+const BN: u32 = 64u; // @BN
+const BK: u32 = 16u; // @BK
+const A_ALONG_K: bool = true; // @A_ALONG_K
+const B_ALONG_N: bool = true; // @B_ALONG_N
+
+const TM: u32 = BM / 16u;
+const TN: u32 = BN / 16u;
+const RG: u32 = TM / 4u; // row groups of 4 per invocation
+const CG: u32 = TN / 4u; // column groups of 4 per invocation
+const A_STRIDE: u32 = BM + 4u;
+const B_STRIDE: u32 = BN + 4u;
+const LOADS_A: u32 = BM * BK / 256u;
+const LOADS_B: u32 = BN * BK / 256u;
 
 struct Params {
     m: u32,
@@ -25,11 +48,26 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
-const TILE: u32 = 64u;
-const DEPTH: u32 = 16u;
+var<workgroup> a_tile: array<vec4<f32>, A_STRIDE * BK / 4u>; // [k][m], row stride A_STRIDE
+var<workgroup> b_tile: array<vec4<f32>, B_STRIDE * BK / 4u>; // [k][n], row stride B_STRIDE
 
-var<workgroup> a_tile: array<f32, 1024>; // [DEPTH][TILE]: a_tile[kk * TILE + row]
-var<workgroup> b_tile: array<f32, 1024>; // [DEPTH][TILE]: b_tile[kk * TILE + col]
+// Which (row, k) of the A slab load i of invocation `tid` fetches.
+fn a_slot(tid: u32, i: u32) -> vec2<u32> {
+    let idx = tid + 256u * i;
+    if A_ALONG_K {
+        return vec2<u32>(idx / BK, idx % BK);
+    }
+    return vec2<u32>(idx % BM, idx / BM);
+}
+
+// Which (k, column) of the B slab load i of invocation `tid` fetches.
+fn b_slot(tid: u32, i: u32) -> vec2<u32> {
+    let idx = tid + 256u * i;
+    if B_ALONG_N {
+        return vec2<u32>(idx / BN, idx % BN);
+    }
+    return vec2<u32>(idx % BK, idx / BK);
+}
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
@@ -45,53 +83,93 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         a_base += coord * p.a_batch[u];
         b_base += coord * p.b_batch[u];
     }
-    let row0 = wg.y * TILE;
-    let col0 = wg.x * TILE;
+    let row0 = wg.y * BM;
+    let col0 = wg.x * BN;
+    let edge = row0 + BM > p.m || col0 + BN > p.n;
 
-    var acc: array<vec4<f32>, 4>;
-    for (var k0 = 0u; k0 < p.k; k0 += DEPTH) {
-        for (var i = 0u; i < 4u; i++) {
-            let idx = tid + 256u * i;
-            // A: 64 rows × 16 depth
-            let r = idx / DEPTH;
-            let ka = idx % DEPTH;
-            var va = 0.0;
-            if row0 + r < p.m && k0 + ka < p.k {
-                va = a[a_base + (row0 + r) * p.a_row + (k0 + ka) * p.a_col];
+    var acc: array<vec4<f32>, RG * 4u * CG>;
+    var next_a: array<f32, LOADS_A>;
+    var next_b: array<f32, LOADS_B>;
+    let slabs = (p.k + BK - 1u) / BK;
+
+    // fetch slab s into registers (checked only at the edges of C and at the end of K)
+    for (var s = 0u; s <= slabs; s++) {
+        if s > 0u {
+            // the slab fetched last round goes to workgroup memory
+            for (var i = 0u; i < LOADS_A; i++) {
+                let at = a_slot(tid, i);
+                let flat = at.y * A_STRIDE + at.x;
+                a_tile[flat / 4u][flat % 4u] = next_a[i];
             }
-            a_tile[ka * TILE + r] = va;
-            // B: 16 depth × 64 columns
-            let kb = idx / TILE;
-            let col = idx % TILE;
-            var vb = 0.0;
-            if k0 + kb < p.k && col0 + col < p.n {
-                vb = b[b_base + (k0 + kb) * p.b_row + (col0 + col) * p.b_col];
+            for (var i = 0u; i < LOADS_B; i++) {
+                let at = b_slot(tid, i);
+                let flat = at.x * B_STRIDE + at.y;
+                b_tile[flat / 4u][flat % 4u] = next_b[i];
             }
-            b_tile[kb * TILE + col] = vb;
+            workgroupBarrier();
         }
-        workgroupBarrier();
-        for (var kk = 0u; kk < DEPTH; kk++) {
-            let ar = kk * TILE + lid.y * 4u;
-            let bc = kk * TILE + lid.x * 4u;
-            let av = vec4<f32>(a_tile[ar], a_tile[ar + 1u], a_tile[ar + 2u], a_tile[ar + 3u]);
-            let bv = vec4<f32>(b_tile[bc], b_tile[bc + 1u], b_tile[bc + 2u], b_tile[bc + 3u]);
-            acc[0] += av.x * bv;
-            acc[1] += av.y * bv;
-            acc[2] += av.z * bv;
-            acc[3] += av.w * bv;
+        if s < slabs {
+            let k0 = s * BK;
+            let checked = edge || k0 + BK > p.k;
+            for (var i = 0u; i < LOADS_A; i++) {
+                let at = a_slot(tid, i);
+                let row = row0 + at.x;
+                let kk = k0 + at.y;
+                var v = 0.0;
+                if !checked || (row < p.m && kk < p.k) {
+                    v = a[a_base + row * p.a_row + kk * p.a_col];
+                }
+                next_a[i] = v;
+            }
+            for (var i = 0u; i < LOADS_B; i++) {
+                let at = b_slot(tid, i);
+                let kk = k0 + at.x;
+                let col = col0 + at.y;
+                var v = 0.0;
+                if !checked || (kk < p.k && col < p.n) {
+                    v = b[b_base + kk * p.b_row + col * p.b_col];
+                }
+                next_b[i] = v;
+            }
         }
-        workgroupBarrier();
+        if s > 0u {
+            for (var kk = 0u; kk < BK; kk++) {
+                var av: array<vec4<f32>, RG>;
+                var bv: array<vec4<f32>, CG>;
+                for (var g = 0u; g < RG; g++) {
+                    av[g] = a_tile[(kk * A_STRIDE) / 4u + g * 16u + lid.y];
+                }
+                for (var h = 0u; h < CG; h++) {
+                    bv[h] = b_tile[(kk * B_STRIDE) / 4u + h * 16u + lid.x];
+                }
+                for (var g = 0u; g < RG; g++) {
+                    for (var j = 0u; j < 4u; j++) {
+                        let x = av[g][j];
+                        for (var h = 0u; h < CG; h++) {
+                            acc[(g * 4u + j) * CG + h] = fma(vec4<f32>(x), bv[h], acc[(g * 4u + j) * CG + h]);
+                        }
+                    }
+                }
+            }
+            workgroupBarrier();
+        }
     }
+
     let c_base = wg.z * p.m * p.n;
-    for (var i = 0u; i < 4u; i++) {
-        let row = row0 + lid.y * 4u + i;
-        if row >= p.m {
-            break;
-        }
+    for (var g = 0u; g < RG; g++) {
         for (var j = 0u; j < 4u; j++) {
-            let col = col0 + lid.x * 4u + j;
-            if col < p.n {
-                c[c_base + row * p.n + col] = acc[i][j];
+            let row = row0 + g * 64u + lid.y * 4u + j;
+            if edge && row >= p.m {
+                continue;
+            }
+            for (var h = 0u; h < CG; h++) {
+                let col = col0 + h * 64u + lid.x * 4u;
+                let v = acc[(g * 4u + j) * CG + h];
+                for (var e = 0u; e < 4u; e++) {
+                    if !edge || col + e < p.n {
+                        c[c_base + row * p.n + col + e] = v[e];
+                    }
+                }
             }
         }
     }

@@ -73,3 +73,66 @@ fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
         }
     }
 }
+
+// The one-pass variant for contiguous rows of up to 256·4·PER elements (a multiple of 4): each
+// invocation reads its vec4s once into registers, the row's (max, sum) pairs merge in a tree,
+// and the outputs are written from the registers — one read and one write per element.
+
+// vec4s per invocation
+const PER: u32 = 4u; // @PER
+
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y4: array<vec4<f32>>;
+
+@compute @workgroup_size(256)
+fn softmax_cached(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+                  @builtin(local_invocation_index) lid: u32) {
+    let row = flat_workgroup(wg, groups);
+    let live = row < p.rows;
+    let width = p.size / 4u;
+    let base = row * width;
+    var v: array<vec4<f32>, PER>;
+    var m = bitcast<f32>(0xff800000u); // −∞
+    for (var i = 0u; i < PER; i++) {
+        let j = lid + i * WG;
+        if live && j < width {
+            v[i] = x4[base + j];
+            m = max(m, max(max(v[i].x, v[i].y), max(v[i].z, v[i].w)));
+        }
+    }
+    var s = 0.0;
+    for (var i = 0u; i < PER; i++) {
+        if live && lid + i * WG < width {
+            let e = exp(v[i] - m);
+            s += e.x + e.y + e.z + e.w;
+        }
+    }
+    maxes[lid] = m;
+    sums[lid] = s;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if lid < stride {
+            let r = merge(maxes[lid], sums[lid], maxes[lid + stride], sums[lid + stride]);
+            maxes[lid] = r.x;
+            sums[lid] = r.y;
+        }
+        workgroupBarrier();
+    }
+    let row_max = maxes[0];
+    let row_sum = sums[0];
+    if !live {
+        return;
+    }
+    let log_sum = log(row_sum);
+    for (var i = 0u; i < PER; i++) {
+        let j = lid + i * WG;
+        if j < width {
+            let z = v[i] - row_max;
+            if p.log == 1u {
+                y4[base + j] = z - log_sum;
+            } else {
+                y4[base + j] = exp(z) / row_sum;
+            }
+        }
+    }
+}

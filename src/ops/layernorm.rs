@@ -9,6 +9,7 @@ use crate::backend::cpu::{CpuStorage, sum_f64, with_float};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::{Element, Float};
 use crate::ops::layout::u32_of;
+use crate::ops::softmax::{cached_kernel, cached_per};
 use crate::{Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -111,7 +112,10 @@ impl Op for LayerNorm {
         } else {
             x
         };
-        let kernel = Kernel::new(&SHADER, "forward", 3, 1);
+        let kernel = match cached_per(self.size(), 1) {
+            Some(per) => cached_kernel(&SHADER, "forward_cached", per),
+            None => Kernel::new(&SHADER, "forward", 3, 1),
+        };
         rec.dispatch(
             &kernel,
             &params,
@@ -243,6 +247,14 @@ impl Op for LayerNormGrad {
     fn tolerance(&self) -> f64 {
         1e-4
     }
+}
+
+/// Every specialization this family can compile (for the shader validation test).
+pub(crate) fn variants() -> Vec<Kernel<'static>> {
+    [1, 2, 4, 8]
+        .into_iter()
+        .map(|per| cached_kernel(&SHADER, "forward_cached", per))
+        .collect()
 }
 
 impl Tensor {

@@ -191,9 +191,14 @@ impl Op for MatMul {
             b_batch: pack4(&strides[1], 0),
         };
         let batches = u32_of("matmul", batch.iter().product());
-        let kernel = Kernel::new(&SHADER, "main", 2, 1);
-        // (B, M, N) → one 64×64 tile per workgroup
-        let grid = Grid::Dims(params.n.div_ceil(64), params.m.div_ceil(64), batches);
+        let tile = Tile::for_shape(g.m, g.n, batches as usize);
+        let kernel = kernel(tile, g.a_rc.1 == 1, g.b_rc.1 == 1);
+        // (B, M, N) → one BM×BN tile of C per workgroup
+        let grid = Grid::Dims(
+            params.n.div_ceil(tile.size),
+            params.m.div_ceil(tile.size),
+            batches,
+        );
         rec.dispatch(&kernel, &params, &[args[0].buf, args[1].buf], &[&y], grid)?;
         Ok(y)
     }
@@ -220,6 +225,73 @@ impl Op for MatMul {
         // relative to the result when terms cancel, and the GPU sums in another order
         1e-4
     }
+}
+
+/// A tile configuration of the matmul kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tile {
+    /// BM = BN.
+    size: u32,
+    /// K per slab.
+    depth: u32,
+}
+
+impl Tile {
+    const LARGE: Tile = Tile {
+        size: 128,
+        depth: 8,
+    };
+    const SMALL: Tile = Tile {
+        size: 64,
+        depth: 16,
+    };
+
+    /// 128×128 tiles (8×8 outputs per invocation) when they still give the GPU enough
+    /// workgroups to fill it; 64×64 otherwise.
+    fn for_shape(m: usize, n: usize, batches: usize) -> Tile {
+        let large_tiles = m.div_ceil(128) * n.div_ceil(128) * batches;
+        if m >= 256 && n >= 256 && large_tiles >= 64 {
+            Tile::LARGE
+        } else {
+            Tile::SMALL
+        }
+    }
+}
+
+/// The kernel for a tile and the operands' contiguous directions.
+fn kernel(tile: Tile, a_along_k: bool, b_along_n: bool) -> Kernel<'static> {
+    Kernel::new(&SHADER, "main", 2, 1)
+        .with(
+            "const BM: u32 = 64u; // @BM",
+            format!("const BM: u32 = {}u;", tile.size),
+        )
+        .with(
+            "const BN: u32 = 64u; // @BN",
+            format!("const BN: u32 = {}u;", tile.size),
+        )
+        .with(
+            "const BK: u32 = 16u; // @BK",
+            format!("const BK: u32 = {}u;", tile.depth),
+        )
+        .with(
+            "const A_ALONG_K: bool = true; // @A_ALONG_K",
+            format!("const A_ALONG_K: bool = {a_along_k};"),
+        )
+        .with(
+            "const B_ALONG_N: bool = true; // @B_ALONG_N",
+            format!("const B_ALONG_N: bool = {b_along_n};"),
+        )
+}
+
+/// Every specialization this family can compile (for the shader validation test).
+pub(crate) fn variants() -> Vec<Kernel<'static>> {
+    let mut all = Vec::new();
+    for tile in [Tile::LARGE, Tile::SMALL] {
+        for (a, b) in [(true, true), (true, false), (false, true), (false, false)] {
+            all.push(kernel(tile, a, b));
+        }
+    }
+    all
 }
 
 /// If `t` is an unrealized swap of its last two axes, the tensor it swaps.

@@ -115,6 +115,9 @@ pub(crate) fn kernel_variants() -> Vec<crate::backend::wgpu::Kernel<'static>> {
     all.extend(reduce::variants());
     all.extend(index::variants());
     all.extend(loss::variants());
+    all.extend(matmul::variants());
+    all.extend(softmax::variants());
+    all.extend(layernorm::variants());
     all
 }
 

@@ -30,6 +30,41 @@ pub(crate) struct RowParams {
     pub flag: u32,
 }
 
+/// How many vec4s per invocation the one-pass (register-cached) row kernels need for rows of
+/// `size` elements `inner` apart, or `None` when a row does not fit them: not contiguous, not a
+/// multiple of 4, or longer than 256 invocations · 8 vec4s.
+pub(crate) fn cached_per(size: usize, inner: usize) -> Option<u32> {
+    if inner != 1 || size % 4 != 0 || size == 0 {
+        return None;
+    }
+    let needed = (size / 4).div_ceil(256);
+    [1u32, 2, 4, 8]
+        .into_iter()
+        .find(|&per| per as usize >= needed)
+}
+
+/// A register-cached row kernel with `per` vec4s per invocation.
+pub(crate) fn cached_kernel<'a>(shader: &'a Shader, entry: &'static str, per: u32) -> Kernel<'a> {
+    Kernel::new(
+        shader,
+        entry,
+        if entry == "softmax_cached" { 1 } else { 3 },
+        1,
+    )
+    .with(
+        "const PER: u32 = 4u; // @PER",
+        format!("const PER: u32 = {per}u;"),
+    )
+}
+
+/// Every specialization this family can compile (for the shader validation test).
+pub(crate) fn variants() -> Vec<Kernel<'static>> {
+    [1, 2, 4, 8]
+        .into_iter()
+        .map(|per| cached_kernel(&SHADER, "softmax_cached", per))
+        .collect()
+}
+
 /// Softmax (or log-softmax) of one row into `out`; the normalizer is summed in f64. Each
 /// pass is its own loop so that each vectorizes.
 fn softmax_row<T: Float>(x: &[T], out: &mut [T], log: bool) {
@@ -103,7 +138,10 @@ impl Op for Softmax {
             inner: u32_of(self.name(), inner),
             flag: self.log as u32,
         };
-        let kernel = Kernel::new(&SHADER, "softmax", 1, 1);
+        let kernel = match cached_per(size, inner) {
+            Some(per) => cached_kernel(&SHADER, "softmax_cached", per),
+            None => Kernel::new(&SHADER, "softmax", 1, 1),
+        };
         rec.dispatch(
             &kernel,
             &params,

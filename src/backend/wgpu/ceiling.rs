@@ -49,7 +49,7 @@ pub fn measure(n: usize) -> Result<Ceilings> {
     // FMA: enough invocations to fill any GPU, enough trips to dwarf the launch
     let (groups, iterations) = (4096u32, 4096u32);
     let sink = GpuBuffer::alloc(&ctx, 16)?;
-    let fma = Kernel::new(&SHADER, "fma", 0, 1);
+    let fma = Kernel::new(&SHADER, "fma_chains", 0, 1);
     let params = Params {
         n: groups * 256,
         iterations,

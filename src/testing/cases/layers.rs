@@ -34,6 +34,17 @@ fn matmul() -> Vec<Case> {
         // a dot product of length k in f32 errs by up to ~√k·ε·Σ|aᵢbᵢ| / |Σaᵢbᵢ| on each side
         .tol(1e-4),
         Case::new(
+            "matmul, 128×128 tiles",
+            vec![F, F],
+            shapes(&[
+                &[&[2, 3], &[3, 2]],
+                &[&[8, 257, 129], &[8, 129, 259]],
+                &[&[8, 256, 64], &[64, 512]],
+            ]),
+            |x, _| x[0].matmul(&x[1]),
+        )
+        .tol(1e-4),
+        Case::new(
             "matmul batched, broadcast",
             vec![F, F],
             shapes(&[
@@ -136,7 +147,17 @@ fn convolution() -> Vec<Case> {
 }
 
 fn normalization() -> Vec<Case> {
-    let rows = shapes(&[&[&[3, 7]], &[&[1, 1]], &[&[5, 257]], &[&[2, 3, 1031]]]);
+    // odd sizes take the general kernels; multiples of 4 up to 8192 the one-pass ones
+    let rows = shapes(&[
+        &[&[3, 7]],
+        &[&[1, 1]],
+        &[&[5, 257]],
+        &[&[2, 3, 1031]],
+        &[&[6, 64]],
+        &[&[3, 4100]],
+        &[&[2, 8192]],
+        &[&[2, 8196]],
+    ]);
     vec![
         Case::new("softmax last axis", vec![F], rows.clone(), |x, _| {
             x[0].softmax(-1)
@@ -160,6 +181,7 @@ fn normalization() -> Vec<Case> {
                 &[&[4, 6], &[6], &[6]],
                 &[&[1, 1], &[1], &[1]],
                 &[&[9, 513], &[513], &[513]],
+                &[&[5, 1028], &[1028], &[1028]],
             ]),
             |x, _| {
                 let n = x[1].dims()[0];
