@@ -98,6 +98,91 @@ struct Params {
     _pad: u32,
 }
 
+static FLASH: Shader = shader!("flash_attention.wgsl");
+
+/// Rows (queries, or keys for dk and dv) per workgroup of the flash kernels.
+const FLASH_ROWS: u32 = 64;
+
+/// The flash kernels' specialization: head dimensions and the staged block size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Flash {
+    d: u32,
+    dv: u32,
+    block: u32,
+}
+
+impl Flash {
+    /// The flash configuration for `g` under a workgroup-memory limit of `limit` bytes: head
+    /// dimensions multiples of 4 up to 128, and the largest power-of-two block (up to 64 rows)
+    /// whose staged rows fit.
+    fn fit(g: &Geom, limit: u32) -> Option<Flash> {
+        let ok = |d: usize| d % 4 == 0 && d > 0 && d <= 128;
+        if !ok(g.d) || !ok(g.dv) {
+            return None;
+        }
+        let bytes_per_row = ((g.d + g.dv) * 4 + 8) as u32;
+        let block = [64u32, 32, 16, 8, 4]
+            .into_iter()
+            .find(|b| b * bytes_per_row <= limit)?;
+        Some(Flash {
+            d: g.d as u32,
+            dv: g.dv as u32,
+            block,
+        })
+    }
+
+    fn kernel(&self, entry: &'static str) -> Kernel<'static> {
+        let (reads, writes) = match entry {
+            "forward" => (3, 1),
+            "lse" => (2, 1),
+            _ => (6, 1),
+        };
+        Kernel::new(&FLASH, entry, reads, writes)
+            .with(
+                "const ROWS: u32 = 64u; // @ROWS",
+                format!("const ROWS: u32 = {FLASH_ROWS}u;"),
+            )
+            .with(
+                "const BLOCK: u32 = 32u; // @BLOCK",
+                format!("const BLOCK: u32 = {}u;", self.block),
+            )
+            .with(
+                "const D: u32 = 64u; // @D",
+                format!("const D: u32 = {}u;", self.d),
+            )
+            .with(
+                "const DV: u32 = 64u; // @DV",
+                format!("const DV: u32 = {}u;", self.dv),
+            )
+    }
+}
+
+/// Every specialization this family can compile (for the shader validation test).
+pub(crate) fn variants() -> Vec<Kernel<'static>> {
+    let configs = [
+        Flash {
+            d: 64,
+            dv: 64,
+            block: 32,
+        },
+        Flash {
+            d: 4,
+            dv: 8,
+            block: 64,
+        },
+        Flash {
+            d: 128,
+            dv: 128,
+            block: 16,
+        },
+    ];
+    let entries = ["forward", "lse", "grad_q", "grad_k", "grad_v"];
+    configs
+        .iter()
+        .flat_map(|f| entries.iter().map(move |e| f.kernel(e)))
+        .collect()
+}
+
 /// Which attention kernel a node runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pass {
@@ -369,7 +454,31 @@ impl Op for Attention {
         );
         let params = g.params()?;
         let y = rec.alloc_elems(out.shape.numel())?;
-        let bufs: Vec<&GpuBuffer> = args.iter().map(|a| a.buf).collect();
+        let reads: Vec<&GpuBuffer> = args.iter().map(|a| a.buf).collect();
+        let limit = rec.context().limits.max_compute_workgroup_storage_size;
+        if let Some(flash) = Flash::fit(&g, limit) {
+            // (B, T, D) → one workgroup per ROWS query rows (key rows for dk, dv)
+            let rows = if self.pass == Pass::GradKv {
+                g.tk
+            } else {
+                g.tq
+            };
+            let grid = Grid::Dims(
+                u32_of("attention", g.batch * rows.div_ceil(FLASH_ROWS as usize)),
+                1,
+                1,
+            );
+            let entries: &[&'static str] = match self.pass {
+                Pass::Forward => &["forward"],
+                Pass::Lse => &["lse"],
+                Pass::GradQ => &["grad_q"],
+                Pass::GradKv => &["grad_k", "grad_v"],
+            };
+            for &entry in entries {
+                rec.dispatch(&flash.kernel(entry), &params, &reads, &[&y], grid)?;
+            }
+            return Ok(y);
+        }
         let rows = u32_of(
             "attention",
             g.batch
@@ -380,11 +489,11 @@ impl Op for Attention {
                 },
         );
         // one workgroup per query row (per key row for the k/v gradients)
-        let (entry, reads) = match self.pass {
-            Pass::Forward => ("forward", bufs),
-            Pass::Lse => ("lse", bufs),
-            Pass::GradQ => ("grad_q", bufs),
-            Pass::GradKv => ("grad_kv", bufs),
+        let entry = match self.pass {
+            Pass::Forward => "forward",
+            Pass::Lse => "lse",
+            Pass::GradQ => "grad_q",
+            Pass::GradKv => "grad_kv",
         };
         let kernel = Kernel::new(&SHADER, entry, reads.len() as u32, 1);
         rec.dispatch(&kernel, &params, &reads, &[&y], Grid::Linear(rows))?;

@@ -118,6 +118,7 @@ pub(crate) fn kernel_variants() -> Vec<crate::backend::wgpu::Kernel<'static>> {
     all.extend(matmul::variants());
     all.extend(softmax::variants());
     all.extend(layernorm::variants());
+    all.extend(attention::variants());
     all
 }
 
