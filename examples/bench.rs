@@ -78,17 +78,11 @@ impl Bench {
         let (rate, fraction) = match rate {
             Rate::Flops(flop) => {
                 let r = flop / ms / 1e6;
-                (
-                    format!("{r:.1} GFLOP/s"),
-                    format!("{:.0}% of FMA", 100.0 * r * 1e9 / self.ceilings.flops),
-                )
+                (format!("{r:.1} GFLOP/s"), format!("{:.0}% of FMA", 100.0 * r * 1e9 / self.ceilings.flops))
             }
             Rate::Bytes(bytes) => {
                 let r = bytes / ms / 1e6;
-                (
-                    format!("{r:.1} GB/s"),
-                    format!("{:.0}% of copy", 100.0 * r * 1e9 / self.ceilings.bytes),
-                )
+                (format!("{r:.1} GB/s"), format!("{:.0}% of copy", 100.0 * r * 1e9 / self.ceilings.bytes))
             }
             Rate::PerOp(ops) => (format!("{:.1} us/op", ms * 1e3 / ops as f64), "-".into()),
         };
@@ -100,13 +94,7 @@ impl Bench {
     }
 
     fn randn(&self, shape: &[usize], stream: u64) -> Tensor {
-        let t = Tensor::normal(
-            shape,
-            0.0,
-            1.0,
-            RandomKey { seed: 42, stream },
-            &self.device,
-        );
+        let t = Tensor::normal(shape, 0.0, 1.0, RandomKey { seed: 42, stream }, &self.device);
         t.realize().expect("realize");
         t
     }
@@ -144,9 +132,7 @@ fn fma_chains(trips: usize, seed: f32) -> (f32, usize) {
                     }
                 }
                 let mut out = [0f32; 8];
-                let sum = a
-                    .iter()
-                    .fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x));
+                let sum = a.iter().fold(_mm256_setzero_ps(), |s, &x| _mm256_add_ps(s, x));
                 // SAFETY: `out` holds 8 floats.
                 unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sum) };
                 out.iter().sum()
@@ -170,12 +156,8 @@ fn cpu_ceilings() -> Ceilings {
     let trips = 20_000_000usize;
     let (_, lanes) = fma_chains(1000, 1.0); // warm up, and learn the vector width
     let t = Instant::now();
-    let sum: f32 = (0..threads)
-        .into_par_iter()
-        .map(|i| fma_chains(trips, i as f32).0)
-        .sum();
-    let flops =
-        threads as f64 * trips as f64 * 8.0 * lanes as f64 * 2.0 / t.elapsed().as_secs_f64();
+    let sum: f32 = (0..threads).into_par_iter().map(|i| fma_chains(trips, i as f32).0).sum();
+    let flops = threads as f64 * trips as f64 * 8.0 * lanes as f64 * 2.0 / t.elapsed().as_secs_f64();
     std::hint::black_box(sum);
     let n = 64 << 20;
     let src = vec![1u8; n];
@@ -183,16 +165,11 @@ fn cpu_ceilings() -> Ceilings {
     let mut best = f64::MAX;
     for _ in 0..5 {
         let t = Instant::now();
-        dst.par_chunks_mut(1 << 20)
-            .zip(src.par_chunks(1 << 20))
-            .for_each(|(d, s)| d.copy_from_slice(s));
+        dst.par_chunks_mut(1 << 20).zip(src.par_chunks(1 << 20)).for_each(|(d, s)| d.copy_from_slice(s));
         best = best.min(t.elapsed().as_secs_f64());
     }
     std::hint::black_box(&dst);
-    Ceilings {
-        flops,
-        bytes: 2.0 * n as f64 / best,
-    }
+    Ceilings { flops, bytes: 2.0 * n as f64 / best }
 }
 
 fn main() -> kiln::Result<()> {
@@ -205,10 +182,7 @@ fn main() -> kiln::Result<()> {
         Device::Cpu => cpu_ceilings(),
         Device::Gpu(n) => {
             let c = kiln::backend::wgpu::ceiling::measure(n)?;
-            Ceilings {
-                flops: c.flops,
-                bytes: c.bytes,
-            }
+            Ceilings { flops: c.flops, bytes: c.bytes }
         }
     };
     println!("device: {} — {}", device, device.describe()?);
@@ -219,33 +193,18 @@ fn main() -> kiln::Result<()> {
     );
     println!("| framework | device | op | shape | ms | rate | of ceiling |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
-    let b = Bench {
-        device,
-        reps: cli.reps,
-        ceilings,
-        only: cli.only,
-    };
+    let b = Bench { device, reps: cli.reps, ceilings, only: cli.only };
     let s = if cli.small { 4 } else { 1 };
 
     for n in [1024 / s, 4096 / s] {
         let (x, y) = (b.randn(&[n, n], 1), b.randn(&[n, n], 2));
-        b.row(
-            "matmul",
-            format!("{n}x{n}x{n}"),
-            || x.matmul(&y),
-            Rate::Flops(2.0 * (n as f64).powi(3)),
-        );
+        b.row("matmul", format!("{n}x{n}x{n}"), || x.matmul(&y), Rate::Flops(2.0 * (n as f64).powi(3)));
     }
 
     let (rows, cols) = (8192 / s, 4096 / s);
     let x = b.randn(&[rows, cols], 3);
     let bytes = 2.0 * 4.0 * (rows * cols) as f64;
-    b.row(
-        "softmax",
-        format!("{rows}x{cols}"),
-        || x.softmax(-1),
-        Rate::Bytes(bytes),
-    );
+    b.row("softmax", format!("{rows}x{cols}"), || x.softmax(-1), Rate::Bytes(bytes));
     let (g, beta) = (b.randn(&[cols], 4), b.randn(&[cols], 5));
     b.row(
         "layernorm",
@@ -253,12 +212,7 @@ fn main() -> kiln::Result<()> {
         || x.layer_norm(&[cols], Some(&g), Some(&beta), 1e-5),
         Rate::Bytes(bytes),
     );
-    b.row(
-        "copy",
-        format!("{rows}x{cols}"),
-        || &x * 1.0,
-        Rate::Bytes(bytes),
-    );
+    b.row("copy", format!("{rows}x{cols}"), || &x * 1.0, Rate::Bytes(bytes));
 
     let (n, c, hw) = (32 / s, 64, 56);
     let (img, w) = (b.randn(&[n, c, hw, hw], 6), b.randn(&[c, c, 3, 3], 7));
@@ -271,26 +225,12 @@ fn main() -> kiln::Result<()> {
     );
 
     let (bt, h, t, d) = ((8 / s).max(1), 12, 1024 / s, 64);
-    let (q, k, v) = (
-        b.randn(&[bt, h, t, d], 8),
-        b.randn(&[bt, h, t, d], 9),
-        b.randn(&[bt, h, t, d], 10),
-    );
+    let (q, k, v) = (b.randn(&[bt, h, t, d], 8), b.randn(&[bt, h, t, d], 9), b.randn(&[bt, h, t, d], 10));
     // causal: half of the 4·B·H·T²·D FLOPs of full attention
     let flop = 2.0 * (bt * h * t * t * d) as f64;
     let shape = format!("B{bt} H{h} T{t} D{d}");
-    b.row(
-        "attention causal",
-        shape.clone(),
-        || q.attention(&k, &v, true, None),
-        Rate::Flops(flop),
-    );
-    b.row(
-        "attention causal (unfused)",
-        shape,
-        || q.attention_unfused(&k, &v, true, None),
-        Rate::Flops(flop),
-    );
+    b.row("attention causal", shape.clone(), || q.attention(&k, &v, true, None), Rate::Flops(flop));
+    b.row("attention causal (unfused)", shape, || q.attention_unfused(&k, &v, true, None), Rate::Flops(flop));
 
     let z0 = b.randn(&[256], 11).cast(DType::F32);
     b.row(

@@ -58,10 +58,7 @@ fn log_rmse(model: &dyn Module, data: &InMemory, device: &Device) -> kiln::Resul
     let all: Vec<usize> = (0..kiln::data::Dataset::len(data)).collect();
     let batch = kiln::data::Dataset::batch(data, &all);
     let err = no_grad(|| {
-        (model.forward(&batch.inputs.to(device)) - batch.targets.to(device))
-            .square()
-            .mean_all()
-            .sqrt()
+        (model.forward(&batch.inputs.to(device)) - batch.targets.to(device)).square().mean_all().sqrt()
     });
     nn::train(model);
     Ok(err.item::<f32>()? as f64)
@@ -76,14 +73,8 @@ fn main() -> kiln::Result<()> {
     let features = prepare(&[&train, &test], &["Id", "SalePrice"])?;
     let width = features.names.len();
     let n = train.rows.len();
-    let log_price: Vec<f64> = train
-        .numbers("SalePrice")?
-        .into_iter()
-        .map(f64::ln)
-        .collect();
-    println!(
-        "house prices: {n} training rows, {width} features after the d2l preprocessing, on {device}"
-    );
+    let log_price: Vec<f64> = train.numbers("SalePrice")?.into_iter().map(f64::ln).collect();
+    println!("house prices: {n} training rows, {width} features after the d2l preprocessing, on {device}");
 
     let mut scores = Vec::new();
     let start = std::time::Instant::now();
@@ -98,37 +89,21 @@ fn main() -> kiln::Result<()> {
                 .flat_map(|&i| features.values[i * width..(i + 1) * width].iter().copied())
                 .collect();
             let y: Vec<f32> = idx.iter().map(|&i| (log_price[i] - mean) as f32).collect();
-            InMemory::new(
-                x,
-                &[width],
-                Targets::Values {
-                    data: y,
-                    dims: vec![1],
-                },
-            )
+            InMemory::new(x, &[width], Targets::Values { data: y, dims: vec![1] })
         };
         let (fold_train, fold_valid) = (subset(&train_idx), subset(&valid_idx));
         let net = model(width, cli.hidden, &device);
-        let opt = Optimizer::new(
-            nn::parameters(&net),
-            Rule::adamw().weight_decay(cli.weight_decay),
-            cli.lr,
-        );
+        let opt = Optimizer::new(nn::parameters(&net), Rule::adamw().weight_decay(cli.weight_decay), cli.lr);
         let mut config = TrainConfig::new(cli.epochs, Task::Regression);
         config.progress = false;
         config.verbose = false;
         let mut trainer = Trainer::new(&net, opt, device, config);
-        let loader = DataLoader::new(fold_train.clone(), cli.batch_size)
-            .shuffle(cli.common.seed + fold as u64);
+        let loader =
+            DataLoader::new(fold_train.clone(), cli.batch_size).shuffle(cli.common.seed + fold as u64);
         trainer.fit(&loader, None)?;
-        let (train_err, valid_err) = (
-            log_rmse(&net, &fold_train, &device)?,
-            log_rmse(&net, &fold_valid, &device)?,
-        );
-        println!(
-            "fold {}: train log-RMSE {train_err:.4}, validation log-RMSE {valid_err:.4}",
-            fold + 1
-        );
+        let (train_err, valid_err) =
+            (log_rmse(&net, &fold_train, &device)?, log_rmse(&net, &fold_valid, &device)?);
+        println!("fold {}: train log-RMSE {train_err:.4}, validation log-RMSE {valid_err:.4}", fold + 1);
         scores.push(valid_err);
     }
     let mean = scores.iter().sum::<f64>() / scores.len() as f64;

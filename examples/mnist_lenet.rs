@@ -40,13 +40,7 @@ fn main() -> kiln::Result<()> {
     let mnist = Mnist::load(cli.common.data.join("mnist"))?;
     let pool = MaxPool2d(PoolOptions::new(2));
     let model = Sequential::new()
-        .add(Conv2d::new(
-            1,
-            6,
-            5,
-            ConvOptions::default().padding(2),
-            &device,
-        )) // (N, 6, 28, 28)
+        .add(Conv2d::new(1, 6, 5, ConvOptions::default().padding(2), &device)) // (N, 6, 28, 28)
         .add(ReLU)
         .add(pool) // (N, 6, 14, 14)
         .add(Conv2d::new(6, 16, 5, ConvOptions::default(), &device)) // (N, 16, 10, 10)
@@ -58,10 +52,7 @@ fn main() -> kiln::Result<()> {
         .add(Linear::new(120, 84, &device))
         .add(ReLU)
         .add(Linear::new(84, 10, &device));
-    println!(
-        "LeNet-5: {} parameters on {device}",
-        nn::parameter_count(&model)
-    );
+    println!("LeNet-5: {} parameters on {device}", nn::parameter_count(&model));
     let optimizer = Optimizer::new(nn::parameters(&model), Rule::adam(), cli.lr);
     let mut config = TrainConfig::new(cli.epochs, Task::Classification { classes: 10 });
     config.out_dir = cli.common.out.clone();
@@ -75,9 +66,6 @@ fn main() -> kiln::Result<()> {
     trainer.fit(&train, Some(&test))?;
     let result = trainer.evaluate(&test)?;
     let acc = result.metrics["accuracy"] * 100.0;
-    println!(
-        "test accuracy: {acc:.2}% (expected ≥ 99.0%) after {:.0} s",
-        start.elapsed().as_secs_f64()
-    );
+    println!("test accuracy: {acc:.2}% (expected ≥ 99.0%) after {:.0} s", start.elapsed().as_secs_f64());
     Ok(())
 }

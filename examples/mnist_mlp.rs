@@ -45,10 +45,7 @@ fn main() -> kiln::Result<()> {
         .add(ReLU)
         .add(Dropout::new(0.2))
         .add(Linear::new(256, 10, &device));
-    println!(
-        "MNIST MLP: {} parameters on {device}",
-        nn::parameter_count(&model)
-    );
+    println!("MNIST MLP: {} parameters on {device}", nn::parameter_count(&model));
     let optimizer = Optimizer::new(nn::parameters(&model), Rule::adam(), cli.lr);
     let mut config = TrainConfig::new(cli.epochs, Task::Classification { classes: 10 });
     config.out_dir = cli.common.out.clone();
@@ -62,10 +59,7 @@ fn main() -> kiln::Result<()> {
     trainer.fit(&train, Some(&test))?;
     let result = trainer.evaluate(&test)?;
     let acc = result.metrics["accuracy"] * 100.0;
-    println!(
-        "test accuracy: {acc:.2}% (expected ≥ 98.0%) after {:.0} s",
-        start.elapsed().as_secs_f64()
-    );
+    println!("test accuracy: {acc:.2}% (expected ≥ 98.0%) after {:.0} s", start.elapsed().as_secs_f64());
     if let Some(c) = &result.confusion {
         println!("confusion matrix (rows: true digit, columns: predicted):\n{c}");
     }

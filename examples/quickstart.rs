@@ -21,8 +21,7 @@ fn spiral(per_class: usize, seed: u64) -> (Vec<f32>, Vec<i32>) {
     for class in 0..CLASSES {
         for i in 0..per_class {
             let r = i as f32 / per_class as f32;
-            let angle =
-                class as f32 * 4.0 + r * 4.0 + 0.2 * noise.normal((class * per_class + i) as u64);
+            let angle = class as f32 * 4.0 + r * 4.0 + 0.2 * noise.normal((class * per_class + i) as u64);
             xs.extend([r * angle.sin(), r * angle.cos()]);
             ys.push(class as i32);
         }
@@ -31,14 +30,7 @@ fn spiral(per_class: usize, seed: u64) -> (Vec<f32>, Vec<i32>) {
 }
 
 fn accuracy(model: &dyn Module, x: &Tensor, y: &Tensor) -> kiln::Result<f64> {
-    let hits = no_grad(|| {
-        model
-            .forward(x)
-            .argmax(-1, false)
-            .eq(y)
-            .cast(DType::F32)
-            .mean_all()
-    });
+    let hits = no_grad(|| model.forward(x).argmax(-1, false).eq(y).cast(DType::F32).mean_all());
     Ok(hits.item::<f32>()? as f64 * 100.0)
 }
 
@@ -69,23 +61,14 @@ fn main() -> kiln::Result<()> {
     let batch = 100;
     for epoch in 1..=60 {
         // a fresh shuffle each epoch, drawn with the same generator on every device
-        let order = Tensor::random_bits(
-            [n],
-            RandomKey {
-                seed: 7,
-                stream: epoch,
-            },
-            &Device::Cpu,
-        )
-        .to_vec::<u32>()?;
+        let order =
+            Tensor::random_bits([n], RandomKey { seed: 7, stream: epoch }, &Device::Cpu).to_vec::<u32>()?;
         let mut idx: Vec<i32> = (0..n as i32).collect();
         idx.sort_by_key(|&i| order[i as usize]);
         let mut total = 0.0;
         for chunk in idx.chunks(batch) {
             let ids = Tensor::from_slice(chunk, [chunk.len()], &device);
-            let loss = model
-                .forward(&x.index_select(0, &ids))
-                .cross_entropy(&y.index_select(0, &ids));
+            let loss = model.forward(&x.index_select(0, &ids)).cross_entropy(&y.index_select(0, &ids));
             opt.step(&loss.backward())?;
             total += loss.item::<f32>()? as f64 * chunk.len() as f64;
         }
@@ -98,10 +81,7 @@ fn main() -> kiln::Result<()> {
         }
     }
     let acc = accuracy(&model, &tx, &ty)?;
-    println!(
-        "held-out accuracy: {acc:.1}% (expected ≥ 95%) in {:.1} s",
-        start.elapsed().as_secs_f64()
-    );
+    println!("held-out accuracy: {acc:.1}% (expected ≥ 95%) in {:.1} s", start.elapsed().as_secs_f64());
     if acc < 95.0 {
         std::process::exit(1);
     }

@@ -101,10 +101,7 @@ impl Tensor {
     #[track_caller]
     pub fn backward(&self) -> Gradients {
         if self.numel() != 1 {
-            panic!(
-                "backward: the loss must have one element, found shape {}",
-                self.shape()
-            );
+            panic!("backward: the loss must have one element, found shape {}", self.shape());
         }
         if !self.requires_grad() {
             panic!("backward: the tensor does not depend on any variable that requires grad");
@@ -130,22 +127,13 @@ impl Tensor {
                 out.grads.insert(t.id(), g);
                 continue;
             }
-            let grads = t.0.op.backward(&crate::ops::Grad {
-                inputs: &inputs,
-                output: t,
-                grad: &g,
-            });
+            let grads = t.0.op.backward(&crate::ops::Grad { inputs: &inputs, output: t, grad: &g });
             for (input, gi) in inputs.iter().zip(grads) {
                 let Some(gi) = gi else { continue };
                 if !input.requires_grad() {
                     continue;
                 }
-                debug_assert_eq!(
-                    gi.shape(),
-                    input.shape(),
-                    "{} gradient shape",
-                    t.0.op.name()
-                );
+                debug_assert_eq!(gi.shape(), input.shape(), "{} gradient shape", t.0.op.name());
                 let sum = match pending.remove(&input.id()) {
                     Some(prev) => &prev + &gi,
                     None => gi,

@@ -35,11 +35,7 @@ impl Device {
 
     /// A hardware GPU if there is one, else the CPU. Never a software adapter.
     pub fn best() -> Device {
-        if gpu::hardware_adapter_count() > 0 {
-            Device::Gpu(0)
-        } else {
-            Device::Cpu
-        }
+        if gpu::hardware_adapter_count() > 0 { Device::Gpu(0) } else { Device::Cpu }
     }
 
     /// The device named by `KILN_DEVICE` (`cpu`, `gpu`, `gpu:N`), or [`Device::best`] when unset.
@@ -59,9 +55,9 @@ impl Device {
             "gpu" => Device::gpu(0),
             _ => match name.strip_prefix("gpu:").map(str::parse::<usize>) {
                 Some(Ok(n)) => Device::gpu(n),
-                _ => Err(Error::Invalid(format!(
-                    "unknown device {name:?}: expected cpu, gpu, gpu:N or best"
-                ))),
+                _ => {
+                    Err(Error::Invalid(format!("unknown device {name:?}: expected cpu, gpu, gpu:N or best")))
+                }
             },
         }
     }

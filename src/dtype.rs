@@ -177,19 +177,11 @@ pub trait Float:
     fn round(self) -> Self;
     /// The larger, NaN-propagating.
     fn max(self, other: Self) -> Self {
-        if self.is_nan() || self > other {
-            self
-        } else {
-            other
-        }
+        if self.is_nan() || self > other { self } else { other }
     }
     /// The smaller, NaN-propagating.
     fn min(self, other: Self) -> Self {
-        if self.is_nan() || self < other {
-            self
-        } else {
-            other
-        }
+        if self.is_nan() || self < other { self } else { other }
     }
     /// Whether x is NaN.
     fn is_nan(self) -> bool;
@@ -277,8 +269,7 @@ fn exp_f32(x: f32) -> f32 {
     let n = (xc * LOG2E + 12_582_912.0) - 12_582_912.0;
     let r = xc - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let z = r * r;
-    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
-        * r
+    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
         + 1.666_666_5e-1)
         * r
         + 0.5)
@@ -298,10 +289,7 @@ mod tests {
         let mut x = -87.0f32;
         while x < 88.0 {
             let (fast, exact) = (x.exp_fast(), (x as f64).exp());
-            assert!(
-                ((fast as f64 - exact) / exact).abs() < 2.5e-7,
-                "x {x}: {fast} vs {exact}"
-            );
+            assert!(((fast as f64 - exact) / exact).abs() < 2.5e-7, "x {x}: {fast} vs {exact}");
             x += 0.0137;
         }
         assert_eq!(f32::NEG_INFINITY.exp_fast(), 0.0);

@@ -61,22 +61,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     /// An I/O error on `path`.
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Error {
-        Error::Io {
-            path: path.as_ref().to_path_buf(),
-            source,
-        }
+        Error::Io { path: path.as_ref().to_path_buf(), source }
     }
 
     /// A format error on `path`.
-    pub fn format(
-        path: impl AsRef<Path>,
-        format: &'static str,
-        reason: impl Into<String>,
-    ) -> Error {
-        Error::Format {
-            path: path.as_ref().to_path_buf(),
-            format,
-            reason: reason.into(),
-        }
+    pub fn format(path: impl AsRef<Path>, format: &'static str, reason: impl Into<String>) -> Error {
+        Error::Format { path: path.as_ref().to_path_buf(), format, reason: reason.into() }
     }
 }

@@ -47,12 +47,7 @@ impl RandomKey {
     /// Word `i` of this stream.
     pub fn bits(&self, i: u64) -> u32 {
         let block = i / 4;
-        let counter = [
-            block as u32,
-            (block >> 32) as u32,
-            self.stream as u32,
-            (self.stream >> 32) as u32,
-        ];
+        let counter = [block as u32, (block >> 32) as u32, self.stream as u32, (self.stream >> 32) as u32];
         philox4x32_10(counter, [self.seed as u32, (self.seed >> 32) as u32])[(i % 4) as usize]
     }
 
@@ -69,12 +64,8 @@ impl RandomKey {
         while i < out.len() {
             let at = start + i as u64;
             let block = at / 4;
-            let counter = [
-                block as u32,
-                (block >> 32) as u32,
-                self.stream as u32,
-                (self.stream >> 32) as u32,
-            ];
+            let counter =
+                [block as u32, (block >> 32) as u32, self.stream as u32, (self.stream >> 32) as u32];
             let words = philox4x32_10(counter, [self.seed as u32, (self.seed >> 32) as u32]);
             for w in words.iter().skip((at % 4) as usize) {
                 if i == out.len() {
@@ -90,22 +81,13 @@ impl RandomKey {
     /// even elements take the cosine branch, odd ones the sine branch.
     pub fn normal(&self, i: u64) -> f32 {
         let block = i / 2;
-        let counter = [
-            block as u32,
-            (block >> 32) as u32,
-            self.stream as u32,
-            (self.stream >> 32) as u32,
-        ];
+        let counter = [block as u32, (block >> 32) as u32, self.stream as u32, (self.stream >> 32) as u32];
         let w = philox4x32_10(counter, [self.seed as u32, (self.seed >> 32) as u32]);
         let u1 = ((w[0] >> 8) + 1) as f32 * (1.0 / 16_777_216.0); // (0, 1]: log is finite
         let u2 = (w[1] >> 8) as f32 * (1.0 / 16_777_216.0);
         let r = (-2.0 * u1.ln()).sqrt();
         let theta = std::f32::consts::TAU * u2;
-        if i.is_multiple_of(2) {
-            r * theta.cos()
-        } else {
-            r * theta.sin()
-        }
+        if i.is_multiple_of(2) { r * theta.cos() } else { r * theta.sin() }
     }
 }
 
@@ -122,10 +104,7 @@ pub fn manual_seed(seed: u64) {
 
 /// The next unused stream of the global seed.
 pub fn next_key() -> RandomKey {
-    RandomKey {
-        seed: SEED.load(Ordering::SeqCst),
-        stream: NEXT_STREAM.fetch_add(1, Ordering::SeqCst),
-    }
+    RandomKey { seed: SEED.load(Ordering::SeqCst), stream: NEXT_STREAM.fetch_add(1, Ordering::SeqCst) }
 }
 
 #[cfg(test)]
@@ -136,16 +115,8 @@ mod tests {
     #[test]
     fn philox_matches_random123_known_answers() {
         let cases = [
-            (
-                [0, 0, 0, 0],
-                [0, 0],
-                [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8],
-            ),
-            (
-                [u32::MAX; 4],
-                [u32::MAX; 2],
-                [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd],
-            ),
+            ([0, 0, 0, 0], [0, 0], [0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8]),
+            ([u32::MAX; 4], [u32::MAX; 2], [0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd]),
             (
                 [0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344],
                 [0xa4093822, 0x299f31d0],

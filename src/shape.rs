@@ -89,11 +89,7 @@ impl Shape {
 
     /// Dimension `k` counted from the right (0 is the last), or 1 past the rank.
     fn dim_from_right(&self, k: usize) -> usize {
-        if k < self.rank() {
-            self.0[self.rank() - 1 - k]
-        } else {
-            1
-        }
+        if k < self.rank() { self.0[self.rank() - 1 - k] } else { 1 }
     }
 
     /// The strides to read a tensor of this shape as if it had been broadcast to `target`:
@@ -102,13 +98,7 @@ impl Shape {
         let own = self.strides();
         let offset = target.rank() - self.rank();
         (0..target.rank())
-            .map(|i| {
-                if i < offset || self.0[i - offset] == 1 {
-                    0
-                } else {
-                    own[i - offset]
-                }
-            })
+            .map(|i| if i < offset || self.0[i - offset] == 1 { 0 } else { own[i - offset] })
             .collect()
     }
 
@@ -182,10 +172,7 @@ mod tests {
     #[test]
     fn broadcasting_follows_numpy() {
         let s = |d: &[usize]| Shape::from(d);
-        assert_eq!(
-            Shape::broadcast("t", &s(&[3, 1, 5]), &s(&[4, 1])),
-            s(&[3, 4, 5])
-        );
+        assert_eq!(Shape::broadcast("t", &s(&[3, 1, 5]), &s(&[4, 1])), s(&[3, 4, 5]));
         assert_eq!(Shape::broadcast("t", &s(&[]), &s(&[2, 2])), s(&[2, 2]));
         assert!(Shape::try_broadcast(&s(&[3]), &s(&[4])).is_none());
         assert_eq!(s(&[3, 1]).broadcast_strides(&s(&[2, 3, 4])), vec![0, 1, 0]);

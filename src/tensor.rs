@@ -34,10 +34,7 @@ impl Tensor {
     /// Panics (at the caller's line) when the inputs sit on different devices.
     #[track_caller]
     pub(crate) fn from_op(op: impl Op, inputs: Vec<Tensor>, shape: Shape, dtype: DType) -> Tensor {
-        let device = inputs
-            .first()
-            .map(|t| t.device())
-            .expect("an op with inputs");
+        let device = inputs.first().map(|t| t.device()).expect("an op with inputs");
         if let Some(other) = inputs.iter().find(|t| t.device() != device) {
             panic!(
                 "{}: inputs are on different devices ({device} and {}); move them with .to(&device)",
@@ -66,25 +63,10 @@ impl Tensor {
         requires_grad: bool,
     ) -> Tensor {
         if dtype == DType::F64 && device.is_gpu() {
-            panic!(
-                "{}: f64 tensors live on the CPU only; cast to f32 for {device}",
-                op.describe()
-            );
+            panic!("{}: f64 tensors live on the CPU only; cast to f32 for {device}", op.describe());
         }
-        debug_assert!(
-            crate::ops::is_registered(op.name()),
-            "op {} is missing from ops::op_set",
-            op.name()
-        );
-        let node = Node::new(
-            Box::new(op),
-            inputs,
-            shape,
-            dtype,
-            device,
-            requires_grad,
-            Location::caller(),
-        );
+        debug_assert!(crate::ops::is_registered(op.name()), "op {} is missing from ops::op_set", op.name());
+        let node = Node::new(Box::new(op), inputs, shape, dtype, device, requires_grad, Location::caller());
         Tensor(Arc::new(node))
     }
 
@@ -191,11 +173,7 @@ impl Tensor {
     #[track_caller]
     pub fn to_vec<T: Element>(&self) -> Result<Vec<T>> {
         if T::DTYPE != self.dtype() {
-            panic!(
-                "to_vec: the tensor holds {}, not {}",
-                self.dtype(),
-                T::DTYPE
-            );
+            panic!("to_vec: the tensor holds {}, not {}", self.dtype(), T::DTYPE);
         }
         Ok(self.host()?.as_slice::<T>().to_vec())
     }
@@ -209,10 +187,7 @@ impl Tensor {
     #[track_caller]
     pub fn item<T: Element>(&self) -> Result<T> {
         if self.numel() != 1 {
-            panic!(
-                "item: the tensor has shape {}, not one element",
-                self.shape()
-            );
+            panic!("item: the tensor has shape {}, not one element", self.shape());
         }
         Ok(self.to_vec::<T>()?[0])
     }
@@ -276,14 +251,7 @@ impl Tensor {
     #[track_caller]
     pub fn detach(&self) -> Tensor {
         let (shape, dtype, device) = (self.shape().clone(), self.dtype(), self.device());
-        Tensor::from_node(
-            crate::ops::view::Detach,
-            vec![self.clone()],
-            shape,
-            dtype,
-            device,
-            false,
-        )
+        Tensor::from_node(crate::ops::view::Detach, vec![self.clone()], shape, dtype, device, false)
     }
 
     /// Replaces the value of this tensor with the value of `value`, in place: every handle on
@@ -306,11 +274,7 @@ impl Tensor {
             );
         }
         if value.device() != self.device() {
-            panic!(
-                "assign: value is on {}, the tensor on {}",
-                value.device(),
-                self.device()
-            );
+            panic!("assign: value is on {}, the tensor on {}", value.device(), self.device());
         }
         value.realize()?;
         self.0.set_storage(value.storage().expect("realized"));

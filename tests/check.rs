@@ -19,17 +19,10 @@ fn checked_gpu_is_silent_on_a_correct_model_and_catches_an_injected_fault() {
     let w1 = Tensor::randn([5, 7], &gpu).requires_grad_();
     let w2 = Tensor::randn([7, 3], &gpu).requires_grad_();
     let labels = Tensor::from_vec((0..16).map(|i| i % 3).collect::<Vec<i32>>(), [16], &gpu);
-    let loss = x
-        .matmul(&w1)
-        .gelu()
-        .matmul(&w2)
-        .log_softmax(-1)
-        .exp()
-        .cross_entropy(&labels);
+    let loss = x.matmul(&w1).gelu().matmul(&w2).log_softmax(-1).exp().cross_entropy(&labels);
     let grads = loss.backward();
     let gw1 = grads.get(&w1).unwrap();
-    Tensor::realize_all(&[loss.clone(), gw1.clone()])
-        .expect("a correct model passes the cross-check");
+    Tensor::realize_all(&[loss.clone(), gw1.clone()]).expect("a correct model passes the cross-check");
 
     // the next checked node gets a wrong GPU result
     let a = Tensor::randn([4, 6], &gpu);
@@ -42,10 +35,7 @@ fn checked_gpu_is_silent_on_a_correct_model_and_catches_an_injected_fault() {
             assert!(msg.contains("tanh"), "names the op: {msg}");
             assert!(msg.contains("[4, 6]"), "names the shapes: {msg}");
             assert!(msg.contains("relative error"), "gives the error: {msg}");
-            assert!(
-                msg.contains(&format!("tests/check.rs:{line}")),
-                "points at the user's line: {msg}"
-            );
+            assert!(msg.contains(&format!("tests/check.rs:{line}")), "points at the user's line: {msg}");
         }
         other => panic!("the injected fault was not caught: {other:?}"),
     }

@@ -17,17 +17,8 @@ fn every_op_in_the_op_set_has_a_case_row() {
             }
         }
     }
-    let missing: Vec<&str> = op_set()
-        .into_iter()
-        .filter(|op| !used.contains(op))
-        .collect();
+    let missing: Vec<&str> = op_set().into_iter().filter(|op| !used.contains(op)).collect();
     assert!(missing.is_empty(), "ops without a case row: {missing:?}");
-    let unknown: Vec<&&str> = used
-        .iter()
-        .filter(|op| **op != "leaf" && !op_set().contains(op))
-        .collect();
-    assert!(
-        unknown.is_empty(),
-        "case rows use ops missing from op_set(): {unknown:?}"
-    );
+    let unknown: Vec<&&str> = used.iter().filter(|op| **op != "leaf" && !op_set().contains(op)).collect();
+    assert!(unknown.is_empty(), "case rows use ops missing from op_set(): {unknown:?}");
 }

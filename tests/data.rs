@@ -16,11 +16,7 @@ use std::path::Path;
 
 fn random_bytes(n: usize, stream: u64) -> Vec<u8> {
     let t = Tensor::random_bits([n], RandomKey { seed: 1234, stream }, &kiln::Device::Cpu);
-    t.to_vec::<u32>()
-        .unwrap()
-        .into_iter()
-        .map(|w| w as u8)
-        .collect()
+    t.to_vec::<u32>().unwrap().into_iter().map(|w| w as u8).collect()
 }
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
@@ -44,10 +40,7 @@ fn idx_round_trips_and_every_truncation_or_corruption_is_an_error() {
     assert_eq!(idx.dims, vec![2, 3, 4]);
     assert_eq!(parse_idx(&gzip(&good), path).unwrap(), idx);
     for cut in 0..good.len() {
-        assert!(
-            matches!(parse_idx(&good[..cut], path), Err(Error::Format { .. })),
-            "raw cut at {cut}"
-        );
+        assert!(matches!(parse_idx(&good[..cut], path), Err(Error::Format { .. })), "raw cut at {cut}");
     }
     let gz = gzip(&good);
     for cut in 2..gz.len() {
@@ -56,12 +49,7 @@ fn idx_round_trips_and_every_truncation_or_corruption_is_an_error() {
     }
     let mut longer = good.clone();
     longer.push(7);
-    assert!(
-        parse_idx(&longer, path)
-            .unwrap_err()
-            .to_string()
-            .contains("longer than its header says")
-    );
+    assert!(parse_idx(&longer, path).unwrap_err().to_string().contains("longer than its header says"));
     for stream in 0..300 {
         let n = 1 + (stream as usize * 7) % 200;
         let mut junk = random_bytes(n, stream);
@@ -77,36 +65,18 @@ fn csv_parses_quotes_and_rejects_ragged_or_unterminated_input() {
     let path = Path::new("mem.csv");
     let t = Table::parse(b"a,b,c\r\n1,\"x, \"\"y\"\"\",NA\n2,,3\n", path).unwrap();
     assert_eq!(t.headers, ["a", "b", "c"]);
-    assert_eq!(
-        t.rows[0],
-        vec![Some("1".into()), Some("x, \"y\"".into()), None]
-    );
+    assert_eq!(t.rows[0], vec![Some("1".into()), Some("x, \"y\"".into()), None]);
     assert_eq!(t.rows[1], vec![Some("2".into()), None, Some("3".into())]);
-    let ragged = Table::parse(b"a,b\n1,2\n3\n", path)
-        .unwrap_err()
-        .to_string();
+    let ragged = Table::parse(b"a,b\n1,2\n3\n", path).unwrap_err().to_string();
     assert!(
         ragged.contains("mem.csv") && ragged.contains("line 3") && ragged.contains("1 fields"),
         "{ragged}"
     );
-    assert!(
-        Table::parse(b"a,b\n\"1,2\n", path)
-            .unwrap_err()
-            .to_string()
-            .contains("never closed")
-    );
+    assert!(Table::parse(b"a,b\n\"1,2\n", path).unwrap_err().to_string().contains("never closed"));
     assert!(Table::parse(b"", path).is_err());
-    assert!(
-        Table::parse(b"a\n\xff\n", path)
-            .unwrap_err()
-            .to_string()
-            .contains("invalid UTF-8")
-    );
+    assert!(Table::parse(b"a\n\xff\n", path).unwrap_err().to_string().contains("invalid UTF-8"));
     for stream in 0..300 {
-        let _ = Table::parse(
-            &random_bytes(1 + stream as usize % 300, stream + 1000),
-            path,
-        );
+        let _ = Table::parse(&random_bytes(1 + stream as usize % 300, stream + 1000), path);
     }
 }
 
@@ -124,42 +94,26 @@ fn text_reader_and_vocab() {
     std::fs::write(&bad, b"ok\n\xc3\x28").unwrap();
     let e = read_text(&bad).unwrap_err().to_string();
     assert!(e.contains("bad.txt") && e.contains("line 2"), "{e}");
-    assert!(matches!(
-        read_text(dir.join("missing.txt")),
-        Err(Error::Io { .. })
-    ));
+    assert!(matches!(read_text(dir.join("missing.txt")), Err(Error::Io { .. })));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn loader_covers_every_sample_once_per_epoch_in_a_seeded_order() {
     let n = 103;
-    let ds = InMemory::new(
-        (0..n).map(|i| i as f32).collect(),
-        &[1],
-        Targets::Classes((0..n as i32).collect()),
-    );
+    let ds =
+        InMemory::new((0..n).map(|i| i as f32).collect(), &[1], Targets::Classes((0..n as i32).collect()));
     let loader = DataLoader::new(ds.clone(), 10).shuffle(5);
     assert_eq!(loader.batches(), 11);
-    let epoch = |e| -> Vec<i32> {
-        loader
-            .epoch(e)
-            .flat_map(|b| b.targets.to_vec::<i32>().unwrap())
-            .collect()
-    };
+    let epoch =
+        |e| -> Vec<i32> { loader.epoch(e).flat_map(|b| b.targets.to_vec::<i32>().unwrap()).collect() };
     let (e0, e1) = (epoch(0), epoch(1));
     let mut sorted = e0.clone();
     sorted.sort();
     assert_eq!(sorted, (0..n as i32).collect::<Vec<_>>());
     assert_ne!(e0, e1, "epochs are shuffled differently");
     assert_eq!(e0, epoch(0), "the same epoch gives the same order");
-    assert_eq!(
-        permutation(n, 5, 0)
-            .iter()
-            .map(|&i| i as i32)
-            .collect::<Vec<_>>(),
-        e0
-    );
+    assert_eq!(permutation(n, 5, 0).iter().map(|&i| i as i32).collect::<Vec<_>>(), e0);
     let dropped = DataLoader::new(ds, 10).drop_last();
     assert_eq!(dropped.epoch(0).count(), 10);
     let (train, valid) = k_fold(103, 5, 2);
@@ -176,28 +130,14 @@ fn mnist_loads_from_the_shared_data_and_survives_truncation() {
     assert_eq!((mnist.train.len(), mnist.test.len()), (60_000, 10_000));
     let first = mnist.train.batch(&[0]);
     assert_eq!(first.inputs.dims(), &[1, 1, 28, 28]);
-    assert_eq!(
-        first.targets.to_vec::<i32>().unwrap(),
-        vec![5],
-        "the first training digit is a 5"
-    );
+    assert_eq!(first.targets.to_vec::<i32>().unwrap(), vec![5], "the first training digit is a 5");
     // truncating the real gzipped labels anywhere gives an error naming the problem
     let labels = std::fs::read(dir.join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap();
     for cut in (0..labels.len()).step_by(97) {
-        let e = parse_idx(&labels[..cut], Path::new("t10k-labels"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.starts_with("t10k-labels: not a valid MNIST IDX file"),
-            "{e}"
-        );
+        let e = parse_idx(&labels[..cut], Path::new("t10k-labels")).unwrap_err().to_string();
+        assert!(e.starts_with("t10k-labels: not a valid MNIST IDX file"), "{e}");
     }
-    assert_eq!(
-        read_idx(dir.join("mnist/t10k-labels-idx1-ubyte.gz"))
-            .unwrap()
-            .dims,
-        vec![10_000]
-    );
+    assert_eq!(read_idx(dir.join("mnist/t10k-labels-idx1-ubyte.gz")).unwrap().dims, vec![10_000]);
 }
 
 #[test]
@@ -207,19 +147,13 @@ fn house_prices_prepare_like_d2l() {
     };
     let train = Table::read(dir.join("house_prices/kaggle_house_pred_train.csv")).unwrap();
     let test = Table::read(dir.join("house_prices/kaggle_house_pred_test.csv")).unwrap();
-    assert_eq!(
-        (train.rows.len(), train.headers.len(), test.rows.len()),
-        (1460, 81, 1459)
-    );
+    assert_eq!((train.rows.len(), train.headers.len(), test.rows.len()), (1460, 81, 1459));
     let f = prepare(&[&train, &test], &["Id", "SalePrice"]).unwrap();
     assert_eq!(f.rows, 2919);
     // d2l: 36 numeric columns plus one-hot categoricals with a missing-value column each
     assert_eq!(f.names.len(), 331);
     let lot = f.names.iter().position(|n| n == "LotArea").unwrap();
-    let mean: f32 = (0..f.rows)
-        .map(|r| f.values[r * f.names.len() + lot])
-        .sum::<f32>()
-        / f.rows as f32;
+    let mean: f32 = (0..f.rows).map(|r| f.values[r * f.names.len() + lot]).sum::<f32>() / f.rows as f32;
     assert!(mean.abs() < 1e-4, "standardized: mean {mean}");
     // a truncated CSV is an error, not a panic
     let bytes = std::fs::read(dir.join("house_prices/kaggle_house_pred_train.csv")).unwrap();

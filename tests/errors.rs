@@ -35,10 +35,7 @@ fn shape_errors_name_the_op_the_shapes_and_the_callers_line() {
         let _ = a.matmul(&b);
     });
     let line = line!() - 2;
-    assert!(
-        msg.contains("matmul") && msg.contains("[2, 3]") && msg.contains("[4, 5]"),
-        "{msg}"
-    );
+    assert!(msg.contains("matmul") && msg.contains("[2, 3]") && msg.contains("[4, 5]"), "{msg}");
     assert_eq!(at, format!("tests/errors.rs:{line}"));
 
     let (msg, at) = panic_of(|| {
@@ -50,10 +47,7 @@ fn shape_errors_name_the_op_the_shapes_and_the_callers_line() {
     let (msg, _) = panic_of(|| {
         let _ = Tensor::zeros([2, 3], &Device::Cpu).sum(2, false);
     });
-    assert!(
-        msg.contains("sum: axis 2 is out of range for a tensor of shape [2, 3]"),
-        "{msg}"
-    );
+    assert!(msg.contains("sum: axis 2 is out of range for a tensor of shape [2, 3]"), "{msg}");
 }
 
 #[test]
@@ -63,10 +57,7 @@ fn mixing_devices_and_dtypes_is_refused_clearly() {
     let (msg, _) = panic_of(|| {
         let _ = &cpu + &on_gpu;
     });
-    assert!(
-        msg.contains("inputs are on different devices (cpu and gpu:0)"),
-        "{msg}"
-    );
+    assert!(msg.contains("inputs are on different devices (cpu and gpu:0)"), "{msg}");
     let (msg, _) = panic_of(|| {
         let _ = &cpu + &cpu.cast(DType::I32);
     });

@@ -16,22 +16,15 @@ fn every_differentiable_op_passes_gradcheck() {
     let mut failures = Vec::new();
     let mut checked = 0;
     for case in cases().iter().filter(|c| c.gradcheck) {
-        let report = gradcheck(case, &case.shapes[0], 7, STEP)
-            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        let report =
+            gradcheck(case, &case.shapes[0], 7, STEP).unwrap_or_else(|e| panic!("{}: {e}", case.name));
         for (input, err) in report.errors {
             checked += 1;
             if err.is_nan() || err > TOLERANCE {
-                failures.push(format!(
-                    "{} (input {input}): relative error {err:.3e}",
-                    case.name
-                ));
+                failures.push(format!("{} (input {input}): relative error {err:.3e}", case.name));
             }
         }
     }
     assert!(checked > 80, "only {checked} gradients checked");
-    assert!(
-        failures.is_empty(),
-        "gradcheck failures:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "gradcheck failures:\n{}", failures.join("\n"));
 }

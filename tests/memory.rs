@@ -42,21 +42,9 @@ fn ten_thousand_cpu_steps_keep_nodes_and_buffers_flat() {
         step(&x, &y, &w, &b);
     }
     // other tests in this binary run in parallel; allow their small, bounded noise
-    assert!(
-        live_nodes() <= nodes + 50,
-        "live nodes grew from {nodes} to {}",
-        live_nodes()
-    );
-    assert!(
-        live_cpu_buffers() <= buffers + 50,
-        "CPU buffers grew from {buffers} to {}",
-        live_cpu_buffers()
-    );
-    let loss = (x.matmul(&w) + &b - &y)
-        .square()
-        .mean_all()
-        .item::<f32>()
-        .unwrap();
+    assert!(live_nodes() <= nodes + 50, "live nodes grew from {nodes} to {}", live_nodes());
+    assert!(live_cpu_buffers() <= buffers + 50, "CPU buffers grew from {buffers} to {}", live_cpu_buffers());
+    let loss = (x.matmul(&w) + &b - &y).square().mean_all().item::<f32>().unwrap();
     assert!(loss < 1e-6, "the loop did not train: loss {loss}");
 }
 
@@ -73,20 +61,8 @@ fn gpu_steps_reuse_pooled_buffers() {
     for _ in 50..2_000 {
         step(&x, &y, &w, &b);
     }
-    assert_eq!(
-        gpu_buffers_created(0).unwrap(),
-        created,
-        "the pool kept creating buffers"
-    );
-    assert!(
-        live_gpu_buffers() <= live,
-        "live GPU buffers grew from {live} to {}",
-        live_gpu_buffers()
-    );
-    let loss = (x.matmul(&w) + &b - &y)
-        .square()
-        .mean_all()
-        .item::<f32>()
-        .unwrap();
+    assert_eq!(gpu_buffers_created(0).unwrap(), created, "the pool kept creating buffers");
+    assert!(live_gpu_buffers() <= live, "live GPU buffers grew from {live} to {}", live_gpu_buffers());
+    let loss = (x.matmul(&w) + &b - &y).square().mean_all().item::<f32>().unwrap();
     assert!(loss < 1e-4, "the loop did not train: loss {loss}");
 }

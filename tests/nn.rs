@@ -3,8 +3,8 @@
 
 use kiln::nn::loss::{bce_with_logits, l1, mse, nll, smooth_l1};
 use kiln::nn::{
-    self, BatchNorm, Conv2d, Dropout, Embedding, Flatten, LayerNorm, Linear, MaxPool2d, Module,
-    ReLU, Sequential,
+    self, BatchNorm, Conv2d, Dropout, Embedding, Flatten, LayerNorm, Linear, MaxPool2d, Module, ReLU,
+    Sequential,
 };
 use kiln::ops::conv::ConvOptions;
 use kiln::ops::pool::PoolOptions;
@@ -20,27 +20,15 @@ fn v(t: &Tensor) -> Vec<f64> {
 fn a_lenet_style_stack_has_pytorch_names_and_shapes() {
     kiln::manual_seed(1);
     let model = Sequential::new()
-        .add(Conv2d::new(
-            1,
-            6,
-            5,
-            ConvOptions::default().padding(2),
-            &CPU,
-        ))
+        .add(Conv2d::new(1, 6, 5, ConvOptions::default().padding(2), &CPU))
         .add(ReLU)
         .add(MaxPool2d(PoolOptions::new(2)))
         .add(Flatten)
         .add(Linear::new(6 * 14 * 14, 10, &CPU));
     let names: Vec<String> = nn::state_dict(&model).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["0.weight", "0.bias", "4.weight", "4.bias"]);
-    assert_eq!(
-        nn::parameter_count(&model),
-        6 * 25 + 6 + 6 * 14 * 14 * 10 + 10
-    );
-    assert_eq!(
-        model.forward(&Tensor::randn([3, 1, 28, 28], &CPU)).dims(),
-        &[3, 10]
-    );
+    assert_eq!(nn::parameter_count(&model), 6 * 25 + 6 + 6 * 14 * 14 * 10 + 10);
+    assert_eq!(model.forward(&Tensor::randn([3, 1, 28, 28], &CPU)).dims(), &[3, 10]);
 }
 
 #[test]
@@ -85,10 +73,7 @@ fn batch_norm_tracks_running_statistics_and_uses_them_in_eval() {
     let names: Vec<String> = nn::state_dict(&bn).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["weight", "bias", "running_mean", "running_var"]);
     let bn2 = BatchNorm::new_2d(3, &CPU);
-    assert_eq!(
-        bn2.forward(&Tensor::randn([2, 3, 4, 5], &CPU)).dims(),
-        &[2, 3, 4, 5]
-    );
+    assert_eq!(bn2.forward(&Tensor::randn([2, 3, 4, 5], &CPU)).dims(), &[2, 3, 4, 5]);
 }
 
 #[test]

@@ -3,9 +3,7 @@
 
 mod common;
 
-use kiln::optim::schedule::{
-    CosineLr, ExponentialLr, LinearWarmup, OneCycle, ReduceOnPlateau, StepLr,
-};
+use kiln::optim::schedule::{CosineLr, ExponentialLr, LinearWarmup, OneCycle, ReduceOnPlateau, StepLr};
 use kiln::optim::{Optimizer, Rule, Scheduler, clip_grad_norm};
 use kiln::{DType, Device, Tensor};
 
@@ -16,10 +14,7 @@ const P0: [f64; 5] = [1.0, 1.0, -1.0, 0.5, 0.0];
 const STEPS: usize = 25;
 
 fn grad(p: &[f64]) -> Vec<f64> {
-    p.iter()
-        .zip(A.iter().zip(C))
-        .map(|(p, (a, c))| a * (p - c) + p.cos())
-        .collect()
+    p.iter().zip(A.iter().zip(C)).map(|(p, (a, c))| a * (p - c) + p.cos()).collect()
 }
 
 /// The rules as PyTorch documents them, one element at a time, in f64.
@@ -32,19 +27,11 @@ fn independent(rule: Rule, lr: f64) -> Vec<Vec<f64>> {
         let g = grad(&p);
         for i in 0..n {
             match rule {
-                Rule::Sgd {
-                    momentum,
-                    nesterov,
-                    weight_decay,
-                } => {
+                Rule::Sgd { momentum, nesterov, weight_decay } => {
                     let mut d = g[i] + weight_decay * p[i];
                     if momentum != 0.0 {
                         s0[i] = if t == 1 { d } else { momentum * s0[i] + d };
-                        d = if nesterov {
-                            d + momentum * s0[i]
-                        } else {
-                            s0[i]
-                        };
+                        d = if nesterov { d + momentum * s0[i] } else { s0[i] };
                     }
                     p[i] -= lr * d;
                 }
@@ -53,13 +40,7 @@ fn independent(rule: Rule, lr: f64) -> Vec<Vec<f64>> {
                     s0[i] += d * d;
                     p[i] -= lr * d / (s0[i].sqrt() + eps);
                 }
-                Rule::RmsProp {
-                    alpha,
-                    eps,
-                    momentum,
-                    centered,
-                    weight_decay,
-                } => {
+                Rule::RmsProp { alpha, eps, momentum, centered, weight_decay } => {
                     let d = g[i] + weight_decay * p[i];
                     s0[i] = alpha * s0[i] + (1.0 - alpha) * d * d;
                     let mut v = s0[i];
@@ -75,24 +56,14 @@ fn independent(rule: Rule, lr: f64) -> Vec<Vec<f64>> {
                         p[i] -= lr * d / avg;
                     }
                 }
-                Rule::Adadelta {
-                    rho,
-                    eps,
-                    weight_decay,
-                } => {
+                Rule::Adadelta { rho, eps, weight_decay } => {
                     let d = g[i] + weight_decay * p[i];
                     s0[i] = rho * s0[i] + (1.0 - rho) * d * d;
                     let delta = ((s1[i] + eps) / (s0[i] + eps)).sqrt() * d;
                     s1[i] = rho * s1[i] + (1.0 - rho) * delta * delta;
                     p[i] -= lr * delta;
                 }
-                Rule::Adam {
-                    beta1,
-                    beta2,
-                    eps,
-                    weight_decay,
-                    decoupled,
-                } => {
+                Rule::Adam { beta1, beta2, eps, weight_decay, decoupled } => {
                     let mut d = g[i];
                     if decoupled {
                         p[i] *= 1.0 - lr * weight_decay;
@@ -114,18 +85,11 @@ fn independent(rule: Rule, lr: f64) -> Vec<Vec<f64>> {
 
 /// kiln's trajectory: the loss built from tensor ops, gradients from autograd.
 fn kiln_trajectory(rule: Rule, lr: f64, device: &Device, dtype: DType) -> Vec<Vec<f64>> {
-    let p = Tensor::from_slice(&P0, [5], &Device::Cpu)
-        .cast(dtype)
-        .to(device)
-        .detach();
+    let p = Tensor::from_slice(&P0, [5], &Device::Cpu).cast(dtype).to(device).detach();
     p.realize().unwrap();
     let p = p.requires_grad_();
-    let a = Tensor::from_slice(&A, [5], &Device::Cpu)
-        .cast(dtype)
-        .to(device);
-    let c = Tensor::from_slice(&C, [5], &Device::Cpu)
-        .cast(dtype)
-        .to(device);
+    let a = Tensor::from_slice(&A, [5], &Device::Cpu).cast(dtype).to(device);
+    let c = Tensor::from_slice(&C, [5], &Device::Cpu).cast(dtype).to(device);
     let mut opt = Optimizer::new(vec![("p".into(), p.clone())], rule, lr);
     (0..STEPS)
         .map(|_| {
@@ -139,31 +103,13 @@ fn kiln_trajectory(rule: Rule, lr: f64, device: &Device, dtype: DType) -> Vec<Ve
 fn rules() -> Vec<(&'static str, Rule, f64)> {
     vec![
         ("sgd", Rule::sgd(), 0.05),
-        (
-            "sgd momentum + weight decay",
-            Rule::sgd_momentum(0.9).weight_decay(0.01),
-            0.02,
-        ),
-        (
-            "sgd nesterov",
-            Rule::Sgd {
-                momentum: 0.8,
-                nesterov: true,
-                weight_decay: 0.0,
-            },
-            0.02,
-        ),
+        ("sgd momentum + weight decay", Rule::sgd_momentum(0.9).weight_decay(0.01), 0.02),
+        ("sgd nesterov", Rule::Sgd { momentum: 0.8, nesterov: true, weight_decay: 0.0 }, 0.02),
         ("adagrad", Rule::adagrad().weight_decay(0.1), 0.3),
         ("rmsprop", Rule::rmsprop(), 0.01),
         (
             "rmsprop centered with momentum",
-            Rule::RmsProp {
-                alpha: 0.9,
-                eps: 1e-8,
-                momentum: 0.5,
-                centered: true,
-                weight_decay: 0.0,
-            },
+            Rule::RmsProp { alpha: 0.9, eps: 1e-8, momentum: 0.5, centered: true, weight_decay: 0.0 },
             0.01,
         ),
         ("adadelta", Rule::adadelta(), 1.0),
@@ -179,19 +125,12 @@ fn every_rule_follows_its_independent_f64_trajectory() {
         let got = kiln_trajectory(rule, lr, &Device::Cpu, DType::F64);
         for (step, (w, g)) in want.iter().zip(&got).enumerate() {
             for (x, y) in w.iter().zip(g) {
-                assert!(
-                    (x - y).abs() < 1e-10 * (1.0 + x.abs()),
-                    "{name} step {step}: {w:?} vs {g:?}"
-                );
+                assert!((x - y).abs() < 1e-10 * (1.0 + x.abs()), "{name} step {step}: {w:?} vs {g:?}");
             }
         }
         // and it actually optimizes: the last point is far from the start
         assert!(
-            want.last()
-                .unwrap()
-                .iter()
-                .zip(P0)
-                .any(|(p, p0)| (p - p0).abs() > 0.05),
+            want.last().unwrap().iter().zip(P0).any(|(p, p0)| (p - p0).abs() > 0.05),
             "{name} did not move"
         );
     }
@@ -207,10 +146,7 @@ fn fused_gpu_updates_match_the_cpu() {
         let on_gpu = kiln_trajectory(rule, lr, &gpu, DType::F32);
         for (step, (c, g)) in cpu.iter().zip(&on_gpu).enumerate() {
             for (x, y) in c.iter().zip(g) {
-                assert!(
-                    (x - y).abs() < 1e-4 * (1.0 + x.abs()),
-                    "{name} step {step}: cpu {c:?} gpu {g:?}"
-                );
+                assert!((x - y).abs() < 1e-4 * (1.0 + x.abs()), "{name} step {step}: cpu {c:?} gpu {g:?}");
             }
         }
     }
@@ -221,17 +157,14 @@ fn clipping_scales_the_joint_norm_down_to_the_limit() {
     let w = Tensor::from_vec(vec![0.0f64; 2], [2], &Device::Cpu).requires_grad_();
     let b = Tensor::from_vec(vec![0.0f64], [1], &Device::Cpu).requires_grad_();
     // gradients (3, 0) and (4): norm 5
-    let loss = (&w * &Tensor::from_vec(vec![3.0f64, 0.0], [2], &Device::Cpu)).sum_all()
-        + (&b * 4.0).sum_all();
+    let loss =
+        (&w * &Tensor::from_vec(vec![3.0f64, 0.0], [2], &Device::Cpu)).sum_all() + (&b * 4.0).sum_all();
     let mut grads = loss.backward();
     let params = vec![("w".to_string(), w.clone()), ("b".to_string(), b.clone())];
     let norm = clip_grad_norm(&mut grads, &params, 1.0).unwrap();
     assert!((norm.item::<f64>().unwrap() - 5.0).abs() < 1e-12);
     let gw = grads.get(&w).unwrap().to_vec::<f64>().unwrap();
-    assert!(
-        (gw[0] - 0.6).abs() < 1e-6
-            && (grads.get(&b).unwrap().item::<f64>().unwrap() - 0.8).abs() < 1e-6
-    );
+    assert!((gw[0] - 0.6).abs() < 1e-6 && (grads.get(&b).unwrap().item::<f64>().unwrap() - 0.8).abs() < 1e-6);
     // below the limit nothing changes
     let mut small = (&w * 0.1).sum_all().backward();
     clip_grad_norm(&mut small, &params[..1], 1.0);
@@ -255,14 +188,8 @@ fn close(a: &[f64], b: &[f64]) {
 
 #[test]
 fn schedules_follow_pytorchs_formulas() {
-    close(
-        &run(StepLr::new(1.0, 2, 0.5), 5, &[]),
-        &[1.0, 1.0, 0.5, 0.5, 0.25, 0.25],
-    );
-    close(
-        &run(ExponentialLr::new(2.0, 0.5), 3, &[]),
-        &[2.0, 1.0, 0.5, 0.25],
-    );
+    close(&run(StepLr::new(1.0, 2, 0.5), 5, &[]), &[1.0, 1.0, 0.5, 0.5, 0.25, 0.25]);
+    close(&run(ExponentialLr::new(2.0, 0.5), 3, &[]), &[2.0, 1.0, 0.5, 0.25]);
     let cos = run(CosineLr::new(1.0, 0.0, 4), 5, &[]);
     close(
         &cos,
@@ -284,15 +211,10 @@ fn schedules_follow_pytorchs_formulas() {
     assert!((oc[0] - 0.04).abs() < 1e-12);
     let peak = oc.iter().cloned().fold(0.0, f64::max);
     assert!(
-        (peak - 1.0).abs() < 1e-12
-            && (oc.iter().position(|&v| v == peak).unwrap() as f64 - 29.0).abs() < 1.0
+        (peak - 1.0).abs() < 1e-12 && (oc.iter().position(|&v| v == peak).unwrap() as f64 - 29.0).abs() < 1.0
     );
     assert!((oc[99] - 0.04 / 1e4).abs() < 1e-12);
     // plateau: patience 1 → the rate drops after two periods without improvement
-    let plateau = run(
-        ReduceOnPlateau::new(1.0).with(0.5, 1),
-        5,
-        &[3.0, 2.0, 2.5, 2.2, 1.0],
-    );
+    let plateau = run(ReduceOnPlateau::new(1.0).with(0.5, 1), 5, &[3.0, 2.0, 2.5, 2.2, 1.0]);
     close(&plateau, &[1.0, 1.0, 1.0, 1.0, 0.5, 0.5]);
 }

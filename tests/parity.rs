@@ -10,10 +10,8 @@ fn every_op_matches_the_cpu_reference_on_the_gpu() {
     let Some(gpu) = common::gpu("parity") else {
         return;
     };
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(1);
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(1);
     println!("parity seed {seed} on {gpu}");
     let mut failures = Vec::new();
     for case in cases() {
@@ -25,10 +23,7 @@ fn every_op_matches_the_cpu_reference_on_the_gpu() {
                     continue;
                 }
             };
-            if report.forward.is_nan()
-                || report.forward > case.tol
-                || report.forward_nonfinite.is_some()
-            {
+            if report.forward.is_nan() || report.forward > case.tol || report.forward_nonfinite.is_some() {
                 failures.push(format!(
                     "{} {shapes:?}: forward relative error {:.3e} > {:.1e} {}",
                     case.name,
@@ -47,9 +42,5 @@ fn every_op_matches_the_cpu_reference_on_the_gpu() {
             }
         }
     }
-    assert!(
-        failures.is_empty(),
-        "seed {seed}: parity failures:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "seed {seed}: parity failures:\n{}", failures.join("\n"));
 }

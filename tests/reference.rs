@@ -20,10 +20,7 @@ fn v(t: &Tensor) -> Vec<f64> {
 fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (g - w).abs() <= tol * (1.0 + w.abs()),
-            "{what}[{i}]: {g} vs {w}"
-        );
+        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "{what}[{i}]: {g} vs {w}");
     }
 }
 
@@ -35,9 +32,7 @@ fn matmul_matches_a_triple_loop() {
     for n in 0..2 {
         for i in 0..5 {
             for j in 0..3 {
-                want[(n * 5 + i) * 3 + j] = (0..7)
-                    .map(|k| av[(n * 5 + i) * 7 + k] * bv[k * 3 + j])
-                    .sum();
+                want[(n * 5 + i) * 3 + j] = (0..7).map(|k| av[(n * 5 + i) * 7 + k] * bv[k * 3 + j]).sum();
             }
         }
     }
@@ -45,12 +40,7 @@ fn matmul_matches_a_triple_loop() {
     // an operand stored transposed is read in place, with the same result
     let b_stored_transposed = b.t();
     b_stored_transposed.realize().unwrap();
-    assert_close(
-        &v(&a.matmul(&b_stored_transposed.t())),
-        &want,
-        1e-12,
-        "matmul read transposed",
-    );
+    assert_close(&v(&a.matmul(&b_stored_transposed.t())), &want, 1e-12, "matmul read transposed");
 }
 
 #[test]
@@ -58,20 +48,11 @@ fn conv2d_matches_direct_loops() {
     for (opts, x_shape, w_shape) in [
         (ConvOptions::default(), [2, 3, 6, 5], [4, 3, 3, 2]),
         (
-            ConvOptions {
-                stride: (2, 1),
-                padding: (1, 2),
-                dilation: (1, 2),
-                groups: 1,
-            },
+            ConvOptions { stride: (2, 1), padding: (1, 2), dilation: (1, 2), groups: 1 },
             [1, 2, 7, 8],
             [3, 2, 3, 3],
         ),
-        (
-            ConvOptions::default().groups(2).padding(1),
-            [2, 4, 5, 5],
-            [6, 2, 3, 3],
-        ),
+        (ConvOptions::default().groups(2).padding(1), [2, 4, 5, 5], [6, 2, 3, 3]),
     ] {
         let (x, w) = (randn(&x_shape, 3), randn(&w_shape, 4));
         let y = x.conv2d(&w, opts);
@@ -94,10 +75,8 @@ fn conv2d_matches_direct_loops() {
                                         - opts.padding.0 as isize;
                                     let ix = (ox * opts.stride.1 + j * opts.dilation.1) as isize
                                         - opts.padding.1 as isize;
-                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd
-                                    {
-                                        let xi = ((b * c + g * cg + ci) * h + iy as usize) * wd
-                                            + ix as usize;
+                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                                        let xi = ((b * c + g * cg + ci) * h + iy as usize) * wd + ix as usize;
                                         acc += xv[xi] * wv[((oc * cg + ci) * kh + i) * kw + j];
                                     }
                                 }
@@ -147,38 +126,18 @@ fn pooling_matches_direct_loops() {
 
 #[test]
 fn fused_attention_matches_the_unfused_composition() {
-    let (q, k, val) = (
-        randn(&[2, 3, 9, 4], 6),
-        randn(&[2, 3, 9, 4], 7),
-        randn(&[2, 3, 9, 5], 8),
-    );
+    let (q, k, val) = (randn(&[2, 3, 9, 4], 6), randn(&[2, 3, 9, 4], 7), randn(&[2, 3, 9, 5], 8));
     for causal in [false, true] {
         let fused = q.attention(&k, &val, causal, None);
         let unfused = q.attention_unfused(&k, &val, causal, None);
         assert_close(&v(&fused), &v(&unfused), 1e-12, "attention");
         // and the gradients through both paths agree
-        let (qg, kg, vg) = (
-            q.detach().requires_grad_(),
-            k.detach().requires_grad_(),
-            val.detach().requires_grad_(),
-        );
-        let g1 = qg
-            .attention(&kg, &vg, causal, None)
-            .square()
-            .sum_all()
-            .backward();
-        let g2 = qg
-            .attention_unfused(&kg, &vg, causal, None)
-            .square()
-            .sum_all()
-            .backward();
+        let (qg, kg, vg) =
+            (q.detach().requires_grad_(), k.detach().requires_grad_(), val.detach().requires_grad_());
+        let g1 = qg.attention(&kg, &vg, causal, None).square().sum_all().backward();
+        let g2 = qg.attention_unfused(&kg, &vg, causal, None).square().sum_all().backward();
         for t in [&qg, &kg, &vg] {
-            assert_close(
-                &v(g1.get(t).unwrap()),
-                &v(g2.get(t).unwrap()),
-                1e-10,
-                "attention gradient",
-            );
+            assert_close(&v(g1.get(t).unwrap()), &v(g2.get(t).unwrap()), 1e-10, "attention gradient");
         }
     }
 }
@@ -190,46 +149,22 @@ fn layer_norm_softmax_and_cross_entropy_match_their_definitions() {
     let mean = x.mean(-1, true);
     let var = x.var(-1, true, 0);
     let want = (&x - &mean) / (var + 1e-5).sqrt() * &w + &b;
-    assert_close(
-        &v(&x.layer_norm(&[6], Some(&w), Some(&b), 1e-5)),
-        &v(&want),
-        1e-12,
-        "layer_norm",
-    );
+    assert_close(&v(&x.layer_norm(&[6], Some(&w), Some(&b), 1e-5)), &v(&want), 1e-12, "layer_norm");
 
     let e = x.exp();
-    assert_close(
-        &v(&x.softmax(-1)),
-        &v(&(&e / &e.sum(-1, true))),
-        1e-12,
-        "softmax",
-    );
-    assert_close(
-        &v(&x.log_softmax(0)),
-        &v(&x.softmax(0).log()),
-        1e-12,
-        "log_softmax",
-    );
+    assert_close(&v(&x.softmax(-1)), &v(&(&e / &e.sum(-1, true))), 1e-12, "softmax");
+    assert_close(&v(&x.log_softmax(0)), &v(&x.softmax(0).log()), 1e-12, "log_softmax");
 
     let labels = Tensor::from_vec(vec![0i32, 5, 2, 2], [4], &CPU);
     let logp = x.log_softmax(-1);
     let nll = -logp.gather(1, &labels.reshape([4, 1])).mean_all();
-    assert_close(
-        &v(&x.cross_entropy(&labels)),
-        &v(&nll),
-        1e-12,
-        "cross_entropy",
-    );
+    assert_close(&v(&x.cross_entropy(&labels)), &v(&nll), 1e-12, "cross_entropy");
     // label smoothing s: (1 − s)·nll + s·mean over classes of −log p; ignored rows drop out
-    let opts = CrossEntropy {
-        ignore_index: Some(5),
-        label_smoothing: 0.2,
-    };
+    let opts = CrossEntropy { ignore_index: Some(5), label_smoothing: 0.2 };
     let rows = [0usize, 2, 3];
     let lp = v(&logp);
-    let per_row = |r: usize, t: usize| {
-        -0.8 * lp[r * 6 + t] - 0.2 * (0..6).map(|c| lp[r * 6 + c]).sum::<f64>() / 6.0
-    };
+    let per_row =
+        |r: usize, t: usize| -0.8 * lp[r * 6 + t] - 0.2 * (0..6).map(|c| lp[r * 6 + c]).sum::<f64>() / 6.0;
     let want = (per_row(0, 0) + per_row(2, 2) + per_row(3, 2)) / rows.len() as f64;
     assert!((x.cross_entropy_with(&labels, opts).item::<f64>().unwrap() - want).abs() < 1e-12);
 }
@@ -237,29 +172,17 @@ fn layer_norm_softmax_and_cross_entropy_match_their_definitions() {
 #[test]
 fn reductions_and_movement_have_the_expected_values() {
     let x = Tensor::arange(0.0, 24.0, 1.0, &CPU).reshape([2, 3, 4]);
-    assert_eq!(
-        x.sum_axes(&[0, 2], false).to_vec::<f32>().unwrap(),
-        vec![60.0, 92.0, 124.0]
-    );
-    assert_eq!(
-        x.max(1, false).to_vec::<f32>().unwrap(),
-        vec![8.0, 9.0, 10.0, 11.0, 20.0, 21.0, 22.0, 23.0]
-    );
+    assert_eq!(x.sum_axes(&[0, 2], false).to_vec::<f32>().unwrap(), vec![60.0, 92.0, 124.0]);
+    assert_eq!(x.max(1, false).to_vec::<f32>().unwrap(), vec![8.0, 9.0, 10.0, 11.0, 20.0, 21.0, 22.0, 23.0]);
     assert_eq!(x.argmin(2, false).to_vec::<i32>().unwrap(), vec![0; 6]);
     assert_eq!(
-        x.permute(&[2, 0, 1])
-            .narrow(0, 1, 1)
-            .to_vec::<f32>()
-            .unwrap(),
+        x.permute(&[2, 0, 1]).narrow(0, 1, 1).to_vec::<f32>().unwrap(),
         vec![1.0, 5.0, 9.0, 13.0, 17.0, 21.0]
     );
     let var = x.var(2, false, 1).to_vec::<f32>().unwrap();
     assert!(var.iter().all(|v| (v - 5.0 / 3.0).abs() < 1e-6), "{var:?}");
     let idx = Tensor::from_vec(vec![1i32, 1, 0], [3], &CPU);
-    let added = Tensor::zeros([2], &CPU).index_add(
-        0,
-        &idx,
-        &Tensor::from_vec(vec![1.0f32, 2.0, 4.0], [3], &CPU),
-    );
+    let added =
+        Tensor::zeros([2], &CPU).index_add(0, &idx, &Tensor::from_vec(vec![1.0f32, 2.0, 4.0], [3], &CPU));
     assert_eq!(added.to_vec::<f32>().unwrap(), vec![4.0, 3.0]);
 }

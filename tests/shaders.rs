@@ -24,10 +24,5 @@ fn every_shader_and_specialization_validates() {
             failures.push(format!("{name}: {}", e.emit_to_string(source)));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} invalid shaders:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} invalid shaders:\n{}", failures.len(), failures.join("\n"));
 }

@@ -31,15 +31,8 @@ fn metrics_have_their_textbook_values() {
     assert!((c.f1(1) - 0.8).abs() < 1e-12);
     assert_eq!(c.count(2, 0), 1);
     // AUC: positives score 0.35 and 0.8, negatives 0.1 and 0.4 → 3 of 4 pairs ordered
-    assert_eq!(
-        roc_auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]),
-        Some(0.75)
-    );
-    assert_eq!(
-        roc_auc(&[0.5, 0.5], &[false, true]),
-        Some(0.5),
-        "ties count half"
-    );
+    assert_eq!(roc_auc(&[0.1, 0.4, 0.35, 0.8], &[false, false, true, true]), Some(0.75));
+    assert_eq!(roc_auc(&[0.5, 0.5], &[false, true]), Some(0.5), "ties count half");
     assert_eq!(roc_auc(&[0.1, 0.2], &[true, true]), None);
     let probs = [0.9, 0.1, 0.2, 0.8, 0.6, 0.4];
     assert_eq!(roc_auc_ovr(&probs, &[0, 1, 0], 2), Some(1.0));
@@ -55,15 +48,9 @@ fn small_model(device: &Device) -> Sequential {
 
 fn toy_data(n: usize, seed: u64) -> InMemory {
     // three classes separated by the sign pattern of two coordinates
-    let x = Tensor::normal(
-        [n, 4],
-        0.0,
-        1.0,
-        kiln::rng::RandomKey { seed, stream: 0 },
-        &Device::Cpu,
-    )
-    .to_vec::<f32>()
-    .unwrap();
+    let x = Tensor::normal([n, 4], 0.0, 1.0, kiln::rng::RandomKey { seed, stream: 0 }, &Device::Cpu)
+        .to_vec::<f32>()
+        .unwrap();
     let y: Vec<i32> = x
         .chunks(4)
         .map(|r| {
@@ -97,17 +84,8 @@ fn checkpoints_restore_bit_identical_parameters_and_optimizer_state() {
     }
     let path = dir.join("ck.safetensors");
     let mut tensors = nn::state_dict(&model);
-    tensors.extend(
-        opt.state_dict()
-            .into_iter()
-            .map(|(n, t)| (format!("optim.{n}"), t)),
-    );
-    save(
-        &path,
-        &tensors,
-        &HashMap::from([("note".to_string(), "two steps".to_string())]),
-    )
-    .unwrap();
+    tensors.extend(opt.state_dict().into_iter().map(|(n, t)| (format!("optim.{n}"), t)));
+    save(&path, &tensors, &HashMap::from([("note".to_string(), "two steps".to_string())])).unwrap();
 
     // a fresh model and optimizer, restored
     kiln::manual_seed(99);
@@ -125,26 +103,14 @@ fn checkpoints_restore_bit_identical_parameters_and_optimizer_state() {
     let bits = |m: &dyn Module| -> Vec<Vec<u32>> {
         nn::state_dict(m)
             .iter()
-            .map(|(_, t)| {
-                t.to_vec::<f32>()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect()
-            })
+            .map(|(_, t)| t.to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect())
             .collect()
     };
     assert_eq!(bits(&model), bits(&restored));
     let state_bits = |o: &Optimizer| -> Vec<Vec<u64>> {
         o.state_dict()
             .iter()
-            .map(|(_, t)| {
-                t.to_f64_vec()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect()
-            })
+            .map(|(_, t)| t.to_f64_vec().unwrap().iter().map(|v| v.to_bits()).collect())
             .collect()
     };
     assert_eq!(state_bits(&opt), state_bits(&opt2));
@@ -165,37 +131,23 @@ fn an_interrupted_save_leaves_the_previous_checkpoint_intact() {
     checkpoint::save_module(&path, &model).unwrap();
     let before = std::fs::read(&path).unwrap();
     // a crash mid-write leaves a partial temporary file behind; the checkpoint is untouched
-    std::fs::write(
-        dir.join(".last.safetensors.tmp"),
-        &before[..before.len() / 2],
-    )
-    .unwrap();
-    assert_eq!(
-        load(&path).unwrap().tensors.len(),
-        nn::state_dict(&model).len()
-    );
+    std::fs::write(dir.join(".last.safetensors.tmp"), &before[..before.len() / 2]).unwrap();
+    assert_eq!(load(&path).unwrap().tensors.len(), nn::state_dict(&model).len());
     // a save that cannot complete reports the path and changes nothing
     let missing = dir.join("no-such-folder").join("last.safetensors");
-    assert!(matches!(
-        checkpoint::save_module(&missing, &model),
-        Err(Error::Io { .. })
-    ));
+    assert!(matches!(checkpoint::save_module(&missing, &model), Err(Error::Io { .. })));
     assert_eq!(std::fs::read(&path).unwrap(), before);
     // the next good save replaces the stale temporary file
     checkpoint::save_module(&path, &model).unwrap();
     // truncated or corrupt checkpoints are format errors naming the file
     for cut in [0, 7, 8, 50, before.len() - 3] {
         std::fs::write(dir.join("cut.safetensors"), &before[..cut]).unwrap();
-        let e = load(dir.join("cut.safetensors"))
-            .err()
-            .expect("a truncated file is refused");
+        let e = load(dir.join("cut.safetensors")).err().expect("a truncated file is refused");
         assert!(e.to_string().contains("cut.safetensors"), "{e}");
     }
     // a checkpoint of another architecture names the mismatch
     let other = Sequential::new().add(Linear::new(4, 5, &Device::Cpu));
-    let e = load_into(&other, &load(&path).unwrap().tensors, &path)
-        .unwrap_err()
-        .to_string();
+    let e = load_into(&other, &load(&path).unwrap().tensors, &path).unwrap_err().to_string();
     assert!(e.contains("0.weight") && e.contains("[8, 4]"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -204,10 +156,8 @@ fn an_interrupted_save_leaves_the_previous_checkpoint_intact() {
 fn the_trainer_logs_plots_checkpoints_and_resumes() {
     let dir = scratch("trainer");
     kiln::manual_seed(5);
-    let (train, val) = (
-        DataLoader::new(toy_data(256, 2), 32).shuffle(1),
-        DataLoader::new(toy_data(128, 3), 64),
-    );
+    let (train, val) =
+        (DataLoader::new(toy_data(256, 2), 32).shuffle(1), DataLoader::new(toy_data(128, 3), 64));
     let model = small_model(&Device::Cpu);
     let mut config = TrainConfig::new(3, Task::Classification { classes: 3 });
     config.out_dir = Some(dir.clone());
@@ -229,12 +179,7 @@ fn the_trainer_logs_plots_checkpoints_and_resumes() {
     assert_eq!(log.lines().count(), 4);
     assert!(log.starts_with("epoch,train_loss,val_loss,accuracy,f1,precision,recall,roc_auc,lr"));
     for png in ["loss.png", "accuracy.png"] {
-        assert!(
-            std::fs::read(dir.join(png))
-                .unwrap()
-                .starts_with(b"\x89PNG\r\n\x1a\n"),
-            "{png}"
-        );
+        assert!(std::fs::read(dir.join(png)).unwrap().starts_with(b"\x89PNG\r\n\x1a\n"), "{png}");
     }
     assert!(dir.join("best.safetensors").exists() && dir.join("last.safetensors").exists());
 
@@ -268,10 +213,7 @@ fn mnist_one_epoch(device: &Device, hidden: usize, lr: f64) -> f64 {
     config.progress = false;
     let opt = Optimizer::new(nn::parameters(&model), Rule::adam(), lr);
     let mut trainer = Trainer::new(&model, opt, *device, config);
-    let (train, test) = (
-        DataLoader::new(mnist.train, 128).shuffle(0),
-        DataLoader::new(mnist.test, 1000),
-    );
+    let (train, test) = (DataLoader::new(mnist.train, 128).shuffle(0), DataLoader::new(mnist.test, 1000));
     trainer.fit(&train, None).unwrap();
     trainer.evaluate(&test).unwrap().metrics["accuracy"]
 }

@@ -54,9 +54,7 @@ impl CpuStorage {
     pub fn from_f64(values: Vec<f64>, dtype: DType) -> CpuStorage {
         match dtype {
             DType::F64 => CpuStorage::from_vec(values),
-            DType::F32 => {
-                CpuStorage::from_vec(values.into_iter().map(|v| v as f32).collect::<Vec<f32>>())
-            }
+            DType::F32 => CpuStorage::from_vec(values.into_iter().map(|v| v as f32).collect::<Vec<f32>>()),
             other => panic!("from_f64: {other} is not a float dtype"),
         }
     }
@@ -206,10 +204,7 @@ pub fn indices(op: &str, storage: &CpuStorage, bound: usize) -> Vec<usize> {
     match storage.data() {
         CpuData::I32(v) => v.iter().map(|&i| check(i as i64)).collect(),
         CpuData::U32(v) => v.iter().map(|&i| check(i as i64)).collect(),
-        _ => panic!(
-            "{op}: indices must be i32 or u32, found {}",
-            storage.dtype()
-        ),
+        _ => panic!("{op}: indices must be i32 or u32, found {}", storage.dtype()),
     }
 }
 
@@ -232,11 +227,7 @@ pub fn sum_f64<T: crate::dtype::Float>(x: &[T]) -> f64 {
 pub fn max_of<T: crate::dtype::Float>(x: &[T]) -> T {
     let mut lanes = [T::NEG_INFINITY; 8];
     let chunks = x.chunks_exact(8);
-    let rest = chunks
-        .remainder()
-        .iter()
-        .copied()
-        .fold(T::NEG_INFINITY, T::max);
+    let rest = chunks.remainder().iter().copied().fold(T::NEG_INFINITY, T::max);
     for c in chunks {
         for (l, &v) in lanes.iter_mut().zip(c) {
             *l = if v > *l || v.is_nan() { v } else { *l };
@@ -298,9 +289,7 @@ impl Gemm for f32 {
         csc: isize,
     ) {
         // SAFETY: forwarded from the caller's contract.
-        unsafe {
-            matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-        }
+        unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
     }
 }
 
@@ -322,24 +311,13 @@ impl Gemm for f64 {
         csc: isize,
     ) {
         // SAFETY: forwarded from the caller's contract.
-        unsafe {
-            matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
-        }
+        unsafe { matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
     }
 }
 
 /// C (m×n, row-major with row stride `c_row`) = A (m×k) · B (k×n) + beta·C, bounds-checked.
 #[allow(clippy::too_many_arguments)]
-pub fn gemm<T: Gemm>(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: Mat<T>,
-    b: Mat<T>,
-    beta: T,
-    c: &mut [T],
-    c_row: usize,
-) {
+pub fn gemm<T: Gemm>(m: usize, k: usize, n: usize, a: Mat<T>, b: Mat<T>, beta: T, c: &mut [T], c_row: usize) {
     if m == 0 || n == 0 {
         return;
     }
@@ -347,20 +325,12 @@ pub fn gemm<T: Gemm>(
     assert!(c.len() > last(m, n, c_row, 1), "gemm: C out of bounds");
     if k == 0 {
         for i in 0..m {
-            c[i * c_row..i * c_row + n]
-                .iter_mut()
-                .for_each(|v| *v = beta * *v);
+            c[i * c_row..i * c_row + n].iter_mut().for_each(|v| *v = beta * *v);
         }
         return;
     }
-    assert!(
-        a.data.len() > last(m, k, a.row, a.col),
-        "gemm: A out of bounds"
-    );
-    assert!(
-        b.data.len() > last(k, n, b.row, b.col),
-        "gemm: B out of bounds"
-    );
+    assert!(a.data.len() > last(m, k, a.row, a.col), "gemm: A out of bounds");
+    assert!(b.data.len() > last(k, n, b.row, b.col), "gemm: B out of bounds");
     // SAFETY: the asserts above keep every element the kernel touches inside the slices.
     unsafe {
         T::kernel(

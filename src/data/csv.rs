@@ -37,21 +37,13 @@ impl Table {
     /// Parses CSV bytes; `path` names the source in errors.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Table> {
         let text = std::str::from_utf8(bytes).map_err(|e| {
-            let line = bytes[..e.valid_up_to()]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count()
-                + 1;
+            let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
             Error::format(path, FORMAT, format!("line {line}: invalid UTF-8"))
         })?;
         let mut records = parse_records(text)
             .map_err(|(line, why)| Error::format(path, FORMAT, format!("line {line}: {why}")))?;
         if records.is_empty() {
-            return Err(Error::format(
-                path,
-                FORMAT,
-                "the file is empty: no header row",
-            ));
+            return Err(Error::format(path, FORMAT, "the file is empty: no header row"));
         }
         let headers: Vec<String> = records.remove(0).into_iter().map(|(_, f)| f).collect();
         let mut rows = Vec::with_capacity(records.len());
@@ -61,25 +53,12 @@ impl Table {
                 return Err(Error::format(
                     path,
                     FORMAT,
-                    format!(
-                        "line {line}: {} fields, the header has {}",
-                        record.len(),
-                        headers.len()
-                    ),
+                    format!("line {line}: {} fields, the header has {}", record.len(), headers.len()),
                 ));
             }
-            rows.push(
-                record
-                    .into_iter()
-                    .map(|(_, f)| (!MISSING.contains(&f.trim())).then_some(f))
-                    .collect(),
-            );
+            rows.push(record.into_iter().map(|(_, f)| (!MISSING.contains(&f.trim())).then_some(f)).collect());
         }
-        Ok(Table {
-            path: path.to_path_buf(),
-            headers,
-            rows,
-        })
+        Ok(Table { path: path.to_path_buf(), headers, rows })
     }
 
     /// The index of column `name`.
@@ -97,16 +76,13 @@ impl Table {
             .iter()
             .enumerate()
             .map(|(r, row)| {
-                row[c]
-                    .as_deref()
-                    .and_then(|v| v.trim().parse::<f64>().ok())
-                    .ok_or_else(|| {
-                        Error::format(
-                            &self.path,
-                            FORMAT,
-                            format!("row {}: column {name:?} is not a number", r + 1),
-                        )
-                    })
+                row[c].as_deref().and_then(|v| v.trim().parse::<f64>().ok()).ok_or_else(|| {
+                    Error::format(
+                        &self.path,
+                        FORMAT,
+                        format!("row {}: column {name:?} is not a number", r + 1),
+                    )
+                })
             })
             .collect()
     }
@@ -194,14 +170,8 @@ pub struct Features {
 /// missing cells set to 0; any other column is one-hot encoded, categories in sorted order,
 /// plus a column marking missing cells.
 pub fn prepare(tables: &[&Table], drop: &[&str]) -> Result<Features> {
-    let first = tables
-        .first()
-        .ok_or_else(|| Error::Invalid("prepare: no tables".into()))?;
-    let columns: Vec<&String> = first
-        .headers
-        .iter()
-        .filter(|h| !drop.contains(&h.as_str()))
-        .collect();
+    let first = tables.first().ok_or_else(|| Error::Invalid("prepare: no tables".into()))?;
+    let columns: Vec<&String> = first.headers.iter().filter(|h| !drop.contains(&h.as_str())).collect();
     // each column's cells across all tables
     let mut cells: Vec<Vec<Option<&str>>> = vec![Vec::new(); columns.len()];
     for t in tables {
@@ -226,16 +196,11 @@ pub fn prepare(tables: &[&Table], drop: &[&str]) -> Result<Features> {
                 let present: Vec<f64> = values.iter().flatten().copied().collect();
                 let n = present.len() as f64;
                 let mean = present.iter().sum::<f64>() / n.max(1.0);
-                let var = present.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>()
-                    / (n - 1.0).max(1.0);
+                let var = present.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (n - 1.0).max(1.0);
                 let std = if var > 0.0 { var.sqrt() } else { 1.0 };
                 names.push(name.to_string());
-                out_columns.push(
-                    values
-                        .iter()
-                        .map(|v| v.map_or(0.0, |v| ((v - mean) / std) as f32))
-                        .collect(),
-                );
+                out_columns
+                    .push(values.iter().map(|v| v.map_or(0.0, |v| ((v - mean) / std) as f32)).collect());
             }
             None => {
                 let categories: BTreeSet<&str> = col.iter().flatten().copied().collect();
@@ -252,9 +217,5 @@ pub fn prepare(tables: &[&Table], drop: &[&str]) -> Result<Features> {
     for r in 0..rows {
         values.extend(out_columns.iter().map(|c| c[r]));
     }
-    Ok(Features {
-        names,
-        values,
-        rows,
-    })
+    Ok(Features { names, values, rows })
 }

@@ -32,37 +32,22 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<Idx> {
 pub fn parse_idx(raw: &[u8], path: &Path) -> Result<Idx> {
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(raw)
-            .read_to_end(&mut out)
-            .map_err(|e| {
-                Error::format(
-                    path,
-                    FORMAT,
-                    format!("the gzip stream is corrupt or truncated: {e}"),
-                )
-            })?;
+        flate2::read::MultiGzDecoder::new(raw).read_to_end(&mut out).map_err(|e| {
+            Error::format(path, FORMAT, format!("the gzip stream is corrupt or truncated: {e}"))
+        })?;
         out
     } else {
         raw.to_vec()
     };
     let bad = |reason: String| Error::format(path, FORMAT, reason);
     if bytes.len() < 4 {
-        return Err(bad(format!(
-            "{} bytes is too short for the 4-byte header",
-            bytes.len()
-        )));
+        return Err(bad(format!("{} bytes is too short for the 4-byte header", bytes.len())));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
-        return Err(bad(format!(
-            "the magic number starts {:02x} {:02x}, not 00 00",
-            bytes[0], bytes[1]
-        )));
+        return Err(bad(format!("the magic number starts {:02x} {:02x}, not 00 00", bytes[0], bytes[1])));
     }
     if bytes[2] != 0x08 {
-        return Err(bad(format!(
-            "element type 0x{:02x} is not unsigned bytes (0x08)",
-            bytes[2]
-        )));
+        return Err(bad(format!("element type 0x{:02x} is not unsigned bytes (0x08)", bytes[2])));
     }
     let rank = bytes[3] as usize;
     if rank == 0 {
@@ -70,15 +55,10 @@ pub fn parse_idx(raw: &[u8], path: &Path) -> Result<Idx> {
     }
     let header = 4 + 4 * rank;
     if bytes.len() < header {
-        return Err(bad(format!(
-            "the header needs {header} bytes, the file has {}",
-            bytes.len()
-        )));
+        return Err(bad(format!("the header needs {header} bytes, the file has {}", bytes.len())));
     }
     let dims: Vec<usize> = (0..rank)
-        .map(|d| {
-            u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().expect("4 bytes")) as usize
-        })
+        .map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().expect("4 bytes")) as usize)
         .collect();
     let count = dims
         .iter()
@@ -86,19 +66,10 @@ pub fn parse_idx(raw: &[u8], path: &Path) -> Result<Idx> {
         .ok_or_else(|| bad(format!("dimensions {dims:?} overflow")))?;
     let have = bytes.len() - header;
     if have != count {
-        let what = if have < count {
-            "truncated"
-        } else {
-            "longer than its header says"
-        };
-        return Err(bad(format!(
-            "{what}: dimensions {dims:?} need {count} data bytes, found {have}"
-        )));
+        let what = if have < count { "truncated" } else { "longer than its header says" };
+        return Err(bad(format!("{what}: dimensions {dims:?} need {count} data bytes, found {have}")));
     }
-    Ok(Idx {
-        dims,
-        data: bytes[header..].to_vec(),
-    })
+    Ok(Idx { dims, data: bytes[header..].to_vec() })
 }
 
 /// The MNIST training and test sets, pixels scaled to [0, 1] and then standardized with the
@@ -155,21 +126,9 @@ fn load_split(dir: &Path, images: &str, labels: &str) -> Result<InMemory> {
         ));
     }
     if let Some(bad) = labs.data.iter().find(|&&l| l > 9) {
-        return Err(Error::format(
-            &lpath,
-            FORMAT,
-            format!("label {bad} is not a digit"),
-        ));
+        return Err(Error::format(&lpath, FORMAT, format!("label {bad} is not a digit")));
     }
-    let pixels = imgs
-        .data
-        .iter()
-        .map(|&p| (p as f32 / 255.0 - 0.1307) / 0.3081)
-        .collect();
+    let pixels = imgs.data.iter().map(|&p| (p as f32 / 255.0 - 0.1307) / 0.3081).collect();
     let labels = labs.data.iter().map(|&l| l as i32).collect();
-    Ok(InMemory::new(
-        pixels,
-        &[1, imgs.dims[1], imgs.dims[2]],
-        Targets::Classes(labels),
-    ))
+    Ok(InMemory::new(pixels, &[1, imgs.dims[1], imgs.dims[2]], Targets::Classes(labels)))
 }

@@ -78,10 +78,7 @@ impl InMemory {
             Targets::Values { data, dims } => data.len() / dims.iter().product::<usize>().max(1),
         };
         if features.len() != n * per {
-            panic!(
-                "InMemory: {} feature values for {n} samples of shape {sample_dims:?}",
-                features.len()
-            );
+            panic!("InMemory: {} feature values for {n} samples of shape {sample_dims:?}", features.len());
         }
         InMemory {
             features: Arc::new(features),
@@ -96,10 +93,9 @@ impl InMemory {
         let features = b.inputs.to_vec::<f32>().expect("CPU tensors read back");
         let targets = match &*self.targets {
             Targets::Classes(_) => Targets::Classes(b.targets.to_vec::<i32>().expect("CPU tensor")),
-            Targets::Values { dims, .. } => Targets::Values {
-                data: b.targets.to_vec::<f32>().expect("CPU tensor"),
-                dims: dims.clone(),
-            },
+            Targets::Values { dims, .. } => {
+                Targets::Values { data: b.targets.to_vec::<f32>().expect("CPU tensor"), dims: dims.clone() }
+            }
         };
         InMemory::new(features, &self.sample_dims, targets)
     }
@@ -150,10 +146,7 @@ impl Dataset for InMemory {
 
 /// A seeded permutation of `0..n`: the same for the same (seed, epoch) everywhere.
 pub fn permutation(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
-    let key = RandomKey {
-        seed,
-        stream: epoch,
-    };
+    let key = RandomKey { seed, stream: epoch };
     let mut order: Vec<(u32, usize)> = (0..n).map(|i| (key.bits(i as u64), i)).collect();
     order.sort_unstable();
     order.into_iter().map(|(_, i)| i).collect()
@@ -175,12 +168,7 @@ impl DataLoader {
         if batch_size == 0 {
             panic!("DataLoader: batch size must be positive");
         }
-        DataLoader {
-            dataset: Arc::new(dataset),
-            batch_size,
-            shuffle: None,
-            drop_last: false,
-        }
+        DataLoader { dataset: Arc::new(dataset), batch_size, shuffle: None, drop_last: false }
     }
 
     /// Shuffles every epoch with a permutation drawn from `seed` and the epoch number.
@@ -208,11 +196,7 @@ impl DataLoader {
     /// Batches per epoch.
     pub fn batches(&self) -> usize {
         let n = self.dataset.len();
-        if self.drop_last {
-            n / self.batch_size
-        } else {
-            n.div_ceil(self.batch_size)
-        }
+        if self.drop_last { n / self.batch_size } else { n.div_ceil(self.batch_size) }
     }
 
     /// The batches of epoch `epoch`, each assembled on a background thread while the previous
@@ -237,10 +221,7 @@ impl DataLoader {
                 }
             }
         });
-        Batches {
-            rx,
-            worker: Some(worker),
-        }
+        Batches { rx, worker: Some(worker) }
     }
 }
 
@@ -278,8 +259,6 @@ pub fn k_fold(n: usize, k: usize, i: usize) -> (Vec<usize>, Vec<usize>) {
     }
     let size = n / k;
     let valid: Vec<usize> = (i * size..(i + 1) * size).collect();
-    let train: Vec<usize> = (0..n)
-        .filter(|j| !(i * size..(i + 1) * size).contains(j))
-        .collect();
+    let train: Vec<usize> = (0..n).filter(|j| !(i * size..(i + 1) * size).contains(j)).collect();
     (train, valid)
 }

@@ -11,11 +11,7 @@ pub fn read_text(path: impl AsRef<Path>) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let line = e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1;
-        Error::format(
-            path,
-            "UTF-8 text",
-            format!("invalid UTF-8 at byte {at} (line {line})"),
-        )
+        Error::format(path, "UTF-8 text", format!("invalid UTF-8 at byte {at} (line {line})"))
     })
 }
 
@@ -28,9 +24,7 @@ pub struct CharVocab {
 impl CharVocab {
     /// The vocabulary of the characters in `text`.
     pub fn of(text: &str) -> CharVocab {
-        CharVocab {
-            chars: text.chars().collect::<BTreeSet<_>>().into_iter().collect(),
-        }
+        CharVocab { chars: text.chars().collect::<BTreeSet<_>>().into_iter().collect() }
     }
 
     /// The number of characters.
@@ -47,9 +41,10 @@ impl CharVocab {
     pub fn encode(&self, text: &str) -> Result<Vec<i32>> {
         text.chars()
             .map(|c| {
-                self.chars.binary_search(&c).map(|i| i as i32).map_err(|_| {
-                    Error::Invalid(format!("character {c:?} is not in the vocabulary"))
-                })
+                self.chars
+                    .binary_search(&c)
+                    .map(|i| i as i32)
+                    .map_err(|_| Error::Invalid(format!("character {c:?} is not in the vocabulary")))
             })
             .collect()
     }
@@ -57,13 +52,7 @@ impl CharVocab {
     /// The text of `ids`; ids out of range become U+FFFD.
     pub fn decode(&self, ids: &[i32]) -> String {
         ids.iter()
-            .map(|&i| {
-                usize::try_from(i)
-                    .ok()
-                    .and_then(|i| self.chars.get(i))
-                    .copied()
-                    .unwrap_or('\u{fffd}')
-            })
+            .map(|&i| usize::try_from(i).ok().and_then(|i| self.chars.get(i)).copied().unwrap_or('\u{fffd}'))
             .collect()
     }
 }

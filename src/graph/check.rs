@@ -21,12 +21,7 @@ pub fn inject_fault_once() {
 }
 
 /// Compares the GPU result `out` of node `t` with the CPU reference on the same inputs.
-pub(crate) fn compare(
-    t: &Tensor,
-    inputs: &[Tensor],
-    storages: &[Storage],
-    out: &Storage,
-) -> Result<()> {
+pub(crate) fn compare(t: &Tensor, inputs: &[Tensor], storages: &[Storage], out: &Storage) -> Result<()> {
     let host: Vec<CpuStorage> = storages
         .iter()
         .zip(inputs)
@@ -35,19 +30,10 @@ pub(crate) fn compare(
             Storage::Cpu(c) => Ok((**c).clone()),
         })
         .collect::<Result<_>>()?;
-    let args: Vec<CpuArg> = host
-        .iter()
-        .zip(inputs)
-        .map(|(data, i)| CpuArg {
-            data,
-            shape: i.shape(),
-        })
-        .collect();
+    let args: Vec<CpuArg> =
+        host.iter().zip(inputs).map(|(data, i)| CpuArg { data, shape: i.shape() }).collect();
     let node = &t.0;
-    let meta = Meta {
-        shape: node.shape.clone(),
-        dtype: node.dtype,
-    };
+    let meta = Meta { shape: node.shape.clone(), dtype: node.dtype };
     let reference = node.op.cpu(&args, &meta).to_f64_vec();
     let mut gpu = out.gpu().download(node.dtype, t.numel())?.to_f64_vec();
     if INJECT_FAULT.swap(false, Ordering::SeqCst) && !gpu.is_empty() {
@@ -58,19 +44,12 @@ pub(crate) fn compare(
     if verdict.rel_err <= tolerance && verdict.nonfinite.is_none() {
         return Ok(());
     }
-    let shapes: Vec<String> = inputs
-        .iter()
-        .map(|i| format!("{} {}", i.shape(), i.dtype()))
-        .collect();
+    let shapes: Vec<String> = inputs.iter().map(|i| format!("{} {}", i.shape(), i.dtype())).collect();
     let mut msg = format!(
         "cross-check failed: {} on {} disagrees with the CPU reference\n  inputs: {}\n  output: {} {}\n  relative error {:.3e} (tolerance {:.1e})",
         node.op.describe(),
         node.device,
-        if shapes.is_empty() {
-            "none".into()
-        } else {
-            shapes.join(", ")
-        },
+        if shapes.is_empty() { "none".into() } else { shapes.join(", ") },
         node.shape,
         node.dtype,
         verdict.rel_err,
@@ -102,16 +81,10 @@ impl Verdict {
                 diff += (r - g) * (r - g);
                 norm += r * r;
             } else if !(r.is_nan() && g.is_nan() || r == g) && nonfinite.is_none() {
-                nonfinite = Some(format!(
-                    "element {i}: reference {r}, got {g} (NaN/Inf on one side only)"
-                ));
+                nonfinite = Some(format!("element {i}: reference {r}, got {g} (NaN/Inf on one side only)"));
             }
         }
-        let rel_err = if norm > 0.0 {
-            (diff / norm).sqrt()
-        } else {
-            diff.sqrt()
-        };
+        let rel_err = if norm > 0.0 { (diff / norm).sqrt() } else { diff.sqrt() };
         Verdict { rel_err, nonfinite }
     }
 }

@@ -69,14 +69,9 @@ impl Executor {
     fn run(&mut self, t: &Tensor) -> Result<()> {
         let node = &t.0;
         let inputs = node.inputs().clone();
-        let storages: Vec<Storage> = inputs
-            .iter()
-            .map(|i| i.storage().expect("inputs are realized first"))
-            .collect();
-        let meta = Meta {
-            shape: node.shape.clone(),
-            dtype: node.dtype,
-        };
+        let storages: Vec<Storage> =
+            inputs.iter().map(|i| i.storage().expect("inputs are realized first")).collect();
+        let meta = Meta { shape: node.shape.clone(), dtype: node.dtype };
         let storage = match node.op.exec() {
             Exec::Leaf => unreachable!("leaves are realized at creation"),
             Exec::View => storages[0].clone(),
@@ -86,10 +81,7 @@ impl Executor {
                     let args: Vec<CpuArg> = storages
                         .iter()
                         .zip(&inputs)
-                        .map(|(s, i)| CpuArg {
-                            data: s.cpu(),
-                            shape: i.shape(),
-                        })
+                        .map(|(s, i)| CpuArg { data: s.cpu(), shape: i.shape() })
                         .collect();
                     Storage::Cpu(Arc::new(node.op.cpu(&args, &meta)))
                 }
@@ -98,11 +90,7 @@ impl Executor {
                     let args: Vec<GpuArg> = storages
                         .iter()
                         .zip(&inputs)
-                        .map(|(s, i)| GpuArg {
-                            buf: s.gpu(),
-                            shape: i.shape(),
-                            dtype: i.dtype(),
-                        })
+                        .map(|(s, i)| GpuArg { buf: s.gpu(), shape: i.shape(), dtype: i.dtype() })
                         .collect();
                     let out = node.op.gpu(&args, &meta, rec)?;
                     let checked = rec.context().checked();

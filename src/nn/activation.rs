@@ -19,11 +19,7 @@ macro_rules! activation {
 }
 
 activation!(ReLU, "max(x, 0).", |x| x.relu());
-activation!(
-    GELU,
-    "GELU with the exact Gaussian CDF (PyTorch's default).",
-    |x| x.gelu()
-);
+activation!(GELU, "GELU with the exact Gaussian CDF (PyTorch's default).", |x| x.gelu());
 activation!(Tanh, "tanh x.", |x| x.tanh());
 activation!(Sigmoid, "1 / (1 + e⁻ˣ).", |x| x.sigmoid());
 activation!(SiLU, "x·σ(x).", |x| x.silu());

@@ -35,9 +35,7 @@ impl Sequential {
 
 impl Module for Sequential {
     fn forward(&self, x: &Tensor) -> Tensor {
-        self.layers
-            .iter()
-            .fold(x.clone(), |h, layer| layer.forward(&h))
+        self.layers.iter().fold(x.clone(), |h, layer| layer.forward(&h))
     }
 
     fn visit(&self, v: &mut dyn Visitor) {

@@ -38,11 +38,7 @@ impl Conv2d {
         let shape = [out_channels, in_channels / opts.groups, kernel, kernel];
         Conv2d {
             weight: init::param(init::kaiming_uniform(shape, fan_in, device)),
-            bias: Some(init::param(init::bias_uniform(
-                [out_channels],
-                fan_in,
-                device,
-            ))),
+            bias: Some(init::param(init::bias_uniform([out_channels], fan_in, device))),
             opts,
         }
     }

@@ -18,20 +18,13 @@ impl Dropout {
         if !(0.0..1.0).contains(&p) {
             panic!("Dropout: p must be in [0, 1), got {p}");
         }
-        Dropout {
-            p,
-            training: AtomicBool::new(true),
-        }
+        Dropout { p, training: AtomicBool::new(true) }
     }
 }
 
 impl Module for Dropout {
     fn forward(&self, x: &Tensor) -> Tensor {
-        if self.training.load(Ordering::Relaxed) {
-            x.dropout(self.p)
-        } else {
-            x.clone()
-        }
+        if self.training.load(Ordering::Relaxed) { x.dropout(self.p) } else { x.clone() }
     }
     fn visit(&self, _: &mut dyn Visitor) {}
     fn set_training(&self, training: bool) {

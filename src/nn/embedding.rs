@@ -13,9 +13,7 @@ impl Embedding {
     /// A table of `num` vectors of size `dim`.
     #[track_caller]
     pub fn new(num: usize, dim: usize, device: &Device) -> Embedding {
-        Embedding {
-            weight: init::param(init::normal([num, dim], 1.0, device)),
-        }
+        Embedding { weight: init::param(init::normal([num, dim], 1.0, device)) }
     }
 }
 

@@ -31,17 +31,8 @@ pub fn normal(shape: impl Into<Shape>, std: f64, device: &Device) -> Tensor {
 
 /// Xavier/Glorot uniform: ±√(6 / (fan_in + fan_out)).
 #[track_caller]
-pub fn xavier_uniform(
-    shape: impl Into<Shape>,
-    fan_in: usize,
-    fan_out: usize,
-    device: &Device,
-) -> Tensor {
-    uniform(
-        shape,
-        (6.0 / (fan_in + fan_out).max(1) as f64).sqrt(),
-        device,
-    )
+pub fn xavier_uniform(shape: impl Into<Shape>, fan_in: usize, fan_out: usize, device: &Device) -> Tensor {
+    uniform(shape, (6.0 / (fan_in + fan_out).max(1) as f64).sqrt(), device)
 }
 
 /// A parameter: `t` realized now and marked as requiring gradients.

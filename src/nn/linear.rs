@@ -17,26 +17,15 @@ impl Linear {
     #[track_caller]
     pub fn new(in_features: usize, out_features: usize, device: &Device) -> Linear {
         Linear {
-            weight: init::param(init::kaiming_uniform(
-                [out_features, in_features],
-                in_features,
-                device,
-            )),
-            bias: Some(init::param(init::bias_uniform(
-                [out_features],
-                in_features,
-                device,
-            ))),
+            weight: init::param(init::kaiming_uniform([out_features, in_features], in_features, device)),
+            bias: Some(init::param(init::bias_uniform([out_features], in_features, device))),
         }
     }
 
     /// A layer without bias.
     #[track_caller]
     pub fn no_bias(in_features: usize, out_features: usize, device: &Device) -> Linear {
-        Linear {
-            bias: None,
-            ..Linear::new(in_features, out_features, device)
-        }
+        Linear { bias: None, ..Linear::new(in_features, out_features, device) }
     }
 }
 

@@ -76,11 +76,8 @@ impl Visitor for Collect<'_> {
         }
     }
     fn child(&mut self, name: &str, m: &dyn Module) {
-        let mut inner = Collect {
-            prefix: format!("{}{name}.", self.prefix),
-            buffers: self.buffers,
-            out: self.out,
-        };
+        let mut inner =
+            Collect { prefix: format!("{}{name}.", self.prefix), buffers: self.buffers, out: self.out };
         m.visit(&mut inner);
     }
 }
@@ -88,22 +85,14 @@ impl Visitor for Collect<'_> {
 /// The trainable parameters of `m`, with their state-dict names, in definition order.
 pub fn parameters(m: &dyn Module) -> Vec<(String, Tensor)> {
     let mut out = Vec::new();
-    m.visit(&mut Collect {
-        prefix: String::new(),
-        buffers: false,
-        out: &mut out,
-    });
+    m.visit(&mut Collect { prefix: String::new(), buffers: false, out: &mut out });
     out
 }
 
 /// Parameters and buffers of `m`, with their state-dict names: what a checkpoint saves.
 pub fn state_dict(m: &dyn Module) -> Vec<(String, Tensor)> {
     let mut out = Vec::new();
-    m.visit(&mut Collect {
-        prefix: String::new(),
-        buffers: true,
-        out: &mut out,
-    });
+    m.visit(&mut Collect { prefix: String::new(), buffers: true, out: &mut out });
     out
 }
 

@@ -64,11 +64,7 @@ impl Module for BatchNorm {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
         let r = x.rank();
-        let ok = if self.rank == 2 {
-            r == 2 || r == 3
-        } else {
-            r == 4
-        };
+        let ok = if self.rank == 2 { r == 2 || r == 3 } else { r == 4 };
         if !ok || x.dims()[1] != self.weight.numel() {
             panic!(
                 "BatchNorm: input {} does not fit {} channels (rank {})",
@@ -85,24 +81,16 @@ impl Module for BatchNorm {
             let m = self.momentum;
             let (new_mean, new_var) = no_grad(|| {
                 let unbiased = &var * (count as f64 / (count.max(2) - 1) as f64);
-                let new_mean =
-                    &self.running_mean * (1.0 - m) + mean.detach().reshape([mean.numel()]) * m;
-                let new_var =
-                    &self.running_var * (1.0 - m) + unbiased.detach().reshape([var.numel()]) * m;
+                let new_mean = &self.running_mean * (1.0 - m) + mean.detach().reshape([mean.numel()]) * m;
+                let new_var = &self.running_var * (1.0 - m) + unbiased.detach().reshape([var.numel()]) * m;
                 (new_mean, new_var)
             });
             // A failure here (device lost, out of memory) is sticky in the device and is
             // reported by the realize of this step's loss; the statistics just miss one update.
-            let _ = self
-                .running_mean
-                .assign(&new_mean)
-                .and_then(|_| self.running_var.assign(&new_var));
+            let _ = self.running_mean.assign(&new_mean).and_then(|_| self.running_var.assign(&new_var));
             (mean, var)
         } else {
-            (
-                Self::per_channel(&self.running_mean, r),
-                Self::per_channel(&self.running_var, r),
-            )
+            (Self::per_channel(&self.running_mean, r), Self::per_channel(&self.running_var, r))
         };
         let w = Self::per_channel(&self.weight, r);
         let b = Self::per_channel(&self.bias, r);
@@ -145,12 +133,7 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.layer_norm(
-            &self.normalized_shape,
-            Some(&self.weight),
-            Some(&self.bias),
-            self.eps,
-        )
+        x.layer_norm(&self.normalized_shape, Some(&self.weight), Some(&self.bias), self.eps)
     }
 
     fn visit(&self, v: &mut dyn Visitor) {

@@ -55,10 +55,7 @@ impl Geom {
         if self.d > MAX_HEAD_DIM || self.dv > MAX_HEAD_DIM {
             return Err(Error::TooLarge {
                 device: "the GPU attention kernels".into(),
-                detail: format!(
-                    "head dimensions {} and {} exceed {MAX_HEAD_DIM}",
-                    self.d, self.dv
-                ),
+                detail: format!("head dimensions {} and {} exceed {MAX_HEAD_DIM}", self.d, self.dv),
             });
         }
         let u = |v: usize| u32_of("attention", v);
@@ -77,11 +74,7 @@ impl Geom {
     /// log Σⱼ exp(sⱼ) of a row of scores (the sum accumulated in f64).
     fn lse_of<T: Float>(s: &[T]) -> f64 {
         let m = s.iter().copied().fold(T::NEG_INFINITY, T::max);
-        m.to_f64()
-            + s.iter()
-                .map(|&x| (x - m).exp_fast().to_f64())
-                .sum::<f64>()
-                .ln()
+        m.to_f64() + s.iter().map(|&x| (x - m).exp_fast().to_f64()).sum::<f64>().ln()
     }
 }
 
@@ -121,14 +114,8 @@ impl Flash {
             return None;
         }
         let bytes_per_row = ((g.d + g.dv) * 4 + 8) as u32;
-        let block = [64u32, 32, 16, 8, 4]
-            .into_iter()
-            .find(|b| b * bytes_per_row <= limit)?;
-        Some(Flash {
-            d: g.d as u32,
-            dv: g.dv as u32,
-            block,
-        })
+        let block = [64u32, 32, 16, 8, 4].into_iter().find(|b| b * bytes_per_row <= limit)?;
+        Some(Flash { d: g.d as u32, dv: g.dv as u32, block })
     }
 
     fn kernel(&self, entry: &'static str) -> Kernel<'static> {
@@ -138,49 +125,22 @@ impl Flash {
             _ => (6, 1),
         };
         Kernel::new(&FLASH, entry, reads, writes)
-            .with(
-                "const ROWS: u32 = 64u; // @ROWS",
-                format!("const ROWS: u32 = {FLASH_ROWS}u;"),
-            )
-            .with(
-                "const BLOCK: u32 = 32u; // @BLOCK",
-                format!("const BLOCK: u32 = {}u;", self.block),
-            )
-            .with(
-                "const D: u32 = 64u; // @D",
-                format!("const D: u32 = {}u;", self.d),
-            )
-            .with(
-                "const DV: u32 = 64u; // @DV",
-                format!("const DV: u32 = {}u;", self.dv),
-            )
+            .with("const ROWS: u32 = 64u; // @ROWS", format!("const ROWS: u32 = {FLASH_ROWS}u;"))
+            .with("const BLOCK: u32 = 32u; // @BLOCK", format!("const BLOCK: u32 = {}u;", self.block))
+            .with("const D: u32 = 64u; // @D", format!("const D: u32 = {}u;", self.d))
+            .with("const DV: u32 = 64u; // @DV", format!("const DV: u32 = {}u;", self.dv))
     }
 }
 
 /// Every specialization this family can compile (for the shader validation test).
 pub(crate) fn variants() -> Vec<Kernel<'static>> {
     let configs = [
-        Flash {
-            d: 64,
-            dv: 64,
-            block: 32,
-        },
-        Flash {
-            d: 4,
-            dv: 8,
-            block: 64,
-        },
-        Flash {
-            d: 128,
-            dv: 128,
-            block: 16,
-        },
+        Flash { d: 64, dv: 64, block: 32 },
+        Flash { d: 4, dv: 8, block: 64 },
+        Flash { d: 128, dv: 128, block: 16 },
     ];
     let entries = ["forward", "lse", "grad_q", "grad_k", "grad_v"];
-    configs
-        .iter()
-        .flat_map(|f| entries.iter().map(move |e| f.kernel(e)))
-        .collect()
+    configs.iter().flat_map(|f| entries.iter().map(move |e| f.kernel(e))).collect()
 }
 
 /// Which attention kernel a node runs.
@@ -213,15 +173,9 @@ impl Attention {
             Pass::GradQ => g.d,
             Pass::GradKv => g.d + g.dv,
         };
-        let rows = if self.pass == Pass::GradKv {
-            g.tk
-        } else {
-            g.tq
-        };
+        let rows = if self.pass == Pass::GradKv { g.tk } else { g.tq };
         let mut out = vec![T::ZERO; g.batch * rows * width];
-        out.par_chunks_mut((rows * width).max(1))
-            .enumerate()
-            .for_each(|(b, ob)| self.batch(&g, a, b, ob));
+        out.par_chunks_mut((rows * width).max(1)).enumerate().for_each(|(b, ob)| self.batch(&g, a, b, ob));
         out
     }
 
@@ -235,16 +189,8 @@ impl Attention {
             tq,
             d,
             tk,
-            Mat {
-                data: q,
-                row: d,
-                col: 1,
-            },
-            Mat {
-                data: k,
-                row: 1,
-                col: d,
-            },
+            Mat { data: q, row: d, col: 1 },
+            Mat { data: k, row: 1, col: d },
             T::ZERO,
             &mut s,
             tk,
@@ -252,11 +198,7 @@ impl Attention {
         let scale = T::of(g.scale);
         for (i, row) in s.chunks_mut(tk.max(1)).enumerate() {
             for (j, v) in row.iter_mut().enumerate() {
-                *v = if g.visible(i, j) {
-                    *v * scale
-                } else {
-                    T::NEG_INFINITY
-                };
+                *v = if g.visible(i, j) { *v * scale } else { T::NEG_INFINITY };
             }
         }
         // row log-sum-exps, in f64
@@ -278,16 +220,8 @@ impl Attention {
                 tq,
                 tk,
                 dv,
-                Mat {
-                    data: &p,
-                    row: tk,
-                    col: 1,
-                },
-                Mat {
-                    data: v,
-                    row: dv,
-                    col: 1,
-                },
+                Mat { data: &p, row: tk, col: 1 },
+                Mat { data: v, row: dv, col: 1 },
                 T::ZERO,
                 out,
                 dv,
@@ -302,24 +236,14 @@ impl Attention {
             tq,
             dv,
             tk,
-            Mat {
-                data: dout,
-                row: dv,
-                col: 1,
-            },
-            Mat {
-                data: v,
-                row: 1,
-                col: dv,
-            },
+            Mat { data: dout, row: dv, col: 1 },
+            Mat { data: v, row: 1, col: dv },
             T::ZERO,
             &mut ds,
             tk,
         );
         for ((row, prow), &dl) in ds.chunks_mut(tk.max(1)).zip(p.chunks(tk.max(1))).zip(delta) {
-            row.iter_mut()
-                .zip(prow)
-                .for_each(|(x, &pv)| *x = pv * (*x - dl) * scale);
+            row.iter_mut().zip(prow).for_each(|(x, &pv)| *x = pv * (*x - dl) * scale);
         }
         if self.pass == Pass::GradQ {
             // dQ = scale·dS (tq×tk) · K (tk×d)
@@ -327,16 +251,8 @@ impl Attention {
                 tq,
                 tk,
                 d,
-                Mat {
-                    data: &ds,
-                    row: tk,
-                    col: 1,
-                },
-                Mat {
-                    data: k,
-                    row: d,
-                    col: 1,
-                },
+                Mat { data: &ds, row: tk, col: 1 },
+                Mat { data: k, row: d, col: 1 },
                 T::ZERO,
                 out,
                 d,
@@ -348,16 +264,8 @@ impl Attention {
                 tk,
                 tq,
                 d,
-                Mat {
-                    data: &ds,
-                    row: 1,
-                    col: tk,
-                },
-                Mat {
-                    data: q,
-                    row: d,
-                    col: 1,
-                },
+                Mat { data: &ds, row: 1, col: tk },
+                Mat { data: q, row: d, col: 1 },
                 T::ZERO,
                 out,
                 w,
@@ -366,16 +274,8 @@ impl Attention {
                 tk,
                 tq,
                 dv,
-                Mat {
-                    data: &p,
-                    row: 1,
-                    col: tk,
-                },
-                Mat {
-                    data: dout,
-                    row: dv,
-                    col: 1,
-                },
+                Mat { data: &p, row: 1, col: tk },
+                Mat { data: dout, row: dv, col: 1 },
                 T::ZERO,
                 &mut out[d..],
                 w,
@@ -394,80 +294,34 @@ impl Op for Attention {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "{}({:?}, scale {}, causal {})",
-            self.name(),
-            self.pass,
-            self.scale,
-            self.causal
-        )
+        format!("{}({:?}, scale {}, causal {})", self.name(), self.pass, self.scale, self.causal)
     }
 
     fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
-        let v_shape = if args.len() > 2 {
-            args[2].shape
-        } else {
-            args[1].shape
-        };
-        let g = Geom::of(
-            args[0].shape,
-            args[1].shape,
-            v_shape,
-            self.scale,
-            self.causal,
-        );
+        let v_shape = if args.len() > 2 { args[2].shape } else { args[1].shape };
+        let g = Geom::of(args[0].shape, args[1].shape, v_shape, self.scale, self.causal);
         CpuStorage::new(match args[0].data.data() {
-            CpuData::F32(_) => CpuData::F32(
-                self.run(
-                    g,
-                    &args
-                        .iter()
-                        .map(|a| a.data.as_slice::<f32>())
-                        .collect::<Vec<_>>(),
-                ),
-            ),
-            CpuData::F64(_) => CpuData::F64(
-                self.run(
-                    g,
-                    &args
-                        .iter()
-                        .map(|a| a.data.as_slice::<f64>())
-                        .collect::<Vec<_>>(),
-                ),
-            ),
+            CpuData::F32(_) => {
+                CpuData::F32(self.run(g, &args.iter().map(|a| a.data.as_slice::<f32>()).collect::<Vec<_>>()))
+            }
+            CpuData::F64(_) => {
+                CpuData::F64(self.run(g, &args.iter().map(|a| a.data.as_slice::<f64>()).collect::<Vec<_>>()))
+            }
             _ => unreachable!("dtypes are checked when recorded"),
         })
     }
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
-        let v_shape = if args.len() > 2 {
-            args[2].shape
-        } else {
-            args[1].shape
-        };
-        let g = Geom::of(
-            args[0].shape,
-            args[1].shape,
-            v_shape,
-            self.scale,
-            self.causal,
-        );
+        let v_shape = if args.len() > 2 { args[2].shape } else { args[1].shape };
+        let g = Geom::of(args[0].shape, args[1].shape, v_shape, self.scale, self.causal);
         let params = g.params()?;
         let y = rec.alloc_elems(out.shape.numel())?;
         let reads: Vec<&GpuBuffer> = args.iter().map(|a| a.buf).collect();
         let limit = rec.context().limits.max_compute_workgroup_storage_size;
         if let Some(flash) = Flash::fit(&g, limit) {
             // (B, T, D) → one workgroup per ROWS query rows (key rows for dk, dv)
-            let rows = if self.pass == Pass::GradKv {
-                g.tk
-            } else {
-                g.tq
-            };
-            let grid = Grid::Dims(
-                u32_of("attention", g.batch * rows.div_ceil(FLASH_ROWS as usize)),
-                1,
-                1,
-            );
+            let rows = if self.pass == Pass::GradKv { g.tk } else { g.tq };
+            let grid = Grid::Dims(u32_of("attention", g.batch * rows.div_ceil(FLASH_ROWS as usize)), 1, 1);
             let entries: &[&'static str] = match self.pass {
                 Pass::Forward => &["forward"],
                 Pass::Lse => &["lse"],
@@ -479,15 +333,7 @@ impl Op for Attention {
             }
             return Ok(y);
         }
-        let rows = u32_of(
-            "attention",
-            g.batch
-                * if self.pass == Pass::GradKv {
-                    g.tk
-                } else {
-                    g.tq
-                },
-        );
+        let rows = u32_of("attention", g.batch * if self.pass == Pass::GradKv { g.tk } else { g.tq });
         // one workgroup per query row (per key row for the k/v gradients)
         let entry = match self.pass {
             Pass::Forward => "forward",
@@ -505,10 +351,7 @@ impl Op for Attention {
         let (d, dv) = (q.dim(-1), v.dim(-1));
         let row_shape = Shape::new(q.dims()[..q.rank() - 1].to_vec());
         let lse = Tensor::from_op(
-            Attention {
-                pass: Pass::Lse,
-                ..*self
-            },
+            Attention { pass: Pass::Lse, ..*self },
             vec![q.clone(), k.clone()],
             row_shape,
             q.dtype(),
@@ -517,10 +360,7 @@ impl Op for Attention {
         let delta = (g.grad * g.output).sum(-1, false);
         let inputs = vec![q.clone(), k.clone(), v.clone(), g.grad.clone(), lse, delta];
         let dq = Tensor::from_op(
-            Attention {
-                pass: Pass::GradQ,
-                ..*self
-            },
+            Attention { pass: Pass::GradQ, ..*self },
             inputs.clone(),
             q.shape().clone(),
             q.dtype(),
@@ -528,19 +368,12 @@ impl Op for Attention {
         let mut kv_dims = k.dims().to_vec();
         *kv_dims.last_mut().expect("rank ≥ 2") = d + dv;
         let dkv = Tensor::from_op(
-            Attention {
-                pass: Pass::GradKv,
-                ..*self
-            },
+            Attention { pass: Pass::GradKv, ..*self },
             inputs,
             Shape::new(kv_dims),
             q.dtype(),
         );
-        vec![
-            Some(dq),
-            Some(dkv.narrow(-1, 0, d)),
-            Some(dkv.narrow(-1, d, dv)),
-        ]
+        vec![Some(dq), Some(dkv.narrow(-1, 0, d)), Some(dkv.narrow(-1, d, dv))]
     }
 
     fn tolerance(&self) -> f64 {
@@ -578,44 +411,24 @@ impl Tensor {
         let scale = scale.unwrap_or(1.0 / (q.dim(-1) as f64).sqrt());
         let mut dims = q.dims().to_vec();
         dims[r - 1] = v.dim(-1);
-        let op = Attention {
-            pass: Pass::Forward,
-            scale,
-            causal,
-        };
-        Tensor::from_op(
-            op,
-            vec![q.clone(), k.clone(), v.clone()],
-            Shape::new(dims),
-            q.dtype(),
-        )
+        let op = Attention { pass: Pass::Forward, scale, causal };
+        Tensor::from_op(op, vec![q.clone(), k.clone(), v.clone()], Shape::new(dims), q.dtype())
     }
 
     /// The same attention computed unfused, as matmul → masked softmax → matmul: it stores the
     /// Tq×Tk scores. For checking the fused kernel and for measuring what fusion saves.
     #[track_caller]
-    pub fn attention_unfused(
-        &self,
-        k: &Tensor,
-        v: &Tensor,
-        causal: bool,
-        scale: Option<f64>,
-    ) -> Tensor {
+    pub fn attention_unfused(&self, k: &Tensor, v: &Tensor, causal: bool, scale: Option<f64>) -> Tensor {
         let scale = scale.unwrap_or(1.0 / (self.dim(-1) as f64).sqrt());
         let scores = self.matmul(&k.t()) * scale;
         let scores = if causal {
             let (tq, tk) = (self.dim(-2), k.dim(-2));
-            let rows = Tensor::arange_typed(0.0, tq as f64, 1.0, crate::DType::I32, &self.device())
-                .reshape([tq, 1]);
-            let cols = Tensor::arange_typed(0.0, tk as f64, 1.0, crate::DType::I32, &self.device())
-                .reshape([1, tk]);
+            let rows =
+                Tensor::arange_typed(0.0, tq as f64, 1.0, crate::DType::I32, &self.device()).reshape([tq, 1]);
+            let cols =
+                Tensor::arange_typed(0.0, tk as f64, 1.0, crate::DType::I32, &self.device()).reshape([1, tk]);
             let hidden = cols.gt(&rows);
-            let neg_inf = Tensor::full(
-                Shape::scalar(),
-                f64::NEG_INFINITY,
-                scores.dtype(),
-                &self.device(),
-            );
+            let neg_inf = Tensor::full(Shape::scalar(), f64::NEG_INFINITY, scores.dtype(), &self.device());
             hidden.where_(&neg_inf, &scores)
         } else {
             scores

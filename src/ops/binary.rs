@@ -30,10 +30,7 @@ macro_rules! zip {
                 *o = $body;
             }
         }
-        Zip {
-            f32: apply::<f32>,
-            f64: apply::<f64>,
-        }
+        Zip { f32: apply::<f32>, f64: apply::<f64> }
     }};
 }
 
@@ -148,36 +145,12 @@ pub struct CompareFn {
 
 /// The comparison rows.
 pub static COMPARE: &[CompareFn] = &[
-    CompareFn {
-        name: "eq",
-        cpu: |a, b| a == b,
-        wgsl: "a == b",
-    },
-    CompareFn {
-        name: "ne",
-        cpu: |a, b| a != b,
-        wgsl: "a != b",
-    },
-    CompareFn {
-        name: "lt",
-        cpu: |a, b| a < b,
-        wgsl: "a < b",
-    },
-    CompareFn {
-        name: "le",
-        cpu: |a, b| a <= b,
-        wgsl: "a <= b",
-    },
-    CompareFn {
-        name: "gt",
-        cpu: |a, b| a > b,
-        wgsl: "a > b",
-    },
-    CompareFn {
-        name: "ge",
-        cpu: |a, b| a >= b,
-        wgsl: "a >= b",
-    },
+    CompareFn { name: "eq", cpu: |a, b| a == b, wgsl: "a == b" },
+    CompareFn { name: "ne", cpu: |a, b| a != b, wgsl: "a != b" },
+    CompareFn { name: "lt", cpu: |a, b| a < b, wgsl: "a < b" },
+    CompareFn { name: "le", cpu: |a, b| a <= b, wgsl: "a <= b" },
+    CompareFn { name: "gt", cpu: |a, b| a > b, wgsl: "a > b" },
+    CompareFn { name: "ge", cpu: |a, b| a >= b, wgsl: "a >= b" },
 ];
 
 /// What a binary node computes.
@@ -217,56 +190,28 @@ impl Op for Binary {
             (Func::Compare(f), _, _) => {
                 let (x, y) = (a.data.to_f64_vec(), b.data.to_f64_vec());
                 CpuData::Bool(
-                    Broadcast {
-                        a: a.shape,
-                        b: b.shape,
-                        out: &out.shape,
-                        x: &x[..],
-                        y: &y[..],
-                    }
-                    .map(|p, q| (f.cpu)(p, q)),
+                    Broadcast { a: a.shape, b: b.shape, out: &out.shape, x: &x[..], y: &y[..] }
+                        .map(|p, q| (f.cpu)(p, q)),
                 )
             }
-            (Func::Arith(f), CpuData::F32(x), CpuData::F32(y)) => CpuData::F32(zip_broadcast(
-                f.float.f32,
-                x,
-                a.shape,
-                y,
-                b.shape,
-                &out.shape,
-            )),
-            (Func::Arith(f), CpuData::F64(x), CpuData::F64(y)) => CpuData::F64(zip_broadcast(
-                f.float.f64,
-                x,
-                a.shape,
-                y,
-                b.shape,
-                &out.shape,
-            )),
+            (Func::Arith(f), CpuData::F32(x), CpuData::F32(y)) => {
+                CpuData::F32(zip_broadcast(f.float.f32, x, a.shape, y, b.shape, &out.shape))
+            }
+            (Func::Arith(f), CpuData::F64(x), CpuData::F64(y)) => {
+                CpuData::F64(zip_broadcast(f.float.f64, x, a.shape, y, b.shape, &out.shape))
+            }
             (Func::Arith(f), CpuData::I32(x), CpuData::I32(y)) => {
                 let op = f.int.expect("checked when recorded");
                 CpuData::I32(
-                    Broadcast {
-                        a: a.shape,
-                        b: b.shape,
-                        out: &out.shape,
-                        x: &x[..],
-                        y: &y[..],
-                    }
-                    .map(|p, q| op(p as i64, q as i64) as i32),
+                    Broadcast { a: a.shape, b: b.shape, out: &out.shape, x: &x[..], y: &y[..] }
+                        .map(|p, q| op(p as i64, q as i64) as i32),
                 )
             }
             (Func::Arith(f), CpuData::U32(x), CpuData::U32(y)) => {
                 let op = f.int.expect("checked when recorded");
                 CpuData::U32(
-                    Broadcast {
-                        a: a.shape,
-                        b: b.shape,
-                        out: &out.shape,
-                        x: &x[..],
-                        y: &y[..],
-                    }
-                    .map(|p, q| op(p as i64, q as i64) as u32),
+                    Broadcast { a: a.shape, b: b.shape, out: &out.shape, x: &x[..], y: &y[..] }
+                        .map(|p, q| op(p as i64, q as i64) as u32),
                 )
             }
             _ => unreachable!("operand dtypes are checked when the op is recorded"),
@@ -292,13 +237,7 @@ impl Op for Binary {
             a_strides: pack(name, &strides[0], 0),
             b_strides: pack(name, &strides[1], 0),
         };
-        rec.dispatch(
-            &kernel,
-            &params,
-            &[a.buf, b.buf],
-            &[&y],
-            Grid::Linear(n.div_ceil(256)),
-        )?;
+        rec.dispatch(&kernel, &params, &[a.buf, b.buf], &[&y], Grid::Linear(n.div_ceil(256)))?;
         Ok(y)
     }
 
@@ -336,12 +275,8 @@ fn zip_broadcast<T: Float>(
     // for a call per block to be worth it)
     let block = |s: &Shape| {
         let lead = out.rank() - s.rank();
-        let repeats = s
-            .dims()
-            .iter()
-            .zip(&out.dims()[lead..])
-            .skip_while(|(d, _)| **d == 1)
-            .all(|(d, o)| d == o);
+        let repeats =
+            s.dims().iter().zip(&out.dims()[lead..]).skip_while(|(d, _)| **d == 1).all(|(d, o)| d == o);
         (repeats && s.numel() >= 64).then(|| s.numel())
     };
     let rows = |o: &mut [T], len: usize, g: &(dyn Fn(usize, &mut [T]) + Sync)| {
@@ -364,9 +299,7 @@ fn zip_broadcast<T: Float>(
         }
         _ => {
             let full = |v: &[T], s: &Shape| -> Vec<T> {
-                offsets(out.dims(), &s.broadcast_strides(out), 0)
-                    .map(|i| v[i])
-                    .collect()
+                offsets(out.dims(), &s.broadcast_strides(out), 0).map(|i| v[i]).collect()
             };
             let (xf, yf) = (full(x, xs), full(y, ys));
             rows(&mut o, PARALLEL_CHUNK.min(n.max(1)), &|at, row| {
@@ -413,22 +346,10 @@ fn kernel(f: Func, dtype: DType, same_shape: bool) -> Kernel<'static> {
         Func::Arith(f) => (f.wgsl.to_string(), wgsl_type(dtype)),
         Func::Compare(f) => (format!("select(0u, 1u, {})", f.wgsl), "u32"),
     };
-    Kernel::new(
-        &SHADER,
-        if same_shape {
-            "same_shape"
-        } else {
-            "broadcast"
-        },
-        2,
-        1,
-    )
-    .with(
-        "alias T = f32; // @T",
-        format!("alias T = {};", wgsl_type(dtype)),
-    )
-    .with("alias R = f32; // @R", format!("alias R = {result};"))
-    .with("return a + b; // @expr", format!("return {expr};"))
+    Kernel::new(&SHADER, if same_shape { "same_shape" } else { "broadcast" }, 2, 1)
+        .with("alias T = f32; // @T", format!("alias T = {};", wgsl_type(dtype)))
+        .with("alias R = f32; // @R", format!("alias R = {result};"))
+        .with("return a + b; // @expr", format!("return {expr};"))
 }
 
 /// Every specialization this family can compile (for the shader validation test).
@@ -493,19 +414,13 @@ impl Tensor {
 
     #[track_caller]
     fn arith(&self, other: &Tensor, name: &str) -> Tensor {
-        let row = BINARY
-            .iter()
-            .find(|r| r.name == name)
-            .expect("a BINARY row");
+        let row = BINARY.iter().find(|r| r.name == name).expect("a BINARY row");
         self.binary(other, Func::Arith(row))
     }
 
     #[track_caller]
     fn compare(&self, other: &Tensor, name: &str) -> Tensor {
-        let row = COMPARE
-            .iter()
-            .find(|r| r.name == name)
-            .expect("a COMPARE row");
+        let row = COMPARE.iter().find(|r| r.name == name).expect("a COMPARE row");
         self.binary(other, Func::Compare(row))
     }
 

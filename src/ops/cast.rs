@@ -55,13 +55,7 @@ impl Op for Cast {
         let y = rec.alloc_elems(n as usize)?;
         let kernel = kernel(args[0].dtype, self.to);
         let params = Params { n, _pad: [0; 3] };
-        rec.dispatch(
-            &kernel,
-            &params,
-            &[args[0].buf],
-            &[&y],
-            Grid::Linear(n.div_ceil(256)),
-        )?;
+        rec.dispatch(&kernel, &params, &[args[0].buf], &[&y], Grid::Linear(n.div_ceil(256)))?;
         Ok(y)
     }
     fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
@@ -85,14 +79,8 @@ fn kernel(from: DType, to: DType) -> Kernel<'static> {
         (_, DType::F64) => unreachable!("f64 never reaches a GPU"),
     };
     Kernel::new(&SHADER, "main", 1, 1)
-        .with(
-            "alias In = f32; // @In",
-            format!("alias In = {};", wgsl_type(from)),
-        )
-        .with(
-            "alias Out = f32; // @Out",
-            format!("alias Out = {};", wgsl_type(to)),
-        )
+        .with("alias In = f32; // @In", format!("alias In = {};", wgsl_type(from)))
+        .with("alias Out = f32; // @Out", format!("alias Out = {};", wgsl_type(to)))
         .with("return Out(x); // @expr", format!("return {expr};"))
 }
 
@@ -100,12 +88,7 @@ fn kernel(from: DType, to: DType) -> Kernel<'static> {
 pub(crate) fn variants() -> Vec<Kernel<'static>> {
     GPU_TYPES
         .iter()
-        .flat_map(|&from| {
-            GPU_TYPES
-                .iter()
-                .filter(move |&&to| to != from)
-                .map(move |&to| kernel(from, to))
-        })
+        .flat_map(|&from| GPU_TYPES.iter().filter(move |&&to| to != from).map(move |&to| kernel(from, to)))
         .collect()
 }
 
@@ -116,11 +99,6 @@ impl Tensor {
         if dtype == self.dtype() {
             return self.clone();
         }
-        Tensor::from_op(
-            Cast { to: dtype },
-            vec![self.clone()],
-            self.shape().clone(),
-            dtype,
-        )
+        Tensor::from_op(Cast { to: dtype }, vec![self.clone()], self.shape().clone(), dtype)
     }
 }

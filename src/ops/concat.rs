@@ -141,12 +141,7 @@ impl Tensor {
         if tensors.len() == 1 {
             return first.clone();
         }
-        Tensor::from_op(
-            Concat { axis: a },
-            tensors.to_vec(),
-            Shape::new(dims),
-            first.dtype(),
-        )
+        Tensor::from_op(Concat { axis: a }, tensors.to_vec(), Shape::new(dims), first.dtype())
     }
 
     /// Stacks equally shaped tensors along a new axis.

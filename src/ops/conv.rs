@@ -27,12 +27,7 @@ pub struct ConvOptions {
 
 impl Default for ConvOptions {
     fn default() -> Self {
-        ConvOptions {
-            stride: (1, 1),
-            padding: (0, 0),
-            dilation: (1, 1),
-            groups: 1,
-        }
+        ConvOptions { stride: (1, 1), padding: (0, 0), dilation: (1, 1), groups: 1 }
     }
 }
 
@@ -96,18 +91,7 @@ impl Geom {
         let too_big = "the kernel is larger than the padded input";
         let oh = Geom::out_size(h, kh, s.0, opts.padding.0, d.0).ok_or(too_big)?;
         let ow = Geom::out_size(wd, kw, s.1, opts.padding.1, d.1).ok_or(too_big)?;
-        Ok(Geom {
-            n,
-            c,
-            h,
-            w: wd,
-            o,
-            kh,
-            kw,
-            oh,
-            ow,
-            opts,
-        })
+        Ok(Geom { n, c, h, w: wd, o, kh, kw, oh, ow, opts })
     }
 
     /// Output size along one axis, or `None` when the kernel does not fit.
@@ -136,9 +120,7 @@ impl Geom {
             if step == 1 {
                 dst.copy_from_slice(&img[s.src..][..s.len]);
             } else {
-                dst.iter_mut()
-                    .enumerate()
-                    .for_each(|(k, o)| *o = img[s.src + k * step]);
+                dst.iter_mut().enumerate().for_each(|(k, o)| *o = img[s.src + k * step]);
             }
         });
         col
@@ -170,16 +152,13 @@ impl Geom {
                     let row = ((ci * self.kh + i) * self.kw + j) * p;
                     // output columns with 0 ≤ ox·sw + j·dw − pw < w
                     let ox0 = (pw.saturating_sub(j * dw)).div_ceil(sw);
-                    let ox1 = ((self.w + pw).saturating_sub(j * dw))
-                        .div_ceil(sw)
-                        .min(self.ow);
+                    let ox1 = ((self.w + pw).saturating_sub(j * dw)).div_ceil(sw).min(self.ow);
                     if ox0 >= ox1 {
                         continue;
                     }
                     let x0 = ox0 * sw + j * dw - pw;
                     for oy in 0..self.oh {
-                        let Some(y) = (oy * sh + i * dh).checked_sub(ph).filter(|&y| y < self.h)
-                        else {
+                        let Some(y) = (oy * sh + i * dh).checked_sub(ph).filter(|&y| y < self.h) else {
                             continue;
                         };
                         f(Segment {
@@ -273,58 +252,38 @@ impl Conv {
             Pass::Forward => {
                 let (x, w) = (first, second);
                 let mut y = vec![T::ZERO; g.n * out_image];
-                y.par_chunks_mut(out_image.max(1))
-                    .enumerate()
-                    .for_each(|(n, yn)| {
-                        for grp in 0..g.opts.groups {
-                            let col = g.im2col(&x[n * image..], grp);
-                            // Y_g (og × P) = W_g (og × K) · col (K × P)
-                            let wg = Mat {
-                                data: &w[grp * og * k..],
-                                row: k,
-                                col: 1,
-                            };
-                            gemm(
-                                og,
-                                k,
-                                p,
-                                wg,
-                                Mat {
-                                    data: &col,
-                                    row: p,
-                                    col: 1,
-                                },
-                                T::ZERO,
-                                &mut yn[grp * og * p..],
-                                p,
-                            );
-                        }
-                    });
+                y.par_chunks_mut(out_image.max(1)).enumerate().for_each(|(n, yn)| {
+                    for grp in 0..g.opts.groups {
+                        let col = g.im2col(&x[n * image..], grp);
+                        // Y_g (og × P) = W_g (og × K) · col (K × P)
+                        let wg = Mat { data: &w[grp * og * k..], row: k, col: 1 };
+                        gemm(
+                            og,
+                            k,
+                            p,
+                            wg,
+                            Mat { data: &col, row: p, col: 1 },
+                            T::ZERO,
+                            &mut yn[grp * og * p..],
+                            p,
+                        );
+                    }
+                });
                 y
             }
             Pass::InputGrad => {
                 let (dy, w) = (first, second);
                 let mut dx = vec![T::ZERO; g.n * image];
-                dx.par_chunks_mut(image.max(1))
-                    .enumerate()
-                    .for_each(|(n, dxn)| {
-                        let mut col = vec![T::ZERO; k * p];
-                        for grp in 0..g.opts.groups {
-                            // col (K × P) = W_gᵀ (K × og) · dY_g (og × P)
-                            let wt = Mat {
-                                data: &w[grp * og * k..],
-                                row: 1,
-                                col: k,
-                            };
-                            let dyg = Mat {
-                                data: &dy[n * out_image + grp * og * p..],
-                                row: p,
-                                col: 1,
-                            };
-                            gemm(k, og, p, wt, dyg, T::ZERO, &mut col, p);
-                            g.col2im(&col, dxn, grp);
-                        }
-                    });
+                dx.par_chunks_mut(image.max(1)).enumerate().for_each(|(n, dxn)| {
+                    let mut col = vec![T::ZERO; k * p];
+                    for grp in 0..g.opts.groups {
+                        // col (K × P) = W_gᵀ (K × og) · dY_g (og × P)
+                        let wt = Mat { data: &w[grp * og * k..], row: 1, col: k };
+                        let dyg = Mat { data: &dy[n * out_image + grp * og * p..], row: p, col: 1 };
+                        gemm(k, og, p, wt, dyg, T::ZERO, &mut col, p);
+                        g.col2im(&col, dxn, grp);
+                    }
+                });
                 dx
             }
             Pass::WeightGrad => {
@@ -336,16 +295,8 @@ impl Conv {
                         for grp in 0..g.opts.groups {
                             let col = g.im2col(&x[n * image..], grp);
                             // dW_g (og × K) += dY_g (og × P) · colᵀ (P × K)
-                            let dyg = Mat {
-                                data: &dy[n * out_image + grp * og * p..],
-                                row: p,
-                                col: 1,
-                            };
-                            let colt = Mat {
-                                data: &col,
-                                row: 1,
-                                col: p,
-                            };
+                            let dyg = Mat { data: &dy[n * out_image + grp * og * p..], row: p, col: 1 };
+                            let colt = Mat { data: &col, row: 1, col: p };
                             gemm(og, p, k, dyg, colt, T::ONE, &mut dw[grp * og * k..], k);
                         }
                         dw
@@ -401,19 +352,13 @@ impl Op for Conv {
         let (x, w) = (&g.inputs[0], &g.inputs[1]);
         let geom = self.geom;
         let dx = Tensor::from_op(
-            Conv {
-                pass: Pass::InputGrad,
-                geom,
-            },
+            Conv { pass: Pass::InputGrad, geom },
             vec![g.grad.clone(), w.clone()],
             x.shape().clone(),
             x.dtype(),
         );
         let dw = Tensor::from_op(
-            Conv {
-                pass: Pass::WeightGrad,
-                geom,
-            },
+            Conv { pass: Pass::WeightGrad, geom },
             vec![x.clone(), g.grad.clone()],
             w.shape().clone(),
             w.dtype(),
@@ -433,17 +378,12 @@ impl Tensor {
     pub fn conv2d(&self, weight: &Tensor, opts: ConvOptions) -> Tensor {
         let geom = match Geom::new(self, weight, opts) {
             Ok(g) => g,
-            Err(why) => panic!(
-                "conv2d: input {} and weight {} with {opts:?}: {why}",
-                self.shape(),
-                weight.shape()
-            ),
+            Err(why) => {
+                panic!("conv2d: input {} and weight {} with {opts:?}: {why}", self.shape(), weight.shape())
+            }
         };
         let shape = Shape::from([geom.n, geom.o, geom.oh, geom.ow]);
-        let op = Conv {
-            pass: Pass::Forward,
-            geom,
-        };
+        let op = Conv { pass: Pass::Forward, geom };
         Tensor::from_op(op, vec![self.clone(), weight.clone()], shape, self.dtype())
     }
 }

@@ -52,20 +52,9 @@ impl Op for Full {
             DType::Bool => (self.value != 0.0) as u32,
             DType::F64 => unreachable!("f64 never reaches a GPU"),
         };
-        let params = Params {
-            n: u32_of("full", n),
-            value,
-            step: 0,
-            _pad: 0,
-        };
+        let params = Params { n: u32_of("full", n), value, step: 0, _pad: 0 };
         let kernel = Kernel::new(&SHADER, "fill", 0, 1);
-        rec.dispatch(
-            &kernel,
-            &params,
-            &[],
-            &[&y],
-            Grid::Linear(u32_of("full", n).div_ceil(256)),
-        )?;
+        rec.dispatch(&kernel, &params, &[], &[&y], Grid::Linear(u32_of("full", n).div_ceil(256)))?;
         Ok(y)
     }
 }
@@ -89,11 +78,7 @@ impl Op for Arange {
         CpuStorage::new(match out.dtype {
             DType::F32 => CpuData::F32((0..n).map(|i| (a + s * i as f64) as f32).collect()),
             DType::F64 => CpuData::F64((0..n).map(|i| a + s * i as f64).collect()),
-            DType::I32 => CpuData::I32(
-                (0..n)
-                    .map(|i| (a as i64 + s as i64 * i as i64) as i32)
-                    .collect(),
-            ),
+            DType::I32 => CpuData::I32((0..n).map(|i| (a as i64 + s as i64 * i as i64) as i32).collect()),
             other => panic!("arange: {other} is not supported"),
         })
     }
@@ -101,32 +86,13 @@ impl Op for Arange {
         let n = out.shape.numel();
         let y = rec.alloc_elems(n)?;
         let (entry, value, step) = match out.dtype {
-            DType::F32 => (
-                "arange_f32",
-                (self.start as f32).to_bits(),
-                (self.step as f32).to_bits(),
-            ),
-            DType::I32 => (
-                "arange_i32",
-                self.start as i32 as u32,
-                self.step as i32 as u32,
-            ),
+            DType::F32 => ("arange_f32", (self.start as f32).to_bits(), (self.step as f32).to_bits()),
+            DType::I32 => ("arange_i32", self.start as i32 as u32, self.step as i32 as u32),
             other => panic!("arange: {other} is not supported on the GPU"),
         };
-        let params = Params {
-            n: u32_of("arange", n),
-            value,
-            step,
-            _pad: 0,
-        };
+        let params = Params { n: u32_of("arange", n), value, step, _pad: 0 };
         let kernel = Kernel::new(&SHADER, entry, 0, 1);
-        rec.dispatch(
-            &kernel,
-            &params,
-            &[],
-            &[&y],
-            Grid::Linear(params.n.div_ceil(256)),
-        )?;
+        rec.dispatch(&kernel, &params, &[], &[&y], Grid::Linear(params.n.div_ceil(256)))?;
         Ok(y)
     }
     fn tolerance(&self) -> f64 {

@@ -65,11 +65,7 @@ fn targets(kind: Kind, axis: usize, x: &Shape, space: &Shape, index: &[usize]) -
                     (0..space.rank())
                         .map(|d| {
                             let c = i / space_strides[d] % space.dim(d);
-                            if d == axis {
-                                index[i] * strides[d]
-                            } else {
-                                c * strides[d]
-                            }
+                            if d == axis { index[i] * strides[d] } else { c * strides[d] }
                         })
                         .sum()
                 })
@@ -101,26 +97,15 @@ fn kernel(kind: Kind, dtype: DType, index: DType) -> Kernel<'static> {
         _ => "atomicAdd(&acc[t], bitcast<u32>(v)); // @add",
     };
     Kernel::new(&SHADER, entry, 2, 1)
-        .with(
-            "alias T = f32; // @T",
-            format!("alias T = {};", wgsl_type(dtype)),
-        )
-        .with(
-            "alias I = i32; // @I",
-            format!("alias I = {};", wgsl_type(index)),
-        )
+        .with("alias T = f32; // @T", format!("alias T = {};", wgsl_type(dtype)))
+        .with("alias I = i32; // @I", format!("alias I = {};", wgsl_type(index)))
         .with("atomic_add_f32(t, v); // @add", add)
 }
 
 /// Every specialization this family can compile (for the shader validation test).
 pub(crate) fn variants() -> Vec<Kernel<'static>> {
     let mut all = Vec::new();
-    for kind in [
-        Kind::Gather,
-        Kind::IndexSelect,
-        Kind::ScatterAdd,
-        Kind::IndexAdd,
-    ] {
+    for kind in [Kind::Gather, Kind::IndexSelect, Kind::ScatterAdd, Kind::IndexAdd] {
         for dtype in [DType::F32, DType::I32, DType::U32] {
             for index in [DType::I32, DType::U32] {
                 all.push(kernel(kind, dtype, index));
@@ -221,11 +206,7 @@ impl Op for Indexing {
             Kind::IndexSelect => vec![Some(x.zeros_like().index_add(axis, index, g.grad)), None],
             // x passes through; each src element reaches the output element it was added to
             Kind::ScatterAdd => vec![Some(g.grad.clone()), None, Some(g.grad.gather(axis, index))],
-            Kind::IndexAdd => vec![
-                Some(g.grad.clone()),
-                None,
-                Some(g.grad.index_select(axis, index)),
-            ],
+            Kind::IndexAdd => vec![Some(g.grad.clone()), None, Some(g.grad.index_select(axis, index))],
         }
     }
 
@@ -242,10 +223,7 @@ impl Tensor {
     #[track_caller]
     fn check_index(&self, name: &str, index: &Tensor) {
         if !index.dtype().is_index() {
-            panic!(
-                "{name}: indices must be i32 or u32, found {}",
-                index.dtype()
-            );
+            panic!("{name}: indices must be i32 or u32, found {}", index.dtype());
         }
         if self.dtype() == DType::Bool {
             panic!("{name}: not defined for bool tensors");
@@ -261,22 +239,10 @@ impl Tensor {
         let fits = index.rank() == self.rank()
             && (0..self.rank()).all(|d| d == a || index.dims()[d] <= self.dims()[d]);
         if !fits {
-            panic!(
-                "gather: index {} does not fit input {} off axis {a}",
-                index.shape(),
-                self.shape()
-            );
+            panic!("gather: index {} does not fit input {} off axis {a}", index.shape(), self.shape());
         }
-        let op = Indexing {
-            kind: Kind::Gather,
-            axis: a,
-        };
-        Tensor::from_op(
-            op,
-            vec![self.clone(), index.clone()],
-            index.shape().clone(),
-            self.dtype(),
-        )
+        let op = Indexing { kind: Kind::Gather, axis: a };
+        Tensor::from_op(op, vec![self.clone(), index.clone()], index.shape().clone(), self.dtype())
     }
 
     /// The slices at positions `index` (1-D) along `axis`.
@@ -292,23 +258,12 @@ impl Tensor {
         let a = self.shape().axis("index_select", axis);
         self.check_index("index_select", index);
         if index.rank() != 1 {
-            panic!(
-                "index_select: index must be 1-D, found shape {}",
-                index.shape()
-            );
+            panic!("index_select: index must be 1-D, found shape {}", index.shape());
         }
         let mut dims = self.dims().to_vec();
         dims[a] = index.numel();
-        let op = Indexing {
-            kind: Kind::IndexSelect,
-            axis: a,
-        };
-        Tensor::from_op(
-            op,
-            vec![self.clone(), index.clone()],
-            Shape::new(dims),
-            self.dtype(),
-        )
+        let op = Indexing { kind: Kind::IndexSelect, axis: a };
+        Tensor::from_op(op, vec![self.clone(), index.clone()], Shape::new(dims), self.dtype())
     }
 
     /// A copy of `self` with `src[c]` added at `c with c_axis = index[c]`; `index` has `src`'s
@@ -330,10 +285,7 @@ impl Tensor {
                 self.dtype()
             );
         }
-        let op = Indexing {
-            kind: Kind::ScatterAdd,
-            axis: a,
-        };
+        let op = Indexing { kind: Kind::ScatterAdd, axis: a };
         Tensor::from_op(
             op,
             vec![self.clone(), index.clone(), src.clone()],
@@ -359,10 +311,7 @@ impl Tensor {
                 self.dtype()
             );
         }
-        let op = Indexing {
-            kind: Kind::IndexAdd,
-            axis: a,
-        };
+        let op = Indexing { kind: Kind::IndexAdd, axis: a };
         Tensor::from_op(
             op,
             vec![self.clone(), index.clone(), src.clone()],

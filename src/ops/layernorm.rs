@@ -32,11 +32,7 @@ fn row_stats<T: Float>(row: &[T], eps: f64) -> (f64, f64) {
     let mean = sum_f64(row) / n;
     let mut lanes = [0f64; 8];
     let chunks = row.chunks_exact(8);
-    let rest: f64 = chunks
-        .remainder()
-        .iter()
-        .map(|v| (v.to_f64() - mean) * (v.to_f64() - mean))
-        .sum();
+    let rest: f64 = chunks.remainder().iter().map(|v| (v.to_f64() - mean) * (v.to_f64() - mean)).sum();
     for c in chunks {
         for (l, v) in lanes.iter_mut().zip(c) {
             let d = v.to_f64() - mean;
@@ -70,9 +66,7 @@ impl Op for LayerNorm {
         let n = self.size();
         let eps = self.eps;
         let w = self.has_weight.then(|| args[1].data);
-        let b = self
-            .has_bias
-            .then(|| args[1 + self.has_weight as usize].data);
+        let b = self.has_bias.then(|| args[1 + self.has_weight as usize].data);
         with_float!(args[0].data, T, x => {
             let (w, b) = (w.map(|w| w.as_slice::<T>()), b.map(|b| b.as_slice::<T>()));
             let mut y = vec![T::ZERO; x.len()];
@@ -107,22 +101,12 @@ impl Op for LayerNorm {
         // absent weight/bias bindings are filled with x (never read)
         let x = args[0].buf;
         let w = if self.has_weight { args[1].buf } else { x };
-        let b = if self.has_bias {
-            args[1 + self.has_weight as usize].buf
-        } else {
-            x
-        };
+        let b = if self.has_bias { args[1 + self.has_weight as usize].buf } else { x };
         let kernel = match cached_per(self.size(), 1) {
             Some(per) => cached_kernel(&SHADER, "forward_cached", per),
             None => Kernel::new(&SHADER, "forward", 3, 1),
         };
-        rec.dispatch(
-            &kernel,
-            &params,
-            &[x, w, b],
-            &[&y],
-            Grid::Linear(params.rows),
-        )?;
+        rec.dispatch(&kernel, &params, &[x, w, b], &[&y], Grid::Linear(params.rows))?;
         Ok(y)
     }
 
@@ -134,11 +118,7 @@ impl Op for LayerNorm {
         inputs.extend(weight.cloned());
         inputs.push(dy.clone());
         let dx = Tensor::from_op(
-            LayerNormGrad {
-                size: self.size(),
-                eps: self.eps,
-                has_weight: self.has_weight,
-            },
+            LayerNormGrad { size: self.size(), eps: self.eps, has_weight: self.has_weight },
             inputs,
             x.shape().clone(),
             x.dtype(),
@@ -146,11 +126,7 @@ impl Op for LayerNorm {
         // dw = Σ_rows dy·x̂, db = Σ_rows dy
         let size = self.size();
         let rows = x.numel() / size.max(1);
-        let per_row = |t: Tensor| {
-            t.reshape([rows, size])
-                .sum(0, false)
-                .reshape(self.normalized.clone())
-        };
+        let per_row = |t: Tensor| t.reshape([rows, size]).sum(0, false).reshape(self.normalized.clone());
         let mut grads = vec![Some(dx)];
         if self.has_weight {
             let x_hat = x.layer_norm_rows(self.normalized.clone(), None, None, self.eps);
@@ -189,10 +165,7 @@ impl Op for LayerNormGrad {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "layer_norm_grad(size {}, eps {}, weight {})",
-            self.size, self.eps, self.has_weight
-        )
+        format!("layer_norm_grad(size {}, eps {}, weight {})", self.size, self.eps, self.has_weight)
     }
 
     fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
@@ -234,13 +207,7 @@ impl Op for LayerNormGrad {
         let w = if self.has_weight { args[1].buf } else { x };
         let dy = args[1 + self.has_weight as usize].buf;
         let kernel = Kernel::new(&SHADER, "backward", 3, 1);
-        rec.dispatch(
-            &kernel,
-            &params,
-            &[x, w, dy],
-            &[&dx],
-            Grid::Linear(params.rows),
-        )?;
+        rec.dispatch(&kernel, &params, &[x, w, dy], &[&dx], Grid::Linear(params.rows))?;
         Ok(dx)
     }
 
@@ -251,10 +218,7 @@ impl Op for LayerNormGrad {
 
 /// Every specialization this family can compile (for the shader validation test).
 pub(crate) fn variants() -> Vec<Kernel<'static>> {
-    [1, 2, 4, 8]
-        .into_iter()
-        .map(|per| cached_kernel(&SHADER, "forward_cached", per))
-        .collect()
+    [1, 2, 4, 8].into_iter().map(|per| cached_kernel(&SHADER, "forward_cached", per)).collect()
 }
 
 impl Tensor {
@@ -304,20 +268,12 @@ impl Tensor {
         eps: f64,
     ) -> Tensor {
         if !self.dtype().is_float() {
-            panic!(
-                "layer_norm: expected a float tensor, found {}",
-                self.dtype()
-            );
+            panic!("layer_norm: expected a float tensor, found {}", self.dtype());
         }
         let mut inputs = vec![self.clone()];
         inputs.extend(weight.cloned());
         inputs.extend(bias.cloned());
-        let op = LayerNorm {
-            normalized,
-            eps,
-            has_weight: weight.is_some(),
-            has_bias: bias.is_some(),
-        };
+        let op = LayerNorm { normalized, eps, has_weight: weight.is_some(), has_bias: bias.is_some() };
         Tensor::from_op(op, inputs, self.shape().clone(), self.dtype())
     }
 }

@@ -90,10 +90,7 @@ pub fn collapse(shape: &[usize], strides: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec
 #[track_caller]
 pub fn pack(op: &str, v: &[usize], fill: u32) -> [u32; MAX_RANK] {
     if v.len() > MAX_RANK {
-        panic!(
-            "{op}: rank {} after collapsing exceeds the GPU limit of {MAX_RANK}",
-            v.len()
-        );
+        panic!("{op}: rank {} after collapsing exceeds the GPU limit of {MAX_RANK}", v.len());
     }
     let mut out = [fill; MAX_RANK];
     for (o, &x) in out.iter_mut().zip(v) {

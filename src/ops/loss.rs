@@ -26,10 +26,7 @@ pub struct CrossEntropy {
 
 impl Default for CrossEntropy {
     fn default() -> Self {
-        CrossEntropy {
-            ignore_index: None,
-            label_smoothing: 0.0,
-        }
+        CrossEntropy { ignore_index: None, label_smoothing: 0.0 }
     }
 }
 
@@ -51,10 +48,7 @@ impl CrossEntropy {
             rows: u32_of("cross_entropy", rows),
             classes: u32_of("cross_entropy", classes),
             has_ignore: self.ignore_index.is_some() as u32,
-            ignore: self
-                .ignore_index
-                .unwrap_or(0)
-                .clamp(i32::MIN as i64, i32::MAX as i64) as i32,
+            ignore: self.ignore_index.unwrap_or(0).clamp(i32::MIN as i64, i32::MAX as i64) as i32,
             smoothing: self.label_smoothing as f32,
             _pad: [0; 3],
         }
@@ -79,18 +73,13 @@ impl CrossEntropy {
 /// The forward or backward kernel for targets of type `labels`.
 fn kernel(entry: &'static str, labels: DType) -> Kernel<'static> {
     let reads = if entry == "forward" { 2 } else { 3 };
-    Kernel::new(&SHADER, entry, reads, 1).with(
-        "alias I = i32; // @I",
-        format!("alias I = {};", wgsl_type(labels)),
-    )
+    Kernel::new(&SHADER, entry, reads, 1)
+        .with("alias I = i32; // @I", format!("alias I = {};", wgsl_type(labels)))
 }
 
 /// Every specialization this family can compile (for the shader validation test).
 pub(crate) fn variants() -> Vec<Kernel<'static>> {
-    ["forward", "backward"]
-        .into_iter()
-        .flat_map(|e| [kernel(e, DType::I32), kernel(e, DType::U32)])
-        .collect()
+    ["forward", "backward"].into_iter().flat_map(|e| [kernel(e, DType::I32), kernel(e, DType::U32)]).collect()
 }
 
 /// Per-row losses of logits (N, C) against class targets (N).
@@ -135,13 +124,7 @@ impl Op for CrossEntropyLoss {
         let y = rec.alloc_elems(out.shape.numel())?;
         let params = self.opts.params(rows, classes);
         let kernel = kernel("forward", args[1].dtype);
-        rec.dispatch(
-            &kernel,
-            &params,
-            &[args[0].buf, args[1].buf],
-            &[&y],
-            Grid::Linear(params.rows),
-        )?;
+        rec.dispatch(&kernel, &params, &[args[0].buf, args[1].buf], &[&y], Grid::Linear(params.rows))?;
         Ok(y)
     }
 
@@ -237,12 +220,8 @@ impl Tensor {
         match opts.ignore_index {
             None => per_row.mean_all(),
             Some(i) => {
-                let kept = target.ne(&Tensor::full(
-                    Shape::scalar(),
-                    i as f64,
-                    target.dtype(),
-                    &target.device(),
-                ));
+                let kept =
+                    target.ne(&Tensor::full(Shape::scalar(), i as f64, target.dtype(), &target.device()));
                 per_row.sum_all() / kept.cast(self.dtype()).sum_all()
             }
         }
@@ -268,17 +247,9 @@ impl Tensor {
             );
         }
         if !(0.0..=1.0).contains(&opts.label_smoothing) {
-            panic!(
-                "cross_entropy: label smoothing must be in [0, 1], got {}",
-                opts.label_smoothing
-            );
+            panic!("cross_entropy: label smoothing must be in [0, 1], got {}", opts.label_smoothing);
         }
         let op = CrossEntropyLoss { opts };
-        Tensor::from_op(
-            op,
-            vec![self.clone(), target.clone()],
-            Shape::from([self.dims()[0]]),
-            self.dtype(),
-        )
+        Tensor::from_op(op, vec![self.clone(), target.clone()], Shape::from([self.dims()[0]]), self.dtype())
     }
 }

@@ -18,6 +18,8 @@ use rayon::prelude::*;
 use std::any::Any;
 
 static SHADER: Shader = shader!("matmul.wgsl");
+/// The tiled GEMM core shared by matmul and the convolutions.
+pub(crate) static GEMM: Shader = shader!("gemm.wgsl");
 
 /// The most batch dimensions a GPU launch takes (after collapsing).
 const MAX_BATCH_RANK: usize = 4;
@@ -46,25 +48,15 @@ struct Geometry {
 impl MatMul {
     fn geometry(&self, a: &Shape, b: &Shape, out: &Shape) -> Geometry {
         let (ra, rb) = (a.rank(), b.rank());
-        let (m, k) = if self.trans_a {
-            (a.dim(ra - 1), a.dim(ra - 2))
-        } else {
-            (a.dim(ra - 2), a.dim(ra - 1))
-        };
-        let n = if self.trans_b {
-            b.dim(rb - 2)
-        } else {
-            b.dim(rb - 1)
-        };
+        let (m, k) =
+            if self.trans_a { (a.dim(ra - 1), a.dim(ra - 2)) } else { (a.dim(ra - 2), a.dim(ra - 1)) };
+        let n = if self.trans_b { b.dim(rb - 2) } else { b.dim(rb - 1) };
         let batch = out.dims()[..out.rank() - 2].to_vec();
         let batch_shape = Shape::new(batch.clone());
         let batch_strides = |s: &Shape| {
             let mats = s.dim(s.rank() - 2) * s.dim(s.rank() - 1);
             let bs = Shape::new(s.dims()[..s.rank() - 2].to_vec());
-            bs.broadcast_strides(&batch_shape)
-                .into_iter()
-                .map(|st| st * mats)
-                .collect::<Vec<_>>()
+            bs.broadcast_strides(&batch_shape).into_iter().map(|st| st * mats).collect::<Vec<_>>()
         };
         let a_cols = a.dim(ra - 1);
         let b_cols = b.dim(rb - 1);
@@ -75,16 +67,8 @@ impl MatMul {
             a_batch: batch_strides(a),
             b_batch: batch_strides(b),
             batch,
-            a_rc: if self.trans_a {
-                (1, a_cols)
-            } else {
-                (a_cols, 1)
-            },
-            b_rc: if self.trans_b {
-                (1, b_cols)
-            } else {
-                (b_cols, 1)
-            },
+            a_rc: if self.trans_a { (1, a_cols) } else { (a_cols, 1) },
+            b_rc: if self.trans_b { (1, b_cols) } else { (b_cols, 1) },
         }
     }
 }
@@ -116,30 +100,15 @@ impl Op for MatMul {
 
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
         let g = self.geometry(args[0].shape, args[1].shape, &out.shape);
-        let batch_offsets = |strides: &[usize]| -> Vec<usize> {
-            crate::ops::layout::offsets(&g.batch, strides, 0).collect()
-        };
+        let batch_offsets =
+            |strides: &[usize]| -> Vec<usize> { crate::ops::layout::offsets(&g.batch, strides, 0).collect() };
         let (a_off, b_off) = (batch_offsets(&g.a_batch), batch_offsets(&g.b_batch));
-        fn run<T: Gemm>(
-            g: &Geometry,
-            x: &[T],
-            y: &[T],
-            a_off: &[usize],
-            b_off: &[usize],
-        ) -> Vec<T> {
+        fn run<T: Gemm>(g: &Geometry, x: &[T], y: &[T], a_off: &[usize], b_off: &[usize]) -> Vec<T> {
             let mat = g.m * g.n;
             let mut c = vec![T::ZERO; g.batch.iter().product::<usize>() * mat];
             let one = |(i, c): (usize, &mut [T])| {
-                let a = Mat {
-                    data: &x[a_off[i]..],
-                    row: g.a_rc.0,
-                    col: g.a_rc.1,
-                };
-                let b = Mat {
-                    data: &y[b_off[i]..],
-                    row: g.b_rc.0,
-                    col: g.b_rc.1,
-                };
+                let a = Mat { data: &x[a_off[i]..], row: g.a_rc.0, col: g.a_rc.1 };
+                let b = Mat { data: &y[b_off[i]..], row: g.b_rc.0, col: g.b_rc.1 };
                 gemm(g.m, g.k, g.n, a, b, T::ZERO, c, g.n);
             };
             if mat == 0 {
@@ -194,11 +163,7 @@ impl Op for MatMul {
         let tile = Tile::for_shape(g.m, g.n, batches as usize);
         let kernel = kernel(tile, g.a_rc.1 == 1, g.b_rc.1 == 1);
         // (B, M, N) → one BM×BN tile of C per workgroup
-        let grid = Grid::Dims(
-            params.n.div_ceil(tile.size),
-            params.m.div_ceil(tile.size),
-            batches,
-        );
+        let grid = Grid::Dims(params.n.div_ceil(tile.size), params.m.div_ceil(tile.size), batches);
         rec.dispatch(&kernel, &params, &[args[0].buf, args[1].buf], &[&y], grid)?;
         Ok(y)
     }
@@ -227,60 +192,48 @@ impl Op for MatMul {
     }
 }
 
-/// A tile configuration of the matmul kernel.
+/// A tile configuration of the GEMM core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Tile {
+pub(crate) struct Tile {
     /// BM = BN.
-    size: u32,
+    pub size: u32,
     /// K per slab.
-    depth: u32,
+    pub depth: u32,
 }
 
 impl Tile {
-    const LARGE: Tile = Tile {
-        size: 128,
-        depth: 8,
-    };
-    const SMALL: Tile = Tile {
-        size: 64,
-        depth: 16,
-    };
+    pub const LARGE: Tile = Tile { size: 128, depth: 8 };
+    pub const SMALL: Tile = Tile { size: 64, depth: 16 };
 
     /// 128×128 tiles (8×8 outputs per invocation) when they still give the GPU enough
     /// workgroups to fill it; 64×64 otherwise.
-    fn for_shape(m: usize, n: usize, batches: usize) -> Tile {
+    pub fn for_shape(m: usize, n: usize, batches: usize) -> Tile {
         let large_tiles = m.div_ceil(128) * n.div_ceil(128) * batches;
-        if m >= 256 && n >= 256 && large_tiles >= 64 {
-            Tile::LARGE
-        } else {
-            Tile::SMALL
-        }
+        if m >= 256 && n >= 256 && large_tiles >= 64 { Tile::LARGE } else { Tile::SMALL }
     }
 }
 
-/// The kernel for a tile and the operands' contiguous directions.
+/// The GEMM core's specialization for a tile and the operands' contiguous directions.
+pub(crate) fn gemm_kernel<'a>(
+    shader: &'a Shader,
+    entry: &'static str,
+    reads: u32,
+    tile: Tile,
+    a_along_k: bool,
+    b_along_n: bool,
+) -> Kernel<'a> {
+    Kernel::new(shader, entry, reads, 1)
+        .with_library(&GEMM)
+        .with("const BM: u32 = 64u; // @BM", format!("const BM: u32 = {}u;", tile.size))
+        .with("const BN: u32 = 64u; // @BN", format!("const BN: u32 = {}u;", tile.size))
+        .with("const BK: u32 = 16u; // @BK", format!("const BK: u32 = {}u;", tile.depth))
+        .with("const A_ALONG_K: bool = true; // @A_ALONG_K", format!("const A_ALONG_K: bool = {a_along_k};"))
+        .with("const B_ALONG_N: bool = true; // @B_ALONG_N", format!("const B_ALONG_N: bool = {b_along_n};"))
+}
+
+/// The matmul kernel for a tile and the operands' contiguous directions.
 fn kernel(tile: Tile, a_along_k: bool, b_along_n: bool) -> Kernel<'static> {
-    Kernel::new(&SHADER, "main", 2, 1)
-        .with(
-            "const BM: u32 = 64u; // @BM",
-            format!("const BM: u32 = {}u;", tile.size),
-        )
-        .with(
-            "const BN: u32 = 64u; // @BN",
-            format!("const BN: u32 = {}u;", tile.size),
-        )
-        .with(
-            "const BK: u32 = 16u; // @BK",
-            format!("const BK: u32 = {}u;", tile.depth),
-        )
-        .with(
-            "const A_ALONG_K: bool = true; // @A_ALONG_K",
-            format!("const A_ALONG_K: bool = {a_along_k};"),
-        )
-        .with(
-            "const B_ALONG_N: bool = true; // @B_ALONG_N",
-            format!("const B_ALONG_N: bool = {b_along_n};"),
-        )
+    gemm_kernel(&SHADER, "main", 2, tile, a_along_k, b_along_n)
 }
 
 /// Every specialization this family can compile (for the shader validation test).
@@ -333,16 +286,8 @@ impl Tensor {
                 other.shape()
             );
         }
-        let a = if self.rank() == 1 {
-            self.unsqueeze(0)
-        } else {
-            self.clone()
-        };
-        let b = if other.rank() == 1 {
-            other.unsqueeze(-1)
-        } else {
-            other.clone()
-        };
+        let a = if self.rank() == 1 { self.unsqueeze(0) } else { self.clone() };
+        let b = if other.rank() == 1 { other.unsqueeze(-1) } else { other.clone() };
         let (a, ta) = match transposed_source(&a) {
             Some(src) => (src, true),
             None => (a, false),
@@ -374,50 +319,25 @@ impl Tensor {
             )
         };
         if a.rank() < 2 || b.rank() < 2 {
-            panic!(
-                "matmul: operands {} need at least two dimensions",
-                describe()
-            );
+            panic!("matmul: operands {} need at least two dimensions", describe());
         }
         if a.dtype() != b.dtype() || !a.dtype().is_float() {
-            panic!(
-                "matmul: operands must be the same float dtype, found {} and {}",
-                a.dtype(),
-                b.dtype()
-            );
+            panic!("matmul: operands must be the same float dtype, found {} and {}", a.dtype(), b.dtype());
         }
         let (ra, rb) = (a.rank(), b.rank());
-        let (m, k) = if trans_a {
-            (a.dims()[ra - 1], a.dims()[ra - 2])
-        } else {
-            (a.dims()[ra - 2], a.dims()[ra - 1])
-        };
-        let (k2, n) = if trans_b {
-            (b.dims()[rb - 1], b.dims()[rb - 2])
-        } else {
-            (b.dims()[rb - 2], b.dims()[rb - 1])
-        };
+        let (m, k) =
+            if trans_a { (a.dims()[ra - 1], a.dims()[ra - 2]) } else { (a.dims()[ra - 2], a.dims()[ra - 1]) };
+        let (k2, n) =
+            if trans_b { (b.dims()[rb - 1], b.dims()[rb - 2]) } else { (b.dims()[rb - 2], b.dims()[rb - 1]) };
         if k != k2 {
-            panic!(
-                "matmul: shapes {} do not chain (inner dimensions {k} and {k2})",
-                describe()
-            );
+            panic!("matmul: shapes {} do not chain (inner dimensions {k} and {k2})", describe());
         }
         let batch_a = Shape::new(a.dims()[..ra - 2].to_vec());
         let batch_b = Shape::new(b.dims()[..rb - 2].to_vec());
-        let batch = Shape::try_broadcast(&batch_a, &batch_b).unwrap_or_else(|| {
-            panic!(
-                "matmul: batch dimensions of {} cannot be broadcast",
-                describe()
-            )
-        });
+        let batch = Shape::try_broadcast(&batch_a, &batch_b)
+            .unwrap_or_else(|| panic!("matmul: batch dimensions of {} cannot be broadcast", describe()));
         let mut dims = batch.dims().to_vec();
         dims.extend([m, n]);
-        Tensor::from_op(
-            MatMul { trans_a, trans_b },
-            vec![a.clone(), b.clone()],
-            Shape::new(dims),
-            a.dtype(),
-        )
+        Tensor::from_op(MatMul { trans_a, trans_b }, vec![a.clone(), b.clone()], Shape::new(dims), a.dtype())
     }
 }

@@ -125,10 +125,8 @@ pub(crate) fn kernel_variants() -> Vec<crate::backend::wgpu::Kernel<'static>> {
 /// Whether `name` is in the op set (checked when debug builds record a node, so an op that was
 /// never registered here, and so never needed a case row, cannot slip in).
 pub(crate) fn is_registered(name: &str) -> bool {
-    static SET: std::sync::OnceLock<std::collections::HashSet<&'static str>> =
-        std::sync::OnceLock::new();
-    SET.get_or_init(|| op_set().into_iter().chain(["leaf"]).collect())
-        .contains(name)
+    static SET: std::sync::OnceLock<std::collections::HashSet<&'static str>> = std::sync::OnceLock::new();
+    SET.get_or_init(|| op_set().into_iter().chain(["leaf"]).collect()).contains(name)
 }
 
 /// Every op name in the op set. The case table must have a row for each (a test checks it).

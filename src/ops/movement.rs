@@ -54,13 +54,7 @@ pub(crate) fn strided_copy(
         dst_strides: pack(op, &strides[1], 0),
     };
     let kernel = Kernel::new(&SHADER, "strided_copy", 1, 1);
-    rec.dispatch(
-        &kernel,
-        &params,
-        &[src],
-        &[dst],
-        Grid::Linear(n.div_ceil(256)),
-    )
+    rec.dispatch(&kernel, &params, &[src], &[dst], Grid::Linear(n.div_ceil(256)))
 }
 
 /// The CPU side of a strided read: the input elements in output order.
@@ -89,14 +83,10 @@ impl Movement {
     fn read(&self, input: &Shape, out: &Shape) -> StridedRead {
         let strides = input.strides();
         match self {
-            Movement::Permute(perm) => StridedRead {
-                start: 0,
-                strides: perm.iter().map(|&p| strides[p]).collect(),
-            },
-            Movement::Expand => StridedRead {
-                start: 0,
-                strides: input.broadcast_strides(out),
-            },
+            Movement::Permute(perm) => {
+                StridedRead { start: 0, strides: perm.iter().map(|&p| strides[p]).collect() }
+            }
+            Movement::Expand => StridedRead { start: 0, strides: input.broadcast_strides(out) },
             Movement::Slice { starts, steps } => StridedRead {
                 start: starts.iter().zip(&strides).map(|(s, st)| s * st).sum(),
                 strides: steps.iter().zip(&strides).map(|(s, st)| s * st).collect(),
@@ -125,26 +115,14 @@ impl Op for Movement {
     }
 
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
-        read_strided(
-            args[0].data,
-            &out.shape,
-            &self.read(args[0].shape, &out.shape),
-        )
+        read_strided(args[0].data, &out.shape, &self.read(args[0].shape, &out.shape))
     }
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let y = rec.alloc_elems(out.shape.numel())?;
         let read = self.read(args[0].shape, &out.shape);
         let dst = (0, out.shape.strides());
-        strided_copy(
-            rec,
-            self.name(),
-            args[0].buf,
-            &y,
-            out.shape.dims(),
-            (read.start, read.strides),
-            dst,
-        )?;
+        strided_copy(rec, self.name(), args[0].buf, &y, out.shape.dims(), (read.start, read.strides), dst)?;
         Ok(y)
     }
 
@@ -166,18 +144,10 @@ impl Op for Movement {
                 let spec: Vec<PadSpec> = (0..input.rank())
                     .map(|d| {
                         if out[d] == 0 {
-                            return PadSpec {
-                                before: input.dim(d),
-                                after: 0,
-                                interior: 0,
-                            };
+                            return PadSpec { before: input.dim(d), after: 0, interior: 0 };
                         }
                         let last = starts[d] + (out[d] - 1) * steps[d];
-                        PadSpec {
-                            before: starts[d],
-                            after: input.dim(d) - 1 - last,
-                            interior: steps[d] - 1,
-                        }
+                        PadSpec { before: starts[d], after: input.dim(d) - 1 - last, interior: steps[d] - 1 }
                     })
                     .collect();
                 g.grad.pad_with(&spec, 0.0)
@@ -204,11 +174,7 @@ pub struct PadSpec {
 
 impl PadSpec {
     fn output(&self, n: usize) -> usize {
-        if n == 0 {
-            self.before + self.after
-        } else {
-            self.before + n + (n - 1) * self.interior + self.after
-        }
+        if n == 0 { self.before + self.after } else { self.before + n + (n - 1) * self.interior + self.after }
     }
 }
 
@@ -301,13 +267,7 @@ impl Op for Pad {
             in_strides: pack("pad", &args[0].shape.strides(), 0),
         };
         let kernel = Kernel::new(&SHADER, "pad", 1, 1);
-        rec.dispatch(
-            &kernel,
-            &params,
-            &[args[0].buf],
-            &[&y],
-            Grid::Linear(n.div_ceil(256)),
-        )?;
+        rec.dispatch(&kernel, &params, &[args[0].buf], &[&y], Grid::Linear(n.div_ceil(256)))?;
         Ok(y)
     }
 
@@ -330,34 +290,21 @@ impl Tensor {
     pub fn permute(&self, perm: &[usize]) -> Tensor {
         let mut seen = vec![false; self.rank()];
         let valid = perm.len() == self.rank()
-            && perm
-                .iter()
-                .all(|&p| p < self.rank() && !std::mem::replace(&mut seen[p], true));
+            && perm.iter().all(|&p| p < self.rank() && !std::mem::replace(&mut seen[p], true));
         if !valid {
-            panic!(
-                "permute: {perm:?} is not a permutation of the axes of shape {}",
-                self.shape()
-            );
+            panic!("permute: {perm:?} is not a permutation of the axes of shape {}", self.shape());
         }
         if perm.iter().enumerate().all(|(i, &p)| i == p) {
             return self.clone();
         }
         let shape = Shape::new(perm.iter().map(|&p| self.dims()[p]).collect::<Vec<_>>());
-        Tensor::from_op(
-            Movement::Permute(perm.to_vec()),
-            vec![self.clone()],
-            shape,
-            self.dtype(),
-        )
+        Tensor::from_op(Movement::Permute(perm.to_vec()), vec![self.clone()], shape, self.dtype())
     }
 
     /// Swaps two axes (negative counts from the end).
     #[track_caller]
     pub fn transpose(&self, a: isize, b: isize) -> Tensor {
-        let (a, b) = (
-            self.shape().axis("transpose", a),
-            self.shape().axis("transpose", b),
-        );
+        let (a, b) = (self.shape().axis("transpose", a), self.shape().axis("transpose", b));
         let mut perm: Vec<usize> = (0..self.rank()).collect();
         perm.swap(a, b);
         self.permute(&perm)
@@ -377,10 +324,7 @@ impl Tensor {
     pub fn expand(&self, shape: impl Into<Shape>) -> Tensor {
         let shape = shape.into();
         if Shape::try_broadcast(self.shape(), &shape).as_ref() != Some(&shape) {
-            panic!(
-                "expand: shape {} cannot be broadcast to {shape}",
-                self.shape()
-            );
+            panic!("expand: shape {} cannot be broadcast to {shape}", self.shape());
         }
         if &shape == self.shape() {
             return self.clone();
@@ -431,10 +375,7 @@ impl Tensor {
         if &shape == self.shape() {
             return self.clone();
         }
-        let op = Movement::Slice {
-            starts: starts.to_vec(),
-            steps: steps.to_vec(),
-        };
+        let op = Movement::Slice { starts: starts.to_vec(), steps: steps.to_vec() };
         Tensor::from_op(op, vec![self.clone()], shape, self.dtype())
     }
 
@@ -448,20 +389,10 @@ impl Tensor {
     #[track_caller]
     pub fn pad(&self, padding: &[(usize, usize)], value: f64) -> Tensor {
         if padding.len() != self.rank() {
-            panic!(
-                "pad: {} (before, after) pairs given for shape {}",
-                padding.len(),
-                self.shape()
-            );
+            panic!("pad: {} (before, after) pairs given for shape {}", padding.len(), self.shape());
         }
-        let spec: Vec<PadSpec> = padding
-            .iter()
-            .map(|&(before, after)| PadSpec {
-                before,
-                after,
-                interior: 0,
-            })
-            .collect();
+        let spec: Vec<PadSpec> =
+            padding.iter().map(|&(before, after)| PadSpec { before, after, interior: 0 }).collect();
         self.pad_with(&spec, value)
     }
 
@@ -471,23 +402,10 @@ impl Tensor {
         if spec.len() != self.rank() {
             panic!("pad: {} specs given for shape {}", spec.len(), self.shape());
         }
-        let shape = Shape::new(
-            spec.iter()
-                .zip(self.dims())
-                .map(|(s, &n)| s.output(n))
-                .collect::<Vec<_>>(),
-        );
+        let shape = Shape::new(spec.iter().zip(self.dims()).map(|(s, &n)| s.output(n)).collect::<Vec<_>>());
         if &shape == self.shape() {
             return self.clone();
         }
-        Tensor::from_op(
-            Pad {
-                spec: spec.to_vec(),
-                value,
-            },
-            vec![self.clone()],
-            shape,
-            self.dtype(),
-        )
+        Tensor::from_op(Pad { spec: spec.to_vec(), value }, vec![self.clone()], shape, self.dtype())
     }
 }

@@ -85,22 +85,13 @@ impl Geom {
             return Err("average pooling has no dilation");
         }
         let out = |size: usize, k: usize, s: usize, p: usize, d: usize| {
-            (size + 2 * p)
-                .checked_sub(d * (k - 1) + 1)
-                .map(|r| r / s + 1)
+            (size + 2 * p).checked_sub(d * (k - 1) + 1).map(|r| r / s + 1)
         };
         let too_big = "the window is larger than the padded input";
         let [n, c, h, w] = [x.dims()[0], x.dims()[1], x.dims()[2], x.dims()[3]];
         let oh = out(h, k.0, s.0, p.0, d.0).ok_or(too_big)?;
         let ow = out(w, k.1, s.1, p.1, d.1).ok_or(too_big)?;
-        Ok(Geom {
-            planes: n * c,
-            h,
-            w,
-            oh,
-            ow,
-            opts,
-        })
+        Ok(Geom { planes: n * c, h, w, oh, ow, opts })
     }
 
     /// The in-bounds input positions of window (oy, ox), row-major, as flat offsets in a plane,
@@ -109,16 +100,14 @@ impl Geom {
         let o = self.opts;
         let mut taps = Vec::with_capacity(o.kernel.0 * o.kernel.1);
         for i in 0..o.kernel.0 {
-            let Some(y) = (oy * o.stride.0 + i * o.dilation.0)
-                .checked_sub(o.padding.0)
-                .filter(|&y| y < self.h)
+            let Some(y) =
+                (oy * o.stride.0 + i * o.dilation.0).checked_sub(o.padding.0).filter(|&y| y < self.h)
             else {
                 continue;
             };
             for j in 0..o.kernel.1 {
-                if let Some(x) = (ox * o.stride.1 + j * o.dilation.1)
-                    .checked_sub(o.padding.1)
-                    .filter(|&x| x < self.w)
+                if let Some(x) =
+                    (ox * o.stride.1 + j * o.dilation.1).checked_sub(o.padding.1).filter(|&x| x < self.w)
                 {
                     taps.push(y * self.w + x);
                 }
@@ -197,51 +186,37 @@ impl Pool {
         if !self.grad {
             let x = args[0];
             let mut y = vec![T::ZERO; g.planes * plane_out];
-            y.par_chunks_mut(plane_out.max(1))
-                .enumerate()
-                .for_each(|(pl, yp)| {
-                    let xp = &x[pl * plane_in..][..plane_in];
-                    for (o, out) in yp.iter_mut().enumerate() {
-                        let (taps, count) = g.window(o / g.ow, o % g.ow);
-                        *out = if self.max {
-                            taps.iter()
-                                .map(|&t| xp[t])
-                                .fold(T::NEG_INFINITY, |a, b| a.max(b))
-                        } else {
-                            taps.iter().map(|&t| xp[t]).fold(T::ZERO, |a, b| a + b)
-                                / T::of(count as f64)
-                        };
-                    }
-                });
-            return y;
-        }
-        let (x, dy) = if self.max {
-            (Some(args[0]), args[1])
-        } else {
-            (None, args[0])
-        };
-        let mut dx = vec![T::ZERO; g.planes * plane_in];
-        dx.par_chunks_mut(plane_in.max(1))
-            .enumerate()
-            .for_each(|(pl, dxp)| {
-                for o in 0..plane_out {
+            y.par_chunks_mut(plane_out.max(1)).enumerate().for_each(|(pl, yp)| {
+                let xp = &x[pl * plane_in..][..plane_in];
+                for (o, out) in yp.iter_mut().enumerate() {
                     let (taps, count) = g.window(o / g.ow, o % g.ow);
-                    let d = dy[pl * plane_out + o];
-                    match x {
-                        Some(x) => {
-                            let xp = &x[pl * plane_in..][..plane_in];
-                            // the first tap holding the maximum
-                            if let Some(&best) = taps
-                                .iter()
-                                .reduce(|a, b| if xp[*b] > xp[*a] { b } else { a })
-                            {
-                                dxp[best] += d;
-                            }
-                        }
-                        None => taps.iter().for_each(|&t| dxp[t] += d / T::of(count as f64)),
-                    }
+                    *out = if self.max {
+                        taps.iter().map(|&t| xp[t]).fold(T::NEG_INFINITY, |a, b| a.max(b))
+                    } else {
+                        taps.iter().map(|&t| xp[t]).fold(T::ZERO, |a, b| a + b) / T::of(count as f64)
+                    };
                 }
             });
+            return y;
+        }
+        let (x, dy) = if self.max { (Some(args[0]), args[1]) } else { (None, args[0]) };
+        let mut dx = vec![T::ZERO; g.planes * plane_in];
+        dx.par_chunks_mut(plane_in.max(1)).enumerate().for_each(|(pl, dxp)| {
+            for o in 0..plane_out {
+                let (taps, count) = g.window(o / g.ow, o % g.ow);
+                let d = dy[pl * plane_out + o];
+                match x {
+                    Some(x) => {
+                        let xp = &x[pl * plane_in..][..plane_in];
+                        // the first tap holding the maximum
+                        if let Some(&best) = taps.iter().reduce(|a, b| if xp[*b] > xp[*a] { b } else { a }) {
+                            dxp[best] += d;
+                        }
+                    }
+                    None => taps.iter().for_each(|&t| dxp[t] += d / T::of(count as f64)),
+                }
+            }
+        });
         dx
     }
 }
@@ -262,22 +237,12 @@ impl Op for Pool {
 
     fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
         CpuStorage::new(match args[0].data.data() {
-            CpuData::F32(_) => CpuData::F32(
-                self.run(
-                    &args
-                        .iter()
-                        .map(|a| a.data.as_slice::<f32>())
-                        .collect::<Vec<_>>(),
-                ),
-            ),
-            CpuData::F64(_) => CpuData::F64(
-                self.run(
-                    &args
-                        .iter()
-                        .map(|a| a.data.as_slice::<f64>())
-                        .collect::<Vec<_>>(),
-                ),
-            ),
+            CpuData::F32(_) => {
+                CpuData::F32(self.run(&args.iter().map(|a| a.data.as_slice::<f32>()).collect::<Vec<_>>()))
+            }
+            CpuData::F64(_) => {
+                CpuData::F64(self.run(&args.iter().map(|a| a.data.as_slice::<f64>()).collect::<Vec<_>>()))
+            }
             _ => unreachable!("dtypes are checked when recorded"),
         })
     }
@@ -290,10 +255,7 @@ impl Op for Pool {
         let grid = Grid::Linear(n.div_ceil(256));
         let (kernel, reads): (Kernel, Vec<&GpuBuffer>) = match (self.max, self.grad) {
             (_, false) => (Kernel::new(&SHADER, "forward", 1, 1), vec![args[0].buf]),
-            (true, true) => (
-                Kernel::new(&SHADER, "max_grad", 2, 1),
-                vec![args[0].buf, args[1].buf],
-            ),
+            (true, true) => (Kernel::new(&SHADER, "max_grad", 2, 1), vec![args[0].buf, args[1].buf]),
             (false, true) => (Kernel::new(&SHADER, "avg_grad", 1, 1), vec![args[0].buf]),
         };
         rec.dispatch(&kernel, &params, &reads, &[&y], grid)?;
@@ -302,22 +264,9 @@ impl Op for Pool {
 
     fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
         let x = &g.inputs[0];
-        let op = Pool {
-            max: self.max,
-            grad: true,
-            geom: self.geom,
-        };
-        let inputs = if self.max {
-            vec![x.clone(), g.grad.clone()]
-        } else {
-            vec![g.grad.clone()]
-        };
-        vec![Some(Tensor::from_op(
-            op,
-            inputs,
-            x.shape().clone(),
-            x.dtype(),
-        ))]
+        let op = Pool { max: self.max, grad: true, geom: self.geom };
+        let inputs = if self.max { vec![x.clone(), g.grad.clone()] } else { vec![g.grad.clone()] };
+        vec![Some(Tensor::from_op(op, inputs, x.shape().clone(), x.dtype()))]
     }
 
     fn tolerance(&self) -> f64 {
@@ -346,11 +295,7 @@ impl Tensor {
             Err(why) => panic!("{name}: input {} with {opts:?}: {why}", self.shape()),
         };
         let shape = Shape::from([self.dims()[0], self.dims()[1], geom.oh, geom.ow]);
-        let op = Pool {
-            max,
-            grad: false,
-            geom,
-        };
+        let op = Pool { max, grad: false, geom };
         Tensor::from_op(op, vec![self.clone()], shape, self.dtype())
     }
 }

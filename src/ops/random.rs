@@ -74,16 +74,12 @@ impl Op for Random {
         let k = self.key;
         match self.draw {
             Draw::Bits => CpuStorage::from_vec((0..n).map(|i| k.bits(i)).collect::<Vec<u32>>()),
-            Draw::Uniform { lo, hi } => CpuStorage::from_vec(
-                (0..n)
-                    .map(|i| lo + (hi - lo) * k.uniform(i))
-                    .collect::<Vec<f32>>(),
-            ),
-            Draw::Normal { mean, std } => CpuStorage::from_vec(
-                (0..n)
-                    .map(|i| mean + std * k.normal(i))
-                    .collect::<Vec<f32>>(),
-            ),
+            Draw::Uniform { lo, hi } => {
+                CpuStorage::from_vec((0..n).map(|i| lo + (hi - lo) * k.uniform(i)).collect::<Vec<f32>>())
+            }
+            Draw::Normal { mean, std } => {
+                CpuStorage::from_vec((0..n).map(|i| mean + std * k.normal(i)).collect::<Vec<f32>>())
+            }
         }
     }
     fn gpu(&self, _: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
@@ -96,13 +92,7 @@ impl Op for Random {
         };
         let params = Params::new(self.name(), n, self.key, a, b);
         let kernel = Kernel::new(&SHADER, entry, 0, 1);
-        rec.dispatch(
-            &kernel,
-            &params,
-            &[],
-            &[&y],
-            Grid::Linear(params.n.div_ceil(256)),
-        )?;
+        rec.dispatch(&kernel, &params, &[], &[&y], Grid::Linear(params.n.div_ceil(256)))?;
         Ok(y)
     }
     fn tolerance(&self) -> f64 {
@@ -157,13 +147,7 @@ impl Op for Dropout {
         let y = rec.alloc_elems(n)?;
         let params = Params::new("dropout", n, self.key, self.p, self.scale());
         let kernel = Kernel::new(&SHADER, "dropout", 1, 1);
-        rec.dispatch(
-            &kernel,
-            &params,
-            &[args[0].buf],
-            &[&y],
-            Grid::Linear(params.n.div_ceil(256)),
-        )?;
+        rec.dispatch(&kernel, &params, &[args[0].buf], &[&y], Grid::Linear(params.n.div_ceil(256)))?;
         Ok(y)
     }
     fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
@@ -191,33 +175,15 @@ impl Tensor {
     /// Uniform random f32 on [lo, hi) from an explicit key: the same key gives the same values
     /// on every device.
     #[track_caller]
-    pub fn uniform(
-        shape: impl Into<Shape>,
-        lo: f32,
-        hi: f32,
-        key: RandomKey,
-        device: &Device,
-    ) -> Tensor {
-        let op = Random {
-            key,
-            draw: Draw::Uniform { lo, hi },
-        };
+    pub fn uniform(shape: impl Into<Shape>, lo: f32, hi: f32, key: RandomKey, device: &Device) -> Tensor {
+        let op = Random { key, draw: Draw::Uniform { lo, hi } };
         Tensor::from_source(op, shape.into(), DType::F32, *device)
     }
 
     /// Normal f32 with `mean` and `std` from an explicit key.
     #[track_caller]
-    pub fn normal(
-        shape: impl Into<Shape>,
-        mean: f32,
-        std: f32,
-        key: RandomKey,
-        device: &Device,
-    ) -> Tensor {
-        let op = Random {
-            key,
-            draw: Draw::Normal { mean, std },
-        };
+    pub fn normal(shape: impl Into<Shape>, mean: f32, std: f32, key: RandomKey, device: &Device) -> Tensor {
+        let op = Random { key, draw: Draw::Normal { mean, std } };
         Tensor::from_source(op, shape.into(), DType::F32, *device)
     }
 
@@ -225,15 +191,7 @@ impl Tensor {
     /// with counter `[i / 4, 0, stream]`.
     #[track_caller]
     pub fn random_bits(shape: impl Into<Shape>, key: RandomKey, device: &Device) -> Tensor {
-        Tensor::from_source(
-            Random {
-                key,
-                draw: Draw::Bits,
-            },
-            shape.into(),
-            DType::U32,
-            *device,
-        )
+        Tensor::from_source(Random { key, draw: Draw::Bits }, shape.into(), DType::U32, *device)
     }
 
     /// Dropout with probability `p`, with a fresh mask from the global generator. Use it in
@@ -255,11 +213,6 @@ impl Tensor {
         if p == 0.0 {
             return self.clone();
         }
-        Tensor::from_op(
-            Dropout { key, p },
-            vec![self.clone()],
-            self.shape().clone(),
-            self.dtype(),
-        )
+        Tensor::from_op(Dropout { key, p }, vec![self.clone()], self.shape().clone(), self.dtype())
     }
 }

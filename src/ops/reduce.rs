@@ -105,12 +105,7 @@ impl Op for Reduce {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "{}(axes {:?}, keepdim {})",
-            self.op.name(),
-            self.axes,
-            self.keepdim
-        )
+        format!("{}(axes {:?}, keepdim {})", self.op.name(), self.axes, self.keepdim)
     }
 
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
@@ -123,11 +118,7 @@ impl Op for Reduce {
         strides.extend(&rst);
         let mut walk = offsets(&dims, &strides, 0);
         let values: Vec<f64> = (0..out.shape.numel())
-            .map(|_| {
-                walk.by_ref()
-                    .take(count)
-                    .fold(self.op.identity(), |acc, i| self.op.fold(acc, x[i]))
-            })
+            .map(|_| walk.by_ref().take(count).fold(self.op.identity(), |acc, i| self.op.fold(acc, x[i])))
             .collect();
         CpuStorage::new(match out.dtype {
             DType::F32 => CpuData::F32(values.iter().map(|&v| v as f32).collect()),
@@ -169,24 +160,10 @@ impl Op for Reduce {
         };
         let contiguous = rst[0].last().is_none_or(|&s| s == 1);
         let per_thread = !contiguous && n_out >= 1024 || count < 32;
-        let entry = if per_thread {
-            "per_thread"
-        } else {
-            "per_workgroup"
-        };
+        let entry = if per_thread { "per_thread" } else { "per_workgroup" };
         let kernel = reduce_kernel(entry, self.op, out.dtype);
-        let groups = if per_thread {
-            params.n_out.div_ceil(256)
-        } else {
-            params.n_out
-        };
-        rec.dispatch(
-            &kernel,
-            &params,
-            &[args[0].buf],
-            &[&y],
-            Grid::Linear(groups),
-        )?;
+        let groups = if per_thread { params.n_out.div_ceil(256) } else { params.n_out };
+        rec.dispatch(&kernel, &params, &[args[0].buf], &[&y], Grid::Linear(groups))?;
         Ok(y)
     }
 
@@ -225,19 +202,14 @@ fn reduce_kernel(entry: &'static str, op: ReduceOp, dtype: DType) -> Kernel<'sta
         ReduceOp::Min => "min(a, b)",
     };
     Kernel::new(&SHADER, entry, 1, 1)
-        .with(
-            "alias T = f32; // @T",
-            format!("alias T = {};", wgsl_type(dtype)),
-        )
+        .with("alias T = f32; // @T", format!("alias T = {};", wgsl_type(dtype)))
         .with("return a + b; // @combine", format!("return {combine};"))
 }
 
 /// The argmax/argmin kernel for elements of `dtype`.
 fn arg_kernel(dtype: DType) -> Kernel<'static> {
-    Kernel::new(&SHADER, "arg_extreme", 1, 1).with(
-        "alias T = f32; // @T",
-        format!("alias T = {};", wgsl_type(dtype)),
-    )
+    Kernel::new(&SHADER, "arg_extreme", 1, 1)
+        .with("alias T = f32; // @T", format!("alias T = {};", wgsl_type(dtype)))
 }
 
 /// Every specialization this family can compile (for the shader validation test).
@@ -300,20 +272,10 @@ impl Op for ArgReduce {
         let n_out = u32_of(name, out.shape.numel());
         let y = rec.alloc_elems(n_out as usize)?;
         let (_, size, inner) = crate::ops::layout::around(args[0].shape.dims(), self.axis);
-        let params = ArgParams {
-            n_out,
-            size: u32_of(name, size),
-            inner: u32_of(name, inner),
-            max: self.max as u32,
-        };
+        let params =
+            ArgParams { n_out, size: u32_of(name, size), inner: u32_of(name, inner), max: self.max as u32 };
         let kernel = arg_kernel(args[0].dtype);
-        rec.dispatch(
-            &kernel,
-            &params,
-            &[args[0].buf],
-            &[&y],
-            Grid::Linear(n_out.div_ceil(256)),
-        )?;
+        rec.dispatch(&kernel, &params, &[args[0].buf], &[&y], Grid::Linear(n_out.div_ceil(256)))?;
         Ok(y)
     }
 
@@ -334,21 +296,13 @@ impl Tensor {
         axes.sort_unstable();
         axes.dedup();
         if let Some(&a) = axes.iter().find(|&&a| a >= self.rank()) {
-            panic!(
-                "{name}: axis {a} is out of range for shape {}",
-                self.shape()
-            );
+            panic!("{name}: axis {a} is out of range for shape {}", self.shape());
         }
         let shape = self.shape().reduced(&axes, keepdim);
         if axes.is_empty() {
             return self.reshape(shape);
         }
-        Tensor::from_op(
-            Reduce { op, axes, keepdim },
-            vec![self.clone()],
-            shape,
-            self.dtype(),
-        )
+        Tensor::from_op(Reduce { op, axes, keepdim }, vec![self.clone()], shape, self.dtype())
     }
 
     /// The sum over `axes`.
@@ -464,20 +418,12 @@ impl Tensor {
         let name = if max { "argmax" } else { "argmin" };
         let a = self.shape().axis(name, axis);
         if self.rank() == 0 || self.dims()[a] == 0 {
-            panic!(
-                "{name}: shape {} has nothing to choose from along axis {axis}",
-                self.shape()
-            );
+            panic!("{name}: shape {} has nothing to choose from along axis {axis}", self.shape());
         }
         if self.dtype() == DType::Bool {
             panic!("{name}: not defined for bool tensors");
         }
         let shape = self.shape().reduced(&[a], keepdim);
-        Tensor::from_op(
-            ArgReduce { max, axis: a },
-            vec![self.clone()],
-            shape,
-            DType::I32,
-        )
+        Tensor::from_op(ArgReduce { max, axis: a }, vec![self.clone()], shape, DType::I32)
     }
 }

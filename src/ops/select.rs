@@ -39,10 +39,7 @@ impl Op for Where {
             .collect();
         macro_rules! pick {
             ($x:expr, $y:expr) => {
-                picks
-                    .iter()
-                    .map(|&(c, i, j)| if c { $x[i] } else { $y[j] })
-                    .collect()
+                picks.iter().map(|&(c, i, j)| if c { $x[i] } else { $y[j] }).collect()
             };
         }
         CpuStorage::new(match (args[1].data.data(), args[2].data.data()) {
@@ -58,10 +55,7 @@ impl Op for Where {
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let n = u32_of("where", out.shape.numel());
         let y = rec.alloc_elems(n as usize)?;
-        let strides: Vec<Vec<usize>> = args
-            .iter()
-            .map(|a| a.shape.broadcast_strides(&out.shape))
-            .collect();
+        let strides: Vec<Vec<usize>> = args.iter().map(|a| a.shape.broadcast_strides(&out.shape)).collect();
         let (shape, strides) = collapse(out.shape.dims(), &strides);
         let params = Params {
             n,
@@ -74,13 +68,7 @@ impl Op for Where {
         };
         let kernel = kernel(out.dtype);
         let reads = [args[0].buf, args[1].buf, args[2].buf];
-        rec.dispatch(
-            &kernel,
-            &params,
-            &reads,
-            &[&y],
-            Grid::Linear(n.div_ceil(256)),
-        )?;
+        rec.dispatch(&kernel, &params, &reads, &[&y], Grid::Linear(n.div_ceil(256)))?;
         Ok(y)
     }
 
@@ -100,10 +88,8 @@ impl Op for Where {
 
 /// The kernel for branches of `dtype`.
 fn kernel(dtype: DType) -> Kernel<'static> {
-    Kernel::new(&SHADER, "main", 3, 1).with(
-        "alias T = f32; // @T",
-        format!("alias T = {};", wgsl_type(dtype)),
-    )
+    Kernel::new(&SHADER, "main", 3, 1)
+        .with("alias T = f32; // @T", format!("alias T = {};", wgsl_type(dtype)))
 }
 
 /// Every specialization this family can compile (for the shader validation test).
@@ -126,22 +112,9 @@ impl Tensor {
             panic!("where: the condition must be bool, found {}", self.dtype());
         }
         if a.dtype() != b.dtype() {
-            panic!(
-                "where: the branches have different dtypes ({} and {})",
-                a.dtype(),
-                b.dtype()
-            );
+            panic!("where: the branches have different dtypes ({} and {})", a.dtype(), b.dtype());
         }
-        let shape = Shape::broadcast(
-            "where",
-            &Shape::broadcast("where", self.shape(), a.shape()),
-            b.shape(),
-        );
-        Tensor::from_op(
-            Where,
-            vec![self.clone(), a.clone(), b.clone()],
-            shape,
-            a.dtype(),
-        )
+        let shape = Shape::broadcast("where", &Shape::broadcast("where", self.shape(), a.shape()), b.shape());
+        Tensor::from_op(Where, vec![self.clone(), a.clone(), b.clone()], shape, a.dtype())
     }
 }

@@ -38,31 +38,18 @@ pub(crate) fn cached_per(size: usize, inner: usize) -> Option<u32> {
         return None;
     }
     let needed = (size / 4).div_ceil(256);
-    [1u32, 2, 4, 8]
-        .into_iter()
-        .find(|&per| per as usize >= needed)
+    [1u32, 2, 4, 8].into_iter().find(|&per| per as usize >= needed)
 }
 
 /// A register-cached row kernel with `per` vec4s per invocation.
 pub(crate) fn cached_kernel<'a>(shader: &'a Shader, entry: &'static str, per: u32) -> Kernel<'a> {
-    Kernel::new(
-        shader,
-        entry,
-        if entry == "softmax_cached" { 1 } else { 3 },
-        1,
-    )
-    .with(
-        "const PER: u32 = 4u; // @PER",
-        format!("const PER: u32 = {per}u;"),
-    )
+    Kernel::new(shader, entry, if entry == "softmax_cached" { 1 } else { 3 }, 1)
+        .with("const PER: u32 = 4u; // @PER", format!("const PER: u32 = {per}u;"))
 }
 
 /// Every specialization this family can compile (for the shader validation test).
 pub(crate) fn variants() -> Vec<Kernel<'static>> {
-    [1, 2, 4, 8]
-        .into_iter()
-        .map(|per| cached_kernel(&SHADER, "softmax_cached", per))
-        .collect()
+    [1, 2, 4, 8].into_iter().map(|per| cached_kernel(&SHADER, "softmax_cached", per)).collect()
 }
 
 /// Softmax (or log-softmax) of one row into `out`; the normalizer is summed in f64. Each
@@ -142,13 +129,7 @@ impl Op for Softmax {
             Some(per) => cached_kernel(&SHADER, "softmax_cached", per),
             None => Kernel::new(&SHADER, "softmax", 1, 1),
         };
-        rec.dispatch(
-            &kernel,
-            &params,
-            &[args[0].buf],
-            &[&y],
-            Grid::Linear(params.rows),
-        )?;
+        rec.dispatch(&kernel, &params, &[args[0].buf], &[&y], Grid::Linear(params.rows))?;
         Ok(y)
     }
 
@@ -185,18 +166,9 @@ impl Tensor {
 
     #[track_caller]
     fn softmax_op(&self, axis: isize, log: bool) -> Tensor {
-        let op = Softmax {
-            axis: self
-                .shape()
-                .axis(if log { "log_softmax" } else { "softmax" }, axis),
-            log,
-        };
+        let op = Softmax { axis: self.shape().axis(if log { "log_softmax" } else { "softmax" }, axis), log };
         if !self.dtype().is_float() {
-            panic!(
-                "{}: expected a float tensor, found {}",
-                op.name(),
-                self.dtype()
-            );
+            panic!("{}: expected a float tensor, found {}", op.name(), self.dtype());
         }
         Tensor::from_op(op, vec![self.clone()], self.shape().clone(), self.dtype())
     }

@@ -35,10 +35,7 @@ macro_rules! map {
                 *o = $body;
             }
         }
-        Map {
-            f32: apply::<f32>,
-            f64: apply::<f64>,
-        }
+        Map { f32: apply::<f32>, f64: apply::<f64> }
     }};
 }
 
@@ -73,11 +70,7 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "-x",
         grad: Some(|_, _, g, _, _| -g),
         tolerance: EXACT,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "exp",
@@ -86,11 +79,7 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx eˣ = eˣ
         grad: Some(|_, y, g, _, _| g * y),
         tolerance: TRANSCENDENTAL,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "log",
@@ -99,11 +88,7 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx ln x = 1/x
         grad: Some(|x, _, g, _, _| g / x),
         tolerance: TRANSCENDENTAL,
-        sample: Sample {
-            domain: Domain::Range(0.1, 4.0),
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Range(0.1, 4.0), a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "sqrt",
@@ -112,11 +97,7 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx √x = 1 / (2√x)
         grad: Some(|_, y, g, _, _| g * 0.5 / y),
         tolerance: TRANSCENDENTAL,
-        sample: Sample {
-            domain: Domain::Range(0.1, 4.0),
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Range(0.1, 4.0), a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "rsqrt",
@@ -125,11 +106,7 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx x^(-1/2) = -x^(-3/2) / 2 = -y³ / 2
         grad: Some(|_, y, g, _, _| g * y.powf(3.0) * -0.5),
         tolerance: TRANSCENDENTAL,
-        sample: Sample {
-            domain: Domain::Range(0.1, 4.0),
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Range(0.1, 4.0), a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "abs",
@@ -138,11 +115,7 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx |x| = sign x
         grad: Some(|x, _, g, _, _| g * x.sign()),
         tolerance: EXACT,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "sign",
@@ -150,11 +123,7 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "sign(x)",
         grad: None,
         tolerance: EXACT,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "sin",
@@ -163,11 +132,7 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx sin = cos
         grad: Some(|x, _, g, _, _| g * x.cos()),
         tolerance: TRANSCENDENTAL,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "cos",
@@ -176,11 +141,7 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx cos = -sin
         grad: Some(|x, _, g, _, _| -(g * x.sin())),
         tolerance: TRANSCENDENTAL,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "tanh",
@@ -189,11 +150,7 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx tanh = 1 - y²
         grad: Some(|_, y, g, _, _| g * (1.0 - y.square())),
         tolerance: TRANSCENDENTAL,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "sigmoid",
@@ -202,11 +159,7 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx σ = σ(1 - σ)
         grad: Some(|_, y, g, _, _| g * y * (1.0 - y)),
         tolerance: TRANSCENDENTAL,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "relu",
@@ -215,11 +168,7 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx relu = [x > 0]
         grad: Some(|x, _, g, _, _| g * x.gt_scalar(0.0).cast(g.dtype())),
         tolerance: EXACT,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "leaky_relu",
@@ -228,11 +177,7 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx = 1 where x > 0, a elsewhere: a + (1 - a)·[x > 0]
         grad: Some(|x, _, g, a, _| g * (x.gt_scalar(0.0).cast(g.dtype()) * (1.0 - a) + a)),
         tolerance: EXACT,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: 0.1,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: 0.1, b: 0.0 },
     },
     UnaryFn {
         name: "elu",
@@ -241,17 +186,11 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx = 1 where x > 0, y + a elsewhere
         grad: Some(|x, y, g, a, _| x.gt_scalar(0.0).where_(g, &(g * (y + a)))),
         tolerance: TRANSCENDENTAL,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: 1.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: 1.0, b: 0.0 },
     },
     UnaryFn {
         name: "gelu",
-        cpu: map!(|x, a, b| T::of(0.5)
-            * x
-            * (T::ONE + (x * T::of(std::f64::consts::FRAC_1_SQRT_2)).erf())),
+        cpu: map!(|x, a, b| T::of(0.5) * x * (T::ONE + (x * T::of(std::f64::consts::FRAC_1_SQRT_2)).erf())),
         wgsl: "0.5 * x * (1.0 + erf(x * 0.7071067811865476))",
         // d/dx xΦ(x) = Φ(x) + xφ(x)
         grad: Some(|x, _, g, _, _| {
@@ -260,11 +199,7 @@ pub static UNARY: &[UnaryFn] = &[
             g * (cdf + x * pdf)
         }),
         tolerance: TRANSCENDENTAL,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "gelu_tanh",
@@ -280,11 +215,7 @@ pub static UNARY: &[UnaryFn] = &[
             g * ((&t + 1.0) * 0.5 + x * (1.0 - t.square()) * du * 0.5)
         }),
         tolerance: TRANSCENDENTAL,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "silu",
@@ -296,11 +227,7 @@ pub static UNARY: &[UnaryFn] = &[
             g * &s * (x * (1.0 - &s) + 1.0)
         }),
         tolerance: TRANSCENDENTAL,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "softplus",
@@ -309,11 +236,7 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx ln(1 + eˣ) = σ(x)
         grad: Some(|x, _, g, _, _| g * x.sigmoid()),
         tolerance: TRANSCENDENTAL,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "square",
@@ -322,11 +245,7 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx x² = 2x
         grad: Some(|x, _, g, _, _| g * x * 2.0),
         tolerance: EXACT,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "reciprocal",
@@ -335,11 +254,7 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx 1/x = -1/x² = -y²
         grad: Some(|_, y, g, _, _| -(g * y.square())),
         tolerance: EXACT,
-        sample: Sample {
-            domain: Domain::AwayFromZero,
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::AwayFromZero, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "erf",
@@ -348,11 +263,7 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx erf = 2/√π · e^(-x²)
         grad: Some(|x, _, g, _, _| g * (-x.square()).exp() * FRAC_2_SQRT_PI),
         tolerance: TRANSCENDENTAL,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "floor",
@@ -360,11 +271,7 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "floor(x)",
         grad: None,
         tolerance: EXACT,
-        sample: Sample {
-            domain: Domain::Range(-3.0, 3.0),
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Range(-3.0, 3.0), a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "ceil",
@@ -372,11 +279,7 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "ceil(x)",
         grad: None,
         tolerance: EXACT,
-        sample: Sample {
-            domain: Domain::Range(-3.0, 3.0),
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Range(-3.0, 3.0), a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "round",
@@ -384,11 +287,7 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "round(x)",
         grad: None,
         tolerance: EXACT,
-        sample: Sample {
-            domain: Domain::Range(-3.0, 3.0),
-            a: 0.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Range(-3.0, 3.0), a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "add_scalar",
@@ -396,11 +295,7 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "x + a",
         grad: Some(|_, _, g, _, _| g.clone()),
         tolerance: EXACT,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: 1.5,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: 1.5, b: 0.0 },
     },
     UnaryFn {
         name: "mul_scalar",
@@ -408,11 +303,7 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "x * a",
         grad: Some(|_, _, g, a, _| g * a),
         tolerance: EXACT,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: -2.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: -2.0, b: 0.0 },
     },
     UnaryFn {
         name: "rsub_scalar",
@@ -420,11 +311,7 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "a - x",
         grad: Some(|_, _, g, _, _| -g),
         tolerance: EXACT,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: 3.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Normal, a: 3.0, b: 0.0 },
     },
     UnaryFn {
         name: "rdiv_scalar",
@@ -433,11 +320,7 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx a/x = -a/x² = -y/x
         grad: Some(|x, y, g, _, _| -(g * y / x)),
         tolerance: EXACT,
-        sample: Sample {
-            domain: Domain::AwayFromZero,
-            a: 2.0,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::AwayFromZero, a: 2.0, b: 0.0 },
     },
     UnaryFn {
         name: "pow_scalar",
@@ -446,11 +329,7 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx xᵃ = a·xᵃ⁻¹
         grad: Some(|x, _, g, a, _| g * x.powf(a - 1.0) * a),
         tolerance: TRANSCENDENTAL,
-        sample: Sample {
-            domain: Domain::Range(0.1, 3.0),
-            a: 2.5,
-            b: 0.0,
-        },
+        sample: Sample { domain: Domain::Range(0.1, 3.0), a: 2.5, b: 0.0 },
     },
     UnaryFn {
         name: "clamp",
@@ -462,11 +341,7 @@ pub static UNARY: &[UnaryFn] = &[
             g * inside
         }),
         tolerance: EXACT,
-        sample: Sample {
-            domain: Domain::Normal,
-            a: -0.5,
-            b: 0.5,
-        },
+        sample: Sample { domain: Domain::Normal, a: -0.5, b: 0.5 },
     },
 ];
 
@@ -493,10 +368,7 @@ fn sigmoid<T: Float>(x: T) -> T {
 
 /// The row named `name`.
 fn row(name: &str) -> &'static UnaryFn {
-    UNARY
-        .iter()
-        .find(|u| u.name == name)
-        .unwrap_or_else(|| panic!("no unary op {name}"))
+    UNARY.iter().find(|u| u.name == name).unwrap_or_else(|| panic!("no unary op {name}"))
 }
 
 #[repr(C)]
@@ -551,19 +423,8 @@ impl Op for Unary {
         let n = u32_of(self.f.name, out.shape.numel());
         let y = rec.alloc_elems(n as usize)?;
         let kernel = kernel(self.f);
-        let params = Params {
-            n,
-            a: self.a as f32,
-            b: self.b as f32,
-            _pad: 0,
-        };
-        rec.dispatch(
-            &kernel,
-            &params,
-            &[args[0].buf],
-            &[&y],
-            Grid::Linear(n.div_ceil(256)),
-        )?;
+        let params = Params { n, a: self.a as f32, b: self.b as f32, _pad: 0 };
+        rec.dispatch(&kernel, &params, &[args[0].buf], &[&y], Grid::Linear(n.div_ceil(256)))?;
         Ok(y)
     }
     fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
@@ -587,12 +448,7 @@ impl Tensor {
         if !self.dtype().is_float() {
             panic!("{name}: expected a float tensor, found {}", self.dtype());
         }
-        Tensor::from_op(
-            Unary { f, a, b },
-            vec![self.clone()],
-            self.shape().clone(),
-            self.dtype(),
-        )
+        Tensor::from_op(Unary { f, a, b }, vec![self.clone()], self.shape().clone(), self.dtype())
     }
 }
 

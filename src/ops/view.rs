@@ -96,11 +96,7 @@ impl Tensor {
     pub fn reshape(&self, shape: impl Into<Shape>) -> Tensor {
         let shape = shape.into();
         if shape.numel() != self.numel() {
-            panic!(
-                "reshape: cannot reshape {} ({} elements) to {shape}",
-                self.shape(),
-                self.numel()
-            );
+            panic!("reshape: cannot reshape {} ({} elements) to {shape}", self.shape(), self.numel());
         }
         if &shape == self.shape() {
             return self.clone();
@@ -112,10 +108,7 @@ impl Tensor {
     #[track_caller]
     pub fn flatten_from(&self, start: usize) -> Tensor {
         if start > self.rank() {
-            panic!(
-                "flatten_from: axis {start} is out of range for shape {}",
-                self.shape()
-            );
+            panic!("flatten_from: axis {start} is out of range for shape {}", self.shape());
         }
         let mut dims = self.dims()[..start].to_vec();
         dims.push(self.dims()[start..].iter().product());
@@ -128,10 +121,7 @@ impl Tensor {
         let rank = self.rank() as isize + 1;
         let a = if axis < 0 { axis + rank } else { axis };
         if a < 0 || a >= rank {
-            panic!(
-                "unsqueeze: axis {axis} is out of range for shape {}",
-                self.shape()
-            );
+            panic!("unsqueeze: axis {axis} is out of range for shape {}", self.shape());
         }
         let mut dims = self.dims().to_vec();
         dims.insert(a as usize, 1);

@@ -5,20 +5,11 @@ use crate::{Gradients, Tensor, no_grad};
 /// Scales the gradients of `params` so that their joint L2 norm is at most `max_norm`, as
 /// PyTorch's `clip_grad_norm_`; returns the norm before clipping. Lazy: the norm and the
 /// scaling stay on the device, nothing is read back.
-pub fn clip_grad_norm(
-    grads: &mut Gradients,
-    params: &[(String, Tensor)],
-    max_norm: f64,
-) -> Option<Tensor> {
+pub fn clip_grad_norm(grads: &mut Gradients, params: &[(String, Tensor)], max_norm: f64) -> Option<Tensor> {
     no_grad(|| {
-        let present: Vec<&Tensor> = params
-            .iter()
-            .map(|(_, p)| p)
-            .filter(|p| grads.get(p).is_some())
-            .collect();
-        let squares = present
-            .iter()
-            .map(|p| grads.get(p).expect("filtered").square().sum_all());
+        let present: Vec<&Tensor> =
+            params.iter().map(|(_, p)| p).filter(|p| grads.get(p).is_some()).collect();
+        let squares = present.iter().map(|p| grads.get(p).expect("filtered").square().sum_all());
         let total = squares.reduce(|a, b| a + b)?.sqrt();
         // scale = min(1, max_norm / (norm + 1e-6))
         let scale = (max_norm / (&total + 1e-6)).clamp(0.0, 1.0);

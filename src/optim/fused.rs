@@ -22,35 +22,15 @@ static SHADER: Shader = shader!("optim.wgsl");
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Rule {
     /// SGD with optional momentum (dampening 0), Nesterov momentum and L2 weight decay.
-    Sgd {
-        momentum: f64,
-        nesterov: bool,
-        weight_decay: f64,
-    },
+    Sgd { momentum: f64, nesterov: bool, weight_decay: f64 },
     /// AdaGrad.
     AdaGrad { eps: f64, weight_decay: f64 },
     /// RMSProp, optionally centered and with momentum.
-    RmsProp {
-        alpha: f64,
-        eps: f64,
-        momentum: f64,
-        centered: bool,
-        weight_decay: f64,
-    },
+    RmsProp { alpha: f64, eps: f64, momentum: f64, centered: bool, weight_decay: f64 },
     /// Adadelta.
-    Adadelta {
-        rho: f64,
-        eps: f64,
-        weight_decay: f64,
-    },
+    Adadelta { rho: f64, eps: f64, weight_decay: f64 },
     /// Adam (L2 weight decay) or, with `decoupled`, AdamW.
-    Adam {
-        beta1: f64,
-        beta2: f64,
-        eps: f64,
-        weight_decay: f64,
-        decoupled: bool,
-    },
+    Adam { beta1: f64, beta2: f64, eps: f64, weight_decay: f64, decoupled: bool },
 }
 
 impl Rule {
@@ -103,31 +83,11 @@ impl Rule {
     /// The constants of step `t` (1-based) at learning rate `lr`, in the parameter's type.
     fn hyper<T: Float>(&self, lr: f64, t: u64) -> Hyper<T> {
         let (a, b, eps, weight_decay) = match *self {
-            Rule::Sgd {
-                momentum,
-                weight_decay,
-                ..
-            } => (momentum, 0.0, 0.0, weight_decay),
+            Rule::Sgd { momentum, weight_decay, .. } => (momentum, 0.0, 0.0, weight_decay),
             Rule::AdaGrad { eps, weight_decay } => (0.0, 0.0, eps, weight_decay),
-            Rule::RmsProp {
-                alpha,
-                eps,
-                momentum,
-                weight_decay,
-                ..
-            } => (alpha, momentum, eps, weight_decay),
-            Rule::Adadelta {
-                rho,
-                eps,
-                weight_decay,
-            } => (rho, 0.0, eps, weight_decay),
-            Rule::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay,
-                ..
-            } => (beta1, beta2, eps, weight_decay),
+            Rule::RmsProp { alpha, eps, momentum, weight_decay, .. } => (alpha, momentum, eps, weight_decay),
+            Rule::Adadelta { rho, eps, weight_decay } => (rho, 0.0, eps, weight_decay),
+            Rule::Adam { beta1, beta2, eps, weight_decay, .. } => (beta1, beta2, eps, weight_decay),
         };
         let (bias1, bias2) = (1.0 - a.powi(t as i32), 1.0 - b.powi(t as i32));
         Hyper {
@@ -164,14 +124,7 @@ fn adagrad<T: Float>(h: &Hyper<T>, p: T, g: T, s: &mut [T; 3]) -> T {
 }
 
 #[inline(always)]
-fn rmsprop<T: Float>(
-    h: &Hyper<T>,
-    momentum: bool,
-    centered: bool,
-    p: T,
-    g: T,
-    s: &mut [T; 3],
-) -> T {
+fn rmsprop<T: Float>(h: &Hyper<T>, momentum: bool, centered: bool, p: T, g: T, s: &mut [T; 3]) -> T {
     let one = T::ONE;
     let g = g + h.weight_decay * p;
     s[0] = h.a * s[0] + (one - h.a) * g * g;
@@ -202,11 +155,7 @@ fn adadelta<T: Float>(h: &Hyper<T>, p: T, g: T, s: &mut [T; 3]) -> T {
 #[inline(always)]
 fn adam<T: Float>(h: &Hyper<T>, decoupled: bool, p: T, g: T, s: &mut [T; 3]) -> T {
     let one = T::ONE;
-    let (p, g) = if decoupled {
-        (p * (one - h.lr * h.weight_decay), g)
-    } else {
-        (p, g + h.weight_decay * p)
-    };
+    let (p, g) = if decoupled { (p * (one - h.lr * h.weight_decay), g) } else { (p, g + h.weight_decay * p) };
     s[0] = h.a * s[0] + (one - h.a) * g;
     s[1] = h.b * s[1] + (one - h.b) * g * g;
     p - h.lr / h.bias1 * s[0] / (s[1].sqrt() / h.bias2_sqrt + h.eps)
@@ -262,11 +211,7 @@ pub(crate) fn apply_all(rule: &Rule, lr: f64, t: u64, updates: &[Update]) -> Res
                     Entry::Vacant(e) => e.insert(Recorder::new(crate::backend::wgpu::context(n)?)),
                 };
                 // the state is updated in place: keep its old values for the cross-check
-                let before = if rec.context().checked() {
-                    Some(Before::of(u)?)
-                } else {
-                    None
-                };
+                let before = if rec.context().checked() { Some(Before::of(u)?) } else { None };
                 pending.push((u, record_gpu(rule, lr, t, u, rec)?, before));
             }
         }
@@ -297,17 +242,9 @@ fn apply_cpu(rule: &Rule, lr: f64, t: u64, u: &Update) {
         state: &[Storage],
     ) -> (CpuStorage, Vec<CpuStorage>) {
         let slices: Vec<&[T]> = state.iter().map(|s| s.cpu().as_slice::<T>()).collect();
-        let (new_p, new_state) = update(
-            rule,
-            &rule.hyper::<T>(lr, t),
-            p.cpu().as_slice::<T>(),
-            g.cpu().as_slice::<T>(),
-            &slices,
-        );
-        (
-            CpuStorage::from_vec(new_p),
-            new_state.into_iter().map(CpuStorage::from_vec).collect(),
-        )
+        let (new_p, new_state) =
+            update(rule, &rule.hyper::<T>(lr, t), p.cpu().as_slice::<T>(), g.cpu().as_slice::<T>(), &slices);
+        (CpuStorage::from_vec(new_p), new_state.into_iter().map(CpuStorage::from_vec).collect())
     }
     let (new_p, new_state) = match u.param.dtype() {
         DType::F32 => run::<f32>(rule, lr, t, &p, &g, &state),
@@ -327,13 +264,7 @@ impl Wrapped for f64 {}
 
 /// The updated parameter and state, elementwise. The rule is matched once, outside the loop,
 /// so each loop is one rule's straight-line arithmetic.
-fn update<T: Float>(
-    rule: &Rule,
-    h: &Hyper<T>,
-    p: &[T],
-    g: &[T],
-    state: &[&[T]],
-) -> (Vec<T>, Vec<Vec<T>>) {
+fn update<T: Float>(rule: &Rule, h: &Hyper<T>, p: &[T], g: &[T], state: &[&[T]]) -> (Vec<T>, Vec<Vec<T>>) {
     #[inline(always)]
     fn run<T: Float>(
         step: impl Fn(T, T, &mut [T; 3]) -> T,
@@ -351,35 +282,29 @@ fn update<T: Float>(
                 *o = step(p, g, &mut slot);
                 *s0 = slot[0];
             }),
-            [s0, s1] => inputs.zip(s0.iter_mut().zip(s1.iter_mut())).for_each(
-                |(((o, &p), &g), (s0, s1))| {
-                    let mut slot = [*s0, *s1, T::ZERO];
-                    *o = step(p, g, &mut slot);
-                    (*s0, *s1) = (slot[0], slot[1]);
-                },
-            ),
-            [s0, s1, s2] => inputs
-                .zip(s0.iter_mut().zip(s1.iter_mut().zip(s2.iter_mut())))
-                .for_each(|(((o, &p), &g), (s0, (s1, s2)))| {
+            [s0, s1] => inputs.zip(s0.iter_mut().zip(s1.iter_mut())).for_each(|(((o, &p), &g), (s0, s1))| {
+                let mut slot = [*s0, *s1, T::ZERO];
+                *o = step(p, g, &mut slot);
+                (*s0, *s1) = (slot[0], slot[1]);
+            }),
+            [s0, s1, s2] => inputs.zip(s0.iter_mut().zip(s1.iter_mut().zip(s2.iter_mut()))).for_each(
+                |(((o, &p), &g), (s0, (s1, s2)))| {
                     let mut slot = [*s0, *s1, *s2];
                     *o = step(p, g, &mut slot);
                     (*s0, *s1, *s2) = (slot[0], slot[1], slot[2]);
-                }),
+                },
+            ),
             _ => unreachable!("rules have one to three state slots"),
         }
         (new_p, new_state)
     }
     match *rule {
-        Rule::Sgd {
-            momentum, nesterov, ..
-        } => {
+        Rule::Sgd { momentum, nesterov, .. } => {
             let m = momentum != 0.0;
             run(|p, g, s| sgd(h, m, nesterov, p, g, s), p, g, state)
         }
         Rule::AdaGrad { .. } => run(|p, g, s| adagrad(h, p, g, s), p, g, state),
-        Rule::RmsProp {
-            momentum, centered, ..
-        } => {
+        Rule::RmsProp { momentum, centered, .. } => {
             let m = momentum > 0.0;
             run(|p, g, s| rmsprop(h, m, centered, p, g, s), p, g, state)
         }
@@ -394,26 +319,16 @@ fn record_gpu(rule: &Rule, lr: f64, t: u64, u: &Update, rec: &mut Recorder) -> R
     let n = u.param.numel();
     let gpu = |x: &Tensor| match x.storage().expect("realized") {
         Storage::Gpu(b) => Ok(b),
-        Storage::Cpu(_) => Err(Error::Invalid(format!(
-            "an optimizer tensor is not on {}",
-            u.param.device()
-        ))),
+        Storage::Cpu(_) => Err(Error::Invalid(format!("an optimizer tensor is not on {}", u.param.device()))),
     };
     let (param, grad) = (gpu(u.param)?, gpu(u.grad)?);
     let state: Vec<Arc<GpuBuffer>> = u.state.iter().map(gpu).collect::<Result<_>>()?;
     let new_param = rec.alloc_elems(n)?;
-    let writes: Vec<&GpuBuffer> = std::iter::once(&new_param)
-        .chain(state.iter().map(|b| b.as_ref()))
-        .collect();
+    let writes: Vec<&GpuBuffer> =
+        std::iter::once(&new_param).chain(state.iter().map(|b| b.as_ref())).collect();
     let kernel = Kernel::new(&SHADER, rule.entry(), 2, writes.len() as u32);
     let params = rule.params(n, lr, t);
-    rec.dispatch(
-        &kernel,
-        &params,
-        &[&param, &grad],
-        &writes,
-        Grid::Linear(params.n.div_ceil(256)),
-    )?;
+    rec.dispatch(&kernel, &params, &[&param, &grad], &writes, Grid::Linear(params.n.div_ceil(256)))?;
     Ok(new_param)
 }
 
@@ -435,18 +350,8 @@ impl Before {
 
     fn check(&self, rule: &Rule, lr: f64, t: u64, u: &Update, new_param: &GpuBuffer) -> Result<()> {
         let state: Vec<&[f64]> = self.state.iter().map(Vec::as_slice).collect();
-        let (p, s) = update(
-            rule,
-            &rule.hyper::<f64>(lr, t),
-            &self.param,
-            &self.grad,
-            &state,
-        );
-        let mut got = vec![
-            new_param
-                .download(u.param.dtype(), u.param.numel())?
-                .to_f64_vec(),
-        ];
+        let (p, s) = update(rule, &rule.hyper::<f64>(lr, t), &self.param, &self.grad, &state);
+        let mut got = vec![new_param.download(u.param.dtype(), u.param.numel())?.to_f64_vec()];
         got.extend(u.state.iter().map(download).collect::<Result<Vec<_>>>()?);
         for (want, got) in std::iter::once(p).chain(s).zip(got) {
             let v = Verdict::of(&want, &got);
@@ -464,9 +369,5 @@ impl Before {
 }
 
 fn download(x: &Tensor) -> Result<Vec<f64>> {
-    Ok(x.storage()
-        .expect("realized")
-        .gpu()
-        .download(x.dtype(), x.numel())?
-        .to_f64_vec())
+    Ok(x.storage().expect("realized").gpu().download(x.dtype(), x.numel())?.to_f64_vec())
 }

@@ -30,110 +30,44 @@ use fused::Update;
 impl Rule {
     /// Plain SGD.
     pub fn sgd() -> Rule {
-        Rule::Sgd {
-            momentum: 0.0,
-            nesterov: false,
-            weight_decay: 0.0,
-        }
+        Rule::Sgd { momentum: 0.0, nesterov: false, weight_decay: 0.0 }
     }
     /// SGD with momentum.
     pub fn sgd_momentum(momentum: f64) -> Rule {
-        Rule::Sgd {
-            momentum,
-            nesterov: false,
-            weight_decay: 0.0,
-        }
+        Rule::Sgd { momentum, nesterov: false, weight_decay: 0.0 }
     }
     /// AdaGrad with PyTorch's eps (1e-10).
     pub fn adagrad() -> Rule {
-        Rule::AdaGrad {
-            eps: 1e-10,
-            weight_decay: 0.0,
-        }
+        Rule::AdaGrad { eps: 1e-10, weight_decay: 0.0 }
     }
     /// RMSProp with PyTorch's defaults (alpha 0.99, eps 1e-8).
     pub fn rmsprop() -> Rule {
-        Rule::RmsProp {
-            alpha: 0.99,
-            eps: 1e-8,
-            momentum: 0.0,
-            centered: false,
-            weight_decay: 0.0,
-        }
+        Rule::RmsProp { alpha: 0.99, eps: 1e-8, momentum: 0.0, centered: false, weight_decay: 0.0 }
     }
     /// Adadelta with PyTorch's defaults (rho 0.9, eps 1e-6; PyTorch's lr default is 1.0).
     pub fn adadelta() -> Rule {
-        Rule::Adadelta {
-            rho: 0.9,
-            eps: 1e-6,
-            weight_decay: 0.0,
-        }
+        Rule::Adadelta { rho: 0.9, eps: 1e-6, weight_decay: 0.0 }
     }
     /// Adam with PyTorch's defaults (betas 0.9, 0.999, eps 1e-8).
     pub fn adam() -> Rule {
-        Rule::Adam {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            decoupled: false,
-        }
+        Rule::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: false }
     }
     /// AdamW with PyTorch's defaults (weight decay 0.01, decoupled).
     pub fn adamw() -> Rule {
-        Rule::Adam {
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.01,
-            decoupled: true,
-        }
+        Rule::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decoupled: true }
     }
     /// The same rule with weight decay `wd`.
     pub fn weight_decay(self, wd: f64) -> Rule {
         match self {
-            Rule::Sgd {
-                momentum, nesterov, ..
-            } => Rule::Sgd {
-                momentum,
-                nesterov,
-                weight_decay: wd,
-            },
-            Rule::AdaGrad { eps, .. } => Rule::AdaGrad {
-                eps,
-                weight_decay: wd,
-            },
-            Rule::RmsProp {
-                alpha,
-                eps,
-                momentum,
-                centered,
-                ..
-            } => Rule::RmsProp {
-                alpha,
-                eps,
-                momentum,
-                centered,
-                weight_decay: wd,
-            },
-            Rule::Adadelta { rho, eps, .. } => Rule::Adadelta {
-                rho,
-                eps,
-                weight_decay: wd,
-            },
-            Rule::Adam {
-                beta1,
-                beta2,
-                eps,
-                decoupled,
-                ..
-            } => Rule::Adam {
-                beta1,
-                beta2,
-                eps,
-                weight_decay: wd,
-                decoupled,
-            },
+            Rule::Sgd { momentum, nesterov, .. } => Rule::Sgd { momentum, nesterov, weight_decay: wd },
+            Rule::AdaGrad { eps, .. } => Rule::AdaGrad { eps, weight_decay: wd },
+            Rule::RmsProp { alpha, eps, momentum, centered, .. } => {
+                Rule::RmsProp { alpha, eps, momentum, centered, weight_decay: wd }
+            }
+            Rule::Adadelta { rho, eps, .. } => Rule::Adadelta { rho, eps, weight_decay: wd },
+            Rule::Adam { beta1, beta2, eps, decoupled, .. } => {
+                Rule::Adam { beta1, beta2, eps, weight_decay: wd, decoupled }
+            }
         }
     }
 }
@@ -151,13 +85,7 @@ pub struct Optimizer {
 impl Optimizer {
     /// An optimizer over `params` (usually [`crate::nn::parameters`]) with rule and learning rate.
     pub fn new(params: Vec<(String, Tensor)>, rule: Rule, lr: f64) -> Optimizer {
-        Optimizer {
-            rule,
-            lr,
-            params,
-            state: Vec::new(),
-            steps: 0,
-        }
+        Optimizer { rule, lr, params, state: Vec::new(), steps: 0 }
     }
 
     /// The learning rate.
@@ -210,13 +138,7 @@ impl Optimizer {
             .params
             .iter()
             .zip(&self.state)
-            .filter_map(|((_, p), s)| {
-                grads.get(p).map(|g| Update {
-                    param: p,
-                    grad: g,
-                    state: s,
-                })
-            })
+            .filter_map(|((_, p), s)| grads.get(p).map(|g| Update { param: p, grad: g, state: s }))
             .collect();
         fused::apply_all(&self.rule, self.lr, self.steps, &updates)
     }
@@ -230,10 +152,7 @@ impl Optimizer {
             }
         }
         let device = crate::Device::Cpu;
-        out.push((
-            "step".to_string(),
-            Tensor::from_vec(vec![self.steps as i32], [1], &device),
-        ));
+        out.push(("step".to_string(), Tensor::from_vec(vec![self.steps as i32], [1], &device)));
         out
     }
 
@@ -247,10 +166,7 @@ impl Optimizer {
                 .map(|(_, t)| t)
                 .ok_or_else(|| Error::Invalid(format!("optimizer state: {name} is missing")))
         };
-        let steps = find("step")?
-            .to(&crate::Device::Cpu)
-            .cast(DType::I32)
-            .to_vec::<i32>()?[0];
+        let steps = find("step")?.to(&crate::Device::Cpu).cast(DType::I32).to_vec::<i32>()?[0];
         let mut state = Vec::new();
         for (name, p) in &self.params {
             let mut slots = Vec::new();

@@ -24,12 +24,7 @@ pub struct StepLr {
 impl StepLr {
     /// From a base rate.
     pub fn new(base: f64, step_size: usize, gamma: f64) -> StepLr {
-        StepLr {
-            base,
-            step_size: step_size.max(1),
-            gamma,
-            t: 0,
-        }
+        StepLr { base, step_size: step_size.max(1), gamma, t: 0 }
     }
 }
 
@@ -78,12 +73,7 @@ pub struct CosineLr {
 impl CosineLr {
     /// From `base` down to `min` over `periods`.
     pub fn new(base: f64, min: f64, periods: usize) -> CosineLr {
-        CosineLr {
-            base,
-            min,
-            periods: periods.max(1),
-            t: 0,
-        }
+        CosineLr { base, min, periods: periods.max(1), t: 0 }
     }
 }
 
@@ -110,12 +100,7 @@ pub struct LinearWarmup {
 impl LinearWarmup {
     /// Warm up into `inner`.
     pub fn new(inner: impl Scheduler + 'static, start_factor: f64, warmup: usize) -> LinearWarmup {
-        LinearWarmup {
-            inner: Box::new(inner),
-            start_factor,
-            warmup,
-            t: 0,
-        }
+        LinearWarmup { inner: Box::new(inner), start_factor, warmup, t: 0 }
     }
 }
 
@@ -151,21 +136,13 @@ pub struct OneCycle {
 impl OneCycle {
     /// PyTorch's defaults: pct_start 0.3, div 25, final_div 1e4.
     pub fn new(max: f64, total: usize) -> OneCycle {
-        OneCycle {
-            max,
-            total: total.max(2),
-            pct_start: 0.3,
-            div: 25.0,
-            final_div: 1e4,
-            t: 0,
-        }
+        OneCycle { max, total: total.max(2), pct_start: 0.3, div: 25.0, final_div: 1e4, t: 0 }
     }
 }
 
 impl Scheduler for OneCycle {
     fn lr(&self) -> f64 {
-        let cos =
-            |from: f64, to: f64, frac: f64| to + (from - to) * (1.0 + (PI * frac).cos()) / 2.0;
+        let cos = |from: f64, to: f64, frac: f64| to + (from - to) * (1.0 + (PI * frac).cos()) / 2.0;
         let initial = self.max / self.div;
         let end_up = self.pct_start * self.total as f64 - 1.0;
         let t = self.t.min(self.total - 1) as f64;

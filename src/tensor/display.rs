@@ -10,12 +10,7 @@ const EDGE: usize = 3;
 
 impl fmt::Display for Tensor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tail = format!(
-            "shape={}, dtype={}, device={}",
-            self.shape(),
-            self.dtype(),
-            self.device()
-        );
+        let tail = format!("shape={}, dtype={}, device={}", self.shape(), self.dtype(), self.device());
         match self.host() {
             Err(e) => write!(f, "tensor(<not computable: {e}>, {tail})"),
             Ok(data) => {
@@ -53,19 +48,12 @@ fn write_nested(
 ) -> fmt::Result {
     if depth == dims.len() {
         let v = data.get_f64(offset);
-        return if float {
-            write!(f, "{v:.4}")
-        } else {
-            write!(f, "{v}")
-        };
+        return if float { write!(f, "{v:.4}") } else { write!(f, "{v}") };
     }
     let n = dims[depth];
     let stride: usize = dims[depth + 1..].iter().product();
-    let shown: Vec<usize> = if n > SUMMARIZE_OVER {
-        (0..EDGE).chain(n - EDGE..n).collect()
-    } else {
-        (0..n).collect()
-    };
+    let shown: Vec<usize> =
+        if n > SUMMARIZE_OVER { (0..EDGE).chain(n - EDGE..n).collect() } else { (0..n).collect() };
     let inner = depth + 1 < dims.len();
     f.write_str("[")?;
     for (j, &i) in shown.iter().enumerate() {

@@ -53,10 +53,7 @@ impl Input {
     }
     /// An input without gradient (indices, masks, constants).
     pub const fn fixed(domain: Domain) -> Input {
-        Input {
-            domain,
-            grad: false,
-        }
+        Input { domain, grad: false }
     }
 }
 
@@ -80,10 +77,7 @@ pub fn make_inputs(
         .zip(shapes)
         .enumerate()
         .map(|(k, (input, shape))| {
-            let key = RandomKey {
-                seed,
-                stream: k as u64,
-            };
+            let key = RandomKey { seed, stream: k as u64 };
             let n: usize = shape.iter().product();
             let u = |i: usize| key.uniform(i as u64) as f64;
             let host = match input.domain {
@@ -124,16 +118,9 @@ pub fn make_inputs(
 /// Fixed random weights for reducing an output to a scalar loss Σ r·y, so that every output
 /// element's gradient matters.
 fn projection(out: &Tensor, seed: u64) -> Tensor {
-    let key = RandomKey {
-        seed,
-        stream: 1_000,
-    };
-    let r: Vec<f64> = (0..out.numel())
-        .map(|i| 0.5 + key.uniform(i as u64) as f64)
-        .collect();
-    Tensor::from_vec(r, out.shape().clone(), &Device::Cpu)
-        .cast(out.dtype())
-        .to(&out.device())
+    let key = RandomKey { seed, stream: 1_000 };
+    let r: Vec<f64> = (0..out.numel()).map(|i| 0.5 + key.uniform(i as u64) as f64).collect();
+    Tensor::from_vec(r, out.shape().clone(), &Device::Cpu).cast(out.dtype()).to(&out.device())
 }
 
 /// The result of a gradient check: per checked input, the relative error of the analytic
@@ -145,32 +132,19 @@ pub struct GradcheckReport {
 }
 
 /// Checks a case's gradients in f64 on the CPU against central differences with step `eps`.
-pub fn gradcheck(
-    case: &Case,
-    shapes: &[Vec<usize>],
-    seed: u64,
-    eps: f64,
-) -> Result<GradcheckReport> {
+pub fn gradcheck(case: &Case, shapes: &[Vec<usize>], seed: u64, eps: f64) -> Result<GradcheckReport> {
     let device = Device::Cpu;
     let base = make_inputs(case, shapes, DType::F64, &device, seed);
     let values: Vec<Vec<f64>> = base.iter().map(|t| t.to_f64_vec()).collect::<Result<_>>()?;
     let rebuild = |k: usize, data: &[f64]| -> Tensor {
         let t = &base[k];
-        if t.dtype() == DType::F64 {
-            Tensor::from_slice(data, t.shape().clone(), &device)
-        } else {
-            t.clone()
-        }
+        if t.dtype() == DType::F64 { Tensor::from_slice(data, t.shape().clone(), &device) } else { t.clone() }
     };
     // analytic
     let leaves: Vec<Tensor> = (0..base.len())
         .map(|k| {
             let t = rebuild(k, &values[k]);
-            if case.inputs[k].grad {
-                t.requires_grad_()
-            } else {
-                t
-            }
+            if case.inputs[k].grad { t.requires_grad_() } else { t }
         })
         .collect();
     let out = (case.build)(&leaves, &device);
@@ -192,13 +166,7 @@ pub fn gradcheck(
             let eval = |v: f64, data: &mut Vec<f64>| -> Result<f64> {
                 data[e] = v;
                 let inputs: Vec<Tensor> = (0..base.len())
-                    .map(|j| {
-                        if j == k {
-                            rebuild(k, data)
-                        } else {
-                            rebuild(j, &values[j])
-                        }
-                    })
+                    .map(|j| if j == k { rebuild(k, data) } else { rebuild(j, &values[j]) })
                     .collect();
                 let y = (case.build)(&inputs, &device);
                 (&y * &r).sum_all().item::<f64>()
@@ -235,13 +203,7 @@ pub fn parity(case: &Case, shapes: &[Vec<usize>], gpu: &Device, seed: u64) -> Re
         let inputs: Vec<Tensor> = make_inputs(case, shapes, DType::F32, device, seed)
             .into_iter()
             .zip(&case.inputs)
-            .map(|(t, i)| {
-                if i.grad && case.differentiable {
-                    t.requires_grad_()
-                } else {
-                    t
-                }
-            })
+            .map(|(t, i)| if i.grad && case.differentiable { t.requires_grad_() } else { t })
             .collect();
         let out = (case.build)(&inputs, device);
         let forward = out.to_f64_vec()?;
@@ -270,11 +232,7 @@ pub fn parity(case: &Case, shapes: &[Vec<usize>], gpu: &Device, seed: u64) -> Re
             _ => Some((k, f64::INFINITY)),
         })
         .collect();
-    Ok(ParityReport {
-        forward,
-        forward_nonfinite,
-        grads,
-    })
+    Ok(ParityReport { forward, forward_nonfinite, grads })
 }
 
 /// The full WGSL source (prelude included) of every file in `shaders/` as written, keyed by file
@@ -288,23 +246,26 @@ pub fn shader_sources() -> Vec<(String, String)> {
         .filter(|p| p.extension().is_some_and(|e| e == "wgsl") && !p.ends_with("common.wgsl"))
         .collect();
     files.sort();
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).expect("readable shader");
+    // a library (`// @library`) is validated inside the shaders that `// @requires` it
     let mut out: Vec<(String, String)> = files
         .iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(p).expect("readable shader");
-            let name = p
-                .file_name()
-                .expect("a file")
-                .to_string_lossy()
-                .into_owned();
-            (name, format!("{}\n{text}", crate::backend::wgpu::PRELUDE))
+        .filter_map(|p| {
+            let text = read(p);
+            if text.starts_with("// @library") {
+                return None;
+            }
+            let name = p.file_name().expect("a file").to_string_lossy().into_owned();
+            let library = text
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("// @requires "))
+                .map(|lib| read(&dir.join(lib.trim())))
+                .unwrap_or_default();
+            Some((name, format!("{}\n{library}\n{text}", crate::backend::wgpu::PRELUDE)))
         })
         .collect();
-    out.extend(
-        crate::ops::kernel_variants()
-            .iter()
-            .map(|k| (k.key(), k.source())),
-    );
+    out.extend(crate::ops::kernel_variants().iter().map(|k| (k.key(), k.source())));
     out
 }
 

@@ -62,18 +62,10 @@ pub fn save(
     Tensor::realize_all(&tensors.iter().map(|(_, t)| t.clone()).collect::<Vec<_>>())?;
     let data: Vec<(String, Vec<u8>, Vec<usize>, Dtype)> = tensors
         .iter()
-        .map(|(n, t)| {
-            Ok((
-                n.clone(),
-                bytes_of(t)?,
-                t.dims().to_vec(),
-                safetensors_dtype(t.dtype()),
-            ))
-        })
+        .map(|(n, t)| Ok((n.clone(), bytes_of(t)?, t.dims().to_vec(), safetensors_dtype(t.dtype()))))
         .collect::<Result<_>>()?;
     let views = data.iter().map(|(n, bytes, shape, dtype)| {
-        let view =
-            TensorView::new(*dtype, shape.clone(), bytes).expect("sizes match by construction");
+        let view = TensorView::new(*dtype, shape.clone(), bytes).expect("sizes match by construction");
         (n.clone(), view)
     });
     let bytes = safetensors::serialize(views, Some(metadata.clone()))
@@ -83,13 +75,9 @@ pub fn save(
 
 /// Writes `bytes` to a temporary sibling of `path`, syncs it, and renames it over `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::Invalid(format!("{} is not a file path", path.display())))?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name =
+        path.file_name().ok_or_else(|| Error::Invalid(format!("{} is not a file path", path.display())))?;
     let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
@@ -120,23 +108,13 @@ pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint> {
         let shape = view.shape().to_vec();
         let raw = view.data();
         let t = match view.dtype() {
-            Dtype::F32 => {
-                Tensor::from_vec(le::<4, f32>(raw, f32::from_le_bytes), shape, &Device::Cpu)
+            Dtype::F32 => Tensor::from_vec(le::<4, f32>(raw, f32::from_le_bytes), shape, &Device::Cpu),
+            Dtype::F64 => Tensor::from_vec(le::<8, f64>(raw, f64::from_le_bytes), shape, &Device::Cpu),
+            Dtype::I32 => Tensor::from_vec(le::<4, i32>(raw, i32::from_le_bytes), shape, &Device::Cpu),
+            Dtype::U32 => Tensor::from_vec(le::<4, u32>(raw, u32::from_le_bytes), shape, &Device::Cpu),
+            Dtype::BOOL => {
+                Tensor::from_vec(raw.iter().map(|&b| b != 0).collect::<Vec<bool>>(), shape, &Device::Cpu)
             }
-            Dtype::F64 => {
-                Tensor::from_vec(le::<8, f64>(raw, f64::from_le_bytes), shape, &Device::Cpu)
-            }
-            Dtype::I32 => {
-                Tensor::from_vec(le::<4, i32>(raw, i32::from_le_bytes), shape, &Device::Cpu)
-            }
-            Dtype::U32 => {
-                Tensor::from_vec(le::<4, u32>(raw, u32::from_le_bytes), shape, &Device::Cpu)
-            }
-            Dtype::BOOL => Tensor::from_vec(
-                raw.iter().map(|&b| b != 0).collect::<Vec<bool>>(),
-                shape,
-                &Device::Cpu,
-            ),
             other => {
                 return Err(Error::format(
                     path,
@@ -147,16 +125,11 @@ pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint> {
         };
         tensors.push((name.to_string(), t));
     }
-    Ok(Checkpoint {
-        tensors,
-        metadata: meta.metadata().clone().unwrap_or_default(),
-    })
+    Ok(Checkpoint { tensors, metadata: meta.metadata().clone().unwrap_or_default() })
 }
 
 fn le<const N: usize, T>(raw: &[u8], f: fn([u8; N]) -> T) -> Vec<T> {
-    raw.chunks_exact(N)
-        .map(|c| f(c.try_into().expect("exact chunks")))
-        .collect()
+    raw.chunks_exact(N).map(|c| f(c.try_into().expect("exact chunks"))).collect()
 }
 
 /// Saves a module's state dict (parameters and buffers).
@@ -168,26 +141,15 @@ pub fn save_module(path: impl AsRef<Path>, module: &dyn Module) -> Result<()> {
 /// with its shape. Values move to each tensor's device and dtype.
 pub fn load_into(module: &dyn Module, entries: &[(String, Tensor)], source: &Path) -> Result<()> {
     for (name, target) in nn::state_dict(module) {
-        let saved = entries
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, t)| t)
-            .ok_or_else(|| {
-                Error::format(
-                    source,
-                    FORMAT,
-                    format!("the checkpoint has no tensor {name}"),
-                )
+        let saved =
+            entries.iter().find(|(n, _)| *n == name).map(|(_, t)| t).ok_or_else(|| {
+                Error::format(source, FORMAT, format!("the checkpoint has no tensor {name}"))
             })?;
         if saved.shape() != target.shape() {
             return Err(Error::format(
                 source,
                 FORMAT,
-                format!(
-                    "{name} has shape {}, the model {}",
-                    saved.shape(),
-                    target.shape()
-                ),
+                format!("{name} has shape {}, the model {}", saved.shape(), target.shape()),
             ));
         }
         let value = saved.cast(target.dtype()).to(&target.device());

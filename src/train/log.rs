@@ -46,15 +46,9 @@ pub fn write_csv(path: &Path, records: &[EpochRecord]) -> Result<()> {
             r.val_loss.map_or(String::new(), |v| v.to_string())
         ));
         for m in &metric_names {
-            out.push_str(&format!(
-                ",{}",
-                r.metrics.get(*m).map_or(String::new(), |v| v.to_string())
-            ));
+            out.push_str(&format!(",{}", r.metrics.get(*m).map_or(String::new(), |v| v.to_string())));
         }
-        out.push_str(&format!(
-            ",{},{:.3},{:.1}\n",
-            r.lr, r.seconds, r.samples_per_sec
-        ));
+        out.push_str(&format!(",{},{:.3},{:.1}\n", r.lr, r.seconds, r.samples_per_sec));
     }
     write_atomically(path, out.as_bytes())
 }

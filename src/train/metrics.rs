@@ -13,10 +13,7 @@ pub struct Confusion {
 impl Confusion {
     /// An empty matrix for `classes` classes.
     pub fn new(classes: usize) -> Confusion {
-        Confusion {
-            classes,
-            counts: vec![0; classes * classes],
-        }
+        Confusion { classes, counts: vec![0; classes * classes] }
     }
 
     /// Adds predictions; labels outside `0..classes` are ignored.
@@ -51,54 +48,33 @@ impl Confusion {
     /// Precision of class `c`: of the samples predicted `c`, the fraction that are `c`.
     pub fn precision(&self, c: usize) -> f64 {
         let predicted: u64 = (0..self.classes).map(|t| self.count(t, c)).sum();
-        if predicted == 0 {
-            0.0
-        } else {
-            self.count(c, c) as f64 / predicted as f64
-        }
+        if predicted == 0 { 0.0 } else { self.count(c, c) as f64 / predicted as f64 }
     }
 
     /// Recall of class `c`: of the samples of class `c`, the fraction predicted `c`.
     pub fn recall(&self, c: usize) -> f64 {
         let actual: u64 = (0..self.classes).map(|p| self.count(c, p)).sum();
-        if actual == 0 {
-            0.0
-        } else {
-            self.count(c, c) as f64 / actual as f64
-        }
+        if actual == 0 { 0.0 } else { self.count(c, c) as f64 / actual as f64 }
     }
 
     /// F1 of class `c`: the harmonic mean of its precision and recall.
     pub fn f1(&self, c: usize) -> f64 {
         let (p, r) = (self.precision(c), self.recall(c));
-        if p + r == 0.0 {
-            0.0
-        } else {
-            2.0 * p * r / (p + r)
-        }
+        if p + r == 0.0 { 0.0 } else { 2.0 * p * r / (p + r) }
     }
 
     /// Macro averages (unweighted mean over classes) of precision, recall and F1.
     pub fn macro_prf(&self) -> (f64, f64, f64) {
         let k = self.classes.max(1) as f64;
         let sum = |f: &dyn Fn(usize) -> f64| (0..self.classes).map(f).sum::<f64>() / k;
-        (
-            sum(&|c| self.precision(c)),
-            sum(&|c| self.recall(c)),
-            sum(&|c| self.f1(c)),
-        )
+        (sum(&|c| self.precision(c)), sum(&|c| self.recall(c)), sum(&|c| self.f1(c)))
     }
 }
 
 impl fmt::Display for Confusion {
     /// Rows are true classes, columns predictions.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let width = self
-            .counts
-            .iter()
-            .max()
-            .map_or(1, |m| m.to_string().len())
-            .max(3);
+        let width = self.counts.iter().max().map_or(1, |m| m.to_string().len()).max(3);
         write!(f, "{:>5} ", "t\\p")?;
         for p in 0..self.classes {
             write!(f, "{p:>width$} ")?;

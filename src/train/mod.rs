@@ -108,15 +108,7 @@ impl<'a> Trainer<'a> {
             Task::Classification { .. } => Box::new(|out, y| out.cross_entropy(y)),
             Task::Regression => Box::new(|out, y| crate::nn::loss::mse(out, y)),
         };
-        Trainer {
-            model,
-            optimizer,
-            loss,
-            scheduler: None,
-            device,
-            config,
-            history: Vec::new(),
-        }
+        Trainer { model, optimizer, loss, scheduler: None, device, config, history: Vec::new() }
     }
 
     /// Replaces the loss function (output, target) → scalar.
@@ -151,11 +143,7 @@ impl<'a> Trainer<'a> {
         if self.config.resume {
             self.resume()?;
         }
-        let mut best = self
-            .history
-            .iter()
-            .filter_map(|r| r.val_loss)
-            .fold(f64::INFINITY, f64::min);
+        let mut best = self.history.iter().filter_map(|r| r.val_loss).fold(f64::INFINITY, f64::min);
         let mut since_best = 0;
         for epoch in self.history.len() + 1..=self.config.epochs {
             let (train_loss, seconds) = self.train_epoch(train, epoch)?;
@@ -164,10 +152,7 @@ impl<'a> Trainer<'a> {
                 epoch,
                 train_loss,
                 val_loss: evaluation.as_ref().map(|e| e.loss),
-                metrics: evaluation
-                    .as_ref()
-                    .map(|e| e.metrics.clone())
-                    .unwrap_or_default(),
+                metrics: evaluation.as_ref().map(|e| e.metrics.clone()).unwrap_or_default(),
                 lr: self.optimizer.lr(),
                 seconds,
                 samples_per_sec: train.samples() as f64 / seconds.max(1e-9),
@@ -184,11 +169,7 @@ impl<'a> Trainer<'a> {
             }
             self.write_outputs(improved)?;
             since_best = if improved { 0 } else { since_best + 1 };
-            if self
-                .config
-                .early_stopping
-                .is_some_and(|patience| val.is_some() && since_best >= patience)
-            {
+            if self.config.early_stopping.is_some_and(|patience| val.is_some() && since_best >= patience) {
                 println!("early stopping: no better validation loss for {since_best} epochs");
                 break;
             }
@@ -200,27 +181,20 @@ impl<'a> Trainer<'a> {
     fn train_epoch(&mut self, train: &DataLoader, epoch: usize) -> Result<(f64, f64)> {
         nn::train(self.model);
         let params = nn::parameters(self.model);
-        let bar = self.progress_bar(
-            train.batches() as u64,
-            format!("epoch {epoch}/{}", self.config.epochs),
-        );
+        let bar = self.progress_bar(train.batches() as u64, format!("epoch {epoch}/{}", self.config.epochs));
         let start = Instant::now();
         let mut running = Tensor::zeros([], &self.device);
         let mut seen = 0usize;
         for (step, batch) in train.epoch(epoch as u64).enumerate() {
             let n = batch.len();
-            let (x, y) = (
-                batch.inputs.to(&self.device),
-                batch.targets.to(&self.device),
-            );
+            let (x, y) = (batch.inputs.to(&self.device), batch.targets.to(&self.device));
             let loss = (self.loss)(&self.model.forward(&x), &y);
             let mut grads = loss.backward();
             if let Some(max) = self.config.clip_grad_norm {
                 clip_grad_norm(&mut grads, &params, max);
             }
             running = no_grad(|| &running + &(loss.detach().cast(DType::F32) * n as f64));
-            self.optimizer
-                .step_with(&grads, std::slice::from_ref(&running))?;
+            self.optimizer.step_with(&grads, std::slice::from_ref(&running))?;
             seen += n;
             bar.inc(1);
             if (step + 1) % self.config.log_every.max(1) == 0 {
@@ -254,10 +228,7 @@ impl<'a> Trainer<'a> {
         let (mut probs, mut labels) = (Vec::new(), Vec::new());
         for batch in loader.epoch(0) {
             let n = batch.len();
-            let (x, y) = (
-                batch.inputs.to(&self.device),
-                batch.targets.to(&self.device),
-            );
+            let (x, y) = (batch.inputs.to(&self.device), batch.targets.to(&self.device));
             let out = self.model.forward(&x);
             let loss = (self.loss)(&out, &y).cast(DType::F32);
             if let Some(conf) = &mut confusion {
@@ -283,11 +254,7 @@ impl<'a> Trainer<'a> {
                 metrics.insert("roc_auc".into(), auc);
             }
         }
-        Ok(Evaluation {
-            loss: loss_sum / count.max(1) as f64,
-            metrics,
-            confusion,
-        })
+        Ok(Evaluation { loss: loss_sum / count.max(1) as f64, metrics, confusion })
     }
 
     fn progress_bar(&self, len: u64, prefix: String) -> ProgressBar {
@@ -295,10 +262,9 @@ impl<'a> Trainer<'a> {
             return ProgressBar::hidden();
         }
         let bar = ProgressBar::new(len);
-        let style =
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
-                .expect("a valid template")
-                .progress_chars("=> ");
+        let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
+            .expect("a valid template")
+            .progress_chars("=> ");
         bar.set_style(style);
         bar.set_prefix(prefix);
         bar
@@ -315,10 +281,7 @@ impl<'a> Trainer<'a> {
         if let Some(a) = r.metrics.get("accuracy") {
             line.push_str(&format!("  val accuracy {:.2}%", a * 100.0));
         }
-        line.push_str(&format!(
-            "  ({:.1} s, {:.0} samples/s)",
-            r.seconds, r.samples_per_sec
-        ));
+        line.push_str(&format!("  ({:.1} s, {:.0} samples/s)", r.seconds, r.samples_per_sec));
         println!("{line}");
     }
 
@@ -329,38 +292,19 @@ impl<'a> Trainer<'a> {
         };
         log::write_csv(&dir.join("log.csv"), &self.history)?;
         let curve = |f: &dyn Fn(&EpochRecord) -> Option<f64>| -> Vec<(f64, f64)> {
-            self.history
-                .iter()
-                .filter_map(|r| f(r).map(|v| (r.epoch as f64, v)))
-                .collect()
+            self.history.iter().filter_map(|r| f(r).map(|v| (r.epoch as f64, v))).collect()
         };
-        let mut losses = vec![Series {
-            label: "train",
-            points: curve(&|r| Some(r.train_loss)),
-        }];
+        let mut losses = vec![Series { label: "train", points: curve(&|r| Some(r.train_loss)) }];
         if self.history.iter().any(|r| r.val_loss.is_some()) {
-            losses.push(Series {
-                label: "validation",
-                points: curve(&|r| r.val_loss),
-            });
+            losses.push(Series { label: "validation", points: curve(&|r| r.val_loss) });
         }
         line_plot(&dir.join("loss.png"), "Loss", "epoch", "loss", &losses)?;
-        if self
-            .history
-            .iter()
-            .any(|r| r.metrics.contains_key("accuracy"))
-        {
+        if self.history.iter().any(|r| r.metrics.contains_key("accuracy")) {
             let acc = [Series {
                 label: "validation",
                 points: curve(&|r| r.metrics.get("accuracy").map(|a| a * 100.0)),
             }];
-            line_plot(
-                &dir.join("accuracy.png"),
-                "Accuracy",
-                "epoch",
-                "accuracy (%)",
-                &acc,
-            )?;
+            line_plot(&dir.join("accuracy.png"), "Accuracy", "epoch", "accuracy (%)", &acc)?;
         }
         self.save_checkpoint(&dir.join("last.safetensors"))?;
         if improved {
@@ -373,12 +317,7 @@ impl<'a> Trainer<'a> {
     /// history (metadata) atomically.
     pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
         let mut tensors = nn::state_dict(self.model);
-        tensors.extend(
-            self.optimizer
-                .state_dict()
-                .into_iter()
-                .map(|(n, t)| (format!("optim.{n}"), t)),
-        );
+        tensors.extend(self.optimizer.state_dict().into_iter().map(|(n, t)| (format!("optim.{n}"), t)));
         let mut meta = HashMap::new();
         meta.insert("epochs_done".to_string(), self.history.len().to_string());
         meta.insert("history".to_string(), history_json(&self.history));
@@ -402,20 +341,12 @@ impl<'a> Trainer<'a> {
             .filter_map(|(n, t)| n.strip_prefix("optim.").map(|n| (n.to_string(), t.clone())))
             .collect();
         self.optimizer.load_state_dict(&optim)?;
-        self.history = ck
-            .metadata
-            .get("history")
-            .map(|h| parse_history(h, &path))
-            .transpose()?
-            .unwrap_or_default();
+        self.history =
+            ck.metadata.get("history").map(|h| parse_history(h, &path)).transpose()?.unwrap_or_default();
         if let Some(last) = self.history.last() {
             self.optimizer.set_lr(last.lr);
         }
-        println!(
-            "resumed from {} after epoch {}",
-            path.display(),
-            self.history.len()
-        );
+        println!("resumed from {} after epoch {}", path.display(), self.history.len());
         Ok(())
     }
 }
@@ -434,13 +365,7 @@ fn history_json(history: &[EpochRecord]) -> String {
 }
 
 fn parse_history(text: &str, path: &Path) -> Result<Vec<EpochRecord>> {
-    let bad = || {
-        Error::format(
-            path,
-            "safetensors",
-            "the training history in the metadata is malformed",
-        )
-    };
+    let bad = || Error::format(path, "safetensors", "the training history in the metadata is malformed");
     let rows: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|_| bad())?;
     rows.iter()
         .map(|r| {

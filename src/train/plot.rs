@@ -18,21 +18,11 @@ pub struct Series<'a> {
 }
 
 /// Draws the series as lines with a title and axis labels and writes a PNG to `path`.
-pub fn line_plot(
-    path: &Path,
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-    series: &[Series],
-) -> Result<()> {
+pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<()> {
     static FONT: Once = Once::new();
     FONT.call_once(|| {
         // the embedded font is valid TrueType; failure here would be a packaging bug
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            dejavu::sans::regular(),
-        );
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
     });
     let mut rgb = vec![255u8; (SIZE.0 * SIZE.1 * 3) as usize];
     draw(&mut rgb, title, x_label, y_label, series)
@@ -76,23 +66,13 @@ fn draw(
         .x_label_area_size(40)
         .y_label_area_size(70)
         .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))?;
-    chart
-        .configure_mesh()
-        .x_desc(x_label)
-        .y_desc(y_label)
-        .label_style(("sans-serif", 14))
-        .draw()?;
+    chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 14)).draw()?;
     for (i, s) in series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         chart
-            .draw_series(LineSeries::new(
-                s.points.iter().copied(),
-                color.stroke_width(2),
-            ))?
+            .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))?
             .label(s.label)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
-            });
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
     }
     chart
         .configure_series_labels()

@@ -29,11 +29,7 @@ pub fn data_dir(test: &str) -> Option<std::path::PathBuf> {
     match std::env::var("KILN_DATA") {
         Ok(dir) => {
             let dir = std::path::PathBuf::from(dir);
-            assert!(
-                dir.is_dir(),
-                "{test}: KILN_DATA={} is not a folder",
-                dir.display()
-            );
+            assert!(dir.is_dir(), "{test}: KILN_DATA={} is not a folder", dir.display());
             Some(dir)
         }
         Err(_) => {

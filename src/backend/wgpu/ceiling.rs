@@ -50,39 +50,16 @@ pub fn measure(n: usize) -> Result<Ceilings> {
     let (groups, iterations) = (4096u32, 4096u32);
     let sink = GpuBuffer::alloc(&ctx, 16)?;
     let fma = Kernel::new(&SHADER, "fma_chains", 0, 1);
-    let params = Params {
-        n: groups * 256,
-        iterations,
-        _pad: [0; 2],
-    };
-    let t = time(n, 5, |rec| {
-        rec.dispatch(&fma, &params, &[], &[&sink], Grid::Linear(groups))
-    })?;
+    let params = Params { n: groups * 256, iterations, _pad: [0; 2] };
+    let t = time(n, 5, |rec| rec.dispatch(&fma, &params, &[], &[&sink], Grid::Linear(groups)))?;
     let flops = groups as f64 * 256.0 * iterations as f64 * 64.0 / t;
     // copy: 64 MiB each way, or what the binding limit allows
     let bytes = (64u64 << 20).min(ctx.limits.max_storage_buffer_binding_size);
-    let (src, dst) = (
-        GpuBuffer::alloc(&ctx, bytes)?,
-        GpuBuffer::alloc(&ctx, bytes)?,
-    );
+    let (src, dst) = (GpuBuffer::alloc(&ctx, bytes)?, GpuBuffer::alloc(&ctx, bytes)?);
     let vec4s = (bytes / 16) as u32;
     let copy = Kernel::new(&SHADER, "copy", 1, 1);
-    let params = Params {
-        n: vec4s,
-        iterations: 0,
-        _pad: [0; 2],
-    };
-    let t = time(n, 10, |rec| {
-        rec.dispatch(
-            &copy,
-            &params,
-            &[&src],
-            &[&dst],
-            Grid::Linear(vec4s.div_ceil(256)),
-        )
-    })?;
-    Ok(Ceilings {
-        flops,
-        bytes: 2.0 * bytes as f64 / t,
-    })
+    let params = Params { n: vec4s, iterations: 0, _pad: [0; 2] };
+    let t =
+        time(n, 10, |rec| rec.dispatch(&copy, &params, &[&src], &[&dst], Grid::Linear(vec4s.div_ceil(256))))?;
+    Ok(Ceilings { flops, bytes: 2.0 * bytes as f64 / t })
 }

@@ -51,10 +51,7 @@ impl GpuContext {
     /// The error to report if the device was lost or the driver reported one since last asked.
     pub(crate) fn take_error(&self) -> Result<()> {
         if let Some(reason) = lock(&self.lost).clone() {
-            return Err(Error::DeviceLost(format!(
-                "{} ({})",
-                reason, self.info.name
-            )));
+            return Err(Error::DeviceLost(format!("{} ({})", reason, self.info.name)));
         }
         let first = lock(&self.errors).drain(..).next();
         match first {
@@ -78,11 +75,7 @@ impl GpuContext {
     pub fn describe(&self) -> String {
         format!(
             "{} ({:?}, {} {}, {:?})",
-            self.info.name,
-            self.info.device_type,
-            self.info.driver,
-            self.info.driver_info,
-            self.info.backend
+            self.info.name, self.info.device_type, self.info.driver, self.info.driver_info, self.info.backend
         )
     }
 }
@@ -96,11 +89,7 @@ fn adapters() -> &'static [wgpu::Adapter] {
             ..wgpu::InstanceDescriptor::new_without_display_handle()
         });
         let mut all = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::PRIMARY));
-        all.retain(|a| {
-            a.get_downlevel_capabilities()
-                .flags
-                .contains(wgpu::DownlevelFlags::COMPUTE_SHADERS)
-        });
+        all.retain(|a| a.get_downlevel_capabilities().flags.contains(wgpu::DownlevelFlags::COMPUTE_SHADERS));
         all.sort_by_key(|a| match a.get_info().device_type {
             wgpu::DeviceType::DiscreteGpu => 0,
             wgpu::DeviceType::IntegratedGpu => 1,
@@ -119,10 +108,7 @@ pub fn adapter_infos() -> Vec<wgpu::AdapterInfo> {
 
 /// How many hardware (non-software) adapters there are.
 pub fn hardware_adapter_count() -> usize {
-    adapters()
-        .iter()
-        .filter(|a| a.get_info().device_type != wgpu::DeviceType::Cpu)
-        .count()
+    adapters().iter().filter(|a| a.get_info().device_type != wgpu::DeviceType::Cpu).count()
 }
 
 /// The context of adapter `n`, opening its device on first use.

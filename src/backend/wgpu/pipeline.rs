@@ -40,6 +40,8 @@ pub(crate) use shader;
 /// An entry point of a shader, specialized, with its binding counts.
 pub(crate) struct Kernel<'a> {
     pub shader: &'a Shader,
+    /// A shared shader placed before this one (the GEMM core for matmul and conv).
+    pub library: Option<&'a Shader>,
     pub entry: &'static str,
     /// Buffers read (bindings 1..=reads).
     pub reads: u32,
@@ -52,13 +54,13 @@ pub(crate) struct Kernel<'a> {
 impl<'a> Kernel<'a> {
     /// An unspecialized kernel.
     pub fn new(shader: &'a Shader, entry: &'static str, reads: u32, writes: u32) -> Kernel<'a> {
-        Kernel {
-            shader,
-            entry,
-            reads,
-            writes,
-            spec: Vec::new(),
-        }
+        Kernel { shader, library: None, entry, reads, writes, spec: Vec::new() }
+    }
+
+    /// Places the shared shader `library` before this one.
+    pub fn with_library(mut self, library: &'a Shader) -> Kernel<'a> {
+        self.library = Some(library);
+        self
     }
 
     /// Adds a text substitution.
@@ -69,13 +71,12 @@ impl<'a> Kernel<'a> {
 
     /// The full WGSL source: prelude plus the specialized shader.
     pub fn source(&self) -> String {
-        let mut text = self.shader.source.to_string();
+        let mut text = match self.library {
+            Some(lib) => format!("{}\n{}", lib.source, self.shader.source),
+            None => self.shader.source.to_string(),
+        };
         for (pattern, replacement) in &self.spec {
-            assert!(
-                text.contains(pattern),
-                "{}: no {pattern:?} to specialize",
-                self.shader.name
-            );
+            assert!(text.contains(pattern), "{}: no {pattern:?} to specialize", self.shader.name);
             text = text.replace(pattern, replacement);
         }
         format!("{PRELUDE}\n{text}")
@@ -84,7 +85,8 @@ impl<'a> Kernel<'a> {
     /// The pipeline-cache key: shader, entry point and specialization.
     pub fn key(&self) -> String {
         let spec: Vec<String> = self.spec.iter().map(|(p, r)| format!("{p}={r}")).collect();
-        format!("{}:{}:{}", self.shader.name, self.entry, spec.join(";"))
+        let lib = self.library.map_or("", |l| l.name);
+        format!("{lib}+{}:{}:{}", self.shader.name, self.entry, spec.join(";"))
     }
 }
 
@@ -163,11 +165,10 @@ impl PipelineCache {
                 }];
                 entries.extend((1..=reads).map(|b| storage(b, true)));
                 entries.extend((reads + 1..=reads + writes).map(|b| storage(b, false)));
-                ctx.device
-                    .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                        label: Some("kiln"),
-                        entries: &entries,
-                    })
+                ctx.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some("kiln"),
+                    entries: &entries,
+                })
             })
             .clone()
     }

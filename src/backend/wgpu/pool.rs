@@ -79,11 +79,7 @@ impl GpuBuffer {
             None => create(ctx, class)?,
         };
         LIVE.fetch_add(1, Ordering::SeqCst);
-        Ok(GpuBuffer {
-            ctx: ctx.clone(),
-            buffer: Some(buffer),
-            bytes,
-        })
+        Ok(GpuBuffer { ctx: ctx.clone(), buffer: Some(buffer), bytes })
     }
 
     /// The wgpu buffer.
@@ -146,10 +142,7 @@ impl Drop for GpuBuffer {
     fn drop(&mut self) {
         LIVE.fetch_sub(1, Ordering::SeqCst);
         if let Some(buffer) = self.buffer.take() {
-            lock(&self.ctx.pool.free)
-                .entry(buffer.size())
-                .or_default()
-                .push(buffer);
+            lock(&self.ctx.pool.free).entry(buffer.size()).or_default().push(buffer);
         }
     }
 }
@@ -162,9 +155,7 @@ fn create(ctx: &GpuContext, size: u64) -> Result<wgpu::Buffer> {
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("kiln tensor"),
             size,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         match pollster::block_on(scope.pop()) {
@@ -181,10 +172,7 @@ fn create(ctx: &GpuContext, size: u64) -> Result<wgpu::Buffer> {
             ctx.pool.created.fetch_add(1, Ordering::Relaxed);
             Ok(b)
         }
-        Err(e) => Err(Error::OutOfMemory(format!(
-            "allocating {size} bytes on {}: {e}",
-            ctx.info.name
-        ))),
+        Err(e) => Err(Error::OutOfMemory(format!("allocating {size} bytes on {}: {e}", ctx.info.name))),
     }
 }
 
@@ -194,25 +182,10 @@ mod tests {
 
     #[test]
     fn size_classes_round_up_by_at_most_an_eighth() {
-        for bytes in [
-            1u64,
-            255,
-            256,
-            257,
-            2048,
-            2049,
-            4096,
-            5000,
-            1 << 20,
-            (1 << 20) + 1,
-            123_456_789,
-        ] {
+        for bytes in [1u64, 255, 256, 257, 2048, 2049, 4096, 5000, 1 << 20, (1 << 20) + 1, 123_456_789] {
             let c = size_class(bytes);
             assert!(c >= bytes);
-            assert!(
-                c <= 256 || (c - bytes) as f64 <= bytes as f64 / 8.0 + 256.0,
-                "{bytes} -> {c}"
-            );
+            assert!(c <= 256 || (c - bytes) as f64 <= bytes as f64 / 8.0 + 256.0, "{bytes} -> {c}");
             assert_eq!(size_class(c), c, "classes are fixed points");
         }
     }

@@ -45,13 +45,7 @@ static SPARE_UNIFORMS: Mutex<Vec<(usize, wgpu::Buffer)>> = Mutex::new(Vec::new()
 impl Recorder {
     /// A recorder for `ctx`.
     pub fn new(ctx: Arc<GpuContext>) -> Recorder {
-        Recorder {
-            ctx,
-            encoder: None,
-            pass: None,
-            uniform: None,
-            params: Vec::new(),
-        }
+        Recorder { ctx, encoder: None, pass: None, uniform: None, params: Vec::new() }
     }
 
     /// The context this recorder submits to.
@@ -82,9 +76,7 @@ impl Recorder {
         debug_assert_eq!(reads.len() as u32, kernel.reads, "{}", kernel.entry);
         debug_assert_eq!(writes.len() as u32, kernel.writes, "{}", kernel.entry);
         debug_assert!(
-            writes
-                .iter()
-                .all(|w| reads.iter().all(|r| !std::ptr::eq(r.raw(), w.raw()))),
+            writes.iter().all(|w| reads.iter().all(|r| !std::ptr::eq(r.raw(), w.raw()))),
             "{}: a buffer bound as both input and output",
             kernel.entry
         );
@@ -98,11 +90,7 @@ impl Recorder {
         let pipeline = self.ctx.pipelines.get(&self.ctx, kernel)?;
         let offset = self.params.len();
         let bytes = bytemuck::bytes_of(params);
-        assert!(
-            bytes.len() <= PARAM_SLOT,
-            "{}: parameters over {PARAM_SLOT} bytes",
-            kernel.entry
-        );
+        assert!(bytes.len() <= PARAM_SLOT, "{}: parameters over {PARAM_SLOT} bytes", kernel.entry);
         self.params.extend_from_slice(bytes);
         self.params.resize(offset + PARAM_SLOT, 0);
 
@@ -116,19 +104,13 @@ impl Recorder {
             }),
         }];
         for (i, b) in reads.iter().chain(writes).enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: b.binding(),
-            });
+            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.binding() });
         }
-        let bind_group = self
-            .ctx
-            .device
-            .create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(kernel.entry),
-                layout: &pipeline.layout,
-                entries: &entries,
-            });
+        let bind_group = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(kernel.entry),
+            layout: &pipeline.layout,
+            entries: &entries,
+        });
         let pass = self.pass();
         pass.set_pipeline(&pipeline.pipeline);
         pass.set_bind_group(0, &bind_group, &[offset as u32]);
@@ -141,38 +123,21 @@ impl Recorder {
         let words = data.to_gpu_words();
         let buffer = self.alloc_elems(words.len())?;
         if !words.is_empty() {
-            let staging = self
-                .ctx
-                .device
-                .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("kiln upload"),
-                    contents: bytemuck::cast_slice(&words),
-                    usage: wgpu::BufferUsages::COPY_SRC,
-                });
+            let staging = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("kiln upload"),
+                contents: bytemuck::cast_slice(&words),
+                usage: wgpu::BufferUsages::COPY_SRC,
+            });
             let bytes = words.len() as u64 * 4;
-            self.encoder()
-                .copy_buffer_to_buffer(&staging, 0, buffer.raw(), 0, bytes);
+            self.encoder().copy_buffer_to_buffer(&staging, 0, buffer.raw(), 0, bytes);
         }
         Ok(buffer)
     }
 
     /// Records a copy of `bytes` bytes between buffers (offsets and size multiples of 4).
-    pub fn copy(
-        &mut self,
-        src: &GpuBuffer,
-        src_offset: u64,
-        dst: &GpuBuffer,
-        dst_offset: u64,
-        bytes: u64,
-    ) {
+    pub fn copy(&mut self, src: &GpuBuffer, src_offset: u64, dst: &GpuBuffer, dst_offset: u64, bytes: u64) {
         if bytes > 0 {
-            self.encoder().copy_buffer_to_buffer(
-                src.raw(),
-                src_offset,
-                dst.raw(),
-                dst_offset,
-                bytes,
-            );
+            self.encoder().copy_buffer_to_buffer(src.raw(), src_offset, dst.raw(), dst_offset, bytes);
         }
     }
 
@@ -209,10 +174,7 @@ impl Recorder {
     /// The open compute pass (opening one if needed).
     fn pass(&mut self) -> &mut wgpu::ComputePass<'static> {
         if self.pass.is_none() {
-            let pass = self
-                .encoder_raw()
-                .begin_compute_pass(&Default::default())
-                .forget_lifetime();
+            let pass = self.encoder_raw().begin_compute_pass(&Default::default()).forget_lifetime();
             self.pass = Some(pass);
         }
         self.pass.as_mut().expect("opened above")
@@ -226,17 +188,13 @@ impl Recorder {
 
     fn encoder_raw(&mut self) -> &mut wgpu::CommandEncoder {
         let device = &self.ctx.device;
-        self.encoder
-            .get_or_insert_with(|| device.create_command_encoder(&Default::default()))
+        self.encoder.get_or_insert_with(|| device.create_command_encoder(&Default::default()))
     }
 
     fn uniform_buffer(&mut self) -> wgpu::Buffer {
         if self.uniform.is_none() {
             let mut spare = lock(&SPARE_UNIFORMS);
-            let reused = spare
-                .iter()
-                .position(|(i, _)| *i == self.ctx.index)
-                .map(|p| spare.remove(p).1);
+            let reused = spare.iter().position(|(i, _)| *i == self.ctx.index).map(|p| spare.remove(p).1);
             drop(spare);
             self.uniform = Some(reused.unwrap_or_else(|| {
                 self.ctx.device.create_buffer(&wgpu::BufferDescriptor {

@@ -36,22 +36,14 @@ fn matmul() -> Vec<Case> {
         Case::new(
             "matmul, 128×128 tiles",
             vec![F, F],
-            shapes(&[
-                &[&[2, 3], &[3, 2]],
-                &[&[8, 257, 129], &[8, 129, 259]],
-                &[&[8, 256, 64], &[64, 512]],
-            ]),
+            shapes(&[&[&[2, 3], &[3, 2]], &[&[8, 257, 129], &[8, 129, 259]], &[&[8, 256, 64], &[64, 512]]]),
             |x, _| x[0].matmul(&x[1]),
         )
         .tol(1e-4),
         Case::new(
             "matmul batched, broadcast",
             vec![F, F],
-            shapes(&[
-                &[&[2, 1, 3, 4], &[3, 4, 2]],
-                &[&[1, 1, 1], &[1, 1]],
-                &[&[2, 3, 17, 9], &[3, 9, 70]],
-            ]),
+            shapes(&[&[&[2, 1, 3, 4], &[3, 4, 2]], &[&[1, 1, 1], &[1, 1]], &[&[2, 3, 17, 9], &[3, 9, 70]]]),
             |x, _| x[0].matmul(&x[1]),
         )
         .tol(2e-5),
@@ -74,9 +66,7 @@ fn matmul() -> Vec<Case> {
 
 fn convolution() -> Vec<Case> {
     let conv = |name: &str, sets: Vec<Vec<Vec<usize>>>, opts: ConvOptions| {
-        Case::new(name, vec![F, F], sets, move |x, _| x[0].conv2d(&x[1], opts))
-            .tol(2e-5)
-            .grad_tol(1e-4)
+        Case::new(name, vec![F, F], sets, move |x, _| x[0].conv2d(&x[1], opts)).tol(2e-5).grad_tol(1e-4)
     };
     let max = |name: &str, opts: PoolOptions| {
         Case::new(
@@ -113,24 +103,13 @@ fn convolution() -> Vec<Case> {
         ),
         conv(
             "conv2d stride 2 padding 1",
-            shapes(&[
-                &[&[2, 2, 6, 5], &[3, 2, 3, 3]],
-                &[&[2, 3, 17, 19], &[5, 3, 3, 3]],
-            ]),
+            shapes(&[&[&[2, 2, 6, 5], &[3, 2, 3, 3]], &[&[2, 3, 17, 19], &[5, 3, 3, 3]]]),
             ConvOptions::default().stride(2).padding(1),
         ),
         conv(
             "conv2d dilation 2, groups 2",
-            shapes(&[
-                &[&[1, 4, 7, 7], &[6, 2, 3, 3]],
-                &[&[2, 6, 23, 17], &[4, 3, 2, 3]],
-            ]),
-            ConvOptions {
-                stride: (1, 2),
-                padding: (2, 1),
-                dilation: (2, 2),
-                groups: 2,
-            },
+            shapes(&[&[&[1, 4, 7, 7], &[6, 2, 3, 3]], &[&[2, 6, 23, 17], &[4, 3, 2, 3]]]),
+            ConvOptions { stride: (1, 2), padding: (2, 1), dilation: (2, 2), groups: 2 },
         ),
         max("max_pool2d 2×2", PoolOptions::new(2)),
         max(
@@ -138,10 +117,7 @@ fn convolution() -> Vec<Case> {
             PoolOptions::new(3).stride(2).padding(1).dilation(2),
         ),
         avg("avg_pool2d 2×2", PoolOptions::new(2)),
-        avg(
-            "avg_pool2d 3×3 stride 1 padding 1",
-            PoolOptions::new(3).stride(1).padding(1),
-        ),
+        avg("avg_pool2d 3×3 stride 1 padding 1", PoolOptions::new(3).stride(1).padding(1)),
         avg("avg_pool2d excluding padding", avg_excluding_pad),
     ]
 }
@@ -159,16 +135,10 @@ fn normalization() -> Vec<Case> {
         &[&[2, 8196]],
     ]);
     vec![
-        Case::new("softmax last axis", vec![F], rows.clone(), |x, _| {
-            x[0].softmax(-1)
-        })
-        .with_shapes(vec![vec![70_000, 3]]),
-        Case::new("softmax axis 0", vec![F], rows.clone(), |x, _| {
-            x[0].softmax(0)
-        }),
-        Case::new("log_softmax", vec![F], rows.clone(), |x, _| {
-            x[0].log_softmax(-1)
-        }),
+        Case::new("softmax last axis", vec![F], rows.clone(), |x, _| x[0].softmax(-1))
+            .with_shapes(vec![vec![70_000, 3]]),
+        Case::new("softmax axis 0", vec![F], rows.clone(), |x, _| x[0].softmax(0)),
+        Case::new("log_softmax", vec![F], rows.clone(), |x, _| x[0].log_softmax(-1)),
         Case::new("layer_norm", vec![F], rows.clone(), |x, _| {
             let n = *x[0].dims().last().expect("rank ≥ 1");
             x[0].layer_norm(&[n], None, None, 1e-5)
@@ -202,12 +172,7 @@ fn normalization() -> Vec<Case> {
         Case::new(
             "cross_entropy",
             vec![F, Input::fixed(Domain::Index { of: 0, axis: 1 })],
-            shapes(&[
-                &[&[4, 5], &[4]],
-                &[&[1, 1], &[1]],
-                &[&[37, 10], &[37]],
-                &[&[3, 1031], &[3]],
-            ]),
+            shapes(&[&[&[4, 5], &[4]], &[&[1, 1], &[1]], &[&[37, 10], &[37]], &[&[3, 1031], &[3]]]),
             |x, _| x[0].cross_entropy(&x[1]),
         ),
         Case::new(
@@ -215,13 +180,7 @@ fn normalization() -> Vec<Case> {
             vec![F, Input::fixed(Domain::Index { of: 0, axis: 1 })],
             shapes(&[&[&[6, 4], &[6]], &[&[29, 7], &[29]]]),
             |x, _| {
-                x[0].cross_entropy_with(
-                    &x[1],
-                    CrossEntropy {
-                        ignore_index: Some(2),
-                        label_smoothing: 0.1,
-                    },
-                )
+                x[0].cross_entropy_with(&x[1], CrossEntropy { ignore_index: Some(2), label_smoothing: 0.1 })
             },
         ),
     ]
@@ -229,11 +188,9 @@ fn normalization() -> Vec<Case> {
 
 fn attention() -> Vec<Case> {
     let attn = |name: &str, sets: Vec<Vec<Vec<usize>>>, causal: bool| {
-        Case::new(name, vec![F, F, F], sets, move |x, _| {
-            x[0].attention(&x[1], &x[2], causal, None)
-        })
-        .tol(5e-5)
-        .grad_tol(2e-4)
+        Case::new(name, vec![F, F, F], sets, move |x, _| x[0].attention(&x[1], &x[2], causal, None))
+            .tol(5e-5)
+            .grad_tol(2e-4)
     };
     vec![
         attn(

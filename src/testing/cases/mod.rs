@@ -95,9 +95,7 @@ impl Case {
 
 /// Shape sets from nested slices: `shapes(&[&[&[2, 3], &[3]], ...])`.
 pub(crate) fn shapes(sets: &[&[&[usize]]]) -> Vec<Vec<Vec<usize>>> {
-    sets.iter()
-        .map(|set| set.iter().map(|s| s.to_vec()).collect())
-        .collect()
+    sets.iter().map(|set| set.iter().map(|s| s.to_vec()).collect()).collect()
 }
 
 /// Every row.
