@@ -1,129 +1,163 @@
-// 2-D convolution, NCHW, with stride, padding, dilation and groups, and its two gradients.
-//   forward:     y[n,o,oy,ox]  = Σ_{ci,i,j} x[n, g·cg+ci, oy·sh−ph+i·dh, ox·sw−pw+j·dw] · w[o,ci,i,j]
-//   input_grad:  dx[n,c,y,x]   = Σ_{o in c's group, i, j} dy[n,o,oy,ox] · w[o,c−g·cg,i,j]
-//                              where oy·sh = y+ph−i·dh (and likewise ox) lands on the grid
-//   weight_grad: dw[o,ci,i,j]  = Σ_{n,oy,ox} dy[n,o,oy,ox] · x[n, g·cg+ci, ...]   (a workgroup each)
+// @requires gemm.wgsl
+// 2-D convolution (NCHW, stride, padding, dilation, groups) and its two gradients as implicit
+// GEMMs on the tiled core of gemm.wgsl: the im2col matrix is never stored; its elements are
+// computed by the loaders. Workgroups along z are channel groups (times K splits for the
+// weight gradient). PASS is set per pipeline:
+//
+//   0 forward      C[o][n·P+pix]   = Σ_k W[o][k] · im2col(x)[k][n·P+pix],  k = (ci, i, j)
+//   1 input_grad   C[ci][n·HW+xy]  = Σ_k Wᵀ[ci][k] · col(dy)[k][n·HW+xy],  k = (o, i, j)
+//   2 weight_grad  C[o][(ci,i,j)]  = Σ_k dy[o][k] · im2col(x)ᵀ[k][(ci,i,j)], k = (n, pix)
+//
+// A small table from the host turns a kernel index into offsets without division: entry k
+// is (weight offset, gradient-plane offset, i·dh, j·dw), or for passes 0 and 2 entry (ci,i,j)
+// is (ci·H·W, 0, i·dh, j·dw).
+
+const PASS: u32 = 0u; // @PASS
 
 struct Params {
     n: u32, c: u32, h: u32, w: u32,
     o: u32, kh: u32, kw: u32, oh: u32,
     ow: u32, groups: u32, sh: u32, sw: u32,
     ph: u32, pw: u32, dh: u32, dw: u32,
+    gemm_m: u32, gemm_n: u32, gemm_k: u32, splits: u32,
+    chunk: u32, pad0: u32, pad1: u32, pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> first: array<f32>;  // x (forward, weight_grad) or dy
-@group(0) @binding(2) var<storage, read> second: array<f32>; // w (forward, input_grad) or dy
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> first: array<f32>;  // x (passes 0, 2) or dy (pass 1)
+@group(0) @binding(2) var<storage, read> second: array<f32>; // w (passes 0, 1) or dy (pass 2)
+@group(0) @binding(3) var<storage, read> table: array<vec4<i32>>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-@compute @workgroup_size(256)
-fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-           @builtin(local_invocation_index) lid: u32) {
-    let idx = flat_workgroup(wg, groups) * 256u + lid;
-    if idx >= p.n * p.o * p.oh * p.ow {
-        return;
-    }
-    let ox = idx % p.ow;
-    let oy = (idx / p.ow) % p.oh;
-    let o = (idx / (p.ow * p.oh)) % p.o;
-    let n = idx / (p.ow * p.oh * p.o);
-    let cg = p.c / p.groups;
-    let c0 = (o / (p.o / p.groups)) * cg;
-    var acc = 0.0;
-    for (var ci = 0u; ci < cg; ci++) {
-        let plane = (n * p.c + c0 + ci) * p.h * p.w;
-        let wbase = (o * cg + ci) * p.kh * p.kw;
-        for (var i = 0u; i < p.kh; i++) {
-            let y = i32(oy * p.sh + i * p.dh) - i32(p.ph);
-            if y < 0 || y >= i32(p.h) {
-                continue;
-            }
-            for (var j = 0u; j < p.kw; j++) {
-                let x = i32(ox * p.sw + j * p.dw) - i32(p.pw);
-                if x >= 0 && x < i32(p.w) {
-                    acc += first[plane + u32(y) * p.w + u32(x)] * second[wbase + i * p.kw + j];
-                }
-            }
-        }
-    }
-    out[idx] = acc;
+// This workgroup's channel group and K split, and the state prepare_b leaves for load_b.
+var<private> group_index: u32;
+var<private> split: u32;
+var<private> col_base: u32;
+var<private> col_y: i32;
+var<private> col_x: i32;
+
+fn cg() -> u32 {
+    return p.c / p.groups;
 }
 
-@compute @workgroup_size(256)
-fn input_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-              @builtin(local_invocation_index) lid: u32) {
-    let idx = flat_workgroup(wg, groups) * 256u + lid;
-    if idx >= p.n * p.c * p.h * p.w {
-        return;
+fn og() -> u32 {
+    return p.o / p.groups;
+}
+
+fn taps() -> u32 {
+    return p.kh * p.kw;
+}
+
+fn load_a(row: u32, kk: u32) -> f32 {
+    if PASS == 0u {
+        // W[g·og + row][kk]
+        return second[(group_index * og() + row) * p.gemm_k + kk];
     }
-    let x = idx % p.w;
-    let y = (idx / p.w) % p.h;
-    let c = (idx / (p.w * p.h)) % p.c;
-    let n = idx / (p.w * p.h * p.c);
-    let cg = p.c / p.groups;
-    let og = p.o / p.groups;
-    let g = c / cg;
-    let ci = c % cg;
-    var acc = 0.0;
-    for (var i = 0u; i < p.kh; i++) {
-        let ty = i32(y + p.ph) - i32(i * p.dh);
-        if ty < 0 || u32(ty) % p.sh != 0u || u32(ty) / p.sh >= p.oh {
-            continue;
+    if PASS == 1u {
+        // W[g·og + o][row][i][j] with kk = (o, i, j): the table holds o·cg·taps + i·kw + j
+        return second[group_index * og() * cg() * taps() + u32(table[kk].x) + row * taps()];
+    }
+    // dy[n][g·og + row][pix] with kk = n·P + pix
+    let plane = p.oh * p.ow;
+    let n = kk / plane;
+    return second[(n * p.o + group_index * og() + row) * plane + kk % plane];
+}
+
+fn prepare_b(col: u32) {
+    if PASS == 0u {
+        // output pixel col = n·P + pix: its image's input group and its window's corner
+        let plane = p.oh * p.ow;
+        let n = col / plane;
+        let pix = col % plane;
+        col_base = (n * p.c + group_index * cg()) * p.h * p.w;
+        col_y = i32((pix / p.ow) * p.sh) - i32(p.ph);
+        col_x = i32((pix % p.ow) * p.sw) - i32(p.pw);
+    } else if PASS == 1u {
+        // input pixel col = n·HW + (y, x): its image's dy group and its padded position
+        let plane = p.h * p.w;
+        let n = col / plane;
+        let pix = col % plane;
+        col_base = (n * p.o + group_index * og()) * p.oh * p.ow;
+        col_y = i32(pix / p.w + p.ph);
+        col_x = i32(pix % p.w + p.pw);
+    }
+}
+
+fn load_b(kk: u32, col: u32) -> f32 {
+    if PASS == 0u {
+        let t = table[kk];
+        let y = col_y + t.z;
+        let x = col_x + t.w;
+        if y < 0 || y >= i32(p.h) || x < 0 || x >= i32(p.w) {
+            return 0.0;
+        }
+        return first[col_base + u32(t.x) + u32(y) * p.w + u32(x)];
+    }
+    if PASS == 1u {
+        // the output position whose tap (i, j) lands on this input pixel, if any
+        let t = table[kk];
+        let ty = col_y - t.z;
+        let tx = col_x - t.w;
+        if ty < 0 || tx < 0 || u32(ty) % p.sh != 0u || u32(tx) % p.sw != 0u {
+            return 0.0;
         }
         let oy = u32(ty) / p.sh;
-        for (var j = 0u; j < p.kw; j++) {
-            let tx = i32(x + p.pw) - i32(j * p.dw);
-            if tx < 0 || u32(tx) % p.sw != 0u || u32(tx) / p.sw >= p.ow {
-                continue;
-            }
-            let ox = u32(tx) / p.sw;
-            for (var oo = 0u; oo < og; oo++) {
-                let o = g * og + oo;
-                acc += first[((n * p.o + o) * p.oh + oy) * p.ow + ox] * second[((o * cg + ci) * p.kh + i) * p.kw + j];
-            }
+        let ox = u32(tx) / p.sw;
+        if oy >= p.oh || ox >= p.ow {
+            return 0.0;
         }
+        return first[col_base + u32(t.y) + oy * p.ow + ox];
     }
-    out[idx] = acc;
+    // im2col(x)ᵀ[kk = n·P + pix][col = (ci, i, j)]
+    let t = table[col];
+    let plane = p.oh * p.ow;
+    let n = kk / plane;
+    let pix = kk % plane;
+    let y = i32((pix / p.ow) * p.sh) - i32(p.ph) + t.z;
+    let x = i32((pix % p.ow) * p.sw) - i32(p.pw) + t.w;
+    if y < 0 || y >= i32(p.h) || x < 0 || x >= i32(p.w) {
+        return 0.0;
+    }
+    return first[(n * p.c + group_index * cg()) * p.h * p.w + u32(t.x) + u32(y) * p.w + u32(x)];
 }
 
-const WG: u32 = 256u;
-var<workgroup> partial: array<f32, WG>;
+fn store_c(row: u32, col: u32, v: f32) {
+    if PASS == 0u {
+        let plane = p.oh * p.ow;
+        out[((col / plane) * p.o + group_index * og() + row) * plane + col % plane] = v;
+    } else if PASS == 1u {
+        let plane = p.h * p.w;
+        out[((col / plane) * p.c + group_index * cg() + row) * plane + col % plane] = v;
+    } else {
+        // one slab of partial sums per K split
+        out[(split * p.o + group_index * og() + row) * p.gemm_n + col] = v;
+    }
+}
 
+@compute @workgroup_size(16, 16)
+fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    group_index = wg.z / p.splits;
+    split = wg.z % p.splits;
+    let k_begin = split * p.chunk;
+    let k_end = min(p.gemm_k, k_begin + p.chunk);
+    gemm_tile(wg.y * BM, wg.x * BN, p.gemm_m, p.gemm_n, k_begin, k_end, lid);
+}
+
+@group(0) @binding(1) var<storage, read> partial: array<f32>;
+@group(0) @binding(2) var<storage, read_write> summed: array<f32>;
+
+// The weight gradient: the sum of the K splits' partial sums.
 @compute @workgroup_size(256)
-fn weight_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-               @builtin(local_invocation_index) lid: u32) {
-    let idx = flat_workgroup(wg, groups);
-    let cg = p.c / p.groups;
-    let live = idx < p.o * cg * p.kh * p.kw;
-    let j = idx % p.kw;
-    let i = (idx / p.kw) % p.kh;
-    let ci = (idx / (p.kw * p.kh)) % cg;
-    let o = idx / (p.kw * p.kh * cg);
-    let c = (o / (p.o / p.groups)) * cg + ci;
+fn sum_splits(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = flat_workgroup(wg, groups) * 256u + lid;
+    let size = p.o * p.gemm_n;
+    if i >= size {
+        return;
+    }
     var acc = 0.0;
-    if live {
-        let positions = p.n * p.oh * p.ow;
-        for (var t = lid; t < positions; t += WG) {
-            let ox = t % p.ow;
-            let oy = (t / p.ow) % p.oh;
-            let n = t / (p.ow * p.oh);
-            let y = i32(oy * p.sh + i * p.dh) - i32(p.ph);
-            let x = i32(ox * p.sw + j * p.dw) - i32(p.pw);
-            if y >= 0 && y < i32(p.h) && x >= 0 && x < i32(p.w) {
-                acc += second[((n * p.o + o) * p.oh + oy) * p.ow + ox]
-                    * first[((n * p.c + c) * p.h + u32(y)) * p.w + u32(x)];
-            }
-        }
+    for (var s = 0u; s < p.splits; s++) {
+        acc += partial[s * size + i];
     }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    if live && lid == 0u {
-        out[idx] = partial[0];
-    }
+    summed[i] = acc;
 }

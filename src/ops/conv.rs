@@ -7,6 +7,7 @@ use super::{CpuArg, GpuArg, Grad, Meta, Op};
 use crate::backend::cpu::{CpuData, CpuStorage, Gemm, Mat, gemm};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::ops::layout::u32_of;
+use crate::ops::matmul::{self, Tile};
 use crate::{Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -172,8 +173,10 @@ impl Geom {
         }
     }
 
-    fn params(&self) -> Params {
+    /// The GPU parameter block for a GEMM of size (m, n, k) split `splits` ways along K.
+    fn params(&self, (m, n, k): (usize, usize, usize), splits: usize, chunk: usize) -> Params {
         let u = |v: usize| u32_of("conv2d", v);
+        let o = self.opts;
         Params {
             n: u(self.n),
             c: u(self.c),
@@ -184,14 +187,44 @@ impl Geom {
             kw: u(self.kw),
             oh: u(self.oh),
             ow: u(self.ow),
-            groups: u(self.opts.groups),
-            sh: u(self.opts.stride.0),
-            sw: u(self.opts.stride.1),
-            ph: u(self.opts.padding.0),
-            pw: u(self.opts.padding.1),
-            dh: u(self.opts.dilation.0),
-            dw: u(self.opts.dilation.1),
+            groups: u(o.groups),
+            sh: u(o.stride.0),
+            sw: u(o.stride.1),
+            ph: u(o.padding.0),
+            pw: u(o.padding.1),
+            dh: u(o.dilation.0),
+            dw: u(o.dilation.1),
+            gemm_m: u(m),
+            gemm_n: u(n),
+            gemm_k: u(k),
+            splits: u(splits),
+            chunk: u(chunk),
+            _pad: [0; 3],
         }
+    }
+
+    /// The kernel-tap table of the GPU loaders (see `shaders/conv.wgsl`): for the forward and
+    /// weight-gradient passes one entry per (ci, i, j), for the input gradient one per (o, i, j).
+    fn tap_table(&self, pass: Pass) -> Vec<i32> {
+        let (cg, og) = self.per_group();
+        let (dh, dw) = self.opts.dilation;
+        let taps = self.kh * self.kw;
+        let channels = if pass == Pass::InputGrad { og } else { cg };
+        let mut t = Vec::with_capacity(channels * taps * 4);
+        for ch in 0..channels {
+            for i in 0..self.kh {
+                for j in 0..self.kw {
+                    let entry = match pass {
+                        Pass::InputGrad => {
+                            [ch * cg * taps + i * self.kw + j, ch * self.oh * self.ow, i * dh, j * dw]
+                        }
+                        _ => [ch * self.h * self.w, 0, i * dh, j * dw],
+                    };
+                    t.extend(entry.map(|v| v as i32));
+                }
+            }
+        }
+        t
     }
 }
 
@@ -214,6 +247,36 @@ struct Params {
     pw: u32,
     dh: u32,
     dw: u32,
+    gemm_m: u32,
+    gemm_n: u32,
+    gemm_k: u32,
+    splits: u32,
+    chunk: u32,
+    _pad: [u32; 3],
+}
+
+/// The implicit-GEMM kernel of a pass, for a tile.
+fn gemm_kernel(pass: Pass, tile: Tile) -> Kernel<'static> {
+    let index = match pass {
+        Pass::Forward => 0,
+        Pass::InputGrad => 1,
+        Pass::WeightGrad => 2,
+    };
+    // forward and input gradient fetch B one column per invocation; the weight gradient along K
+    let b_along_n = pass != Pass::WeightGrad;
+    matmul::gemm_kernel(&SHADER, "gemm", 3, tile, true, b_along_n)
+        .with("const PASS: u32 = 0u; // @PASS", format!("const PASS: u32 = {index}u;"))
+}
+
+/// Every specialization this family can compile (for the shader validation test).
+pub(crate) fn variants() -> Vec<Kernel<'static>> {
+    let mut all = vec![Kernel::new(&SHADER, "sum_splits", 1, 1).with_library(&matmul::GEMM)];
+    for pass in [Pass::Forward, Pass::InputGrad, Pass::WeightGrad] {
+        for tile in [Tile::LARGE, Tile::SMALL] {
+            all.push(gemm_kernel(pass, tile));
+        }
+    }
+    all
 }
 
 /// A run of consecutive im2col elements: `len` of them from offset `at` of the matrix, read
@@ -332,19 +395,49 @@ impl Op for Conv {
     }
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
-        let y = rec.alloc_elems(out.shape.numel())?;
-        let params = self.geom.params();
-        let n = u32_of(self.name(), out.shape.numel());
-        let (entry, grid) = match self.pass {
-            // (N, O, OH, OW) outputs, one invocation each
-            Pass::Forward => ("forward", Grid::Linear(n.div_ceil(256))),
-            // (N, C, H, W) input gradients, one invocation each
-            Pass::InputGrad => ("input_grad", Grid::Linear(n.div_ceil(256))),
-            // (O, C/g, KH, KW) weight gradients, one workgroup each (a sum over N·OH·OW)
-            Pass::WeightGrad => ("weight_grad", Grid::Linear(n)),
+        let g = self.geom;
+        let (cg, og) = g.per_group();
+        let (groups, taps) = (g.opts.groups, g.kh * g.kw);
+        // the GEMM of one channel group
+        let (m, n, k) = match self.pass {
+            // (O/g) × (N·OH·OW), summed over (C/g)·KH·KW
+            Pass::Forward => (og, g.n * g.oh * g.ow, cg * taps),
+            // (C/g) × (N·H·W), summed over (O/g)·KH·KW
+            Pass::InputGrad => (cg, g.n * g.h * g.w, og * taps),
+            // (O/g) × ((C/g)·KH·KW), summed over N·OH·OW
+            Pass::WeightGrad => (og, cg * taps, g.n * g.oh * g.ow),
         };
-        let kernel = Kernel::new(&SHADER, entry, 2, 1);
-        rec.dispatch(&kernel, &params, &[args[0].buf, args[1].buf], &[&y], grid)?;
+        let tile = Tile::for_shape(m, n, groups);
+        let size = tile.size as usize;
+        let tiles = m.div_ceil(size) * n.div_ceil(size) * groups;
+        // the weight gradient's long K is split so that enough workgroups run at once
+        let splits =
+            if self.pass == Pass::WeightGrad { (256 / tiles.max(1)).clamp(1, (k / 2048).max(1)) } else { 1 };
+        let chunk = k.div_ceil(splits).div_ceil(tile.depth as usize) * tile.depth as usize;
+        let splits = k.div_ceil(chunk.max(1)).max(1);
+        let params = g.params((m, n, k), splits, chunk);
+        let table = rec.upload(&CpuStorage::from_vec(g.tap_table(self.pass)))?;
+        let y = rec.alloc_elems(out.shape.numel())?;
+        // K splits write slabs of partial sums, then one pass adds them up
+        let partial = (splits > 1).then(|| rec.alloc_elems(splits * out.shape.numel())).transpose()?;
+        let write = partial.as_ref().unwrap_or(&y);
+        let grid = Grid::Dims(
+            u32_of("conv2d", n.div_ceil(size)),
+            u32_of("conv2d", m.div_ceil(size)),
+            u32_of("conv2d", groups * splits),
+        );
+        rec.dispatch(
+            &gemm_kernel(self.pass, tile),
+            &params,
+            &[args[0].buf, args[1].buf, &table],
+            &[write],
+            grid,
+        )?;
+        if let Some(partial) = &partial {
+            let sum = Kernel::new(&SHADER, "sum_splits", 1, 1).with_library(&matmul::GEMM);
+            let count = u32_of("conv2d", out.shape.numel());
+            rec.dispatch(&sum, &params, &[partial], &[&y], Grid::Linear(count.div_ceil(256)))?;
+        }
         Ok(y)
     }
 

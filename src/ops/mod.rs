@@ -119,6 +119,7 @@ pub(crate) fn kernel_variants() -> Vec<crate::backend::wgpu::Kernel<'static>> {
     all.extend(softmax::variants());
     all.extend(layernorm::variants());
     all.extend(attention::variants());
+    all.extend(conv::variants());
     all
 }
 

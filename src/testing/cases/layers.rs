@@ -111,6 +111,12 @@ fn convolution() -> Vec<Case> {
             shapes(&[&[&[1, 4, 7, 7], &[6, 2, 3, 3]], &[&[2, 6, 23, 17], &[4, 3, 2, 3]]]),
             ConvOptions { stride: (1, 2), padding: (2, 1), dilation: (2, 2), groups: 2 },
         ),
+        // 128×128 GEMM tiles forward, a K split four ways in the weight gradient
+        conv(
+            "conv2d, 256 output channels",
+            shapes(&[&[&[1, 2, 4, 4], &[3, 2, 3, 3]], &[&[8, 4, 34, 34], &[256, 4, 3, 3]]]),
+            ConvOptions::default(),
+        ),
         max("max_pool2d 2×2", PoolOptions::new(2)),
         max(
             "max_pool2d 3×3 stride 2 padding 1 dilation 2",
