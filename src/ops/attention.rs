@@ -109,7 +109,7 @@ impl Flash {
     /// dimensions multiples of 4 up to 128, and the largest power-of-two block (up to 64 rows)
     /// whose staged rows fit.
     fn fit(g: &Geom, limit: u32) -> Option<Flash> {
-        let ok = |d: usize| d % 4 == 0 && d > 0 && d <= 128;
+        let ok = |d: usize| d.is_multiple_of(4) && d > 0 && d <= 128;
         if !ok(g.d) || !ok(g.dv) {
             return None;
         }

@@ -34,7 +34,7 @@ pub(crate) struct RowParams {
 /// `size` elements `inner` apart, or `None` when a row does not fit them: not contiguous, not a
 /// multiple of 4, or longer than 256 invocations · 8 vec4s.
 pub(crate) fn cached_per(size: usize, inner: usize) -> Option<u32> {
-    if inner != 1 || size % 4 != 0 || size == 0 {
+    if inner != 1 || !size.is_multiple_of(4) || size == 0 {
         return None;
     }
     let needed = (size / 4).div_ceil(256);
