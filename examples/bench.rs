@@ -70,6 +70,23 @@ impl Bench {
         ms[ms.len() / 2]
     }
 
+    /// Median milliseconds to build and record `f`'s graph (realize without waiting for the
+    /// device): the CPU cost of issuing the work.
+    fn time_recording(&self, f: impl Fn() -> Tensor) -> f64 {
+        let mut ms: Vec<f64> = (0..self.reps + 2)
+            .map(|_| {
+                let t = Instant::now();
+                f().realize().expect("realize");
+                let elapsed = t.elapsed().as_secs_f64() * 1e3;
+                self.device.synchronize().expect("synchronize");
+                elapsed
+            })
+            .skip(2)
+            .collect();
+        ms.sort_by(f64::total_cmp);
+        ms[ms.len() / 2]
+    }
+
     fn row(&self, op: &str, shape: String, f: impl Fn() -> Tensor, rate: Rate) {
         if self.only.as_ref().is_some_and(|o| !op.contains(o.as_str())) {
             return;
@@ -233,17 +250,22 @@ fn main() -> kiln::Result<()> {
     b.row("attention causal (unfused)", shape, || q.attention_unfused(&k, &v, true, None), Rate::Flops(flop));
 
     let z0 = b.randn(&[256], 11).cast(DType::F32);
-    b.row(
-        "1000 small elementwise ops",
-        "256".into(),
-        || {
-            let mut z = z0.clone();
-            for _ in 0..1000 {
-                z = &z * 0.999 + 0.001;
-            }
-            z
-        },
-        Rate::PerOp(2000),
-    );
+    let chain = || {
+        let mut z = z0.clone();
+        for _ in 0..1000 {
+            z = &z * 0.999 + 0.001;
+        }
+        z
+    };
+    b.row("1000 small elementwise ops", "256".into(), chain, Rate::PerOp(2000));
+    if b.only.as_ref().is_none_or(|o| "recording".contains(o.as_str())) {
+        let ms = b.time_recording(chain);
+        println!(
+            "| kiln {} | {} | recording overhead (build + record, no wait) | 256 | {ms:.3} | {:.1} us/op | - |",
+            env!("CARGO_PKG_VERSION"),
+            b.device,
+            ms * 1e3 / 2000.0
+        );
+    }
     Ok(())
 }

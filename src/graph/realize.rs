@@ -2,8 +2,7 @@
 //! its own device.
 //!
 //! On a GPU every dispatch of one realize goes into one command encoder, submitted once at the
-//! end (or when the per-dispatch parameter space fills up); the CPU only waits when it reads data
-//! back. After a node is computed it drops its inputs unless a gradient will need them, so an
+//! end; the CPU only waits when it reads data back. After a node is computed it drops its inputs unless a gradient will need them, so an
 //! intermediate's buffer goes back to the pool as soon as its last consumer has been recorded.
 
 use crate::backend::Storage;

@@ -4,7 +4,7 @@
 //! lavapipe, WARP), so `gpu:0` is a real GPU whenever there is one. A context records what the
 //! adapter offers (limits, features) and turns device loss and driver errors into `kiln::Error`.
 
-use super::pipeline::PipelineCache;
+use super::pipeline::{BindGroupCache, PipelineCache};
 use super::pool::BufferPool;
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -26,6 +26,7 @@ pub struct GpuContext {
     /// The features enabled.
     pub features: wgpu::Features,
     pub(crate) pipelines: PipelineCache,
+    pub(crate) bind_groups: BindGroupCache,
     pub(crate) pool: BufferPool,
     checked: AtomicBool,
     lost: Arc<Mutex<Option<String>>>,
@@ -158,6 +159,7 @@ fn open(n: usize) -> Result<GpuContext> {
     Ok(GpuContext {
         index: n,
         pipelines: PipelineCache::default(),
+        bind_groups: BindGroupCache::default(),
         pool: BufferPool::default(),
         device,
         queue,

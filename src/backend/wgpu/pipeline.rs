@@ -82,11 +82,61 @@ impl<'a> Kernel<'a> {
         format!("{PRELUDE}\n{text}")
     }
 
-    /// The pipeline-cache key: shader, entry point and specialization.
+    /// A hash of shader, entry point and specialization: the pipeline cache's key, computed
+    /// without building strings (it is taken on every dispatch).
+    fn hash(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.library.map(|l| l.name).hash(&mut h);
+        (self.shader.name, self.entry, &self.spec).hash(&mut h);
+        h.finish()
+    }
+
+    /// A readable name of shader, entry point and specialization (for error messages).
     pub fn key(&self) -> String {
         let spec: Vec<String> = self.spec.iter().map(|(p, r)| format!("{p}={r}")).collect();
         let lib = self.library.map_or("", |l| l.name);
         format!("{lib}+{}:{}:{}", self.shader.name, self.entry, spec.join(";"))
+    }
+}
+
+/// Bind groups already created, by layout and buffers bound: a training loop binds the same
+/// pool buffers to the same kernels step after step, and creating a bind group is one of the
+/// larger costs of recording a dispatch.
+#[derive(Default)]
+pub(crate) struct BindGroupCache {
+    groups: Mutex<HashMap<BindKey, wgpu::BindGroup>>,
+}
+
+/// A bind group's identity: its layout and each binding's buffer and size.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub(crate) struct BindKey {
+    pub layout: wgpu::BindGroupLayout,
+    pub buffers: Vec<(wgpu::Buffer, u64)>,
+}
+
+impl BindGroupCache {
+    /// Most bind groups kept; past this the cache starts over (a workload that keeps binding
+    /// new combinations gains nothing from keeping them).
+    const CAPACITY: usize = 8192;
+
+    /// The bind group for `key`, created by `create` on a miss.
+    pub fn get(&self, key: BindKey, create: impl FnOnce() -> wgpu::BindGroup) -> wgpu::BindGroup {
+        let mut groups = lock(&self.groups);
+        if let Some(g) = groups.get(&key) {
+            return g.clone();
+        }
+        if groups.len() >= Self::CAPACITY {
+            groups.clear();
+        }
+        let g = create();
+        groups.insert(key, g.clone());
+        g
+    }
+
+    /// Forgets every bind group (and so releases the buffers they hold).
+    pub fn clear(&self) {
+        lock(&self.groups).clear();
     }
 }
 
@@ -99,17 +149,18 @@ pub(crate) struct Pipeline {
 /// Compiled pipelines and bind-group layouts of one context.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    pipelines: Mutex<HashMap<String, Arc<Pipeline>>>,
+    pipelines: Mutex<HashMap<u64, Arc<Pipeline>>>,
     layouts: Mutex<HashMap<(u32, u32), wgpu::BindGroupLayout>>,
 }
 
 impl PipelineCache {
     /// The pipeline for `kernel`, compiling it on first use.
     pub fn get(&self, ctx: &GpuContext, kernel: &Kernel) -> Result<Arc<Pipeline>> {
-        let key = kernel.key();
-        if let Some(p) = lock(&self.pipelines).get(&key) {
+        let hash = kernel.hash();
+        if let Some(p) = lock(&self.pipelines).get(&hash) {
             return Ok(p.clone());
         }
+        let key = kernel.key();
         let layout = self.layout(ctx, kernel.reads, kernel.writes);
         let device = &ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
@@ -134,7 +185,7 @@ impl PipelineCache {
             return Err(Error::Gpu(format!("compiling {key}: {e}")));
         }
         let p = Arc::new(Pipeline { pipeline, layout });
-        lock(&self.pipelines).insert(key, p.clone());
+        lock(&self.pipelines).insert(hash, p.clone());
         Ok(p)
     }
 

@@ -102,8 +102,13 @@ impl GpuBuffer {
         wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: self.raw(),
             offset: 0,
-            size: NonZeroU64::new(self.bytes.div_ceil(4) * 4),
+            size: NonZeroU64::new(self.binding_size()),
         })
+    }
+
+    /// Bytes bound: the tensor's bytes rounded up to whole 32-bit words.
+    pub(crate) fn binding_size(&self) -> u64 {
+        self.bytes.div_ceil(4) * 4
     }
 
     /// Copies the first `numel` elements back to the host. Waits for the GPU.
@@ -165,6 +170,7 @@ fn create(ctx: &GpuContext, size: u64) -> Result<wgpu::Buffer> {
     };
     let buffer = attempt().or_else(|_| {
         ctx.pool.trim();
+        ctx.bind_groups.clear();
         attempt()
     });
     match buffer {

@@ -1,14 +1,16 @@
 //! `Recorder`: records the dispatches of one realize into one command encoder and submits them
 //! once.
 //!
-//! Each dispatch's parameters go into one shared uniform buffer at a 256-byte-aligned dynamic
-//! offset, written once just before submission, so an op costs no buffer creation of its own.
+//! Each dispatch's parameters go into a shared uniform buffer at a 256-byte-aligned dynamic
+//! offset (1,024 dispatches per buffer, buffers reused across realizes), written once just
+//! before submission, so an op costs no buffer creation of its own; its bind group is usually
+//! found in the context's cache.
 //! Uploads are recorded as copies from a staging buffer into the encoder (not written through
 //! the queue), so they stay ordered with the dispatches around them even when the pool hands a
 //! destination buffer out again.
 
 use super::context::{GpuContext, lock};
-use super::pipeline::Kernel;
+use super::pipeline::{BindKey, Kernel};
 use super::pool::GpuBuffer;
 use crate::backend::cpu::CpuStorage;
 use crate::{Error, Result};
@@ -17,7 +19,7 @@ use wgpu::util::DeviceExt;
 
 /// Bytes per dispatch in the parameter buffer (the dynamic-offset alignment WebGPU guarantees).
 const PARAM_SLOT: usize = 256;
-/// Dispatches per submission before the recorder submits and starts over.
+/// Dispatches per parameter buffer.
 const PARAM_SLOTS: usize = 1024;
 
 /// How many workgroups a dispatch launches.
@@ -35,8 +37,9 @@ pub struct Recorder {
     ctx: Arc<GpuContext>,
     encoder: Option<wgpu::CommandEncoder>,
     pass: Option<wgpu::ComputePass<'static>>,
-    uniform: Option<wgpu::Buffer>,
-    params: Vec<u8>,
+    /// Parameter buffers in use, each with the bytes to write into it at submission; the last
+    /// one is being filled. A realize of more dispatches than one holds just takes another.
+    uniforms: Vec<(wgpu::Buffer, Vec<u8>)>,
 }
 
 /// Parameter buffers handed back by finished recorders, per context.
@@ -45,7 +48,7 @@ static SPARE_UNIFORMS: Mutex<Vec<(usize, wgpu::Buffer)>> = Mutex::new(Vec::new()
 impl Recorder {
     /// A recorder for `ctx`.
     pub fn new(ctx: Arc<GpuContext>) -> Recorder {
-        Recorder { ctx, encoder: None, pass: None, uniform: None, params: Vec::new() }
+        Recorder { ctx, encoder: None, pass: None, uniforms: Vec::new() }
     }
 
     /// The context this recorder submits to.
@@ -84,32 +87,30 @@ impl Recorder {
         if x == 0 || y == 0 || z == 0 {
             return Ok(());
         }
-        if self.params.len() / PARAM_SLOT == PARAM_SLOTS {
-            self.submit_pending()?;
-        }
         let pipeline = self.ctx.pipelines.get(&self.ctx, kernel)?;
-        let offset = self.params.len();
         let bytes = bytemuck::bytes_of(params);
         assert!(bytes.len() <= PARAM_SLOT, "{}: parameters over {PARAM_SLOT} bytes", kernel.entry);
-        self.params.extend_from_slice(bytes);
-        self.params.resize(offset + PARAM_SLOT, 0);
-
-        let uniform = self.uniform_buffer();
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &uniform,
-                offset: 0,
-                size: wgpu::BufferSize::new(PARAM_SLOT as u64),
-            }),
-        }];
-        for (i, b) in reads.iter().chain(writes).enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.binding() });
-        }
-        let bind_group = self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(kernel.entry),
-            layout: &pipeline.layout,
-            entries: &entries,
+        let (uniform, offset) = self.param_slot(bytes);
+        let mut buffers = vec![(uniform.clone(), PARAM_SLOT as u64)];
+        buffers.extend(reads.iter().chain(writes).map(|b| (b.raw().clone(), b.binding_size())));
+        let key = BindKey { layout: pipeline.layout.clone(), buffers };
+        let bind_group = self.ctx.bind_groups.get(key, || {
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &uniform,
+                    offset: 0,
+                    size: wgpu::BufferSize::new(PARAM_SLOT as u64),
+                }),
+            }];
+            for (i, b) in reads.iter().chain(writes).enumerate() {
+                entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.binding() });
+            }
+            self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(kernel.entry),
+                layout: &pipeline.layout,
+                entries: &entries,
+            })
         });
         let pass = self.pass();
         pass.set_pipeline(&pipeline.pipeline);
@@ -161,10 +162,11 @@ impl Recorder {
     fn submit_pending(&mut self) -> Result<()> {
         self.pass = None;
         if let Some(encoder) = self.encoder.take() {
-            if !self.params.is_empty() {
-                let uniform = self.uniform_buffer();
-                self.ctx.queue.write_buffer(&uniform, 0, &self.params);
-                self.params.clear();
+            for (uniform, params) in &mut self.uniforms {
+                if !params.is_empty() {
+                    self.ctx.queue.write_buffer(uniform, 0, params);
+                    params.clear();
+                }
             }
             self.ctx.queue.submit([encoder.finish()]);
         }
@@ -191,21 +193,28 @@ impl Recorder {
         self.encoder.get_or_insert_with(|| device.create_command_encoder(&Default::default()))
     }
 
-    fn uniform_buffer(&mut self) -> wgpu::Buffer {
-        if self.uniform.is_none() {
+    /// Stores one dispatch's parameters; returns the buffer and offset they will be at.
+    fn param_slot(&mut self, bytes: &[u8]) -> (wgpu::Buffer, usize) {
+        let full = self.uniforms.last().is_none_or(|(_, p)| p.len() == PARAM_SLOT * PARAM_SLOTS);
+        if full {
             let mut spare = lock(&SPARE_UNIFORMS);
             let reused = spare.iter().position(|(i, _)| *i == self.ctx.index).map(|p| spare.remove(p).1);
             drop(spare);
-            self.uniform = Some(reused.unwrap_or_else(|| {
+            let buffer = reused.unwrap_or_else(|| {
                 self.ctx.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("kiln params"),
                     size: (PARAM_SLOT * PARAM_SLOTS) as u64,
                     usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 })
-            }));
+            });
+            self.uniforms.push((buffer, Vec::with_capacity(PARAM_SLOT * PARAM_SLOTS)));
         }
-        self.uniform.clone().expect("set above")
+        let (buffer, params) = self.uniforms.last_mut().expect("pushed above");
+        let offset = params.len();
+        params.extend_from_slice(bytes);
+        params.resize(offset + PARAM_SLOT, 0);
+        (buffer.clone(), offset)
     }
 
     fn grid_dims(&self, grid: Grid, entry: &str) -> Result<(u32, u32, u32)> {
@@ -230,8 +239,7 @@ impl Recorder {
 impl Drop for Recorder {
     fn drop(&mut self) {
         self.pass = None;
-        if let Some(uniform) = self.uniform.take() {
-            lock(&SPARE_UNIFORMS).push((self.ctx.index, uniform));
-        }
+        let mut spare = lock(&SPARE_UNIFORMS);
+        spare.extend(self.uniforms.drain(..).map(|(b, _)| (self.ctx.index, b)));
     }
 }
