@@ -3,21 +3,22 @@
 //! Shape errors are programmer errors: the helpers here panic with the op's name and the shapes,
 //! and they are `#[track_caller]` so the panic points at the user's line, not at kiln.
 
+use smallvec::SmallVec;
 use std::fmt;
 
 /// The dimensions of a tensor, outermost first. A scalar has no dimensions.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
-pub struct Shape(Vec<usize>);
+pub struct Shape(SmallVec<[usize; 6]>);
 
 impl Shape {
     /// A shape from its dimensions.
     pub fn new(dims: impl Into<Vec<usize>>) -> Shape {
-        Shape(dims.into())
+        Shape(SmallVec::from_vec(dims.into()))
     }
 
     /// The shape of a scalar (rank 0, one element).
     pub fn scalar() -> Shape {
-        Shape(Vec::new())
+        Shape(SmallVec::new())
     }
 
     /// The dimensions.
@@ -73,7 +74,7 @@ impl Shape {
     /// The broadcast shape, or `None` when the shapes are incompatible.
     pub fn try_broadcast(a: &Shape, b: &Shape) -> Option<Shape> {
         let rank = a.rank().max(b.rank());
-        let mut dims = vec![0; rank];
+        let mut dims: SmallVec<[usize; 6]> = smallvec::smallvec![0; rank];
         for (i, d) in dims.iter_mut().enumerate() {
             let da = a.dim_from_right(rank - 1 - i);
             let db = b.dim_from_right(rank - 1 - i);
@@ -131,19 +132,19 @@ impl fmt::Debug for Shape {
 
 impl From<Vec<usize>> for Shape {
     fn from(v: Vec<usize>) -> Shape {
-        Shape(v)
+        Shape(SmallVec::from_vec(v))
     }
 }
 
 impl From<&[usize]> for Shape {
     fn from(v: &[usize]) -> Shape {
-        Shape(v.to_vec())
+        Shape(SmallVec::from_slice(v))
     }
 }
 
 impl<const N: usize> From<[usize; N]> for Shape {
     fn from(v: [usize; N]) -> Shape {
-        Shape(v.to_vec())
+        Shape(SmallVec::from_slice(&v))
     }
 }
 
@@ -155,7 +156,7 @@ impl From<&Shape> for Shape {
 
 impl From<usize> for Shape {
     fn from(n: usize) -> Shape {
-        Shape(vec![n])
+        Shape(smallvec::smallvec![n])
     }
 }
 

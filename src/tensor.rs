@@ -16,7 +16,7 @@ mod display;
 
 use crate::backend::Storage;
 use crate::backend::cpu::CpuStorage;
-use crate::graph::node::Node;
+use crate::graph::node::{Inputs, Node, NodeOf};
 use crate::graph::realize;
 use crate::ops::Op;
 use crate::ops::view::{Leaf, ToDevice};
@@ -33,7 +33,13 @@ impl Tensor {
     ///
     /// Panics (at the caller's line) when the inputs sit on different devices.
     #[track_caller]
-    pub(crate) fn from_op(op: impl Op, inputs: Vec<Tensor>, shape: Shape, dtype: DType) -> Tensor {
+    pub(crate) fn from_op(
+        op: impl Op,
+        inputs: impl IntoIterator<Item = Tensor>,
+        shape: Shape,
+        dtype: DType,
+    ) -> Tensor {
+        let inputs: Inputs = inputs.into_iter().collect();
         let device = inputs.first().map(|t| t.device()).expect("an op with inputs");
         if let Some(other) = inputs.iter().find(|t| t.device() != device) {
             panic!(
@@ -50,13 +56,13 @@ impl Tensor {
     /// Records a node with no inputs (creation ops) on `device`.
     #[track_caller]
     pub(crate) fn from_source(op: impl Op, shape: Shape, dtype: DType, device: Device) -> Tensor {
-        Tensor::from_node(op, Vec::new(), shape, dtype, device, false)
+        Tensor::from_node(op, Inputs::new(), shape, dtype, device, false)
     }
 
     #[track_caller]
     fn from_node(
         op: impl Op,
-        inputs: Vec<Tensor>,
+        inputs: Inputs,
         shape: Shape,
         dtype: DType,
         device: Device,
@@ -66,7 +72,7 @@ impl Tensor {
             panic!("{}: f64 tensors live on the CPU only; cast to f32 for {device}", op.describe());
         }
         debug_assert!(crate::ops::is_registered(op.name()), "op {} is missing from ops::op_set", op.name());
-        let node = Node::new(Box::new(op), inputs, shape, dtype, device, requires_grad, Location::caller());
+        let node = NodeOf::new(op, inputs, shape, dtype, device, requires_grad, Location::caller());
         Tensor(Arc::new(node))
     }
 
@@ -218,7 +224,7 @@ impl Tensor {
         let requires_grad = self.requires_grad() && !autograd::is_no_grad();
         Tensor::from_node(
             ToDevice,
-            vec![self.clone()],
+            smallvec::smallvec![self.clone()],
             self.shape().clone(),
             self.dtype(),
             *device,
@@ -251,7 +257,7 @@ impl Tensor {
     #[track_caller]
     pub fn detach(&self) -> Tensor {
         let (shape, dtype, device) = (self.shape().clone(), self.dtype(), self.device());
-        Tensor::from_node(crate::ops::view::Detach, vec![self.clone()], shape, dtype, device, false)
+        Tensor::from_node(crate::ops::view::Detach, smallvec::smallvec![self.clone()], shape, dtype, device, false)
     }
 
     /// Replaces the value of this tensor with the value of `value`, in place: every handle on

@@ -14,7 +14,7 @@ pub const PARALLEL_CHUNK: usize = 1 << 15;
 
 /// How many CPU buffers exist right now (for the memory tests).
 pub fn live_buffers() -> usize {
-    LIVE.load(Ordering::SeqCst)
+    LIVE.load(Ordering::Relaxed)
 }
 
 /// The elements of one tensor on the CPU.
@@ -41,7 +41,7 @@ pub enum CpuData {
 impl CpuStorage {
     /// Wraps a typed vector.
     pub fn new(data: CpuData) -> CpuStorage {
-        LIVE.fetch_add(1, Ordering::SeqCst);
+        LIVE.fetch_add(1, Ordering::Relaxed);
         CpuStorage { data }
     }
 
@@ -62,6 +62,11 @@ impl CpuStorage {
     /// The typed vector.
     pub fn data(&self) -> &CpuData {
         &self.data
+    }
+
+    /// The typed vector, to modify in place.
+    pub fn data_mut(&mut self) -> &mut CpuData {
+        &mut self.data
     }
 
     /// The element type.
@@ -155,7 +160,7 @@ impl Clone for CpuStorage {
 
 impl Drop for CpuStorage {
     fn drop(&mut self) {
-        LIVE.fetch_sub(1, Ordering::SeqCst);
+        LIVE.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

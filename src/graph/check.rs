@@ -33,7 +33,7 @@ pub(crate) fn compare(t: &Tensor, inputs: &[Tensor], storages: &[Storage], out: 
     let args: Vec<CpuArg> =
         host.iter().zip(inputs).map(|(data, i)| CpuArg { data, shape: i.shape() }).collect();
     let node = &t.0;
-    let meta = Meta { shape: node.shape.clone(), dtype: node.dtype };
+    let meta = Meta { shape: &node.shape, dtype: node.dtype };
     let reference = node.op.cpu(&args, &meta).to_f64_vec();
     let mut gpu = out.gpu().download(node.dtype, t.numel())?.to_f64_vec();
     if INJECT_FAULT.swap(false, Ordering::SeqCst) && !gpu.is_empty() {

@@ -10,6 +10,7 @@ use crate::ops::Op;
 use crate::{DType, Device, Shape, Tensor};
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use smallvec::SmallVec;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -17,15 +18,30 @@ static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// How many graph nodes exist right now (for the memory tests).
 pub fn live_nodes() -> usize {
-    LIVE.load(Ordering::SeqCst)
+    LIVE.load(Ordering::Relaxed)
 }
 
-/// A graph node. Reached through [`Tensor`].
-pub(crate) struct Node {
+/// A node's inputs: most ops have one to three.
+pub(crate) type Inputs = SmallVec<[Tensor; 3]>;
+
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh mark for one graph walk (see [`Node::visit`]).
+pub(crate) fn new_walk() -> u64 {
+    GENERATION.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A graph node. Reached through [`Tensor`]. The op is stored inline, so a node is one
+/// allocation.
+pub(crate) type Node = NodeOf<dyn Op>;
+
+/// A node holding an op of type `O` (unsized as [`Node`] behind a `Tensor`).
+pub(crate) struct NodeOf<O: ?Sized> {
     /// Unique for the life of the process; keys gradients and graph walks.
     pub id: u64,
-    pub op: Box<dyn Op>,
-    inputs: Mutex<Vec<Tensor>>,
+    inputs: Mutex<Inputs>,
+    /// The last graph walk that visited this node (see [`Node::visit`]).
+    mark: AtomicU64,
     pub shape: Shape,
     pub dtype: DType,
     pub device: Device,
@@ -33,23 +49,25 @@ pub(crate) struct Node {
     storage: Mutex<Option<Storage>>,
     /// The line of user code that created the node (for cross-check and error reports).
     pub location: &'static Location<'static>,
+    pub op: O,
 }
 
-impl Node {
+impl<O: Op> NodeOf<O> {
     pub fn new(
-        op: Box<dyn Op>,
-        inputs: Vec<Tensor>,
+        op: O,
+        inputs: Inputs,
         shape: Shape,
         dtype: DType,
         device: Device,
         requires_grad: bool,
         location: &'static Location<'static>,
-    ) -> Node {
-        LIVE.fetch_add(1, Ordering::SeqCst);
-        Node {
+    ) -> NodeOf<O> {
+        LIVE.fetch_add(1, Ordering::Relaxed);
+        NodeOf {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             op,
             inputs: Mutex::new(inputs),
+            mark: AtomicU64::new(0),
             shape,
             dtype,
             device,
@@ -59,9 +77,23 @@ impl Node {
         }
     }
 
+}
+
+impl<O: ?Sized> NodeOf<O> {
     /// The inputs (empty for a leaf, and for a computed node that dropped its history).
-    pub fn inputs(&self) -> MutexGuard<'_, Vec<Tensor>> {
+    pub fn inputs(&self) -> MutexGuard<'_, Inputs> {
         lock(&self.inputs)
+    }
+
+    /// Marks this node visited by walk `walk`; true the first time (a graph walk's visited set
+    /// without a hash set).
+    pub fn visit(&self, walk: u64) -> bool {
+        self.mark.swap(walk, Ordering::Relaxed) != walk
+    }
+
+    /// Whether walk `walk` has visited this node.
+    pub fn visited(&self, walk: u64) -> bool {
+        self.mark.load(Ordering::Relaxed) == walk
     }
 
     pub fn requires_grad(&self) -> bool {
@@ -81,6 +113,11 @@ impl Node {
         lock(&self.storage).is_some()
     }
 
+    /// Takes the storage out (the node is about to be dropped).
+    pub fn take_storage(&self) -> Option<Storage> {
+        lock(&self.storage).take()
+    }
+
     pub fn set_storage(&self, storage: Storage) {
         *lock(&self.storage) = Some(storage);
     }
@@ -92,15 +129,20 @@ impl Node {
     }
 }
 
-impl Drop for Node {
+impl<O: ?Sized> Drop for NodeOf<O> {
     /// Drops the chain of inputs iteratively: a graph thousands of ops deep must not overflow
     /// the stack by recursing through `Arc` drops.
     fn drop(&mut self) {
-        LIVE.fetch_sub(1, Ordering::SeqCst);
-        let mut stack = std::mem::take(self.inputs.get_mut().unwrap_or_else(|e| e.into_inner()));
-        while let Some(t) = stack.pop() {
-            if let Some(mut node) = Arc::into_inner(t.0) {
-                stack.append(node.inputs.get_mut().unwrap_or_else(|e| e.into_inner()));
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+        let inputs = self.inputs.get_mut().unwrap_or_else(|e| e.into_inner());
+        if inputs.is_empty() {
+            return;
+        }
+        let mut stack: Vec<Tensor> = inputs.drain(..).collect();
+        while let Some(mut t) = stack.pop() {
+            // the last handle on a node: empty its inputs here, so dropping it recurses no further
+            if let Some(node) = Arc::get_mut(&mut t.0) {
+                stack.extend(node.inputs.get_mut().unwrap_or_else(|e| e.into_inner()).drain(..));
             }
         }
     }

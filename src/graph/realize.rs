@@ -8,10 +8,12 @@
 use crate::backend::Storage;
 use crate::backend::wgpu::{self as gpu, Recorder};
 use crate::graph::check;
+use crate::graph::node::new_walk;
+use smallvec::SmallVec;
 use crate::ops::{CpuArg, Exec, GpuArg, Meta};
 use crate::{Device, Result, Tensor};
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Computes `roots` and everything they need that is not computed yet.
@@ -36,21 +38,21 @@ pub(crate) fn realize(roots: &[Tensor]) -> Result<()> {
 /// The unrealized ancestors of `roots` (roots included), inputs before the nodes that use them.
 /// Iterative, so graphs thousands of ops deep do not overflow the stack.
 fn schedule(roots: &[Tensor]) -> Vec<Tensor> {
+    let walk = new_walk();
     let mut order = Vec::new();
-    let mut seen = HashSet::new();
     let mut stack: Vec<(Tensor, bool)> = roots.iter().rev().map(|t| (t.clone(), false)).collect();
     while let Some((t, inputs_done)) = stack.pop() {
         if inputs_done {
             order.push(t);
             continue;
         }
-        if t.is_realized() || !seen.insert(t.id()) {
+        if t.is_realized() || !t.0.visit(walk) {
             continue;
         }
         let inputs = t.0.inputs().clone();
         stack.push((t, true));
         for input in inputs.into_iter().rev() {
-            if !input.is_realized() && !seen.contains(&input.id()) {
+            if !input.is_realized() && !input.0.visited(walk) {
                 stack.push((input, false));
             }
         }
@@ -67,28 +69,55 @@ struct Executor {
 impl Executor {
     fn run(&mut self, t: &Tensor) -> Result<()> {
         let node = &t.0;
-        let inputs = node.inputs().clone();
-        let storages: Vec<Storage> =
+        // A node no gradient will pass through forgets its inputs once computed: take them
+        // instead of copying (and put them back if the computation fails).
+        let keep = node.inputs().iter().any(|i| i.requires_grad());
+        let inputs = if keep { node.inputs().clone() } else { std::mem::take(&mut *node.inputs()) };
+        let result = self.compute(t, &inputs);
+        match result {
+            Ok(storage) => {
+                node.set_storage(storage);
+                Ok(())
+            }
+            Err(e) => {
+                if !keep {
+                    *node.inputs() = inputs;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The value of node `t` from its realized inputs.
+    fn compute(&mut self, t: &Tensor, inputs: &[Tensor]) -> Result<Storage> {
+        let node = &t.0;
+        if node.op.exec() == Exec::Kernel && node.device == Device::Cpu {
+            let meta = Meta { shape: &node.shape, dtype: node.dtype };
+            if let Some(done) = Self::in_place(t, inputs, &meta) {
+                return Ok(done);
+            }
+        }
+        let storages: SmallVec<[Storage; 3]> =
             inputs.iter().map(|i| i.storage().expect("inputs are realized first")).collect();
-        let meta = Meta { shape: node.shape.clone(), dtype: node.dtype };
+        let meta = Meta { shape: &node.shape, dtype: node.dtype };
         let storage = match node.op.exec() {
             Exec::Leaf => unreachable!("leaves are realized at creation"),
             Exec::View => storages[0].clone(),
             Exec::Transfer => self.transfer(&storages[0], &inputs[0], node.device)?,
             Exec::Kernel => match node.device {
                 Device::Cpu => {
-                    let args: Vec<CpuArg> = storages
+                    let args: SmallVec<[CpuArg; 3]> = storages
                         .iter()
-                        .zip(&inputs)
+                        .zip(inputs)
                         .map(|(s, i)| CpuArg { data: s.cpu(), shape: i.shape() })
                         .collect();
                     Storage::Cpu(Arc::new(node.op.cpu(&args, &meta)))
                 }
                 Device::Gpu(n) => {
                     let rec = self.recorder(n)?;
-                    let args: Vec<GpuArg> = storages
+                    let args: SmallVec<[GpuArg; 3]> = storages
                         .iter()
-                        .zip(&inputs)
+                        .zip(inputs)
                         .map(|(s, i)| GpuArg { buf: s.gpu(), shape: i.shape(), dtype: i.dtype() })
                         .collect();
                     let out = node.op.gpu(&args, &meta, rec)?;
@@ -96,17 +125,40 @@ impl Executor {
                     let out = Storage::Gpu(Arc::new(out));
                     if checked {
                         self.flush(n)?;
-                        check::compare(t, &inputs, &storages, &out)?;
+                        check::compare(t, inputs, &storages, &out)?;
                     }
                     out
                 }
             },
         };
-        node.set_storage(storage);
-        if !inputs.iter().any(|i| i.requires_grad()) {
-            node.drop_inputs();
+        Ok(storage)
+    }
+
+    /// Runs a CPU op in place on input 0's storage when nothing else refers to that input (it is
+    /// an intermediate whose only consumer is this node) and the output matches it; `None` when
+    /// that does not apply or the op declines.
+    fn in_place(t: &Tensor, inputs: &[Tensor], meta: &Meta) -> Option<Storage> {
+        let first = inputs.first()?;
+        let unique = Arc::strong_count(&first.0) == 1 && first.dtype() == meta.dtype && first.shape() == meta.shape;
+        if !unique {
+            return None;
         }
-        Ok(())
+        let Storage::Cpu(mut data) = first.0.take_storage()? else { return None };
+        // a view (reshape, detach) may share the storage: then it is not ours to change
+        let Some(inout) = Arc::get_mut(&mut data) else {
+            first.0.set_storage(Storage::Cpu(data));
+            return None;
+        };
+        let storages: SmallVec<[Storage; 2]> =
+            inputs[1..].iter().map(|i| i.storage().expect("inputs are realized first")).collect();
+        let others: SmallVec<[CpuArg; 2]> =
+            storages.iter().zip(&inputs[1..]).map(|(s, i)| CpuArg { data: s.cpu(), shape: i.shape() }).collect();
+        if t.0.op.cpu_in_place(inout, &others, meta) {
+            Some(Storage::Cpu(data))
+        } else {
+            first.0.set_storage(Storage::Cpu(data));
+            None
+        }
     }
 
     /// Moves a realized value between devices. Downloads submit pending GPU work first.

@@ -412,7 +412,7 @@ impl Tensor {
         let mut dims = q.dims().to_vec();
         dims[r - 1] = v.dim(-1);
         let op = Attention { pass: Pass::Forward, scale, causal };
-        Tensor::from_op(op, vec![q.clone(), k.clone(), v.clone()], Shape::new(dims), q.dtype())
+        Tensor::from_op(op, [q.clone(), k.clone(), v.clone()], Shape::new(dims), q.dtype())
     }
 
     /// The same attention computed unfused, as matmul → masked softmax → matmul: it stores the

@@ -20,6 +20,10 @@ pub struct Zip {
     pub f32: fn(&[f32], &[f32], &mut [f32]),
     /// (a, b, out) for f64.
     pub f64: fn(&[f64], &[f64], &mut [f64]),
+    /// In place into a, (a, b), for f32.
+    pub f32_in_place: fn(&mut [f32], &[f32]),
+    /// In place into a, (a, b), for f64.
+    pub f64_in_place: fn(&mut [f64], &[f64]),
 }
 
 /// `zip!(|a, b| expr)`: a [`Zip`] computing `expr` for every pair, generic over the float `T`.
@@ -30,7 +34,13 @@ macro_rules! zip {
                 *o = $body;
             }
         }
-        Zip { f32: apply::<f32>, f64: apply::<f64> }
+        fn in_place<T: Float>(xs: &mut [T], ys: &[T]) {
+            for (x, &$b) in xs.iter_mut().zip(ys) {
+                let $a = *x;
+                *x = $body;
+            }
+        }
+        Zip { f32: apply::<f32>, f64: apply::<f64>, f32_in_place: in_place::<f32>, f64_in_place: in_place::<f64> }
     }};
 }
 
@@ -219,12 +229,23 @@ impl Op for Binary {
         CpuStorage::new(data)
     }
 
+    fn cpu_in_place(&self, inout: &mut CpuStorage, others: &[CpuArg], out: &Meta) -> bool {
+        let Func::Arith(f) = self.f else { return false };
+        let b = &others[0];
+        match (inout.data_mut(), b.data.data()) {
+            (CpuData::F32(x), CpuData::F32(y)) => zip_in_place(f.float.f32_in_place, x, y, b.shape, out.shape),
+            (CpuData::F64(x), CpuData::F64(y)) => zip_in_place(f.float.f64_in_place, x, y, b.shape, out.shape),
+            _ => return false,
+        }
+        true
+    }
+
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let name = self.name();
         let n = u32_of(name, out.shape.numel());
         let y = rec.alloc_elems(n as usize)?;
         let (a, b) = (&args[0], &args[1]);
-        let same = a.shape == &out.shape && b.shape == &out.shape;
+        let same = a.shape == out.shape && b.shape == out.shape;
         let kernel = kernel(self.f, a.dtype, same);
         let a_strides = a.shape.broadcast_strides(&out.shape);
         let b_strides = b.shape.broadcast_strides(&out.shape);
@@ -281,6 +302,12 @@ fn zip_broadcast<T: Float>(
     };
     let rows = |o: &mut [T], len: usize, g: &(dyn Fn(usize, &mut [T]) + Sync)| {
         let chunk = (PARALLEL_CHUNK / len).max(1) * len;
+        if o.len() <= chunk {
+            for (r, row) in o.chunks_mut(len).enumerate() {
+                g(r * len, row);
+            }
+            return;
+        }
         o.par_chunks_mut(chunk).enumerate().for_each(|(c, oc)| {
             for (r, row) in oc.chunks_mut(len).enumerate() {
                 g(c * chunk + r * len, row);
@@ -308,6 +335,36 @@ fn zip_broadcast<T: Float>(
         }
     }
     o
+}
+
+/// `f` into `x` (of the output's shape) with `y` broadcast against it: block by block when `y`
+/// repeats whole, else `y` expanded first.
+fn zip_in_place<T: Float>(f: fn(&mut [T], &[T]), x: &mut [T], y: &[T], ys: &Shape, out: &Shape) {
+    let n = x.len();
+    let lead = out.rank() - ys.rank();
+    let repeats = ys.dims().iter().zip(&out.dims()[lead..]).skip_while(|(d, _)| **d == 1).all(|(d, o)| d == o);
+    let expanded: Vec<T>;
+    let (y, len) = if ys == out {
+        (y, PARALLEL_CHUNK.min(n.max(1)))
+    } else if repeats && ys.numel() >= 64 {
+        (y, ys.numel())
+    } else {
+        expanded = offsets(out.dims(), &ys.broadcast_strides(out), 0).map(|i| y[i]).collect();
+        (&expanded[..], PARALLEL_CHUNK.min(n.max(1)))
+    };
+    let whole = y.len() == n;
+    let chunk = (PARALLEL_CHUNK / len).max(1) * len;
+    let run = |at: usize, xs: &mut [T]| {
+        for (r, row) in xs.chunks_mut(len).enumerate() {
+            let start = at + r * len;
+            f(row, if whole { &y[start..start + row.len()] } else { y });
+        }
+    };
+    if n <= chunk {
+        run(0, x);
+    } else {
+        x.par_chunks_mut(chunk).enumerate().for_each(|(c, xs)| run(c * chunk, xs));
+    }
 }
 
 /// Two operands read with broadcasting over an output shape (CPU).
@@ -409,7 +466,7 @@ impl Tensor {
             Func::Compare(_) => DType::Bool,
         };
         let shape = Shape::broadcast(name, self.shape(), other.shape());
-        Tensor::from_op(op, vec![self.clone(), other.clone()], shape, dtype)
+        Tensor::from_op(op, [self.clone(), other.clone()], shape, dtype)
     }
 
     #[track_caller]

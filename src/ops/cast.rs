@@ -99,6 +99,6 @@ impl Tensor {
         if dtype == self.dtype() {
             return self.clone();
         }
-        Tensor::from_op(Cast { to: dtype }, vec![self.clone()], self.shape().clone(), dtype)
+        Tensor::from_op(Cast { to: dtype }, [self.clone()], self.shape().clone(), dtype)
     }
 }

@@ -477,6 +477,6 @@ impl Tensor {
         };
         let shape = Shape::from([geom.n, geom.o, geom.oh, geom.ow]);
         let op = Conv { pass: Pass::Forward, geom };
-        Tensor::from_op(op, vec![self.clone(), weight.clone()], shape, self.dtype())
+        Tensor::from_op(op, [self.clone(), weight.clone()], shape, self.dtype())
     }
 }

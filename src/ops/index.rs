@@ -242,7 +242,7 @@ impl Tensor {
             panic!("gather: index {} does not fit input {} off axis {a}", index.shape(), self.shape());
         }
         let op = Indexing { kind: Kind::Gather, axis: a };
-        Tensor::from_op(op, vec![self.clone(), index.clone()], index.shape().clone(), self.dtype())
+        Tensor::from_op(op, [self.clone(), index.clone()], index.shape().clone(), self.dtype())
     }
 
     /// The slices at positions `index` (1-D) along `axis`.
@@ -263,7 +263,7 @@ impl Tensor {
         let mut dims = self.dims().to_vec();
         dims[a] = index.numel();
         let op = Indexing { kind: Kind::IndexSelect, axis: a };
-        Tensor::from_op(op, vec![self.clone(), index.clone()], Shape::new(dims), self.dtype())
+        Tensor::from_op(op, [self.clone(), index.clone()], Shape::new(dims), self.dtype())
     }
 
     /// A copy of `self` with `src[c]` added at `c with c_axis = index[c]`; `index` has `src`'s
@@ -288,7 +288,7 @@ impl Tensor {
         let op = Indexing { kind: Kind::ScatterAdd, axis: a };
         Tensor::from_op(
             op,
-            vec![self.clone(), index.clone(), src.clone()],
+            [self.clone(), index.clone(), src.clone()],
             self.shape().clone(),
             self.dtype(),
         )
@@ -314,7 +314,7 @@ impl Tensor {
         let op = Indexing { kind: Kind::IndexAdd, axis: a };
         Tensor::from_op(
             op,
-            vec![self.clone(), index.clone(), src.clone()],
+            [self.clone(), index.clone(), src.clone()],
             self.shape().clone(),
             self.dtype(),
         )

@@ -133,7 +133,7 @@ impl Op for CrossEntropyLoss {
         let op = CrossEntropyGrad { opts: self.opts };
         let dx = Tensor::from_op(
             op,
-            vec![logits.clone(), target.clone(), g.grad.clone()],
+            [logits.clone(), target.clone(), g.grad.clone()],
             logits.shape().clone(),
             logits.dtype(),
         );
@@ -250,6 +250,6 @@ impl Tensor {
             panic!("cross_entropy: label smoothing must be in [0, 1], got {}", opts.label_smoothing);
         }
         let op = CrossEntropyLoss { opts };
-        Tensor::from_op(op, vec![self.clone(), target.clone()], Shape::from([self.dims()[0]]), self.dtype())
+        Tensor::from_op(op, [self.clone(), target.clone()], Shape::from([self.dims()[0]]), self.dtype())
     }
 }

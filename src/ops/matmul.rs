@@ -252,7 +252,7 @@ fn transposed_source(t: &Tensor) -> Option<Tensor> {
     if t.is_realized() {
         return None;
     }
-    let any: &dyn Any = &*t.0.op;
+    let any: &dyn Any = &t.0.op;
     let Some(Movement::Permute(perm)) = any.downcast_ref::<Movement>() else {
         return None;
     };
@@ -338,6 +338,6 @@ impl Tensor {
             .unwrap_or_else(|| panic!("matmul: batch dimensions of {} cannot be broadcast", describe()));
         let mut dims = batch.dims().to_vec();
         dims.extend([m, n]);
-        Tensor::from_op(MatMul { trans_a, trans_b }, vec![a.clone(), b.clone()], Shape::new(dims), a.dtype())
+        Tensor::from_op(MatMul { trans_a, trans_b }, [a.clone(), b.clone()], Shape::new(dims), a.dtype())
     }
 }

@@ -32,8 +32,8 @@ use crate::backend::wgpu::{GpuBuffer, Recorder};
 use crate::{DType, Result, Shape, Tensor};
 
 /// The output an op must produce.
-pub(crate) struct Meta {
-    pub shape: Shape,
+pub(crate) struct Meta<'a> {
+    pub shape: &'a Shape,
     pub dtype: DType,
 }
 
@@ -90,6 +90,14 @@ pub(crate) trait Op:
 
     /// The CPU reference.
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage;
+
+    /// The CPU reference computed in place: `inout` holds input 0 and receives the output;
+    /// `others` are the remaining inputs. The realizer offers this when nothing else refers to
+    /// input 0 and the output has its dtype and shape. Returns false (the default) to decline,
+    /// and `cpu` runs instead.
+    fn cpu_in_place(&self, _inout: &mut CpuStorage, _others: &[CpuArg], _out: &Meta) -> bool {
+        false
+    }
 
     /// Records the GPU kernel(s) into `rec` and returns the output buffer.
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer>;

@@ -298,7 +298,7 @@ impl Tensor {
             return self.clone();
         }
         let shape = Shape::new(perm.iter().map(|&p| self.dims()[p]).collect::<Vec<_>>());
-        Tensor::from_op(Movement::Permute(perm.to_vec()), vec![self.clone()], shape, self.dtype())
+        Tensor::from_op(Movement::Permute(perm.to_vec()), [self.clone()], shape, self.dtype())
     }
 
     /// Swaps two axes (negative counts from the end).
@@ -329,7 +329,7 @@ impl Tensor {
         if &shape == self.shape() {
             return self.clone();
         }
-        Tensor::from_op(Movement::Expand, vec![self.clone()], shape, self.dtype())
+        Tensor::from_op(Movement::Expand, [self.clone()], shape, self.dtype())
     }
 
     /// Elements `start, start + step, ...` below `end` along `axis`.
@@ -376,7 +376,7 @@ impl Tensor {
             return self.clone();
         }
         let op = Movement::Slice { starts: starts.to_vec(), steps: steps.to_vec() };
-        Tensor::from_op(op, vec![self.clone()], shape, self.dtype())
+        Tensor::from_op(op, [self.clone()], shape, self.dtype())
     }
 
     /// Pads every dimension with `value`: `padding[d] = (before, after)`.
@@ -406,6 +406,6 @@ impl Tensor {
         if &shape == self.shape() {
             return self.clone();
         }
-        Tensor::from_op(Pad { spec: spec.to_vec(), value }, vec![self.clone()], shape, self.dtype())
+        Tensor::from_op(Pad { spec: spec.to_vec(), value }, [self.clone()], shape, self.dtype())
     }
 }

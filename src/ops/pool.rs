@@ -296,6 +296,6 @@ impl Tensor {
         };
         let shape = Shape::from([self.dims()[0], self.dims()[1], geom.oh, geom.ow]);
         let op = Pool { max, grad: false, geom };
-        Tensor::from_op(op, vec![self.clone()], shape, self.dtype())
+        Tensor::from_op(op, [self.clone()], shape, self.dtype())
     }
 }

@@ -213,6 +213,6 @@ impl Tensor {
         if p == 0.0 {
             return self.clone();
         }
-        Tensor::from_op(Dropout { key, p }, vec![self.clone()], self.shape().clone(), self.dtype())
+        Tensor::from_op(Dropout { key, p }, [self.clone()], self.shape().clone(), self.dtype())
     }
 }

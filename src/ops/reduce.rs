@@ -302,7 +302,7 @@ impl Tensor {
         if axes.is_empty() {
             return self.reshape(shape);
         }
-        Tensor::from_op(Reduce { op, axes, keepdim }, vec![self.clone()], shape, self.dtype())
+        Tensor::from_op(Reduce { op, axes, keepdim }, [self.clone()], shape, self.dtype())
     }
 
     /// The sum over `axes`.
@@ -424,6 +424,6 @@ impl Tensor {
             panic!("{name}: not defined for bool tensors");
         }
         let shape = self.shape().reduced(&[a], keepdim);
-        Tensor::from_op(ArgReduce { max, axis: a }, vec![self.clone()], shape, DType::I32)
+        Tensor::from_op(ArgReduce { max, axis: a }, [self.clone()], shape, DType::I32)
     }
 }

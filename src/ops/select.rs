@@ -115,6 +115,6 @@ impl Tensor {
             panic!("where: the branches have different dtypes ({} and {})", a.dtype(), b.dtype());
         }
         let shape = Shape::broadcast("where", &Shape::broadcast("where", self.shape(), a.shape()), b.shape());
-        Tensor::from_op(Where, vec![self.clone(), a.clone(), b.clone()], shape, a.dtype())
+        Tensor::from_op(Where, [self.clone(), a.clone(), b.clone()], shape, a.dtype())
     }
 }

@@ -170,6 +170,6 @@ impl Tensor {
         if !self.dtype().is_float() {
             panic!("{}: expected a float tensor, found {}", op.name(), self.dtype());
         }
-        Tensor::from_op(op, vec![self.clone()], self.shape().clone(), self.dtype())
+        Tensor::from_op(op, [self.clone()], self.shape().clone(), self.dtype())
     }
 }

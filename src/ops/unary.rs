@@ -23,6 +23,10 @@ pub struct Map {
     pub f32: fn(&[f32], &mut [f32], f32, f32),
     /// (input, output, a, b) for f64.
     pub f64: fn(&[f64], &mut [f64], f64, f64),
+    /// In place, (values, a, b), for f32.
+    pub f32_in_place: fn(&mut [f32], f32, f32),
+    /// In place, (values, a, b), for f64.
+    pub f64_in_place: fn(&mut [f64], f64, f64),
 }
 
 /// `map!(|x, a, b| expr)`: a [`Map`] computing `expr` for every `x`, generic over the float
@@ -35,7 +39,14 @@ macro_rules! map {
                 *o = $body;
             }
         }
-        Map { f32: apply::<f32>, f64: apply::<f64> }
+        #[allow(unused_variables)]
+        fn in_place<T: Float>(values: &mut [T], $a: T, $b: T) {
+            for v in values.iter_mut() {
+                let $x = *v;
+                *v = $body;
+            }
+        }
+        Map { f32: apply::<f32>, f64: apply::<f64>, f32_in_place: in_place::<f32>, f64_in_place: in_place::<f64> }
     }};
 }
 
@@ -366,6 +377,14 @@ fn sigmoid<T: Float>(x: T) -> T {
     }
 }
 
+/// The row named `name`, looked up once per call site (ops are recorded in hot loops).
+macro_rules! row {
+    ($name:literal) => {{
+        static ROW: std::sync::OnceLock<&'static UnaryFn> = std::sync::OnceLock::new();
+        *ROW.get_or_init(|| row($name))
+    }};
+}
+
 /// The row named `name`.
 fn row(name: &str) -> &'static UnaryFn {
     UNARY.iter().find(|u| u.name == name).unwrap_or_else(|| panic!("no unary op {name}"))
@@ -408,9 +427,11 @@ impl Op for Unary {
         fn run<T: Float>(f: fn(&[T], &mut [T], T, T), x: &[T], a: f64, b: f64) -> Vec<T> {
             let mut y = vec![T::ZERO; x.len()];
             let (a, b) = (T::of(a), T::of(b));
-            y.par_chunks_mut(PARALLEL_CHUNK)
-                .zip(x.par_chunks(PARALLEL_CHUNK))
-                .for_each(|(o, i)| f(i, o, a, b));
+            if x.len() <= PARALLEL_CHUNK {
+                f(x, &mut y, a, b); // not worth a thread
+            } else {
+                y.par_chunks_mut(PARALLEL_CHUNK).zip(x.par_chunks(PARALLEL_CHUNK)).for_each(|(o, i)| f(i, o, a, b));
+            }
             y
         }
         match args[0].data.data() {
@@ -419,6 +440,23 @@ impl Op for Unary {
             _ => unreachable!("float dtypes are checked when recorded"),
         }
     }
+    fn cpu_in_place(&self, inout: &mut CpuStorage, _: &[CpuArg], _: &Meta) -> bool {
+        fn run<T: Float>(f: fn(&mut [T], T, T), x: &mut [T], a: f64, b: f64) {
+            let (a, b) = (T::of(a), T::of(b));
+            if x.len() <= PARALLEL_CHUNK {
+                f(x, a, b);
+            } else {
+                x.par_chunks_mut(PARALLEL_CHUNK).for_each(|c| f(c, a, b));
+            }
+        }
+        match inout.data_mut() {
+            CpuData::F32(x) => run(self.f.cpu.f32_in_place, x, self.a, self.b),
+            CpuData::F64(x) => run(self.f.cpu.f64_in_place, x, self.a, self.b),
+            _ => return false,
+        }
+        true
+    }
+
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let n = u32_of(self.f.name, out.shape.numel());
         let y = rec.alloc_elems(n as usize)?;
@@ -444,11 +482,16 @@ impl Tensor {
     /// Applies the unary row `name` with parameters `a`, `b`.
     #[track_caller]
     pub(crate) fn unary(&self, name: &str, a: f64, b: f64) -> Tensor {
-        let f = row(name);
+        self.apply_row(row(name), a, b)
+    }
+
+    /// Applies unary row `f` with parameters `a`, `b`.
+    #[track_caller]
+    fn apply_row(&self, f: &'static UnaryFn, a: f64, b: f64) -> Tensor {
         if !self.dtype().is_float() {
-            panic!("{name}: expected a float tensor, found {}", self.dtype());
+            panic!("{}: expected a float tensor, found {}", f.name, self.dtype());
         }
-        Tensor::from_op(Unary { f, a, b }, vec![self.clone()], self.shape().clone(), self.dtype())
+        Tensor::from_op(Unary { f, a, b }, [self.clone()], self.shape().clone(), self.dtype())
     }
 }
 
@@ -460,7 +503,7 @@ macro_rules! unary_methods {
                 #[doc = $doc]
                 #[track_caller]
                 pub fn $method(&self) -> Tensor {
-                    self.unary($name, 0.0, 0.0)
+                    self.apply_row(row!($name), 0.0, 0.0)
                 }
             )*
         }
@@ -495,19 +538,19 @@ impl Tensor {
     /// x where x > 0, `slope`·x elsewhere.
     #[track_caller]
     pub fn leaky_relu(&self, slope: f64) -> Tensor {
-        self.unary("leaky_relu", slope, 0.0)
+        self.apply_row(row!("leaky_relu"), slope, 0.0)
     }
 
     /// x where x > 0, α(eˣ − 1) elsewhere.
     #[track_caller]
     pub fn elu(&self, alpha: f64) -> Tensor {
-        self.unary("elu", alpha, 0.0)
+        self.apply_row(row!("elu"), alpha, 0.0)
     }
 
     /// xᵃ for a scalar exponent.
     #[track_caller]
     pub fn powf(&self, exponent: f64) -> Tensor {
-        self.unary("pow_scalar", exponent, 0.0)
+        self.apply_row(row!("pow_scalar"), exponent, 0.0)
     }
 
     /// Clamps every element into [lo, hi].
@@ -516,13 +559,13 @@ impl Tensor {
         if lo > hi {
             panic!("clamp: lo {lo} is above hi {hi}");
         }
-        self.unary("clamp", lo, hi)
+        self.apply_row(row!("clamp"), lo, hi)
     }
 
     /// −x, elementwise.
     #[track_caller]
     pub fn neg(&self) -> Tensor {
-        self.unary("neg", 0.0, 0.0)
+        self.apply_row(row!("neg"), 0.0, 0.0)
     }
 }
 
@@ -530,7 +573,7 @@ impl std::ops::Neg for &Tensor {
     type Output = Tensor;
     #[track_caller]
     fn neg(self) -> Tensor {
-        self.unary("neg", 0.0, 0.0)
+        self.apply_row(row!("neg"), 0.0, 0.0)
     }
 }
 
@@ -538,7 +581,7 @@ impl std::ops::Neg for Tensor {
     type Output = Tensor;
     #[track_caller]
     fn neg(self) -> Tensor {
-        self.unary("neg", 0.0, 0.0)
+        self.apply_row(row!("neg"), 0.0, 0.0)
     }
 }
 
@@ -549,42 +592,42 @@ macro_rules! scalar_ops {
         impl std::ops::Add<$s> for &Tensor {
             type Output = Tensor;
             #[track_caller]
-            fn add(self, rhs: $s) -> Tensor { self.unary("add_scalar", rhs as f64, 0.0) }
+            fn add(self, rhs: $s) -> Tensor { self.apply_row(row!("add_scalar"), rhs as f64, 0.0) }
         }
         impl std::ops::Sub<$s> for &Tensor {
             type Output = Tensor;
             #[track_caller]
-            fn sub(self, rhs: $s) -> Tensor { self.unary("add_scalar", -(rhs as f64), 0.0) }
+            fn sub(self, rhs: $s) -> Tensor { self.apply_row(row!("add_scalar"), -(rhs as f64), 0.0) }
         }
         impl std::ops::Mul<$s> for &Tensor {
             type Output = Tensor;
             #[track_caller]
-            fn mul(self, rhs: $s) -> Tensor { self.unary("mul_scalar", rhs as f64, 0.0) }
+            fn mul(self, rhs: $s) -> Tensor { self.apply_row(row!("mul_scalar"), rhs as f64, 0.0) }
         }
         impl std::ops::Div<$s> for &Tensor {
             type Output = Tensor;
             #[track_caller]
-            fn div(self, rhs: $s) -> Tensor { self.unary("mul_scalar", 1.0 / rhs as f64, 0.0) }
+            fn div(self, rhs: $s) -> Tensor { self.apply_row(row!("mul_scalar"), 1.0 / rhs as f64, 0.0) }
         }
         impl std::ops::Add<&Tensor> for $s {
             type Output = Tensor;
             #[track_caller]
-            fn add(self, rhs: &Tensor) -> Tensor { rhs.unary("add_scalar", self as f64, 0.0) }
+            fn add(self, rhs: &Tensor) -> Tensor { rhs.apply_row(row!("add_scalar"), self as f64, 0.0) }
         }
         impl std::ops::Sub<&Tensor> for $s {
             type Output = Tensor;
             #[track_caller]
-            fn sub(self, rhs: &Tensor) -> Tensor { rhs.unary("rsub_scalar", self as f64, 0.0) }
+            fn sub(self, rhs: &Tensor) -> Tensor { rhs.apply_row(row!("rsub_scalar"), self as f64, 0.0) }
         }
         impl std::ops::Mul<&Tensor> for $s {
             type Output = Tensor;
             #[track_caller]
-            fn mul(self, rhs: &Tensor) -> Tensor { rhs.unary("mul_scalar", self as f64, 0.0) }
+            fn mul(self, rhs: &Tensor) -> Tensor { rhs.apply_row(row!("mul_scalar"), self as f64, 0.0) }
         }
         impl std::ops::Div<&Tensor> for $s {
             type Output = Tensor;
             #[track_caller]
-            fn div(self, rhs: &Tensor) -> Tensor { rhs.unary("rdiv_scalar", self as f64, 0.0) }
+            fn div(self, rhs: &Tensor) -> Tensor { rhs.apply_row(row!("rdiv_scalar"), self as f64, 0.0) }
         }
         impl std::ops::Add<$s> for Tensor {
             type Output = Tensor;

@@ -101,7 +101,7 @@ impl Tensor {
         if &shape == self.shape() {
             return self.clone();
         }
-        Tensor::from_op(Reshape, vec![self.clone()], shape, self.dtype())
+        Tensor::from_op(Reshape, [self.clone()], shape, self.dtype())
     }
 
     /// Flattens dimensions `start..` into one: `(N, C, H, W).flatten_from(1)` is `(N, C·H·W)`.

@@ -17,7 +17,7 @@ static LIVE: AtomicUsize = AtomicUsize::new(0);
 
 /// How many GPU tensor buffers exist right now, on all GPUs (for the memory tests).
 pub fn live_buffers() -> usize {
-    LIVE.load(Ordering::SeqCst)
+    LIVE.load(Ordering::Relaxed)
 }
 
 /// Freed buffers by size class.
@@ -78,7 +78,7 @@ impl GpuBuffer {
             Some(b) => b,
             None => create(ctx, class)?,
         };
-        LIVE.fetch_add(1, Ordering::SeqCst);
+        LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(GpuBuffer { ctx: ctx.clone(), buffer: Some(buffer), bytes })
     }
 
@@ -145,7 +145,7 @@ impl GpuBuffer {
 
 impl Drop for GpuBuffer {
     fn drop(&mut self) {
-        LIVE.fetch_sub(1, Ordering::SeqCst);
+        LIVE.fetch_sub(1, Ordering::Relaxed);
         if let Some(buffer) = self.buffer.take() {
             lock(&self.ctx.pool.free).entry(buffer.size()).or_default().push(buffer);
         }
