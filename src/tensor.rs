@@ -257,7 +257,14 @@ impl Tensor {
     #[track_caller]
     pub fn detach(&self) -> Tensor {
         let (shape, dtype, device) = (self.shape().clone(), self.dtype(), self.device());
-        Tensor::from_node(crate::ops::view::Detach, smallvec::smallvec![self.clone()], shape, dtype, device, false)
+        Tensor::from_node(
+            crate::ops::view::Detach,
+            smallvec::smallvec![self.clone()],
+            shape,
+            dtype,
+            device,
+            false,
+        )
     }
 
     /// Replaces the value of this tensor with the value of `value`, in place: every handle on

@@ -8,9 +8,9 @@
 use crate::backend::Storage;
 use crate::ops::Op;
 use crate::{DType, Device, Shape, Tensor};
+use smallvec::SmallVec;
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use smallvec::SmallVec;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
@@ -47,6 +47,8 @@ pub(crate) struct NodeOf<O: ?Sized> {
     pub device: Device,
     requires_grad: AtomicBool,
     storage: Mutex<Option<Storage>>,
+    /// Whether `storage` holds a value (read without taking the lock).
+    realized: AtomicBool,
     /// The line of user code that created the node (for cross-check and error reports).
     pub location: &'static Location<'static>,
     pub op: O,
@@ -73,10 +75,10 @@ impl<O: Op> NodeOf<O> {
             device,
             requires_grad: AtomicBool::new(requires_grad),
             storage: Mutex::new(None),
+            realized: AtomicBool::new(false),
             location,
         }
     }
-
 }
 
 impl<O: ?Sized> NodeOf<O> {
@@ -110,16 +112,19 @@ impl<O: ?Sized> NodeOf<O> {
     }
 
     pub fn is_realized(&self) -> bool {
-        lock(&self.storage).is_some()
+        self.realized.load(Ordering::Acquire)
     }
 
     /// Takes the storage out (the node is about to be dropped).
     pub fn take_storage(&self) -> Option<Storage> {
-        lock(&self.storage).take()
+        let taken = lock(&self.storage).take();
+        self.realized.store(false, Ordering::Release);
+        taken
     }
 
     pub fn set_storage(&self, storage: Storage) {
         *lock(&self.storage) = Some(storage);
+        self.realized.store(true, Ordering::Release);
     }
 
     /// Forgets the inputs: the node keeps its value but no longer its history.

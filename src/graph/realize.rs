@@ -9,11 +9,11 @@ use crate::backend::Storage;
 use crate::backend::wgpu::{self as gpu, Recorder};
 use crate::graph::check;
 use crate::graph::node::new_walk;
-use smallvec::SmallVec;
 use crate::ops::{CpuArg, Exec, GpuArg, Meta};
 use crate::{Device, Result, Tensor};
-use std::collections::hash_map::Entry;
+use smallvec::SmallVec;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 /// Computes `roots` and everything they need that is not computed yet.
@@ -49,13 +49,10 @@ fn schedule(roots: &[Tensor]) -> Vec<Tensor> {
         if t.is_realized() || !t.0.visit(walk) {
             continue;
         }
-        let inputs = t.0.inputs().clone();
+        let pending: SmallVec<[Tensor; 3]> =
+            t.0.inputs().iter().rev().filter(|i| !i.is_realized() && !i.0.visited(walk)).cloned().collect();
         stack.push((t, true));
-        for input in inputs.into_iter().rev() {
-            if !input.is_realized() && !input.0.visited(walk) {
-                stack.push((input, false));
-            }
-        }
+        stack.extend(pending.into_iter().map(|i| (i, false)));
     }
     order
 }
@@ -71,8 +68,10 @@ impl Executor {
         let node = &t.0;
         // A node no gradient will pass through forgets its inputs once computed: take them
         // instead of copying (and put them back if the computation fails).
-        let keep = node.inputs().iter().any(|i| i.requires_grad());
-        let inputs = if keep { node.inputs().clone() } else { std::mem::take(&mut *node.inputs()) };
+        let mut held = node.inputs();
+        let keep = held.iter().any(|i| i.requires_grad());
+        let inputs = if keep { held.clone() } else { std::mem::take(&mut *held) };
+        drop(held);
         let result = self.compute(t, &inputs);
         match result {
             Ok(storage) => {
@@ -139,7 +138,8 @@ impl Executor {
     /// that does not apply or the op declines.
     fn in_place(t: &Tensor, inputs: &[Tensor], meta: &Meta) -> Option<Storage> {
         let first = inputs.first()?;
-        let unique = Arc::strong_count(&first.0) == 1 && first.dtype() == meta.dtype && first.shape() == meta.shape;
+        let unique =
+            Arc::strong_count(&first.0) == 1 && first.dtype() == meta.dtype && first.shape() == meta.shape;
         if !unique {
             return None;
         }
@@ -151,8 +151,11 @@ impl Executor {
         };
         let storages: SmallVec<[Storage; 2]> =
             inputs[1..].iter().map(|i| i.storage().expect("inputs are realized first")).collect();
-        let others: SmallVec<[CpuArg; 2]> =
-            storages.iter().zip(&inputs[1..]).map(|(s, i)| CpuArg { data: s.cpu(), shape: i.shape() }).collect();
+        let others: SmallVec<[CpuArg; 2]> = storages
+            .iter()
+            .zip(&inputs[1..])
+            .map(|(s, i)| CpuArg { data: s.cpu(), shape: i.shape() })
+            .collect();
         if t.0.op.cpu_in_place(inout, &others, meta) {
             Some(Storage::Cpu(data))
         } else {

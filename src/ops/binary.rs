@@ -40,7 +40,12 @@ macro_rules! zip {
                 *x = $body;
             }
         }
-        Zip { f32: apply::<f32>, f64: apply::<f64>, f32_in_place: in_place::<f32>, f64_in_place: in_place::<f64> }
+        Zip {
+            f32: apply::<f32>,
+            f64: apply::<f64>,
+            f32_in_place: in_place::<f32>,
+            f64_in_place: in_place::<f64>,
+        }
     }};
 }
 
@@ -233,8 +238,12 @@ impl Op for Binary {
         let Func::Arith(f) = self.f else { return false };
         let b = &others[0];
         match (inout.data_mut(), b.data.data()) {
-            (CpuData::F32(x), CpuData::F32(y)) => zip_in_place(f.float.f32_in_place, x, y, b.shape, out.shape),
-            (CpuData::F64(x), CpuData::F64(y)) => zip_in_place(f.float.f64_in_place, x, y, b.shape, out.shape),
+            (CpuData::F32(x), CpuData::F32(y)) => {
+                zip_in_place(f.float.f32_in_place, x, y, b.shape, out.shape)
+            }
+            (CpuData::F64(x), CpuData::F64(y)) => {
+                zip_in_place(f.float.f64_in_place, x, y, b.shape, out.shape)
+            }
             _ => return false,
         }
         true
@@ -342,7 +351,8 @@ fn zip_broadcast<T: Float>(
 fn zip_in_place<T: Float>(f: fn(&mut [T], &[T]), x: &mut [T], y: &[T], ys: &Shape, out: &Shape) {
     let n = x.len();
     let lead = out.rank() - ys.rank();
-    let repeats = ys.dims().iter().zip(&out.dims()[lead..]).skip_while(|(d, _)| **d == 1).all(|(d, o)| d == o);
+    let repeats =
+        ys.dims().iter().zip(&out.dims()[lead..]).skip_while(|(d, _)| **d == 1).all(|(d, o)| d == o);
     let expanded: Vec<T>;
     let (y, len) = if ys == out {
         (y, PARALLEL_CHUNK.min(n.max(1)))

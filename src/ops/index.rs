@@ -286,12 +286,7 @@ impl Tensor {
             );
         }
         let op = Indexing { kind: Kind::ScatterAdd, axis: a };
-        Tensor::from_op(
-            op,
-            [self.clone(), index.clone(), src.clone()],
-            self.shape().clone(),
-            self.dtype(),
-        )
+        Tensor::from_op(op, [self.clone(), index.clone(), src.clone()], self.shape().clone(), self.dtype())
     }
 
     /// A copy of `self` with slice j of `src` added at position `index[j]` along `axis`.
@@ -312,11 +307,6 @@ impl Tensor {
             );
         }
         let op = Indexing { kind: Kind::IndexAdd, axis: a };
-        Tensor::from_op(
-            op,
-            [self.clone(), index.clone(), src.clone()],
-            self.shape().clone(),
-            self.dtype(),
-        )
+        Tensor::from_op(op, [self.clone(), index.clone(), src.clone()], self.shape().clone(), self.dtype())
     }
 }

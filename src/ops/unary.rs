@@ -46,7 +46,12 @@ macro_rules! map {
                 *v = $body;
             }
         }
-        Map { f32: apply::<f32>, f64: apply::<f64>, f32_in_place: in_place::<f32>, f64_in_place: in_place::<f64> }
+        Map {
+            f32: apply::<f32>,
+            f64: apply::<f64>,
+            f32_in_place: in_place::<f32>,
+            f64_in_place: in_place::<f64>,
+        }
     }};
 }
 
@@ -430,7 +435,9 @@ impl Op for Unary {
             if x.len() <= PARALLEL_CHUNK {
                 f(x, &mut y, a, b); // not worth a thread
             } else {
-                y.par_chunks_mut(PARALLEL_CHUNK).zip(x.par_chunks(PARALLEL_CHUNK)).for_each(|(o, i)| f(i, o, a, b));
+                y.par_chunks_mut(PARALLEL_CHUNK)
+                    .zip(x.par_chunks(PARALLEL_CHUNK))
+                    .for_each(|(o, i)| f(i, o, a, b));
             }
             y
         }

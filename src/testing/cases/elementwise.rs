@@ -142,7 +142,12 @@ fn reduction() -> Vec<Case> {
     vec![
         Case::new("sum axis 1", x.clone(), sets.clone(), |x, _| x[0].sum(1, false)),
         Case::new("sum axes 0, 2 keepdim", x.clone(), sets.clone(), |x, _| x[0].sum_axes(&[0, 2], true)),
-        Case::new("sum all", x.clone(), sets.clone(), |x, _| x[0].sum_all()),
+        // A single sum of random-sign terms can cancel to near zero, where no relative tolerance
+        // holds; positive terms keep the condition number at 1, so f32 pairwise summation stays
+        // within log2(n)·ε ≈ 1e-6 of the f64 reference.
+        Case::new("sum all", vec![Input::float(Domain::Range(0.0, 1.0))], sets.clone(), |x, _| {
+            x[0].sum_all()
+        }),
         Case::new("sum strided, many outputs", x.clone(), shapes(&[&[&[3, 5]], &[&[5, 1100]]]), |x, _| {
             x[0].sum(0, false)
         }),
