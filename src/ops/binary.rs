@@ -205,27 +205,27 @@ impl Op for Binary {
             (Func::Compare(f), _, _) => {
                 let (x, y) = (a.data.to_f64_vec(), b.data.to_f64_vec());
                 CpuData::Bool(
-                    Broadcast { a: a.shape, b: b.shape, out: &out.shape, x: &x[..], y: &y[..] }
+                    Broadcast { a: a.shape, b: b.shape, out: out.shape, x: &x[..], y: &y[..] }
                         .map(|p, q| (f.cpu)(p, q)),
                 )
             }
             (Func::Arith(f), CpuData::F32(x), CpuData::F32(y)) => {
-                CpuData::F32(zip_broadcast(f.float.f32, x, a.shape, y, b.shape, &out.shape))
+                CpuData::F32(zip_broadcast(f.float.f32, x, a.shape, y, b.shape, out.shape))
             }
             (Func::Arith(f), CpuData::F64(x), CpuData::F64(y)) => {
-                CpuData::F64(zip_broadcast(f.float.f64, x, a.shape, y, b.shape, &out.shape))
+                CpuData::F64(zip_broadcast(f.float.f64, x, a.shape, y, b.shape, out.shape))
             }
             (Func::Arith(f), CpuData::I32(x), CpuData::I32(y)) => {
                 let op = f.int.expect("checked when recorded");
                 CpuData::I32(
-                    Broadcast { a: a.shape, b: b.shape, out: &out.shape, x: &x[..], y: &y[..] }
+                    Broadcast { a: a.shape, b: b.shape, out: out.shape, x: &x[..], y: &y[..] }
                         .map(|p, q| op(p as i64, q as i64) as i32),
                 )
             }
             (Func::Arith(f), CpuData::U32(x), CpuData::U32(y)) => {
                 let op = f.int.expect("checked when recorded");
                 CpuData::U32(
-                    Broadcast { a: a.shape, b: b.shape, out: &out.shape, x: &x[..], y: &y[..] }
+                    Broadcast { a: a.shape, b: b.shape, out: out.shape, x: &x[..], y: &y[..] }
                         .map(|p, q| op(p as i64, q as i64) as u32),
                 )
             }
@@ -256,8 +256,8 @@ impl Op for Binary {
         let (a, b) = (&args[0], &args[1]);
         let same = a.shape == out.shape && b.shape == out.shape;
         let kernel = kernel(self.f, a.dtype, same);
-        let a_strides = a.shape.broadcast_strides(&out.shape);
-        let b_strides = b.shape.broadcast_strides(&out.shape);
+        let a_strides = a.shape.broadcast_strides(out.shape);
+        let b_strides = b.shape.broadcast_strides(out.shape);
         let (shape, strides) = collapse(out.shape.dims(), &[a_strides, b_strides]);
         let params = Params {
             n,

@@ -135,7 +135,7 @@ impl Op for Indexing {
         let index = indices(self.name(), args[1].data, bound);
         match self.kind {
             Kind::Gather | Kind::IndexSelect => {
-                let at = targets(self.kind, self.axis, x.shape, &out.shape, &index);
+                let at = targets(self.kind, self.axis, x.shape, out.shape, &index);
                 CpuStorage::new(with_any!(x.data, v => pick(v, &at)))
             }
             Kind::ScatterAdd | Kind::IndexAdd => {
@@ -166,7 +166,7 @@ impl Op for Indexing {
         let (x, index) = (&args[0], &args[1]);
         let y = rec.alloc_elems(out.shape.numel())?;
         let space = match self.kind {
-            Kind::Gather | Kind::IndexSelect => &out.shape,
+            Kind::Gather | Kind::IndexSelect => out.shape,
             Kind::ScatterAdd | Kind::IndexAdd => args[2].shape,
         };
         let (_, k, inner) = around(space.dims(), self.axis);

@@ -99,7 +99,7 @@ impl Op for MatMul {
     }
 
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
-        let g = self.geometry(args[0].shape, args[1].shape, &out.shape);
+        let g = self.geometry(args[0].shape, args[1].shape, out.shape);
         let batch_offsets =
             |strides: &[usize]| -> Vec<usize> { crate::ops::layout::offsets(&g.batch, strides, 0).collect() };
         let (a_off, b_off) = (batch_offsets(&g.a_batch), batch_offsets(&g.b_batch));
@@ -130,7 +130,7 @@ impl Op for MatMul {
     }
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
-        let g = self.geometry(args[0].shape, args[1].shape, &out.shape);
+        let g = self.geometry(args[0].shape, args[1].shape, out.shape);
         let y = rec.alloc_elems(out.shape.numel())?;
         let (batch, strides) = collapse(&g.batch, &[g.a_batch.clone(), g.b_batch.clone()]);
         if batch.len() > MAX_BATCH_RANK {

@@ -115,12 +115,12 @@ impl Op for Movement {
     }
 
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
-        read_strided(args[0].data, &out.shape, &self.read(args[0].shape, &out.shape))
+        read_strided(args[0].data, out.shape, &self.read(args[0].shape, out.shape))
     }
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let y = rec.alloc_elems(out.shape.numel())?;
-        let read = self.read(args[0].shape, &out.shape);
+        let read = self.read(args[0].shape, out.shape);
         let dst = (0, out.shape.strides());
         strided_copy(rec, self.name(), args[0].buf, &y, out.shape.dims(), (read.start, read.strides), dst)?;
         Ok(y)

@@ -30,7 +30,7 @@ impl Op for Where {
     }
 
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
-        let walk = |s: &Shape| offsets(out.shape.dims(), &s.broadcast_strides(&out.shape), 0);
+        let walk = |s: &Shape| offsets(out.shape.dims(), &s.broadcast_strides(out.shape), 0);
         let cond = args[0].data.as_slice::<bool>();
         let picks: Vec<(bool, usize, usize)> = walk(args[0].shape)
             .zip(walk(args[1].shape))
@@ -55,7 +55,7 @@ impl Op for Where {
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let n = u32_of("where", out.shape.numel());
         let y = rec.alloc_elems(n as usize)?;
-        let strides: Vec<Vec<usize>> = args.iter().map(|a| a.shape.broadcast_strides(&out.shape)).collect();
+        let strides: Vec<Vec<usize>> = args.iter().map(|a| a.shape.broadcast_strides(out.shape)).collect();
         let (shape, strides) = collapse(out.shape.dims(), &strides);
         let params = Params {
             n,
