@@ -101,7 +101,7 @@ impl Bench {
                 let r = bytes / ms / 1e6;
                 (format!("{r:.1} GB/s"), format!("{:.0}% of copy", 100.0 * r * 1e9 / self.ceilings.bytes))
             }
-            Rate::PerOp(ops) => (format!("{:.1} us/op", ms * 1e3 / ops as f64), "-".into()),
+            Rate::PerOp(ops) => (format!("{:.3} us/op", ms * 1e3 / ops as f64), "-".into()),
         };
         println!(
             "| kiln {} | {} | {op} | {shape} | {ms:.3} | {rate} | {fraction} |",
@@ -261,7 +261,7 @@ fn main() -> kiln::Result<()> {
     if b.only.as_ref().is_none_or(|o| "recording".contains(o.as_str())) {
         let ms = b.time_recording(chain);
         println!(
-            "| kiln {} | {} | recording overhead (build + record, no wait) | 256 | {ms:.3} | {:.1} us/op | - |",
+            "| kiln {} | {} | recording overhead (build + record, no wait) | 256 | {ms:.3} | {:.3} us/op | - |",
             env!("CARGO_PKG_VERSION"),
             b.device,
             ms * 1e3 / 2000.0

@@ -265,8 +265,12 @@ fn exp_f32(x: f32) -> f32 {
     // clamped with plain comparisons, which vectorize (f32::clamp carries NaN handling)
     let xc = if x > 88.7 { 88.7 } else { x };
     let xc = if xc < -87.3 { -87.3 } else { xc };
-    // round to nearest by adding and removing 1.5·2²³ (no SSE4.1 `round` needed to vectorize)
-    let n = (xc * LOG2E + 12_582_912.0) - 12_582_912.0;
+    // Round to nearest by adding and removing 1.5·2²³ (no SSE4.1 `round` needed to vectorize).
+    // The shifted value's low mantissa bits then hold n itself, so 2ⁿ is built with integer
+    // ops; a float → int cast (`as i32`, saturating) would not vectorize.
+    const MAGIC: f32 = 12_582_912.0;
+    let shifted = xc * LOG2E + MAGIC;
+    let n = shifted - MAGIC;
     let r = xc - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let z = r * r;
     let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
@@ -276,7 +280,9 @@ fn exp_f32(x: f32) -> f32 {
         * z
         + r
         + 1.0;
-    let scaled = p * f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // bits(shifted) = bits(MAGIC) + n, so this is the biased exponent n + 127 in place
+    let two_n = f32::from_bits(shifted.to_bits().wrapping_sub(MAGIC.to_bits() - 127) << 23);
+    let scaled = p * two_n;
     if x < -87.3 { 0.0 } else { scaled }
 }
 

@@ -126,8 +126,11 @@ fn pooling_matches_direct_loops() {
 
 #[test]
 fn fused_attention_matches_the_unfused_composition() {
-    let (q, k, val) = (randn(&[2, 3, 9, 4], 6), randn(&[2, 3, 9, 4], 7), randn(&[2, 3, 9, 5], 8));
-    for causal in [false, true] {
+    // (queries, keys): square, and both unequal lengths past the CPU path's 64-row blocks
+    for ((tq, tk), causal) in
+        [(9, 9), (150, 131), (131, 150)].into_iter().flat_map(|t| [(t, false), (t, true)])
+    {
+        let (q, k, val) = (randn(&[2, 3, tq, 4], 6), randn(&[2, 3, tk, 4], 7), randn(&[2, 3, tk, 5], 8));
         let fused = q.attention(&k, &val, causal, None);
         let unfused = q.attention_unfused(&k, &val, causal, None);
         assert_close(&v(&fused), &v(&unfused), 1e-12, "attention");

@@ -9,14 +9,16 @@
 //! The causal mask is PyTorch's `is_causal`: query i sees keys j ≤ i.
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op};
-use crate::backend::cpu::{CpuData, CpuStorage, Gemm, Mat, gemm};
+use crate::backend::cpu::{CpuData, CpuStorage, Gemm, Mat, gemm, max_of, sum_f64};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
-use crate::dtype::Float;
 use crate::ops::layout::u32_of;
 use crate::{Error, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 static SHADER: Shader = shader!("attention.wgsl");
+
+/// Query rows per block on the CPU: a causal block multiplies only the keys its last row sees.
+const ROW_BLOCK: usize = 64;
 
 /// The largest head dimension the GPU kernels hold in workgroup memory.
 const MAX_HEAD_DIM: usize = 256;
@@ -47,8 +49,10 @@ impl Geom {
         }
     }
 
-    fn visible(&self, i: usize, j: usize) -> bool {
-        !self.causal || j <= i
+    /// How many keys (a prefix) the query rows before `end` see: all of them, or with the
+    /// causal mask the first `end`.
+    fn visible_keys(&self, end: usize) -> usize {
+        if self.causal { end.min(self.tk) } else { self.tk }
     }
 
     fn params(&self) -> Result<Params> {
@@ -69,12 +73,6 @@ impl Geom {
             scale: self.scale as f32,
             _pad: 0,
         })
-    }
-
-    /// log Σⱼ exp(sⱼ) of a row of scores (the sum accumulated in f64).
-    fn lse_of<T: Float>(s: &[T]) -> f64 {
-        let m = s.iter().copied().fold(T::NEG_INFINITY, T::max);
-        m.to_f64() + s.iter().map(|&x| (x - m).exp_fast().to_f64()).sum::<f64>().ln()
     }
 }
 
@@ -179,55 +177,72 @@ impl Attention {
         out
     }
 
+    /// P = softmax(scale · Q·Kᵀ) (tq×tk) over each row's visible keys, zero where masked, into
+    /// `p`; returns each row's log-sum-exp, in f64. With the causal mask a block of query rows
+    /// only multiplies the keys its last row sees, halving the work.
+    fn probabilities<T: Gemm>(g: &Geom, q: &[T], k: &[T], p: &mut [T]) -> Vec<f64> {
+        let (tq, tk, d) = (g.tq, g.tk, g.d);
+        for r0 in (0..tq).step_by(ROW_BLOCK) {
+            let r1 = (r0 + ROW_BLOCK).min(tq);
+            // S[r0..r1, ..keys] = Q[r0..r1] (rows×d) · K[..keys]ᵀ (d×keys)
+            gemm(
+                r1 - r0,
+                d,
+                g.visible_keys(r1),
+                Mat { data: &q[r0 * d..], row: d, col: 1 },
+                Mat { data: k, row: 1, col: d },
+                T::ZERO,
+                &mut p[r0 * tk..],
+                tk,
+            );
+        }
+        let scale = T::of(g.scale);
+        let mut lse = vec![0.0; tq];
+        for (i, (row, lse)) in p.chunks_mut(tk.max(1)).zip(&mut lse).enumerate() {
+            let (seen, masked) = row.split_at_mut(g.visible_keys(i + 1));
+            seen.iter_mut().for_each(|s| *s *= scale);
+            let m = max_of(seen);
+            seen.iter_mut().for_each(|s| *s = (*s - m).exp_fast());
+            let sum = sum_f64(seen);
+            let inv = T::of(1.0 / sum);
+            seen.iter_mut().for_each(|e| *e *= inv);
+            masked.fill(T::ZERO);
+            *lse = m.to_f64() + sum.ln();
+        }
+        lse
+    }
+
     fn batch<T: Gemm>(&self, g: &Geom, a: &[&[T]], b: usize, out: &mut [T]) {
         let (tq, tk, d, dv) = (g.tq, g.tk, g.d, g.dv);
         let q = &a[0][b * tq * d..][..tq * d];
         let k = &a[1][b * tk * d..][..tk * d];
-        // S = scale · Q (tq×d) · Kᵀ (d×tk), masked
-        let mut s = vec![T::ZERO; tq * tk];
-        gemm(
-            tq,
-            d,
-            tk,
-            Mat { data: q, row: d, col: 1 },
-            Mat { data: k, row: 1, col: d },
-            T::ZERO,
-            &mut s,
-            tk,
-        );
-        let scale = T::of(g.scale);
-        for (i, row) in s.chunks_mut(tk.max(1)).enumerate() {
-            for (j, v) in row.iter_mut().enumerate() {
-                *v = if g.visible(i, j) { *v * scale } else { T::NEG_INFINITY };
-            }
-        }
-        // row log-sum-exps, in f64
-        let lse: Vec<f64> = s.chunks(tk.max(1)).map(|row| Geom::lse_of(row)).collect();
+        // P = softmax(scale · Q·Kᵀ, masked), and each row's log-sum-exp
+        let mut p = vec![T::ZERO; tq * tk];
+        let lse = Self::probabilities(g, q, k, &mut p);
         if self.pass == Pass::Lse {
             out.iter_mut().zip(&lse).for_each(|(o, &l)| *o = T::of(l));
             return;
         }
-        // P = exp(S − lse), in place
-        for (row, &l) in s.chunks_mut(tk.max(1)).zip(&lse) {
-            let l = T::of(l);
-            row.iter_mut().for_each(|v| *v = (*v - l).exp_fast());
-        }
-        let p = s;
         let v = &a[2][b * tk * dv..][..tk * dv];
         if self.pass == Pass::Forward {
-            // O = P (tq×tk) · V (tk×dv)
-            gemm(
-                tq,
-                tk,
-                dv,
-                Mat { data: &p, row: tk, col: 1 },
-                Mat { data: v, row: dv, col: 1 },
-                T::ZERO,
-                out,
-                dv,
-            );
+            for r0 in (0..tq).step_by(ROW_BLOCK) {
+                let r1 = (r0 + ROW_BLOCK).min(tq);
+                let keys = g.visible_keys(r1);
+                // O[r0..r1] = P[r0..r1, ..keys] (rows×keys) · V[..keys] (keys×dv)
+                gemm(
+                    r1 - r0,
+                    keys,
+                    dv,
+                    Mat { data: &p[r0 * tk..], row: tk, col: 1 },
+                    Mat { data: v, row: dv, col: 1 },
+                    T::ZERO,
+                    &mut out[r0 * dv..],
+                    dv,
+                );
+            }
             return;
         }
+        let scale = T::of(g.scale);
         let dout = &a[3][b * tq * dv..][..tq * dv];
         let delta = &a[5][b * tq..][..tq];
         // dP = dO (tq×dv) · Vᵀ (dv×tk), then dS = P ∘ (dP − δ), in place
