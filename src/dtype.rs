@@ -67,6 +67,9 @@ pub trait Element: Copy + Send + Sync + fmt::Debug + PartialEq + 'static {
     /// The slice, when `data` holds this type.
     #[doc(hidden)]
     fn unwrap(data: &CpuData) -> Option<&[Self]>;
+    /// The vector, when `data` holds this type (else `data` back).
+    #[doc(hidden)]
+    fn into_vec(data: CpuData) -> Result<Vec<Self>, CpuData>;
 }
 
 macro_rules! element {
@@ -86,6 +89,12 @@ macro_rules! element {
                 match data {
                     CpuData::$d(v) => Some(v),
                     _ => None,
+                }
+            }
+            fn into_vec(data: CpuData) -> Result<Vec<Self>, CpuData> {
+                match data {
+                    CpuData::$d(v) => Ok(v),
+                    other => Err(other),
                 }
             }
         }
@@ -111,6 +120,12 @@ impl Element for bool {
         match data {
             CpuData::Bool(v) => Some(v),
             _ => None,
+        }
+    }
+    fn into_vec(data: CpuData) -> Result<Vec<Self>, CpuData> {
+        match data {
+            CpuData::Bool(v) => Ok(v),
+            other => Err(other),
         }
     }
 }

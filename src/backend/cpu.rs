@@ -3,6 +3,7 @@
 //! The CPU kernels themselves live with their ops in `src/ops/`; this file holds the storage type
 //! and the small helpers that let a kernel be written once for f32 and f64.
 
+use super::cpu_pool;
 use crate::dtype::{DType, Element};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -38,6 +39,35 @@ pub enum CpuData {
     Bool(Vec<bool>),
 }
 
+impl CpuData {
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        match self {
+            CpuData::F32(_) => DType::F32,
+            CpuData::F64(_) => DType::F64,
+            CpuData::I32(_) => DType::I32,
+            CpuData::U32(_) => DType::U32,
+            CpuData::Bool(_) => DType::Bool,
+        }
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            CpuData::F32(v) => v.len(),
+            CpuData::F64(v) => v.len(),
+            CpuData::I32(v) => v.len(),
+            CpuData::U32(v) => v.len(),
+            CpuData::Bool(v) => v.len(),
+        }
+    }
+
+    /// Whether there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl CpuStorage {
     /// Wraps a typed vector.
     pub fn new(data: CpuData) -> CpuStorage {
@@ -71,24 +101,12 @@ impl CpuStorage {
 
     /// The element type.
     pub fn dtype(&self) -> DType {
-        match &self.data {
-            CpuData::F32(_) => DType::F32,
-            CpuData::F64(_) => DType::F64,
-            CpuData::I32(_) => DType::I32,
-            CpuData::U32(_) => DType::U32,
-            CpuData::Bool(_) => DType::Bool,
-        }
+        self.data.dtype()
     }
 
     /// The number of elements.
     pub fn len(&self) -> usize {
-        match &self.data {
-            CpuData::F32(v) => v.len(),
-            CpuData::F64(v) => v.len(),
-            CpuData::I32(v) => v.len(),
-            CpuData::U32(v) => v.len(),
-            CpuData::Bool(v) => v.len(),
-        }
+        self.data.len()
     }
 
     /// Whether there are no elements.
@@ -161,6 +179,7 @@ impl Clone for CpuStorage {
 impl Drop for CpuStorage {
     fn drop(&mut self) {
         LIVE.fetch_sub(1, Ordering::Relaxed);
+        cpu_pool::give(std::mem::replace(&mut self.data, CpuData::Bool(Vec::new())));
     }
 }
 

@@ -4,6 +4,7 @@
 //! Kernels are not here: each op's CPU reference and GPU launch live with the op in `src/ops/`.
 
 pub mod cpu;
+pub mod cpu_pool;
 pub mod wgpu;
 
 use std::sync::Arc;

@@ -10,6 +10,7 @@
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op};
 use crate::backend::cpu::{CpuData, CpuStorage, Gemm, Mat, gemm, max_of, sum_f64};
+use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::ops::layout::u32_of;
 use crate::{Error, Result, Shape, Tensor};
@@ -172,7 +173,7 @@ impl Attention {
             Pass::GradKv => g.d + g.dv,
         };
         let rows = if self.pass == Pass::GradKv { g.tk } else { g.tq };
-        let mut out = vec![T::ZERO; g.batch * rows * width];
+        let mut out = cpu_pool::zeroed::<T>(g.batch * rows * width);
         out.par_chunks_mut((rows * width).max(1)).enumerate().for_each(|(b, ob)| self.batch(&g, a, b, ob));
         out
     }

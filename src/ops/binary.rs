@@ -4,6 +4,7 @@
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op};
 use crate::backend::cpu::{CpuData, CpuStorage, PARALLEL_CHUNK};
+use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::Float;
 use crate::ops::layout::{MAX_RANK, collapse, offsets, pack, u32_of};
@@ -300,7 +301,7 @@ fn zip_broadcast<T: Float>(
     out: &Shape,
 ) -> Vec<T> {
     let n = out.numel();
-    let mut o = vec![T::ZERO; n];
+    let mut o = cpu_pool::zeroed::<T>(n);
     // the block length when the operand is one contiguous block repeated (and long enough
     // for a call per block to be worth it)
     let block = |s: &Shape| {

@@ -5,6 +5,7 @@
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op};
 use crate::backend::cpu::{CpuData, CpuStorage, Gemm, Mat, gemm};
+use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::ops::layout::u32_of;
 use crate::ops::matmul::{self, Tile};
@@ -314,7 +315,7 @@ impl Conv {
         match self.pass {
             Pass::Forward => {
                 let (x, w) = (first, second);
-                let mut y = vec![T::ZERO; g.n * out_image];
+                let mut y = cpu_pool::zeroed::<T>(g.n * out_image);
                 y.par_chunks_mut(out_image.max(1)).enumerate().for_each(|(n, yn)| {
                     for grp in 0..g.opts.groups {
                         let col = g.im2col(&x[n * image..], grp);
@@ -336,7 +337,7 @@ impl Conv {
             }
             Pass::InputGrad => {
                 let (dy, w) = (first, second);
-                let mut dx = vec![T::ZERO; g.n * image];
+                let mut dx = cpu_pool::zeroed::<T>(g.n * image);
                 dx.par_chunks_mut(image.max(1)).enumerate().for_each(|(n, dxn)| {
                     let mut col = vec![T::ZERO; k * p];
                     for grp in 0..g.opts.groups {

@@ -2,6 +2,7 @@
 
 use super::{CpuArg, GpuArg, Meta, Op};
 use crate::backend::cpu::{CpuData, CpuStorage};
+use crate::backend::cpu_pool::filled;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::ops::layout::u32_of;
 use crate::{DType, Device, Result, Shape, Tensor};
@@ -35,11 +36,11 @@ impl Op for Full {
         let n = out.shape.numel();
         let v = self.value;
         CpuStorage::new(match out.dtype {
-            DType::F32 => CpuData::F32(vec![v as f32; n]),
-            DType::F64 => CpuData::F64(vec![v; n]),
-            DType::I32 => CpuData::I32(vec![v as i32; n]),
-            DType::U32 => CpuData::U32(vec![v as u32; n]),
-            DType::Bool => CpuData::Bool(vec![v != 0.0; n]),
+            DType::F32 => CpuData::F32(filled(n, v as f32)),
+            DType::F64 => CpuData::F64(filled(n, v)),
+            DType::I32 => CpuData::I32(filled(n, v as i32)),
+            DType::U32 => CpuData::U32(filled(n, v as u32)),
+            DType::Bool => CpuData::Bool(filled(n, v != 0.0)),
         })
     }
     fn gpu(&self, _: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {

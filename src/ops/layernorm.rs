@@ -6,6 +6,7 @@
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op};
 use crate::backend::cpu::{CpuStorage, sum_f64, with_float};
+use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::{Element, Float};
 use crate::ops::layout::u32_of;
@@ -69,7 +70,7 @@ impl Op for LayerNorm {
         let b = self.has_bias.then(|| args[1 + self.has_weight as usize].data);
         with_float!(args[0].data, T, x => {
             let (w, b) = (w.map(|w| w.as_slice::<T>()), b.map(|b| b.as_slice::<T>()));
-            let mut y = vec![T::ZERO; x.len()];
+            let mut y = cpu_pool::zeroed::<T>(x.len());
             y.par_chunks_mut(n.max(1)).zip(x.par_chunks(n.max(1))).for_each(|(yr, xr)| {
                 let (mean, rstd) = row_stats(xr, eps);
                 let (mean, rstd) = (T::of(mean), T::of(rstd));
@@ -174,7 +175,7 @@ impl Op for LayerNormGrad {
         let w = self.has_weight.then(|| args[1].data.to_f64_vec());
         let dy = args[1 + self.has_weight as usize].data.to_f64_vec();
         with_float!(args[0].data, T, x => {
-            let mut dx = vec![T::ZERO; x.len()];
+            let mut dx = cpu_pool::zeroed::<T>(x.len());
             dx.par_chunks_mut(n.max(1)).zip(x.par_chunks(n.max(1))).zip(dy.par_chunks(n.max(1))).for_each(
                 |((dxr, xr), gr)| {
                     let (mean, rstd) = row_stats(xr, eps);

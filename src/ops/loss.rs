@@ -4,6 +4,7 @@
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op};
 use crate::backend::cpu::{CpuStorage, with_float};
+use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::{Element, Float};
 use crate::ops::binary::wgsl_type;
@@ -166,7 +167,7 @@ impl Op for CrossEntropyGrad {
         let g = args[2].data.to_f64_vec();
         let s = self.opts.label_smoothing;
         with_float!(args[0].data, T, x => {
-            let mut dx = vec![T::ZERO; x.len()];
+            let mut dx = cpu_pool::zeroed::<T>(x.len());
             dx.par_chunks_mut(classes.max(1)).enumerate().for_each(|(r, out)| {
                 if rows == 0 || self.opts.ignored(targets[r]) {
                     return;

@@ -7,6 +7,7 @@
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op};
 use crate::backend::cpu::{CpuData, CpuStorage, with_any};
+use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::ops::layout::{MAX_RANK, collapse, offsets, pack, u32_of};
 use crate::{DType, Result, Shape, Tensor};
@@ -65,7 +66,9 @@ fn read_strided(data: &CpuStorage, shape: &Shape, read: &StridedRead) -> CpuStor
 
 /// The elements of `x` at `idx`, in that order.
 pub(crate) fn pick<T: crate::Element>(x: &[T], idx: &[usize]) -> CpuData {
-    T::wrap(idx.iter().map(|&i| x[i]).collect())
+    let mut out = cpu_pool::zeroed(idx.len());
+    out.iter_mut().zip(idx).for_each(|(o, &i)| *o = x[i]);
+    T::wrap(out)
 }
 
 /// A strided-read op: permute, expand or slice.

@@ -6,6 +6,7 @@
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op};
 use crate::backend::cpu::{CpuData, CpuStorage};
+use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::Float;
 use crate::ops::layout::u32_of;
@@ -185,7 +186,7 @@ impl Pool {
         let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
         if !self.grad {
             let x = args[0];
-            let mut y = vec![T::ZERO; g.planes * plane_out];
+            let mut y = cpu_pool::zeroed::<T>(g.planes * plane_out);
             y.par_chunks_mut(plane_out.max(1)).enumerate().for_each(|(pl, yp)| {
                 let xp = &x[pl * plane_in..][..plane_in];
                 for (o, out) in yp.iter_mut().enumerate() {
@@ -200,7 +201,7 @@ impl Pool {
             return y;
         }
         let (x, dy) = if self.max { (Some(args[0]), args[1]) } else { (None, args[0]) };
-        let mut dx = vec![T::ZERO; g.planes * plane_in];
+        let mut dx = cpu_pool::zeroed::<T>(g.planes * plane_in);
         dx.par_chunks_mut(plane_in.max(1)).enumerate().for_each(|(pl, dxp)| {
             for o in 0..plane_out {
                 let (taps, count) = g.window(o / g.ow, o % g.ow);

@@ -4,6 +4,7 @@
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op};
 use crate::backend::cpu::{CpuStorage, with_float};
+use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::Float;
 use crate::ops::layout::u32_of;
@@ -129,7 +130,7 @@ impl Op for Dropout {
         let (p, scale) = (self.p, self.scale());
         with_float!(args[0].data, T, x => {
             let s = T::of(scale as f64);
-            let mut y = vec![T::ZERO; x.len()];
+            let mut y = cpu_pool::zeroed::<T>(x.len());
             y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).enumerate().for_each(|(c, (yc, xc))| {
                 let mut u = vec![0f32; xc.len()];
                 self.key.fill_uniform((c * CHUNK) as u64, &mut u);

@@ -3,6 +3,7 @@
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op};
 use crate::backend::cpu::{CpuStorage, max_of, sum_f64, with_float};
+use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::Float;
 use crate::ops::layout::{around, u32_of};
@@ -89,7 +90,7 @@ impl Op for Softmax {
         let (_, size, inner) = around(args[0].shape.dims(), self.axis);
         let log = self.log;
         with_float!(args[0].data, T, x => {
-            let mut y = vec![T::ZERO; out.shape.numel()];
+            let mut y = cpu_pool::zeroed::<T>(out.shape.numel());
             if inner == 1 {
                 // contiguous rows, each in place in the output
                 y.par_chunks_mut(size.max(1)).zip(x.par_chunks(size.max(1))).for_each(|(yr, xr)| softmax_row(xr, yr, log));

@@ -6,6 +6,7 @@
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op};
 use crate::backend::cpu::{CpuData, CpuStorage, PARALLEL_CHUNK};
+use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::Float;
 use crate::ops::layout::u32_of;
@@ -430,7 +431,7 @@ impl Op for Unary {
     }
     fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
         fn run<T: Float>(f: fn(&[T], &mut [T], T, T), x: &[T], a: f64, b: f64) -> Vec<T> {
-            let mut y = vec![T::ZERO; x.len()];
+            let mut y = cpu_pool::zeroed::<T>(x.len());
             let (a, b) = (T::of(a), T::of(b));
             if x.len() <= PARALLEL_CHUNK {
                 f(x, &mut y, a, b); // not worth a thread

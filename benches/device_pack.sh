@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Packs into .device/ (git-ignored) what a GPU machine with no Rust toolchain and no internet
+# needs to run kiln there: release builds of the benchmark program, the GPU test suites and the
+# MNIST examples, the Vulkan loader package, the peer harnesses and MNIST. benches/device_run.sh
+# runs them on that machine. Run this here, then carry `.device` (under 64 MiB).
+#
+#   BURN_PEER=/path/to/burn-peer-bench benches/device_pack.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=.device
+data="${KILN_DATA:-../shared/data}"
+peers="${PEERS:-../shared/peers}"
+rm -rf "$out"
+mkdir -p "$out/bin" "$out/gl" "$out/data/mnist" "$out/peers"
+
+examples=(bench quickstart mnist_mlp mnist_lenet)
+cargo build --release $(printf -- '--example %s ' "${examples[@]}")
+for e in "${examples[@]}"; do cp "target/release/examples/$e" "$out/bin/"; done
+# the test binaries, found from cargo's "Executable tests/x.rs (target/release/deps/x-hash)" lines
+cargo test --release --no-run --test parity --test device --test check 2>&1 |
+    sed -n 's/.*Executable tests\/\([a-z_]*\)\.rs (\(.*\))/\1 \2/p' |
+    while read -r name path; do cp "$path" "$out/bin/$name"; done
+strip "$out"/bin/*
+
+cp "$peers/torch_bench.py" "$out/peers/"
+if [ -n "${BURN_PEER:-}" ]; then xz -T2 -9 -c "$BURN_PEER" >"$out/peers/burn-peer-bench.xz"; fi
+cp "$data"/mnist/*.gz "$out/data/mnist/"
+
+# Vulkan's loader (libvulkan1) for amd64, which the device machine lacks
+lists=/tmp/apt-amd64-lists
+mkdir -p "$lists/partial"
+apt=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists="$lists")
+apt-get "${apt[@]}" update -qq
+(cd "$out/gl" && apt-get "${apt[@]}" download libvulkan1 -qq)
+
+du -sh "$out"
+ls -la "$out/bin" "$out/peers"
