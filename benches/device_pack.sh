@@ -21,6 +21,8 @@ cargo test --release --no-run --test parity --test device --test check 2>&1 |
     sed -n 's/.*Executable tests\/\([a-z_]*\)\.rs (\(.*\))/\1 \2/p' |
     while read -r name path; do cp "$path" "$out/bin/$name"; done
 strip "$out"/bin/*
+XZ_OPT=-9T2 tar -C "$out" -cJf "$out/bin.tar.xz" bin # the carry limit is 64 MiB
+rm -r "$out/bin"
 
 cp "$peers/torch_bench.py" "$out/peers/"
 if [ -n "${BURN_PEER:-}" ]; then xz -T2 -9 -c "$BURN_PEER" >"$out/peers/burn-peer-bench.xz"; fi
@@ -34,4 +36,4 @@ apt-get "${apt[@]}" update -qq
 (cd "$out/gl" && apt-get "${apt[@]}" download libvulkan1 -qq)
 
 du -sh "$out"
-ls -la "$out/bin" "$out/peers"
+ls -la "$out" "$out/peers"

@@ -12,6 +12,9 @@ dev=.device
 out="${OUT:-device-out}"
 mkdir -p "$out"
 
+unxz() { python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$@"; }
+if [ ! -d "$dev/bin" ]; then python3 -c 'import tarfile, sys; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$dev/bin.tar.xz" "$dev"; fi
+
 # Vulkan's loader, and NVIDIA's driver manifest where the container keeps it
 for f in "$dev"/gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
@@ -28,8 +31,7 @@ tests)
     ;;
 bench)
     if [ -f "$dev/peers/burn-peer-bench.xz" ] && [ ! -x "$dev/peers/burn-peer-bench" ]; then
-        python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' \
-            "$dev/peers/burn-peer-bench.xz" "$dev/peers/burn-peer-bench"
+        unxz "$dev/peers/burn-peer-bench.xz" "$dev/peers/burn-peer-bench"
         chmod +x "$dev/peers/burn-peer-bench"
     fi
     burn=""

@@ -97,6 +97,9 @@ fn main() -> kiln::Result<()> {
         let mut config = TrainConfig::new(cli.epochs, Task::Regression);
         config.progress = false;
         config.verbose = false;
+        // each fold keeps its own checkpoints, log and plots
+        config.out_dir = cli.common.out.as_ref().map(|d| d.join(format!("fold{}", fold + 1)));
+        config.resume = cli.common.resume;
         let mut trainer = Trainer::new(&net, opt, device, config);
         let loader =
             DataLoader::new(fold_train.clone(), cli.batch_size).shuffle(cli.common.seed + fold as u64);

@@ -56,7 +56,7 @@ pub use tensor::Tensor;
 pub mod debug {
     pub use crate::backend::cpu::live_buffers as live_cpu_buffers;
     pub use crate::backend::wgpu::live_buffers as live_gpu_buffers;
-    pub use crate::graph::check::inject_fault_once;
+    pub use crate::graph::check::{inject_fault_once, inject_nan_once};
     pub use crate::graph::node::live_nodes;
 
     /// How many buffers the pool of GPU `n` has ever created (a leak makes this grow).

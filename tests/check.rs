@@ -1,6 +1,6 @@
 //! Run-time cross-checking (`KILN_CHECK=1` / `Device::gpu_checked`): silent on a correct model,
 //! and a deliberately wrong GPU result is caught with the op, shapes, error and user line.
-//! One test function, because the fault injection and the checked mode are process-wide.
+//! The fault injection is process-wide: one test injects here, the other in a child process.
 
 mod common;
 
@@ -38,5 +38,36 @@ fn checked_gpu_is_silent_on_a_correct_model_and_catches_an_injected_fault() {
             assert!(msg.contains(&format!("tests/check.rs:{line}")), "points at the user's line: {msg}");
         }
         other => panic!("the injected fault was not caught: {other:?}"),
+    }
+}
+
+#[test]
+fn kiln_check_1_checks_every_gpu_device_and_reports_one_sided_nan() {
+    const TEST: &str = "kiln_check_1_checks_every_gpu_device_and_reports_one_sided_nan";
+    if std::env::var("KILN_CHECK").is_err() {
+        // run this test again in a child process, with the variable set before any device exists
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", TEST, "--nocapture", "--test-threads", "1"])
+            .env("KILN_CHECK", "1")
+            .output()
+            .unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("1 passed"), "the child run failed:\n{text}");
+        return;
+    }
+    let Some(gpu) = common::gpu("KILN_CHECK=1") else {
+        return;
+    };
+    // a plain GPU device, checked because of the variable
+    let a = Tensor::randn([3, 5], &gpu);
+    a.realize().unwrap();
+    kiln::debug::inject_nan_once();
+    match a.exp().realize() {
+        Err(Error::CheckFailed(msg)) => {
+            assert!(msg.contains("exp"), "names the op: {msg}");
+            assert!(msg.contains("NaN/Inf on one side only"), "reports the NaN: {msg}");
+        }
+        other => panic!("the injected NaN was not caught: {other:?}"),
     }
 }

@@ -78,6 +78,25 @@ fn csv_parses_quotes_and_rejects_ragged_or_unterminated_input() {
     for stream in 0..300 {
         let _ = Table::parse(&random_bytes(1 + stream as usize % 300, stream + 1000), path);
     }
+    // random text over CSV's own alphabet reaches the parser and the d2l preparation proper:
+    // each gives a table or an error, never a panic
+    let alphabet = b"ab1.5-,,\"\"\n\nNA \re";
+    for stream in 0..500 {
+        let bytes: Vec<u8> = random_bytes(1 + stream as usize % 200, stream + 5000)
+            .iter()
+            .map(|&b| alphabet[b as usize % alphabet.len()])
+            .collect();
+        if let Ok(t) = Table::parse(&bytes, path) {
+            let _ = prepare(&[&t], &[]);
+        }
+    }
+    // and every truncation of a valid file
+    let valid = b"id,x,kind\n1,2.5,a\n2,NA,\"b,c\"\n3,-1,a\n";
+    for cut in 0..valid.len() {
+        if let Ok(t) = Table::parse(&valid[..cut], path) {
+            let _ = prepare(&[&t], &["id"]);
+        }
+    }
 }
 
 #[test]
@@ -95,6 +114,18 @@ fn text_reader_and_vocab() {
     let e = read_text(&bad).unwrap_err().to_string();
     assert!(e.contains("bad.txt") && e.contains("line 2"), "{e}");
     assert!(matches!(read_text(dir.join("missing.txt")), Err(Error::Io { .. })));
+    // random bytes: text (then a vocabulary that round-trips it) or an error naming the file
+    let fuzz = dir.join("fuzz.txt");
+    for stream in 0..200 {
+        std::fs::write(&fuzz, random_bytes(stream as usize % 64, stream + 9000)).unwrap();
+        match read_text(&fuzz) {
+            Ok(text) => {
+                let vocab = CharVocab::of(&text);
+                assert_eq!(vocab.decode(&vocab.encode(&text).unwrap()), text);
+            }
+            Err(e) => assert!(e.to_string().contains("fuzz.txt"), "{e}"),
+        }
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -159,5 +190,61 @@ fn house_prices_prepare_like_d2l() {
     let bytes = std::fs::read(dir.join("house_prices/kaggle_house_pred_train.csv")).unwrap();
     for cut in (1..bytes.len()).step_by(4099) {
         let _ = Table::parse(&bytes[..cut], Path::new("cut.csv"));
+    }
+}
+
+/// A dataset that records which thread prepares each batch, and can fail on one.
+struct Probe {
+    threads: std::sync::Mutex<Vec<std::thread::ThreadId>>,
+    fail_at: Option<usize>,
+}
+
+impl Dataset for Probe {
+    fn len(&self) -> usize {
+        40
+    }
+    fn batch(&self, indices: &[usize]) -> kiln::data::Batch {
+        assert!(self.fail_at.is_none_or(|i| !indices.contains(&i)), "sample {} is unreadable", indices[0]);
+        self.threads.lock().unwrap().push(std::thread::current().id());
+        let x: Vec<f32> = indices.iter().map(|&i| i as f32).collect();
+        let n = x.len();
+        kiln::data::Batch {
+            inputs: Tensor::from_vec(x, [n, 1], &kiln::Device::Cpu),
+            targets: Tensor::from_vec(
+                indices.iter().map(|&i| i as i32).collect::<Vec<_>>(),
+                [n],
+                &kiln::Device::Cpu,
+            ),
+        }
+    }
+}
+
+#[test]
+fn the_loader_prepares_batches_on_a_background_thread_and_passes_on_its_panics() {
+    let probe = std::sync::Arc::new(Probe { threads: Default::default(), fail_at: None });
+    let loader = DataLoader::new(SharedProbe(probe.clone()), 8);
+    assert_eq!(loader.epoch(0).count(), 5);
+    let threads = probe.threads.lock().unwrap();
+    assert_eq!(threads.len(), 5);
+    assert!(threads.iter().all(|&t| t != std::thread::current().id()), "prepared off the training thread");
+    // a dataset that panics on a sample: the panic reaches the training loop
+    let failing = DataLoader::new(
+        SharedProbe(std::sync::Arc::new(Probe { threads: Default::default(), fail_at: Some(20) })),
+        8,
+    );
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| failing.epoch(0).count()));
+    let message = caught.expect_err("the worker's panic is re-raised");
+    assert!(message.downcast_ref::<String>().is_some_and(|m| m.contains("sample 16 is unreadable")));
+}
+
+/// Lets the test keep a handle on the probe the loader owns.
+struct SharedProbe(std::sync::Arc<Probe>);
+
+impl Dataset for SharedProbe {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn batch(&self, indices: &[usize]) -> kiln::data::Batch {
+        self.0.batch(indices)
     }
 }

@@ -3,12 +3,12 @@
 
 use kiln::nn::loss::{bce_with_logits, l1, mse, nll, smooth_l1};
 use kiln::nn::{
-    self, BatchNorm, Conv2d, Dropout, Embedding, Flatten, LayerNorm, Linear, MaxPool2d, Module, ReLU,
-    Sequential,
+    self, AvgPool2d, BatchNorm, Conv2d, Dropout, Embedding, Flatten, GELU, LayerNorm, LeakyReLU, Linear,
+    MaxPool2d, Module, ReLU, Sequential, SiLU, Sigmoid, Tanh,
 };
 use kiln::ops::conv::ConvOptions;
 use kiln::ops::pool::PoolOptions;
-use kiln::{Device, Tensor};
+use kiln::{DType, Device, Tensor};
 
 const CPU: Device = Device::Cpu;
 
@@ -42,6 +42,35 @@ fn linear_and_conv_initialize_within_pytorchs_kaiming_bounds() {
     assert_eq!(conv.weight.dims(), &[8, 2, 3, 3]);
     let bound = 1.0 / (2.0f64 * 9.0).sqrt();
     assert!(v(&conv.weight).iter().all(|x| x.abs() <= bound));
+    // biases: U(−1/√fan_in, 1/√fan_in), as PyTorch
+    let b = v(lin.bias.as_ref().unwrap());
+    assert!(b.iter().all(|x| x.abs() <= 0.1) && b.iter().any(|x| x.abs() > 0.05));
+    let cb = v(conv.bias.as_ref().unwrap());
+    assert!(cb.len() == 8 && cb.iter().all(|x| x.abs() <= bound));
+    // embeddings: N(0, 1)
+    let e = v(&Embedding::new(1000, 16, &CPU).weight);
+    let mean = e.iter().sum::<f64>() / e.len() as f64;
+    let var = e.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / e.len() as f64;
+    assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "mean {mean}, var {var}");
+}
+
+#[test]
+fn activation_and_pooling_modules_apply_their_ops() {
+    let x = Tensor::randn([2, 3, 4, 4], &CPU);
+    let same = |a: &Tensor, b: &Tensor| assert_eq!(v(a), v(b));
+    same(&ReLU.forward(&x), &x.relu());
+    same(&GELU.forward(&x), &x.gelu());
+    same(&Tanh.forward(&x), &x.tanh());
+    same(&Sigmoid.forward(&x), &x.sigmoid());
+    same(&SiLU.forward(&x), &x.silu());
+    same(&LeakyReLU(0.1).forward(&x), &x.leaky_relu(0.1));
+    let pool = PoolOptions::new(2);
+    same(&MaxPool2d(pool).forward(&x), &x.max_pool2d(pool));
+    let avg = AvgPool2d(pool).forward(&x);
+    assert_eq!(avg.dims(), &[2, 3, 2, 2]);
+    let xv = v(&x);
+    let corner = (xv[0] + xv[1] + xv[4] + xv[5]) / 4.0;
+    assert!((v(&avg)[0] - corner).abs() < 1e-6);
 }
 
 #[test]
@@ -72,8 +101,21 @@ fn batch_norm_tracks_running_statistics_and_uses_them_in_eval() {
     assert!((e[0] - (1.0 - 0.2) / (1.1f64 + 1e-5).sqrt()).abs() < 1e-5);
     let names: Vec<String> = nn::state_dict(&bn).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["weight", "bias", "running_mean", "running_var"]);
+    // 2-D: statistics per channel over (N, H, W)
     let bn2 = BatchNorm::new_2d(3, &CPU);
-    assert_eq!(bn2.forward(&Tensor::randn([2, 3, 4, 5], &CPU)).dims(), &[2, 3, 4, 5]);
+    let x = &(&Tensor::randn([4, 3, 5, 6], &CPU) * 3.0) + 2.0;
+    let y = bn2.forward(&x);
+    assert_eq!(y.dims(), &[4, 3, 5, 6]);
+    let per_channel = |t: &Tensor| t.permute(&[1, 0, 2, 3]).reshape([3, 120]);
+    let (ym, yvar) = (v(&per_channel(&y).mean(-1, false)), v(&per_channel(&y).var(-1, false, 0)));
+    assert!(
+        ym.iter().all(|m| m.abs() < 1e-5) && yvar.iter().all(|s| (s - 1.0).abs() < 1e-3),
+        "{ym:?} {yvar:?}"
+    );
+    let xm = v(&per_channel(&x).mean(-1, false));
+    for (r, m) in v(&bn2.running_mean).iter().zip(&xm) {
+        assert!((r - 0.1 * m).abs() < 1e-5);
+    }
 }
 
 #[test]
@@ -88,6 +130,19 @@ fn embedding_and_layer_norm_modules() {
     let ln = LayerNorm::new(&[4], &CPU);
     let y = ln.forward(&out);
     assert!(v(&y.mean(-1, false)).iter().all(|m| m.abs() < 1e-5));
+    // biased variance 1 (up to eps), then the affine map with its parameters
+    assert!(v(&y.var(-1, false, 0)).iter().all(|s| (s - 1.0).abs() < 1e-3));
+    assert_eq!((v(&ln.weight), v(&ln.bias)), (vec![1.0; 4], vec![0.0; 4]));
+    let mut affine = LayerNorm::new(&[4], &CPU);
+    let (w, b) = (
+        Tensor::from_vec(vec![2.0f32, -1.0, 0.5, 3.0], [4], &CPU),
+        Tensor::full([4], 0.25, DType::F32, &CPU),
+    );
+    (affine.weight, affine.bias) = (w.clone(), b.clone());
+    let want = &(&y * &w) + &b;
+    for (g, e) in v(&affine.forward(&out)).iter().zip(v(&want)) {
+        assert!((g - e).abs() < 1e-5);
+    }
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod common;
 use kiln::data::mnist::Mnist;
 use kiln::data::{DataLoader, InMemory, Targets};
 use kiln::nn::{self, BatchNorm, Flatten, Linear, Module, ReLU, Sequential};
+use kiln::optim::schedule::StepLr;
 use kiln::optim::{Optimizer, Rule};
 use kiln::train::checkpoint::{self, load, load_into, save};
 use kiln::train::metrics::{Confusion, roc_auc, roc_auc_ovr};
@@ -130,15 +131,22 @@ fn an_interrupted_save_leaves_the_previous_checkpoint_intact() {
     let path = dir.join("last.safetensors");
     checkpoint::save_module(&path, &model).unwrap();
     let before = std::fs::read(&path).unwrap();
-    // a crash mid-write leaves a partial temporary file behind; the checkpoint is untouched
+    // a crash after the new bytes are written and before they replace the old file leaves the
+    // previous checkpoint as it was
+    let changed = small_model(&Device::Cpu);
+    checkpoint::crash_next_write_before_rename();
+    assert!(matches!(checkpoint::save_module(&path, &changed), Err(Error::Io { .. })));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    // as does a partial temporary file that a crash left behind
     std::fs::write(dir.join(".last.safetensors.tmp"), &before[..before.len() / 2]).unwrap();
     assert_eq!(load(&path).unwrap().tensors.len(), nn::state_dict(&model).len());
     // a save that cannot complete reports the path and changes nothing
     let missing = dir.join("no-such-folder").join("last.safetensors");
     assert!(matches!(checkpoint::save_module(&missing, &model), Err(Error::Io { .. })));
     assert_eq!(std::fs::read(&path).unwrap(), before);
-    // the next good save replaces the stale temporary file
-    checkpoint::save_module(&path, &model).unwrap();
+    // the next good save is not disturbed by the stale temporary file
+    checkpoint::save_module(&path, &changed).unwrap();
+    assert_ne!(std::fs::read(&path).unwrap(), before);
     // truncated or corrupt checkpoints are format errors naming the file
     for cut in [0, 7, 8, 50, before.len() - 3] {
         std::fs::write(dir.join("cut.safetensors"), &before[..cut]).unwrap();
@@ -162,12 +170,15 @@ fn the_trainer_logs_plots_checkpoints_and_resumes() {
     let mut config = TrainConfig::new(3, Task::Classification { classes: 3 });
     config.out_dir = Some(dir.clone());
     config.progress = false;
+    // the learning rate halves every two epochs: a resumed run must carry on with the schedule
+    let schedule = || StepLr::new(2e-2, 2, 0.5);
     let mut trainer = Trainer::new(
         &model,
         Optimizer::new(nn::parameters(&model), Rule::adam(), 2e-2),
         Device::Cpu,
         config.clone(),
-    );
+    )
+    .with_scheduler(schedule());
     let history = trainer.fit(&train, Some(&val)).unwrap().to_vec();
     assert_eq!(history.len(), 3);
     assert!(history[2].train_loss < history[0].train_loss, "{history:?}");
@@ -183,7 +194,7 @@ fn the_trainer_logs_plots_checkpoints_and_resumes() {
     }
     assert!(dir.join("best.safetensors").exists() && dir.join("last.safetensors").exists());
 
-    // resume: a new trainer picks up after epoch 3 and runs to 5
+    // resume: a new trainer picks up after epoch 3 and runs to 5 ...
     config.epochs = 5;
     config.resume = true;
     let model2 = small_model(&Device::Cpu);
@@ -191,13 +202,69 @@ fn the_trainer_logs_plots_checkpoints_and_resumes() {
         &model2,
         Optimizer::new(nn::parameters(&model2), Rule::adam(), 2e-2),
         Device::Cpu,
-        config,
-    );
-    let h2 = resumed.fit(&train, Some(&val)).unwrap();
+        config.clone(),
+    )
+    .with_scheduler(schedule());
+    let h2 = resumed.fit(&train, Some(&val)).unwrap().to_vec();
     assert_eq!(h2.len(), 5);
     assert_eq!(h2[..3], history[..]);
     assert_eq!(resumed.optimizer().steps(), 5 * 8);
+    // ... and ends exactly where an uninterrupted run of 5 epochs ends
+    kiln::manual_seed(5);
+    let model3 = small_model(&Device::Cpu);
+    config.out_dir = None;
+    let mut straight = Trainer::new(
+        &model3,
+        Optimizer::new(nn::parameters(&model3), Rule::adam(), 2e-2),
+        Device::Cpu,
+        config,
+    )
+    .with_scheduler(schedule());
+    let h3 = straight.fit(&train, Some(&val)).unwrap();
+    let rates = |h: &[kiln::train::log::EpochRecord]| h.iter().map(|r| r.lr).collect::<Vec<_>>();
+    assert_eq!(rates(&h2), [2e-2, 2e-2, 1e-2, 1e-2, 5e-3]);
+    assert_eq!(rates(&h2), rates(h3));
+    for ((name, resumed), (_, straight)) in nn::state_dict(&model2).iter().zip(nn::state_dict(&model3).iter())
+    {
+        assert_eq!(resumed.to_vec::<f32>().unwrap(), straight.to_vec::<f32>().unwrap(), "{name}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn early_stopping_ends_training_when_validation_stops_improving() {
+    let (train, val) = (DataLoader::new(toy_data(64, 2), 32), DataLoader::new(toy_data(64, 3), 64));
+    let fit = |lr: f64| {
+        // no batch norm: its running statistics would move the validation loss at rate zero
+        let model = Sequential::new().add(Linear::new(4, 8, &Device::Cpu)).add(ReLU).add(Linear::new(
+            8,
+            3,
+            &Device::Cpu,
+        ));
+        let mut config = TrainConfig::new(20, Task::Classification { classes: 3 });
+        (config.progress, config.verbose, config.early_stopping) = (false, false, Some(2));
+        let opt = Optimizer::new(nn::parameters(&model), Rule::sgd(), lr);
+        Trainer::new(&model, opt, Device::Cpu, config).fit(&train, Some(&val)).unwrap().len()
+    };
+    // with a zero learning rate the validation loss never improves after the first epoch:
+    // two more epochs, then stop
+    assert_eq!(fit(0.0), 3);
+    // while it keeps improving, training runs on
+    assert!(fit(0.1) > 3);
+}
+
+#[test]
+fn a_batch_schedule_advances_every_step() {
+    let train = DataLoader::new(toy_data(64, 2), 16); // 4 steps per epoch
+    let model = small_model(&Device::Cpu);
+    let mut config = TrainConfig::new(2, Task::Classification { classes: 3 });
+    (config.progress, config.verbose) = (false, false);
+    let opt = Optimizer::new(nn::parameters(&model), Rule::sgd(), 1.0);
+    let mut trainer =
+        Trainer::new(&model, opt, Device::Cpu, config).with_batch_scheduler(StepLr::new(1.0, 1, 0.5));
+    let history = trainer.fit(&train, None).unwrap();
+    // the rate recorded at each epoch's end: halved once per step
+    assert_eq!(history.iter().map(|r| r.lr).collect::<Vec<_>>(), [0.5f64.powi(4), 0.5f64.powi(8)]);
 }
 
 fn mnist_one_epoch(device: &Device, hidden: usize, lr: f64) -> f64 {

@@ -8,16 +8,25 @@ use crate::backend::Storage;
 use crate::backend::cpu::CpuStorage;
 use crate::ops::{CpuArg, Meta};
 use crate::{Error, Result, Tensor};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
-/// Test-only fault injection: when set, the next checked GPU result is perturbed before the
+/// Test-only fault injection: when set, the next checked GPU result is spoiled before the
 /// comparison, to prove that the check catches a wrong kernel.
-static INJECT_FAULT: AtomicBool = AtomicBool::new(false);
+static INJECT_FAULT: AtomicU8 = AtomicU8::new(NO_FAULT);
+const NO_FAULT: u8 = 0;
+const WRONG_VALUE: u8 = 1;
+const NAN_VALUE: u8 = 2;
 
-/// Makes the next cross-checked GPU node look wrong (for testing the checker itself).
+/// Makes the next cross-checked GPU node's first element wrong (for testing the checker).
 #[doc(hidden)]
 pub fn inject_fault_once() {
-    INJECT_FAULT.store(true, Ordering::SeqCst);
+    INJECT_FAULT.store(WRONG_VALUE, Ordering::SeqCst);
+}
+
+/// Makes the next cross-checked GPU node's first element NaN (for testing the checker).
+#[doc(hidden)]
+pub fn inject_nan_once() {
+    INJECT_FAULT.store(NAN_VALUE, Ordering::SeqCst);
 }
 
 /// Compares the GPU result `out` of node `t` with the CPU reference on the same inputs.
@@ -36,8 +45,12 @@ pub(crate) fn compare(t: &Tensor, inputs: &[Tensor], storages: &[Storage], out: 
     let meta = Meta { shape: &node.shape, dtype: node.dtype };
     let reference = node.op.cpu(&args, &meta).to_f64_vec();
     let mut gpu = out.gpu().download(node.dtype, t.numel())?.to_f64_vec();
-    if INJECT_FAULT.swap(false, Ordering::SeqCst) && !gpu.is_empty() {
-        gpu[0] += 1.0 + gpu[0].abs();
+    if let Some(first) = gpu.first_mut() {
+        match INJECT_FAULT.swap(NO_FAULT, Ordering::SeqCst) {
+            WRONG_VALUE => *first += 1.0 + first.abs(),
+            NAN_VALUE => *first = f64::NAN,
+            _ => {}
+        }
     }
     let tolerance = node.op.tolerance();
     let verdict = Verdict::of(&reference, &gpu);
@@ -75,6 +88,10 @@ impl Verdict {
     pub fn of(reference: &[f64], got: &[f64]) -> Verdict {
         let mut diff = 0.0;
         let mut norm = 0.0;
+        if reference.len() != got.len() {
+            let lengths = format!("{} elements against {} in the reference", got.len(), reference.len());
+            return Verdict { rel_err: f64::INFINITY, nonfinite: Some(lengths) };
+        }
         let mut nonfinite = None;
         for (i, (&r, &g)) in reference.iter().zip(got).enumerate() {
             if r.is_finite() && g.is_finite() {

@@ -11,6 +11,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 const FORMAT: &str = "safetensors";
 
@@ -73,16 +74,32 @@ pub fn save(
     write_atomically(path, &bytes)
 }
 
-/// Writes `bytes` to a temporary sibling of `path`, syncs it, and renames it over `path`.
+/// Test-only fault injection: when set, the next [`write_atomically`] fails after writing its
+/// temporary file and before the rename — where a crash would hit.
+static CRASH_BEFORE_RENAME: AtomicBool = AtomicBool::new(false);
+
+/// Makes the next checkpoint write fail just before its rename (for tests of atomicity).
+#[doc(hidden)]
+pub fn crash_next_write_before_rename() {
+    CRASH_BEFORE_RENAME.store(true, Ordering::SeqCst);
+}
+
+/// Writes `bytes` to a temporary sibling of `path` (named per process and write, so concurrent
+/// writers do not collide), syncs it, and renames it over `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    static WRITES: AtomicUsize = AtomicUsize::new(0);
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name =
         path.file_name().ok_or_else(|| Error::Invalid(format!("{} is not a file path", path.display())))?;
-    let tmp = dir.join(format!(".{}.tmp", name.to_string_lossy()));
+    let unique = (std::process::id(), WRITES.fetch_add(1, Ordering::Relaxed));
+    let tmp = dir.join(format!(".{}.{}-{}.tmp", name.to_string_lossy(), unique.0, unique.1));
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
+        if CRASH_BEFORE_RENAME.swap(false, Ordering::SeqCst) {
+            return Err(std::io::Error::other("injected crash before the rename"));
+        }
         std::fs::rename(&tmp, path)?;
         // make the rename itself durable (best effort where directories cannot be opened)
         if let Ok(d) = std::fs::File::open(dir) {

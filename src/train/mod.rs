@@ -85,12 +85,21 @@ pub struct Evaluation {
 
 type LossFn<'a> = Box<dyn Fn(&Tensor, &Tensor) -> Tensor + 'a>;
 
+/// When a learning-rate schedule advances.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Period {
+    /// After every epoch, with the validation loss.
+    Epoch,
+    /// After every optimizer step (warm-up, one-cycle).
+    Batch,
+}
+
 /// Trains a model. See the module doc.
 pub struct Trainer<'a> {
     model: &'a dyn Module,
     optimizer: Optimizer,
     loss: LossFn<'a>,
-    scheduler: Option<Box<dyn Scheduler + 'a>>,
+    scheduler: Option<(Box<dyn Scheduler + 'a>, Period)>,
     device: Device,
     config: TrainConfig,
     history: Vec<EpochRecord>,
@@ -120,7 +129,15 @@ impl<'a> Trainer<'a> {
     /// Steps `scheduler` after every epoch (with the validation loss) and applies its rate.
     pub fn with_scheduler(mut self, scheduler: impl Scheduler + 'a) -> Trainer<'a> {
         self.optimizer.set_lr(scheduler.lr());
-        self.scheduler = Some(Box::new(scheduler));
+        self.scheduler = Some((Box::new(scheduler), Period::Epoch));
+        self
+    }
+
+    /// Steps `scheduler` after every optimizer step, for schedules counted in steps (linear
+    /// warm-up, one-cycle), and applies its rate.
+    pub fn with_batch_scheduler(mut self, scheduler: impl Scheduler + 'a) -> Trainer<'a> {
+        self.optimizer.set_lr(scheduler.lr());
+        self.scheduler = Some((Box::new(scheduler), Period::Batch));
         self
     }
 
@@ -141,7 +158,7 @@ impl<'a> Trainer<'a> {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         if self.config.resume {
-            self.resume()?;
+            self.resume(train.batches())?;
         }
         let mut best = self.history.iter().filter_map(|r| r.val_loss).fold(f64::INFINITY, f64::min);
         let mut since_best = 0;
@@ -159,7 +176,7 @@ impl<'a> Trainer<'a> {
             };
             self.report(&record);
             self.history.push(record);
-            if let Some(s) = &mut self.scheduler {
+            if let Some((s, Period::Epoch)) = &mut self.scheduler {
                 let lr = s.step(evaluation.as_ref().map(|e| e.loss));
                 self.optimizer.set_lr(lr);
             }
@@ -195,6 +212,10 @@ impl<'a> Trainer<'a> {
             }
             running = no_grad(|| &running + &(loss.detach().cast(DType::F32) * n as f64));
             self.optimizer.step_with(&grads, std::slice::from_ref(&running))?;
+            if let Some((s, Period::Batch)) = &mut self.scheduler {
+                let lr = s.step(None);
+                self.optimizer.set_lr(lr);
+            }
             seen += n;
             bar.inc(1);
             if (step + 1) % self.config.log_every.max(1) == 0 {
@@ -324,8 +345,9 @@ impl<'a> Trainer<'a> {
         checkpoint::save(path, &tensors, &meta)
     }
 
-    /// Restores model, optimizer and history from `out_dir/last.safetensors`, if present.
-    fn resume(&mut self) -> Result<()> {
+    /// Restores model, optimizer and history from `out_dir/last.safetensors`, if present, and
+    /// brings the schedule to where it was (epochs of `batches` steps each).
+    fn resume(&mut self, batches: usize) -> Result<()> {
         let Some(dir) = &self.config.out_dir else {
             return Ok(());
         };
@@ -343,8 +365,26 @@ impl<'a> Trainer<'a> {
         self.optimizer.load_state_dict(&optim)?;
         self.history =
             ck.metadata.get("history").map(|h| parse_history(h, &path)).transpose()?.unwrap_or_default();
-        if let Some(last) = self.history.last() {
-            self.optimizer.set_lr(last.lr);
+        match &mut self.scheduler {
+            // a schedule's state is a function of the periods it has seen (and the validation
+            // losses, for reduce-on-plateau), so replaying them restores it exactly
+            Some((s, period)) => {
+                for record in &self.history {
+                    let (steps, metric) = match period {
+                        Period::Epoch => (1, record.val_loss),
+                        Period::Batch => (batches, None),
+                    };
+                    for _ in 0..steps {
+                        s.step(metric);
+                    }
+                }
+                self.optimizer.set_lr(s.lr());
+            }
+            None => {
+                if let Some(last) = self.history.last() {
+                    self.optimizer.set_lr(last.lr);
+                }
+            }
         }
         println!("resumed from {} after epoch {}", path.display(), self.history.len());
         Ok(())

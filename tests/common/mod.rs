@@ -14,8 +14,7 @@ pub fn gpu(test: &str) -> Option<Device> {
             if std::env::var("KILN_REQUIRE_GPU").is_ok_and(|v| v == "1") {
                 panic!("{test}: KILN_REQUIRE_GPU=1 but no GPU adapter: {e}");
             }
-            println!("SKIPPED {test}: no GPU adapter ({e})");
-            eprintln!("SKIPPED {test}: no GPU adapter ({e})");
+            skipped(&format!("{test}: no GPU adapter ({e})"));
             None
         }
     }
@@ -36,9 +35,15 @@ pub fn data_dir(test: &str) -> Option<std::path::PathBuf> {
             if std::env::var("CI").is_ok() {
                 panic!("{test}: KILN_DATA is not set; CI must point it at the shared datasets");
             }
-            println!("SKIPPED {test}: KILN_DATA is not set");
-            eprintln!("SKIPPED {test}: KILN_DATA is not set");
+            skipped(&format!("{test}: KILN_DATA is not set"));
             None
         }
     }
+}
+
+/// Prints a `SKIPPED` line that `cargo test` shows even for a passing test: its output capture
+/// takes only the `print!` family, not writes to the stderr handle.
+fn skipped(what: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {what}");
 }
