@@ -81,10 +81,15 @@ fn score(qr: ptr<function, array<vec4<f32>, D4>>, jj: u32) -> f32 {
 }
 
 @compute @workgroup_size(ROWS)
-fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
     let blocks_per_batch = (p.tq + ROWS - 1u) / ROWS;
-    let b = wg.x / blocks_per_batch;
-    let r0 = (wg.x % blocks_per_batch) * ROWS;
+    let block = flat_workgroup(wg, groups);
+    let b = block / blocks_per_batch;
+    if b >= p.batch {
+        return; // a spare workgroup of the folded 2-D grid (uniform: no barrier is skipped)
+    }
+    let r0 = (block % blocks_per_batch) * ROWS;
     let i = r0 + lid;
     let live = i < p.tq;
     var qr: array<vec4<f32>, D4>;
@@ -140,10 +145,15 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
 @group(0) @binding(3) var<storage, read_write> lse_out: array<f32>;
 
 @compute @workgroup_size(ROWS)
-fn lse(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn lse(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
     let blocks_per_batch = (p.tq + ROWS - 1u) / ROWS;
-    let b = wg.x / blocks_per_batch;
-    let r0 = (wg.x % blocks_per_batch) * ROWS;
+    let block = flat_workgroup(wg, groups);
+    let b = block / blocks_per_batch;
+    if b >= p.batch {
+        return; // a spare workgroup of the folded 2-D grid (uniform: no barrier is skipped)
+    }
+    let r0 = (block % blocks_per_batch) * ROWS;
     let i = r0 + lid;
     let live = i < p.tq;
     var qr: array<vec4<f32>, D4>;
@@ -181,10 +191,15 @@ fn lse(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li
 
 // dq_i = scale · Σ_j P_ij (dO_i·v_j − δ_i) k_j
 @compute @workgroup_size(ROWS)
-fn grad_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn grad_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
     let blocks_per_batch = (p.tq + ROWS - 1u) / ROWS;
-    let b = wg.x / blocks_per_batch;
-    let r0 = (wg.x % blocks_per_batch) * ROWS;
+    let block = flat_workgroup(wg, groups);
+    let b = block / blocks_per_batch;
+    if b >= p.batch {
+        return; // a spare workgroup of the folded 2-D grid (uniform: no barrier is skipped)
+    }
+    let r0 = (block % blocks_per_batch) * ROWS;
     let i = r0 + lid;
     let live = i < p.tq;
     var qr: array<vec4<f32>, D4>;
@@ -271,10 +286,15 @@ fn key_prob(kr: ptr<function, array<vec4<f32>, D4>>, qb: u32, ii: u32, j: u32) -
 
 // dv_j = Σ_i P_ij dO_i, written into columns D.. of the [dk | dv] rows.
 @compute @workgroup_size(ROWS)
-fn grad_v(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn grad_v(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
     let blocks_per_batch = (p.tk + ROWS - 1u) / ROWS;
-    let b = wg.x / blocks_per_batch;
-    let r0 = (wg.x % blocks_per_batch) * ROWS;
+    let block = flat_workgroup(wg, groups);
+    let b = block / blocks_per_batch;
+    if b >= p.batch {
+        return; // a spare workgroup of the folded 2-D grid (uniform: no barrier is skipped)
+    }
+    let r0 = (block % blocks_per_batch) * ROWS;
     let j = r0 + lid;
     let live = j < p.tk;
     var kr: array<vec4<f32>, D4>;
@@ -306,10 +326,15 @@ fn grad_v(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
 
 // dk_j = scale · Σ_i P_ij (dO_i·v_j − δ_i) q_i, written into columns 0..D of the [dk | dv] rows.
 @compute @workgroup_size(ROWS)
-fn grad_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+fn grad_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
     let blocks_per_batch = (p.tk + ROWS - 1u) / ROWS;
-    let b = wg.x / blocks_per_batch;
-    let r0 = (wg.x % blocks_per_batch) * ROWS;
+    let block = flat_workgroup(wg, groups);
+    let b = block / blocks_per_batch;
+    if b >= p.batch {
+        return; // a spare workgroup of the folded 2-D grid (uniform: no barrier is skipped)
+    }
+    let r0 = (block % blocks_per_batch) * ROWS;
     let j = r0 + lid;
     let live = j < p.tk;
     var kr: array<vec4<f32>, D4>;

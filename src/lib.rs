@@ -55,6 +55,7 @@ pub use tensor::Tensor;
 #[doc(hidden)]
 pub mod debug {
     pub use crate::backend::cpu::live_buffers as live_cpu_buffers;
+    pub use crate::backend::wgpu::inject_out_of_memory_once;
     pub use crate::backend::wgpu::live_buffers as live_gpu_buffers;
     pub use crate::graph::check::{inject_fault_once, inject_nan_once};
     pub use crate::graph::node::live_nodes;

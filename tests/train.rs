@@ -134,7 +134,7 @@ fn an_interrupted_save_leaves_the_previous_checkpoint_intact() {
     // a crash after the new bytes are written and before they replace the old file leaves the
     // previous checkpoint as it was
     let changed = small_model(&Device::Cpu);
-    checkpoint::crash_next_write_before_rename();
+    checkpoint::crash_next_write_before_rename(&path);
     assert!(matches!(checkpoint::save_module(&path, &changed), Err(Error::Io { .. })));
     assert_eq!(std::fs::read(&path).unwrap(), before);
     // as does a partial temporary file that a crash left behind

@@ -337,7 +337,7 @@ impl Op for Attention {
         if let Some(flash) = Flash::fit(&g, limit) {
             // (B, T, D) → one workgroup per ROWS query rows (key rows for dk, dv)
             let rows = if self.pass == Pass::GradKv { g.tk } else { g.tq };
-            let grid = Grid::Dims(u32_of("attention", g.batch * rows.div_ceil(FLASH_ROWS as usize)), 1, 1);
+            let grid = Grid::Linear(u32_of("attention", g.batch * rows.div_ceil(FLASH_ROWS as usize)));
             let entries: &[&'static str] = match self.pass {
                 Pass::Forward => &["forward"],
                 Pass::Lse => &["lse"],

@@ -10,8 +10,9 @@ use crate::{DType, Device, Error, Result, Tensor};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 const FORMAT: &str = "safetensors";
 
@@ -74,14 +75,24 @@ pub fn save(
     write_atomically(path, &bytes)
 }
 
-/// Test-only fault injection: when set, the next [`write_atomically`] fails after writing its
+/// Test-only fault injection: the next [`write_atomically`] to this path fails after writing its
 /// temporary file and before the rename — where a crash would hit.
-static CRASH_BEFORE_RENAME: AtomicBool = AtomicBool::new(false);
+static CRASH_BEFORE_RENAME: Mutex<Option<PathBuf>> = Mutex::new(None);
 
-/// Makes the next checkpoint write fail just before its rename (for tests of atomicity).
+/// Makes the next checkpoint write to `path` fail just before its rename (for tests of
+/// atomicity; other paths, as other tests write them, are not affected).
 #[doc(hidden)]
-pub fn crash_next_write_before_rename() {
-    CRASH_BEFORE_RENAME.store(true, Ordering::SeqCst);
+pub fn crash_next_write_before_rename(path: &Path) {
+    *CRASH_BEFORE_RENAME.lock().unwrap_or_else(PoisonError::into_inner) = Some(path.to_path_buf());
+}
+
+fn crash_injected(path: &Path) -> bool {
+    let mut armed = CRASH_BEFORE_RENAME.lock().unwrap_or_else(PoisonError::into_inner);
+    let hit = armed.as_deref() == Some(path);
+    if hit {
+        *armed = None;
+    }
+    hit
 }
 
 /// Writes `bytes` to a temporary sibling of `path` (named per process and write, so concurrent
@@ -97,7 +108,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        if CRASH_BEFORE_RENAME.swap(false, Ordering::SeqCst) {
+        if crash_injected(path) {
             return Err(std::io::Error::other("injected crash before the rename"));
         }
         std::fs::rename(&tmp, path)?;

@@ -11,6 +11,6 @@ mod recorder;
 pub use context::{GpuContext, adapter_infos, context, hardware_adapter_count};
 pub(crate) use pipeline::PRELUDE;
 pub(crate) use pipeline::{Kernel, Shader, shader};
-pub use pool::{GpuBuffer, live_buffers};
+pub use pool::{GpuBuffer, inject_out_of_memory_once, live_buffers};
 pub(crate) use recorder::Grid;
 pub use recorder::Recorder;

@@ -10,10 +10,20 @@ use crate::backend::cpu::CpuStorage;
 use crate::{DType, Error, Result};
 use std::collections::HashMap;
 use std::num::NonZeroU64;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Test-only fault injection: when set, the next new buffer fails as if the GPU were out of
+/// memory (both attempts), to test that the failure is an error and corrupts nothing.
+static INJECT_OOM: AtomicBool = AtomicBool::new(false);
+
+/// Makes the next GPU buffer creation fail with out-of-memory (for testing).
+#[doc(hidden)]
+pub fn inject_out_of_memory_once() {
+    INJECT_OOM.store(true, Ordering::SeqCst);
+}
 
 /// How many GPU tensor buffers exist right now, on all GPUs (for the memory tests).
 pub fn live_buffers() -> usize {
@@ -155,7 +165,11 @@ impl Drop for GpuBuffer {
 /// Creates a new pool buffer, turning an allocation failure into `Error::OutOfMemory` (after
 /// freeing the pool and trying once more).
 fn create(ctx: &GpuContext, size: u64) -> Result<wgpu::Buffer> {
+    let injected = INJECT_OOM.swap(false, Ordering::SeqCst);
     let attempt = || {
+        if injected {
+            return Err(wgpu::Error::OutOfMemory { source: "injected by a test".into() });
+        }
         let scope = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("kiln tensor"),
