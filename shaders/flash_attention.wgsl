@@ -44,6 +44,15 @@ fn visible(i: u32, j: u32) -> bool {
     return p.causal == 0u || j <= i;
 }
 
+// This workgroup's batch and first row, of `rows` rows per batch in blocks of ROWS. On the
+// folded 2-D grid a spare workgroup gets a batch ≥ p.batch, and returns at once (uniformly: no
+// barrier is skipped).
+fn row_block(wg: vec3<u32>, groups: vec3<u32>, rows: u32) -> vec2<u32> {
+    let blocks_per_batch = (rows + ROWS - 1u) / ROWS;
+    let block = flat_workgroup(wg, groups);
+    return vec2<u32>(block / blocks_per_batch, (block % blocks_per_batch) * ROWS);
+}
+
 // Query blocks: the keys that query rows r0..r0+ROWS can see end here.
 fn key_end(r0: u32) -> u32 {
     if p.causal == 1u {
@@ -83,13 +92,12 @@ fn score(qr: ptr<function, array<vec4<f32>, D4>>, jj: u32) -> f32 {
 @compute @workgroup_size(ROWS)
 fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let blocks_per_batch = (p.tq + ROWS - 1u) / ROWS;
-    let block = flat_workgroup(wg, groups);
-    let b = block / blocks_per_batch;
-    if b >= p.batch {
-        return; // a spare workgroup of the folded 2-D grid (uniform: no barrier is skipped)
+    let at = row_block(wg, groups, p.tq);
+    if at.x >= p.batch {
+        return;
     }
-    let r0 = (block % blocks_per_batch) * ROWS;
+    let b = at.x;
+    let r0 = at.y;
     let i = r0 + lid;
     let live = i < p.tq;
     var qr: array<vec4<f32>, D4>;
@@ -147,13 +155,12 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
 @compute @workgroup_size(ROWS)
 fn lse(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let blocks_per_batch = (p.tq + ROWS - 1u) / ROWS;
-    let block = flat_workgroup(wg, groups);
-    let b = block / blocks_per_batch;
-    if b >= p.batch {
-        return; // a spare workgroup of the folded 2-D grid (uniform: no barrier is skipped)
+    let at = row_block(wg, groups, p.tq);
+    if at.x >= p.batch {
+        return;
     }
-    let r0 = (block % blocks_per_batch) * ROWS;
+    let b = at.x;
+    let r0 = at.y;
     let i = r0 + lid;
     let live = i < p.tq;
     var qr: array<vec4<f32>, D4>;
@@ -193,13 +200,12 @@ fn lse(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: ve
 @compute @workgroup_size(ROWS)
 fn grad_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let blocks_per_batch = (p.tq + ROWS - 1u) / ROWS;
-    let block = flat_workgroup(wg, groups);
-    let b = block / blocks_per_batch;
-    if b >= p.batch {
-        return; // a spare workgroup of the folded 2-D grid (uniform: no barrier is skipped)
+    let at = row_block(wg, groups, p.tq);
+    if at.x >= p.batch {
+        return;
     }
-    let r0 = (block % blocks_per_batch) * ROWS;
+    let b = at.x;
+    let r0 = at.y;
     let i = r0 + lid;
     let live = i < p.tq;
     var qr: array<vec4<f32>, D4>;
@@ -288,13 +294,12 @@ fn key_prob(kr: ptr<function, array<vec4<f32>, D4>>, qb: u32, ii: u32, j: u32) -
 @compute @workgroup_size(ROWS)
 fn grad_v(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let blocks_per_batch = (p.tk + ROWS - 1u) / ROWS;
-    let block = flat_workgroup(wg, groups);
-    let b = block / blocks_per_batch;
-    if b >= p.batch {
-        return; // a spare workgroup of the folded 2-D grid (uniform: no barrier is skipped)
+    let at = row_block(wg, groups, p.tk);
+    if at.x >= p.batch {
+        return;
     }
-    let r0 = (block % blocks_per_batch) * ROWS;
+    let b = at.x;
+    let r0 = at.y;
     let j = r0 + lid;
     let live = j < p.tk;
     var kr: array<vec4<f32>, D4>;
@@ -328,13 +333,12 @@ fn grad_v(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
 @compute @workgroup_size(ROWS)
 fn grad_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let blocks_per_batch = (p.tk + ROWS - 1u) / ROWS;
-    let block = flat_workgroup(wg, groups);
-    let b = block / blocks_per_batch;
-    if b >= p.batch {
-        return; // a spare workgroup of the folded 2-D grid (uniform: no barrier is skipped)
+    let at = row_block(wg, groups, p.tk);
+    if at.x >= p.batch {
+        return;
     }
-    let r0 = (block % blocks_per_batch) * ROWS;
+    let b = at.x;
+    let r0 = at.y;
     let j = r0 + lid;
     let live = j < p.tk;
     var kr: array<vec4<f32>, D4>;
