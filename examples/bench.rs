@@ -55,19 +55,18 @@ enum Rate {
 impl Bench {
     /// Median milliseconds of `reps` runs of `f` (each building a fresh graph and realizing
     /// it, the device synchronized), after two warm-up runs.
-    fn time(&self, f: impl Fn() -> Tensor) -> f64 {
-        let run = || {
+    fn time(&self, f: impl Fn() -> Tensor) -> kiln::Result<f64> {
+        let run = || -> kiln::Result<f64> {
             let t = Instant::now();
-            let y = f();
-            y.realize().expect("realize");
-            self.device.synchronize().expect("synchronize");
-            t.elapsed().as_secs_f64() * 1e3
+            f().realize()?;
+            self.device.synchronize()?;
+            Ok(t.elapsed().as_secs_f64() * 1e3)
         };
-        run();
-        run();
-        let mut ms: Vec<f64> = (0..self.reps).map(|_| run()).collect();
+        run()?;
+        run()?;
+        let mut ms: Vec<f64> = (0..self.reps).map(|_| run()).collect::<kiln::Result<_>>()?;
         ms.sort_by(f64::total_cmp);
-        ms[ms.len() / 2]
+        Ok(ms[ms.len() / 2])
     }
 
     /// Median milliseconds to build and record `f`'s graph (realize without waiting for the
@@ -91,7 +90,17 @@ impl Bench {
         if self.only.as_ref().is_some_and(|o| !op.contains(o.as_str())) {
             return;
         }
-        let ms = self.time(f);
+        let version = env!("CARGO_PKG_VERSION");
+        let ms = match self.time(f) {
+            Ok(ms) => ms,
+            // one shape too large for this device does not cost the rest of the table
+            Err(e) => {
+                return println!(
+                    "| kiln {version} | {} | {op} | {shape} | - | failed: {e} | - |",
+                    self.device
+                );
+            }
+        };
         let (rate, fraction) = match rate {
             Rate::Flops(flop) => {
                 let r = flop / ms / 1e6;
@@ -103,11 +112,7 @@ impl Bench {
             }
             Rate::PerOp(ops) => (format!("{:.3} us/op", ms * 1e3 / ops as f64), "-".into()),
         };
-        println!(
-            "| kiln {} | {} | {op} | {shape} | {ms:.3} | {rate} | {fraction} |",
-            env!("CARGO_PKG_VERSION"),
-            self.device
-        );
+        println!("| kiln {version} | {} | {op} | {shape} | {ms:.3} | {rate} | {fraction} |", self.device);
     }
 
     fn randn(&self, shape: &[usize], stream: u64) -> Tensor {
