@@ -10,7 +10,7 @@
 use super::cpu::CpuData;
 use crate::dtype::{DType, Element};
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
 /// Buffers smaller than this are not pooled (glibc's malloc serves up to 32 MiB from its heap
 /// once it has seen such sizes freed, but a first use of each size still faults).
@@ -19,31 +19,55 @@ pub const MIN_BYTES: usize = 1 << 20;
 /// The most memory the pool keeps.
 pub const MAX_BYTES: usize = 1 << 30;
 
-#[derive(Default)]
+/// Freed buffers by (dtype, length), holding at most `capacity` bytes.
 struct Shelves {
     free: HashMap<(DType, usize), Vec<CpuData>>,
     bytes: usize,
+    capacity: usize,
 }
 
+impl Shelves {
+    fn new(capacity: usize) -> Shelves {
+        Shelves { free: HashMap::new(), bytes: 0, capacity }
+    }
+
+    /// A kept buffer of `len` elements of `dtype`, if there is one.
+    fn take(&mut self, dtype: DType, len: usize) -> Option<CpuData> {
+        let data = self.free.get_mut(&(dtype, len))?.pop()?;
+        self.bytes -= len * dtype.size_bytes();
+        Some(data)
+    }
+
+    /// Keeps `data` if it is large enough and fits; returns whether it was kept.
+    fn put(&mut self, data: CpuData) -> bool {
+        let (dtype, len) = (data.dtype(), data.len());
+        let bytes = len * dtype.size_bytes();
+        let kept = bytes >= MIN_BYTES && self.bytes + bytes <= self.capacity;
+        if kept {
+            self.bytes += bytes;
+            self.free.entry((dtype, len)).or_default().push(data);
+        }
+        kept
+    }
+}
+
+/// The process's pool, created on first use (a `HashMap` cannot be built in a `static`).
 static POOL: Mutex<Option<Shelves>> = Mutex::new(None);
 
-fn shelves() -> MutexGuard<'static, Option<Shelves>> {
+/// Runs `f` on the pool.
+fn with_pool<R>(f: impl FnOnce(&mut Shelves) -> R) -> R {
     // the pool holds no invariant a panic could break mid-way: keep using it
-    POOL.lock().unwrap_or_else(PoisonError::into_inner)
+    let mut guard = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+    f(guard.get_or_insert_with(|| Shelves::new(MAX_BYTES)))
 }
 
 /// A vector of `n` copies of `value`, in a pooled buffer when one of that size is free.
 pub fn filled<T: Element>(n: usize, value: T) -> Vec<T> {
-    if n * std::mem::size_of::<T>() >= MIN_BYTES {
-        let reused = shelves().as_mut().and_then(|s| {
-            let data = s.free.get_mut(&(T::DTYPE, n))?.pop()?;
-            s.bytes -= n * std::mem::size_of::<T>();
-            Some(data)
-        });
-        if let Some(mut v) = reused.and_then(|d| T::into_vec(d).ok()) {
-            v.fill(value);
-            return v;
-        }
+    if n * std::mem::size_of::<T>() >= MIN_BYTES
+        && let Some(Ok(mut v)) = with_pool(|s| s.take(T::DTYPE, n)).map(T::into_vec)
+    {
+        v.fill(value);
+        return v;
     }
     vec![value; n]
 }
@@ -53,31 +77,22 @@ pub fn zeroed<T: Element>(n: usize) -> Vec<T> {
     filled(n, T::from_f64(0.0))
 }
 
-/// Takes a dropped tensor's data into the pool when it is large enough and there is room;
-/// returns whether it was kept.
-pub(crate) fn give(data: CpuData) -> bool {
-    let (len, bytes) = (data.len(), data.len() * data.dtype().size_bytes());
-    if bytes < MIN_BYTES {
-        return false;
+/// Takes a dropped tensor's data into the pool when it is large enough and there is room.
+pub(crate) fn give(data: CpuData) {
+    // most tensors are small: decide that without the lock
+    if data.len() * data.dtype().size_bytes() >= MIN_BYTES {
+        with_pool(|s| s.put(data));
     }
-    let mut guard = shelves();
-    let s = guard.get_or_insert_with(Shelves::default);
-    let kept = s.bytes + bytes <= MAX_BYTES;
-    if kept {
-        s.bytes += bytes;
-        s.free.entry((data.dtype(), len)).or_default().push(data);
-    }
-    kept
 }
 
 /// Bytes held in the pool now.
 pub fn pooled_bytes() -> usize {
-    shelves().as_ref().map_or(0, |s| s.bytes)
+    with_pool(|s| s.bytes)
 }
 
 /// Frees every pooled buffer (for a program about to need the memory for something else).
 pub fn trim() {
-    *shelves() = None;
+    with_pool(|s| *s = Shelves::new(MAX_BYTES));
 }
 
 #[cfg(test)]
@@ -85,20 +100,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn large_buffers_come_back_zeroed_and_small_ones_are_not_kept() {
-        let n = MIN_BYTES / 4 + 7; // f32 elements: just over the threshold
+    fn shelves_keep_large_buffers_by_dtype_and_length_up_to_their_capacity() {
+        let n = MIN_BYTES / 4; // f32 elements: exactly the threshold
+        let mut shelves = Shelves::new(MIN_BYTES + MIN_BYTES / 2);
+        assert!(!shelves.put(CpuData::F32(vec![1.0; 16])), "small buffers are left to the allocator");
+        assert!(shelves.put(CpuData::F32(vec![1.0; n])));
+        assert!(!shelves.put(CpuData::F32(vec![2.0; n])), "over capacity");
+        assert_eq!(shelves.bytes, MIN_BYTES);
+        assert!(shelves.take(DType::F32, n - 1).is_none() && shelves.take(DType::I32, n).is_none());
+        assert!(matches!(shelves.take(DType::F32, n), Some(CpuData::F32(v)) if v.len() == n));
+        assert_eq!(shelves.bytes, 0);
+        assert!(shelves.take(DType::F32, n).is_none());
+    }
+
+    #[test]
+    fn a_dropped_large_tensor_is_handed_back_zeroed() {
+        let n = MIN_BYTES / 4 + 7; // an odd length no other test asks for
         let mut v = zeroed::<f32>(n);
         v.fill(3.0);
         let ptr = v.as_ptr();
-        assert!(give(CpuData::F32(v)));
-        // no other test asks for this odd length, so the same buffer comes back, zeroed
+        drop(super::super::cpu::CpuStorage::from_vec(v));
+        assert!(pooled_bytes() >= n * 4);
         let w = zeroed::<f32>(n);
         assert_eq!((w.as_ptr(), w.len()), (ptr, n));
         assert!(w.iter().all(|&x| x == 0.0));
-        // a different dtype or length is never handed the same buffer
-        assert!(give(CpuData::F32(w)));
-        assert_eq!(zeroed::<f64>(n / 2).len(), n / 2);
         assert_eq!(filled::<f32>(n - 1, 2.0).iter().filter(|&&x| x == 2.0).count(), n - 1);
-        assert!(!give(CpuData::F32(vec![1.0; 16])));
     }
 }
