@@ -54,7 +54,7 @@ pub(crate) fn compare(t: &Tensor, inputs: &[Tensor], storages: &[Storage], out: 
     }
     let tolerance = node.op.tolerance();
     let verdict = Verdict::of(&reference, &gpu);
-    if verdict.rel_err <= tolerance && verdict.nonfinite.is_none() {
+    if verdict.rel_err <= tolerance && verdict.mismatch.is_none() {
         return Ok(());
     }
     let shapes: Vec<String> = inputs.iter().map(|i| format!("{} {}", i.shape(), i.dtype())).collect();
@@ -68,7 +68,7 @@ pub(crate) fn compare(t: &Tensor, inputs: &[Tensor], storages: &[Storage], out: 
         verdict.rel_err,
         tolerance,
     );
-    if let Some(n) = verdict.nonfinite {
+    if let Some(n) = verdict.mismatch {
         msg.push_str(&format!("\n  {n}"));
     }
     msg.push_str(&format!("\n  created at {}", node.location));
@@ -77,10 +77,12 @@ pub(crate) fn compare(t: &Tensor, inputs: &[Tensor], storages: &[Storage], out: 
 
 /// How two results compare.
 pub(crate) struct Verdict {
-    /// ‖a − b‖ / ‖a‖ over the finite entries (‖a − b‖ when ‖a‖ is 0).
+    /// ‖a − b‖ / ‖a‖ (‖a − b‖ when ‖a‖ is 0); infinite when the results cannot agree (see
+    /// `mismatch`), so no tolerance accepts them.
     pub rel_err: f64,
-    /// A description of the first NaN/Inf present on one side only.
-    pub nonfinite: Option<String>,
+    /// What makes the results disagree outright: the first NaN/Inf present on one side only,
+    /// or different lengths.
+    pub mismatch: Option<String>,
 }
 
 impl Verdict {
@@ -90,7 +92,7 @@ impl Verdict {
         let mut norm = 0.0;
         if reference.len() != got.len() {
             let lengths = format!("{} elements against {} in the reference", got.len(), reference.len());
-            return Verdict { rel_err: f64::INFINITY, nonfinite: Some(lengths) };
+            return Verdict { rel_err: f64::INFINITY, mismatch: Some(lengths) };
         }
         let mut nonfinite = None;
         for (i, (&r, &g)) in reference.iter().zip(got).enumerate() {
@@ -101,7 +103,11 @@ impl Verdict {
                 nonfinite = Some(format!("element {i}: reference {r}, got {g} (NaN/Inf on one side only)"));
             }
         }
-        let rel_err = if norm > 0.0 { (diff / norm).sqrt() } else { diff.sqrt() };
-        Verdict { rel_err, nonfinite }
+        let rel_err = match nonfinite {
+            Some(_) => f64::INFINITY,
+            None if norm > 0.0 => (diff / norm).sqrt(),
+            None => diff.sqrt(),
+        };
+        Verdict { rel_err, mismatch: nonfinite }
     }
 }

@@ -355,12 +355,12 @@ impl Before {
         got.extend(u.state.iter().map(download).collect::<Result<Vec<_>>>()?);
         for (want, got) in std::iter::once(p).chain(s).zip(got) {
             let v = Verdict::of(&want, &got);
-            if v.rel_err > 1e-5 || v.nonfinite.is_some() {
+            if v.rel_err > 1e-5 || v.mismatch.is_some() {
                 return Err(Error::CheckFailed(format!(
                     "cross-check failed: {rule:?} update of a {} parameter disagrees with the CPU reference: relative error {:.3e} {}",
                     u.param.shape(),
                     v.rel_err,
-                    v.nonfinite.unwrap_or_default()
+                    v.mismatch.unwrap_or_default()
                 )));
             }
         }

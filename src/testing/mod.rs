@@ -57,19 +57,11 @@ impl Input {
     }
 }
 
-/// The relative error ‖got − want‖ / ‖want‖, and any NaN/Inf present on one side only.
+/// The relative error ‖got − want‖ / ‖want‖ — infinite when NaN/Inf appears on one side only or
+/// the lengths differ — and a description of such a mismatch.
 pub fn compare(want: &[f64], got: &[f64]) -> (f64, Option<String>) {
     let v = Verdict::of(want, got);
-    (v.rel_err, v.nonfinite)
-}
-
-/// The relative error of a gradient, infinite when NaN/Inf appears on one side only (the
-/// relative error alone skips non-finite elements, so a NaN gradient would score zero).
-fn gradient_error(want: &[f64], got: &[f64]) -> f64 {
-    match compare(want, got) {
-        (err, None) => err,
-        (_, Some(_)) => f64::INFINITY,
-    }
+    (v.rel_err, v.mismatch)
 }
 
 /// Draws a case's inputs for one shape set: floats in `float`, on `device`. The same seed gives
@@ -186,7 +178,7 @@ pub fn gradcheck(case: &Case, shapes: &[Vec<usize>], seed: u64, eps: f64) -> Res
             data[e] = x0;
             numeric.push((plus - minus) / (2.0 * eps));
         }
-        errors.push((k, gradient_error(&numeric, &analytic)));
+        errors.push((k, compare(&numeric, &analytic).0));
     }
     Ok(GradcheckReport { errors })
 }
@@ -235,7 +227,7 @@ pub fn parity(case: &Case, shapes: &[Vec<usize>], gpu: &Device, seed: u64) -> Re
         .zip(&gpu_grads)
         .enumerate()
         .filter_map(|(k, (c, g))| match (c, g) {
-            (Some(c), Some(g)) => Some((k, gradient_error(c, g))),
+            (Some(c), Some(g)) => Some((k, compare(c, g).0)),
             (None, None) => None,
             _ => Some((k, f64::INFINITY)),
         })
