@@ -1,7 +1,8 @@
 // Indexing by integer tensors. T is the element type, I the index type (src/ops/index.rs sets
 // both). gather/index_select read at indices; scatter_add/index_add add at indices into an
 // output that already holds a copy of x, with atomics (a compare-and-swap loop for f32).
-// Out-of-range indices are skipped (gather reads them as 0).
+// Out-of-range indices are skipped (gather reads them as 0) and reported with `report_fault`
+// (appended by the recorder): the realize then fails with the index's position.
 
 alias T = f32; // @T
 alias I = i32; // @I
@@ -13,8 +14,8 @@ struct Params {
     bound: u32,  // x's size along the axis
     inner: u32,  // 1-D forms: elements after the axis
     k: u32,      // 1-D forms: index length
+    fault_word: u32,
     pad0: u32,
-    pad1: u32,
     shape: array<vec4<u32>, 2>,   // the iterated space
     strides: array<vec4<u32>, 2>, // x's strides
 }
@@ -65,6 +66,7 @@ fn gather(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
         y[i] = x[offset_with(i, j)];
     } else {
         y[i] = T(0);
+        report_fault(p.fault_word, i);
     }
 }
 
@@ -75,11 +77,13 @@ fn index_select(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) g
     if i >= p.n {
         return;
     }
-    let j = u32(index[i / p.inner % p.k]);
+    let at = i / p.inner % p.k;
+    let j = u32(index[at]);
     if j < p.bound {
         y[i] = x[offset_1d(i, j)];
     } else {
         y[i] = T(0);
+        report_fault(p.fault_word, at);
     }
 }
 
@@ -112,6 +116,8 @@ fn scatter_add(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) gr
     let j = u32(scatter_index[i]);
     if j < p.bound {
         add_at(offset_with(i, j), src[i]);
+    } else {
+        report_fault(p.fault_word, i);
     }
 }
 
@@ -122,8 +128,11 @@ fn index_add(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) grou
     if i >= p.n {
         return;
     }
-    let j = u32(scatter_index[i / p.inner % p.k]);
+    let at = i / p.inner % p.k;
+    let j = u32(scatter_index[at]);
     if j < p.bound {
         add_at(offset_1d(i, j), src[i]);
+    } else {
+        report_fault(p.fault_word, at);
     }
 }

@@ -1,7 +1,8 @@
 // Cross-entropy from logits, one workgroup per row of `classes` logits.
 // forward:  loss = (1 − s)(lse − x_t) + s(lse − mean(x)), 0 on ignored rows
 // backward: dx_c = (softmax_c − q_c)·g, q = (1 − s)·onehot(t) + s/C, 0 on ignored rows
-// I is the labels's integer type (set by src/ops/loss.rs).
+// I is the labels's integer type (set by src/ops/loss.rs). A target out of range is reported
+// (report_fault, position = row) and its row left 0.
 
 alias I = i32; // @I
 
@@ -11,9 +12,9 @@ struct Params {
     has_ignore: u32,
     ignore: i32,
     smoothing: f32,
+    keep: f32,        // 1 − smoothing, computed by the host in f64
+    fault_word: u32,
     pad0: u32,
-    pad1: u32,
-    pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -86,11 +87,14 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
     let t = labels[row];
     if ignored(t) || u32(t) >= p.classes {
         loss[row] = 0.0;
+        if !ignored(t) {
+            report_fault(p.fault_word, row);
+        }
         return;
     }
     let lse = stats.x + log(stats.y);
     let mean = stats.z / f32(p.classes);
-    loss[row] = (1.0 - p.smoothing) * (lse - logits[base + u32(t)]) + p.smoothing * (lse - mean);
+    loss[row] = p.keep * (lse - logits[base + u32(t)]) + p.smoothing * (lse - mean);
 }
 
 @group(0) @binding(3) var<storage, read> upstream: array<f32>;
@@ -108,6 +112,9 @@ fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) group
     }
     let t = labels[row];
     let skip = ignored(t) || u32(t) >= p.classes;
+    if skip && !ignored(t) && lid == 0u {
+        report_fault(p.fault_word, row);
+    }
     let g = upstream[row];
     let uniform_part = p.smoothing / f32(p.classes);
     for (var j = lid; j < p.classes; j += WG) {
@@ -116,7 +123,7 @@ fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) group
         } else {
             var q = uniform_part;
             if j == u32(t) {
-                q += 1.0 - p.smoothing;
+                q += p.keep;
             }
             dx[base + j] = (exp(logits[base + j] - stats.x) / stats.y - q) * g;
         }

@@ -8,13 +8,17 @@ struct Params {
     flag: u32,      // SGD: nesterov; RMSProp: centered; Adam: decoupled weight decay (AdamW)
     pad0: u32,
     lr: f32,
-    a: f32,         // SGD momentum, RMSProp alpha, Adadelta rho, Adam beta1
-    b: f32,         // RMSProp momentum, Adam beta2
+    a: f32,           // SGD momentum, RMSProp alpha, Adadelta rho, Adam beta1
+    b: f32,           // RMSProp momentum, Adam beta2
+    one_minus_a: f32, // 1 − a and 1 − b, computed by the host in f64: 1 − b from an f32 b = 0.999
+    one_minus_b: f32, // would be 1.3e-5 off
     eps: f32,
     weight_decay: f32,
-    bias1: f32,     // Adam: 1 − beta1^t
-    bias2_sqrt: f32, // Adam: √(1 − beta2^t)
+    step_size: f32,   // Adam: lr / (1 − beta1^t)
+    bias2_sqrt: f32,  // Adam: √(1 − beta2^t)
+    decay: f32,       // AdamW: 1 − lr·weight_decay
     pad1: f32,
+    pad2: f32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -66,11 +70,11 @@ fn rmsprop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
         return;
     }
     let g = grad[i] + p.weight_decay * param[i];
-    let sq = p.a * s0[i] + (1.0 - p.a) * g * g;
+    let sq = p.a * s0[i] + p.one_minus_a * g * g;
     s0[i] = sq;
     var avg = sqrt(sq) + p.eps;
     if p.flag == 1u {
-        let ga = p.a * s2[i] + (1.0 - p.a) * g;
+        let ga = s2[i] + p.one_minus_a * (g - s2[i]);
         s2[i] = ga;
         avg = sqrt(sq - ga * ga) + p.eps;
     }
@@ -91,10 +95,10 @@ fn adadelta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) group
         return;
     }
     let g = grad[i] + p.weight_decay * param[i];
-    let sq = p.a * s0[i] + (1.0 - p.a) * g * g;
+    let sq = p.a * s0[i] + p.one_minus_a * g * g;
     s0[i] = sq;
     let delta = sqrt(s1[i] + p.eps) / sqrt(sq + p.eps) * g;
-    s1[i] = p.a * s1[i] + (1.0 - p.a) * delta * delta;
+    s1[i] = p.a * s1[i] + p.one_minus_a * delta * delta;
     new_param[i] = param[i] - p.lr * delta;
 }
 
@@ -108,13 +112,14 @@ fn adam(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     var x = param[i];
     var g = grad[i];
     if p.flag == 1u {
-        x = x * (1.0 - p.lr * p.weight_decay);
+        x = x * p.decay;
     } else {
         g = g + p.weight_decay * x;
     }
-    let m = p.a * s0[i] + (1.0 - p.a) * g;
-    let v = p.b * s1[i] + (1.0 - p.b) * g * g;
+    // PyTorch's order: exp_avg.lerp_(g, 1 − β1); exp_avg_sq.mul_(β2).addcmul_(g, g, 1 − β2)
+    let m = s0[i] + p.one_minus_a * (g - s0[i]);
+    let v = p.b * s1[i] + p.one_minus_b * g * g;
     s0[i] = m;
     s1[i] = v;
-    new_param[i] = x - p.lr / p.bias1 * m / (sqrt(v) / p.bias2_sqrt + p.eps);
+    new_param[i] = x - p.step_size * m / (sqrt(v) / p.bias2_sqrt + p.eps);
 }

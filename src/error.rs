@@ -53,6 +53,43 @@ pub enum Error {
     /// A value given from outside (command line, environment, config) is not valid.
     #[error("{0}")]
     Invalid(String),
+    /// An index or class label in a tensor's data is out of range for what it indexes. The same
+    /// error on every backend; the node stays unrealized, and realizing it again fails again.
+    #[error("{0}")]
+    OutOfRange(OutOfRange),
+}
+
+/// What [`Error::OutOfRange`] reports: the op, the offending value, its bound and the line of
+/// user code that created the node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutOfRange {
+    /// The op with its attributes (`index_select(axis 0)`).
+    pub op: String,
+    /// What the value is (`"index"`, `"target"`).
+    pub what: &'static str,
+    /// The first offending value, in the order of the index tensor's elements.
+    pub value: i64,
+    /// Its flat position in the index tensor.
+    pub position: usize,
+    /// Valid values are `0..bound`.
+    pub bound: usize,
+    /// The line of user code that created the node.
+    pub location: String,
+}
+
+impl std::fmt::Display for OutOfRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} {} (element {}) is out of range: valid values are 0 to {}; the node was created at {}",
+            self.op,
+            self.what,
+            self.value,
+            self.position,
+            self.bound as i64 - 1,
+            self.location
+        )
+    }
 }
 
 /// `Result` with [`Error`].

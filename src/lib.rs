@@ -59,6 +59,7 @@ pub mod debug {
     pub use crate::backend::wgpu::live_buffers as live_gpu_buffers;
     pub use crate::graph::check::{inject_fault_once, inject_nan_once};
     pub use crate::graph::node::live_nodes;
+    pub use crate::optim::fused::inject_f32_constants_once as inject_f32_optimizer_constants_once;
 
     /// How many buffers the pool of GPU `n` has ever created (a leak makes this grow).
     pub fn gpu_buffers_created(n: usize) -> crate::Result<usize> {

@@ -268,18 +268,53 @@ impl Tensor {
     }
 
     /// Replaces the value of this tensor with the value of `value`, in place: every handle on
-    /// it (a model and its optimizer) sees the new value. `value` is realized first.
+    /// it (a model and its optimizer) sees the new value. `value` is realized first, and any
+    /// deferred assignment to this tensor is dropped.
     ///
     /// This is how parameters are updated. Panics when this tensor has gradient history, or on a
     /// change of shape, dtype or device.
     #[track_caller]
     pub fn assign(&self, value: &Tensor) -> Result<()> {
+        self.check_assignable("assign", value);
+        crate::graph::deferred::cancel(self);
+        value.realize()?;
+        self.0.set_storage(value.storage().expect("realized"));
+        self.0.drop_inputs();
+        Ok(())
+    }
+
+    /// Assigns `value` to this tensor at the next realize on this thread, whatever that realize
+    /// computes, so that no realize is forced now: how a forward pass updates state as a side
+    /// effect (BatchNorm's running statistics) within the training step's one realize. Build
+    /// `value` on [`Tensor::latest`], so that two updates before a realize compose.
+    ///
+    /// ```
+    /// # use kiln::{Device, Tensor};
+    /// let count = Tensor::zeros([1], &Device::Cpu);
+    /// count.assign_deferred(&(count.latest() + 1.0));
+    /// count.assign_deferred(&(count.latest() + 1.0)); // nothing has run yet
+    /// assert_eq!(count.to_vec::<f32>().unwrap(), vec![2.0]);
+    /// ```
+    #[track_caller]
+    pub fn assign_deferred(&self, value: &Tensor) {
+        self.check_assignable("assign_deferred", value);
+        crate::graph::deferred::defer(self, value.detach());
+    }
+
+    /// The value this tensor will hold after the next realize: its pending deferred assignment
+    /// (see [`Tensor::assign_deferred`]), or itself.
+    pub fn latest(&self) -> Tensor {
+        crate::graph::deferred::latest(self).unwrap_or_else(|| self.clone())
+    }
+
+    #[track_caller]
+    fn check_assignable(&self, op: &str, value: &Tensor) {
         if self.0.inputs().iter().any(|t| t.requires_grad()) {
-            panic!("assign: the tensor has gradient history; only variables can be assigned");
+            panic!("{op}: the tensor has gradient history; only variables can be assigned");
         }
         if value.shape() != self.shape() || value.dtype() != self.dtype() {
             panic!(
-                "assign: value {} {} does not match the tensor {} {}",
+                "{op}: value {} {} does not match the tensor {} {}",
                 value.shape(),
                 value.dtype(),
                 self.shape(),
@@ -287,11 +322,7 @@ impl Tensor {
             );
         }
         if value.device() != self.device() {
-            panic!("assign: value is on {}, the tensor on {}", value.device(), self.device());
+            panic!("{op}: value is on {}, the tensor on {}", value.device(), self.device());
         }
-        value.realize()?;
-        self.0.set_storage(value.storage().expect("realized"));
-        self.0.drop_inputs();
-        Ok(())
     }
 }

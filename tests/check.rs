@@ -71,3 +71,43 @@ fn kiln_check_1_checks_every_gpu_device_and_reports_one_sided_nan() {
         other => panic!("the injected NaN was not caught: {other:?}"),
     }
 }
+
+#[test]
+fn kiln_check_1_passes_adam_and_catches_one_minus_beta_computed_in_f32() {
+    const TEST: &str = "kiln_check_1_passes_adam_and_catches_one_minus_beta_computed_in_f32";
+    if std::env::var("KILN_CHECK").is_err() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", TEST, "--nocapture", "--test-threads", "1"])
+            .env("KILN_CHECK", "1")
+            .output()
+            .unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("1 passed"), "the child run failed:\n{text}");
+        return;
+    }
+    use kiln::nn::{self, Linear, Module, ReLU, Sequential};
+    use kiln::optim::{Optimizer, Rule};
+    let Some(gpu) = common::gpu("KILN_CHECK=1 with Adam") else {
+        return;
+    };
+    kiln::manual_seed(3);
+    let model = Sequential::new().add(Linear::new(2, 16, &gpu)).add(ReLU).add(Linear::new(16, 3, &gpu));
+    let x = Tensor::randn([32, 2], &gpu);
+    let y = Tensor::from_vec((0..32).map(|i| i % 3).collect::<Vec<i32>>(), [32], &gpu);
+    for rule in [Rule::adam(), Rule::adamw(), Rule::rmsprop(), Rule::adadelta(), Rule::sgd_momentum(0.9)] {
+        let mut opt = Optimizer::new(nn::parameters(&model), rule, 1e-2);
+        for step in 0..20 {
+            let loss = model.forward(&x).cross_entropy(&y);
+            opt.step(&loss.backward()).unwrap_or_else(|e| panic!("{rule:?} step {step}: {e}"));
+        }
+    }
+    // the bug kiln had: 1 − β2 from β2 rounded to f32, 1.3e-5 off — caught, not tolerated
+    let mut opt = Optimizer::new(nn::parameters(&model), Rule::adam(), 1e-2);
+    opt.step(&model.forward(&x).cross_entropy(&y).backward()).unwrap();
+    kiln::debug::inject_f32_optimizer_constants_once();
+    match opt.step(&model.forward(&x).cross_entropy(&y).backward()) {
+        Err(Error::CheckFailed(msg)) => assert!(msg.contains("exp_avg"), "names the state: {msg}"),
+        other => panic!("1 − β in f32 was not caught: {other:?}"),
+    }
+}

@@ -6,8 +6,9 @@
 
 use crate::backend::Storage;
 use crate::backend::cpu::CpuStorage;
-use crate::ops::{CpuArg, Meta};
-use crate::{Error, Result, Tensor};
+use crate::ops::{CpuArg, Meta, Op, ROUNDING_MARGIN, Tolerance, ULP};
+use crate::rng::RandomKey;
+use crate::{DType, Error, Result, Tensor};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Test-only fault injection: when set, the next checked GPU result is spoiled before the
@@ -42,8 +43,19 @@ pub(crate) fn compare(t: &Tensor, inputs: &[Tensor], storages: &[Storage], out: 
     let args: Vec<CpuArg> =
         host.iter().zip(inputs).map(|(data, i)| CpuArg { data, shape: i.shape() }).collect();
     let node = &t.0;
+    if let Some(fault) = node.op.validate(&args) {
+        return Err(fault.error(t));
+    }
     let meta = Meta { shape: &node.shape, dtype: node.dtype };
     let reference = node.op.cpu(&args, &meta).to_f64_vec();
+    let (tolerance, measured) = match node.op.tolerance(&args, &meta) {
+        Tolerance::Exact => (0.0, None),
+        Tolerance::Rounding { floor, terms } => {
+            let kappa = condition(&node.op, &host, inputs, &meta);
+            let summing = ROUNDING_MARGIN * (terms as f64).sqrt() * ULP * kappa;
+            (floor + summing, Some((floor, terms, kappa)))
+        }
+    };
     let mut gpu = out.gpu().download(node.dtype, t.numel())?.to_f64_vec();
     if let Some(first) = gpu.first_mut() {
         match INJECT_FAULT.swap(NO_FAULT, Ordering::SeqCst) {
@@ -52,7 +64,6 @@ pub(crate) fn compare(t: &Tensor, inputs: &[Tensor], storages: &[Storage], out: 
             _ => {}
         }
     }
-    let tolerance = node.op.tolerance();
     let verdict = Verdict::of(&reference, &gpu);
     if verdict.rel_err <= tolerance && verdict.mismatch.is_none() {
         return Ok(());
@@ -68,11 +79,50 @@ pub(crate) fn compare(t: &Tensor, inputs: &[Tensor], storages: &[Storage], out: 
         verdict.rel_err,
         tolerance,
     );
+    if let Some((floor, terms, kappa)) = measured {
+        msg.push_str(&format!(
+            ": {floor:.1e} for the op's own rounding, and {ROUNDING_MARGIN}·√{terms} ulps of sums at the measured condition κ = {kappa:.2}"
+        ));
+    }
     if let Some(n) = verdict.mismatch {
         msg.push_str(&format!("\n  {n}"));
     }
     msg.push_str(&format!("\n  created at {}", node.location));
     Err(Error::CheckFailed(msg))
+}
+
+/// The measured condition κ of `op` at these inputs (see [`Tolerance`]): how far its output
+/// moves, in ulps of ‖output‖, when every float input moves by one ulp of random sign — both
+/// runs in f64, so only the data's conditioning shows. 0 for ops without float inputs.
+fn condition(op: &dyn Op, host: &[CpuStorage], inputs: &[Tensor], meta: &Meta) -> f64 {
+    if !host.iter().any(|h| h.dtype().is_float()) {
+        return 0.0;
+    }
+    let run = |perturb: bool| -> Vec<f64> {
+        let wide: Vec<CpuStorage> = host
+            .iter()
+            .enumerate()
+            .map(|(k, h)| {
+                if !h.dtype().is_float() {
+                    return h.clone();
+                }
+                let key = RandomKey { seed: 0xc0d, stream: k as u64 };
+                let moved = |(i, x): (usize, f64)| match perturb {
+                    true if key.uniform(i as u64) < 0.5 => x * (1.0 - ULP),
+                    true => x * (1.0 + ULP),
+                    false => x,
+                };
+                CpuStorage::from_vec(h.to_f64_vec().into_iter().enumerate().map(moved).collect::<Vec<f64>>())
+            })
+            .collect();
+        let args: Vec<CpuArg> =
+            wide.iter().zip(inputs).map(|(data, i)| CpuArg { data, shape: i.shape() }).collect();
+        op.cpu(&args, &Meta { shape: meta.shape, dtype: DType::F64 }).to_f64_vec()
+    };
+    let (y, moved) = (run(false), run(true));
+    let norm = y.iter().map(|v| v * v).sum::<f64>().sqrt();
+    let shift = y.iter().zip(&moved).map(|(a, b)| (a - b) * (a - b)).sum::<f64>().sqrt();
+    if norm > 0.0 { shift / (ULP * norm) } else { shift / ULP }
 }
 
 /// How two results compare.

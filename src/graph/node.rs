@@ -6,12 +6,13 @@
 //! (`realize.rs`), which is what keeps a training loop's memory flat.
 
 use crate::backend::Storage;
+use crate::error::OutOfRange;
 use crate::ops::Op;
 use crate::{DType, Device, Shape, Tensor};
 use smallvec::SmallVec;
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 static LIVE: AtomicUsize = AtomicUsize::new(0);
@@ -51,6 +52,10 @@ pub(crate) struct NodeOf<O: ?Sized> {
     realized: AtomicBool,
     /// The line of user code that created the node (for cross-check and error reports).
     pub location: &'static Location<'static>,
+    /// Set when a GPU kernel found an out-of-range index in this node's data or upstream of it
+    /// after its inputs were released: realizing it again returns this error (as recomputing
+    /// it from the same inputs would).
+    poison: OnceLock<Box<OutOfRange>>,
     pub op: O,
 }
 
@@ -77,6 +82,7 @@ impl<O: Op> NodeOf<O> {
             storage: Mutex::new(None),
             realized: AtomicBool::new(false),
             location,
+            poison: OnceLock::new(),
         }
     }
 }
@@ -125,6 +131,17 @@ impl<O: ?Sized> NodeOf<O> {
     pub fn set_storage(&self, storage: Storage) {
         *lock(&self.storage) = Some(storage);
         self.realized.store(true, Ordering::Release);
+    }
+
+    /// The error that computing this node gave, if it was poisoned (see the field).
+    pub fn poison(&self) -> Option<&OutOfRange> {
+        self.poison.get().map(|b| b.as_ref())
+    }
+
+    /// Drops the value computed from out-of-range data and remembers why.
+    pub fn set_poison(&self, error: OutOfRange) {
+        self.take_storage();
+        let _ = self.poison.set(Box::new(error));
     }
 
     /// Forgets the inputs: the node keeps its value but no longer its history.

@@ -7,17 +7,29 @@
 
 use crate::backend::Storage;
 use crate::backend::wgpu::{self as gpu, Recorder};
-use crate::graph::check;
 use crate::graph::node::new_walk;
-use crate::ops::{CpuArg, Exec, GpuArg, Meta};
-use crate::{Device, Result, Tensor};
+use crate::graph::{check, deferred};
+use crate::ops::{CpuArg, Exec, Fault, GpuArg, Meta};
+use crate::{Device, Error, Result, Tensor};
 use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
-/// Computes `roots` and everything they need that is not computed yet.
+/// Computes `roots` and everything they need that is not computed yet, and this thread's
+/// deferred assignments (`deferred.rs`).
 pub(crate) fn realize(roots: &[Tensor]) -> Result<()> {
+    let deferred = deferred::take();
+    if deferred.is_empty() {
+        return realize_roots(roots);
+    }
+    let all: Vec<Tensor> = roots.iter().cloned().chain(deferred.iter().map(|(_, v)| v.clone())).collect();
+    let result = realize_roots(&all);
+    deferred::apply(deferred);
+    result
+}
+
+fn realize_roots(roots: &[Tensor]) -> Result<()> {
     let order = schedule(roots);
     if order.is_empty() {
         return Ok(());
@@ -57,25 +69,53 @@ fn schedule(roots: &[Tensor]) -> Vec<Tensor> {
     order
 }
 
+/// A fault word of one recorder: (the recorder's number in this realize, the slot).
+type SlotId = (usize, usize);
+
 /// Runs scheduled nodes, holding one open recorder per GPU in use.
 #[derive(Default)]
 struct Executor {
-    recorders: HashMap<usize, Recorder>,
+    /// Per GPU: its open recorder and that recorder's number in this realize.
+    recorders: HashMap<usize, (Recorder, usize)>,
+    /// Recorders opened so far.
+    opened: usize,
+    /// GPU nodes computed from the output of an index-checking kernel of this realize, with the
+    /// fault words they depend on: if a kernel reports a fault, they hold garbage and are
+    /// poisoned (see `faults.rs`). Empty unless such kernels run.
+    tainted: HashMap<u64, (Tensor, SmallVec<[SlotId; 2]>)>,
 }
 
 impl Executor {
     fn run(&mut self, t: &Tensor) -> Result<()> {
         let node = &t.0;
+        if let Some(poison) = node.poison() {
+            return Err(Error::OutOfRange(poison.clone()));
+        }
         // A node no gradient will pass through forgets its inputs once computed: take them
         // instead of copying (and put them back if the computation fails).
         let mut held = node.inputs();
         let keep = held.iter().any(|i| i.requires_grad());
         let inputs = if keep { held.clone() } else { std::mem::take(&mut *held) };
         drop(held);
-        let result = self.compute(t, &inputs);
+        let mut slots: SmallVec<[SlotId; 2]> = SmallVec::new();
+        if !self.tainted.is_empty() {
+            for i in &inputs {
+                if let Some((_, s)) = self.tainted.get(&i.id()) {
+                    for id in s {
+                        if !slots.contains(id) {
+                            slots.push(*id);
+                        }
+                    }
+                }
+            }
+        }
+        let result = self.compute(t, &inputs, &mut slots);
         match result {
             Ok(storage) => {
                 node.set_storage(storage);
+                if !slots.is_empty() {
+                    self.tainted.insert(t.id(), (t.clone(), slots));
+                }
                 Ok(())
             }
             Err(e) => {
@@ -87,8 +127,14 @@ impl Executor {
         }
     }
 
-    /// The value of node `t` from its realized inputs.
-    fn compute(&mut self, t: &Tensor, inputs: &[Tensor]) -> Result<Storage> {
+    /// The value of node `t` from its realized inputs. A GPU kernel that checks indices adds
+    /// its fault words to `slots`.
+    fn compute(
+        &mut self,
+        t: &Tensor,
+        inputs: &[Tensor],
+        slots: &mut SmallVec<[SlotId; 2]>,
+    ) -> Result<Storage> {
         let node = &t.0;
         if node.op.exec() == Exec::Kernel && node.device == Device::Cpu {
             let meta = Meta { shape: &node.shape, dtype: node.dtype };
@@ -110,16 +156,26 @@ impl Executor {
                         .zip(inputs)
                         .map(|(s, i)| CpuArg { data: s.cpu(), shape: i.shape() })
                         .collect();
+                    if let Some(fault) = node.op.validate(&args) {
+                        return Err(fault.error(t));
+                    }
                     Storage::Cpu(Arc::new(node.op.cpu(&args, &meta)))
                 }
                 Device::Gpu(n) => {
-                    let rec = self.recorder(n)?;
+                    let (rec, number) = self.recorder(n)?;
                     let args: SmallVec<[GpuArg; 3]> = storages
                         .iter()
                         .zip(inputs)
                         .map(|(s, i)| GpuArg { buf: s.gpu(), shape: i.shape(), dtype: i.dtype() })
                         .collect();
+                    let first_slot = rec.fault_slot_count();
                     let out = node.op.gpu(&args, &meta, rec)?;
+                    for (k, slot) in rec.fault_slots_from(first_slot).iter_mut().enumerate() {
+                        let input = &inputs[slot.arg];
+                        slot.input = Some((storages[slot.arg].clone(), input.dtype(), input.numel()));
+                        slot.node = Some(t.clone());
+                        slots.push((number, first_slot + k));
+                    }
                     let checked = rec.context().checked();
                     let out = Storage::Gpu(Arc::new(out));
                     if checked {
@@ -177,29 +233,58 @@ impl Executor {
         };
         Ok(match to {
             Device::Cpu => Storage::Cpu(host),
-            Device::Gpu(n) => Storage::Gpu(Arc::new(self.recorder(n)?.upload(&host)?)),
+            Device::Gpu(n) => Storage::Gpu(Arc::new(self.recorder(n)?.0.upload(&host)?)),
         })
     }
 
-    fn recorder(&mut self, n: usize) -> Result<&mut Recorder> {
-        Ok(match self.recorders.entry(n) {
+    /// GPU `n`'s open recorder and its number in this realize.
+    fn recorder(&mut self, n: usize) -> Result<(&mut Recorder, usize)> {
+        let (rec, number) = match self.recorders.entry(n) {
             Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => e.insert(Recorder::new(gpu::context(n)?)),
-        })
+            Entry::Vacant(e) => {
+                self.opened += 1;
+                e.insert((Recorder::new(gpu::context(n)?), self.opened))
+            }
+        };
+        Ok((rec, *number))
     }
 
     /// Submits what GPU `n` has recorded so far and waits for it.
     fn flush(&mut self, n: usize) -> Result<()> {
         match self.recorders.remove(&n) {
-            Some(rec) => rec.submit_and_wait(),
+            Some((rec, number)) => {
+                self.submit(rec, number)?;
+                gpu::context(n)?.wait()
+            }
             None => Ok(()),
         }
     }
 
-    fn finish(self) -> Result<()> {
+    /// Submits one recorder's work; if its kernels found an out-of-range index, poisons every
+    /// node computed from the faulty one and returns the error.
+    fn submit(&mut self, rec: Recorder, number: usize) -> Result<()> {
+        let Some((slot, position, info)) = rec.submit_and_find_fault()? else {
+            return Ok(());
+        };
+        let node = info.node.expect("the realizer fills in every slot");
+        let (storage, dtype, numel) = info.input.expect("the realizer fills in every slot");
+        let values = storage.gpu().download(dtype, numel)?.to_f64_vec();
+        let fault = Fault { what: info.what, value: values[position] as i64, position, bound: info.bound };
+        let Error::OutOfRange(error) = fault.error(&node) else { unreachable!("Fault::error") };
+        node.0.set_poison(error.clone());
+        for (t, slots) in self.tainted.values() {
+            if slots.contains(&(number, slot)) {
+                t.0.set_poison(error.clone());
+            }
+        }
+        Err(Error::OutOfRange(error))
+    }
+
+    fn finish(mut self) -> Result<()> {
         let mut result = Ok(());
-        for (_, rec) in self.recorders {
-            let r = rec.submit();
+        let recorders: Vec<_> = self.recorders.drain().collect();
+        for (_, (rec, number)) in recorders {
+            let r = self.submit(rec, number);
             if result.is_ok() {
                 result = r;
             }

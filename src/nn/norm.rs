@@ -79,18 +79,22 @@ impl Module for BatchNorm {
             let var = x.var_axes(&axes, true, 0);
             let count: usize = axes.iter().map(|&a| x.dims()[a]).product();
             let m = self.momentum;
-            let (new_mean, new_var) = no_grad(|| {
+            no_grad(|| {
+                // PyTorch's update: an exponential average with the unbiased batch variance,
+                // computed with the step's next realize (no realize here, mid-forward)
                 let unbiased = &var * (count as f64 / (count.max(2) - 1) as f64);
-                let new_mean = &self.running_mean * (1.0 - m) + mean.detach().reshape([mean.numel()]) * m;
-                let new_var = &self.running_var * (1.0 - m) + unbiased.detach().reshape([var.numel()]) * m;
-                (new_mean, new_var)
+                let (rm, rv) = (self.running_mean.latest(), self.running_var.latest());
+                self.running_mean
+                    .assign_deferred(&(rm * (1.0 - m) + mean.detach().reshape([mean.numel()]) * m));
+                self.running_var
+                    .assign_deferred(&(rv * (1.0 - m) + unbiased.detach().reshape([var.numel()]) * m));
             });
-            // A failure here (device lost, out of memory) is sticky in the device and is
-            // reported by the realize of this step's loss; the statistics just miss one update.
-            let _ = self.running_mean.assign(&new_mean).and_then(|_| self.running_var.assign(&new_var));
             (mean, var)
         } else {
-            (Self::per_channel(&self.running_mean, r), Self::per_channel(&self.running_var, r))
+            (
+                Self::per_channel(&self.running_mean.latest(), r),
+                Self::per_channel(&self.running_var.latest(), r),
+            )
         };
         let w = Self::per_channel(&self.weight, r);
         let b = Self::per_channel(&self.bias, r);

@@ -2,7 +2,7 @@
 //! (which give bool tensors) in [`COMPARE`]. The kernel is `shaders/binary.wgsl`: a fast path
 //! for operands of the output's shape and a strided path for broadcasts.
 
-use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance};
 use crate::backend::cpu::{CpuData, CpuStorage, PARALLEL_CHUNK};
 use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
@@ -281,10 +281,10 @@ impl Op for Binary {
         vec![Some(da.sum_to(a.shape())), Some(db.sum_to(b.shape()))]
     }
 
-    fn tolerance(&self) -> f64 {
+    fn tolerance(&self, _: &[CpuArg], _: &Meta) -> Tolerance {
         match self.f {
-            Func::Arith(f) => f.tolerance,
-            Func::Compare(_) => 0.0,
+            Func::Arith(f) => Tolerance::Rounding { floor: f.tolerance, terms: 1 },
+            Func::Compare(_) => Tolerance::Exact,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `cast`: converts elements to another dtype with Rust's `as` semantics (float to integer
 //! truncates toward zero and saturates; anything to bool is `x != 0`).
 
-use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance};
 use crate::backend::cpu::{CpuData, CpuStorage, with_any};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::Element;
@@ -62,8 +62,9 @@ impl Op for Cast {
         // a float-to-float cast passes the gradient through, converted back
         vec![Some(g.grad.cast(g.inputs[0].dtype()))]
     }
-    fn tolerance(&self) -> f64 {
-        0.0
+    fn tolerance(&self, _: &[CpuArg], _: &Meta) -> Tolerance {
+        // conversions are exact or truncate the same way on both sides
+        Tolerance::Exact
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! CPU: im2col and a GEMM per image and group. GPU: `shaders/conv.wgsl`.
 
-use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
 use crate::backend::cpu::{CpuData, CpuStorage, Gemm, Mat, gemm};
 use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
@@ -460,8 +460,16 @@ impl Op for Conv {
         vec![Some(dx), Some(dw)]
     }
 
-    fn tolerance(&self) -> f64 {
-        2e-5
+    fn tolerance(&self, _: &[CpuArg], _: &Meta) -> Tolerance {
+        // each output sums C/groups·KH·KW products (forward), O/groups·KH·KW (input gradient)
+        // or N·OH·OW (weight gradient), in another order than the CPU's
+        let g = self.geom;
+        let terms = match self.pass {
+            Pass::Forward => g.patch(),
+            Pass::InputGrad => g.per_group().1 * g.kh * g.kw,
+            Pass::WeightGrad => g.n * g.oh * g.ow,
+        };
+        ulps_summing(2.0, terms)
     }
 }
 

@@ -1,6 +1,6 @@
 //! Creation ops: `full` (and zeros/ones) and `arange`. Random tensors are in `random.rs`.
 
-use super::{CpuArg, GpuArg, Meta, Op};
+use super::{CpuArg, GpuArg, Meta, Op, Tolerance, ulps};
 use crate::backend::cpu::{CpuData, CpuStorage};
 use crate::backend::cpu_pool::filled;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
@@ -42,6 +42,10 @@ impl Op for Full {
             DType::U32 => CpuData::U32(filled(n, v as u32)),
             DType::Bool => CpuData::Bool(filled(n, v != 0.0)),
         })
+    }
+    fn tolerance(&self, _: &[CpuArg], _: &Meta) -> Tolerance {
+        // the same value converted once
+        Tolerance::Exact
     }
     fn gpu(&self, _: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let n = out.shape.numel();
@@ -96,9 +100,9 @@ impl Op for Arange {
         rec.dispatch(&kernel, &params, &[], &[&y], Grid::Linear(params.n.div_ceil(256)))?;
         Ok(y)
     }
-    fn tolerance(&self) -> f64 {
-        // the GPU computes start + step·i in f32, the CPU in f64 then rounds
-        1e-6
+    fn tolerance(&self, _: &[CpuArg], _: &Meta) -> Tolerance {
+        // the GPU computes start + step·i in f32 (two roundings), the CPU in f64 then rounds
+        ulps(2.0)
     }
 }
 

@@ -1,12 +1,12 @@
 //! Indexing by integer tensors: `gather` and `index_select` read at indices; `scatter_add` and
-//! `index_add` (their gradients) add at indices. Indices are i32 or u32; out-of-range indices
-//! panic on the CPU and are skipped (gather: read as 0) on the GPU, which the cross-check
-//! reports.
+//! `index_add` (their gradients) add at indices. Indices are i32 or u32. An out-of-range index
+//! is `Error::OutOfRange` on both backends, naming the first bad element: the CPU validates
+//! before computing, the GPU kernels skip bad elements and report them (`report_fault`).
 //!
 //! GPU adds use atomics (a compare-and-swap loop for f32), so the order of additions into one
 //! element varies between runs: results agree with the CPU to rounding, not bit for bit.
 
-use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use super::{CpuArg, Fault, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
 use crate::backend::cpu::{CpuData, CpuStorage, indices, with_any};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::ops::binary::wgsl_type;
@@ -46,7 +46,9 @@ struct Params {
     /// For the 1-D forms: elements after the axis, and the index length.
     inner: u32,
     k: u32,
-    _pad: [u32; 2],
+    /// Where the kernel reports out-of-range indices (see `Recorder::fault_word`).
+    fault_word: u32,
+    _pad: u32,
     /// The iterated shape (gather: the index's; scatter: src's).
     shape: [u32; MAX_RANK],
     /// x's (or out's) strides.
@@ -97,6 +99,7 @@ fn kernel(kind: Kind, dtype: DType, index: DType) -> Kernel<'static> {
         _ => "atomicAdd(&acc[t], bitcast<u32>(v)); // @add",
     };
     Kernel::new(&SHADER, entry, 2, 1)
+        .with_fault_reports()
         .with("alias T = f32; // @T", format!("alias T = {};", wgsl_type(dtype)))
         .with("alias I = i32; // @I", format!("alias I = {};", wgsl_type(index)))
         .with("atomic_add_f32(t, v); // @add", add)
@@ -127,6 +130,10 @@ impl Op for Indexing {
 
     fn describe(&self) -> String {
         format!("{}(axis {})", self.name(), self.axis)
+    }
+
+    fn validate(&self, args: &[CpuArg]) -> Option<Fault> {
+        Fault::first("index", args[1].data, args[0].shape.dim(self.axis), None)
     }
 
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
@@ -170,6 +177,7 @@ impl Op for Indexing {
             Kind::ScatterAdd | Kind::IndexAdd => args[2].shape,
         };
         let (_, k, inner) = around(space.dims(), self.axis);
+        let fault_word = rec.fault_word(1, "index", x.shape.dim(self.axis))?;
         let params = Params {
             n: u32_of(name, space.numel()),
             rank: space.rank() as u32,
@@ -177,7 +185,8 @@ impl Op for Indexing {
             bound: u32_of(name, x.shape.dim(self.axis)),
             inner: u32_of(name, inner),
             k: u32_of(name, k),
-            _pad: [0; 2],
+            fault_word,
+            _pad: 0,
             shape: pack(name, space.dims(), 1),
             strides: pack(name, &x.shape.strides(), 0),
         };
@@ -210,11 +219,12 @@ impl Op for Indexing {
         }
     }
 
-    fn tolerance(&self) -> f64 {
+    fn tolerance(&self, args: &[CpuArg], _: &Meta) -> Tolerance {
         match self.kind {
-            Kind::Gather | Kind::IndexSelect => 0.0,
-            // atomic additions in varying order
-            Kind::ScatterAdd | Kind::IndexAdd => 1e-5,
+            Kind::Gather | Kind::IndexSelect => Tolerance::Exact,
+            // atomic additions in varying order: an element receives at most one addition per
+            // position along the axis of src
+            Kind::ScatterAdd | Kind::IndexAdd => ulps_summing(2.0, args[2].shape.dim(self.axis) + 1),
         }
     }
 }

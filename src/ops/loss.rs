@@ -2,7 +2,7 @@
 //! the target's logit and, for label smoothing, the row's sum), and a fused gradient
 //! softmax − target distribution. The mean over the rows that are not ignored is tensor ops.
 
-use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use super::{CpuArg, Fault, GpuArg, Grad, Meta, Op, Tolerance, cancellation, ulps_summing};
 use crate::backend::cpu::{CpuStorage, with_float};
 use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
@@ -40,41 +40,80 @@ struct Params {
     has_ignore: u32,
     ignore: i32,
     smoothing: f32,
-    _pad: [u32; 3],
+    /// 1 − smoothing, computed in f64 and rounded once.
+    keep: f32,
+    /// Where the kernel reports out-of-range targets (see `Recorder::fault_word`).
+    fault_word: u32,
+    _pad: u32,
 }
 
 impl CrossEntropy {
-    fn params(&self, rows: usize, classes: usize) -> Params {
-        Params {
+    /// The kernel parameters; registers the targets (input 1) for fault reports.
+    fn params(&self, rows: usize, classes: usize, rec: &mut Recorder) -> Result<Params> {
+        Ok(Params {
             rows: u32_of("cross_entropy", rows),
             classes: u32_of("cross_entropy", classes),
             has_ignore: self.ignore_index.is_some() as u32,
             ignore: self.ignore_index.unwrap_or(0).clamp(i32::MIN as i64, i32::MAX as i64) as i32,
             smoothing: self.label_smoothing as f32,
-            _pad: [0; 3],
-        }
+            keep: (1.0 - self.label_smoothing) as f32,
+            fault_word: rec.fault_word(1, "target", classes)?,
+            _pad: 0,
+        })
     }
 
     fn ignored(&self, target: i64) -> bool {
         self.ignore_index == Some(target)
     }
 
-    /// Reads the targets and checks them against the class count.
-    fn targets(&self, data: &CpuStorage, classes: usize) -> Vec<i64> {
-        let t: Vec<i64> = data.to_f64_vec().into_iter().map(|v| v as i64).collect();
-        for &v in &t {
-            if !self.ignored(v) && (v < 0 || v as usize >= classes) {
-                panic!("cross_entropy: target {v} is out of range for {classes} classes");
-            }
-        }
-        t
+    /// The first target (input 1 of the loss and its gradient) that is neither a class nor
+    /// ignored.
+    fn validate(&self, args: &[CpuArg]) -> Option<Fault> {
+        Fault::first("target", args[1].data, args[0].shape.dim(1), self.ignore_index)
     }
+
+    /// Reads the targets (already validated).
+    fn targets(&self, data: &CpuStorage) -> Vec<i64> {
+        data.to_f64_vec().into_iter().map(|v| v as i64).collect()
+    }
+
+    /// Each row of (logits, targets) worked out in f64, for the cross-check's tolerances.
+    fn rows(&self, args: &[CpuArg]) -> Vec<Row> {
+        let (x, classes) = (args[0].data.to_f64_vec(), args[0].shape.dim(1));
+        let targets = self.targets(args[1].data);
+        x.chunks(classes.max(1))
+            .zip(targets)
+            .map(|(row, target)| {
+                let m = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = row.iter().map(|v| (v - m).exp()).sum();
+                let lse = m + sum.ln();
+                let ignored = self.ignored(target);
+                let target_logit = if ignored { 0.0 } else { row[target as usize] };
+                let mean = row.iter().sum::<f64>() / classes as f64;
+                let s = self.label_smoothing;
+                let loss = if ignored { 0.0 } else { (1.0 - s) * (lse - target_logit) + s * (lse - mean) };
+                let probs = row.iter().map(|v| (v - m).exp() / sum).collect();
+                Row { lse, target_logit, target, ignored, loss, probs }
+            })
+            .collect()
+    }
+}
+
+/// One row of a cross-entropy, in f64 (see [`CrossEntropy::rows`]).
+struct Row {
+    lse: f64,
+    target_logit: f64,
+    target: i64,
+    ignored: bool,
+    loss: f64,
+    probs: Vec<f64>,
 }
 
 /// The forward or backward kernel for targets of type `labels`.
 fn kernel(entry: &'static str, labels: DType) -> Kernel<'static> {
     let reads = if entry == "forward" { 2 } else { 3 };
     Kernel::new(&SHADER, entry, reads, 1)
+        .with_fault_reports()
         .with("alias I = i32; // @I", format!("alias I = {};", wgsl_type(labels)))
 }
 
@@ -97,9 +136,13 @@ impl Op for CrossEntropyLoss {
         format!("cross_entropy({:?})", self.opts)
     }
 
+    fn validate(&self, args: &[CpuArg]) -> Option<Fault> {
+        self.opts.validate(args)
+    }
+
     fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
         let (rows, classes) = (args[0].shape.dim(0), args[0].shape.dim(1));
-        let targets = self.opts.targets(args[1].data, classes);
+        let targets = self.opts.targets(args[1].data);
         let s = self.opts.label_smoothing;
         with_float!(args[0].data, T, x => {
             let loss: Vec<T> = (0..rows)
@@ -123,7 +166,7 @@ impl Op for CrossEntropyLoss {
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let (rows, classes) = (args[0].shape.dim(0), args[0].shape.dim(1));
         let y = rec.alloc_elems(out.shape.numel())?;
-        let params = self.opts.params(rows, classes);
+        let params = self.opts.params(rows, classes, rec)?;
         let kernel = kernel("forward", args[1].dtype);
         rec.dispatch(&kernel, &params, &[args[0].buf, args[1].buf], &[&y], Grid::Linear(params.rows))?;
         Ok(y)
@@ -141,8 +184,14 @@ impl Op for CrossEntropyLoss {
         vec![Some(dx), None]
     }
 
-    fn tolerance(&self) -> f64 {
-        1e-5
+    fn tolerance(&self, args: &[CpuArg], _: &Meta) -> Tolerance {
+        // log-sum-exp of the row (the GPU's exp and log a few ulps each), then lse − x_t: that
+        // subtraction of rounded values cancels as the loss goes to 0, so the few ulps are of
+        // |lse| + |x_t|, not of the loss
+        let rows = self.opts.rows(args);
+        let magnitude = rows.iter().map(|r| r.lse.abs() + r.target_logit.abs());
+        let loss = rows.iter().map(|r| r.loss);
+        ulps_summing(16.0 * cancellation(magnitude, loss), args[0].shape.dim(1))
     }
 }
 
@@ -161,9 +210,13 @@ impl Op for CrossEntropyGrad {
         format!("cross_entropy_grad({:?})", self.opts)
     }
 
+    fn validate(&self, args: &[CpuArg]) -> Option<Fault> {
+        self.opts.validate(args)
+    }
+
     fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
         let (rows, classes) = (args[0].shape.dim(0), args[0].shape.dim(1));
-        let targets = self.opts.targets(args[1].data, classes);
+        let targets = self.opts.targets(args[1].data);
         let g = args[2].data.to_f64_vec();
         let s = self.opts.label_smoothing;
         with_float!(args[0].data, T, x => {
@@ -187,15 +240,30 @@ impl Op for CrossEntropyGrad {
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let (rows, classes) = (args[0].shape.dim(0), args[0].shape.dim(1));
         let dx = rec.alloc_elems(out.shape.numel())?;
-        let params = self.opts.params(rows, classes);
+        let params = self.opts.params(rows, classes, rec)?;
         let kernel = kernel("backward", args[1].dtype);
         let reads = [args[0].buf, args[1].buf, args[2].buf];
         rec.dispatch(&kernel, &params, &reads, &[&dx], Grid::Linear(params.rows))?;
         Ok(dx)
     }
 
-    fn tolerance(&self) -> f64 {
-        1e-5
+    fn tolerance(&self, args: &[CpuArg], _: &Meta) -> Tolerance {
+        // softmax of the row (exp a few ulps on the GPU, a sum, a division) minus the target
+        // distribution: p_t − 1 cancels as p_t goes to 1, so the few ulps are of p + q
+        let (classes, g) = (args[0].shape.dim(1), args[2].data.to_f64_vec());
+        let rows = self.opts.rows(args);
+        let s = self.opts.label_smoothing;
+        let (mut magnitude, mut value) = (Vec::new(), Vec::new());
+        for (row, g) in rows.iter().zip(&g) {
+            for (c, p) in row.probs.iter().enumerate() {
+                let on_target = if c as i64 == row.target { 1.0 - s } else { 0.0 };
+                let q = s / classes as f64 + on_target;
+                let g = if row.ignored { 0.0 } else { *g };
+                magnitude.push((p + q) * g.abs());
+                value.push((p - q) * g);
+            }
+        }
+        ulps_summing(16.0 * cancellation(magnitude.into_iter(), value.into_iter()), classes)
     }
 }
 

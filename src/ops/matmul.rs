@@ -8,7 +8,7 @@
 //! CPU: `matrixmultiply`'s GEMM (strided, so transposes are free). GPU: `shaders/matmul.wgsl`,
 //! tiles in workgroup memory with a block of outputs per invocation.
 
-use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
 use crate::backend::cpu::{CpuData, CpuStorage, Gemm, Mat, gemm};
 use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
@@ -186,10 +186,10 @@ impl Op for MatMul {
         vec![Some(da.sum_to(a.shape())), Some(db.sum_to(b.shape()))]
     }
 
-    fn tolerance(&self) -> f64 {
-        // f32 dot products of length k: rounding grows like √k·ε relative to Σ|aᵢbᵢ|, more
-        // relative to the result when terms cancel, and the GPU sums in another order
-        1e-4
+    fn tolerance(&self, args: &[CpuArg], out: &Meta) -> Tolerance {
+        // f32 dot products of length k in another order than the CPU's
+        let k = self.geometry(args[0].shape, args[1].shape, out.shape).k;
+        ulps_summing(2.0, k)
     }
 }
 

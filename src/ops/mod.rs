@@ -27,7 +27,7 @@ pub mod softmax;
 pub mod unary;
 pub mod view;
 
-use crate::backend::cpu::CpuStorage;
+use crate::backend::cpu::{CpuData, CpuStorage};
 use crate::backend::wgpu::{GpuBuffer, Recorder};
 use crate::{DType, Result, Shape, Tensor};
 
@@ -56,6 +56,52 @@ pub(crate) struct Grad<'a> {
     pub inputs: &'a [Tensor],
     pub output: &'a Tensor,
     pub grad: &'a Tensor,
+}
+
+/// An element of an op's integer input out of range, as [`Op::validate`] finds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fault {
+    /// What the value is (`"index"`, `"target"`).
+    pub what: &'static str,
+    /// The value.
+    pub value: i64,
+    /// Its flat position in its input.
+    pub position: usize,
+    /// Valid values are `0..bound`.
+    pub bound: usize,
+}
+
+impl Fault {
+    /// The first of `values` that is not in `0..bound` and not `allowed`, if any.
+    pub fn first(
+        what: &'static str,
+        values: &CpuStorage,
+        bound: usize,
+        allowed: Option<i64>,
+    ) -> Option<Fault> {
+        let first = |v: &mut dyn Iterator<Item = i64>| {
+            v.enumerate()
+                .find(|&(_, v)| (v < 0 || v as u64 >= bound as u64) && Some(v) != allowed)
+                .map(|(position, value)| Fault { what, value, position, bound })
+        };
+        match values.data() {
+            CpuData::I32(v) => first(&mut v.iter().map(|&x| i64::from(x))),
+            CpuData::U32(v) => first(&mut v.iter().map(|&x| i64::from(x))),
+            other => unreachable!("indices are i32 or u32, not {:?}", other.dtype()),
+        }
+    }
+
+    /// The error for this fault at `node`.
+    pub fn error(&self, node: &Tensor) -> crate::Error {
+        crate::Error::OutOfRange(crate::error::OutOfRange {
+            op: node.0.op.describe(),
+            what: self.what,
+            value: self.value,
+            position: self.position,
+            bound: self.bound,
+            location: node.created_at().to_string(),
+        })
+    }
 }
 
 /// How the realizer treats a node.
@@ -88,13 +134,21 @@ pub(crate) trait Op:
         Exec::Kernel
     }
 
-    /// The CPU reference.
+    /// The CPU reference. Runs only on inputs that [`Op::validate`] accepted.
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage;
+
+    /// For ops that read integer data as indices or labels: the first element out of range,
+    /// found on the CPU. The op's GPU launch reports the same through
+    /// [`Recorder::fault_word`], so both backends give the same [`crate::Error::OutOfRange`].
+    fn validate(&self, _args: &[CpuArg]) -> Option<Fault> {
+        None
+    }
 
     /// The CPU reference computed in place: `inout` holds input 0 and receives the output;
     /// `others` are the remaining inputs. The realizer offers this when nothing else refers to
     /// input 0 and the output has its dtype and shape. Returns false (the default) to decline,
-    /// and `cpu` runs instead.
+    /// and `cpu` runs instead. An op that [`Op::validate`]s its inputs must decline: the
+    /// realizer validates only on the way to `cpu`.
     fn cpu_in_place(&self, _inout: &mut CpuStorage, _others: &[CpuArg], _out: &Meta) -> bool {
         false
     }
@@ -107,10 +161,53 @@ pub(crate) trait Op:
         vec![None; g.inputs.len()]
     }
 
-    /// The relative error ‖gpu − cpu‖ / ‖cpu‖ that the run-time cross-check tolerates.
-    fn tolerance(&self) -> f64 {
-        1e-4
-    }
+    /// How the run-time cross-check judges this op's GPU output on these inputs (on the host):
+    /// bit for bit, or within f32 rounding (see [`Tolerance`]). Each op states its own, with
+    /// the reason.
+    fn tolerance(&self, args: &[CpuArg], out: &Meta) -> Tolerance;
+}
+
+/// How far the run-time cross-check lets a GPU output be from the CPU reference, as the relative
+/// error ‖gpu − cpu‖ / ‖cpu‖ (`graph/check.rs`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Tolerance {
+    /// Bit for bit: ops that move, select or compare values, or produce integers.
+    Exact,
+    /// f32 rounding. The GPU computes in f32, in another order than the CPU reference and with
+    /// transcendentals that are not correctly rounded: it differs by `floor`, the op's own few
+    /// ulps, plus the rounding of its sums of `terms` terms as the data conditions them. A
+    /// stable f32 algorithm computes the exact result of inputs perturbed by about √terms ulps
+    /// (errors of random sign add up like a random walk); how much such a perturbation moves
+    /// the output is measured at run time, by running the reference in f64 on the inputs and on
+    /// the inputs perturbed by one ulp of random sign: that measured condition κ captures a sum
+    /// whose terms cancel, a layer norm of a row whose mean dwarfs its spread, an exp of a large
+    /// argument. The allowance is `floor` + [`ROUNDING_MARGIN`]·√terms·κ ulps.
+    Rounding { floor: f64, terms: usize },
+}
+
+/// Headroom over the random-walk estimate of accumulated rounding (see [`Tolerance`]).
+pub(crate) const ROUNDING_MARGIN: f64 = 8.0;
+
+/// One f32 ulp as a relative error (at most 2⁻²³ of a value).
+pub(crate) const ULP: f64 = 1.1920928955078125e-7;
+
+/// `n` f32 ulps for an op whose outputs each come from a few roundings.
+pub(crate) const fn ulps(n: f64) -> Tolerance {
+    Tolerance::Rounding { floor: n * ULP, terms: 1 }
+}
+
+/// ‖magnitude‖ / ‖value‖ (at least 1): how much larger the rounded quantities an op subtracts
+/// are than its result, for ops whose f32 intermediates cancel (a loss near 0). Where the value
+/// is 0 the check compares absolute errors, and this is ‖magnitude‖.
+pub(crate) fn cancellation(magnitude: impl Iterator<Item = f64>, value: impl Iterator<Item = f64>) -> f64 {
+    let norm = |v: &mut dyn Iterator<Item = f64>| v.map(|x| x * x).sum::<f64>().sqrt();
+    let (m, v) = (norm(&mut { magnitude }), norm(&mut { value }));
+    if v > 0.0 { (m / v).max(1.0) } else { m }
+}
+
+/// `n` f32 ulps plus the rounding of sums of `terms` terms (see [`Tolerance`]).
+pub(crate) const fn ulps_summing(n: f64, terms: usize) -> Tolerance {
+    Tolerance::Rounding { floor: n * ULP, terms }
 }
 
 /// Every specialized kernel the ops can compile, for the shader validation test (which also

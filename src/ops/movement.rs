@@ -5,7 +5,7 @@
 //! coordinates c reads the input at offset `start + Σ c_d·stride_d` (stride 0 repeats, a
 //! permuted stride transposes, a scaled stride steps). Concat uses the same kernel to write.
 
-use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance};
 use crate::backend::cpu::{CpuData, CpuStorage, with_any};
 use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
@@ -159,8 +159,9 @@ impl Op for Movement {
         vec![Some(dx)]
     }
 
-    fn tolerance(&self) -> f64 {
-        0.0
+    fn tolerance(&self, _: &[CpuArg], _: &Meta) -> Tolerance {
+        // moves values
+        Tolerance::Exact
     }
 }
 
@@ -282,8 +283,9 @@ impl Op for Pad {
         vec![Some(g.grad.slice_strided(&starts, &steps, input.clone()))]
     }
 
-    fn tolerance(&self) -> f64 {
-        0.0
+    fn tolerance(&self, _: &[CpuArg], _: &Meta) -> Tolerance {
+        // moves values
+        Tolerance::Exact
     }
 }
 

@@ -4,7 +4,7 @@
 //! On the GPU both gradients are written as gathers — each input element visits the windows
 //! that contain it — so no atomics are needed and the result is deterministic.
 
-use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
 use crate::backend::cpu::{CpuData, CpuStorage};
 use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
@@ -270,8 +270,14 @@ impl Op for Pool {
         vec![Some(Tensor::from_op(op, inputs, x.shape().clone(), x.dtype()))]
     }
 
-    fn tolerance(&self) -> f64 {
-        1e-6
+    fn tolerance(&self, _: &[CpuArg], _: &Meta) -> Tolerance {
+        match (self.max, self.grad) {
+            // selects the window's maximum
+            (true, false) => Tolerance::Exact,
+            // sums of a window, or backward of the windows overlapping an input (at most
+            // KH·KW of them), then a division
+            _ => ulps_summing(2.0, self.geom.opts.kernel.0 * self.geom.opts.kernel.1 + 1),
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! output (a tree in workgroup memory); a strided one with many outputs gets one thread per
 //! output, so that neighbouring threads read neighbouring elements.
 
-use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
 use crate::backend::cpu::{CpuData, CpuStorage};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::ops::binary::wgsl_type;
@@ -185,11 +185,11 @@ impl Op for Reduce {
         vec![Some(dx)]
     }
 
-    fn tolerance(&self) -> f64 {
+    fn tolerance(&self, args: &[CpuArg], _: &Meta) -> Tolerance {
         match self.op {
-            // f32 accumulation on the GPU against the CPU's f64: rounding grows like √n·ε
-            ReduceOp::Sum => 1e-5,
-            ReduceOp::Max | ReduceOp::Min => 0.0,
+            // the GPU accumulates in f32 (the CPU in f64)
+            ReduceOp::Sum => ulps_summing(2.0, self.axes.iter().map(|&a| args[0].shape.dim(a)).product()),
+            ReduceOp::Max | ReduceOp::Min => Tolerance::Exact,
         }
     }
 }
@@ -279,8 +279,9 @@ impl Op for ArgReduce {
         Ok(y)
     }
 
-    fn tolerance(&self) -> f64 {
-        0.0
+    fn tolerance(&self, _: &[CpuArg], _: &Meta) -> Tolerance {
+        // indices of the first extreme value
+        Tolerance::Exact
     }
 }
 

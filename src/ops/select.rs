@@ -1,6 +1,6 @@
 //! `where`: picks elementwise from two tensors by a bool mask, with broadcasting of all three.
 
-use super::{CpuArg, GpuArg, Grad, Meta, Op};
+use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance};
 use crate::backend::cpu::{CpuData, CpuStorage};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::ops::binary::{GPU_TYPES, wgsl_type};
@@ -81,8 +81,9 @@ impl Op for Where {
         vec![None, Some(da), Some(db)]
     }
 
-    fn tolerance(&self) -> f64 {
-        0.0
+    fn tolerance(&self, _: &[CpuArg], _: &Meta) -> Tolerance {
+        // selects values
+        Tolerance::Exact
     }
 }
 

@@ -1,7 +1,7 @@
 //! Ops that move no data: leaves (data given at creation), `reshape` and `detach` (which share
 //! their input's storage) and `to` (which copies between devices).
 
-use super::{CpuArg, Exec, GpuArg, Grad, Meta, Op};
+use super::{CpuArg, Exec, GpuArg, Grad, Meta, Op, Tolerance};
 use crate::backend::cpu::CpuStorage;
 use crate::backend::wgpu::{GpuBuffer, Recorder};
 use crate::{Result, Shape, Tensor};
@@ -15,6 +15,10 @@ impl Op for Leaf {
     }
     fn exec(&self) -> Exec {
         Exec::Leaf
+    }
+    fn tolerance(&self, _: &[CpuArg], _: &Meta) -> Tolerance {
+        // never computed
+        Tolerance::Exact
     }
     fn cpu(&self, _: &[CpuArg], _: &Meta) -> CpuStorage {
         unreachable!("a leaf is realized at creation")
@@ -34,6 +38,10 @@ impl Op for Detach {
     fn exec(&self) -> Exec {
         Exec::View
     }
+    fn tolerance(&self, _: &[CpuArg], _: &Meta) -> Tolerance {
+        // never computed: shares its input
+        Tolerance::Exact
+    }
     fn cpu(&self, _: &[CpuArg], _: &Meta) -> CpuStorage {
         unreachable!("a view shares its input's storage")
     }
@@ -51,6 +59,10 @@ impl Op for Reshape {
     }
     fn exec(&self) -> Exec {
         Exec::View
+    }
+    fn tolerance(&self, _: &[CpuArg], _: &Meta) -> Tolerance {
+        // never computed: shares its input
+        Tolerance::Exact
     }
     fn cpu(&self, _: &[CpuArg], _: &Meta) -> CpuStorage {
         unreachable!("a view shares its input's storage")
@@ -72,6 +84,10 @@ impl Op for ToDevice {
     }
     fn exec(&self) -> Exec {
         Exec::Transfer
+    }
+    fn tolerance(&self, _: &[CpuArg], _: &Meta) -> Tolerance {
+        // copies the value unchanged
+        Tolerance::Exact
     }
     fn cpu(&self, _: &[CpuArg], _: &Meta) -> CpuStorage {
         unreachable!("transfers are run by the realizer")

@@ -15,8 +15,19 @@ use crate::{DType, Device, Error, Result, Tensor};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 static SHADER: Shader = shader!("optim.wgsl");
+
+/// Test-only fault injection: the next GPU update computes 1 − β from β rounded to f32 (a bug
+/// kiln once had), to prove that the cross-check's tolerance is tight enough to catch it.
+static INJECT_F32_CONSTANTS: AtomicBool = AtomicBool::new(false);
+
+/// Makes the next fused GPU update compute its 1 − β in f32 (for testing the cross-check).
+#[doc(hidden)]
+pub fn inject_f32_constants_once() {
+    INJECT_F32_CONSTANTS.store(true, Ordering::SeqCst);
+}
 
 /// An update rule with its hyperparameters (PyTorch's definitions).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -56,15 +67,19 @@ impl Rule {
     }
 
     /// The GPU parameter block for step `t` (1-based) at learning rate `lr`.
-    fn params(&self, n: usize, lr: f64, t: u64) -> Params {
-        let h = self.hyper::<f32>(lr, t);
+    fn params(&self, n: usize, lr: f64, t: u64) -> Result<Params> {
+        let mut h = self.hyper::<f32>(lr, t);
+        if INJECT_F32_CONSTANTS.swap(false, Ordering::SeqCst) {
+            // the old bug, for the cross-check's test: 1 − β computed from β rounded to f32
+            (h.one_minus_a, h.one_minus_b) = (1.0 - h.a, 1.0 - h.b);
+        }
         let flag = match *self {
             Rule::Sgd { nesterov, .. } => nesterov,
             Rule::RmsProp { centered, .. } => centered,
             Rule::Adam { decoupled, .. } => decoupled,
             Rule::AdaGrad { .. } | Rule::Adadelta { .. } => false,
         };
-        Params {
+        Ok(Params {
             n: u32_of("optimizer step", n),
             first: h.first as u32,
             flag: flag as u32,
@@ -72,15 +87,22 @@ impl Rule {
             lr: h.lr,
             a: h.a,
             b: h.b,
+            one_minus_a: h.one_minus_a,
+            one_minus_b: h.one_minus_b,
             eps: h.eps,
             weight_decay: h.weight_decay,
-            bias1: h.bias1,
+            step_size: h.step_size,
             bias2_sqrt: h.bias2_sqrt,
-            _pad2: 0.0,
-        }
+            decay: h.decay,
+            _pad2: [0.0; 2],
+        })
     }
 
     /// The constants of step `t` (1-based) at learning rate `lr`, in the parameter's type.
+    ///
+    /// Every constant is computed in f64 and rounded once, as PyTorch computes them in Python
+    /// floats: 1 − β from a β already rounded to f32 is off by up to 1.3e-5 relative for β = 0.999
+    /// (0.999 rounds to 0.99900001), which would scale every step's second moment by that much.
     fn hyper<T: Float>(&self, lr: f64, t: u64) -> Hyper<T> {
         let (a, b, eps, weight_decay) = match *self {
             Rule::Sgd { momentum, weight_decay, .. } => (momentum, 0.0, 0.0, weight_decay),
@@ -89,15 +111,19 @@ impl Rule {
             Rule::Adadelta { rho, eps, weight_decay } => (rho, 0.0, eps, weight_decay),
             Rule::Adam { beta1, beta2, eps, weight_decay, .. } => (beta1, beta2, eps, weight_decay),
         };
-        let (bias1, bias2) = (1.0 - a.powi(t as i32), 1.0 - b.powi(t as i32));
+        let steps = i32::try_from(t).unwrap_or(i32::MAX);
+        let (bias1, bias2) = (1.0 - a.powi(steps), 1.0 - b.powi(steps));
         Hyper {
             lr: T::of(lr),
             a: T::of(a),
             b: T::of(b),
+            one_minus_a: T::of(1.0 - a),
+            one_minus_b: T::of(1.0 - b),
             eps: T::of(eps),
             weight_decay: T::of(weight_decay),
-            bias1: T::of(bias1),
+            step_size: T::of(lr / bias1),
             bias2_sqrt: T::of(bias2.sqrt()),
+            decay: T::of(1.0 - lr * weight_decay),
             first: t == 1,
         }
     }
@@ -125,11 +151,10 @@ fn adagrad<T: Float>(h: &Hyper<T>, p: T, g: T, s: &mut [T; 3]) -> T {
 
 #[inline(always)]
 fn rmsprop<T: Float>(h: &Hyper<T>, momentum: bool, centered: bool, p: T, g: T, s: &mut [T; 3]) -> T {
-    let one = T::ONE;
     let g = g + h.weight_decay * p;
-    s[0] = h.a * s[0] + (one - h.a) * g * g;
+    s[0] = h.a * s[0] + h.one_minus_a * g * g;
     let avg = if centered {
-        s[2] = h.a * s[2] + (one - h.a) * g;
+        s[2] = s[2] + h.one_minus_a * (g - s[2]);
         (s[0] - s[2] * s[2]).sqrt() + h.eps
     } else {
         s[0].sqrt() + h.eps
@@ -144,32 +169,39 @@ fn rmsprop<T: Float>(h: &Hyper<T>, momentum: bool, centered: bool, p: T, g: T, s
 
 #[inline(always)]
 fn adadelta<T: Float>(h: &Hyper<T>, p: T, g: T, s: &mut [T; 3]) -> T {
-    let one = T::ONE;
     let g = g + h.weight_decay * p;
-    s[0] = h.a * s[0] + (one - h.a) * g * g;
+    s[0] = h.a * s[0] + h.one_minus_a * g * g;
     let delta = (s[1] + h.eps).sqrt() / (s[0] + h.eps).sqrt() * g;
-    s[1] = h.a * s[1] + (one - h.a) * delta * delta;
+    s[1] = h.a * s[1] + h.one_minus_a * delta * delta;
     p - h.lr * delta
 }
 
 #[inline(always)]
 fn adam<T: Float>(h: &Hyper<T>, decoupled: bool, p: T, g: T, s: &mut [T; 3]) -> T {
-    let one = T::ONE;
-    let (p, g) = if decoupled { (p * (one - h.lr * h.weight_decay), g) } else { (p, g + h.weight_decay * p) };
-    s[0] = h.a * s[0] + (one - h.a) * g;
-    s[1] = h.b * s[1] + (one - h.b) * g * g;
-    p - h.lr / h.bias1 * s[0] / (s[1].sqrt() / h.bias2_sqrt + h.eps)
+    let (p, g) = if decoupled { (p * h.decay, g) } else { (p, g + h.weight_decay * p) };
+    // PyTorch: exp_avg.lerp_(g, 1 − β1); exp_avg_sq.mul_(β2).addcmul_(g, g, 1 − β2)
+    s[0] = s[0] + h.one_minus_a * (g - s[0]);
+    s[1] = h.b * s[1] + h.one_minus_b * g * g;
+    p - h.step_size * s[0] / (s[1].sqrt() / h.bias2_sqrt + h.eps)
 }
 
 /// The constants of one step (see [`Rule::hyper`]).
 struct Hyper<T> {
     lr: T,
+    /// SGD momentum, RMSProp alpha, Adadelta rho, Adam β1.
     a: T,
+    /// RMSProp momentum, Adam β2.
     b: T,
+    one_minus_a: T,
+    one_minus_b: T,
     eps: T,
     weight_decay: T,
-    bias1: T,
+    /// Adam: lr / (1 − β1ᵗ).
+    step_size: T,
+    /// Adam: √(1 − β2ᵗ).
     bias2_sqrt: T,
+    /// AdamW: 1 − lr·weight_decay.
+    decay: T,
     first: bool,
 }
 
@@ -183,11 +215,14 @@ struct Params {
     lr: f32,
     a: f32,
     b: f32,
+    one_minus_a: f32,
+    one_minus_b: f32,
     eps: f32,
     weight_decay: f32,
-    bias1: f32,
+    step_size: f32,
     bias2_sqrt: f32,
-    _pad2: f32,
+    decay: f32,
+    _pad2: [f32; 2],
 }
 
 /// One parameter's update: its tensor, gradient and state tensors (realized, same device).
@@ -327,7 +362,7 @@ fn record_gpu(rule: &Rule, lr: f64, t: u64, u: &Update, rec: &mut Recorder) -> R
     let writes: Vec<&GpuBuffer> =
         std::iter::once(&new_param).chain(state.iter().map(|b| b.as_ref())).collect();
     let kernel = Kernel::new(&SHADER, rule.entry(), 2, writes.len() as u32);
-    let params = rule.params(n, lr, t);
+    let params = rule.params(n, lr, t)?;
     rec.dispatch(&kernel, &params, &[&param, &grad], &writes, Grid::Linear(params.n.div_ceil(256)))?;
     Ok(new_param)
 }
@@ -348,16 +383,20 @@ impl Before {
         })
     }
 
+    /// Compares the GPU's new parameter and state with the f64 reference of the same update.
     fn check(&self, rule: &Rule, lr: f64, t: u64, u: &Update, new_param: &GpuBuffer) -> Result<()> {
         let state: Vec<&[f64]> = self.state.iter().map(Vec::as_slice).collect();
         let (p, s) = update(rule, &rule.hyper::<f64>(lr, t), &self.param, &self.grad, &state);
         let mut got = vec![new_param.download(u.param.dtype(), u.param.numel())?.to_f64_vec()];
         got.extend(u.state.iter().map(download).collect::<Result<Vec<_>>>()?);
-        for (want, got) in std::iter::once(p).chain(s).zip(got) {
+        let old = std::iter::once(&self.param).chain(&self.state);
+        let names = std::iter::once("parameter").chain(rule.slots().iter().copied());
+        for (((want, got), old), name) in std::iter::once(p).chain(s).zip(got).zip(old).zip(names) {
             let v = Verdict::of(&want, &got);
-            if v.rel_err > 1e-5 || v.mismatch.is_some() {
+            let tolerance = update_tolerance(old, &want);
+            if v.rel_err > tolerance || v.mismatch.is_some() {
                 return Err(Error::CheckFailed(format!(
-                    "cross-check failed: {rule:?} update of a {} parameter disagrees with the CPU reference: relative error {:.3e} {}",
+                    "cross-check failed: {rule:?} update of a {} parameter disagrees with the CPU reference in its {name}: relative error {:.3e} (tolerance {tolerance:.1e}) {}",
                     u.param.shape(),
                     v.rel_err,
                     v.mismatch.unwrap_or_default()
@@ -366,6 +405,25 @@ impl Before {
         }
         Ok(())
     }
+}
+
+/// The relative error an f32 update of `old` into `new` (the f64 reference) may carry.
+///
+/// Every rule computes `new = old·c + δ` (c a decay near 1, δ the step) in a handful of f32
+/// operations: the part carried over from `old` is rounded a few times, at most 2 ulps of
+/// |old| + |new| (a multiply and an add, 1 ulp = 2u with u = 2⁻²⁴); the step δ passes through
+/// up to 8 operations (the moment's own update, square root — 3 ulps on Vulkan —, divisions —
+/// 2.5 ulps each —, scaling), at most 16 ulps of |δ|. Norm-wise over the tensor, relative to ‖new‖. For Adam at
+/// β2 = 0.999 this is about 3e-7, so a 1 − β computed in f32 (1.3e-5 off) fails it by 40×.
+fn update_tolerance(old: &[f64], new: &[f64]) -> f64 {
+    const ULP: f64 = 2.0 / (1u64 << 24) as f64;
+    let (mut bound, mut norm) = (0.0, 0.0);
+    for (&o, &n) in old.iter().zip(new) {
+        let e = ULP * (2.0 * (o.abs() + n.abs()) + 16.0 * (n - o).abs());
+        bound += e * e;
+        norm += n * n;
+    }
+    if norm > 0.0 { (bound / norm).sqrt() } else { bound.sqrt() }
 }
 
 fn download(x: &Tensor) -> Result<Vec<f64>> {

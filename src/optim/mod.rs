@@ -17,7 +17,7 @@
 //! ```
 
 mod clip;
-mod fused;
+pub(crate) mod fused;
 pub mod schedule;
 
 pub use clip::clip_grad_norm;

@@ -4,6 +4,7 @@
 
 pub mod ceiling;
 mod context;
+mod faults;
 mod pipeline;
 mod pool;
 mod recorder;

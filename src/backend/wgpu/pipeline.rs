@@ -49,12 +49,22 @@ pub(crate) struct Kernel<'a> {
     pub writes: u32,
     /// Text substitutions: each pattern must occur in the shader.
     pub spec: Vec<(&'static str, String)>,
+    /// Whether the kernel reports out-of-range indices (see `faults.rs`): the recorder's fault
+    /// words are bound at `FAULT_BINDING`, where the prelude's `report_fault` writes.
+    pub faults: bool,
 }
 
 impl<'a> Kernel<'a> {
     /// An unspecialized kernel.
     pub fn new(shader: &'a Shader, entry: &'static str, reads: u32, writes: u32) -> Kernel<'a> {
-        Kernel { shader, library: None, entry, reads, writes, spec: Vec::new() }
+        Kernel { shader, library: None, entry, reads, writes, spec: Vec::new(), faults: false }
+    }
+
+    /// Binds the recorder's fault words, for a kernel that calls `report_fault` (see
+    /// `faults.rs`).
+    pub fn with_fault_reports(mut self) -> Kernel<'a> {
+        self.faults = true;
+        self
     }
 
     /// Places the shared shader `library` before this one.
@@ -88,7 +98,7 @@ impl<'a> Kernel<'a> {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         self.library.map(|l| l.name).hash(&mut h);
-        (self.shader.name, self.entry, &self.spec).hash(&mut h);
+        (self.shader.name, self.entry, &self.spec, self.faults).hash(&mut h);
         h.finish()
     }
 
@@ -96,7 +106,8 @@ impl<'a> Kernel<'a> {
     pub fn key(&self) -> String {
         let spec: Vec<String> = self.spec.iter().map(|(p, r)| format!("{p}={r}")).collect();
         let lib = self.library.map_or("", |l| l.name);
-        format!("{lib}+{}:{}:{}", self.shader.name, self.entry, spec.join(";"))
+        let faults = if self.faults { "+faults" } else { "" };
+        format!("{lib}+{}:{}:{}{faults}", self.shader.name, self.entry, spec.join(";"))
     }
 }
 
@@ -150,7 +161,7 @@ pub(crate) struct Pipeline {
 #[derive(Default)]
 pub(crate) struct PipelineCache {
     pipelines: Mutex<HashMap<u64, Arc<Pipeline>>>,
-    layouts: Mutex<HashMap<(u32, u32), wgpu::BindGroupLayout>>,
+    layouts: Mutex<HashMap<(u32, u32, bool), wgpu::BindGroupLayout>>,
 }
 
 impl PipelineCache {
@@ -161,7 +172,7 @@ impl PipelineCache {
             return Ok(p.clone());
         }
         let key = kernel.key();
-        let layout = self.layout(ctx, kernel.reads, kernel.writes);
+        let layout = self.layout(ctx, kernel.reads, kernel.writes, kernel.faults);
         let device = &ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
@@ -189,10 +200,11 @@ impl PipelineCache {
         Ok(p)
     }
 
-    /// The layout for a kernel reading `reads` buffers and writing `writes`.
-    fn layout(&self, ctx: &GpuContext, reads: u32, writes: u32) -> wgpu::BindGroupLayout {
+    /// The layout for a kernel reading `reads` buffers and writing `writes`, with or without
+    /// fault words.
+    fn layout(&self, ctx: &GpuContext, reads: u32, writes: u32, faults: bool) -> wgpu::BindGroupLayout {
         lock(&self.layouts)
-            .entry((reads, writes))
+            .entry((reads, writes, faults))
             .or_insert_with(|| {
                 let storage = |binding: u32, read_only: bool| wgpu::BindGroupLayoutEntry {
                     binding,
@@ -216,6 +228,9 @@ impl PipelineCache {
                 }];
                 entries.extend((1..=reads).map(|b| storage(b, true)));
                 entries.extend((reads + 1..=reads + writes).map(|b| storage(b, false)));
+                if faults {
+                    entries.push(storage(super::faults::FAULT_BINDING, false));
+                }
                 ctx.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                     label: Some("kiln"),
                     entries: &entries,

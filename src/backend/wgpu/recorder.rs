@@ -10,6 +10,7 @@
 //! destination buffer out again.
 
 use super::context::{GpuContext, lock};
+use super::faults::{FAULT_BINDING, FaultLog, FaultSlot};
 use super::pipeline::{BindKey, Kernel};
 use super::pool::GpuBuffer;
 use crate::backend::cpu::CpuStorage;
@@ -40,6 +41,27 @@ pub struct Recorder {
     /// Parameter buffers in use, each with the bytes to write into it at submission; the last
     /// one is being filled. A realize of more dispatches than one holds just takes another.
     uniforms: Vec<(wgpu::Buffer, Vec<u8>)>,
+    /// Fault words of the dispatches that check indices (see `faults.rs`).
+    faults: FaultLog,
+}
+
+/// What the realizer needs of a faulty slot once its recorder is gone.
+pub(crate) struct FaultSlotInfo {
+    pub what: &'static str,
+    pub bound: usize,
+    pub node: Option<crate::Tensor>,
+    pub input: Option<(crate::backend::Storage, crate::DType, usize)>,
+}
+
+impl FaultSlotInfo {
+    fn of(slot: &FaultSlot) -> FaultSlotInfo {
+        FaultSlotInfo {
+            what: slot.what,
+            bound: slot.bound,
+            node: slot.node.clone(),
+            input: slot.input.clone(),
+        }
+    }
 }
 
 /// Parameter buffers handed back by finished recorders, per context.
@@ -48,7 +70,7 @@ static SPARE_UNIFORMS: Mutex<Vec<(usize, wgpu::Buffer)>> = Mutex::new(Vec::new()
 impl Recorder {
     /// A recorder for `ctx`.
     pub fn new(ctx: Arc<GpuContext>) -> Recorder {
-        Recorder { ctx, encoder: None, pass: None, uniforms: Vec::new() }
+        Recorder { ctx, encoder: None, pass: None, uniforms: Vec::new(), faults: FaultLog::default() }
     }
 
     /// The context this recorder submits to.
@@ -91,8 +113,13 @@ impl Recorder {
         let bytes = bytemuck::bytes_of(params);
         assert!(bytes.len() <= PARAM_SLOT, "{}: parameters over {PARAM_SLOT} bytes", kernel.entry);
         let (uniform, offset) = self.param_slot(bytes);
+        let fault_words = match kernel.faults {
+            true => Some(self.faults.current().expect("fault_word() before a dispatch that reports faults")),
+            false => None,
+        };
         let mut buffers = vec![(uniform.clone(), PARAM_SLOT as u64)];
-        buffers.extend(reads.iter().chain(writes).map(|b| (b.raw().clone(), b.binding_size())));
+        let bound = reads.iter().chain(writes).copied().chain(fault_words);
+        buffers.extend(bound.map(|b| (b.raw().clone(), b.binding_size())));
         let key = BindKey { layout: pipeline.layout.clone(), buffers };
         let bind_group = self.ctx.bind_groups.get(key, || {
             let mut entries = vec![wgpu::BindGroupEntry {
@@ -106,6 +133,9 @@ impl Recorder {
             for (i, b) in reads.iter().chain(writes).enumerate() {
                 entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.binding() });
             }
+            if let Some(words) = fault_words {
+                entries.push(wgpu::BindGroupEntry { binding: FAULT_BINDING, resource: words.binding() });
+            }
             self.ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some(kernel.entry),
                 layout: &pipeline.layout,
@@ -117,6 +147,39 @@ impl Recorder {
         pass.set_bind_group(0, &bind_group, &[offset as u32]);
         pass.dispatch_workgroups(x, y, z);
         Ok(())
+    }
+
+    /// A fault word for the next dispatch, which checks input `arg` of the node being recorded
+    /// against `0..bound` and reports the smallest bad position with `report_fault` (see
+    /// `faults.rs`). The kernel must be built `with_fault_reports`.
+    pub(crate) fn fault_word(&mut self, arg: usize, what: &'static str, bound: usize) -> Result<u32> {
+        let (word, new_buffer) = self.faults.register(arg, what, bound);
+        if new_buffer {
+            let buffer = self.alloc(FaultLog::buffer_bytes())?;
+            self.clear(&buffer);
+            self.faults.push_buffer(buffer);
+        }
+        Ok(word)
+    }
+
+    /// The fault slots registered since the first `from` (the realizer fills in the node).
+    pub(crate) fn fault_slots_from(&mut self, from: usize) -> &mut [FaultSlot] {
+        self.faults.slots_from(from)
+    }
+
+    /// How many fault slots have been registered.
+    pub(crate) fn fault_slot_count(&self) -> usize {
+        self.faults.len()
+    }
+
+    /// Submits everything recorded and, if any dispatch checks indices, waits for the GPU and
+    /// returns the first fault found: (slot number, slot, smallest bad position).
+    pub(crate) fn submit_and_find_fault(mut self) -> Result<Option<(usize, usize, FaultSlotInfo)>> {
+        self.submit_pending()?;
+        if self.faults.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.faults.first_fault()?.map(|(k, slot, position)| (k, position, FaultSlotInfo::of(slot))))
     }
 
     /// Records an upload of `data` into a fresh buffer.
