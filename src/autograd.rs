@@ -8,9 +8,18 @@
 use crate::{Shape, Tensor};
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
+use std::panic::Location;
 
 thread_local! {
     static NO_GRAD_DEPTH: Cell<usize> = const { Cell::new(0) };
+    /// While a gradient rule runs: the line that recorded the op being differentiated.
+    static GRADIENT_OF: Cell<Option<&'static Location<'static>>> = const { Cell::new(None) };
+}
+
+/// While `backward` runs an op's gradient rule, the line of user code that recorded that op:
+/// the nodes the rule creates are reported at that line (not inside kiln), as its gradient.
+pub(crate) fn gradient_of() -> Option<&'static Location<'static>> {
+    GRADIENT_OF.with(Cell::get)
 }
 
 /// Whether a `no_grad` scope is active on this thread.
@@ -127,6 +136,7 @@ impl Tensor {
                 out.grads.insert(t.id(), g);
                 continue;
             }
+            let outer = GRADIENT_OF.with(|s| s.replace(Some(t.0.location)));
             let grads = t.0.op.backward(&crate::ops::Grad { inputs: &inputs, output: t, grad: &g });
             for (input, gi) in inputs.iter().zip(grads) {
                 let Some(gi) = gi else { continue };
@@ -140,6 +150,7 @@ impl Tensor {
                 };
                 pending.insert(input.id(), sum);
             }
+            GRADIENT_OF.with(|s| s.set(outer));
         }
         out
     }

@@ -73,21 +73,22 @@ pub struct OutOfRange {
     pub position: usize,
     /// Valid values are `0..bound`.
     pub bound: usize,
-    /// The line of user code that created the node.
-    pub location: String,
+    /// Where the node was created: "created at file:line" (for a node of a backward pass, the
+    /// line that recorded the op it differentiates).
+    pub site: String,
 }
 
 impl std::fmt::Display for OutOfRange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}: {} {} (element {}) is out of range: valid values are 0 to {}; the node was created at {}",
+            "{}: {} {} (element {}) is out of range: valid values are 0 to {}; the node was {}",
             self.op,
             self.what,
             self.value,
             self.position,
             self.bound as i64 - 1,
-            self.location
+            self.site
         )
     }
 }

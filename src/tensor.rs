@@ -16,7 +16,7 @@ mod display;
 
 use crate::backend::Storage;
 use crate::backend::cpu::CpuStorage;
-use crate::graph::node::{Inputs, Node, NodeOf};
+use crate::graph::node::{Inputs, Node, NodeOf, Site};
 use crate::graph::realize;
 use crate::ops::Op;
 use crate::ops::view::{Leaf, ToDevice};
@@ -72,7 +72,11 @@ impl Tensor {
             panic!("{}: f64 tensors live on the CPU only; cast to f32 for {device}", op.describe());
         }
         debug_assert!(crate::ops::is_registered(op.name()), "op {} is missing from ops::op_set", op.name());
-        let node = NodeOf::new(op, inputs, shape, dtype, device, requires_grad, Location::caller());
+        let site = match crate::autograd::gradient_of() {
+            Some(forward) => Site { location: forward, gradient: true },
+            None => Site { location: Location::caller(), gradient: false },
+        };
+        let node = NodeOf::new(op, inputs, shape, dtype, device, requires_grad, site);
         Tensor(Arc::new(node))
     }
 
@@ -155,7 +159,8 @@ impl Tensor {
         Arc::ptr_eq(&self.0, &other.0)
     }
 
-    /// The line of user code that created this tensor.
+    /// The line of user code that created this tensor (for a node of a backward pass, the line
+    /// that recorded the op it differentiates).
     pub fn created_at(&self) -> &'static Location<'static> {
         self.0.location
     }

@@ -60,7 +60,8 @@ fn cross_entropy_target_out_of_range_is_an_error_not_a_finite_loss() {
         let logits =
             Tensor::from_vec(vec![0.1f32, 0.2, 0.3, 1.0, -1.0, 0.5], [2, 3], &device).requires_grad_();
         let target = Tensor::from_vec(vec![0i32, 5], [2], &device);
-        let loss = logits.cross_entropy(&target);
+        #[rustfmt::skip]
+        let (loss, line) = (logits.cross_entropy(&target), line!());
         let message = out_of_range(&loss);
         assert!(message.contains("cross_entropy") && message.contains("target 5 (element 1)"), "{message}");
         // the gradient's kernel checks the targets as well

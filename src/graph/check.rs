@@ -87,7 +87,7 @@ pub(crate) fn compare(t: &Tensor, inputs: &[Tensor], storages: &[Storage], out: 
     if let Some(n) = verdict.mismatch {
         msg.push_str(&format!("\n  {n}"));
     }
-    msg.push_str(&format!("\n  created at {}", node.location));
+    msg.push_str(&format!("\n  {}", node.site()));
     Err(Error::CheckFailed(msg))
 }
 

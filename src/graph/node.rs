@@ -32,6 +32,23 @@ pub(crate) fn new_walk() -> u64 {
     GENERATION.fetch_add(1, Ordering::Relaxed)
 }
 
+/// Where a node was created: a line of user code, and whether by the gradient rule of the op
+/// recorded there.
+pub(crate) struct Site {
+    pub location: &'static Location<'static>,
+    pub gradient: bool,
+}
+
+impl<O: ?Sized> NodeOf<O> {
+    /// "created at file:line", or "created by the gradient of the op at file:line".
+    pub fn site(&self) -> String {
+        match self.in_backward {
+            true => format!("created by the backward pass of the op recorded at {}", self.location),
+            false => format!("created at {}", self.location),
+        }
+    }
+}
+
 /// A graph node. Reached through [`Tensor`]. The op is stored inline, so a node is one
 /// allocation.
 pub(crate) type Node = NodeOf<dyn Op>;
@@ -50,8 +67,11 @@ pub(crate) struct NodeOf<O: ?Sized> {
     storage: Mutex<Option<Storage>>,
     /// Whether `storage` holds a value (read without taking the lock).
     realized: AtomicBool,
-    /// The line of user code that created the node (for cross-check and error reports).
+    /// The line of user code that created the node (for cross-check and error reports); for a
+    /// node a gradient rule created, the line that recorded the op it differentiates.
     pub location: &'static Location<'static>,
+    /// Whether a gradient rule created the node.
+    pub in_backward: bool,
     /// Set when a GPU kernel found an out-of-range index in this node's data or upstream of it
     /// after its inputs were released: realizing it again returns this error (as recomputing
     /// it from the same inputs would).
@@ -67,7 +87,7 @@ impl<O: Op> NodeOf<O> {
         dtype: DType,
         device: Device,
         requires_grad: bool,
-        location: &'static Location<'static>,
+        site: Site,
     ) -> NodeOf<O> {
         LIVE.fetch_add(1, Ordering::Relaxed);
         NodeOf {
@@ -81,7 +101,8 @@ impl<O: Op> NodeOf<O> {
             requires_grad: AtomicBool::new(requires_grad),
             storage: Mutex::new(None),
             realized: AtomicBool::new(false),
-            location,
+            location: site.location,
+            in_backward: site.gradient,
             poison: OnceLock::new(),
         }
     }

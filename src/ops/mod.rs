@@ -99,7 +99,7 @@ impl Fault {
             value: self.value,
             position: self.position,
             bound: self.bound,
-            location: node.created_at().to_string(),
+            site: node.0.site(),
         })
     }
 }
