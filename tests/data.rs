@@ -100,6 +100,97 @@ fn csv_parses_quotes_and_rejects_ragged_or_unterminated_input() {
 }
 
 #[test]
+fn csv_quoted_fields_hold_commas_quotes_and_line_ends() {
+    let path = Path::new("mem.csv");
+    let t = Table::parse(b"id,text,n\n1,\"two\nlines, \"\"quoted\"\"\",5\n2,\"crlf\r\nkept\",6\r\n", path)
+        .unwrap();
+    assert_eq!(t.rows.len(), 2);
+    assert_eq!(t.rows[0][1].as_deref(), Some("two\nlines, \"quoted\""));
+    assert_eq!(t.rows[0][2].as_deref(), Some("5"));
+    assert_eq!(t.rows[1][1].as_deref(), Some("crlf\r\nkept"));
+    // a ragged row after a field spanning lines is reported at the line the row starts on
+    let e = Table::parse(b"a,b\n\"x\ny\nz\",1\n2\n", path).unwrap_err().to_string();
+    assert!(e.contains("line 5") && e.contains("1 fields"), "{e}");
+    let e = Table::parse(b"a,b\n1,2\n3,\"open\nstill open\n", path).unwrap_err().to_string();
+    assert!(e.contains("line 3") && e.contains("never closed"), "{e}");
+    // a line holding only "" is a record of one empty field, not a blank line
+    let t = Table::parse(b"name\n\"\"\n\nbob\n", path).unwrap();
+    assert_eq!(t.rows, vec![vec![None], vec![Some("bob".into())]]);
+    // a byte-order mark (as spreadsheet exports write) is not part of the first header
+    let t = Table::parse(b"\xef\xbb\xbfa,b\n1,2\n", path).unwrap();
+    assert_eq!(t.headers, ["a", "b"]);
+}
+
+/// A CSV field as a writer that follows RFC 4180 puts it: quoted (quotes doubled) when it holds
+/// a comma, a quote or a line end, or when `force`.
+fn csv_field(text: &str, force: bool) -> String {
+    if force || text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+#[test]
+fn csv_random_tables_with_quoted_fields_round_trip() {
+    let path = Path::new("mem.csv");
+    let alphabet = ['a', 'b', ',', '"', '\n', '\r', ' ', 'é', '1'];
+    for stream in 0..300u64 {
+        let words = random_bytes(400, stream + 20_000);
+        let mut word = words.iter().map(|&w| w as usize);
+        let mut next = |n: usize| word.next().unwrap() % n;
+        let columns = 1 + next(4);
+        let rows = next(6);
+        let mut cell = || -> String { (0..next(6)).map(|_| alphabet[next(alphabet.len())]).collect() };
+        let headers: Vec<String> = (0..columns).map(|c| format!("c{c}")).collect();
+        let table: Vec<Vec<String>> = (0..rows).map(|_| (0..columns).map(|_| cell()).collect()).collect();
+        let crlf = stream % 2 == 0;
+        let mut text = headers.join(",");
+        for row in &table {
+            text.push_str(if crlf { "\r\n" } else { "\n" });
+            // an empty one-column row must be quoted, or it would be a blank line
+            let fields: Vec<String> =
+                row.iter().map(|f| csv_field(f, stream % 3 == 0 || (columns == 1 && f.is_empty()))).collect();
+            text.push_str(&fields.join(","));
+        }
+        let parsed = Table::parse(text.as_bytes(), path).unwrap_or_else(|e| panic!("{e} in {text:?}"));
+        assert_eq!(parsed.headers, headers);
+        let expected: Vec<Vec<Option<String>>> = table
+            .iter()
+            .map(|row| row.iter().map(|f| (!f.trim().is_empty()).then(|| f.clone())).collect())
+            .collect();
+        assert_eq!(parsed.rows, expected, "{text:?}");
+        // every truncation of it gives a table or an error, never a panic
+        for cut in 0..text.len() {
+            if text.is_char_boundary(cut) {
+                let _ = Table::parse(&text.as_bytes()[..cut], path);
+            }
+        }
+    }
+}
+
+#[test]
+fn womens_reviews_csv_reads_multi_line_quoted_reviews() {
+    let Some(dir) = common::data_dir("women's reviews CSV") else {
+        return;
+    };
+    let t = Table::read(dir.join("womens_reviews/reviews.csv")).unwrap();
+    assert_eq!(t.headers.len(), 10);
+    assert_eq!(t.headers[3], "Review Text");
+    assert_eq!(t.rows.len(), 23_486, "records, not lines: some reviews span lines");
+    let text = t.column("Review Text").unwrap();
+    assert_eq!(t.rows[0][text].as_deref(), Some("Absolutely wonderful - silky and sexy and comfortable"));
+    // the first review with line breaks (checked with Python's csv module)
+    let review = t.rows[13][text].as_deref().unwrap();
+    assert!(review.starts_with("Bought the black xs to go under the larkspur midi dress"), "{review}");
+    assert_eq!(review.matches("\r\n").count(), 3);
+    assert!(review.ends_with("i'm 5'6\" and it came to just below my knees."), "{review}");
+    assert_eq!(t.rows.iter().filter(|r| r[text].is_none()).count(), 845, "empty reviews");
+    let ratings = t.numbers("Rating").unwrap();
+    assert!(ratings.iter().all(|r| (1.0..=5.0).contains(r)));
+}
+
+#[test]
 fn text_reader_and_vocab() {
     let dir = std::env::temp_dir().join(format!("kiln-text-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -208,14 +299,10 @@ impl Dataset for Probe {
         self.threads.lock().unwrap().push(std::thread::current().id());
         let x: Vec<f32> = indices.iter().map(|&i| i as f32).collect();
         let n = x.len();
-        kiln::data::Batch {
-            inputs: Tensor::from_vec(x, [n, 1], &kiln::Device::Cpu),
-            targets: Tensor::from_vec(
-                indices.iter().map(|&i| i as i32).collect::<Vec<_>>(),
-                [n],
-                &kiln::Device::Cpu,
-            ),
-        }
+        kiln::data::Batch::new(
+            Tensor::from_vec(x, [n, 1], &kiln::Device::Cpu),
+            Tensor::from_vec(indices.iter().map(|&i| i as i32).collect::<Vec<_>>(), [n], &kiln::Device::Cpu),
+        )
     }
 }
 

@@ -3,8 +3,11 @@
 //! categorical columns one-hot encoded with an extra "missing" column.
 //!
 //! The parser follows RFC 4180: comma-separated, fields optionally in double quotes (with `""`
-//! for a quote inside), CRLF or LF line ends. A ragged row, an unterminated quote or invalid
-//! UTF-8 is an [`Error::Format`] naming the file and the line.
+//! for a quote inside), CRLF or LF line ends. A quoted field may hold commas, quotes and line
+//! ends, which it keeps as written (a review text spanning lines keeps its `\r\n`). A leading
+//! UTF-8 byte-order mark is skipped; blank lines between records are skipped. A ragged row, an
+//! unterminated quote or invalid UTF-8 is an [`Error::Format`] naming the file and the line a
+//! record starts on.
 
 use crate::{Error, Result};
 use std::collections::BTreeSet;
@@ -40,6 +43,7 @@ impl Table {
             let line = bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() + 1;
             Error::format(path, FORMAT, format!("line {line}: invalid UTF-8"))
         })?;
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut records = parse_records(text)
             .map_err(|(line, why)| Error::format(path, FORMAT, format!("line {line}: {why}")))?;
         if records.is_empty() {
@@ -91,7 +95,8 @@ impl Table {
 /// A record: its fields, each with the line it starts on.
 type Record = Vec<(usize, String)>;
 
-/// Splits text into records. Skips blank lines. Errors are (line, reason).
+/// Splits text into records. Skips blank lines (but not a line holding only `""`: that is a
+/// record of one empty field). Errors are (line, reason).
 fn parse_records(text: &str) -> std::result::Result<Vec<Record>, (usize, String)> {
     let mut records = Vec::new();
     let mut record: Record = Vec::new();
@@ -99,6 +104,8 @@ fn parse_records(text: &str) -> std::result::Result<Vec<Record>, (usize, String)
     let mut line = 1;
     let mut field_line = 1;
     let mut quoted = false;
+    // whether the current field was quoted: then even an empty one makes a record
+    let mut was_quoted = false;
     let mut chars = text.chars().peekable();
     let mut at_field_start = true;
     while let Some(c) = chars.next() {
@@ -120,22 +127,25 @@ fn parse_records(text: &str) -> std::result::Result<Vec<Record>, (usize, String)
         match c {
             '"' if at_field_start => {
                 quoted = true;
+                was_quoted = true;
                 at_field_start = false;
             }
             ',' => {
                 record.push((field_line, std::mem::take(&mut field)));
                 field_line = line;
                 at_field_start = true;
+                was_quoted = false;
             }
             '\r' if chars.peek() == Some(&'\n') => {}
             '\n' => {
-                if !(record.is_empty() && field.is_empty()) {
+                if !(record.is_empty() && field.is_empty() && !was_quoted) {
                     record.push((field_line, std::mem::take(&mut field)));
                     records.push(std::mem::take(&mut record));
                 }
                 line += 1;
                 field_line = line;
                 at_field_start = true;
+                was_quoted = false;
             }
             _ => {
                 field.push(c);
@@ -146,7 +156,7 @@ fn parse_records(text: &str) -> std::result::Result<Vec<Record>, (usize, String)
     if quoted {
         return Err((field_line, "a quoted field is never closed".into()));
     }
-    if !(record.is_empty() && field.is_empty()) {
+    if !(record.is_empty() && field.is_empty() && !was_quoted) {
         record.push((field_line, field));
         records.push(record);
     }

@@ -5,9 +5,9 @@
 //! (wrong magic, truncated header or data, trailing bytes, a corrupt gzip stream) is an
 //! [`Error::Format`] naming the file.
 
+use super::gzip::gunzip_if_gzipped;
 use super::{InMemory, Targets};
 use crate::{Error, Result};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 const FORMAT: &str = "MNIST IDX";
@@ -30,15 +30,8 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<Idx> {
 
 /// Parses IDX bytes (gzipped or not); `path` names the source in errors.
 pub fn parse_idx(raw: &[u8], path: &Path) -> Result<Idx> {
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(raw).read_to_end(&mut out).map_err(|e| {
-            Error::format(path, FORMAT, format!("the gzip stream is corrupt or truncated: {e}"))
-        })?;
-        out
-    } else {
-        raw.to_vec()
-    };
+    let bytes = gunzip_if_gzipped(raw)
+        .map_err(|e| Error::format(path, FORMAT, format!("the gzip stream is corrupt or truncated: {e}")))?;
     let bad = |reason: String| Error::format(path, FORMAT, reason);
     if bytes.len() < 4 {
         return Err(bad(format!("{} bytes is too short for the 4-byte header", bytes.len())));

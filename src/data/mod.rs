@@ -1,14 +1,26 @@
-//! Datasets and the `DataLoader`, and readers for MNIST (IDX), CSV tables and plain text.
+//! Datasets and the `DataLoader`, and readers for MNIST (IDX), CSV tables, plain and gzipped
+//! text and the names data; vocabularies, a tokenizer, padded sequence batches and
+//! language-model batchers for the recurrent and Transformer models.
 //!
 //! A [`Dataset`] hands out batches by index; [`InMemory`] holds features and targets in host
-//! memory. A [`DataLoader`] shuffles with a seeded Philox permutation (the same order on every
-//! run and machine) and assembles the next batch on a background thread while the current one
-//! trains. Batches are CPU tensors; the trainer moves them to its device lazily, so the upload
-//! rides in the step's one GPU submission.
+//! memory, [`sequence::SequenceDataset`] variable-length token sequences. A [`DataLoader`]
+//! shuffles with a seeded Philox permutation (the same order on every run and machine),
+//! optionally groups samples of similar length into batches ([`DataLoader::bucket_by_length`]),
+//! and assembles the next batch on a background thread while the current one trains. Batches
+//! are CPU tensors; the trainer moves them to its device lazily, so the upload rides in the
+//! step's one GPU submission.
 
+mod bucket;
 pub mod csv;
+mod gzip;
+pub mod lm;
 pub mod mnist;
+pub mod names;
+pub mod sequence;
 pub mod text;
+pub mod tokenize;
+pub mod vocab;
+mod vocab_file;
 
 use crate::rng::RandomKey;
 use crate::{Device, Shape, Tensor};
@@ -23,9 +35,27 @@ pub struct Batch {
     pub inputs: Tensor,
     /// (batch) class indices or (batch, …) values.
     pub targets: Tensor,
+    /// Where `inputs` are padded token sequences: their lengths and mask.
+    pub input_padding: Option<Padding>,
+    /// Where `targets` are padded token sequences (sequence to sequence): their lengths and mask.
+    pub target_padding: Option<Padding>,
+}
+
+/// The real extent of a (batch, time) tensor of padded sequences.
+#[derive(Clone)]
+pub struct Padding {
+    /// (batch) i32: the number of real tokens in each row.
+    pub lengths: Tensor,
+    /// (batch, time) bool: true at real tokens, false at padding.
+    pub mask: Tensor,
 }
 
 impl Batch {
+    /// A batch of fixed-size inputs and targets, without padding.
+    pub fn new(inputs: Tensor, targets: Tensor) -> Batch {
+        Batch { inputs, targets, input_padding: None, target_padding: None }
+    }
+
     /// The number of samples.
     pub fn len(&self) -> usize {
         self.inputs.dims().first().copied().unwrap_or(0)
@@ -49,6 +79,12 @@ pub trait Dataset: Send + Sync {
 
     /// The samples at `indices`, stacked.
     fn batch(&self, indices: &[usize]) -> Batch;
+
+    /// The length of sample `index`, for [`DataLoader::bucket_by_length`]; `None` (the default)
+    /// for datasets whose samples have no length.
+    fn sample_len(&self, _index: usize) -> Option<usize> {
+        None
+    }
 }
 
 /// Targets of an [`InMemory`] dataset.
@@ -140,14 +176,18 @@ impl Dataset for InMemory {
                 Tensor::from_vec(y, Shape::new(shape), &Device::Cpu)
             }
         };
-        Batch { inputs, targets }
+        Batch::new(inputs, targets)
     }
 }
 
 /// A seeded permutation of `0..n`: the same for the same (seed, epoch) everywhere.
 pub fn permutation(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
-    let key = RandomKey { seed, stream: epoch };
-    let mut order: Vec<(u32, usize)> = (0..n).map(|i| (key.bits(i as u64), i)).collect();
+    permute(n, RandomKey { seed, stream: epoch }, 0)
+}
+
+/// A permutation of `0..n` drawn from words `first_word..first_word + n` of `key`'s stream.
+fn permute(n: usize, key: RandomKey, first_word: u64) -> Vec<usize> {
+    let mut order: Vec<(u32, usize)> = (0..n).map(|i| (key.bits(first_word + i as u64), i)).collect();
     order.sort_unstable();
     order.into_iter().map(|(_, i)| i).collect()
 }
@@ -159,6 +199,7 @@ pub struct DataLoader {
     batch_size: usize,
     shuffle: Option<u64>,
     drop_last: bool,
+    bucket_pool: Option<usize>,
 }
 
 impl DataLoader {
@@ -168,7 +209,13 @@ impl DataLoader {
         if batch_size == 0 {
             panic!("DataLoader: batch size must be positive");
         }
-        DataLoader { dataset: Arc::new(dataset), batch_size, shuffle: None, drop_last: false }
+        DataLoader {
+            dataset: Arc::new(dataset),
+            batch_size,
+            shuffle: None,
+            drop_last: false,
+            bucket_pool: None,
+        }
     }
 
     /// Shuffles every epoch with a permutation drawn from `seed` and the epoch number.
@@ -180,6 +227,40 @@ impl DataLoader {
     /// Drops a last batch shorter than the batch size.
     pub fn drop_last(mut self) -> DataLoader {
         self.drop_last = true;
+        self
+    }
+
+    /// Batches samples of similar length together, to pad less: each run of
+    /// `pool_batches × batch_size` samples of the (shuffled) order is sorted by length and cut
+    /// into batches, and with [`DataLoader::shuffle`] the batches of the epoch are then shuffled,
+    /// all from the seed and the epoch number. The number of batches does not change. Panics when
+    /// the dataset's samples have no length ([`Dataset::sample_len`]) or `pool_batches` is 0.
+    ///
+    /// ```
+    /// use kiln::data::DataLoader;
+    /// use kiln::data::sequence::SequenceDataset;
+    ///
+    /// let lengths = [5, 1, 6, 2, 8, 3, 7, 4];
+    /// let inputs: Vec<Vec<i32>> = lengths.iter().map(|&n| vec![4; n]).collect();
+    /// let data = SequenceDataset::classification(inputs, vec![0; 8]);
+    /// let loader = DataLoader::new(data, 2).shuffle(7).bucket_by_length(4);
+    /// for batch in loader.epoch(0) {
+    ///     let lengths = batch.input_padding.unwrap().lengths.to_vec::<i32>().unwrap();
+    ///     // one pool of all 8 samples, sorted: the batches are lengths 1–2, 3–4, 5–6 and 7–8
+    ///     assert_eq!(lengths[1] - lengths[0], 1, "neighbours in length: {lengths:?}");
+    /// }
+    /// ```
+    #[track_caller]
+    pub fn bucket_by_length(mut self, pool_batches: usize) -> DataLoader {
+        if pool_batches == 0 {
+            panic!("DataLoader::bucket_by_length: the pool must hold at least one batch");
+        }
+        if !self.dataset.is_empty() && self.dataset.sample_len(0).is_none() {
+            panic!(
+                "DataLoader::bucket_by_length: the dataset's samples have no length (Dataset::sample_len)"
+            );
+        }
+        self.bucket_pool = Some(pool_batches);
         self
     }
 
@@ -202,16 +283,7 @@ impl DataLoader {
     /// The batches of epoch `epoch`, each assembled on a background thread while the previous
     /// one is in use.
     pub fn epoch(&self, epoch: u64) -> Batches {
-        let n = self.dataset.len();
-        let order = match self.shuffle {
-            Some(seed) => permutation(n, seed, epoch),
-            None => (0..n).collect(),
-        };
-        let chunks: Vec<Vec<usize>> = order
-            .chunks(self.batch_size)
-            .filter(|c| !self.drop_last || c.len() == self.batch_size)
-            .map(<[usize]>::to_vec)
-            .collect();
+        let chunks = self.plan(epoch);
         let (tx, rx) = mpsc::sync_channel(1);
         let dataset = self.dataset.clone();
         let worker = thread::spawn(move || {
@@ -222,6 +294,29 @@ impl DataLoader {
             }
         });
         Batches { rx, worker: Some(worker) }
+    }
+
+    /// The sample indices of each batch of epoch `epoch`.
+    fn plan(&self, epoch: u64) -> Vec<Vec<usize>> {
+        let n = self.dataset.len();
+        let order = match self.shuffle {
+            Some(seed) => permutation(n, seed, epoch),
+            None => (0..n).collect(),
+        };
+        let keep = |c: &Vec<usize>| !self.drop_last || c.len() == self.batch_size;
+        let Some(pool_batches) = self.bucket_pool else {
+            return order.chunks(self.batch_size).map(<[usize]>::to_vec).filter(keep).collect();
+        };
+        let length = |i: usize| {
+            self.dataset.sample_len(i).unwrap_or_else(|| panic!("bucket_by_length: sample {i} has no length"))
+        };
+        let batches: Vec<Vec<usize>> =
+            bucket::bucket(&order, length, self.batch_size, pool_batches).into_iter().filter(keep).collect();
+        match self.shuffle {
+            // words past the sample permutation's, so the two draws are independent
+            Some(seed) => bucket::shuffle_batches(batches, RandomKey { seed, stream: epoch }, n as u64),
+            None => batches,
+        }
     }
 }
 
