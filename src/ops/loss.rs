@@ -44,15 +44,15 @@ struct Params {
 }
 
 impl CrossEntropy {
-    fn params(&self, rows: usize, classes: usize) -> Params {
-        Params {
-            rows: u32_of("cross_entropy", rows),
-            classes: u32_of("cross_entropy", classes),
+    fn params(&self, rows: usize, classes: usize) -> Result<Params> {
+        Ok(Params {
+            rows: u32_of("cross_entropy", rows)?,
+            classes: u32_of("cross_entropy", classes)?,
             has_ignore: self.ignore_index.is_some() as u32,
             ignore: self.ignore_index.unwrap_or(0).clamp(i32::MIN as i64, i32::MAX as i64) as i32,
             smoothing: self.label_smoothing as f32,
             _pad: [0; 3],
-        }
+        })
     }
 
     fn ignored(&self, target: i64) -> bool {
@@ -123,7 +123,7 @@ impl Op for CrossEntropyLoss {
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let (rows, classes) = (args[0].shape.dim(0), args[0].shape.dim(1));
         let y = rec.alloc_elems(out.shape.numel())?;
-        let params = self.opts.params(rows, classes);
+        let params = self.opts.params(rows, classes)?;
         let kernel = kernel("forward", args[1].dtype);
         rec.dispatch(&kernel, &params, &[args[0].buf, args[1].buf], &[&y], Grid::Linear(params.rows))?;
         Ok(y)
@@ -187,7 +187,7 @@ impl Op for CrossEntropyGrad {
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let (rows, classes) = (args[0].shape.dim(0), args[0].shape.dim(1));
         let dx = rec.alloc_elems(out.shape.numel())?;
-        let params = self.opts.params(rows, classes);
+        let params = self.opts.params(rows, classes)?;
         let kernel = kernel("backward", args[1].dtype);
         let reads = [args[0].buf, args[1].buf, args[2].buf];
         rec.dispatch(&kernel, &params, &reads, &[&dx], Grid::Linear(params.rows))?;

@@ -56,7 +56,7 @@ impl Rule {
     }
 
     /// The GPU parameter block for step `t` (1-based) at learning rate `lr`.
-    fn params(&self, n: usize, lr: f64, t: u64) -> Params {
+    fn params(&self, n: usize, lr: f64, t: u64) -> Result<Params> {
         let h = self.hyper::<f32>(lr, t);
         let flag = match *self {
             Rule::Sgd { nesterov, .. } => nesterov,
@@ -64,8 +64,8 @@ impl Rule {
             Rule::Adam { decoupled, .. } => decoupled,
             Rule::AdaGrad { .. } | Rule::Adadelta { .. } => false,
         };
-        Params {
-            n: u32_of("optimizer step", n),
+        Ok(Params {
+            n: u32_of("optimizer step", n)?,
             first: h.first as u32,
             flag: flag as u32,
             _pad: 0,
@@ -77,7 +77,7 @@ impl Rule {
             bias1: h.bias1,
             bias2_sqrt: h.bias2_sqrt,
             _pad2: 0.0,
-        }
+        })
     }
 
     /// The constants of step `t` (1-based) at learning rate `lr`, in the parameter's type.
@@ -327,7 +327,7 @@ fn record_gpu(rule: &Rule, lr: f64, t: u64, u: &Update, rec: &mut Recorder) -> R
     let writes: Vec<&GpuBuffer> =
         std::iter::once(&new_param).chain(state.iter().map(|b| b.as_ref())).collect();
     let kernel = Kernel::new(&SHADER, rule.entry(), 2, writes.len() as u32);
-    let params = rule.params(n, lr, t);
+    let params = rule.params(n, lr, t)?;
     rec.dispatch(&kernel, &params, &[&param, &grad], &writes, Grid::Linear(params.n.div_ceil(256)))?;
     Ok(new_param)
 }
