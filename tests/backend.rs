@@ -1,6 +1,7 @@
 //! The wgpu backend's own machinery: the pipeline cache under hash collisions, the buffer pool's
-//! byte budget (and that evicted buffers really free their memory), `KILN_DUMP_WGSL`, and
-//! matmuls whose batch dimensions the kernel cannot walk directly.
+//! byte budget (and that evicted buffers really free their memory), `KILN_DUMP_WGSL`, matmuls
+//! whose batch dimensions the kernel cannot walk directly, and a grid folded along its rows
+//! (the case table has rows past the workgroup limit along the other two dimensions).
 //!
 //! Tests that need an environment variable set before any GPU context opens run themselves
 //! again in a child process with it (as `tests/check.rs` does for `KILN_CHECK`).
@@ -174,4 +175,19 @@ fn a_matmul_with_six_batch_dimensions_matches_the_cpu() {
     let cpu = |t: &Tensor| Tensor::from_vec(t.to_vec::<f32>().unwrap(), t.dims().to_vec(), &Device::Cpu);
     let want = cpu(&a).t().matmul(&cpu(&b).t()).to_vec::<f32>().unwrap();
     assert_close(&got, &want, "aᵀ·bᵀ with five batch dimensions");
+}
+
+#[test]
+fn a_matmul_with_more_than_65535_row_tiles_matches_the_cpu() {
+    let Some(gpu) = common::gpu("matmul on a folded grid") else {
+        return;
+    };
+    // 65,600 tiles of 64 rows. Forward only: the gradient of b would be a dot product of length
+    // 4.2M, past what lavapipe runs (it stops any invocation's loops after 65,535 iterations)
+    let a = Tensor::randn([4_198_400, 1], &gpu);
+    let b = Tensor::randn([1, 2], &gpu);
+    let got = a.matmul(&b).to_vec::<f32>().unwrap();
+    let (av, bv) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
+    let want: Vec<f32> = av.iter().flat_map(|x| [x * bv[0], x * bv[1]]).collect();
+    assert_close(&got, &want, "(4,198,400 × 1)·(1 × 2)");
 }

@@ -7,7 +7,7 @@
 //! buffers it frees ([`BindGroupCache::forget_buffers`]).
 
 use super::context::lock;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
 
@@ -40,8 +40,8 @@ impl BindGroupCache {
 
     /// Forgets every bind group that binds one of `buffers`, so that none keeps them alive.
     pub fn forget_buffers(&self, buffers: &[wgpu::Buffer]) {
-        let gone: HashSet<&wgpu::Buffer> = buffers.iter().collect();
-        lock(&self.groups).retain(|key| key.buffers.iter().all(|(b, _)| !gone.contains(b)));
+        // evictions come a few buffers at a time: a scan of them per binding is enough
+        lock(&self.groups).retain(|key| key.buffers.iter().all(|(b, _)| !buffers.contains(b)));
     }
 
     /// Forgets every bind group (and so releases the buffers they hold).

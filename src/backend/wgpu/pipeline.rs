@@ -198,11 +198,14 @@ pub(crate) struct Pipeline {
     pub layout: wgpu::BindGroupLayout,
 }
 
+/// The compiled pipelines of the kernels that share a hash (almost always one).
+type Bucket = Vec<(KernelKey, Arc<Pipeline>)>;
+
 /// Compiled pipelines and bind-group layouts of one context.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
     /// By hash; each bucket holds every kernel of that hash, told apart by full key.
-    pipelines: Mutex<HashMap<u64, Vec<(KernelKey, Arc<Pipeline>)>>>,
+    pipelines: Mutex<HashMap<u64, Bucket>>,
     layouts: Mutex<HashMap<(u32, u32), wgpu::BindGroupLayout>>,
 }
 
