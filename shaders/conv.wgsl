@@ -2,7 +2,7 @@
 // 2-D convolution (NCHW, stride, padding, dilation, groups) and its two gradients as implicit
 // GEMMs on the tiled core of gemm.wgsl: the im2col matrix is never stored; its elements are
 // computed by the loaders. Workgroups along z are channel groups (times K splits for the
-// weight gradient). PASS is set per pipeline:
+// weight gradient), on a grid the recorder may fold (see common.wgsl). PASS is set per pipeline:
 //
 //   0 forward      C[o][n·P+pix]   = Σ_k W[o][k] · im2col(x)[k][n·P+pix],  k = (ci, i, j)
 //   1 input_grad   C[ci][n·HW+xy]  = Σ_k Wᵀ[ci][k] · col(dy)[k][n·HW+xy],  k = (o, i, j)
@@ -135,12 +135,18 @@ fn store_c(row: u32, col: u32, v: f32) {
 }
 
 @compute @workgroup_size(16, 16)
-fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    group_index = wg.z / p.splits;
-    split = wg.z % p.splits;
+fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+    // the grid is (column tiles, row tiles, channel groups × K splits)
+    let tile = grid_workgroup(wg, groups, (p.gemm_n + BN - 1u) / BN, (p.gemm_m + BM - 1u) / BM);
+    if tile.z >= p.groups * p.splits {
+        return; // a spare workgroup of a folded grid (uniformly: no barrier is skipped)
+    }
+    group_index = tile.z / p.splits;
+    split = tile.z % p.splits;
     let k_begin = split * p.chunk;
     let k_end = min(p.gemm_k, k_begin + p.chunk);
-    gemm_tile(wg.y * BM, wg.x * BN, p.gemm_m, p.gemm_n, k_begin, k_end, lid);
+    gemm_tile(tile.y * BM, tile.x * BN, p.gemm_m, p.gemm_n, k_begin, k_end, lid);
 }
 
 @group(0) @binding(1) var<storage, read> partial: array<f32>;

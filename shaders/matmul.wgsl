@@ -43,9 +43,16 @@ fn store_c(row: u32, col: u32, v: f32) {
 }
 
 @compute @workgroup_size(16, 16)
-fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>) {
+    // the grid is (column tiles, row tiles, batches); unused batch dimensions hold 1
+    let batches = p.batch_shape.x * p.batch_shape.y * p.batch_shape.z * p.batch_shape.w;
+    let tile = grid_workgroup(wg, groups, (p.n + BN - 1u) / BN, (p.m + BM - 1u) / BM);
+    if tile.z >= batches {
+        return; // a spare workgroup of a folded grid (uniformly: no barrier is skipped)
+    }
     // batch coordinates → operand offsets
-    var rest = wg.z;
+    var rest = tile.z;
     for (var d = i32(p.batch_rank) - 1; d >= 0; d--) {
         let u = u32(d);
         let coord = rest % p.batch_shape[u];
@@ -53,6 +60,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid:
         a_base += coord * p.a_batch[u];
         b_base += coord * p.b_batch[u];
     }
-    c_base = wg.z * p.m * p.n;
-    gemm_tile(wg.y * BM, wg.x * BN, p.m, p.n, 0u, p.k, lid);
+    c_base = tile.z * p.m * p.n;
+    gemm_tile(tile.y * BM, tile.x * BN, p.m, p.n, 0u, p.k, lid);
 }

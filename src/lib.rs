@@ -26,6 +26,18 @@
 //! let grads = loss.backward();
 //! assert_eq!(grads.get(&w).unwrap().dims(), &[3, 2]);
 //! ```
+//!
+//! ## Environment variables
+//!
+//! - `KILN_DEVICE=cpu|gpu|gpu:N`: the device [`Device::from_env`] picks.
+//! - `KILN_CHECK=1`: cross-check every GPU node against the CPU reference (see
+//!   [`Device::gpu_checked`]).
+//! - `KILN_GPU_POOL_BYTES=N`: bytes of idle buffers each GPU's buffer pool keeps for reuse
+//!   (default [`backend::wgpu::DEFAULT_POOL_BYTES`], 1 GiB); past it the least recently used are
+//!   freed.
+//! - `KILN_DUMP_WGSL=DIR`: write the final source (prelude, library and specialized shader) of
+//!   every GPU kernel compiled into `DIR`, one file per kernel named after its shader, entry
+//!   point and specialization, so the WGSL that runs can be read.
 
 pub mod autograd;
 pub mod backend;
@@ -55,6 +67,7 @@ pub use tensor::Tensor;
 #[doc(hidden)]
 pub mod debug {
     pub use crate::backend::cpu::live_buffers as live_cpu_buffers;
+    pub use crate::backend::wgpu::force_pipeline_hash_collisions;
     pub use crate::backend::wgpu::inject_out_of_memory_once;
     pub use crate::backend::wgpu::live_buffers as live_gpu_buffers;
     pub use crate::graph::check::{inject_fault_once, inject_nan_once};
@@ -64,5 +77,11 @@ pub mod debug {
     /// How many buffers the pool of GPU `n` has ever created (a leak makes this grow).
     pub fn gpu_buffers_created(n: usize) -> crate::Result<usize> {
         Ok(crate::backend::wgpu::context(n)?.pool.created())
+    }
+
+    /// How many idle buffers the pool of GPU `n` keeps, and their bytes (at most
+    /// `KILN_GPU_POOL_BYTES`).
+    pub fn gpu_pool_idle(n: usize) -> crate::Result<(usize, u64)> {
+        Ok(crate::backend::wgpu::context(n)?.pool.idle())
     }
 }

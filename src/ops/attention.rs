@@ -65,11 +65,11 @@ impl Geom {
         }
         let u = |v: usize| u32_of("attention", v);
         Ok(Params {
-            batch: u(self.batch),
-            tq: u(self.tq),
-            tk: u(self.tk),
-            d: u(self.d),
-            dv: u(self.dv),
+            batch: u(self.batch)?,
+            tq: u(self.tq)?,
+            tk: u(self.tk)?,
+            d: u(self.d)?,
+            dv: u(self.dv)?,
             causal: self.causal as u32,
             scale: self.scale as f32,
             _pad: 0,
@@ -337,7 +337,7 @@ impl Op for Attention {
         if let Some(flash) = Flash::fit(&g, limit) {
             // (B, T, D) → one workgroup per ROWS query rows (key rows for dk, dv)
             let rows = if self.pass == Pass::GradKv { g.tk } else { g.tq };
-            let grid = Grid::Linear(u32_of("attention", g.batch * rows.div_ceil(FLASH_ROWS as usize)));
+            let grid = Grid::Linear(u32_of("attention", g.batch * rows.div_ceil(FLASH_ROWS as usize))?);
             let entries: &[&'static str] = match self.pass {
                 Pass::Forward => &["forward"],
                 Pass::Lse => &["lse"],
@@ -349,7 +349,7 @@ impl Op for Attention {
             }
             return Ok(y);
         }
-        let rows = u32_of("attention", g.batch * if self.pass == Pass::GradKv { g.tk } else { g.tq });
+        let rows = u32_of("attention", g.batch * if self.pass == Pass::GradKv { g.tk } else { g.tq })?;
         // one workgroup per query row (per key row for the k/v gradients)
         let entry = match self.pass {
             Pass::Forward => "forward",

@@ -252,7 +252,7 @@ impl Op for Binary {
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let name = self.name();
-        let n = u32_of(name, out.shape.numel());
+        let n = u32_of(name, out.shape.numel())?;
         let y = rec.alloc_elems(n as usize)?;
         let (a, b) = (&args[0], &args[1]);
         let same = a.shape == out.shape && b.shape == out.shape;
@@ -264,9 +264,9 @@ impl Op for Binary {
             n,
             rank: shape.len() as u32,
             _pad: [0; 2],
-            shape: pack(name, &shape, 1),
-            a_strides: pack(name, &strides[0], 0),
-            b_strides: pack(name, &strides[1], 0),
+            shape: pack(name, &shape, 1)?,
+            a_strides: pack(name, &strides[0], 0)?,
+            b_strides: pack(name, &strides[1], 0)?,
         };
         rec.dispatch(&kernel, &params, &[a.buf, b.buf], &[&y], Grid::Linear(n.div_ceil(256)))?;
         Ok(y)

@@ -51,7 +51,7 @@ impl Op for Cast {
         })
     }
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
-        let n = u32_of("cast", out.shape.numel());
+        let n = u32_of("cast", out.shape.numel())?;
         let y = rec.alloc_elems(n as usize)?;
         let kernel = kernel(args[0].dtype, self.to);
         let params = Params { n, _pad: [0; 3] };

@@ -175,33 +175,33 @@ impl Geom {
     }
 
     /// The GPU parameter block for a GEMM of size (m, n, k) split `splits` ways along K.
-    fn params(&self, (m, n, k): (usize, usize, usize), splits: usize, chunk: usize) -> Params {
+    fn params(&self, (m, n, k): (usize, usize, usize), splits: usize, chunk: usize) -> Result<Params> {
         let u = |v: usize| u32_of("conv2d", v);
         let o = self.opts;
-        Params {
-            n: u(self.n),
-            c: u(self.c),
-            h: u(self.h),
-            w: u(self.w),
-            o: u(self.o),
-            kh: u(self.kh),
-            kw: u(self.kw),
-            oh: u(self.oh),
-            ow: u(self.ow),
-            groups: u(o.groups),
-            sh: u(o.stride.0),
-            sw: u(o.stride.1),
-            ph: u(o.padding.0),
-            pw: u(o.padding.1),
-            dh: u(o.dilation.0),
-            dw: u(o.dilation.1),
-            gemm_m: u(m),
-            gemm_n: u(n),
-            gemm_k: u(k),
-            splits: u(splits),
-            chunk: u(chunk),
+        Ok(Params {
+            n: u(self.n)?,
+            c: u(self.c)?,
+            h: u(self.h)?,
+            w: u(self.w)?,
+            o: u(self.o)?,
+            kh: u(self.kh)?,
+            kw: u(self.kw)?,
+            oh: u(self.oh)?,
+            ow: u(self.ow)?,
+            groups: u(o.groups)?,
+            sh: u(o.stride.0)?,
+            sw: u(o.stride.1)?,
+            ph: u(o.padding.0)?,
+            pw: u(o.padding.1)?,
+            dh: u(o.dilation.0)?,
+            dw: u(o.dilation.1)?,
+            gemm_m: u(m)?,
+            gemm_n: u(n)?,
+            gemm_k: u(k)?,
+            splits: u(splits)?,
+            chunk: u(chunk)?,
             _pad: [0; 3],
-        }
+        })
     }
 
     /// The kernel-tap table of the GPU loaders (see `shaders/conv.wgsl`): for the forward and
@@ -416,16 +416,16 @@ impl Op for Conv {
             if self.pass == Pass::WeightGrad { (256 / tiles.max(1)).clamp(1, (k / 2048).max(1)) } else { 1 };
         let chunk = k.div_ceil(splits).div_ceil(tile.depth as usize) * tile.depth as usize;
         let splits = k.div_ceil(chunk.max(1)).max(1);
-        let params = g.params((m, n, k), splits, chunk);
+        let params = g.params((m, n, k), splits, chunk)?;
         let table = rec.upload(&CpuStorage::from_vec(g.tap_table(self.pass)))?;
         let y = rec.alloc_elems(out.shape.numel())?;
         // K splits write slabs of partial sums, then one pass adds them up
         let partial = (splits > 1).then(|| rec.alloc_elems(splits * out.shape.numel())).transpose()?;
         let write = partial.as_ref().unwrap_or(&y);
         let grid = Grid::Dims(
-            u32_of("conv2d", n.div_ceil(size)),
-            u32_of("conv2d", m.div_ceil(size)),
-            u32_of("conv2d", groups * splits),
+            u32_of("conv2d", n.div_ceil(size))?,
+            u32_of("conv2d", m.div_ceil(size))?,
+            u32_of("conv2d", groups * splits)?,
         );
         rec.dispatch(
             &gemm_kernel(self.pass, tile),
@@ -436,7 +436,7 @@ impl Op for Conv {
         )?;
         if let Some(partial) = &partial {
             let sum = Kernel::new(&SHADER, "sum_splits", 1, 1).with_library(&matmul::GEMM);
-            let count = u32_of("conv2d", out.shape.numel());
+            let count = u32_of("conv2d", out.shape.numel())?;
             rec.dispatch(&sum, &params, &[partial], &[&y], Grid::Linear(count.div_ceil(256)))?;
         }
         Ok(y)

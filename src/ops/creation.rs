@@ -57,9 +57,9 @@ impl Op for Full {
             DType::Bool => (self.value != 0.0) as u32,
             DType::F64 => unreachable!("f64 never reaches a GPU"),
         };
-        let params = Params { n: u32_of("full", n), value, step: 0, _pad: 0 };
+        let params = Params { n: u32_of("full", n)?, value, step: 0, _pad: 0 };
         let kernel = Kernel::new(&SHADER, "fill", 0, 1);
-        rec.dispatch(&kernel, &params, &[], &[&y], Grid::Linear(u32_of("full", n).div_ceil(256)))?;
+        rec.dispatch(&kernel, &params, &[], &[&y], Grid::Linear(u32_of("full", n)?.div_ceil(256)))?;
         Ok(y)
     }
 }
@@ -95,7 +95,7 @@ impl Op for Arange {
             DType::I32 => ("arange_i32", self.start as i32 as u32, self.step as i32 as u32),
             other => panic!("arange: {other} is not supported on the GPU"),
         };
-        let params = Params { n: u32_of("arange", n), value, step, _pad: 0 };
+        let params = Params { n: u32_of("arange", n)?, value, step, _pad: 0 };
         let kernel = Kernel::new(&SHADER, entry, 0, 1);
         rec.dispatch(&kernel, &params, &[], &[&y], Grid::Linear(params.n.div_ceil(256)))?;
         Ok(y)

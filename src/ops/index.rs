@@ -179,16 +179,16 @@ impl Op for Indexing {
         let (_, k, inner) = around(space.dims(), self.axis);
         let fault_word = rec.fault_word(1, "index", x.shape.dim(self.axis))?;
         let params = Params {
-            n: u32_of(name, space.numel()),
+            n: u32_of(name, space.numel())?,
             rank: space.rank() as u32,
             axis: self.axis as u32,
-            bound: u32_of(name, x.shape.dim(self.axis)),
-            inner: u32_of(name, inner),
-            k: u32_of(name, k),
+            bound: u32_of(name, x.shape.dim(self.axis))?,
+            inner: u32_of(name, inner)?,
+            k: u32_of(name, k)?,
             fault_word,
             _pad: 0,
-            shape: pack(name, space.dims(), 1),
-            strides: pack(name, &x.shape.strides(), 0),
+            shape: pack(name, space.dims(), 1)?,
+            strides: pack(name, &x.shape.strides(), 0)?,
         };
         let kernel = kernel(self.kind, out.dtype, index.dtype);
         let groups = Grid::Linear(params.n.div_ceil(256));

@@ -92,8 +92,8 @@ impl Op for LayerNorm {
         let y = rec.alloc_elems(out.shape.numel())?;
         let rows = out.shape.numel() / self.size().max(1);
         let params = Params {
-            rows: u32_of("layer_norm", rows),
-            size: u32_of("layer_norm", self.size()),
+            rows: u32_of("layer_norm", rows)?,
+            size: u32_of("layer_norm", self.size())?,
             eps: self.eps as f32,
             has_weight: self.has_weight as u32,
             has_bias: self.has_bias as u32,
@@ -199,8 +199,8 @@ impl Op for LayerNormGrad {
         let dx = rec.alloc_elems(out.shape.numel())?;
         let rows = out.shape.numel() / self.size.max(1);
         let params = Params {
-            rows: u32_of("layer_norm_grad", rows),
-            size: u32_of("layer_norm_grad", self.size),
+            rows: u32_of("layer_norm_grad", rows)?,
+            size: u32_of("layer_norm_grad", self.size)?,
             eps: self.eps as f32,
             has_weight: self.has_weight as u32,
             has_bias: 0,

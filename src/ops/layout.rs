@@ -5,6 +5,8 @@
 //! over it (stride 0 repeats an element). Before a launch, adjacent dimensions that are laid out
 //! contiguously in every operand are merged, so most kernels see rank 1–3.
 
+use crate::{Error, Result};
+
 /// The highest rank a GPU kernel's parameter block holds (after collapsing).
 pub const MAX_RANK: usize = 8;
 
@@ -86,23 +88,31 @@ pub fn collapse(shape: &[usize], strides: &[Vec<usize>]) -> (Vec<usize>, Vec<Vec
 }
 
 /// `v` as a fixed-size `[u32; MAX_RANK]` for a GPU parameter block, padded with `fill`.
-/// Panics when the rank is over [`MAX_RANK`] or a value does not fit 32 bits.
-#[track_caller]
-pub fn pack(op: &str, v: &[usize], fill: u32) -> [u32; MAX_RANK] {
+/// A rank over [`MAX_RANK`] or a value over 32 bits is an [`Error::TooLarge`] naming `op`.
+pub fn pack(op: &str, v: &[usize], fill: u32) -> Result<[u32; MAX_RANK]> {
     if v.len() > MAX_RANK {
-        panic!("{op}: rank {} after collapsing exceeds the GPU limit of {MAX_RANK}", v.len());
+        return Err(too_large(
+            op,
+            format!("rank {} after collapsing exceeds the limit of {MAX_RANK}", v.len()),
+        ));
     }
     let mut out = [fill; MAX_RANK];
     for (o, &x) in out.iter_mut().zip(v) {
-        *o = u32::try_from(x).unwrap_or_else(|_| panic!("{op}: {x} does not fit in 32 bits"));
+        *o = u32_of(op, x)?;
     }
-    out
+    Ok(out)
 }
 
-/// A value as u32 for a GPU parameter block; panics if it does not fit.
-#[track_caller]
-pub fn u32_of(op: &str, x: usize) -> u32 {
-    u32::try_from(x).unwrap_or_else(|_| panic!("{op}: {x} does not fit in 32 bits"))
+/// `x` as a u32 for a GPU parameter block. GPU kernels size and index with 32-bit integers, so
+/// a value over `u32::MAX` is an [`Error::TooLarge`] naming `op` and the value.
+pub fn u32_of(op: &str, x: usize) -> Result<u32> {
+    u32::try_from(x)
+        .map_err(|_| too_large(op, format!("{x} does not fit the GPU kernels' 32-bit sizes and indices")))
+}
+
+/// The error of a launch whose sizes exceed what the GPU kernels take.
+fn too_large(op: &str, what: String) -> Error {
+    Error::TooLarge { device: "the GPU".into(), detail: format!("{op}: {what}") }
 }
 
 /// Splits `shape` around `axis` into (outer, size, inner) element counts.
@@ -125,6 +135,29 @@ mod tests {
         assert_eq!(bcast, vec![5, 6, 5, 6]);
         assert_eq!(offsets(&[], &[], 3).collect::<Vec<_>>(), vec![3]);
         assert_eq!(offsets(&[0, 4], &[4, 1], 0).count(), 0);
+    }
+
+    #[test]
+    fn sizes_over_32_bits_are_errors_naming_the_op_and_the_size() {
+        assert_eq!(u32_of("sum", u32::MAX as usize).unwrap(), u32::MAX);
+        let big = u32::MAX as usize + 1;
+        match u32_of("sum", big) {
+            Err(Error::TooLarge { detail, .. }) => {
+                assert!(detail.starts_with(&format!("sum: {big} ")), "{detail}")
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        assert_eq!(pack("add", &[2, 3], 1).unwrap(), [2, 3, 1, 1, 1, 1, 1, 1]);
+        match pack("add", &[2, big], 0) {
+            Err(Error::TooLarge { detail, .. }) => {
+                assert!(detail.starts_with(&format!("add: {big} ")), "{detail}")
+            }
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+        match pack("permute", &[2; MAX_RANK + 1], 0) {
+            Err(Error::TooLarge { detail, .. }) => assert!(detail.contains("permute: rank 9"), "{detail}"),
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
     }
 
     #[test]

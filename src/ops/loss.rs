@@ -51,8 +51,8 @@ impl CrossEntropy {
     /// The kernel parameters; registers the targets (input 1) for fault reports.
     fn params(&self, rows: usize, classes: usize, rec: &mut Recorder) -> Result<Params> {
         Ok(Params {
-            rows: u32_of("cross_entropy", rows),
-            classes: u32_of("cross_entropy", classes),
+            rows: u32_of("cross_entropy", rows)?,
+            classes: u32_of("cross_entropy", classes)?,
             has_ignore: self.ignore_index.is_some() as u32,
             ignore: self.ignore_index.unwrap_or(0).clamp(i32::MIN as i64, i32::MAX as i64) as i32,
             smoothing: self.label_smoothing as f32,

@@ -13,7 +13,7 @@ use crate::backend::cpu::{CpuData, CpuStorage, Gemm, Mat, gemm};
 use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::ops::layout::{collapse, u32_of};
-use crate::ops::movement::Movement;
+use crate::ops::movement::{Movement, strided_copy};
 use crate::{Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::any::Any;
@@ -22,7 +22,8 @@ static SHADER: Shader = shader!("matmul.wgsl");
 /// The tiled GEMM core shared by matmul and the convolutions.
 pub(crate) static GEMM: Shader = shader!("gemm.wgsl");
 
-/// The most batch dimensions a GPU launch takes (after collapsing).
+/// The most batch dimensions the GPU kernel walks (after collapsing; a launch with more copies
+/// its operands out to one batch dimension first).
 const MAX_BATCH_RANK: usize = 4;
 
 /// C = op(A)·op(B), batched, where op transposes the last two axes when the flag is set.
@@ -133,39 +134,48 @@ impl Op for MatMul {
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let g = self.geometry(args[0].shape, args[1].shape, out.shape);
         let y = rec.alloc_elems(out.shape.numel())?;
-        let (batch, strides) = collapse(&g.batch, &[g.a_batch.clone(), g.b_batch.clone()]);
-        if batch.len() > MAX_BATCH_RANK {
-            panic!(
-                "matmul: {} batch dimensions after collapsing exceed the GPU limit of {MAX_BATCH_RANK}",
-                batch.len()
+        let (mut batch, mut strides) = collapse(&g.batch, &[g.a_batch.clone(), g.b_batch.clone()]);
+        let expanded;
+        let (a, b) = if batch.len() > MAX_BATCH_RANK {
+            // broadcasts interleaved between the operands leave more batch dimensions than the
+            // kernel walks: copy both out over the whole batch, which is then one dimension (as
+            // PyTorch's matmul expands and reshapes)
+            expanded = (
+                expand_batch(rec, &args[0], &g.batch, &g.a_batch)?,
+                expand_batch(rec, &args[1], &g.batch, &g.b_batch)?,
             );
-        }
-        let pack4 = |v: &[usize], fill: u32| {
+            strides = vec![vec![matrix_len(args[0].shape)], vec![matrix_len(args[1].shape)]];
+            batch = vec![batch.iter().product()];
+            (&expanded.0, &expanded.1)
+        } else {
+            (args[0].buf, args[1].buf)
+        };
+        let pack4 = |v: &[usize], fill: u32| -> Result<[u32; MAX_BATCH_RANK]> {
             let mut out = [fill; MAX_BATCH_RANK];
             for (o, &x) in out.iter_mut().zip(v) {
-                *o = u32_of("matmul", x);
+                *o = u32_of("matmul", x)?;
             }
-            out
+            Ok(out)
         };
         let params = Params {
-            m: u32_of("matmul", g.m),
-            n: u32_of("matmul", g.n),
-            k: u32_of("matmul", g.k),
+            m: u32_of("matmul", g.m)?,
+            n: u32_of("matmul", g.n)?,
+            k: u32_of("matmul", g.k)?,
             batch_rank: batch.len() as u32,
-            a_row: u32_of("matmul", g.a_rc.0),
-            a_col: u32_of("matmul", g.a_rc.1),
-            b_row: u32_of("matmul", g.b_rc.0),
-            b_col: u32_of("matmul", g.b_rc.1),
-            batch_shape: pack4(&batch, 1),
-            a_batch: pack4(&strides[0], 0),
-            b_batch: pack4(&strides[1], 0),
+            a_row: u32_of("matmul", g.a_rc.0)?,
+            a_col: u32_of("matmul", g.a_rc.1)?,
+            b_row: u32_of("matmul", g.b_rc.0)?,
+            b_col: u32_of("matmul", g.b_rc.1)?,
+            batch_shape: pack4(&batch, 1)?,
+            a_batch: pack4(&strides[0], 0)?,
+            b_batch: pack4(&strides[1], 0)?,
         };
-        let batches = u32_of("matmul", batch.iter().product());
+        let batches = u32_of("matmul", batch.iter().product())?;
         let tile = Tile::for_shape(g.m, g.n, batches as usize);
         let kernel = kernel(tile, g.a_rc.1 == 1, g.b_rc.1 == 1);
         // (B, M, N) → one BM×BN tile of C per workgroup
         let grid = Grid::Dims(params.n.div_ceil(tile.size), params.m.div_ceil(tile.size), batches);
-        rec.dispatch(&kernel, &params, &[args[0].buf, args[1].buf], &[&y], grid)?;
+        rec.dispatch(&kernel, &params, &[a, b], &[&y], grid)?;
         Ok(y)
     }
 
@@ -191,6 +201,28 @@ impl Op for MatMul {
         let k = self.geometry(args[0].shape, args[1].shape, out.shape).k;
         ulps_summing(2.0, k)
     }
+}
+
+/// Elements of one stored matrix of an operand (its last two dimensions).
+fn matrix_len(shape: &Shape) -> usize {
+    shape.dims()[shape.rank() - 2..].iter().product()
+}
+
+/// Operand `x` copied out over the whole `batch`, its matrices contiguous one after another:
+/// `batch_strides` (0 where `x` is broadcast) say where each batch's matrix starts in `x`.
+fn expand_batch(
+    rec: &mut Recorder,
+    x: &GpuArg,
+    batch: &[usize],
+    batch_strides: &[usize],
+) -> Result<GpuBuffer> {
+    let (rows, cols) = (x.shape.dim(x.shape.rank() - 2), x.shape.dim(x.shape.rank() - 1));
+    let shape: Vec<usize> = batch.iter().copied().chain([rows, cols]).collect();
+    let src_strides: Vec<usize> = batch_strides.iter().copied().chain([cols, 1]).collect();
+    let dst_strides = Shape::new(shape.clone()).strides();
+    let copy = rec.alloc_elems(shape.iter().product())?;
+    strided_copy(rec, "matmul", x.buf, &copy, &shape, (0, src_strides), (0, dst_strides))?;
+    Ok(copy)
 }
 
 /// A tile configuration of the GEMM core.

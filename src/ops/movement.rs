@@ -43,16 +43,16 @@ pub(crate) fn strided_copy(
     (src_start, src_strides): (usize, Vec<usize>),
     (dst_start, dst_strides): (usize, Vec<usize>),
 ) -> Result<()> {
-    let n = u32_of(op, shape.iter().product());
+    let n = u32_of(op, shape.iter().product())?;
     let (shape, strides) = collapse(shape, &[src_strides, dst_strides]);
     let params = CopyParams {
         n,
         rank: shape.len() as u32,
-        src_start: u32_of(op, src_start),
-        dst_start: u32_of(op, dst_start),
-        shape: pack(op, &shape, 1),
-        src_strides: pack(op, &strides[0], 0),
-        dst_strides: pack(op, &strides[1], 0),
+        src_start: u32_of(op, src_start)?,
+        dst_start: u32_of(op, dst_start)?,
+        shape: pack(op, &shape, 1)?,
+        src_strides: pack(op, &strides[0], 0)?,
+        dst_strides: pack(op, &strides[1], 0)?,
     };
     let kernel = Kernel::new(&SHADER, "strided_copy", 1, 1);
     rec.dispatch(&kernel, &params, &[src], &[dst], Grid::Linear(n.div_ceil(256)))
@@ -248,7 +248,7 @@ impl Op for Pad {
     }
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
-        let n = u32_of("pad", out.shape.numel());
+        let n = u32_of("pad", out.shape.numel())?;
         let y = rec.alloc_elems(n as usize)?;
         let value = match out.dtype {
             DType::F32 => (self.value as f32).to_bits(),
@@ -264,11 +264,11 @@ impl Op for Pad {
             rank: out.shape.rank() as u32,
             value,
             _pad: 0,
-            out_shape: pack("pad", out.shape.dims(), 1),
-            before: pack("pad", &before, 0),
-            step: pack("pad", &step, 1),
-            in_shape: pack("pad", args[0].shape.dims(), 1),
-            in_strides: pack("pad", &args[0].shape.strides(), 0),
+            out_shape: pack("pad", out.shape.dims(), 1)?,
+            before: pack("pad", &before, 0)?,
+            step: pack("pad", &step, 1)?,
+            in_shape: pack("pad", args[0].shape.dims(), 1)?,
+            in_strides: pack("pad", &args[0].shape.strides(), 0)?,
         };
         let kernel = Kernel::new(&SHADER, "pad", 1, 1);
         rec.dispatch(&kernel, &params, &[args[0].buf], &[&y], Grid::Linear(n.div_ceil(256)))?;

@@ -128,27 +128,27 @@ impl Geom {
         (taps, count)
     }
 
-    fn params(&self, max: bool) -> Params {
+    fn params(&self, max: bool) -> Result<Params> {
         let u = |v: usize| u32_of("pool", v);
         let o = self.opts;
-        Params {
-            planes: u(self.planes),
-            h: u(self.h),
-            w: u(self.w),
-            oh: u(self.oh),
-            ow: u(self.ow),
-            kh: u(o.kernel.0),
-            kw: u(o.kernel.1),
-            sh: u(o.stride.0),
-            sw: u(o.stride.1),
-            ph: u(o.padding.0),
-            pw: u(o.padding.1),
-            dh: u(o.dilation.0),
-            dw: u(o.dilation.1),
+        Ok(Params {
+            planes: u(self.planes)?,
+            h: u(self.h)?,
+            w: u(self.w)?,
+            oh: u(self.oh)?,
+            ow: u(self.ow)?,
+            kh: u(o.kernel.0)?,
+            kw: u(o.kernel.1)?,
+            sh: u(o.stride.0)?,
+            sw: u(o.stride.1)?,
+            ph: u(o.padding.0)?,
+            pw: u(o.padding.1)?,
+            dh: u(o.dilation.0)?,
+            dw: u(o.dilation.1)?,
             count_include_pad: o.count_include_pad as u32,
             is_max: max as u32,
             _pad: 0,
-        }
+        })
     }
 }
 
@@ -250,8 +250,8 @@ impl Op for Pool {
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let y = rec.alloc_elems(out.shape.numel())?;
-        let n = u32_of(self.name(), out.shape.numel());
-        let params = self.geom.params(self.max);
+        let n = u32_of(self.name(), out.shape.numel())?;
+        let params = self.geom.params(self.max)?;
         // one invocation per output element (forward) or per input element (gradient)
         let grid = Grid::Linear(n.div_ceil(256));
         let (kernel, reads): (Kernel, Vec<&GpuBuffer>) = match (self.max, self.grad) {

@@ -28,9 +28,9 @@ struct Params {
 }
 
 impl Params {
-    fn new(op: &str, n: usize, key: RandomKey, a: f32, b: f32) -> Params {
-        Params {
-            n: u32_of(op, n),
+    fn new(op: &str, n: usize, key: RandomKey, a: f32, b: f32) -> Result<Params> {
+        Ok(Params {
+            n: u32_of(op, n)?,
             seed_lo: key.seed as u32,
             seed_hi: (key.seed >> 32) as u32,
             stream_lo: key.stream as u32,
@@ -38,7 +38,7 @@ impl Params {
             a,
             b,
             _pad: 0,
-        }
+        })
     }
 }
 
@@ -91,7 +91,7 @@ impl Op for Random {
             Draw::Uniform { lo, hi } => ("rand_uniform", lo, hi),
             Draw::Normal { mean, std } => ("rand_normal", mean, std),
         };
-        let params = Params::new(self.name(), n, self.key, a, b);
+        let params = Params::new(self.name(), n, self.key, a, b)?;
         let kernel = Kernel::new(&SHADER, entry, 0, 1);
         rec.dispatch(&kernel, &params, &[], &[&y], Grid::Linear(params.n.div_ceil(256)))?;
         Ok(y)
@@ -148,7 +148,7 @@ impl Op for Dropout {
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let n = out.shape.numel();
         let y = rec.alloc_elems(n)?;
-        let params = Params::new("dropout", n, self.key, self.p, self.scale());
+        let params = Params::new("dropout", n, self.key, self.p, self.scale())?;
         let kernel = Kernel::new(&SHADER, "dropout", 1, 1);
         rec.dispatch(&kernel, &params, &[args[0].buf], &[&y], Grid::Linear(params.n.div_ceil(256)))?;
         Ok(y)

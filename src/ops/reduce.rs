@@ -147,16 +147,16 @@ impl Op for Reduce {
             (ReduceOp::Min, _) => u32::MAX,
         };
         let params = Params {
-            n_out: u32_of(name, n_out),
-            count: u32_of(name, count),
+            n_out: u32_of(name, n_out)?,
+            count: u32_of(name, count)?,
             kept_rank: ks.len() as u32,
             reduced_rank: rs.len() as u32,
             init,
             _pad: [0; 3],
-            kept_shape: pack(name, &ks, 1),
-            kept_strides: pack(name, &kst[0], 0),
-            reduced_shape: pack(name, &rs, 1),
-            reduced_strides: pack(name, &rst[0], 0),
+            kept_shape: pack(name, &ks, 1)?,
+            kept_strides: pack(name, &kst[0], 0)?,
+            reduced_shape: pack(name, &rs, 1)?,
+            reduced_strides: pack(name, &rst[0], 0)?,
         };
         let contiguous = rst[0].last().is_none_or(|&s| s == 1);
         let per_thread = !contiguous && n_out >= 1024 || count < 32;
@@ -269,11 +269,11 @@ impl Op for ArgReduce {
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let name = self.name();
-        let n_out = u32_of(name, out.shape.numel());
+        let n_out = u32_of(name, out.shape.numel())?;
         let y = rec.alloc_elems(n_out as usize)?;
         let (_, size, inner) = crate::ops::layout::around(args[0].shape.dims(), self.axis);
         let params =
-            ArgParams { n_out, size: u32_of(name, size), inner: u32_of(name, inner), max: self.max as u32 };
+            ArgParams { n_out, size: u32_of(name, size)?, inner: u32_of(name, inner)?, max: self.max as u32 };
         let kernel = arg_kernel(args[0].dtype);
         rec.dispatch(&kernel, &params, &[args[0].buf], &[&y], Grid::Linear(n_out.div_ceil(256)))?;
         Ok(y)

@@ -53,7 +53,7 @@ impl Op for Where {
     }
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
-        let n = u32_of("where", out.shape.numel());
+        let n = u32_of("where", out.shape.numel())?;
         let y = rec.alloc_elems(n as usize)?;
         let strides: Vec<Vec<usize>> = args.iter().map(|a| a.shape.broadcast_strides(out.shape)).collect();
         let (shape, strides) = collapse(out.shape.dims(), &strides);
@@ -61,10 +61,10 @@ impl Op for Where {
             n,
             rank: shape.len() as u32,
             _pad: [0; 2],
-            shape: pack("where", &shape, 1),
-            cond_strides: pack("where", &strides[0], 0),
-            a_strides: pack("where", &strides[1], 0),
-            b_strides: pack("where", &strides[2], 0),
+            shape: pack("where", &shape, 1)?,
+            cond_strides: pack("where", &strides[0], 0)?,
+            a_strides: pack("where", &strides[1], 0)?,
+            b_strides: pack("where", &strides[2], 0)?,
         };
         let kernel = kernel(out.dtype);
         let reads = [args[0].buf, args[1].buf, args[2].buf];

@@ -121,9 +121,9 @@ impl Op for Softmax {
         let (outer, size, inner) = around(args[0].shape.dims(), self.axis);
         let y = rec.alloc_elems(out.shape.numel())?;
         let params = RowParams {
-            rows: u32_of(self.name(), outer * inner),
-            size: u32_of(self.name(), size),
-            inner: u32_of(self.name(), inner),
+            rows: u32_of(self.name(), outer * inner)?,
+            size: u32_of(self.name(), size)?,
+            inner: u32_of(self.name(), inner)?,
             flag: self.log as u32,
         };
         let kernel = match cached_per(size, inner) {

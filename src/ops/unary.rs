@@ -466,7 +466,7 @@ impl Op for Unary {
     }
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
-        let n = u32_of(self.f.name, out.shape.numel());
+        let n = u32_of(self.f.name, out.shape.numel())?;
         let y = rec.alloc_elems(n as usize)?;
         let kernel = kernel(self.f);
         let params = Params { n, a: self.a as f32, b: self.b as f32, _pad: 0 };

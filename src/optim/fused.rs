@@ -80,7 +80,7 @@ impl Rule {
             Rule::AdaGrad { .. } | Rule::Adadelta { .. } => false,
         };
         Ok(Params {
-            n: u32_of("optimizer step", n),
+            n: u32_of("optimizer step", n)?,
             first: h.first as u32,
             flag: flag as u32,
             _pad: 0,

@@ -4,7 +4,8 @@
 //! lavapipe, WARP), so `gpu:0` is a real GPU whenever there is one. A context records what the
 //! adapter offers (limits, features) and turns device loss and driver errors into `kiln::Error`.
 
-use super::pipeline::{BindGroupCache, PipelineCache};
+use super::bind_groups::BindGroupCache;
+use super::pipeline::PipelineCache;
 use super::pool::BufferPool;
 use crate::{Error, Result};
 use std::collections::HashMap;
@@ -160,7 +161,7 @@ fn open(n: usize) -> Result<GpuContext> {
         index: n,
         pipelines: PipelineCache::default(),
         bind_groups: BindGroupCache::default(),
-        pool: BufferPool::default(),
+        pool: BufferPool::from_env()?,
         device,
         queue,
         info,

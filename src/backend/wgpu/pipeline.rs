@@ -4,16 +4,22 @@
 //! buffers it reads and writes, and its specialization: text substitutions that turn a template
 //! line (which holds a valid default, so the file parses on its own) into a specific op — the
 //! unary kernel's expression, a matmul's tile size. Pipelines are compiled once per
-//! (shader, entry point, specialization) and cached.
+//! (library, shader, entry point, specialization) and cached under that full key.
 //!
 //! Binding convention, in every shader: `@binding(0)` is the op's parameter struct (a uniform
 //! with a dynamic offset), then the buffers read (`read`), then the buffers written
 //! (`read_write`).
+//!
+//! `KILN_DUMP_WGSL=DIR` writes the final source of every kernel compiled into `DIR`, one file per
+//! kernel named after its key (see [`Kernel::file_name`]).
 
 use super::context::{GpuContext, lock};
 use crate::{Error, Result};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// Prepended to every shader: helpers shared by all kernels.
 pub(crate) const PRELUDE: &str = include_str!("../../../shaders/common.wgsl");
@@ -92,13 +98,14 @@ impl<'a> Kernel<'a> {
         format!("{PRELUDE}\n{text}")
     }
 
-    /// A hash of shader, entry point and specialization: the pipeline cache's key, computed
-    /// without building strings (it is taken on every dispatch).
+    /// A hash of library, shader, entry point and specialization, computed without building
+    /// strings (the pipeline cache takes it on every dispatch).
     fn hash(&self) -> u64 {
-        use std::hash::{Hash, Hasher};
+        if COLLIDING_HASHES.load(Ordering::Relaxed) {
+            return 0;
+        }
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.library.map(|l| l.name).hash(&mut h);
-        (self.shader.name, self.entry, &self.spec, self.faults).hash(&mut h);
+        (self.library.map(|l| l.name), self.shader.name, self.entry, &self.spec, self.faults).hash(&mut h);
         h.finish()
     }
 
@@ -109,46 +116,94 @@ impl<'a> Kernel<'a> {
         let faults = if self.faults { "+faults" } else { "" };
         format!("{lib}+{}:{}:{}{faults}", self.shader.name, self.entry, spec.join(";"))
     }
-}
 
-/// Bind groups already created, by layout and buffers bound: a training loop binds the same
-/// pool buffers to the same kernels step after step, and creating a bind group is one of the
-/// larger costs of recording a dispatch.
-#[derive(Default)]
-pub(crate) struct BindGroupCache {
-    groups: Mutex<HashMap<BindKey, wgpu::BindGroup>>,
-}
-
-/// A bind group's identity: its layout and each binding's buffer and size.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub(crate) struct BindKey {
-    pub layout: wgpu::BindGroupLayout,
-    pub buffers: Vec<(wgpu::Buffer, u64)>,
-}
-
-impl BindGroupCache {
-    /// Most bind groups kept; past this the cache starts over (a workload that keeps binding
-    /// new combinations gains nothing from keeping them).
-    const CAPACITY: usize = 8192;
-
-    /// The bind group for `key`, created by `create` on a miss.
-    pub fn get(&self, key: BindKey, create: impl FnOnce() -> wgpu::BindGroup) -> wgpu::BindGroup {
-        let mut groups = lock(&self.groups);
-        if let Some(g) = groups.get(&key) {
-            return g.clone();
+    /// A file name for the kernel's source (`KILN_DUMP_WGSL`): library, shader, entry point and
+    /// each specialization's tag and value, e.g. `gemm+matmul.main.BM=128u.….<hash>.wgsl`. The
+    /// hash of the full key keeps names apart that read alike once sanitized (`a + b`, `a * b`).
+    pub fn file_name(&self) -> String {
+        let stem = |s: &Shader| s.name.trim_end_matches(".wgsl");
+        let mut name = match self.library {
+            Some(lib) => format!("{}+{}", stem(lib), stem(self.shader)),
+            None => stem(self.shader).to_string(),
+        };
+        name.push('.');
+        name.push_str(self.entry);
+        for (pattern, replacement) in &self.spec {
+            // every template line ends in `// @TAG`; its value is what follows `return ` or ` = `
+            let tag = pattern.rsplit_once("// @").map_or(*pattern, |(_, tag)| tag);
+            let value = match replacement.strip_prefix("return ") {
+                Some(expr) => expr,
+                None => replacement.split_once(" = ").map_or(replacement.as_str(), |(_, v)| v),
+            };
+            name.push_str(&format!(".{tag}={}", value.trim_end_matches(';')));
         }
-        if groups.len() >= Self::CAPACITY {
-            groups.clear();
+        let mut readable = String::with_capacity(name.len());
+        for c in name.chars() {
+            let c = if c.is_ascii_alphanumeric() || "._+=-".contains(c) { c } else { '_' };
+            if !(c == '_' && readable.ends_with('_')) {
+                readable.push(c);
+            }
         }
-        let g = create();
-        groups.insert(key, g.clone());
-        g
+        readable.truncate(160);
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.key().hash(&mut h);
+        format!("{}.{:08x}.wgsl", readable.trim_end_matches('_'), h.finish() as u32)
+    }
+}
+
+/// Test-only: when set, every kernel hashes alike, so the pipeline cache can only tell kernels
+/// apart by their full keys.
+static COLLIDING_HASHES: AtomicBool = AtomicBool::new(false);
+
+/// Makes every kernel's pipeline-cache hash collide (`true`) or not (for testing).
+#[doc(hidden)]
+pub fn force_pipeline_hash_collisions(on: bool) {
+    COLLIDING_HASHES.store(on, Ordering::Relaxed);
+}
+
+/// A kernel's full identity, owned: what a cached pipeline was compiled from.
+#[derive(PartialEq, Eq)]
+struct KernelKey {
+    library: Option<&'static str>,
+    shader: &'static str,
+    entry: &'static str,
+    spec: Vec<(&'static str, String)>,
+    faults: bool,
+}
+
+impl KernelKey {
+    fn of(kernel: &Kernel) -> KernelKey {
+        KernelKey {
+            library: kernel.library.map(|l| l.name),
+            shader: kernel.shader.name,
+            entry: kernel.entry,
+            spec: kernel.spec.clone(),
+            faults: kernel.faults,
+        }
     }
 
-    /// Forgets every bind group (and so releases the buffers they hold).
-    pub fn clear(&self) {
-        lock(&self.groups).clear();
+    /// Whether this is `kernel`'s key (compared in place, without building one).
+    fn matches(&self, kernel: &Kernel) -> bool {
+        self.library == kernel.library.map(|l| l.name)
+            && self.shader == kernel.shader.name
+            && self.entry == kernel.entry
+            && self.spec == kernel.spec
+            && self.faults == kernel.faults
     }
+}
+
+/// `KILN_DUMP_WGSL`: the folder that compiled kernels' sources are written to, if set.
+fn dump_dir() -> Option<&'static Path> {
+    static DIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    DIR.get_or_init(|| std::env::var_os("KILN_DUMP_WGSL").filter(|d| !d.is_empty()).map(PathBuf::from))
+        .as_deref()
+}
+
+/// Writes `source`, the final text of `kernel`, into `dir`.
+fn dump(dir: &Path, kernel: &Kernel, source: &str) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let path = dir.join(kernel.file_name());
+    std::fs::write(&path, source).map_err(|e| Error::io(&path, e))
 }
 
 /// A compiled pipeline with its bind-group layout.
@@ -157,10 +212,14 @@ pub(crate) struct Pipeline {
     pub layout: wgpu::BindGroupLayout,
 }
 
+/// The compiled pipelines of the kernels that share a hash (almost always one).
+type Bucket = Vec<(KernelKey, Arc<Pipeline>)>;
+
 /// Compiled pipelines and bind-group layouts of one context.
 #[derive(Default)]
 pub(crate) struct PipelineCache {
-    pipelines: Mutex<HashMap<u64, Arc<Pipeline>>>,
+    /// By hash; each bucket holds every kernel of that hash, told apart by full key.
+    pipelines: Mutex<HashMap<u64, Bucket>>,
     layouts: Mutex<HashMap<(u32, u32, bool), wgpu::BindGroupLayout>>,
 }
 
@@ -168,16 +227,21 @@ impl PipelineCache {
     /// The pipeline for `kernel`, compiling it on first use.
     pub fn get(&self, ctx: &GpuContext, kernel: &Kernel) -> Result<Arc<Pipeline>> {
         let hash = kernel.hash();
-        if let Some(p) = lock(&self.pipelines).get(&hash) {
-            return Ok(p.clone());
+        if let Some(p) = self.find(hash, kernel) {
+            return Ok(p);
         }
         let key = kernel.key();
+        let source = kernel.source();
+        if let Some(dir) = dump_dir() {
+            // before compiling: the source of a kernel that fails to compile is the one to read
+            dump(dir, kernel, &source)?;
+        }
         let layout = self.layout(ctx, kernel.reads, kernel.writes, kernel.faults);
         let device = &ctx.device;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(kernel.shader.name),
-            source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+            source: wgpu::ShaderSource::Wgsl(source.into()),
         });
         let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
             label: Some(kernel.entry),
@@ -196,8 +260,23 @@ impl PipelineCache {
             return Err(Error::Gpu(format!("compiling {key}: {e}")));
         }
         let p = Arc::new(Pipeline { pipeline, layout });
-        lock(&self.pipelines).insert(hash, p.clone());
-        Ok(p)
+        let mut pipelines = lock(&self.pipelines);
+        let bucket = pipelines.entry(hash).or_default();
+        // another thread may have compiled the same kernel meanwhile: keep one
+        match bucket.iter().find(|(k, _)| k.matches(kernel)) {
+            Some((_, existing)) => Ok(existing.clone()),
+            None => {
+                bucket.push((KernelKey::of(kernel), p.clone()));
+                Ok(p)
+            }
+        }
+    }
+
+    /// The cached pipeline of `kernel`, whose hash is `hash`.
+    fn find(&self, hash: u64, kernel: &Kernel) -> Option<Arc<Pipeline>> {
+        let pipelines = lock(&self.pipelines);
+        let bucket = pipelines.get(&hash)?;
+        bucket.iter().find(|(k, _)| k.matches(kernel)).map(|(_, p)| p.clone())
     }
 
     /// The layout for a kernel reading `reads` buffers and writing `writes`, with or without

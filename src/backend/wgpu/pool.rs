@@ -4,14 +4,21 @@
 //! out again. Size classes are a power of two split in eight steps (at most 12.5% waste above
 //! 2 KiB). A buffer returned while commands that use it are still recorded is safe to hand out
 //! again: every later use is recorded after them, and the GPU runs commands in order.
+//!
+//! Idle buffers are kept up to a byte budget ([`DEFAULT_POOL_BYTES`], or `KILN_GPU_POOL_BYTES`);
+//! past it the least recently used are freed, along with the cached bind groups that bind them
+//! (a bind group keeps its buffers alive). On out-of-memory the whole pool is freed.
 
 use super::context::{GpuContext, lock};
+use super::idle::Idle;
 use crate::backend::cpu::CpuStorage;
 use crate::{DType, Error, Result};
-use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+
+/// Bytes of idle buffers a GPU's pool keeps when `KILN_GPU_POOL_BYTES` does not say otherwise.
+pub const DEFAULT_POOL_BYTES: u64 = 1 << 30;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
@@ -30,23 +37,49 @@ pub fn live_buffers() -> usize {
     LIVE.load(Ordering::Relaxed)
 }
 
-/// Freed buffers by size class.
-#[derive(Default)]
+/// Freed buffers by size class, up to a byte budget.
 pub(crate) struct BufferPool {
-    free: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    idle: Mutex<Idle<wgpu::Buffer>>,
     /// Buffers ever created (a pool that keeps growing means a leak).
     created: AtomicUsize,
 }
 
 impl BufferPool {
+    /// A pool keeping at most `budget` bytes of idle buffers.
+    pub fn new(budget: u64) -> BufferPool {
+        BufferPool { idle: Mutex::new(Idle::new(budget)), created: AtomicUsize::new(0) }
+    }
+
+    /// A pool with the budget of `KILN_GPU_POOL_BYTES` (a number of bytes), or
+    /// [`DEFAULT_POOL_BYTES`] when it is not set.
+    pub fn from_env() -> Result<BufferPool> {
+        let budget = match std::env::var("KILN_GPU_POOL_BYTES") {
+            Err(_) => DEFAULT_POOL_BYTES,
+            Ok(v) => v.trim().parse().map_err(|_| {
+                Error::Invalid(format!(
+                    "KILN_GPU_POOL_BYTES={v:?} is not a number of bytes (e.g. 536870912 for 512 MiB)"
+                ))
+            })?,
+        };
+        Ok(BufferPool::new(budget))
+    }
+
     /// How many distinct buffers this pool has created.
     pub fn created(&self) -> usize {
         self.created.load(Ordering::Relaxed)
     }
 
+    /// How many idle buffers the pool keeps, and their bytes.
+    pub fn idle(&self) -> (usize, u64) {
+        let idle = lock(&self.idle);
+        (idle.len(), idle.bytes())
+    }
+
     /// Frees every pooled buffer.
     pub fn trim(&self) {
-        lock(&self.free).clear();
+        // dropped after the lock is released
+        let freed = lock(&self.idle).clear();
+        drop(freed);
     }
 }
 
@@ -83,7 +116,7 @@ impl GpuBuffer {
             });
         }
         let class = size_class(bytes).min(limit.max(bytes));
-        let reused = lock(&ctx.pool.free).get_mut(&class).and_then(Vec::pop);
+        let reused = lock(&ctx.pool.idle).take(class);
         let buffer = match reused {
             Some(b) => b,
             None => create(ctx, class)?,
@@ -157,7 +190,11 @@ impl Drop for GpuBuffer {
     fn drop(&mut self) {
         LIVE.fetch_sub(1, Ordering::Relaxed);
         if let Some(buffer) = self.buffer.take() {
-            lock(&self.ctx.pool.free).entry(buffer.size()).or_default().push(buffer);
+            let evicted = lock(&self.ctx.pool.idle).put(buffer.size(), buffer);
+            if !evicted.is_empty() {
+                // their cached bind groups would keep them (and their memory) alive
+                self.ctx.bind_groups.forget_buffers(&evicted);
+            }
         }
     }
 }

@@ -9,9 +9,10 @@
 //! the queue), so they stay ordered with the dispatches around them even when the pool hands a
 //! destination buffer out again.
 
+use super::bind_groups::BindKey;
 use super::context::{GpuContext, lock};
 use super::faults::{FAULT_BINDING, FaultLog, FaultSlot};
-use super::pipeline::{BindKey, Kernel};
+use super::pipeline::Kernel;
 use super::pool::GpuBuffer;
 use crate::backend::cpu::CpuStorage;
 use crate::{Error, Result};
@@ -24,12 +25,18 @@ const PARAM_SLOT: usize = 256;
 const PARAM_SLOTS: usize = 1024;
 
 /// How many workgroups a dispatch launches.
+///
+/// A grid with a dimension over the adapter's per-dimension limit (65,535 on most) is folded:
+/// its workgroups, numbered x fastest, are laid out row by row on a 2-D grid `limit` wide, with
+/// spare workgroups at the end of the last row. Kernels unfold their workgroup with
+/// `flat_workgroup` or `grid_workgroup` (`shaders/common.wgsl`), which give the same answer on
+/// a grid that was not folded, and return at once from a spare one.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Grid {
-    /// `n` workgroups along one logical axis; more than the per-dimension limit (65,535 on most
-    /// adapters) are folded onto a 2-D grid, which kernels unfold with `flat_workgroup`.
+    /// `n` workgroups along one logical axis (kernels unfold with `flat_workgroup`).
     Linear(u32),
-    /// An explicit 3-D grid.
+    /// A logical 3-D grid (kernels unfold with `grid_workgroup`; a spare workgroup gets a z past
+    /// the last).
     Dims(u32, u32, u32),
 }
 
@@ -280,22 +287,30 @@ impl Recorder {
         (buffer.clone(), offset)
     }
 
+    /// The workgroups to launch for `grid`, folded if a dimension is over the limit (see
+    /// [`Grid`]).
     fn grid_dims(&self, grid: Grid, entry: &str) -> Result<(u32, u32, u32)> {
         let max = self.ctx.limits.max_compute_workgroups_per_dimension;
-        let dims = match grid {
-            Grid::Linear(n) if n <= max => (n, 1, 1),
-            Grid::Linear(n) => (max, n.div_ceil(max), 1),
+        let logical = match grid {
+            Grid::Linear(n) => (n, 1, 1),
             Grid::Dims(x, y, z) => (x, y, z),
         };
-        if dims.0 > max || dims.1 > max || dims.2 > max {
+        let total = u64::from(logical.0) * u64::from(logical.1) * u64::from(logical.2);
+        let rows = total.div_ceil(u64::from(max));
+        // kernels number workgroups with 32-bit integers
+        if total > u64::from(u32::MAX) || rows > u64::from(max) {
             return Err(Error::TooLarge {
                 device: format!("gpu:{} ({})", self.ctx.index, self.ctx.info.name),
                 detail: format!(
-                    "{entry} needs a grid of {dims:?} workgroups; the limit is {max} per dimension"
+                    "{entry} needs a grid of {logical:?} workgroups, more than fit a {max}×{max} grid"
                 ),
             });
         }
-        Ok(dims)
+        if logical.0 <= max && logical.1 <= max && logical.2 <= max {
+            Ok(logical)
+        } else {
+            Ok((max, rows as u32, 1))
+        }
     }
 }
 

@@ -46,6 +46,8 @@ fn matmul() -> Vec<Case> {
             shapes(&[&[&[2, 1, 3, 4], &[3, 4, 2]], &[&[1, 1, 1], &[1, 1]], &[&[2, 3, 17, 9], &[3, 9, 70]]]),
             |x, _| x[0].matmul(&x[1]),
         )
+        // more than 65,535 batches: a folded grid
+        .with_shapes(vec![vec![65_600, 2, 3], vec![65_600, 3, 2]])
         .tol(2e-5),
         Case::new(
             "matmul aᵀ·bᵀ read in place",
@@ -100,7 +102,9 @@ fn convolution() -> Vec<Case> {
                 &[&[3, 5, 13, 11], &[7, 5, 3, 5]],
             ]),
             ConvOptions::default(),
-        ),
+        )
+        // more than 65,535 tiles of 64 output (and input) pixels: a folded grid
+        .with_shapes(vec![vec![65_600, 1, 8, 8], vec![1, 1, 1, 1]]),
         conv(
             "conv2d stride 2 padding 1",
             shapes(&[&[&[2, 2, 6, 5], &[3, 2, 3, 3]], &[&[2, 3, 17, 19], &[5, 3, 3, 3]]]),
