@@ -124,13 +124,14 @@ impl Tensor {
     pub fn backward_with(&self, grad: Tensor) -> Gradients {
         let _guard = NoGradGuard::new();
         let order = grad_order(self);
-        let mut pending: HashMap<u64, Tensor> = HashMap::new();
-        pending.insert(self.id(), grad);
+        let mut pending: HashMap<u64, Accumulator> = HashMap::new();
+        pending.entry(self.id()).or_default().add(grad);
         let mut out = Gradients::default();
         for t in order.iter().rev() {
             let Some(g) = pending.remove(&t.id()) else {
                 continue;
             };
+            let g = g.finish(t.shape());
             let inputs = t.0.inputs().clone();
             if !inputs.iter().any(|i| i.requires_grad()) {
                 out.grads.insert(t.id(), g);
@@ -144,11 +145,7 @@ impl Tensor {
                     continue;
                 }
                 debug_assert_eq!(gi.shape(), input.shape(), "{} gradient shape", t.0.op.name());
-                let sum = match pending.remove(&input.id()) {
-                    Some(prev) => &prev + &gi,
-                    None => gi,
-                };
-                pending.insert(input.id(), sum);
+                pending.entry(input.id()).or_default().add(gi);
             }
             GRADIENT_OF.with(|s| s.set(outer));
         }
@@ -171,6 +168,80 @@ impl Tensor {
         );
         let summed = self.sum_axes(&axes, true);
         summed.reshape(shape.clone())
+    }
+}
+
+/// The gradient of one tensor as its contributions arrive, kept in parts that combine more
+/// cheaply than by adding them one at a time:
+/// - slices placed in zeros along one axis (the gradient of `narrow`/`select`, as each step of a
+///   recurrence reads its step of a sequence): assembled into one tensor, instead of adding T
+///   full-size padded tensors (O(T²) work for a sequence of T steps);
+/// - products Xᵢᵀ·Yᵢ (a weight's gradient from every time step that used it): one matmul of
+///   the stacked Xᵢ and Yᵢ, instead of T matmuls and T additions of the weight's size;
+/// - everything else, summed.
+#[derive(Default)]
+struct Accumulator {
+    sum: Option<Tensor>,
+    /// The padded gradients as they came, and (axis, start, slice) of each.
+    placed: Vec<(Tensor, usize, usize, Tensor)>,
+    /// The product gradients as they came, and (X, Y) of each.
+    products: Vec<(Tensor, Tensor, Tensor)>,
+}
+
+impl Accumulator {
+    fn add(&mut self, g: Tensor) {
+        if let Some((axis, start, slice)) = g.placement() {
+            let end = start + slice.dims()[axis];
+            let fits = self.placed.iter().all(|(_, a, s, p)| {
+                *a == axis && (end <= *s || start >= s + p.dims()[axis]) && p.dtype() == slice.dtype()
+            });
+            if fits {
+                self.placed.push((g, axis, start, slice));
+                return;
+            }
+        }
+        if let Some((x, y)) = g.outer_product() {
+            let fits = self.products.iter().all(|(_, px, py)| {
+                px.dims()[1..] == x.dims()[1..] && py.dims()[1..] == y.dims()[1..] && px.dtype() == x.dtype()
+            });
+            if fits {
+                self.products.push((g, x, y));
+                return;
+            }
+        }
+        self.sum = Some(match self.sum.take() {
+            Some(prev) => &prev + &g,
+            None => g,
+        });
+    }
+
+    /// The whole gradient, of `shape`.
+    fn finish(self, shape: &Shape) -> Tensor {
+        let placed = match self.placed.len() {
+            0 => None,
+            1 => self.placed.into_iter().next().map(|(g, ..)| g),
+            _ => {
+                let axis = self.placed[0].1;
+                let parts: Vec<(usize, Tensor)> =
+                    self.placed.into_iter().map(|(_, _, s, p)| (s, p)).collect();
+                Some(Tensor::assemble(shape, axis, &parts))
+            }
+        };
+        let products = match self.products.len() {
+            0 => None,
+            1 => self.products.into_iter().next().map(|(g, ..)| g),
+            _ => {
+                let (xs, ys): (Vec<Tensor>, Vec<Tensor>) =
+                    self.products.into_iter().map(|(_, x, y)| (x, y)).unzip();
+                // Σ Xᵢᵀ·Yᵢ = [X₀; X₁; …]ᵀ · [Y₀; Y₁; …]
+                Some(Tensor::matmul_flags(&Tensor::concat(&xs, 0), &Tensor::concat(&ys, 0), true, false))
+            }
+        };
+        [self.sum, placed, products]
+            .into_iter()
+            .flatten()
+            .reduce(|a, b| &a + &b)
+            .expect("an accumulator holds at least one gradient")
     }
 }
 

@@ -154,6 +154,12 @@ impl Tensor {
         self.0.id
     }
 
+    /// The name of the op that computes this tensor (`"matmul"`; `"leaf"` for data), for
+    /// reading a graph.
+    pub fn op_name(&self) -> &'static str {
+        self.0.op.name()
+    }
+
     /// Whether two handles refer to the same node.
     pub fn same(&self, other: &Tensor) -> bool {
         Arc::ptr_eq(&self.0, &other.0)

@@ -85,3 +85,52 @@ fn assign_updates_every_handle_in_place() {
     assert_eq!(values(&alias), vec![10.0, 20.0]);
     assert!(alias.requires_grad());
 }
+
+/// Σₜ over T steps of a recurrence-shaped graph: step t reads slice t of `xs` and multiplies by
+/// the shared weight `w`, as an RNN reads its input sequence and its recurrent weight.
+fn steps(xs: &Tensor, w: &Tensor, t: usize) -> Tensor {
+    let mut total: Option<Tensor> = None;
+    for i in 0..t {
+        let y = xs.select(0, i).matmul(w).tanh().sum_all();
+        total = Some(match total {
+            Some(s) => s + y,
+            None => y,
+        });
+    }
+    total.unwrap()
+}
+
+#[test]
+fn gradients_of_many_slices_and_of_a_weight_used_at_every_step_are_combined_not_summed() {
+    let (t, b, k, n) = (40, 3, 4, 5);
+    let data: Vec<f64> = (0..t * b * k).map(|i| ((i * 37 % 17) as f64 - 8.0) / 9.0).collect();
+    let wdata: Vec<f64> = (0..k * n).map(|i| ((i * 13 % 7) as f64 - 3.0) / 5.0).collect();
+    let xs = Tensor::from_slice(&data, [t, b, k], &Device::Cpu).requires_grad_();
+    let w = Tensor::from_slice(&wdata, [k, n], &Device::Cpu).requires_grad_();
+    let grads = steps(&xs, &w, t).backward();
+    let (gx, gw) = (grads.get(&xs).unwrap(), grads.get(&w).unwrap());
+    // one assembly of the T slice gradients and one product for the weight, not T−1 additions
+    assert_eq!(gx.op_name(), "concat");
+    assert_eq!(gw.op_name(), "matmul");
+    // the same values as the gradient written out: dL/dy = 1 − tanh², dW = Σₜ xₜᵀ·dyₜ
+    let mut want_x = vec![0.0; t * b * k];
+    let mut want_w = vec![0.0; k * n];
+    for s in 0..t {
+        for r in 0..b {
+            for c in 0..n {
+                let x = |j: usize| data[(s * b + r) * k + j];
+                let y: f64 = (0..k).map(|j| x(j) * wdata[j * n + c]).sum();
+                let dy = 1.0 - y.tanh().powi(2);
+                for j in 0..k {
+                    want_x[(s * b + r) * k + j] += dy * wdata[j * n + c];
+                    want_w[j * n + c] += dy * x(j);
+                }
+            }
+        }
+    }
+    for (got, want) in [(values(gx), want_x), (values(gw), want_w)] {
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-12 * (1.0 + w.abs()), "{g} vs {w}");
+        }
+    }
+}

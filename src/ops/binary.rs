@@ -15,7 +15,7 @@ use rayon::prelude::*;
 static SHADER: Shader = shader!("binary.wgsl");
 
 /// A binary row's CPU reference for floats: one loop over two slices per float type,
-/// generated from one generic expression by [`zip!`].
+/// generated from one generic expression by the `zip!` macro below.
 pub struct Zip {
     /// (a, b, out) for f32.
     pub f32: fn(&[f32], &[f32], &mut [f32]),

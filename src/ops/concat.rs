@@ -1,16 +1,44 @@
-//! `concat`: joins tensors along an axis. On the GPU each input is one strided copy into its
-//! slab of the output (the strided-copy kernel of `movement.wgsl`, writing with strides).
+//! `concat`: joins tensors along an axis, and `assemble`, which places them at given positions
+//! along an axis in zeros (how autograd sums the gradients of many slices of one tensor). On
+//! the GPU each input is one strided copy into its slab of the output (the strided-copy kernel
+//! of `movement.wgsl`, or a plain buffer copy where both sides are contiguous).
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance};
-use crate::backend::cpu::{CpuStorage, with_any};
+use crate::backend::cpu::{CpuData, CpuStorage};
+use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Recorder};
 use crate::ops::layout::around;
-use crate::ops::movement::{pick, strided_copy};
-use crate::{Result, Shape, Tensor};
+use crate::ops::movement::strided_copy;
+use crate::{Element, Result, Shape, Tensor};
 
-/// Concatenation along `axis`.
+/// Input i fills positions `starts[i]..starts[i] + its size` of the output along `axis`;
+/// positions no input covers are zero.
 pub(crate) struct Concat {
     axis: usize,
+    starts: Vec<usize>,
+}
+
+impl Concat {
+    /// Whether some output position is not covered by an input.
+    fn has_gaps(&self, inputs: &[&Shape], out: &Shape) -> bool {
+        let covered: usize = inputs.iter().map(|s| s.dim(self.axis)).sum();
+        covered < out.dim(self.axis)
+    }
+}
+
+/// The output of a concat on the CPU: zeros, then each input's blocks copied into place.
+fn place<T: Element>(args: &[CpuArg], starts: &[usize], axis: usize, out: &Shape) -> Vec<T> {
+    let (outer, size, inner) = around(out.dims(), axis);
+    let mut y = cpu_pool::zeroed::<T>(out.numel());
+    for (a, &start) in args.iter().zip(starts) {
+        let x = a.data.as_slice::<T>();
+        let block = a.shape.dim(axis) * inner;
+        for o in 0..outer {
+            let at = (o * size + start) * inner;
+            y[at..at + block].copy_from_slice(&x[o * block..(o + 1) * block]);
+        }
+    }
+    y
 }
 
 impl Op for Concat {
@@ -19,37 +47,30 @@ impl Op for Concat {
     }
 
     fn describe(&self) -> String {
-        format!("concat(axis {})", self.axis)
+        format!("concat(axis {}, starts {:?})", self.axis, self.starts)
     }
 
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
-        // all inputs back to back, then read in output order: for each outer index, each
-        // input's (size·inner) block in turn
-        let (outer, _, inner) = around(out.shape.dims(), self.axis);
-        let mut starts = Vec::with_capacity(args.len());
-        let mut total = 0;
-        for a in args {
-            starts.push(total);
-            total += a.data.len();
-        }
-        let mut order = Vec::with_capacity(out.shape.numel());
-        for o in 0..outer {
-            for (a, start) in args.iter().zip(&starts) {
-                let block = a.shape.dim(self.axis) * inner;
-                order.extend((0..block).map(|j| start + o * block + j));
-            }
-        }
-        let joined = join(args);
-        CpuStorage::new(with_any!(joined, x => pick(x, &order)))
+        let (starts, axis, shape) = (&self.starts, self.axis, out.shape);
+        CpuStorage::new(match args[0].data.data() {
+            CpuData::F32(_) => CpuData::F32(place(args, starts, axis, shape)),
+            CpuData::F64(_) => CpuData::F64(place(args, starts, axis, shape)),
+            CpuData::I32(_) => CpuData::I32(place(args, starts, axis, shape)),
+            CpuData::U32(_) => CpuData::U32(place(args, starts, axis, shape)),
+            CpuData::Bool(_) => CpuData::Bool(place(args, starts, axis, shape)),
+        })
     }
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let y = rec.alloc_elems(out.shape.numel())?;
+        let shapes: Vec<&Shape> = args.iter().map(|a| a.shape).collect();
+        if self.has_gaps(&shapes, out.shape) {
+            rec.clear(&y);
+        }
         let out_strides = out.shape.strides();
-        let mut offset = 0;
-        for a in args {
-            // input a fills axis positions offset..offset+n of the output
-            let start = offset * out_strides[self.axis];
+        for (a, &start) in args.iter().zip(&self.starts) {
+            // input a fills axis positions start..start+n of the output
+            let at = start * out_strides[self.axis];
             strided_copy(
                 rec,
                 "concat",
@@ -57,23 +78,17 @@ impl Op for Concat {
                 &y,
                 a.shape.dims(),
                 (0, a.shape.strides()),
-                (start, out_strides.clone()),
+                (at, out_strides.clone()),
             )?;
-            offset += a.shape.dim(self.axis);
         }
         Ok(y)
     }
 
     fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
-        let mut start = 0;
         g.inputs
             .iter()
-            .map(|input| {
-                let n = input.dims()[self.axis];
-                let part = g.grad.narrow(self.axis as isize, start, n);
-                start += n;
-                Some(part)
-            })
+            .zip(&self.starts)
+            .map(|(input, &start)| Some(g.grad.narrow(self.axis as isize, start, input.dims()[self.axis])))
             .collect()
     }
 
@@ -81,30 +96,6 @@ impl Op for Concat {
         // copies values
         Tolerance::Exact
     }
-}
-
-/// All inputs' elements, one after another, in one storage.
-fn join(args: &[CpuArg]) -> CpuStorage {
-    use crate::backend::cpu::CpuData;
-    macro_rules! cat {
-        ($variant:ident) => {
-            CpuData::$variant(
-                args.iter()
-                    .flat_map(|a| match a.data.data() {
-                        CpuData::$variant(v) => v.iter().copied(),
-                        _ => unreachable!("dtypes are checked when recorded"),
-                    })
-                    .collect(),
-            )
-        };
-    }
-    CpuStorage::new(match args[0].data.data() {
-        CpuData::F32(_) => cat!(F32),
-        CpuData::F64(_) => cat!(F64),
-        CpuData::I32(_) => cat!(I32),
-        CpuData::U32(_) => cat!(U32),
-        CpuData::Bool(_) => cat!(Bool),
-    })
 }
 
 impl Tensor {
@@ -142,7 +133,38 @@ impl Tensor {
         if tensors.len() == 1 {
             return first.clone();
         }
-        Tensor::from_op(Concat { axis: a }, tensors.to_vec(), Shape::new(dims), first.dtype())
+        let starts = tensors
+            .iter()
+            .scan(0, |at, t| {
+                let start = *at;
+                *at += t.dims()[a];
+                Some(start)
+            })
+            .collect();
+        Tensor::from_op(Concat { axis: a, starts }, tensors.to_vec(), Shape::new(dims), first.dtype())
+    }
+
+    /// A tensor of `shape` holding zeros, with each `(start, part)` placed at positions
+    /// `start..start + part's size` along `axis` (the parts may not overlap). How autograd sums
+    /// the gradients of many slices of one tensor.
+    #[track_caller]
+    pub(crate) fn assemble(shape: &Shape, axis: usize, parts: &[(usize, Tensor)]) -> Tensor {
+        let mut parts = parts.to_vec();
+        parts.sort_by_key(|(start, _)| *start);
+        let mut end = 0;
+        for (start, p) in &parts {
+            let fits = p.rank() == shape.rank()
+                && (0..p.rank()).all(|d| d == axis || p.dims()[d] == shape.dim(d))
+                && *start >= end
+                && start + p.dims()[axis] <= shape.dim(axis);
+            if !fits {
+                panic!("assemble: part {} at {start} does not fit {shape} along axis {axis}", p.shape());
+            }
+            end = start + p.dims()[axis];
+        }
+        let (starts, inputs): (Vec<usize>, Vec<Tensor>) = parts.into_iter().unzip();
+        let dtype = inputs[0].dtype();
+        Tensor::from_op(Concat { axis, starts }, inputs, shape.clone(), dtype)
     }
 
     /// Stacks equally shaped tensors along a new axis.

@@ -341,6 +341,15 @@ impl Tensor {
 
     /// op(a)·op(b) where op transposes the last two axes when its flag is set.
     #[track_caller]
+    /// If this tensor is a product Xᵀ·Y of two matrices (as a weight's gradient is): (X, Y). For
+    /// autograd, which adds such gradients as one product of the stacked matrices.
+    pub(crate) fn outer_product(&self) -> Option<(Tensor, Tensor)> {
+        let op = (&self.0.op as &dyn std::any::Any).downcast_ref::<MatMul>()?;
+        let inputs = self.0.inputs();
+        let (x, y) = (inputs.first()?, inputs.get(1)?);
+        (op.trans_a && !op.trans_b && x.rank() == 2 && y.rank() == 2).then(|| (x.clone(), y.clone()))
+    }
+
     pub(crate) fn matmul_flags(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Tensor {
         let describe = || {
             format!(

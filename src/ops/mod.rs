@@ -2,7 +2,7 @@
 //! it), its CPU reference, its GPU launch and its gradient rule, side by side. Its WGSL kernel is
 //! `shaders/<family>.wgsl`.
 //!
-//! An op is a value implementing [`Op`]; a graph node owns one. The realizer calls `cpu` or `gpu`
+//! An op is a value implementing the crate-internal `Op` trait; a graph node owns one. The realizer calls `cpu` or `gpu`
 //! with the realized inputs, and autograd calls `backward`, which builds the input gradients out
 //! of ordinary tensor ops — so backward is lazy, runs on the same device, and is cross-checked
 //! like everything else.

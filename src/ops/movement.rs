@@ -45,6 +45,12 @@ pub(crate) fn strided_copy(
 ) -> Result<()> {
     let n = u32_of(op, shape.iter().product())?;
     let (shape, strides) = collapse(shape, &[src_strides, dst_strides]);
+    if shape.len() <= 1 && strides.iter().all(|s| s.first().is_none_or(|&st| st == 1)) {
+        // one contiguous run on both sides: a buffer copy, no dispatch
+        let (from, to, bytes) = (src_start as u64 * 4, dst_start as u64 * 4, n as u64 * 4);
+        rec.copy(src, from, dst, to, bytes);
+        return Ok(());
+    }
     let params = CopyParams {
         n,
         rank: shape.len() as u32,
@@ -290,6 +296,23 @@ impl Op for Pad {
 }
 
 impl Tensor {
+    /// If this tensor is a slice placed in zeros along one axis (a zero `pad` of one axis, as the
+    /// gradient of `narrow` is): (axis, start, the slice). For autograd, which assembles such
+    /// gradients instead of adding them.
+    pub(crate) fn placement(&self) -> Option<(usize, usize, Tensor)> {
+        let pad = (&self.0.op as &dyn std::any::Any).downcast_ref::<Pad>()?;
+        if pad.value != 0.0 || pad.spec.iter().any(|s| s.interior != 0) {
+            return None;
+        }
+        let mut padded = pad.spec.iter().enumerate().filter(|(_, s)| s.before + s.after > 0);
+        let (axis, spec) = padded.next()?;
+        if padded.next().is_some() {
+            return None;
+        }
+        let slice = self.0.inputs().first()?.clone();
+        Some((axis, spec.before, slice))
+    }
+
     /// The dimensions reordered: output dimension i is input dimension `perm[i]`.
     #[track_caller]
     pub fn permute(&self, perm: &[usize]) -> Tensor {

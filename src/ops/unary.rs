@@ -18,7 +18,8 @@ use std::f64::consts::{FRAC_2_SQRT_PI, PI};
 static SHADER: Shader = shader!("unary.wgsl");
 
 /// A unary row's CPU reference: one loop over a slice per float type, generated from one
-/// generic expression by [`map!`] so that it is inlined and, where it can be, vectorized.
+/// generic expression by the `map!` macro below, so that it is inlined and, where it can be,
+/// vectorized.
 pub struct Map {
     /// (input, output, a, b) for f32.
     pub f32: fn(&[f32], &mut [f32], f32, f32),
