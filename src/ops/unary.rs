@@ -16,6 +16,8 @@ use rayon::prelude::*;
 use std::f64::consts::{FRAC_2_SQRT_PI, PI};
 
 static SHADER: Shader = shader!("unary.wgsl");
+/// The library of shared activations (sigmoid, tanh) that the unary and recurrent kernels use.
+pub(crate) static ACTIVATIONS: Shader = shader!("activations.wgsl");
 
 /// A unary row's CPU reference: one loop over a slice per float type, generated from one
 /// generic expression by the `map!` macro below, so that it is inlined and, where it can be,
@@ -408,7 +410,9 @@ struct Params {
 
 /// The kernel of a row: its expression spliced into `unary.wgsl`.
 fn kernel(f: &UnaryFn) -> Kernel<'static> {
-    Kernel::new(&SHADER, "main", 1, 1).with("return x; // @expr", format!("return {};", f.wgsl))
+    Kernel::new(&SHADER, "main", 1, 1)
+        .with_library(&ACTIVATIONS)
+        .with("return x; // @expr", format!("return {};", f.wgsl))
 }
 
 /// Every specialization this family can compile (for the shader validation test).
