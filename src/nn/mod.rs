@@ -16,6 +16,7 @@
 //! ```
 
 mod activation;
+mod cells;
 mod container;
 mod conv;
 mod dropout;
@@ -24,14 +25,17 @@ pub mod init;
 mod linear;
 pub mod loss;
 mod norm;
+mod recurrent;
 
 pub use activation::{Flatten, GELU, LeakyReLU, ReLU, SiLU, Sigmoid, Tanh};
+pub use cells::{GRUCell, LSTMCell, RNNCell};
 pub use container::Sequential;
 pub use conv::{AvgPool2d, Conv2d, MaxPool2d};
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use linear::Linear;
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, LayerNorm};
+pub use recurrent::{GRU, LSTM, LstmState, Nonlinearity, RNN, RecurrentWeights, RnnOptions};
 
 use crate::Tensor;
 
