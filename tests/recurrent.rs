@@ -6,7 +6,7 @@
 mod common;
 
 use kiln::nn::{
-    self, Embedding, GRU, GRUCell, LSTM, LSTMCell, LstmState, Linear, Module, Nonlinearity, RNN, RNNCell,
+    self, Embedding, GRU, GRUCell, LSTM, LSTMCell, Linear, LstmState, Module, Nonlinearity, RNN, RNNCell,
     RnnOptions, Sequential,
 };
 use kiln::ops::recurrent::{CellKind, Step};
@@ -182,7 +182,11 @@ fn run(f: &Fixture, device: &Device) -> Run {
     Run { outputs, leaves }
 }
 
-fn loop_h(x: &Tensor, mut h: Tensor, step: impl Fn(&Tensor, &Tensor) -> Tensor) -> (Tensor, Tensor, Option<Tensor>) {
+fn loop_h(
+    x: &Tensor,
+    mut h: Tensor,
+    step: impl Fn(&Tensor, &Tensor) -> Tensor,
+) -> (Tensor, Tensor, Option<Tensor>) {
     let mut hs = Vec::new();
     for t in 0..x.dim(0) {
         h = step(&x.select(0, t), &h);
@@ -279,7 +283,8 @@ fn padding_never_changes_the_result_of_a_shorter_sequence() {
     // row 0 is the short sequence, padded with values that must not matter; row 1 is long
     let seq = Tensor::randn([short, 1, 4], &CPU);
     let padding = Tensor::full([long - short, 1, 4], 100.0, kiln::DType::F32, &CPU);
-    let batch = Tensor::concat(&[Tensor::concat(&[seq.clone(), padding], 0), Tensor::randn([long, 1, 4], &CPU)], 1);
+    let batch =
+        Tensor::concat(&[Tensor::concat(&[seq.clone(), padding], 0), Tensor::randn([long, 1, 4], &CPU)], 1);
     let lengths = Tensor::from_vec(vec![short as i32, long as i32], [2], &CPU);
     let alone = Tensor::from_vec(vec![short as i32], [1], &CPU);
     let row0 = |t: &Tensor, axis: isize| t.narrow(axis, 0, 1);
@@ -288,7 +293,10 @@ fn padding_never_changes_the_result_of_a_shorter_sequence() {
     let (out, state) = lstm.forward_with(&batch, None, Some(&lengths));
     let (out_alone, state_alone) = lstm.forward_with(&seq, None, Some(&alone));
     assert!(rel_err(&row0(&out, 1).narrow(0, 0, short), &out_alone) < 1e-6);
-    assert!(v(&row0(&out, 1).narrow(0, short, long - short)).iter().all(|&x| x == 0.0), "zero past the length");
+    assert!(
+        v(&row0(&out, 1).narrow(0, short, long - short)).iter().all(|&x| x == 0.0),
+        "zero past the length"
+    );
     assert!(rel_err(&row0(&state.h, 1), &state_alone.h) < 1e-6);
     assert!(rel_err(&row0(&state.c, 1), &state_alone.c) < 1e-6);
 
@@ -305,7 +313,10 @@ fn padding_never_changes_the_result_of_a_shorter_sequence() {
     let grads_alone = lstm.forward_with(&alone_x, None, Some(&alone)).0.sum_all().backward();
     let g = grads.get(&x).unwrap();
     assert!(rel_err(&row0(g, 1).narrow(0, 0, short), grads_alone.get(&alone_x).unwrap()) < 1e-6);
-    assert!(v(&row0(g, 1).narrow(0, short, long - short)).iter().all(|&x| x == 0.0), "no gradient to padding");
+    assert!(
+        v(&row0(g, 1).narrow(0, short, long - short)).iter().all(|&x| x == 0.0),
+        "no gradient to padding"
+    );
 }
 
 fn v(t: &Tensor) -> Vec<f64> {
@@ -336,7 +347,9 @@ fn dropout_applies_between_layers_in_training_only() {
 #[test]
 fn sequential_runs_a_recurrent_layer() {
     kiln::manual_seed(9);
-    let model = Sequential::new().add(RNN::new(4, 8, RnnOptions::default().batch_first(true), &CPU)).add(Linear::new(8, 2, &CPU));
+    let model = Sequential::new()
+        .add(RNN::new(4, 8, RnnOptions::default().batch_first(true), &CPU))
+        .add(Linear::new(8, 2, &CPU));
     assert_eq!(model.forward(&Tensor::randn([3, 5, 4], &CPU)).dims(), &[3, 5, 2]);
     let names: Vec<String> = nn::parameters(&model).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names[..2], ["0.weight_ih_l0", "0.weight_hh_l0"]);
@@ -459,7 +472,8 @@ fn a_gpu_step_is_two_dispatches_forward_and_three_backward() {
         let (out, _) = lstm.forward_with(&x, None, lengths.as_ref());
         let forward = dispatches_of(&out);
         let grads = out.sum_all().backward();
-        let all: Vec<Tensor> = nn::parameters(&lstm).iter().map(|(_, p)| grads.get(p).unwrap().clone()).collect();
+        let all: Vec<Tensor> =
+            nn::parameters(&lstm).iter().map(|(_, p)| grads.get(p).unwrap().clone()).collect();
         let before = kiln::debug::gpu_dispatches();
         Tensor::realize_all(&all).unwrap();
         (forward, kiln::debug::gpu_dispatches() - before)
@@ -470,7 +484,10 @@ fn a_gpu_step_is_two_dispatches_forward_and_three_backward() {
     };
     let full = per_step(false);
     let packed = per_step(true);
-    println!("LSTM dispatches per step: forward {}, backward {} (with lengths: {}, {})", full.0, full.1, packed.0, packed.1);
+    println!(
+        "LSTM dispatches per step: forward {}, backward {} (with lengths: {}, {})",
+        full.0, full.1, packed.0, packed.1
+    );
     assert_eq!(full, (2.0, 3.0));
     assert_eq!(packed, (2.0, 5.0));
 }
@@ -485,7 +502,8 @@ fn training_steps_pass_the_run_time_cross_check() {
             .env("KILN_CHECK", "1")
             .output()
             .unwrap();
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
         assert!(out.status.success() && text.contains("1 passed"), "the child run failed:\n{text}");
         return;
     }
@@ -518,7 +536,8 @@ fn an_embeddings_padding_row_is_zero_and_never_trained() {
     kiln::manual_seed(14);
     let emb = Embedding::with_padding_idx(6, 4, 2, &CPU);
     assert_eq!(emb.padding_idx(), Some(2));
-    let rows = |t: &Tensor| -> Vec<Vec<f32>> { t.to_vec::<f32>().unwrap().chunks(4).map(|r| r.to_vec()).collect() };
+    let rows =
+        |t: &Tensor| -> Vec<Vec<f32>> { t.to_vec::<f32>().unwrap().chunks(4).map(|r| r.to_vec()).collect() };
     assert_eq!(rows(&emb.weight)[2], vec![0.0; 4]);
     let ids = Tensor::from_vec(vec![2i32, 0, 2, 5, 1, 2], [2, 3], &CPU);
     let mut opt = Optimizer::new(nn::parameters(&emb), Rule::sgd(), 0.5);
@@ -527,7 +546,11 @@ fn an_embeddings_padding_row_is_zero_and_never_trained() {
         assert_eq!(out.dims(), &[2, 3, 4]);
         let loss = (out - 1.0).square().sum_all();
         let grads = loss.backward();
-        assert_eq!(rows(grads.get(&emb.weight).unwrap())[2], vec![0.0; 4], "the padding row gets no gradient");
+        assert_eq!(
+            rows(grads.get(&emb.weight).unwrap())[2],
+            vec![0.0; 4],
+            "the padding row gets no gradient"
+        );
         opt.step(&grads).unwrap();
     }
     let after = rows(&emb.weight);

@@ -52,7 +52,8 @@ impl Cell {
         let w = &self.weights;
         let (input, hidden) = (w.weight_ih.dim(1), self.hidden());
         let batch = x.dims().first().copied().unwrap_or(0);
-        let state_dims = if self.kind.has_cell_state() { vec![2, batch, hidden] } else { vec![batch, hidden] };
+        let state_dims =
+            if self.kind.has_cell_state() { vec![2, batch, hidden] } else { vec![batch, hidden] };
         let fits = x.rank() == 2
             && x.dim(1) == input
             && x.dtype() == w.weight_ih.dtype()
@@ -74,7 +75,11 @@ impl Cell {
 
     /// Zeros (batch, hidden) (twice, packed, for the LSTM).
     fn zeros(&self, batch: usize) -> Tensor {
-        let dims = if self.kind.has_cell_state() { vec![2, batch, self.hidden()] } else { vec![batch, self.hidden()] };
+        let dims = if self.kind.has_cell_state() {
+            vec![2, batch, self.hidden()]
+        } else {
+            vec![batch, self.hidden()]
+        };
         Tensor::full(dims, 0.0, self.weights.weight_ih.dtype(), &self.weights.weight_ih.device())
     }
 }
@@ -116,7 +121,10 @@ macro_rules! cell_module {
 
 cell_module!(LSTMCell, "An LSTM cell, as `torch.nn.LSTMCell`: gates i, f, g, o.");
 cell_module!(GRUCell, "A GRU cell, as `torch.nn.GRUCell`: gates r, z, n.");
-cell_module!(RNNCell, "An Elman RNN cell, h' = tanh(W_ih·x + b_ih + W_hh·h + b_hh) (or relu), as `torch.nn.RNNCell`.");
+cell_module!(
+    RNNCell,
+    "An Elman RNN cell, h' = tanh(W_ih·x + b_ih + W_hh·h + b_hh) (or relu), as `torch.nn.RNNCell`."
+);
 
 impl LSTMCell {
     /// A cell from `input_size` features to `hidden_size`, initialized as PyTorch does.
@@ -127,7 +135,8 @@ impl LSTMCell {
 
     /// The zero state for `batch` rows.
     pub fn zero_state(&self, batch: usize) -> LstmState {
-        let zeros = Tensor::full([batch, self.0.hidden()], 0.0, self.0.weights.weight_ih.dtype(), &self.device());
+        let zeros =
+            Tensor::full([batch, self.0.hidden()], 0.0, self.0.weights.weight_ih.dtype(), &self.device());
         LstmState { h: zeros.clone(), c: zeros }
     }
 

@@ -218,7 +218,8 @@ impl RecurrentWeights {
         for t in order {
             let h = if kind.has_cell_state() { state.select(0, 0) } else { state.clone() };
             let gh = h.matmul(&w_hh);
-            state = kind.step(Step { gx, t, gh: &gh, state: &state, hidden_bias: hidden_bias.as_ref(), lengths });
+            state =
+                kind.step(Step { gx, t, gh: &gh, state: &state, hidden_bias: hidden_bias.as_ref(), lengths });
             states[t] = Some(state.clone());
         }
         (state, states.into_iter().map(|s| s.expect("every step ran")).collect())
@@ -268,7 +269,9 @@ impl Layers {
         device: &Device,
     ) -> Layers {
         if options.num_layers == 0 || hidden_size == 0 {
-            panic!("{name}: num_layers and hidden_size must be positive, got {options:?}, hidden_size {hidden_size}");
+            panic!(
+                "{name}: num_layers and hidden_size must be positive, got {options:?}, hidden_size {hidden_size}"
+            );
         }
         if !(0.0..1.0).contains(&options.dropout) {
             panic!("{name}: dropout must be in [0, 1), got {}", options.dropout);
@@ -292,7 +295,12 @@ impl Layers {
 
     fn weights(&self, layer: usize, reverse: bool) -> &RecurrentWeights {
         if layer >= self.options.num_layers || (reverse && !self.options.bidirectional) {
-            panic!("{}: no layer {layer}{} in {:?}", self.name, if reverse { " reverse" } else { "" }, self.options);
+            panic!(
+                "{}: no layer {layer}{} in {:?}",
+                self.name,
+                if reverse { " reverse" } else { "" },
+                self.options
+            );
         }
         &self.weights[layer * self.options.directions() + reverse as usize]
     }
@@ -358,8 +366,9 @@ impl Layers {
             );
         }
         let device = x.device();
-        let mask: Vec<f32> =
-            (0..steps).flat_map(|t| values.iter().map(move |&l| if (t as i64) < l { 1.0 } else { 0.0 })).collect();
+        let mask: Vec<f32> = (0..steps)
+            .flat_map(|t| values.iter().map(move |&l| if (t as i64) < l { 1.0 } else { 0.0 }))
+            .collect();
         Lengths {
             values: Tensor::from_vec(values.iter().map(|&l| l as i32).collect::<Vec<_>>(), [batch], &device),
             mask: Tensor::from_vec(mask, [steps, batch, 1], &device).cast(x.dtype()),
@@ -369,14 +378,23 @@ impl Layers {
     /// The output (as the input is laid out) and each layer and direction's final state
     /// (packed [h; c] for the LSTM), from the initial states `initial` (zeros if none).
     #[track_caller]
-    fn run(&self, x: &Tensor, initial: Option<Vec<Tensor>>, lengths: Option<&Tensor>) -> (Tensor, Vec<Tensor>) {
+    fn run(
+        &self,
+        x: &Tensor,
+        initial: Option<Vec<Tensor>>,
+        lengths: Option<&Tensor>,
+    ) -> (Tensor, Vec<Tensor>) {
         let (steps, batch) = self.check_input(x);
         let lengths = match lengths {
             Some(l) => Some(self.check_lengths(l, steps, batch, x)),
             None => None,
         };
         let kind = self.kind;
-        let state_dims = if kind.has_cell_state() { vec![2, batch, self.hidden_size] } else { vec![batch, self.hidden_size] };
+        let state_dims = if kind.has_cell_state() {
+            vec![2, batch, self.hidden_size]
+        } else {
+            vec![batch, self.hidden_size]
+        };
         let mut layer_input = if self.options.batch_first { x.transpose(0, 1) } else { x.clone() };
         let mut finals = Vec::with_capacity(self.weights.len());
         let directions = self.options.directions();
@@ -517,7 +535,12 @@ impl GRU {
     /// The output and the final hidden state h_n (layers·directions, batch, hidden), from `h0`
     /// (zeros if `None`); see [`LSTM::forward_with`].
     #[track_caller]
-    pub fn forward_with(&self, x: &Tensor, h0: Option<&Tensor>, lengths: Option<&Tensor>) -> (Tensor, Tensor) {
+    pub fn forward_with(
+        &self,
+        x: &Tensor,
+        h0: Option<&Tensor>,
+        lengths: Option<&Tensor>,
+    ) -> (Tensor, Tensor) {
         forward_h(&self.0, x, h0, lengths)
     }
 }
@@ -549,7 +572,12 @@ impl RNN {
     /// The output and the final hidden state h_n (layers·directions, batch, hidden), from `h0`
     /// (zeros if `None`); see [`LSTM::forward_with`].
     #[track_caller]
-    pub fn forward_with(&self, x: &Tensor, h0: Option<&Tensor>, lengths: Option<&Tensor>) -> (Tensor, Tensor) {
+    pub fn forward_with(
+        &self,
+        x: &Tensor,
+        h0: Option<&Tensor>,
+        lengths: Option<&Tensor>,
+    ) -> (Tensor, Tensor) {
         forward_h(&self.0, x, h0, lengths)
     }
 }

@@ -262,7 +262,8 @@ impl Cell {
 
 /// Every kernel this family compiles (for the shader validation test).
 pub(crate) fn variants() -> Vec<Kernel<'static>> {
-    let entries = ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward"];
+    let entries =
+        ["lstm_forward", "lstm_backward", "gru_forward", "gru_backward", "rnn_forward", "rnn_backward"];
     entries.iter().map(|&e| kernel(e)).collect()
 }
 

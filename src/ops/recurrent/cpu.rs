@@ -135,12 +135,18 @@ impl Steps<'_> {
         bias: Option<&CpuStorage>,
     ) -> CpuStorage {
         CpuStorage::new(match gx.data() {
-            CpuData::F32(x) => {
-                CpuData::F32(self.forward_typed(x, gh.as_slice(), state.as_slice(), bias.map(|b| b.as_slice())))
-            }
-            CpuData::F64(x) => {
-                CpuData::F64(self.forward_typed(x, gh.as_slice(), state.as_slice(), bias.map(|b| b.as_slice())))
-            }
+            CpuData::F32(x) => CpuData::F32(self.forward_typed(
+                x,
+                gh.as_slice(),
+                state.as_slice(),
+                bias.map(|b| b.as_slice()),
+            )),
+            CpuData::F64(x) => CpuData::F64(self.forward_typed(
+                x,
+                gh.as_slice(),
+                state.as_slice(),
+                bias.map(|b| b.as_slice()),
+            )),
             _ => unreachable!("dtypes are checked when recorded"),
         })
     }
@@ -274,56 +280,64 @@ fn rows_of<T>(block: &mut [T], width: usize, batch: usize) -> Vec<&mut [T]> {
     }
 }
 
-/// The four pre-activations of hidden unit j (i, f, g, o).
-#[inline(always)]
-fn lstm_pre<T: Gate>(h: usize, row: &Row<T>, j: usize) -> [T; 4] {
-    [0, 1, 2, 3].map(|k| row.x[k * h + j] + row.r[k * h + j])
+/// The G blocks of H of a row of gates (each slice exactly `h` long, so that the loops over
+/// them index without bounds checks and vectorize).
+fn gates<const G: usize, T>(row: &[T], h: usize) -> [&[T]; G] {
+    std::array::from_fn(|k| &row[k * h..(k + 1) * h])
 }
 
 /// c' = σ(f)·c + σ(i)·tanh(g), h' = σ(o)·tanh(c').
 fn lstm_forward<T: Gate>(h: usize, row: &Row<T>, ho: &mut [T], co: &mut [T]) {
+    let ([xi, xf, xg, xo], [ri, rf, rg, ro]) = (gates(row.x, h), gates(row.r, h));
+    let (c_prev, ho, co) = (&row.c[..h], &mut ho[..h], &mut co[..h]);
     for j in 0..h {
-        let [i, f, g, o] = lstm_pre(h, row, j);
-        let c = f.sigmoid() * row.c[j] + i.sigmoid() * g.tanh_gate();
+        let c =
+            (xf[j] + rf[j]).sigmoid() * c_prev[j] + (xi[j] + ri[j]).sigmoid() * (xg[j] + rg[j]).tanh_gate();
         co[j] = c;
-        ho[j] = o.sigmoid() * c.tanh_gate();
+        ho[j] = (xo[j] + ro[j]).sigmoid() * c.tanh_gate();
     }
 }
 
 /// From dh' and dc' (the state's gradients): the gate gradients (4H) and dc_prev (H).
 fn lstm_backward<T: Gate>(h: usize, row: &Row<T>, dh: &[T], dc: &[T], d_gates: &mut [T], dc_prev: &mut [T]) {
+    let ([xi, xf, xg, xo], [ri, rf, rg, ro]) = (gates(row.x, h), gates(row.r, h));
+    let [di, df, dg, d_o] = gates_mut(d_gates, h);
+    let (c_prev, dh, dc, dc_prev) = (&row.c[..h], &dh[..h], &dc[..h], &mut dc_prev[..h]);
     for j in 0..h {
-        let [pi, pf, pg, po] = lstm_pre(h, row, j);
-        let (i, f, g, o) = (pi.sigmoid(), pf.sigmoid(), pg.tanh_gate(), po.sigmoid());
-        let c_prev = row.c[j];
-        let c = f * c_prev + i * g;
+        let (pi, pf, pg, po) = (xi[j] + ri[j], xf[j] + rf[j], xg[j] + rg[j], xo[j] + ro[j]);
+        let (i, f, g) = (pi.sigmoid(), pf.sigmoid(), pg.tanh_gate());
+        let c = f * c_prev[j] + i * g;
+        let tanh_c = c.tanh_gate();
         // dc' also receives h' = o·tanh(c')'s share
-        let dc = dc[j] + dh[j] * o * c.tanh_slope();
-        d_gates[j] = dc * g * pi.sigmoid_slope();
-        d_gates[h + j] = dc * c_prev * pf.sigmoid_slope();
-        d_gates[2 * h + j] = dc * i * pg.tanh_slope();
-        d_gates[3 * h + j] = dh[j] * c.tanh_gate() * po.sigmoid_slope();
+        let dc = dc[j] + dh[j] * po.sigmoid() * c.tanh_slope();
+        di[j] = dc * g * pi.sigmoid_slope();
+        df[j] = dc * c_prev[j] * pf.sigmoid_slope();
+        dg[j] = dc * i * pg.tanh_slope();
+        d_o[j] = dh[j] * tanh_c * po.sigmoid_slope();
         dc_prev[j] = dc * f;
     }
 }
 
-/// r, z, the candidate's recurrent term n_h + b_hn, and n, of hidden unit j.
-#[inline(always)]
-fn gru_gates<T: Gate>(h: usize, row: &Row<T>, bias: Option<&[T]>, j: usize) -> [T; 5] {
-    let pre_r = row.x[j] + row.r[j];
-    let pre_z = row.x[h + j] + row.r[h + j];
-    let hn = row.r[2 * h + j] + bias.map_or(T::ZERO, |b| b[j]);
-    let r = pre_r.sigmoid();
-    let pre_n = row.x[2 * h + j] + r * hn;
-    [pre_r, pre_z, hn, r, pre_n]
+/// [`gates`] of a row being written.
+fn gates_mut<const G: usize, T>(row: &mut [T], h: usize) -> [&mut [T]; G] {
+    let mut rest = &mut row[..G * h];
+    std::array::from_fn(|_| {
+        let (gate, tail) = std::mem::take(&mut rest).split_at_mut(h);
+        rest = tail;
+        gate
+    })
 }
 
-/// h' = (1 − z)·n + z·h.
+/// h' = (1 − z)·n + z·h, n = tanh(n_x + r·(n_h + b_hn)).
 fn gru_forward<T: Gate>(h: usize, row: &Row<T>, bias: Option<&[T]>, ho: &mut [T]) {
+    let ([xr, xz, xn], [rr, rz, rn]) = (gates(row.x, h), gates(row.r, h));
+    let (h_prev, ho) = (&row.h[..h], &mut ho[..h]);
+    let b_hn = bias.map(|b| &b[..h]);
     for j in 0..h {
-        let [_, pre_z, _, _, pre_n] = gru_gates(h, row, bias, j);
-        let (z, one_minus_z) = pre_z.sigmoid_pair();
-        ho[j] = one_minus_z * pre_n.tanh_gate() + z * row.h[j];
+        let hn = rn[j] + b_hn.map_or(T::ZERO, |b| b[j]);
+        let pre_n = xn[j] + (xr[j] + rr[j]).sigmoid() * hn;
+        let (z, one_minus_z) = (xz[j] + rz[j]).sigmoid_pair();
+        ho[j] = one_minus_z * pre_n.tanh_gate() + z * h_prev[j];
     }
 }
 
@@ -337,19 +351,21 @@ fn gru_backward<T: Gate>(
     d_gh: &mut [T],
     dh_prev: &mut [T],
 ) {
+    let ([xr, xz, xn], [rr, rz, rn]) = (gates(row.x, h), gates(row.r, h));
+    let ([dxr, dxz, dxn], [dhr, dhz, dhn]) = (gates_mut(d_gx, h), gates_mut(d_gh, h));
+    let (h_prev, dh, dh_prev) = (&row.h[..h], &dh[..h], &mut dh_prev[..h]);
+    let b_hn = bias.map(|b| &b[..h]);
     for j in 0..h {
-        let [pre_r, pre_z, hn, r, pre_n] = gru_gates(h, row, bias, j);
+        let (pre_r, pre_z) = (xr[j] + rr[j], xz[j] + rz[j]);
+        let hn = rn[j] + b_hn.map_or(T::ZERO, |b| b[j]);
+        let r = pre_r.sigmoid();
+        let pre_n = xn[j] + r * hn;
         let (z, one_minus_z) = pre_z.sigmoid_pair();
-        let n = pre_n.tanh_gate();
         let dn = dh[j] * one_minus_z * pre_n.tanh_slope();
         let dr = dn * hn * pre_r.sigmoid_slope();
-        let dz = dh[j] * (row.h[j] - n) * pre_z.sigmoid_slope();
-        d_gx[j] = dr;
-        d_gx[h + j] = dz;
-        d_gx[2 * h + j] = dn;
-        d_gh[j] = dr;
-        d_gh[h + j] = dz;
-        d_gh[2 * h + j] = dn * r;
+        let dz = dh[j] * (h_prev[j] - pre_n.tanh_gate()) * pre_z.sigmoid_slope();
+        (dxr[j], dxz[j], dxn[j]) = (dr, dz, dn);
+        (dhr[j], dhz[j], dhn[j]) = (dr, dz, dn * r);
         dh_prev[j] = dh[j] * z;
     }
 }
