@@ -23,7 +23,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> gx: array<f32>;
 @group(0) @binding(2) var<storage, read> gh: array<f32>;
 @group(0) @binding(3) var<storage, read> state: array<f32>;
-@group(0) @binding(4) var<storage, read> bias: array<f32>;    // GRU: b_hn (H)
+@group(0) @binding(4) var<storage, read> bias: array<f32>;    // GRU: b_hn (T, B, H)
 @group(0) @binding(5) var<storage, read> lengths: array<i32>; // (B)
 // forward: the new state
 @group(0) @binding(6) var<storage, read_write> new_state: array<f32>;
@@ -128,11 +128,11 @@ fn lstm_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     packed[5u * n + i] = dc * f;
 }
 
-// The GRU's recurrent candidate term n_h + b_hn of (b, j).
-fn gru_hn(b: u32, j: u32) -> f32 {
+// The GRU's recurrent candidate term n_h + b_hn of element i = (b, j).
+fn gru_hn(b: u32, j: u32, i: u32) -> f32 {
     var hn = gh[b * 3u * p.hidden + 2u * p.hidden + j];
     if p.has_bias == 1u {
-        hn += bias[j];
+        hn += bias[p.step * p.batch * p.hidden + i];
     }
     return hn;
 }
@@ -157,48 +157,51 @@ fn gru_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) gr
     }
     let r = sigmoid(pre(b, j, 0u, 3u));
     let z = sigmoid_pair(pre(b, j, 1u, 3u));
-    let n = tanh_stable(gru_pre_n(b, j, r, gru_hn(b, j)));
+    let n = tanh_stable(gru_pre_n(b, j, r, gru_hn(b, j, i)));
     // (1 − z)·n + z·h, with 1 − z = σ(−z's pre-activation)
     new_state[i] = z.y * n + z.x * state[i];
 }
 
-// packed: [d gx (B, 3H) | d gh (B, 3H) | dh_prev (B, H)]
+// packed: [d gx (B, 3H) | d gh (B, 3H) | dh_prev (B, H) | d b_hn (B, H)]
 @compute @workgroup_size(64)
 fn gru_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
-    let n3 = 3u * p.batch * p.hidden;
+    let n = p.batch * p.hidden;
     let i = element(wg, groups, lid);
-    if i >= p.batch * p.hidden {
+    if i >= n {
         return;
     }
     let b = i / p.hidden;
     let j = i % p.hidden;
-    let at = b * 3u * p.hidden + j;
+    let d_gx = b * 3u * p.hidden + j;
+    let d_gh = 3u * n + d_gx;
     let dh = d_state[i];
     if !running(b) {
         for (var k = 0u; k < 3u; k++) {
-            packed[at + k * p.hidden] = 0.0;
-            packed[n3 + at + k * p.hidden] = 0.0;
+            packed[d_gx + k * p.hidden] = 0.0;
+            packed[d_gh + k * p.hidden] = 0.0;
         }
-        packed[2u * n3 + i] = dh;
+        packed[6u * n + i] = dh;
+        packed[7u * n + i] = 0.0;
         return;
     }
     let pr = pre(b, j, 0u, 3u);
     let pz = pre(b, j, 1u, 3u);
     let r = sigmoid(pr);
     let z = sigmoid_pair(pz);
-    let hn = gru_hn(b, j);
+    let hn = gru_hn(b, j, i);
     let pn = gru_pre_n(b, j, r, hn);
     let dn = dh * z.y * tanh_slope(pn);
     let dr = dn * hn * sigmoid_slope(pr);
     let dz = dh * (state[i] - tanh_stable(pn)) * sigmoid_slope(pz);
-    packed[at] = dr;
-    packed[at + p.hidden] = dz;
-    packed[at + 2u * p.hidden] = dn;
-    packed[n3 + at] = dr;
-    packed[n3 + at + p.hidden] = dz;
-    packed[n3 + at + 2u * p.hidden] = dn * r;
-    packed[2u * n3 + i] = dh * z.x;
+    packed[d_gx] = dr;
+    packed[d_gx + p.hidden] = dz;
+    packed[d_gx + 2u * p.hidden] = dn;
+    packed[d_gh] = dr;
+    packed[d_gh + p.hidden] = dz;
+    packed[d_gh + 2u * p.hidden] = dn * r;
+    packed[6u * n + i] = dh * z.x;
+    packed[7u * n + i] = dn * r;
 }
 
 @compute @workgroup_size(64)

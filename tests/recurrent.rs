@@ -456,40 +456,55 @@ fn dispatches_of(t: &Tensor) -> u64 {
     kiln::debug::gpu_dispatches() - before
 }
 
+/// The dispatches of a forward and of a backward pass of a 1-layer module over `steps` steps.
+fn dispatches(kind: &str, steps: usize, lengths: bool, gpu: &Device) -> (u64, u64) {
+    kiln::manual_seed(12);
+    let x = Tensor::randn([steps, 4, 8], gpu);
+    x.realize().unwrap();
+    let lengths = lengths.then(|| Tensor::from_vec(vec![steps as i32, 1, 2, steps as i32], [4], &CPU));
+    let lengths = lengths.as_ref();
+    let (out, params) = match kind {
+        "LSTM" => {
+            let m = LSTM::new(8, 16, RnnOptions::default(), gpu);
+            (m.forward_with(&x, None, lengths).0, nn::parameters(&m))
+        }
+        "GRU" => {
+            let m = GRU::new(8, 16, RnnOptions::default(), gpu);
+            (m.forward_with(&x, None, lengths).0, nn::parameters(&m))
+        }
+        _ => {
+            let m = RNN::new(8, 16, RnnOptions::default(), gpu);
+            (m.forward_with(&x, None, lengths).0, nn::parameters(&m))
+        }
+    };
+    let forward = dispatches_of(&out);
+    let grads = out.sum_all().backward();
+    let all: Vec<Tensor> = params.iter().map(|(_, p)| grads.get(p).unwrap().clone()).collect();
+    let before = kiln::debug::gpu_dispatches();
+    Tensor::realize_all(&all).unwrap();
+    (forward, kiln::debug::gpu_dispatches() - before)
+}
+
 #[test]
-fn a_gpu_step_is_two_dispatches_forward_and_three_backward() {
+fn a_gpu_step_is_two_dispatches_forward_and_three_or_four_backward() {
     let Some(gpu) = common::gpu("dispatches per step") else {
         return;
     };
     let _turn = gpu_turn();
-    // the dispatches of a forward and of a backward pass of a 1-layer LSTM over `steps` steps
-    let count = |steps: usize, lengths: bool| -> (u64, u64) {
-        kiln::manual_seed(12);
-        let lstm = LSTM::new(8, 16, RnnOptions::default(), &gpu);
-        let x = Tensor::randn([steps, 4, 8], &gpu);
-        x.realize().unwrap();
-        let lengths = lengths.then(|| Tensor::from_vec(vec![steps as i32, 1, 2, steps as i32], [4], &CPU));
-        let (out, _) = lstm.forward_with(&x, None, lengths.as_ref());
-        let forward = dispatches_of(&out);
-        let grads = out.sum_all().backward();
-        let all: Vec<Tensor> =
-            nn::parameters(&lstm).iter().map(|(_, p)| grads.get(p).unwrap().clone()).collect();
-        let before = kiln::debug::gpu_dispatches();
-        Tensor::realize_all(&all).unwrap();
-        (forward, kiln::debug::gpu_dispatches() - before)
+    // per step: what 9 steps take more than 5, over 4
+    let per_step = |kind: &str, lengths: bool| {
+        let (short, long) = (dispatches(kind, 5, lengths, &gpu), dispatches(kind, 9, lengths, &gpu));
+        ((long.0 - short.0) as f64 / 4.0, (long.1 - short.1) as f64 / 4.0)
     };
-    let per_step = |lengths: bool| {
-        let ((f5, b5), (f9, b9)) = (count(5, lengths), count(9, lengths));
-        ((f9 - f5) as f64 / 4.0, (b9 - b5) as f64 / 4.0)
-    };
-    let full = per_step(false);
-    let packed = per_step(true);
-    println!(
-        "LSTM dispatches per step: forward {}, backward {} (with lengths: {}, {})",
-        full.0, full.1, packed.0, packed.1
-    );
-    assert_eq!(full, (2.0, 3.0));
-    assert_eq!(packed, (2.0, 5.0));
+    // forward: the recurrent matmul and the cell; backward: the cell's gradient, the matmul
+    // for h, and the sums of h's gradients (from the output, the next cell and the next matmul:
+    // the LSTM's last two join as one assembly of [dh; dc])
+    for (kind, full, with_lengths) in
+        [("LSTM", (2.0, 3.0), (2.0, 5.0)), ("GRU", (2.0, 4.0), (2.0, 4.0)), ("RNN", (2.0, 3.0), (2.0, 4.0))]
+    {
+        assert_eq!(per_step(kind, false), full, "{kind}");
+        assert_eq!(per_step(kind, true), with_lengths, "{kind} with lengths");
+    }
 }
 
 #[test]

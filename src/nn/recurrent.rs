@@ -184,11 +184,13 @@ impl RecurrentWeights {
         })
     }
 
-    /// The GRU's b_hn (the other kinds have none).
+    /// The GRU's b_hn for each of `steps` steps and `batch` rows (T, B, H), as its cell reads
+    /// it (the other kinds have none).
     #[track_caller]
-    fn hidden_bias(&self, kind: CellKind) -> Option<Tensor> {
+    fn hidden_bias(&self, kind: CellKind, steps: usize, batch: usize) -> Option<Tensor> {
         let h = self.hidden();
-        (kind == CellKind::Gru).then(|| self.bias_hh.as_ref().map(|b| b.narrow(0, 2 * h, h))).flatten()
+        let b_hh = self.bias_hh.as_ref().filter(|_| kind == CellKind::Gru)?;
+        Some(b_hh.narrow(0, 2 * h, h).reshape([1, 1, h]).expand([steps, batch, h]))
     }
 
     /// x (…, I) projected for every gate: x·W_ihᵀ + the input bias, (…, G·H).
@@ -212,7 +214,7 @@ impl RecurrentWeights {
         mut state: Tensor,
         lengths: Option<&Tensor>,
     ) -> (Tensor, Vec<Tensor>) {
-        let hidden_bias = self.hidden_bias(kind);
+        let hidden_bias = self.hidden_bias(kind, gx.dim(0), gx.dim(1));
         let w_hh = self.weight_hh.t();
         let mut states = vec![None; gx.dim(0)];
         for t in order {
@@ -231,7 +233,7 @@ impl RecurrentWeights {
         let gx = self.project(kind, x).unsqueeze(0);
         let h = if kind.has_cell_state() { state.select(0, 0) } else { state.clone() };
         let gh = h.matmul(&self.weight_hh.t());
-        let hidden_bias = self.hidden_bias(kind);
+        let hidden_bias = self.hidden_bias(kind, 1, x.dim(0));
         kind.step(Step { gx: &gx, t: 0, gh: &gh, state, hidden_bias: hidden_bias.as_ref(), lengths: None })
     }
 }

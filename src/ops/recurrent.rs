@@ -12,7 +12,8 @@
 //!   so the state is packed as (2, B, H) = [h; c].
 //! - GRU (r, z, n): r = σ(r), z = σ(z), n = tanh(n_x + r·(n_h + b_hn)), h' = (1 − z)·n + z·h.
 //!   The recurrent bias of r and z is folded into `gx`; b_hn stays apart because r multiplies
-//!   it, so the cell takes it as an input.
+//!   it, so the cell takes it as an input, broadcast to (T, B, H) and read at step t like `gx`:
+//!   then its gradient too is placed per step and assembled, not reduced and added per step.
 //! - RNN: h' = tanh(gx + gh) or relu(gx + gh).
 //!
 //! Optional per-sequence lengths (i32, (B)) give PyTorch's packed-sequence semantics: a row
@@ -125,13 +126,14 @@ impl CellKind {
             && gx.dtype().is_float()
             && gh.dtype() == gx.dtype()
             && state.dtype() == gx.dtype()
-            && s.hidden_bias.is_none_or(|b| b.dims() == [hidden] && b.dtype() == gx.dtype())
+            && s.hidden_bias
+                .is_none_or(|b| b.dims() == [gx.dim(0), gx.dim(1), hidden] && b.dtype() == gx.dtype())
             && s.lengths.is_none_or(|l| l.dims() == [gx.dim(1)] && l.dtype() == DType::I32);
         if !fits {
             let state = self.state_shape(gx.dims().get(1).copied().unwrap_or(0), hidden);
             panic!(
                 "{name}: {} at step {} do not fit: expected float gx (T, B, {g}·H), gh (B, {g}·H), state {state}, \
-                 hidden bias (H) and i32 lengths (B)",
+                 hidden bias (T, B, H) and i32 lengths (B)",
                 shapes(),
                 s.t
             );
@@ -163,7 +165,8 @@ pub struct Step<'a> {
     pub gh: &'a Tensor,
     /// The previous state: [h; c] (2, B, H) for the LSTM, h (B, H) otherwise.
     pub state: &'a Tensor,
-    /// GRU only: b_hn (H), the recurrent bias of the candidate, which the reset gate multiplies.
+    /// GRU only: b_hn, the recurrent bias of the candidate, which the reset gate multiplies,
+    /// for every step and row: (T, B, H), as `b_hn.reshape([1, 1, H]).expand([T, B, H])` gives.
     pub hidden_bias: Option<&'a Tensor>,
     /// Per-sequence lengths, i32 (B): rows with `t ≥ length` pass their state through.
     pub lengths: Option<&'a Tensor>,
@@ -235,7 +238,8 @@ impl Cell {
 
     /// The length of the gradient op's packed output, in blocks of B·H elements:
     /// - LSTM: [d gates (B, 4H) | dh_prev (B, H) | dc_prev (B, H)]
-    /// - GRU: [d gx (B, 3H) | d gh (B, 3H) | dh_prev (B, H)] (d gh's n block is d gx's times r)
+    /// - GRU: [d gx (B, 3H) | d gh (B, 3H) | dh_prev (B, H) | d b_hn (B, H)] (d gh's n block,
+    ///   and d b_hn, are d gx's n block times r)
     /// - RNN: [d pre-activation (B, H) | dh_prev (B, H)]
     ///
     /// dh_prev (and the LSTM's) is the gradient flowing to the previous state directly, not
@@ -243,7 +247,7 @@ impl Cell {
     fn packed_blocks(kind: CellKind) -> usize {
         match kind {
             CellKind::Lstm => 6,
-            CellKind::Gru => 7,
+            CellKind::Gru => 8,
             CellKind::RnnTanh | CellKind::RnnRelu => 2,
         }
     }
@@ -357,10 +361,13 @@ impl Op for Cell {
         let block = |at: usize, dims: &[usize]| {
             packed.narrow(0, at * n, dims.iter().product()).reshape(Shape::new(dims.to_vec()))
         };
-        let d_gates = block(0, &[batch, gates]);
-        // the gradient of gx: this step's slab, in zeros elsewhere (autograd assembles the steps)
+        // a gradient of an input read at this step (gx, the GRU's b_hn): this step's slab, in
+        // zeros elsewhere, which autograd assembles over the steps into one tensor
         let steps = gx.dim(0);
-        let d_gx = d_gates.unsqueeze(0).pad(&[(self.step, steps - 1 - self.step), (0, 0), (0, 0)], 0.0);
+        let place =
+            |d: Tensor| d.unsqueeze(0).pad(&[(self.step, steps - 1 - self.step), (0, 0), (0, 0)], 0.0);
+        let d_gates = block(0, &[batch, gates]);
+        let d_gx = place(d_gates.clone());
         let (d_gh, d_state, d_bias) = match self.kind {
             CellKind::Lstm => {
                 let d_state = if self.lengths {
@@ -373,9 +380,8 @@ impl Op for Cell {
                 (d_gates, Some(d_state), None)
             }
             CellKind::Gru => {
-                let d_gh = block(3, &[batch, gates]);
-                let d_bias = self.hidden_bias.then(|| d_gh.sum(0, false).narrow(0, 2 * hidden, hidden));
-                (d_gh, Some(block(6, &[batch, hidden])), d_bias)
+                let d_bias = self.hidden_bias.then(|| place(block(7, &[batch, hidden])));
+                (block(3, &[batch, gates]), Some(block(6, &[batch, hidden])), d_bias)
             }
             // without lengths the state reaches the output only through gh
             CellKind::RnnTanh | CellKind::RnnRelu => {

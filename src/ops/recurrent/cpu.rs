@@ -100,6 +100,15 @@ struct Row<'a, T> {
     h: &'a [T],
     /// Its previous c (H; LSTM only, empty otherwise).
     c: &'a [T],
+    /// Its b_hn at this step (H; GRU with a hidden bias only, empty otherwise).
+    bias: &'a [T],
+}
+
+impl<T> Row<'_, T> {
+    /// Its b_hn, if the cell has one (a loop-invariant option, so the loops specialize on it).
+    fn hidden_bias(&self, h: usize) -> Option<&[T]> {
+        (!self.bias.is_empty()).then(|| &self.bias[..h])
+    }
 }
 
 impl Steps<'_> {
@@ -114,15 +123,23 @@ impl Steps<'_> {
     }
 
     /// Row `b`'s inputs.
-    fn row<'a, T: Float>(&self, b: usize, gx: &'a [T], gh: &'a [T], state: &'a [T]) -> Row<'a, T> {
+    fn row<'a, T: Float>(
+        &self,
+        b: usize,
+        gx: &'a [T],
+        gh: &'a [T],
+        state: &'a [T],
+        bias: Option<&'a [T]>,
+    ) -> Row<'a, T> {
         let (h, w) = (self.hidden, self.kind.gates() * self.hidden);
-        let at = (self.step * self.batch + b) * w;
+        let at = self.step * self.batch + b;
         let n = self.batch * h;
         Row {
-            x: &gx[at..at + w],
+            x: &gx[at * w..(at + 1) * w],
             r: &gh[b * w..(b + 1) * w],
             h: &state[b * h..(b + 1) * h],
             c: if self.kind.has_cell_state() { &state[n + b * h..n + (b + 1) * h] } else { &[] },
+            bias: bias.map_or(&[], |bias| &bias[at * h..(at + 1) * h]),
         }
     }
 
@@ -191,7 +208,7 @@ impl Steps<'_> {
         let c_rows = rows_of(c_out, h, self.batch);
         let rows = self.rows_per_task();
         h_out.par_chunks_mut(h).zip(c_rows).enumerate().with_min_len(rows).for_each(|(b, (ho, co))| {
-            let row = self.row(b, gx, gh, state);
+            let row = self.row(b, gx, gh, state, bias);
             if !self.active(b) {
                 ho.copy_from_slice(row.h);
                 co.copy_from_slice(row.c);
@@ -199,7 +216,7 @@ impl Steps<'_> {
             }
             match self.kind {
                 CellKind::Lstm => lstm_forward(h, &row, ho, co),
-                CellKind::Gru => gru_forward(h, &row, bias, ho),
+                CellKind::Gru => gru_forward(h, &row, ho),
                 CellKind::RnnTanh => row.x.iter().zip(row.r).zip(ho).for_each(|((&x, &r), o)| {
                     *o = (x + r).tanh_gate();
                 }),
@@ -227,34 +244,35 @@ impl Steps<'_> {
         if n == 0 {
             return out;
         }
-        // [d gates (B, G·H) | GRU: d gh (B, G·H) | dh_prev (B, H) | LSTM: dc_prev (B, H)]
+        // [d gates (B, G·H) | GRU: d gh (B, G·H) | dh_prev (B, H) | LSTM: dc_prev, GRU: d b_hn
+        // (B, H)]
         let gate_width = kind.gates() * h;
         let (d_gates, rest) = out.split_at_mut(self.batch * gate_width);
         let (d_gh, rest) = rest.split_at_mut(if kind == CellKind::Gru { self.batch * gate_width } else { 0 });
-        let (dh_prev, dc_prev) = rest.split_at_mut(n);
-        let (d_gh, dc_prev) = (rows_of(d_gh, gate_width, self.batch), rows_of(dc_prev, h, self.batch));
+        let (dh_prev, last) = rest.split_at_mut(n);
+        let (d_gh, last) = (rows_of(d_gh, gate_width, self.batch), rows_of(last, h, self.batch));
         let rows = self.rows_per_task();
         d_gates
             .par_chunks_mut(gate_width)
             .zip(d_gh)
             .zip(dh_prev.par_chunks_mut(h))
-            .zip(dc_prev)
+            .zip(last)
             .enumerate()
             .with_min_len(rows)
-            .for_each(|(b, (((dg, d_gh), dhp), dcp))| {
-                let row = self.row(b, gx, gh, state);
+            .for_each(|(b, (((dg, d_gh), dhp), last))| {
+                let row = self.row(b, gx, gh, state, bias);
                 let dh = &grad[b * h..(b + 1) * h];
                 if !self.active(b) {
                     // the state passed through: so does its gradient (the gates got none)
                     dhp.copy_from_slice(dh);
                     if kind == CellKind::Lstm {
-                        dcp.copy_from_slice(&grad[n + b * h..n + (b + 1) * h]);
+                        last.copy_from_slice(&grad[n + b * h..n + (b + 1) * h]);
                     }
                     return;
                 }
                 match kind {
-                    CellKind::Lstm => lstm_backward(h, &row, dh, &grad[n + b * h..n + (b + 1) * h], dg, dcp),
-                    CellKind::Gru => gru_backward(h, &row, bias, dh, dg, d_gh, dhp),
+                    CellKind::Lstm => lstm_backward(h, &row, dh, &grad[n + b * h..n + (b + 1) * h], dg, last),
+                    CellKind::Gru => gru_backward(h, &row, dh, [dg, d_gh, dhp, last]),
                     CellKind::RnnTanh => {
                         for (((d, &x), &r), &g) in dg.iter_mut().zip(row.x).zip(row.r).zip(dh) {
                             *d = g * (x + r).tanh_slope();
@@ -329,10 +347,9 @@ fn gates_mut<const G: usize, T>(row: &mut [T], h: usize) -> [&mut [T]; G] {
 }
 
 /// h' = (1 − z)·n + z·h, n = tanh(n_x + r·(n_h + b_hn)).
-fn gru_forward<T: Gate>(h: usize, row: &Row<T>, bias: Option<&[T]>, ho: &mut [T]) {
+fn gru_forward<T: Gate>(h: usize, row: &Row<T>, ho: &mut [T]) {
     let ([xr, xz, xn], [rr, rz, rn]) = (gates(row.x, h), gates(row.r, h));
-    let (h_prev, ho) = (&row.h[..h], &mut ho[..h]);
-    let b_hn = bias.map(|b| &b[..h]);
+    let (h_prev, ho, b_hn) = (&row.h[..h], &mut ho[..h], row.hidden_bias(h));
     for j in 0..h {
         let hn = rn[j] + b_hn.map_or(T::ZERO, |b| b[j]);
         let pre_n = xn[j] + (xr[j] + rr[j]).sigmoid() * hn;
@@ -341,20 +358,13 @@ fn gru_forward<T: Gate>(h: usize, row: &Row<T>, bias: Option<&[T]>, ho: &mut [T]
     }
 }
 
-/// From dh': d gx (3H), d gh (3H) and dh_prev (H).
-fn gru_backward<T: Gate>(
-    h: usize,
-    row: &Row<T>,
-    bias: Option<&[T]>,
-    dh: &[T],
-    d_gx: &mut [T],
-    d_gh: &mut [T],
-    dh_prev: &mut [T],
-) {
+/// From dh': d gx (3H), d gh (3H), dh_prev (H) and d b_hn (H), in that order in `out`.
+fn gru_backward<T: Gate>(h: usize, row: &Row<T>, dh: &[T], out: [&mut [T]; 4]) {
+    let [d_gx, d_gh, dh_prev, d_bias] = out;
     let ([xr, xz, xn], [rr, rz, rn]) = (gates(row.x, h), gates(row.r, h));
     let ([dxr, dxz, dxn], [dhr, dhz, dhn]) = (gates_mut(d_gx, h), gates_mut(d_gh, h));
-    let (h_prev, dh, dh_prev) = (&row.h[..h], &dh[..h], &mut dh_prev[..h]);
-    let b_hn = bias.map(|b| &b[..h]);
+    let (h_prev, dh, dh_prev, d_bias) = (&row.h[..h], &dh[..h], &mut dh_prev[..h], &mut d_bias[..h]);
+    let b_hn = row.hidden_bias(h);
     for j in 0..h {
         let (pre_r, pre_z) = (xr[j] + rr[j], xz[j] + rz[j]);
         let hn = rn[j] + b_hn.map_or(T::ZERO, |b| b[j]);
@@ -367,6 +377,7 @@ fn gru_backward<T: Gate>(
         (dxr[j], dxz[j], dxn[j]) = (dr, dz, dn);
         (dhr[j], dhz[j], dhn[j]) = (dr, dz, dn * r);
         dh_prev[j] = dh[j] * z;
+        d_bias[j] = dn * r;
     }
 }
 

@@ -16,8 +16,8 @@ pub(super) fn cases() -> Vec<Case> {
         .collect()
 }
 
-/// A row for `kind`: inputs gx (T, B, G·H), gh (B, G·H), the state, the GRU's hidden bias (H)
-/// and, `with_lengths`, i32 lengths (B).
+/// A row for `kind`: inputs gx (T, B, G·H), gh (B, G·H), the state, the GRU's hidden bias
+/// (T, B, H) and, `with_lengths`, i32 lengths (B).
 fn row(kind: CellKind, with_lengths: bool) -> Case {
     let g = kind.gates();
     let gru = kind == CellKind::Gru;
@@ -33,7 +33,7 @@ fn row(kind: CellKind, with_lengths: bool) -> Case {
             let state = if kind.has_cell_state() { vec![2, b, h] } else { vec![b, h] };
             let mut set = vec![vec![t, b, g * h], vec![b, g * h], state];
             if gru {
-                set.push(vec![h]);
+                set.push(vec![t, b, h]);
             }
             if with_lengths {
                 set.push(vec![b]);
