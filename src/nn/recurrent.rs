@@ -387,6 +387,8 @@ impl Layers {
         lengths: Option<&Tensor>,
     ) -> (Tensor, Vec<Tensor>) {
         let (steps, batch) = self.check_input(x);
+        // not `map`: a panic in a closure would report this line, not the caller's
+        #[allow(clippy::manual_map)]
         let lengths = match lengths {
             Some(l) => Some(self.check_lengths(l, steps, batch, x)),
             None => None,
