@@ -5,7 +5,7 @@ mod common;
 
 use kiln::data::mnist::Mnist;
 use kiln::data::{DataLoader, InMemory, Targets};
-use kiln::nn::{self, BatchNorm, Flatten, Linear, Module, ReLU, Sequential};
+use kiln::nn::{self, BatchNorm, Embedding, Flatten, Linear, Module, ReLU, Sequential, Visitor};
 use kiln::optim::schedule::StepLr;
 use kiln::optim::{Optimizer, Rule};
 use kiln::train::checkpoint::{self, load, load_into, save};
@@ -157,6 +157,89 @@ fn an_interrupted_save_leaves_the_previous_checkpoint_intact() {
     let other = Sequential::new().add(Linear::new(4, 5, &Device::Cpu));
     let e = load_into(&other, &load(&path).unwrap().tensors, &path).unwrap_err().to_string();
     assert!(e.contains("0.weight") && e.contains("[8, 4]"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A tiny language model whose output layer shares the embedding's weight, as GPT ties them.
+struct TiedLm {
+    embed: Embedding,
+    head: Linear,
+}
+
+impl TiedLm {
+    fn new(device: &Device) -> TiedLm {
+        let embed = Embedding::new(5, 3, device);
+        let mut head = Linear::no_bias(3, 5, device);
+        head.weight = embed.weight.clone();
+        TiedLm { embed, head }
+    }
+}
+
+impl Module for TiedLm {
+    fn forward(&self, ids: &Tensor) -> Tensor {
+        self.head.forward(&self.embed.forward(ids))
+    }
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.child("embed", &self.embed);
+        v.child("head", &self.head);
+    }
+}
+
+#[test]
+fn a_tied_weight_is_saved_under_each_name_and_loaded_into_the_one_tensor() {
+    let dir = scratch("tied");
+    let path = dir.join("tied.safetensors");
+    kiln::manual_seed(1);
+    let model = TiedLm::new(&Device::Cpu);
+    checkpoint::save_module(&path, &model).unwrap();
+    let ck = load(&path).unwrap();
+    let mut names: Vec<&str> = ck.tensors.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["embed.weight", "head.weight"], "every state-dict key, as PyTorch lists them");
+    let saved = model.embed.weight.to_vec::<f32>().unwrap();
+    assert_eq!(ck.get("head.weight").unwrap().to_vec::<f32>().unwrap(), saved);
+
+    kiln::manual_seed(2);
+    let restored = TiedLm::new(&Device::Cpu);
+    load_into(&restored, &ck.tensors, &path).unwrap();
+    assert!(restored.embed.weight.same(&restored.head.weight), "still one tensor");
+    assert_eq!(restored.head.weight.to_vec::<f32>().unwrap(), saved);
+
+    // a file whose two names disagree cannot be loaded into one tensor
+    let mut edited = ck.tensors.clone();
+    for (name, t) in &mut edited {
+        if name == "head.weight" {
+            *t = t.zeros_like();
+        }
+    }
+    let e = load_into(&restored, &edited, &path).unwrap_err().to_string();
+    assert!(e.contains("embed.weight") && e.contains("head.weight") && e.contains("tied"), "{e}");
+    assert_eq!(restored.head.weight.to_vec::<f32>().unwrap(), saved, "nothing changed");
+    // one name is enough (safetensors' `save_model` keeps one name of a shared tensor)
+    kiln::manual_seed(3);
+    let from_one_name = TiedLm::new(&Device::Cpu);
+    let embed_only: Vec<_> = ck.tensors.iter().filter(|(n, _)| n == "embed.weight").cloned().collect();
+    load_into(&from_one_name, &embed_only, &path).unwrap();
+    assert_eq!(from_one_name.head.weight.to_vec::<f32>().unwrap(), saved);
+    assert!(from_one_name.embed.weight.same(&from_one_name.head.weight));
+    let e = load_into(&from_one_name, &[], &path).unwrap_err().to_string();
+    assert!(e.contains("no tensor embed.weight nor head.weight"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_checkpoint_that_does_not_fit_changes_nothing() {
+    let dir = scratch("partial");
+    let path = dir.join("ck.safetensors");
+    let two_layers = |out: usize| Sequential::new().add(Linear::new(4, 8, &Device::Cpu)).add(Linear::new(8, out, &Device::Cpu));
+    checkpoint::save_module(&path, &two_layers(3)).unwrap();
+    // the first layer fits, the second does not: the first must not be loaded either
+    let model = two_layers(2);
+    let before: Vec<Vec<f32>> = nn::state_dict(&model).iter().map(|(_, t)| t.to_vec().unwrap()).collect();
+    let e = load_into(&model, &load(&path).unwrap().tensors, &path).unwrap_err().to_string();
+    assert!(e.contains("1.weight has shape [3, 8], the model [2, 8]"), "{e}");
+    let after: Vec<Vec<f32>> = nn::state_dict(&model).iter().map(|(_, t)| t.to_vec().unwrap()).collect();
+    assert_eq!(before, after);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
