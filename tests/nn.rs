@@ -86,6 +86,28 @@ fn dropout_is_active_only_in_training() {
 }
 
 #[test]
+fn each_modules_mode_is_snapshot_by_path_and_restored_exactly() {
+    let inner = Sequential::new().add(BatchNorm::new_1d(4, &CPU)).add(Dropout::new(0.5));
+    let model = Sequential::new().add(Linear::new(4, 4, &CPU)).add(inner).add(Dropout::new(0.5));
+    let modes = |pairs: &[(&str, bool)]| -> Vec<(String, bool)> {
+        pairs.iter().map(|&(p, m)| (p.to_string(), m)).collect()
+    };
+    assert_eq!(nn::modes(&model), modes(&[("1.0", true), ("1.1", true), ("2", true)]));
+    // a frozen batch norm inside a training model
+    nn::restore_modes(&model, &modes(&[("1.0", false)]));
+    let mixed = nn::modes(&model);
+    assert_eq!(mixed, modes(&[("1.0", false), ("1.1", true), ("2", true)]));
+    nn::eval(&model);
+    assert_eq!(nn::modes(&model), modes(&[("1.0", false), ("1.1", false), ("2", false)]));
+    nn::restore_modes(&model, &mixed);
+    assert_eq!(nn::modes(&model), mixed);
+    // and the modules behave by their restored modes: the dropout at 2 drops again
+    let x = Tensor::ones([2, 4], &CPU);
+    let dropped = (0..20).any(|_| v(&model.forward(&x)).contains(&0.0));
+    assert!(dropped);
+}
+
+#[test]
 fn batch_norm_tracks_running_statistics_and_uses_them_in_eval() {
     let bn = BatchNorm::new_1d(2, &CPU);
     // channel 0: 1, 3 (mean 2, biased var 1, unbiased 2); channel 1: 0, 0

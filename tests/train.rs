@@ -231,7 +231,9 @@ fn a_tied_weight_is_saved_under_each_name_and_loaded_into_the_one_tensor() {
 fn a_checkpoint_that_does_not_fit_changes_nothing() {
     let dir = scratch("partial");
     let path = dir.join("ck.safetensors");
-    let two_layers = |out: usize| Sequential::new().add(Linear::new(4, 8, &Device::Cpu)).add(Linear::new(8, out, &Device::Cpu));
+    let two_layers = |out: usize| {
+        Sequential::new().add(Linear::new(4, 8, &Device::Cpu)).add(Linear::new(8, out, &Device::Cpu))
+    };
     checkpoint::save_module(&path, &two_layers(3)).unwrap();
     // the first layer fits, the second does not: the first must not be loaded either
     let model = two_layers(2);
@@ -312,6 +314,39 @@ fn the_trainer_logs_plots_checkpoints_and_resumes() {
         assert_eq!(resumed.to_vec::<f32>().unwrap(), straight.to_vec::<f32>().unwrap(), "{name}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn evaluation_leaves_every_module_in_the_mode_it_found() {
+    let (train, val) = (DataLoader::new(toy_data(64, 2), 16), DataLoader::new(toy_data(64, 3), 64));
+    let model = small_model(&Device::Cpu);
+    let mut config = TrainConfig::new(1, Task::Classification { classes: 3 });
+    (config.progress, config.verbose) = (false, false);
+    let opt = Optimizer::new(nn::parameters(&model), Rule::sgd(), 0.1);
+    let mut trainer = Trainer::new(&model, opt, Device::Cpu, config);
+    // the whole model in evaluation mode stays there
+    nn::eval(&model);
+    trainer.evaluate(&val).unwrap();
+    assert_eq!(nn::modes(&model), [("1".to_string(), false)]);
+    // a batch norm frozen in evaluation mode while the rest trains: evaluation keeps it so, and
+    // training does not unfreeze it (its running statistics stay as they were)
+    nn::train(&model);
+    nn::restore_modes(&model, &[("1".to_string(), false)]);
+    let running = |m: &Sequential| -> Vec<f32> {
+        let state = nn::state_dict(m);
+        state
+            .iter()
+            .filter(|(n, _)| n.starts_with("1.running"))
+            .flat_map(|(_, t)| t.to_vec::<f32>().unwrap())
+            .collect()
+    };
+    let before = running(&model);
+    trainer.fit(&train, Some(&val)).unwrap();
+    assert_eq!(nn::modes(&model), [("1".to_string(), false)]);
+    assert_eq!(running(&model), before);
+    nn::train(&model);
+    trainer.evaluate(&val).unwrap();
+    assert_eq!(nn::modes(&model), [("1".to_string(), true)]);
 }
 
 #[test]

@@ -187,9 +187,8 @@ pub fn load_into(module: &dyn Module, entries: &[(String, Tensor)], source: &Pat
                 return Err(bad(format!("{name} has shape {}, the model {}", t.shape(), target.shape())));
             }
         }
-        let bits = |t: &Tensor| -> Result<Vec<u64>> {
-            Ok(t.to_f64_vec()?.into_iter().map(f64::to_bits).collect())
-        };
+        let bits =
+            |t: &Tensor| -> Result<Vec<u64>> { Ok(t.to_f64_vec()?.into_iter().map(f64::to_bits).collect()) };
         for (name, t) in &found[1..] {
             if bits(t)? != bits(saved)? {
                 return Err(bad(format!(

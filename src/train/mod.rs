@@ -153,6 +153,9 @@ impl<'a> Trainer<'a> {
 
     /// Trains for the configured epochs (or until early stopping), validating on `val` after
     /// each epoch. Returns the history.
+    ///
+    /// Each module trains in the mode it is in: modules are built in training mode, and one
+    /// the caller put in evaluation mode (a frozen batch norm) stays there.
     pub fn fit(&mut self, train: &DataLoader, val: Option<&DataLoader>) -> Result<&[EpochRecord]> {
         if let Some(dir) = &self.config.out_dir {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -196,7 +199,6 @@ impl<'a> Trainer<'a> {
 
     /// One epoch of training: (mean loss, seconds).
     fn train_epoch(&mut self, train: &DataLoader, epoch: usize) -> Result<(f64, f64)> {
-        nn::train(self.model);
         let params = nn::parameters(self.model);
         let bar = self.progress_bar(train.batches() as u64, format!("epoch {epoch}/{}", self.config.epochs));
         let start = Instant::now();
@@ -230,11 +232,13 @@ impl<'a> Trainer<'a> {
         Ok((total / seen.max(1) as f64, seconds))
     }
 
-    /// Loss and metrics over a dataset, in evaluation mode and without gradients.
+    /// Loss and metrics over a dataset, in evaluation mode and without gradients. Every module
+    /// is left in the mode it was in.
     pub fn evaluate(&self, loader: &DataLoader) -> Result<Evaluation> {
+        let modes = nn::modes(self.model);
         nn::eval(self.model);
         let result = no_grad(|| self.evaluate_inner(loader));
-        nn::train(self.model);
+        nn::restore_modes(self.model, &modes);
         result
     }
 
