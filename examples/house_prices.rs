@@ -15,6 +15,7 @@ use kiln::nn::{self, Dropout, Linear, Module, ReLU, Sequential};
 use kiln::optim::{Optimizer, Rule};
 use kiln::train::{Task, TrainConfig, Trainer};
 use kiln::{Device, no_grad};
+use std::process::ExitCode;
 
 /// Cross-validate an MLP on the Kaggle house prices and print its log-RMSE.
 #[derive(Parser, Debug)]
@@ -64,7 +65,11 @@ fn log_rmse(model: &dyn Module, data: &InMemory, device: &Device) -> kiln::Resul
     Ok(err.item::<f32>()? as f64)
 }
 
-fn main() -> kiln::Result<()> {
+fn main() -> ExitCode {
+    kiln::error::exit_code(run())
+}
+
+fn run() -> kiln::Result<()> {
     let cli = Cli::parse();
     let device = cli.common.device()?;
     let dir = cli.common.data.join("house_prices");

@@ -16,6 +16,7 @@ use kiln::ops::pool::PoolOptions;
 use kiln::optim::schedule::CosineLr;
 use kiln::optim::{Optimizer, Rule};
 use kiln::train::{Task, TrainConfig, Trainer};
+use std::process::ExitCode;
 
 /// Train a LeNet-5 style CNN on MNIST and report its test accuracy.
 #[derive(Parser, Debug)]
@@ -33,7 +34,11 @@ struct Cli {
     lr: f64,
 }
 
-fn main() -> kiln::Result<()> {
+fn main() -> ExitCode {
+    kiln::error::exit_code(run())
+}
+
+fn run() -> kiln::Result<()> {
     let cli = Cli::parse();
     let device = cli.common.device()?;
     kiln::manual_seed(cli.common.seed);

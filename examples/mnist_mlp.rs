@@ -14,6 +14,7 @@ use kiln::nn::{self, Dropout, Flatten, Linear, ReLU, Sequential};
 use kiln::optim::schedule::CosineLr;
 use kiln::optim::{Optimizer, Rule};
 use kiln::train::{Task, TrainConfig, Trainer};
+use std::process::ExitCode;
 
 /// Train an MLP on MNIST and report its test accuracy.
 #[derive(Parser, Debug)]
@@ -31,7 +32,11 @@ struct Cli {
     lr: f64,
 }
 
-fn main() -> kiln::Result<()> {
+fn main() -> ExitCode {
+    kiln::error::exit_code(run())
+}
+
+fn run() -> kiln::Result<()> {
     let cli = Cli::parse();
     let device = cli.common.device()?;
     kiln::manual_seed(cli.common.seed);
