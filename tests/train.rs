@@ -10,6 +10,7 @@ use kiln::optim::schedule::StepLr;
 use kiln::optim::{Optimizer, Rule};
 use kiln::train::checkpoint::{self, load, load_into, save};
 use kiln::train::metrics::{Confusion, roc_auc, roc_auc_ovr};
+use kiln::train::plot::{Series, line_plot, series_color};
 use kiln::train::{Task, TrainConfig, Trainer};
 use kiln::{Device, Error, Tensor};
 use std::collections::HashMap;
@@ -70,6 +71,38 @@ fn toy_data(n: usize, seed: u64) -> InMemory {
 fn step(model: &dyn Module, opt: &mut Optimizer, batch: &kiln::data::Batch) {
     let loss = model.forward(&batch.inputs).cross_entropy(&batch.targets);
     opt.step(&loss.backward()).unwrap();
+}
+
+/// The RGB pixels of a PNG and its width.
+fn decode_png(path: &std::path::Path) -> (Vec<u8>, usize) {
+    let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    let mut reader = png::Decoder::new(file).read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    (pixels, info.width as usize)
+}
+
+#[test]
+fn a_plot_of_one_epoch_shows_its_point() {
+    let dir = scratch("plot");
+    let path = dir.join("loss.png");
+    let one_point = [Series { label: "train", points: vec![(1.0, 0.7)] }];
+    line_plot(&path, "Loss", "epoch", "loss", &one_point).unwrap();
+    let (pixels, width) = decode_png(&path);
+    // the point is in the middle of the plotting area; the legend, which also shows the
+    // colour, is at its edge
+    let colour = series_color(0);
+    let (height, centre) = (pixels.len() / 3 / width, (width / 2, pixels.len() / 3 / width / 2));
+    let near_centre =
+        |x: usize, y: usize| x.abs_diff(centre.0) < width / 5 && y.abs_diff(centre.1) < height / 5;
+    let marker_pixels = pixels
+        .chunks_exact(3)
+        .enumerate()
+        .filter(|&(i, rgb)| rgb == colour && near_centre(i % width, i / width))
+        .count();
+    assert!(marker_pixels >= 20, "{marker_pixels} pixels of the series colour near the centre");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
