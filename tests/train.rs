@@ -11,7 +11,7 @@ use kiln::optim::{Optimizer, Rule};
 use kiln::train::checkpoint::{self, load, load_into, save};
 use kiln::train::metrics::{Confusion, roc_auc, roc_auc_ovr};
 use kiln::train::plot::{Series, line_plot, series_color};
-use kiln::train::{Task, TrainConfig, Trainer};
+use kiln::train::{Task, TrainConfig, Trainer, optimizer_path};
 use kiln::{Device, Error, Tensor};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -310,7 +310,19 @@ fn the_trainer_logs_plots_checkpoints_and_resumes() {
     for png in ["loss.png", "accuracy.png"] {
         assert!(std::fs::read(dir.join(png)).unwrap().starts_with(b"\x89PNG\r\n\x1a\n"), "{png}");
     }
-    assert!(dir.join("best.safetensors").exists() && dir.join("last.safetensors").exists());
+    // the weights file holds exactly the model's state dict, as PyTorch's strict loading wants;
+    // the optimizer state is beside it
+    for name in ["last", "best"] {
+        let weights = dir.join(format!("{name}.safetensors"));
+        let mut keys: Vec<String> = load(&weights).unwrap().tensors.into_iter().map(|(n, _)| n).collect();
+        let mut state_dict: Vec<String> = nn::state_dict(&model).into_iter().map(|(n, _)| n).collect();
+        (keys.sort(), state_dict.sort());
+        assert_eq!(keys, state_dict, "{name}");
+        let optim = load(optimizer_path(&weights)).unwrap();
+        assert_eq!(optim.get("step").unwrap().to_vec::<i32>().unwrap(), [3 * 8], "{name}");
+        assert!(optim.get("0.weight.exp_avg").is_some(), "{name}");
+    }
+    assert_eq!(optimizer_path(&dir.join("last.safetensors")), dir.join("last.optim.safetensors"));
 
     // resume: a new trainer picks up after epoch 3 and runs to 5 ...
     config.epochs = 5;
@@ -380,6 +392,97 @@ fn evaluation_leaves_every_module_in_the_mode_it_found() {
     nn::train(&model);
     trainer.evaluate(&val).unwrap();
     assert_eq!(nn::modes(&model), [("1".to_string(), true)]);
+}
+
+#[test]
+fn resume_refuses_weights_and_optimizer_state_that_do_not_belong_together() {
+    let dir = scratch("pair");
+    let (train, val) = (DataLoader::new(toy_data(64, 2), 16), DataLoader::new(toy_data(64, 3), 64));
+    let run = |epochs: usize| {
+        let model = small_model(&Device::Cpu);
+        let mut config = TrainConfig::new(epochs, Task::Classification { classes: 3 });
+        (config.progress, config.verbose, config.resume) = (false, false, true);
+        config.out_dir = Some(dir.clone());
+        let opt = Optimizer::new(nn::parameters(&model), Rule::adam(), 1e-2);
+        Trainer::new(&model, opt, Device::Cpu, config).fit(&train, Some(&val)).map(|h| h.len())
+    };
+    let (weights, optim) = (dir.join("last.safetensors"), dir.join("last.optim.safetensors"));
+    assert_eq!(run(1).unwrap(), 1);
+    let after_one = std::fs::read(&optim).unwrap();
+    assert_eq!(run(2).unwrap(), 2);
+    let after_two = std::fs::read(&optim).unwrap();
+    // the optimizer file of epoch 1 beside the weights of epoch 2: refused, naming both
+    std::fs::write(&optim, &after_one).unwrap();
+    let e = run(3).unwrap_err().to_string();
+    assert!(e.contains("last.safetensors was saved after 2 epochs (8 steps)"), "{e}");
+    assert!(e.contains("last.optim.safetensors after 1 epochs (4 steps)"), "{e}");
+    // one file without the other: refused
+    std::fs::remove_file(&optim).unwrap();
+    let e = run(3).unwrap_err().to_string();
+    assert!(e.contains("last.optim.safetensors does not"), "{e}");
+    // the matching pair resumes
+    std::fs::write(&optim, &after_two).unwrap();
+    assert_eq!(run(3).unwrap(), 3);
+    assert!(weights.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn max_steps_stops_mid_epoch_writes_its_outputs_and_resumes_where_it_stopped() {
+    let dir = scratch("max-steps");
+    let (train, val) =
+        (DataLoader::new(toy_data(128, 2), 16).shuffle(3), DataLoader::new(toy_data(64, 3), 64));
+    // 8 steps per epoch; a rate that halves every 5 steps, so a resumed schedule must count steps
+    fn trainer_for(model: &Sequential, max_steps: Option<usize>, out: Option<PathBuf>) -> Trainer<'_> {
+        let mut config = TrainConfig::new(3, Task::Classification { classes: 3 });
+        (config.progress, config.verbose, config.resume) = (false, false, true);
+        (config.max_steps, config.out_dir) = (max_steps, out);
+        let opt = Optimizer::new(nn::parameters(model), Rule::adam(), 1e-2);
+        Trainer::new(model, opt, Device::Cpu, config).with_batch_scheduler(StepLr::new(1e-2, 5, 0.5))
+    }
+    kiln::manual_seed(8);
+    let model = small_model(&Device::Cpu);
+    let mut stopped = trainer_for(&model, Some(11), Some(dir.clone()));
+    let history = stopped.fit(&train, Some(&val)).unwrap().to_vec();
+    assert_eq!(stopped.optimizer().steps(), 11);
+    assert_eq!(
+        history.iter().map(|r| (r.epoch, r.steps, r.samples)).collect::<Vec<_>>(),
+        [(1, 8, 128), (2, 3, 48)]
+    );
+    assert!(history[1].val_loss.is_some(), "the partial epoch is validated");
+    let log = std::fs::read_to_string(dir.join("log.csv")).unwrap();
+    assert_eq!(log.lines().count(), 3, "{log}");
+    assert_eq!(load(dir.join("last.optim.safetensors")).unwrap().metadata["steps_done"], "11");
+
+    // resumed without a limit, it finishes epoch 2 from step 4 and runs epoch 3 ...
+    let model2 = small_model(&Device::Cpu);
+    let mut resumed = trainer_for(&model2, None, Some(dir.clone()));
+    let h2 = resumed.fit(&train, Some(&val)).unwrap().to_vec();
+    assert_eq!(resumed.optimizer().steps(), 24);
+    assert_eq!(
+        h2.iter().map(|r| (r.epoch, r.steps, r.samples)).collect::<Vec<_>>(),
+        [(1, 8, 128), (2, 8, 128), (3, 8, 128)]
+    );
+    // ... and ends where an uninterrupted run ends
+    kiln::manual_seed(8);
+    let model3 = small_model(&Device::Cpu);
+    let mut straight = trainer_for(&model3, None, None);
+    let h3 = straight.fit(&train, Some(&val)).unwrap().to_vec();
+    assert_eq!(h2.iter().map(|r| r.lr).collect::<Vec<_>>(), h3.iter().map(|r| r.lr).collect::<Vec<_>>());
+    assert!(
+        (h2[1].train_loss - h3[1].train_loss).abs() < 1e-5,
+        "{} vs {}",
+        h2[1].train_loss,
+        h3[1].train_loss
+    );
+    for ((name, a), (_, b)) in nn::state_dict(&model2).iter().zip(nn::state_dict(&model3).iter()) {
+        assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap(), "{name}");
+    }
+    // a limit already reached trains nothing more
+    let mut again = trainer_for(&model2, Some(24), Some(dir.clone()));
+    assert_eq!(again.fit(&train, Some(&val)).unwrap().len(), 3);
+    assert_eq!(again.optimizer().steps(), 24);
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
