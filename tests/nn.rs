@@ -32,6 +32,29 @@ fn a_lenet_style_stack_has_pytorch_names_and_shapes() {
 }
 
 #[test]
+fn lenet5_has_pytorchs_names_and_the_papers_shapes() {
+    let model = kiln::models::lenet5(&CPU);
+    let shapes: Vec<(String, Vec<usize>)> =
+        nn::state_dict(&model).into_iter().map(|(n, t)| (n, t.dims().to_vec())).collect();
+    let want: [(&str, &[usize]); 10] = [
+        ("0.weight", &[6, 1, 5, 5]),
+        ("0.bias", &[6]),
+        ("3.weight", &[16, 6, 5, 5]),
+        ("3.bias", &[16]),
+        ("7.weight", &[120, 400]),
+        ("7.bias", &[120]),
+        ("9.weight", &[84, 120]),
+        ("9.bias", &[84]),
+        ("11.weight", &[10, 84]),
+        ("11.bias", &[10]),
+    ];
+    let want: Vec<(String, Vec<usize>)> = want.iter().map(|(n, d)| (n.to_string(), d.to_vec())).collect();
+    assert_eq!(shapes, want);
+    assert_eq!(nn::parameter_count(&model), 61_706);
+    assert_eq!(model.forward(&Tensor::randn([3, 1, 28, 28], &CPU)).dims(), &[3, 10]);
+}
+
+#[test]
 fn linear_and_conv_initialize_within_pytorchs_kaiming_bounds() {
     kiln::manual_seed(2);
     let lin = Linear::new(100, 50, &CPU);
