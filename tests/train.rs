@@ -486,6 +486,30 @@ fn max_steps_stops_mid_epoch_writes_its_outputs_and_resumes_where_it_stopped() {
 }
 
 #[test]
+fn an_unfinished_epochs_best_checkpoint_is_kept_when_its_continuation_is_no_better() {
+    let dir = scratch("best-unfinished");
+    let (train, val) = (DataLoader::new(toy_data(128, 2), 16), DataLoader::new(toy_data(64, 3), 64));
+    let model =
+        Sequential::new().add(Linear::new(4, 8, &Device::Cpu)).add(ReLU).add(Linear::new(8, 3, &Device::Cpu));
+    let run = |max_steps: usize, rate: f64| {
+        let mut config = TrainConfig::new(1, Task::Classification { classes: 3 });
+        (config.progress, config.verbose, config.resume) = (false, false, true);
+        (config.max_steps, config.out_dir) = (Some(max_steps), Some(dir.clone()));
+        let opt = Optimizer::new(nn::parameters(&model), Rule::sgd(), rate);
+        let mut trainer =
+            Trainer::new(&model, opt, Device::Cpu, config).with_scheduler(StepLr::new(rate, 1, 1.0));
+        trainer.fit(&train, Some(&val)).unwrap().to_vec()
+    };
+    let stopped = run(3, 0.1);
+    // resumed at rate 0 the model does not change, so the finished epoch validates no better
+    let finished = run(8, 0.0);
+    assert_eq!(finished[0].val_loss, stopped[0].val_loss);
+    let steps = |file: &str| load(dir.join(file)).unwrap().metadata["steps_done"].clone();
+    assert_eq!((steps("last.optim.safetensors"), steps("best.optim.safetensors")), ("8".into(), "3".into()));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn early_stopping_ends_training_when_validation_stops_improving() {
     let (train, val) = (DataLoader::new(toy_data(64, 2), 32), DataLoader::new(toy_data(64, 3), 64));
     let fit = |lr: f64| {

@@ -175,9 +175,10 @@ impl<'a> Trainer<'a> {
         if self.config.resume {
             self.resume(train.batches())?;
         }
+        // (an unfinished epoch's validation counts: `best.safetensors` may hold its weights)
+        let mut best = self.history.iter().filter_map(|r| r.val_loss).fold(f64::INFINITY, f64::min);
         // an epoch that `max_steps` ended early goes on where it stopped
         let mut unfinished = self.history.pop_if(|r| r.steps < train.batches());
-        let mut best = self.history.iter().filter_map(|r| r.val_loss).fold(f64::INFINITY, f64::min);
         let mut since_best = 0;
         for epoch in self.history.len() + 1..=self.config.epochs {
             if self.steps_left() == Some(0) {
@@ -189,7 +190,6 @@ impl<'a> Trainer<'a> {
             let record = EpochRecord {
                 val_loss: evaluation.as_ref().map(|e| e.loss),
                 metrics: evaluation.as_ref().map(|e| e.metrics.clone()).unwrap_or_default(),
-                lr: self.optimizer.lr(),
                 ..trained
             };
             self.report(&record, train.batches());
