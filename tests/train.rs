@@ -316,7 +316,8 @@ fn the_trainer_logs_plots_checkpoints_and_resumes() {
         let weights = dir.join(format!("{name}.safetensors"));
         let mut keys: Vec<String> = load(&weights).unwrap().tensors.into_iter().map(|(n, _)| n).collect();
         let mut state_dict: Vec<String> = nn::state_dict(&model).into_iter().map(|(n, _)| n).collect();
-        (keys.sort(), state_dict.sort());
+        keys.sort();
+        state_dict.sort();
         assert_eq!(keys, state_dict, "{name}");
         let optim = load(optimizer_path(&weights)).unwrap();
         assert_eq!(optim.get("step").unwrap().to_vec::<i32>().unwrap(), [3 * 8], "{name}");
