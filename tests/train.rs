@@ -415,8 +415,8 @@ fn resume_refuses_weights_and_optimizer_state_that_do_not_belong_together() {
     // the optimizer file of epoch 1 beside the weights of epoch 2: refused, naming both
     std::fs::write(&optim, &after_one).unwrap();
     let e = run(3).unwrap_err().to_string();
-    assert!(e.contains("last.safetensors was saved after 2 epochs (8 steps)"), "{e}");
-    assert!(e.contains("last.optim.safetensors after 1 epochs (4 steps)"), "{e}");
+    assert!(e.contains("last.safetensors was saved at step 8 (epoch 2)"), "{e}");
+    assert!(e.contains("last.optim.safetensors at step 4 (epoch 1)"), "{e}");
     // one file without the other: refused
     std::fs::remove_file(&optim).unwrap();
     let e = run(3).unwrap_err().to_string();

@@ -87,15 +87,15 @@ impl Trainer<'_> {
         let (saved, state_saved) = (progress(&weights, &weights_path)?, progress(&state, &optim_path)?);
         if saved != state_saved {
             return Err(Error::Invalid(format!(
-                "cannot resume: {} was saved after {} epochs ({} steps) but {} after {} epochs ({} steps), \
-                 so they are not one checkpoint (was the run stopped between the two writes?); delete \
-                 both to start over",
+                "cannot resume: {} was saved at step {} (epoch {}) but {} at step {} (epoch {}), so they \
+                 are not one checkpoint (was the run stopped between the two writes?); delete both to \
+                 start over",
                 weights_path.display(),
-                saved.0,
                 saved.1,
+                saved.0,
                 optim_path.display(),
-                state_saved.0,
-                state_saved.1
+                state_saved.1,
+                state_saved.0
             )));
         }
         let history = state.metadata.get(HISTORY).map(|h| log::from_json(h, &optim_path)).transpose()?;
@@ -127,10 +127,10 @@ impl Trainer<'_> {
             }
         }
         println!(
-            "resumed from {} after {} epochs ({} steps)",
+            "resumed from {} at step {} (epoch {})",
             weights_path.display(),
-            self.history.len(),
-            self.optimizer.steps()
+            self.optimizer.steps(),
+            self.history.len()
         );
         Ok(())
     }
