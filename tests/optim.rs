@@ -218,3 +218,38 @@ fn schedules_follow_pytorchs_formulas() {
     let plateau = run(ReduceOnPlateau::new(1.0).with(0.5, 1), 5, &[3.0, 2.0, 2.5, 2.2, 1.0]);
     close(&plateau, &[1.0, 1.0, 1.0, 1.0, 0.5, 0.5]);
 }
+
+/// One SGD step (lr 0.1) on loss Σw² with w = [1, 2] listed twice, as a tied weight is.
+fn step_on_a_tied_weight(device: &Device) -> (Vec<f32>, Vec<String>) {
+    let w = Tensor::from_vec(vec![1.0f32, 2.0], [2], device).requires_grad_();
+    let params = vec![("embedding.weight".to_string(), w.clone()), ("head.weight".to_string(), w.clone())];
+    let mut opt = Optimizer::new(params, Rule::sgd_momentum(0.5), 0.1);
+    opt.step(&w.square().sum_all().backward()).unwrap();
+    let names = opt.state_dict().into_iter().map(|(n, _)| n).collect();
+    (w.to_vec::<f32>().unwrap(), names)
+}
+
+#[test]
+fn a_shared_parameter_is_updated_once_per_step_with_one_state() {
+    // w − 0.1·2w = 0.8·w: once, not twice (0.6·w)
+    let (values, names) = step_on_a_tied_weight(&Device::Cpu);
+    assert_eq!(values, [0.8, 1.6]);
+    assert_eq!(names, ["embedding.weight.momentum_buffer", "step"], "one state, under the first name");
+    let Some(gpu) = common::gpu("a shared parameter on the GPU") else {
+        return;
+    };
+    let (values, names) = step_on_a_tied_weight(&gpu);
+    assert_eq!(values, [0.8, 1.6]);
+    assert_eq!(names, ["embedding.weight.momentum_buffer", "step"]);
+}
+
+#[test]
+fn clipping_counts_a_shared_parameter_once() {
+    let w = Tensor::from_vec(vec![0.0f64; 2], [2], &Device::Cpu).requires_grad_();
+    let mut grads = (&w * &Tensor::from_vec(vec![3.0f64, 4.0], [2], &Device::Cpu)).sum_all().backward();
+    let tied = vec![("encoder.weight".to_string(), w.clone()), ("decoder.weight".to_string(), w.clone())];
+    let norm = clip_grad_norm(&mut grads, &tied, 1.0).unwrap();
+    assert!((norm.item::<f64>().unwrap() - 5.0).abs() < 1e-12, "the norm of (3, 4), not of (3, 4, 3, 4)");
+    let g = grads.get(&w).unwrap().to_vec::<f64>().unwrap();
+    assert!((g[0] - 0.6).abs() < 1e-6 && (g[1] - 0.8).abs() < 1e-6, "scaled once: {g:?}");
+}

@@ -84,8 +84,23 @@ pub struct Optimizer {
 
 impl Optimizer {
     /// An optimizer over `params` (usually [`crate::nn::parameters`]) with rule and learning rate.
+    ///
+    /// A tensor listed more than once (a tied weight, which a model reports under each of its
+    /// names) is one parameter: it keeps its first name, is updated once per step, and has one
+    /// set of state.
     pub fn new(params: Vec<(String, Tensor)>, rule: Rule, lr: f64) -> Optimizer {
-        Optimizer { rule, lr, params, state: Vec::new(), steps: 0 }
+        let mut unique: Vec<(String, Tensor)> = Vec::with_capacity(params.len());
+        for (name, p) in params {
+            if !unique.iter().any(|(_, seen)| seen.same(&p)) {
+                unique.push((name, p));
+            }
+        }
+        Optimizer { rule, lr, params: unique, state: Vec::new(), steps: 0 }
+    }
+
+    /// The parameters, each once, with the first name it was given.
+    pub fn params(&self) -> &[(String, Tensor)] {
+        &self.params
     }
 
     /// The learning rate.

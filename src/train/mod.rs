@@ -1,6 +1,7 @@
 //! The `Trainer`: epochs of training with a progress bar (loss and samples/s), validation with
-//! metrics after each epoch, a learning-rate schedule, early stopping, atomic checkpoints with
-//! resume, a CSV log of every epoch and PNG plots of the curves.
+//! metrics after each epoch, a learning-rate schedule, early stopping, a limit on the steps,
+//! atomic checkpoints with resume (`resume.rs`), a CSV log of every epoch and PNG plots of the
+//! curves.
 //!
 //! Each training step is one realize: forward, backward, the running loss and the fused
 //! optimizer updates go to the device together; the loss is read back only every
@@ -10,6 +11,9 @@ pub mod checkpoint;
 pub mod log;
 pub mod metrics;
 pub mod plot;
+mod resume;
+
+pub use resume::optimizer_path;
 
 use crate::data::DataLoader;
 use crate::nn::{self, Module};
@@ -19,8 +23,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use log::EpochRecord;
 use metrics::{Confusion, roc_auc_ovr};
 use plot::{Series, line_plot};
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// What the model predicts.
@@ -41,9 +45,16 @@ pub struct TrainConfig {
     pub task: Task,
     /// Stop after this many epochs without a better validation loss.
     pub early_stopping: Option<usize>,
-    /// Where to write `last.safetensors`, `best.safetensors`, `log.csv` and the plots.
+    /// Stop after this many optimizer steps in total (counting resumed ones), mid-epoch if
+    /// need be; that epoch is validated, logged and checkpointed like any other, and a resumed
+    /// run continues it where it stopped.
+    pub max_steps: Option<usize>,
+    /// Where to write the checkpoints (`last.safetensors` and `best.safetensors`, each the
+    /// model's state dict alone, with `last.optim.safetensors` and `best.optim.safetensors`
+    /// beside them: the optimizer state and the history), `log.csv` and the plots.
     pub out_dir: Option<PathBuf>,
-    /// Continue from `out_dir/last.safetensors` if it exists.
+    /// Continue from the checkpoint `out_dir/last.safetensors` (with its
+    /// `last.optim.safetensors`) if it exists.
     pub resume: bool,
     /// Clip the gradients' joint norm to this.
     pub clip_grad_norm: Option<f64>,
@@ -62,6 +73,7 @@ impl TrainConfig {
             epochs,
             task,
             early_stopping: None,
+            max_steps: None,
             out_dir: None,
             resume: false,
             clip_grad_norm: None,
@@ -151,8 +163,11 @@ impl<'a> Trainer<'a> {
         &self.optimizer
     }
 
-    /// Trains for the configured epochs (or until early stopping), validating on `val` after
-    /// each epoch. Returns the history.
+    /// Trains for the configured epochs (or until early stopping, or `max_steps`), validating
+    /// on `val` after each epoch. Returns the history.
+    ///
+    /// Each module trains in the mode it is in: modules are built in training mode, and one
+    /// the caller put in evaluation mode (a frozen batch norm) stays there.
     pub fn fit(&mut self, train: &DataLoader, val: Option<&DataLoader>) -> Result<&[EpochRecord]> {
         if let Some(dir) = &self.config.out_dir {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -160,23 +175,26 @@ impl<'a> Trainer<'a> {
         if self.config.resume {
             self.resume(train.batches())?;
         }
+        // (an unfinished epoch's validation counts: `best.safetensors` may hold its weights)
         let mut best = self.history.iter().filter_map(|r| r.val_loss).fold(f64::INFINITY, f64::min);
+        // an epoch that `max_steps` ended early goes on where it stopped
+        let mut unfinished = self.history.pop_if(|r| r.steps < train.batches());
         let mut since_best = 0;
         for epoch in self.history.len() + 1..=self.config.epochs {
-            let (train_loss, seconds) = self.train_epoch(train, epoch)?;
+            if self.steps_left() == Some(0) {
+                break;
+            }
+            let trained = self.train_epoch(train, epoch, unfinished.take())?;
+            let finished = trained.steps == train.batches();
             let evaluation = val.map(|v| self.evaluate(v)).transpose()?;
             let record = EpochRecord {
-                epoch,
-                train_loss,
                 val_loss: evaluation.as_ref().map(|e| e.loss),
                 metrics: evaluation.as_ref().map(|e| e.metrics.clone()).unwrap_or_default(),
-                lr: self.optimizer.lr(),
-                seconds,
-                samples_per_sec: train.samples() as f64 / seconds.max(1e-9),
+                ..trained
             };
-            self.report(&record);
+            self.report(&record, train.batches());
             self.history.push(record);
-            if let Some((s, Period::Epoch)) = &mut self.scheduler {
+            if let (Some((s, Period::Epoch)), true) = (&mut self.scheduler, finished) {
                 let lr = s.step(evaluation.as_ref().map(|e| e.loss));
                 self.optimizer.set_lr(lr);
             }
@@ -185,6 +203,9 @@ impl<'a> Trainer<'a> {
                 best = best.min(e.loss);
             }
             self.write_outputs(improved)?;
+            if !finished {
+                break;
+            }
             since_best = if improved { 0 } else { since_best + 1 };
             if self.config.early_stopping.is_some_and(|patience| val.is_some() && since_best >= patience) {
                 println!("early stopping: no better validation loss for {since_best} epochs");
@@ -194,15 +215,32 @@ impl<'a> Trainer<'a> {
         Ok(&self.history)
     }
 
-    /// One epoch of training: (mean loss, seconds).
-    fn train_epoch(&mut self, train: &DataLoader, epoch: usize) -> Result<(f64, f64)> {
-        nn::train(self.model);
+    /// Optimizer steps left before `max_steps`, if there is a limit.
+    fn steps_left(&self) -> Option<usize> {
+        self.config.max_steps.map(|max| max.saturating_sub(self.optimizer.steps() as usize))
+    }
+
+    /// Trains epoch `epoch` (from where `unfinished`, its record so far, stopped) until its last
+    /// batch or `max_steps`. Returns its record, without validation.
+    fn train_epoch(
+        &mut self,
+        train: &DataLoader,
+        epoch: usize,
+        unfinished: Option<EpochRecord>,
+    ) -> Result<EpochRecord> {
         let params = nn::parameters(self.model);
         let bar = self.progress_bar(train.batches() as u64, format!("epoch {epoch}/{}", self.config.epochs));
+        let (done_steps, done_samples, done_seconds, done_loss) = unfinished
+            .map(|r| (r.steps, r.samples, r.seconds, r.train_loss * r.samples as f64))
+            .unwrap_or_default();
+        bar.set_position(done_steps as u64);
         let start = Instant::now();
         let mut running = Tensor::zeros([], &self.device);
-        let mut seen = 0usize;
-        for (step, batch) in train.epoch(epoch as u64).enumerate() {
+        let (mut seen, mut steps) = (0usize, done_steps);
+        for batch in train.epoch(epoch as u64).skip(done_steps) {
+            if self.steps_left() == Some(0) {
+                break;
+            }
             let n = batch.len();
             let (x, y) = (batch.inputs.to(&self.device), batch.targets.to(&self.device));
             let loss = (self.loss)(&self.model.forward(&x), &y);
@@ -217,24 +255,37 @@ impl<'a> Trainer<'a> {
                 self.optimizer.set_lr(lr);
             }
             seen += n;
+            steps += 1;
             bar.inc(1);
-            if (step + 1) % self.config.log_every.max(1) == 0 {
+            if steps % self.config.log_every.max(1) == 0 {
                 let mean = running.item::<f32>()? as f64 / seen as f64;
                 let rate = seen as f64 / start.elapsed().as_secs_f64();
                 bar.set_message(format!("loss {mean:.4} · {rate:.0} samples/s"));
             }
         }
-        let total = running.item::<f32>()? as f64;
-        let seconds = start.elapsed().as_secs_f64();
+        let loss = done_loss + running.item::<f32>()? as f64;
+        let (samples, seconds) = (done_samples + seen, done_seconds + start.elapsed().as_secs_f64());
         bar.finish_and_clear();
-        Ok((total / seen.max(1) as f64, seconds))
+        Ok(EpochRecord {
+            epoch,
+            train_loss: loss / samples.max(1) as f64,
+            val_loss: None,
+            metrics: BTreeMap::new(),
+            lr: self.optimizer.lr(),
+            seconds,
+            samples_per_sec: samples as f64 / seconds.max(1e-9),
+            steps,
+            samples,
+        })
     }
 
-    /// Loss and metrics over a dataset, in evaluation mode and without gradients.
+    /// Loss and metrics over a dataset, in evaluation mode and without gradients. Every module
+    /// is left in the mode it was in.
     pub fn evaluate(&self, loader: &DataLoader) -> Result<Evaluation> {
+        let modes = nn::modes(self.model);
         nn::eval(self.model);
         let result = no_grad(|| self.evaluate_inner(loader));
-        nn::train(self.model);
+        nn::restore_modes(self.model, &modes);
         result
     }
 
@@ -291,11 +342,16 @@ impl<'a> Trainer<'a> {
         bar
     }
 
-    fn report(&self, r: &EpochRecord) {
+    fn report(&self, r: &EpochRecord, batches: usize) {
         if !self.config.verbose {
             return;
         }
-        let mut line = format!("epoch {:>3}  train loss {:.4}", r.epoch, r.train_loss);
+        let stopped = if r.steps < batches {
+            format!(" (stopped after {} of {batches} steps)", r.steps)
+        } else {
+            String::new()
+        };
+        let mut line = format!("epoch {:>3}{stopped}  train loss {:.4}", r.epoch, r.train_loss);
         if let Some(v) = r.val_loss {
             line.push_str(&format!("  val loss {v:.4}"));
         }
@@ -333,93 +389,4 @@ impl<'a> Trainer<'a> {
         }
         Ok(())
     }
-
-    /// Saves model state (its state-dict names), optimizer state (`optim.` prefix) and the
-    /// history (metadata) atomically.
-    pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
-        let mut tensors = nn::state_dict(self.model);
-        tensors.extend(self.optimizer.state_dict().into_iter().map(|(n, t)| (format!("optim.{n}"), t)));
-        let mut meta = HashMap::new();
-        meta.insert("epochs_done".to_string(), self.history.len().to_string());
-        meta.insert("history".to_string(), history_json(&self.history));
-        checkpoint::save(path, &tensors, &meta)
-    }
-
-    /// Restores model, optimizer and history from `out_dir/last.safetensors`, if present, and
-    /// brings the schedule to where it was (epochs of `batches` steps each).
-    fn resume(&mut self, batches: usize) -> Result<()> {
-        let Some(dir) = &self.config.out_dir else {
-            return Ok(());
-        };
-        let path = dir.join("last.safetensors");
-        if !path.exists() {
-            return Ok(());
-        }
-        let ck = checkpoint::load(&path)?;
-        checkpoint::load_into(self.model, &ck.tensors, &path)?;
-        let optim: Vec<(String, Tensor)> = ck
-            .tensors
-            .iter()
-            .filter_map(|(n, t)| n.strip_prefix("optim.").map(|n| (n.to_string(), t.clone())))
-            .collect();
-        self.optimizer.load_state_dict(&optim)?;
-        self.history =
-            ck.metadata.get("history").map(|h| parse_history(h, &path)).transpose()?.unwrap_or_default();
-        match &mut self.scheduler {
-            // a schedule's state is a function of the periods it has seen (and the validation
-            // losses, for reduce-on-plateau), so replaying them restores it exactly
-            Some((s, period)) => {
-                for record in &self.history {
-                    let (steps, metric) = match period {
-                        Period::Epoch => (1, record.val_loss),
-                        Period::Batch => (batches, None),
-                    };
-                    for _ in 0..steps {
-                        s.step(metric);
-                    }
-                }
-                self.optimizer.set_lr(s.lr());
-            }
-            None => {
-                if let Some(last) = self.history.last() {
-                    self.optimizer.set_lr(last.lr);
-                }
-            }
-        }
-        println!("resumed from {} after epoch {}", path.display(), self.history.len());
-        Ok(())
-    }
-}
-
-fn history_json(history: &[EpochRecord]) -> String {
-    let rows: Vec<serde_json::Value> = history
-        .iter()
-        .map(|r| {
-            serde_json::json!({
-                "epoch": r.epoch, "train_loss": r.train_loss, "val_loss": r.val_loss,
-                "metrics": r.metrics, "lr": r.lr, "seconds": r.seconds, "samples_per_sec": r.samples_per_sec,
-            })
-        })
-        .collect();
-    serde_json::Value::Array(rows).to_string()
-}
-
-fn parse_history(text: &str, path: &Path) -> Result<Vec<EpochRecord>> {
-    let bad = || Error::format(path, "safetensors", "the training history in the metadata is malformed");
-    let rows: Vec<serde_json::Value> = serde_json::from_str(text).map_err(|_| bad())?;
-    rows.iter()
-        .map(|r| {
-            let f = |k: &str| r.get(k).and_then(serde_json::Value::as_f64);
-            Ok(EpochRecord {
-                epoch: f("epoch").ok_or_else(bad)? as usize,
-                train_loss: f("train_loss").ok_or_else(bad)?,
-                val_loss: f("val_loss"),
-                metrics: serde_json::from_value(r.get("metrics").cloned().unwrap_or_default())
-                    .map_err(|_| bad())?,
-                lr: f("lr").ok_or_else(bad)?,
-                seconds: f("seconds").unwrap_or(0.0),
-                samples_per_sec: f("samples_per_sec").unwrap_or(0.0),
-            })
-        })
-        .collect()
 }
