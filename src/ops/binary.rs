@@ -8,6 +8,7 @@ use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::Float;
 use crate::ops::layout::{MAX_RANK, collapse, offsets, pack, u32_of};
+use crate::ops::wgsl::{GPU_TYPES, wgsl_type};
 use crate::testing::Domain;
 use crate::{DType, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -438,19 +439,6 @@ pub(crate) fn variants() -> Vec<Kernel<'static>> {
         }
     }
     all
-}
-
-/// The dtypes a GPU holds.
-pub(crate) const GPU_TYPES: [DType; 4] = [DType::F32, DType::I32, DType::U32, DType::Bool];
-
-/// The WGSL scalar type that holds a dtype on the GPU (bools are u32 words).
-pub(crate) fn wgsl_type(dtype: DType) -> &'static str {
-    match dtype {
-        DType::F32 => "f32",
-        DType::I32 => "i32",
-        DType::U32 | DType::Bool => "u32",
-        DType::F64 => unreachable!("f64 never reaches a GPU"),
-    }
 }
 
 impl Tensor {

@@ -26,6 +26,7 @@ pub mod select;
 pub mod softmax;
 pub mod unary;
 pub mod view;
+pub(crate) mod wgsl;
 
 use crate::backend::cpu::{CpuData, CpuStorage};
 use crate::backend::wgpu::{GpuBuffer, Recorder};
