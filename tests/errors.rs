@@ -124,6 +124,17 @@ fn every_error_reads_as_a_sentence_a_user_can_act_on() {
         (Error::Gpu("compiling matmul: bad shader".into()), "GPU error: compiling matmul: bad shader"),
         (Error::CheckFailed("cross-check failed: matmul".into()), "cross-check failed: matmul"),
         (Error::Invalid("unknown device \"tpu\"".into()), "unknown device \"tpu\""),
+        (
+            Error::OutOfRange(kiln::error::OutOfRange {
+                op: "index_select(axis 0)".into(),
+                what: "index",
+                value: 7,
+                position: 2,
+                bound: 4,
+                site: "created at src/main.rs:9:5".into(),
+            }),
+            "index_select(axis 0): index 7 (element 2) is out of range: valid values are 0 to 3; the node was created at src/main.rs:9:5",
+        ),
     ];
     for (error, sentence) in cases {
         // a new variant must be added here
@@ -136,7 +147,8 @@ fn every_error_reads_as_a_sentence_a_user_can_act_on() {
             | Error::TooLarge { .. }
             | Error::Gpu(_)
             | Error::CheckFailed(_)
-            | Error::Invalid(_) => {}
+            | Error::Invalid(_)
+            | Error::OutOfRange(_) => {}
         }
         assert_eq!(error.to_string(), sentence, "{error:?}");
     }
