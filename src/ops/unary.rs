@@ -125,7 +125,14 @@ pub static UNARY: &[UnaryFn] = &[
         grad: Some(|x, _, g, _, _| g * x.sign()),
         tolerance: EXACT,
     },
-    UnaryFn { name: "sign", cpu: map!(|x, a, b| sign(x)), wgsl: "sign(x)", grad: None, tolerance: EXACT },
+    UnaryFn {
+        name: "sign",
+        cpu: map!(|x, a, b| sign(x)),
+        wgsl: "sign(x)",
+        // piecewise constant: the gradient is 0 wherever it exists
+        grad: None,
+        tolerance: EXACT,
+    },
     UnaryFn {
         name: "sin",
         cpu: map!(|x, a, b| x.sin()),
@@ -252,12 +259,27 @@ pub static UNARY: &[UnaryFn] = &[
         grad: Some(|x, _, g, _, _| g * (-x.square()).exp() * FRAC_2_SQRT_PI),
         tolerance: TRANSCENDENTAL,
     },
-    UnaryFn { name: "floor", cpu: map!(|x, a, b| x.floor()), wgsl: "floor(x)", grad: None, tolerance: EXACT },
-    UnaryFn { name: "ceil", cpu: map!(|x, a, b| x.ceil()), wgsl: "ceil(x)", grad: None, tolerance: EXACT },
+    UnaryFn {
+        name: "floor",
+        cpu: map!(|x, a, b| x.floor()),
+        wgsl: "floor(x)",
+        // piecewise constant: the gradient is 0 wherever it exists
+        grad: None,
+        tolerance: EXACT,
+    },
+    UnaryFn {
+        name: "ceil",
+        cpu: map!(|x, a, b| x.ceil()),
+        wgsl: "ceil(x)",
+        // piecewise constant: the gradient is 0 wherever it exists
+        grad: None,
+        tolerance: EXACT,
+    },
     UnaryFn {
         name: "round",
         cpu: map!(|x, a, b| x.round_even()),
         wgsl: "round(x)",
+        // piecewise constant: the gradient is 0 wherever it exists
         grad: None,
         tolerance: EXACT,
     },

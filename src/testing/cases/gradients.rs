@@ -4,7 +4,7 @@
 //! the op under test. Their gradients are not rows here: the f64 gradient check of the forward
 //! op checks the rule that creates them.
 
-use super::layers::{POOL_PAST_GRID_LIMIT, ROWS_PAST_GRID_LIMIT};
+use super::layers::{POOL_PAST_GRID_LIMIT, POOLED_PAST_GRID_LIMIT, ROWS_PAST_GRID_LIMIT};
 use super::{Case, shapes};
 use crate::ops::conv::ConvOptions;
 use crate::ops::loss::CrossEntropy;
@@ -60,10 +60,14 @@ pub(super) fn cases() -> Vec<Case> {
         &[&[1, 2, 1, 1], &[2, 1, 1, 1], &[1, 2, 2, 2]],
         &[&[3, 2, 13, 11], &[4, 1, 3, 3], &[3, 4, 7, 6]],
     ]);
-    // a 3×3 window at stride 1 with padding 1: dy has the input's shape
-    let pool = PoolOptions::new(3).stride(1).padding(1);
-    let pool_sets = shapes(&[&[&[2, 2, 5, 5], &[2, 2, 5, 5]], &[&[1, 1, 1, 1], &[1, 1, 1, 1]]]);
-    let pool_large = vec![POOL_PAST_GRID_LIMIT.to_vec(); 2];
+    // a 2×2 window at stride 1: each input in up to four windows; dy one smaller each way
+    let pool = PoolOptions::new(2).stride(1);
+    let pool_sets = shapes(&[
+        &[&[2, 2, 5, 5], &[2, 2, 4, 4]],
+        &[&[1, 1, 2, 2], &[1, 1, 1, 1]],
+        &[&[1, 3, 7, 6], &[1, 3, 6, 5]],
+    ]);
+    let pool_large = vec![POOL_PAST_GRID_LIMIT.to_vec(), POOLED_PAST_GRID_LIMIT.to_vec()];
     let index_of_class = Input::fixed(Domain::Index { of: 0, axis: 1 });
     let attention_sets = shapes(&[
         &[&[2, 3, 4], &[2, 5, 4], &[2, 5, 3], &[2, 3, 3]],

@@ -9,9 +9,13 @@ use crate::testing::{Domain, Input};
 
 const F: Input = Input::float(Domain::Normal);
 
-/// Pooling runs one invocation per output element in workgroups of 256, and a 3×3 window at
-/// stride 1 with padding 1 keeps the image's size: 4,096² = 16,777,216 > 65,535 · 256 outputs.
-pub(super) const POOL_PAST_GRID_LIMIT: [usize; 4] = [1, 1, 4_096, 4_096];
+/// Pooling runs one invocation per output element (per input element for the gradients) in
+/// workgroups of 256. A 2×2 window at stride 1 takes a 4,097² image to 4,096² = 16,777,216 >
+/// 65,535 · 256 outputs.
+pub(super) const POOL_PAST_GRID_LIMIT: [usize; 4] = [1, 1, 4_097, 4_097];
+
+/// The output of a 2×2 window at stride 1 over [`POOL_PAST_GRID_LIMIT`].
+pub(super) const POOLED_PAST_GRID_LIMIT: [usize; 4] = [1, 1, 4_096, 4_096];
 
 /// The row kernels (softmax, layer norm, cross-entropy) run one workgroup per row: 65,536 rows
 /// pass the 65,535-workgroup limit.
@@ -139,11 +143,12 @@ fn convolution() -> Vec<Case> {
             "max_pool2d 3×3 stride 2 padding 1 dilation 2",
             PoolOptions::new(3).stride(2).padding(1).dilation(2),
         ),
-        max("max_pool2d 3×3 stride 1 padding 1", PoolOptions::new(3).stride(1).padding(1))
+        max("max_pool2d 2×2 stride 1", PoolOptions::new(2).stride(1))
             .past_grid_limit(vec![POOL_PAST_GRID_LIMIT.to_vec()]),
         avg("avg_pool2d 2×2", PoolOptions::new(2)),
-        avg("avg_pool2d 3×3 stride 1 padding 1", PoolOptions::new(3).stride(1).padding(1))
+        avg("avg_pool2d 2×2 stride 1", PoolOptions::new(2).stride(1))
             .past_grid_limit(vec![POOL_PAST_GRID_LIMIT.to_vec()]),
+        avg("avg_pool2d 3×3 stride 1 padding 1", PoolOptions::new(3).stride(1).padding(1)),
         avg("avg_pool2d excluding padding", avg_excluding_pad),
     ]
 }
@@ -242,16 +247,18 @@ fn attention() -> Vec<Case> {
                 &[&[2, 3, 4], &[2, 5, 4], &[2, 5, 3]],
                 &[&[1, 1, 1], &[1, 3, 1], &[1, 3, 1]],
                 &[&[2, 3, 67, 16], &[2, 3, 131, 16], &[2, 3, 131, 24]],
-                // Past the grid limit, here rather than forward only: the gradient kernels need
-                // the forward's output and log-sum-exp, so rows of their own would run the
-                // forward again. Flash kernels (head dimensions multiples of 4) run a workgroup
-                // per 64 query (or key) rows of each batch entry, the general ones a workgroup per
-                // row: 65,536 batch entries of one row pass 65,535 workgroups either way.
-                &[&[65_536, 1, 4], &[65_536, 1, 4], &[65_536, 1, 4]],
-                &[&[65_536, 1, 3], &[65_536, 1, 3], &[65_536, 1, 3]],
             ]),
             false,
-        ),
+        )
+        // Past the grid limit, with gradients (not forward only): the gradient kernels need the
+        // forward's output and log-sum-exp, so rows of their own would run the forward again.
+        // The flash kernels (head dimensions multiples of 4) run a workgroup per 64 query (or
+        // key) rows of each batch entry: 65,536 entries of one query and two keys. The general
+        // ones run a workgroup per query (or key) row: 32,768 entries of two queries and two
+        // keys. Two keys, so that the softmax, and the gradients of q and k, are not trivially
+        // 1 and 0.
+        .with_shapes(vec![vec![65_536, 1, 4], vec![65_536, 2, 4], vec![65_536, 2, 4]])
+        .with_shapes(vec![vec![32_768, 2, 3]; 3]),
         attn(
             "attention causal",
             shapes(&[

@@ -144,7 +144,14 @@ impl Case {
         self
     }
 
-    /// Adds a shape set past 65,535 workgroups (see [`Case::past_grid_limit`]).
+    /// Appends a shape set (one shape per input), compared forward and backward.
+    pub fn with_shapes(mut self, shapes: Vec<Vec<usize>>) -> Case {
+        self.shapes.push(shapes);
+        self
+    }
+
+    /// Adds a shape set past 65,535 workgroups, compared forward only (see
+    /// [`Case::past_grid_limit`]).
     pub fn past_grid_limit(mut self, shapes: Vec<Vec<usize>>) -> Case {
         self.past_grid_limit.push(shapes);
         self
