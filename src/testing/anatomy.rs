@@ -90,14 +90,25 @@ fn record(case: &Case, shapes: &[Vec<usize>], float: DType, device: &Device) -> 
     (inputs, out)
 }
 
-/// The nodes that the gradient rule of `y`'s op creates for the upstream gradient `dy`, oldest
-/// first. This is how a row tests an op that only gradient rules make (`layer_norm_grad`,
-/// `conv2d_input_grad`, ...) on its own inputs.
-pub(crate) fn rule_nodes(y: &Tensor, dy: &Tensor) -> Vec<Tensor> {
+/// The op of a tensor's node, e.g. `"matmul"` (for tests that check what they built).
+pub fn op_name(t: &Tensor) -> &'static str {
+    t.0.op.name()
+}
+
+/// The `nth` node (oldest first) of op `op` among those that the gradient rule of `y`'s op
+/// creates for the upstream gradient `dy`. This is how a test reaches an op that only gradient
+/// rules make (`layer_norm_grad`, `conv2d_input_grad`, ...) and runs it on inputs of its own.
+///
+/// Panics when the rule makes no such node.
+pub fn gradient_op(y: &Tensor, dy: &Tensor, op: &str, nth: usize) -> Tensor {
     let op_inputs: Vec<Tensor> = y.0.inputs().iter().cloned().collect();
     let rule = y.0.op.backward(&Grad { inputs: &op_inputs, output: y, grad: dy });
     let newest = if y.id() > dy.id() { y } else { dy };
     created_after(newest, rule.into_iter().flatten())
+        .into_iter()
+        .filter(|t| t.0.op.name() == op)
+        .nth(nth)
+        .unwrap_or_else(|| panic!("the gradient rule of {} makes no node {op} number {nth}", y.0.op.name()))
 }
 
 /// The nodes reachable from `roots` that were created after `marker` (ids grow with creation),

@@ -15,7 +15,7 @@ mod parity;
 mod shaders;
 
 use crate::graph::check::Verdict;
-pub use anatomy::{Anatomy, GradientRule, gradient_rule, inspect};
+pub use anatomy::{Anatomy, GradientRule, gradient_op, gradient_rule, inspect, op_name};
 pub use cases::{Case, cases};
 pub use gradcheck::{GradcheckReport, gradcheck};
 pub use inputs::make_inputs;

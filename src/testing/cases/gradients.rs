@@ -9,22 +9,12 @@ use super::{Case, shapes};
 use crate::ops::conv::ConvOptions;
 use crate::ops::loss::CrossEntropy;
 use crate::ops::pool::PoolOptions;
-use crate::testing::anatomy::rule_nodes;
+use crate::testing::gradient_op;
 use crate::testing::{Domain, Input};
 use crate::{Device, Tensor};
 
 /// A value input: no gradient is taken through these rows.
 const V: Input = Input::fixed(Domain::Normal);
-
-/// The `nth` node (oldest first) of op `op` that the gradient rule of `y`'s op creates for the
-/// upstream gradient `dy`.
-fn rule_node(y: &Tensor, dy: &Tensor, op: &str, nth: usize) -> Tensor {
-    rule_nodes(y, dy)
-        .into_iter()
-        .filter(|t| t.0.op.name() == op)
-        .nth(nth)
-        .unwrap_or_else(|| panic!("the gradient rule of {} makes no node {op} number {nth}", y.0.op.name()))
-}
 
 /// A row for gradient op `op`, built by `forward` from all inputs but the last, which is `dy`.
 fn gradient_row(
@@ -47,7 +37,7 @@ fn gradient_row_nth(
 ) -> Case {
     Case::new(op, name, inputs, sets, move |x: &[Tensor], _: &Device| {
         let (dy, rest) = x.split_last().expect("dy is the last input");
-        rule_node(&forward(rest), dy, op, nth)
+        gradient_op(&forward(rest), dy, op, nth)
     })
     .no_grad()
 }
