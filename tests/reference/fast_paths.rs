@@ -174,7 +174,13 @@ fn run(check: &Check, shared: bool) -> Vec<f64> {
     }
     let y = (check.build)(&args);
     assert_eq!(op_name(&y), check.op, "{} {}: the check builds another op", check.op, check.what);
-    let held = if shared { args } else { Vec::new() };
+    // unshared: the node is now input 0's only owner
+    let held = if shared {
+        args
+    } else {
+        drop(args);
+        Vec::new()
+    };
     free_dirty_buffer(y.dtype(), y.numel());
     let values = y.to_f64_vec().expect("the CPU computes");
     drop(held);
