@@ -1,4 +1,4 @@
-//! What a row's graph is made of. The harness builds every row through [`build`], which checks
+//! What a row's graph is made of. The harness builds every row through `build`, which checks
 //! that the output node is the op the row targets. For the coverage test, [`inspect`] records a
 //! row (computing nothing, so a GPU device needs no adapter): its output op and its nodes on
 //! each device; and [`gradient_rule`] applies the output op's own gradient rule once.

@@ -4,8 +4,8 @@
 //! everywhere by adding its rows to [`cases::cases`].
 //!
 //! Every row names the op it tests (its *target*), and the harness checks that the row's output
-//! node is that op each time it builds the row ([`anatomy::build`]): a row cannot claim an op
-//! that only appears somewhere inside its graph.
+//! node is that op each time it builds the row: a row cannot claim an op that only appears
+//! somewhere inside its graph.
 
 pub mod anatomy;
 pub mod cases;

@@ -38,6 +38,12 @@ const ONE_ROUNDING: f64 = 1e-7;
 /// A few f32 operations in a row, libm's f32 functions within 1–2 ulp each: ≤ ~8·2⁻²⁴ ≈ 5e-7.
 const FEW_ROUNDINGS: f64 = 1e-6;
 
+/// How a check builds its op from its inputs.
+type Build = Box<dyn Fn(&[Tensor]) -> Tensor>;
+
+/// The f64 loop that gives a check's exact values from its inputs.
+type Reference = Box<dyn Fn(&[Host]) -> Vec<f64>>;
+
 /// One op, its inputs, and the loop that gives its exact values.
 struct Check {
     /// The op under test: the node the build returns must be it.
@@ -45,8 +51,8 @@ struct Check {
     /// What this check of the op exercises.
     what: String,
     inputs: Vec<Host>,
-    build: Box<dyn Fn(&[Tensor]) -> Tensor>,
-    reference: Box<dyn Fn(&[Host]) -> Vec<f64>>,
+    build: Build,
+    reference: Reference,
     /// The relative error allowed (see the module doc and each table entry).
     tol: f64,
 }
@@ -201,7 +207,8 @@ fn every_kernel_op_matches_a_plain_f64_loop_through_the_cpu_fast_paths() {
         for shared in [false, true] {
             let got = run(check, shared);
             let (err, mismatch) = compare(&want, &got);
-            if !(err <= check.tol) || mismatch.is_some() {
+            // NaN fails too
+            if err.is_nan() || err > check.tol || mismatch.is_some() {
                 let input0 = if shared { "shared" } else { "unshared (in place if the op can)" };
                 failures.push(format!(
                     "{} {}, input 0 {input0}: relative error {err:.2e} > {:.0e} {}",
