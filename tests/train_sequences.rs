@@ -10,7 +10,7 @@ use kiln::data::lm::RandomWindows;
 use kiln::data::sequence::SequenceDataset;
 use kiln::data::{Batch, DataLoader, InMemory, Targets};
 use kiln::nn::loss::{masked_sequence_cross_entropy, sequence_cross_entropy};
-use kiln::nn::{self, Embedding, Linear, Module, ReLU, Sequential, Visitor};
+use kiln::nn::{self, Embedding, Linear, Module, ReLU, Sequential, Tanh, Visitor};
 use kiln::optim::schedule::WarmupCosine;
 use kiln::optim::{Optimizer, Rule, decay_groups};
 use kiln::rng::RandomKey;
@@ -114,9 +114,14 @@ fn sequence_cross_entropy_names_shapes_that_do_not_fit() {
     sequence_cross_entropy(&logits, &Tensor::from_vec(vec![0i32; 8], [2, 4], &Device::Cpu), None);
 }
 
-/// A bigram language model: each token's embedding projected to logits for the next token.
+/// A bigram language model: each token's embedding through a hidden layer to logits for the
+/// next token.
 fn bigram(vocab: usize, device: &Device) -> Sequential {
-    Sequential::new().add(Embedding::new(vocab, 8, device)).add(Linear::new(8, vocab, device))
+    Sequential::new()
+        .add(Embedding::new(vocab, 8, device))
+        .add(Linear::new(8, 8, device))
+        .add(Tanh)
+        .add(Linear::new(8, vocab, device))
 }
 
 const VOCAB: usize = 11;
@@ -255,7 +260,8 @@ fn a_run_by_steps_resumes_where_it_stopped() {
     let norms = straight.grad_norms_log();
     assert_eq!(norms.records.iter().map(|r| r.step).collect::<Vec<_>>(), [5, 10, 15, 20, 25, 30, 35, 40]);
     let csv = std::fs::read_to_string(dir.join("grad_norms.csv")).unwrap();
-    assert_eq!(csv.lines().next().unwrap(), "step,0.weight,1.weight,1.bias");
+    // by state-dict name in the model's order, not the optimizer's groups (weights, then biases)
+    assert_eq!(csv.lines().next().unwrap(), "step,0.weight,1.weight,1.bias,3.weight,3.bias");
     assert_eq!(csv.lines().count(), 1 + 8);
     assert!(std::fs::read(dir.join("grad_norms.png")).unwrap().starts_with(b"\x89PNG"));
     std::fs::remove_dir_all(&dir).unwrap();
@@ -278,7 +284,7 @@ fn first_step_norms(device: &Device) -> (Vec<String>, Vec<f64>, f64) {
 #[test]
 fn gradient_norms_are_logged_by_name_before_clipping() {
     let (names, norms, loss) = first_step_norms(&Device::Cpu);
-    assert_eq!(names, ["0.weight", "1.weight", "1.bias"]);
+    assert_eq!(names, ["0.weight", "1.weight", "1.bias", "3.weight", "3.bias"]);
     // the same step by hand, on the same first batch from the same initial weights
     kiln::manual_seed(11);
     let model = bigram(VOCAB, &Device::Cpu);

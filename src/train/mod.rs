@@ -248,6 +248,9 @@ pub struct Trainer<'a> {
     config: TrainConfig,
     history: Vec<EpochRecord>,
     steps_log: Vec<StepRecord>,
+    /// The parameters whose gradient norms are logged, in the model's order (the optimizer's
+    /// may be grouped), and their log.
+    norm_params: Vec<(String, Tensor)>,
     grad_norms: GradNormLog,
     unread: Vec<UnreadStep>,
 }
@@ -260,7 +263,15 @@ impl<'a> Trainer<'a> {
         device: Device,
         config: TrainConfig,
     ) -> Trainer<'a> {
-        let names = optimizer.params().iter().map(|(n, _)| n.clone()).collect();
+        let held = optimizer.params();
+        let mut norm_params: Vec<(String, Tensor)> = Vec::new();
+        for (name, p) in nn::parameters(model).into_iter().chain(held.iter().cloned()) {
+            let trained = held.iter().any(|(_, h)| h.same(&p));
+            if trained && !norm_params.iter().any(|(_, seen)| seen.same(&p)) {
+                norm_params.push((name, p));
+            }
+        }
+        let names = norm_params.iter().map(|(n, _)| n.clone()).collect();
         Trainer {
             model,
             optimizer,
@@ -270,6 +281,7 @@ impl<'a> Trainer<'a> {
             config,
             history: Vec::new(),
             steps_log: Vec::new(),
+            norm_params,
             grad_norms: GradNormLog { names, records: Vec::new() },
             unread: Vec::new(),
         }
@@ -557,7 +569,7 @@ impl<'a> Trainer<'a> {
             }
             let step = self.optimizer.steps() as usize + 1;
             let norms = match self.config.grad_norms_every {
-                Some(every) if step % every.max(1) == 0 => grad_norms(&grads, self.optimizer.params()),
+                Some(every) if step % every.max(1) == 0 => grad_norms(&grads, &self.norm_params),
                 _ => None,
             };
             if let Some(max) = self.config.clip_grad_norm {

@@ -35,7 +35,8 @@ pub struct GradNormRecord {
 /// The gradient norms of a run, by parameter name.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct GradNormLog {
-    /// The parameters' state-dict names (each tensor once, as the optimizer holds them).
+    /// The names of the parameters the optimizer trains, in the model's state-dict order (a tied
+    /// tensor once, under its first name).
     pub names: Vec<String>,
     /// The steps logged, in order.
     pub records: Vec<GradNormRecord>,
