@@ -569,7 +569,7 @@ impl<'a> Trainer<'a> {
             }
             let step = self.optimizer.steps() as usize + 1;
             let norms = match self.config.grad_norms_every {
-                Some(every) if step % every.max(1) == 0 => grad_norms(&grads, &self.norm_params),
+                Some(every) if step.is_multiple_of(every.max(1)) => grad_norms(&grads, &self.norm_params),
                 _ => None,
             };
             if let Some(max) = self.config.clip_grad_norm {
@@ -588,11 +588,11 @@ impl<'a> Trainer<'a> {
             consumed += micro;
             tally.steps += 1;
             bar.inc(1);
-            if tally.steps % self.config.log_every.max(1) == 0 {
+            if tally.steps.is_multiple_of(self.config.log_every.max(1)) {
                 self.read_steps()?;
                 self.show_progress(&bar, &tally);
             }
-            let evaluate_now = self.config.eval_every.is_some_and(|every| step % every.max(1) == 0)
+            let evaluate_now = self.config.eval_every.is_some_and(|every| step.is_multiple_of(every.max(1)))
                 || self.steps_left() == Some(0);
             if let (Some(val), true, Some(_)) = (val, evaluate_now, self.config.eval_every) {
                 self.evaluate_by_steps(val, &tally, run)?;
