@@ -257,6 +257,12 @@ fn a_run_by_steps_resumes_where_it_stopped() {
     for r in straight.steps_log() {
         assert_eq!(r.lr, lr(r.step - 1), "step {}", r.step);
     }
+    // a limit already reached trains nothing more, and keeps the run's record
+    let model4 = bigram(VOCAB, &Device::Cpu);
+    let mut again = nanogpt_like(&model4, 40, Some(dir.clone()));
+    let history = again.fit(&train, Some(&val)).unwrap().to_vec();
+    assert_eq!((history.len(), history[0].steps, again.optimizer().steps()), (1, 40, 40));
+    assert_eq!(again.steps_log(), straight.steps_log());
     let norms = straight.grad_norms_log();
     assert_eq!(norms.records.iter().map(|r| r.step).collect::<Vec<_>>(), [5, 10, 15, 20, 25, 30, 35, 40]);
     let csv = std::fs::read_to_string(dir.join("grad_norms.csv")).unwrap();

@@ -91,9 +91,9 @@ pub struct TrainConfig {
     /// need be; that epoch is validated, logged and checkpointed like any other, and a resumed
     /// run continues it where it stopped. The progress bar then counts steps up to this.
     pub max_steps: Option<usize>,
-    /// Evaluate every this many optimizer steps (and after the last one) instead of after each
-    /// epoch, as nanoGPT's `eval_interval`: the best checkpoint and early stopping follow these
-    /// evaluations, and each is logged in `steps.csv`.
+    /// Evaluate every this many optimizer steps (and after step `max_steps`) instead of after
+    /// each epoch, as nanoGPT's `eval_interval`: the best checkpoint and early stopping follow
+    /// these evaluations, and each is logged in `steps.csv`.
     pub eval_every: Option<usize>,
     /// Validate on the first this many batches of the validation loader (the same batches every
     /// time, as nanoGPT's `eval_iters` but deterministic); all of them for `None`.
@@ -463,6 +463,10 @@ impl<'a> Trainer<'a> {
                 break;
             }
         }
+        // a resumed run with nothing left to train keeps the epoch it would have continued
+        if let Some(record) = unfinished {
+            self.history.push(record);
+        }
         if let Some(bar) = &run.bar {
             bar.finish_and_clear();
         }
@@ -605,7 +609,7 @@ impl<'a> Trainer<'a> {
         tally.record(self.optimizer.lr())
     }
 
-    /// An evaluation after step `steps` of a run that evaluates by steps: logged with the step,
+    /// An evaluation of a run that evaluates by steps, after its latest step: logged with the step,
     /// reported, checkpointed (`last`, and `best` if it is the best so far, each with the epoch's
     /// record so far), and counted toward early stopping.
     fn evaluate_by_steps(&mut self, val: &dyn BatchSource, tally: &EpochTally, run: &mut Run) -> Result<()> {
