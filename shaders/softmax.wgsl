@@ -18,7 +18,9 @@ const WG: u32 = 256u;
 var<workgroup> maxes: array<f32, WG>;
 var<workgroup> sums: array<f32, WG>;
 
-// Merges two (max, sum) pairs; a pair with sum 0 holds nothing.
+// Merges two (max, sum) pairs; a pair with sum 0 holds nothing. A pair whose max is the merged
+// one needs no rescaling — and must not get it when both are −∞ (masked entries), where
+// m1 − m would be NaN.
 fn merge(m1: f32, s1: f32, m2: f32, s2: f32) -> vec2<f32> {
     if s1 == 0.0 {
         return vec2<f32>(m2, s2);
@@ -27,7 +29,9 @@ fn merge(m1: f32, s1: f32, m2: f32, s2: f32) -> vec2<f32> {
         return vec2<f32>(m1, s1);
     }
     let m = max(m1, m2);
-    return vec2<f32>(m, s1 * exp(m1 - m) + s2 * exp(m2 - m));
+    let scale1 = select(exp(m1 - m), 1.0, m1 == m);
+    let scale2 = select(exp(m2 - m), 1.0, m2 == m);
+    return vec2<f32>(m, s1 * scale1 + s2 * scale2);
 }
 
 @compute @workgroup_size(256)
@@ -100,9 +104,10 @@ fn softmax_cached(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
             m = max(m, max(max(v[i].x, v[i].y), max(v[i].z, v[i].w)));
         }
     }
+    // an invocation whose entries are all −∞ (masked) holds nothing: exp(−∞ − −∞) is NaN
     var s = 0.0;
     for (var i = 0u; i < PER; i++) {
-        if live && lid + i * WG < width {
+        if live && lid + i * WG < width && m != bitcast<f32>(0xff800000u) {
             let e = exp(v[i] - m);
             s += e.x + e.y + e.z + e.w;
         }
