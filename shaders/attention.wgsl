@@ -7,7 +7,8 @@
 // Masking and dropout as in flash_attention.wgsl: key lengths (LENGTHS), the causal mask, an
 // additive mask whose −∞ entries hide keys (MASK), and dropout drawn from Philox (DROPOUT);
 // here each weight draws its own Philox block.
-// Layouts: q (B, Tq, D), k (B, Tk, D), v (B, Tk, Dv), o and dO (B, Tq, Dv), stats (B, Tq, 2).
+// Layouts: q (B, Tq, D), k (B, Tk, D), v (B, Tk, Dv), o and dO (B, Tq, Dv), stats (B, Tq, 3) =
+// (m, ℓ, δ) as in flash_attention.wgsl.
 
 const LENGTHS: bool = false; // @LENGTHS
 const MASK: bool = false; // @MASK
@@ -225,7 +226,7 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
 @group(0) @binding(7) var<storage, read> o_in: array<f32>;
 @group(0) @binding(8) var<storage, read_write> stats_out: array<f32>;
 
-// The row's log-sum-exp of its visible scores (0 if it sees none) and δ = dO·o.
+// The row's (m, ℓ) of its visible scores ((0, 0) if it sees none) and δ = dO·o.
 @compute @workgroup_size(64)
 fn stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
          @builtin(local_invocation_index) lid: u32) {
@@ -254,8 +255,10 @@ fn stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: 
     }
     let delta = block_sum(partial, lid);
     if lid == 0u {
-        stats_out[row * 2u] = select(m + log(l), 0.0, l == 0.0);
-        stats_out[row * 2u + 1u] = delta;
+        let seen = l > 0.0;
+        stats_out[row * 3u] = select(0.0, m, seen);
+        stats_out[row * 3u + 1u] = select(0.0, log(l), seen);
+        stats_out[row * 3u + 2u] = delta;
     }
 }
 
@@ -277,8 +280,9 @@ fn grad_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
         row_aux[c] = d_out[row * p.dv + c];
     }
     workgroupBarrier();
-    let lse_i = row_stats[row * 2u];
-    let delta_i = row_stats[row * 2u + 1u];
+    let m_i = row_stats[row * 3u];
+    let log_sum_i = row_stats[row * 3u + 1u];
+    let delta_i = row_stats[row * 3u + 2u];
     let kend = key_limit(b);
     let mask_row = mask_base(b) + i * p.mask_row;
     var acc: array<f32, PER_THREAD>;
@@ -287,7 +291,7 @@ fn grad_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
         var ds = 0.0;
         let s = masked_score(b, i, j, kend, mask_row);
         if s > NEG_INF {
-            let pij = exp(s - lse_i);
+            let pij = exp((s - m_i) - log_sum_i);
             var dp = 0.0;
             for (var c = 0u; c < p.dv; c++) {
                 dp += row_aux[c] * v[(b * p.tk + j) * p.dv + c];
@@ -360,7 +364,7 @@ fn grad_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
                 shown = s > NEG_INF;
             }
             if shown {
-                let pij = exp(s - row_stats[qrow * 2u]);
+                let pij = exp((s - row_stats[qrow * 3u]) - row_stats[qrow * 3u + 1u]);
                 var dp = 0.0;
                 for (var c = 0u; c < p.dv; c++) {
                     dp += d_out[qrow * p.dv + c] * row_aux[c];
@@ -370,7 +374,7 @@ fn grad_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
                     factor = dropout_factor(qrow, j);
                 }
                 pd = pij * factor;
-                ds = pij * (dp * factor - row_stats[qrow * 2u + 1u]);
+                ds = pij * (dp * factor - row_stats[qrow * 3u + 2u]);
             }
         }
         weights[lid] = pd;

@@ -17,8 +17,9 @@
 // one block per four keys and `grad_k`/`grad_v` pack a staged block's draws into bits.
 // LENGTHS, MASK and DROPOUT are constants: without them the compiler drops their code.
 //
-// Layouts: q (B, Tq, D), k (B, Tk, D), v (B, Tk, DV), o and dO (B, Tq, DV), stats (B, Tq, 2) =
-// (lse, δ); the key lengths and the mask are indexed through Params. ROWS, BLOCK, D, DV and the
+// Layouts: q (B, Tq, D), k (B, Tk, D), v (B, Tk, DV), o and dO (B, Tq, DV), stats (B, Tq, 3) =
+// (m, ℓ, δ): the row's largest visible score, ln Σ exp(s − m), and dO·o, so that
+// P_ij = exp((s_ij − m_i) − ℓ_i). The key lengths and the mask are indexed through Params. ROWS, BLOCK, D, DV and the
 // three features are set per launch.
 
 const ROWS: u32 = 64u; // @ROWS
@@ -71,7 +72,7 @@ struct Params {
 // Staged rows of the streaming side (keys or queries, and values or output gradients).
 var<workgroup> stage_a: array<vec4<f32>, BLOCK * D4>;
 var<workgroup> stage_b: array<vec4<f32>, BLOCK * DV4>;
-var<workgroup> stage_stats: array<vec2<f32>, BLOCK>;
+var<workgroup> stage_stats: array<f32, BLOCK * 3u>;
 // grad_k, grad_v: the dropout draws of (staged query ii, key row r0 + c) as bit c % 32 of word
 // ii·KEEP_WORDS + c / 32, 1 = kept
 var<workgroup> stage_keep: array<u32, BLOCK * KEEP_WORDS>;
@@ -248,9 +249,9 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
 
 @group(0) @binding(6) var<storage, read> d_out: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read> o_in: array<vec4<f32>>;
-@group(0) @binding(8) var<storage, read_write> stats_out: array<vec2<f32>>;
+@group(0) @binding(8) var<storage, read_write> stats_out: array<f32>;
 
-// Each query row's log-sum-exp of its visible scores (0 if it sees none) and δ = dO·o.
+// Each query row's (m, ℓ) of its visible scores ((0, 0) if it sees none) and δ = dO·o.
 @compute @workgroup_size(ROWS)
 fn stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -300,11 +301,14 @@ fn stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: 
         for (var c = 0u; c < DV4; c++) {
             delta += dot(d_out[row * DV4 + c], o_in[row * DV4 + c]);
         }
-        stats_out[row] = vec2<f32>(select(m + log(l), 0.0, l == 0.0), delta);
+        let seen = l > 0.0;
+        stats_out[row * 3u] = select(0.0, m, seen);
+        stats_out[row * 3u + 1u] = select(0.0, log(l), seen);
+        stats_out[row * 3u + 2u] = delta;
     }
 }
 
-@group(0) @binding(7) var<storage, read> row_stats: array<vec2<f32>>;
+@group(0) @binding(7) var<storage, read> row_stats: array<f32>;
 @group(0) @binding(8) var<storage, read_write> grad: array<vec4<f32>>;
 
 // dq_i = scale · Σ_j P_ij (M_ij dO_i·v_j − δ_i) k_j
@@ -322,7 +326,7 @@ fn grad_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
     let row = b * p.tq + i;
     var qr: array<vec4<f32>, D4>;
     var dor: array<vec4<f32>, DV4>;
-    var stats_i = vec2<f32>(0.0);
+    var stats_i = vec3<f32>(0.0);
     if live {
         for (var c = 0u; c < D4; c++) {
             qr[c] = q[row * D4 + c];
@@ -330,7 +334,7 @@ fn grad_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
         for (var c = 0u; c < DV4; c++) {
             dor[c] = d_out[row * DV4 + c];
         }
-        stats_i = row_stats[row];
+        stats_i = vec3<f32>(row_stats[row * 3u], row_stats[row * 3u + 1u], row_stats[row * 3u + 2u]);
     }
     let kend = key_limit(b);
     let mask_row = mask_base(b) + i * p.mask_row;
@@ -354,7 +358,7 @@ fn grad_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
                     shown = s > NEG_INF;
                 }
                 if shown {
-                    let pij = exp(s - stats_i.x);
+                    let pij = exp((s - stats_i.x) - stats_i.y);
                     var dp = 0.0;
                     for (var c = 0u; c < DV4; c++) {
                         dp += dot(dor[c], stage_b[jj * DV4 + c]);
@@ -362,7 +366,7 @@ fn grad_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
                     if DROPOUT {
                         dp *= dropout_factor(draws[jj % 4u]);
                     }
-                    let ds = pij * (dp - stats_i.y);
+                    let ds = pij * (dp - stats_i.z);
                     for (var c = 0u; c < D4; c++) {
                         acc[c] = fma(vec4<f32>(ds), stage_a[jj * D4 + c], acc[c]);
                     }
@@ -389,8 +393,8 @@ fn stage_queries(b: u32, qb: u32, lid: u32) {
         let i = qb + e / DV4;
         stage_b[e] = select(vec4<f32>(0.0), d_out[(b * p.tq + min(i, p.tq - 1u)) * DV4 + e % DV4], i < p.tq);
     }
-    for (var e = lid; e < BLOCK; e += ROWS) {
-        stage_stats[e] = row_stats[b * p.tq + min(qb + e, p.tq - 1u)];
+    for (var e = lid; e < BLOCK * 3u; e += ROWS) {
+        stage_stats[e] = row_stats[(b * p.tq + min(qb + e / 3u, p.tq - 1u)) * 3u + e % 3u];
     }
 }
 
@@ -432,7 +436,7 @@ fn query_end(r0: u32, kend: u32) -> u32 {
 }
 
 // For key row j (of a key below its length): P_ij for staged query ii, 0 where hidden, from its
-// score and lse; `mask_col` is the offset of column j in batch b's block of the mask.
+// score and its row's statistics; `mask_col` is the offset of column j in batch b's block of the mask.
 fn key_prob(kr: ptr<function, array<vec4<f32>, D4>>, qb: u32, ii: u32, j: u32, mask_col: u32) -> f32 {
     let i = qb + ii;
     if i >= p.tq || !visible(i, j) {
@@ -449,7 +453,7 @@ fn key_prob(kr: ptr<function, array<vec4<f32>, D4>>, qb: u32, ii: u32, j: u32, m
             return 0.0;
         }
     }
-    return exp(s - stage_stats[ii].x);
+    return exp((s - stage_stats[ii * 3u]) - stage_stats[ii * 3u + 1u]);
 }
 
 // dv_j = Σ_i P_ij M_ij dO_i, written into columns D.. of the [dk | dv] rows.
@@ -541,7 +545,7 @@ fn grad_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
                 if DROPOUT {
                     dp *= staged_dropout_factor(ii, lid);
                 }
-                let ds = pij * (dp - stage_stats[ii].y);
+                let ds = pij * (dp - stage_stats[ii * 3u + 2u]);
                 for (var c = 0u; c < D4; c++) {
                     acc[c] = fma(vec4<f32>(ds), stage_a[ii * D4 + c], acc[c]);
                 }

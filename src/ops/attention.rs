@@ -14,13 +14,16 @@
 //! `geometry::DropoutDraw` for the layout), so the CPU, the GPU, the backward passes and
 //! [`Tensor::attention_unfused_with`] all drop the same weights without storing a mask.
 //!
-//! Backward is three passes fed by each query row's statistics (`attention_stats`: the
-//! log-sum-exp lseᵢ and δᵢ = dOᵢ·Oᵢ), then the gradients for q and for k and v:
-//!   Pᵢⱼ = exp(sᵢⱼ − lseᵢ),  dSᵢⱼ = Pᵢⱼ·(Mᵢⱼ·dOᵢ·vⱼ − δᵢ)
+//! Backward is three passes fed by each query row's statistics (`attention_stats`: its largest
+//! visible score mᵢ, the log-sum ℓᵢ = ln Σⱼ exp(sᵢⱼ − mᵢ) and δᵢ = dOᵢ·Oᵢ), then the gradients
+//! for q and for k and v:
+//!   Pᵢⱼ = exp((sᵢⱼ − mᵢ) − ℓᵢ),  dSᵢⱼ = Pᵢⱼ·(Mᵢⱼ·dOᵢ·vⱼ − δᵢ)
 //!   dq = scale·dS·k,  dk = scale·dSᵀ·q,  dv = P̃ᵀ·dO
 //! Why δ is still rowsum(dO∘O) with dropout: the loss sees P only through O, so
 //! ∂L/∂Pᵢⱼ = Mᵢⱼ·dOᵢ·vⱼ, and the softmax gradient is dSᵢⱼ = Pᵢⱼ·(∂L/∂Pᵢⱼ − Σₗ Pᵢₗ·∂L/∂Pᵢₗ),
-//! where Σₗ Pᵢₗ·Mᵢₗ·dOᵢ·vₗ = dOᵢ·(Σₗ P̃ᵢₗ·vₗ) = dOᵢ·Oᵢ. The mask is added to the scores, so it
+//! where Σₗ Pᵢₗ·Mᵢₗ·dOᵢ·vₗ = dOᵢ·(Σₗ P̃ᵢₗ·vₗ) = dOᵢ·Oᵢ. (m and ℓ are kept apart rather than
+//! as one log-sum-exp m + ℓ: where the mask makes m huge, −10⁹ say, m + ℓ would round ℓ away.)
+//! The mask is added to the scores, so it
 //! changes neither ∂s/∂q nor ∂s/∂k; it gets no gradient itself (the rule returns `None` for it,
 //! as for the key lengths).
 
@@ -39,6 +42,9 @@ pub(crate) use gpu::variants;
 /// The floor of a visible score with an additive mask: far below any real score, above the
 /// kernels' marker for a hidden one (−3·10³⁸), so a visible key is never taken for hidden.
 pub const MIN_SCORE: f64 = -1.0e38;
+
+/// Statistics per query row that the backward passes read: (max, log-sum, δ).
+const STATS: usize = 3;
 
 /// Options of [`Tensor::attention_with`]: PyTorch's `scaled_dot_product_attention`, with key
 /// padding given as per-sequence lengths.
@@ -82,7 +88,8 @@ pub struct AttentionOptions {
 enum Pass {
     /// (q, k, v, options…) → o
     Forward,
-    /// (q, k, v, options…, dO, o) → (…, Tq, 2): each query row's log-sum-exp and δ = dO·o
+    /// (q, k, v, options…, dO, o) → (…, Tq, [`STATS`]): each query row's largest visible score
+    /// m, ln Σ exp(s − m) (both 0 for a row that sees no key) and δ = dO·o
     Stats,
     /// (q, k, v, options…, dO, stats) → dq
     GradQ,
@@ -178,7 +185,7 @@ impl Op for Attention {
         let (d, dv) = (q.dim(-1), v.dim(-1));
         let with = |rest: [Tensor; 2]| g.inputs.iter().cloned().chain(rest).collect::<Vec<_>>();
         let mut stats_dims = q.dims()[..q.rank() - 1].to_vec();
-        stats_dims.push(2);
+        stats_dims.push(STATS);
         let stats = Tensor::from_op(
             Attention { pass: Pass::Stats, ..*self },
             with([g.grad.clone(), g.output.clone()]),
@@ -263,7 +270,9 @@ impl Call {
         }
         let batch = &q.dims()[..r - 2];
         let (tq, tk) = (q.dim(-2), k.dim(-2));
-        let lengths = opts.key_lengths.as_ref().map(|n| {
+        // (panics stay out of closures, which would hide the caller's line)
+        let mut lengths = None;
+        if let Some(n) = &opts.key_lengths {
             if n.dtype() != DType::I32 || !broadcasts(n.dims(), batch) {
                 panic!(
                     "{op}: key_lengths {} ({}) must be i32 with q's batch shape {batch:?} or one that broadcasts to it (q {}, k {})",
@@ -273,12 +282,13 @@ impl Call {
                     k.shape()
                 );
             }
-            match contiguous_batch_shape(n.dims(), batch) {
+            lengths = Some(match contiguous_batch_shape(n.dims(), batch) {
                 Some(dims) => n.expand(dims),
                 None => n.clone(),
-            }
-        });
-        let mask = opts.mask.as_ref().map(|m| {
+            });
+        }
+        let mut mask = None;
+        if let Some(m) = &opts.mask {
             let mr = m.rank();
             let fits = |n: usize, t: usize| n == 1 || n == t;
             if m.dtype() != q.dtype()
@@ -296,20 +306,21 @@ impl Call {
                     k.shape()
                 );
             }
-            match contiguous_batch_shape(&m.dims()[..mr - 2], batch) {
+            mask = Some(match contiguous_batch_shape(&m.dims()[..mr - 2], batch) {
                 Some(mut dims) => {
                     dims.extend_from_slice(&m.dims()[mr - 2..]);
                     m.expand(dims)
                 }
                 None => m.clone(),
-            }
-        });
-        let dropout = opts.dropout.and_then(|(p, key)| {
+            });
+        }
+        let mut dropout = None;
+        if let Some((p, key)) = opts.dropout {
             if !(0.0..1.0).contains(&p) {
                 panic!("{op}: dropout p must be in [0, 1), got {p}");
             }
-            (p > 0.0).then_some(DropoutDraw { p, key })
-        });
+            dropout = (p > 0.0).then_some(DropoutDraw { p, key });
+        }
         Call {
             q: q.clone(),
             k: k.clone(),

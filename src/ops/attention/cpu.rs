@@ -2,7 +2,7 @@
 //! GEMMs: unlike on the GPU, the scores S = scale·Q·Kᵀ + mask of a batch are materialized.
 
 use super::geometry::{DropoutDraw, Geom, with_mask};
-use super::{Attention, Pass};
+use super::{Attention, Pass, STATS};
 use crate::backend::cpu::{Gemm, Mat, gemm, max_of, sum_f64};
 use crate::backend::cpu_pool;
 use rayon::prelude::*;
@@ -27,7 +27,7 @@ impl Attention {
     pub(super) fn run<T: Gemm + Send + Sync>(&self, g: &Geom, x: &Inputs<T>) -> Vec<T> {
         let width = match self.pass {
             Pass::Forward => g.dv,
-            Pass::Stats => 2,
+            Pass::Stats => STATS,
             Pass::GradQ => g.d,
             Pass::GradKv => g.d + g.dv,
         };
@@ -43,22 +43,21 @@ impl Attention {
         let k = &x.k[b * tk * d..][..tk * d];
         let v = &x.v[b * tk * dv..][..tk * dv];
         let limit = g.key_limit(b, x.lengths);
-        // P = softmax(scale·Q·Kᵀ + mask) over the visible keys, each row's log-sum-exp, and the
-        // weights after dropout P̃ = P∘M
+        // P = softmax(scale·Q·Kᵀ + mask) over the visible keys, each row's (max, log-sum), and
+        // the weights after dropout P̃ = P∘M
         let mut p = vec![T::ZERO; tq * tk];
-        let lse = probabilities(g, b, x.mask, q, k, limit, &mut p);
+        let rows = probabilities(g, b, x.mask, q, k, limit, &mut p);
         let dropped = dropped(g, b, &p);
         let pd: &[T] = dropped.as_deref().unwrap_or(&p);
         match self.pass {
             Pass::Stats => {
-                // (lse, δ = dO·O) per query row
+                // (max, log-sum, δ = dO·O) per query row
                 let dout = &x.rest[0][b * tq * dv..];
                 let o = &x.rest[1][b * tq * dv..];
-                for (i, s) in out.chunks_mut(2).enumerate() {
+                for (i, (s, &(max, log_sum))) in out.chunks_mut(STATS).zip(&rows).enumerate() {
                     let (dout, o) = (&dout[i * dv..][..dv], &o[i * dv..][..dv]);
                     let delta: f64 = dout.iter().zip(o).map(|(a, b)| a.to_f64() * b.to_f64()).sum();
-                    s[0] = T::of(lse[i]);
-                    s[1] = T::of(delta);
+                    s.copy_from_slice(&[max, T::of(log_sum), T::of(delta)]);
                 }
             }
             Pass::Forward => {
@@ -79,7 +78,7 @@ impl Attention {
             }
             Pass::GradQ | Pass::GradKv => {
                 let dout = &x.rest[0][b * tq * dv..][..tq * dv];
-                let stats = &x.rest[1][b * tq * 2..][..tq * 2];
+                let stats = &x.rest[1][b * tq * STATS..][..tq * STATS];
                 let ds = score_grads(g, dout, v, &p, pd, stats);
                 if self.pass == Pass::GradQ {
                     // dQ = dS (tq×tk) · K (tk×d)
@@ -99,9 +98,10 @@ impl Attention {
 }
 
 /// P = softmax(scale · Q·Kᵀ + mask) (tq×tk) of batch `b` over each row's visible keys, zero
-/// where hidden, into `p`; returns each row's log-sum-exp, in f64 — 0 for a row that sees no
-/// key, whose P row is 0. Keys at or past `limit` (the key length) are hidden, and with the
-/// causal mask a block of query rows only multiplies the keys its last row sees.
+/// where hidden, into `p`; returns each row's largest visible score m and ln Σ exp(s − m), the
+/// latter in f64 — (0, 0) for a row that sees no key, whose P row is 0. Keys at or past `limit`
+/// (the key length) are hidden, and with the causal mask a block of query rows only
+/// multiplies the keys its last row sees.
 fn probabilities<T: Gemm>(
     g: &Geom,
     b: usize,
@@ -110,7 +110,7 @@ fn probabilities<T: Gemm>(
     k: &[T],
     limit: usize,
     p: &mut [T],
-) -> Vec<f64> {
+) -> Vec<(T, f64)> {
     let (tq, tk, d) = (g.tq, g.tk, g.d);
     for r0 in (0..tq).step_by(ROW_BLOCK) {
         let r1 = (r0 + ROW_BLOCK).min(tq);
@@ -127,8 +127,8 @@ fn probabilities<T: Gemm>(
         );
     }
     let scale = T::of(g.scale);
-    let mut lse = vec![0.0; tq];
-    for (i, (row, lse)) in p.chunks_mut(tk.max(1)).zip(&mut lse).enumerate() {
+    let mut stats = vec![(T::ZERO, 0.0); tq];
+    for (i, (row, stats)) in p.chunks_mut(tk.max(1)).zip(&mut stats).enumerate() {
         let (seen, hidden) = row.split_at_mut(g.visible_keys(i + 1, limit));
         hidden.fill(T::ZERO);
         seen.iter_mut().for_each(|s| *s *= scale);
@@ -140,7 +140,7 @@ fn probabilities<T: Gemm>(
         }
         let m = max_of(seen);
         if m == T::NEG_INFINITY {
-            // every key hidden: the row's weights are 0 and its log-sum-exp is defined as 0
+            // every key hidden: the row's weights are 0
             seen.fill(T::ZERO);
             continue;
         }
@@ -148,9 +148,9 @@ fn probabilities<T: Gemm>(
         let sum = sum_f64(seen);
         let inv = T::of(1.0 / sum);
         seen.iter_mut().for_each(|e| *e *= inv);
-        *lse = m.to_f64() + sum.ln();
+        *stats = (m, sum.ln());
     }
-    lse
+    stats
 }
 
 /// The weights after dropout, P̃ = P∘M with M = 1/(1 − p) where the draw keeps a weight and 0
@@ -171,7 +171,7 @@ fn dropped<T: Gemm>(g: &Geom, b: usize, p: &[T]) -> Option<Vec<T>> {
 }
 
 /// scale·dS (tq×tk) with dS = P∘(M∘dP̃ − δ) = P̃∘dP̃ − P·δ, where dP̃ = dO·Vᵀ and δ is the
-/// second column of `stats` (see the module doc).
+/// last column of `stats` (see the module doc).
 fn score_grads<T: Gemm>(g: &Geom, dout: &[T], v: &[T], p: &[T], pd: &[T], stats: &[T]) -> Vec<T> {
     let (tq, tk, dv) = (g.tq, g.tk, g.dv);
     let mut ds = vec![T::ZERO; tq * tk];
@@ -180,8 +180,8 @@ fn score_grads<T: Gemm>(g: &Geom, dout: &[T], v: &[T], p: &[T], pd: &[T], stats:
     gemm(tq, dv, tk, dout, vt, T::ZERO, &mut ds, tk);
     let scale = T::of(g.scale);
     let rows = ds.chunks_mut(tk.max(1)).zip(p.chunks(tk.max(1))).zip(pd.chunks(tk.max(1)));
-    for (((row, prow), pdrow), stat) in rows.zip(stats.chunks(2)) {
-        let delta = stat[1];
+    for (((row, prow), pdrow), stat) in rows.zip(stats.chunks(STATS)) {
+        let delta = stat[2];
         for ((x, &pv), &pdv) in row.iter_mut().zip(prow).zip(pdrow) {
             *x = (pdv * *x - pv * delta) * scale;
         }

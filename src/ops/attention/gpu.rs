@@ -158,7 +158,7 @@ impl Flash {
             return None;
         }
         let draws = if g.dropout.is_some() { FLASH_ROWS / 8 } else { 0 };
-        let bytes_per_row = ((g.d + g.dv) * 4 + 8) as u32 + draws;
+        let bytes_per_row = ((g.d + g.dv + super::STATS) * 4) as u32 + draws;
         let block = [64u32, 32, 16, 8, 4].into_iter().find(|b| b * bytes_per_row <= limit)?;
         Some(Flash { d: g.d as u32, dv: g.dv as u32, block })
     }

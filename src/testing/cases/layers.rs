@@ -309,8 +309,8 @@ fn attention_with_options() -> Vec<Case> {
                 &[&[2, 5, 4], &[2, 5, 4], &[2, 5, 4], &[2], &[5, 5], &[5, 5]],
                 &[&[3, 130, 64], &[3, 130, 64], &[3, 130, 64], &[3], &[130, 130], &[130, 130]],
                 &[&[2, 70, 3], &[2, 70, 3], &[2, 70, 7], &[2], &[2, 70, 70], &[2, 70, 70]],
-                // more than 65,535 workgroups of 64 query (and key) rows each
-                &[&[65_600, 64, 4], &[65_600, 32, 4], &[65_600, 32, 4], &[65_600], &[64, 32], &[64, 32]],
+                // more than 65,535 workgroups (one per batch: up to 64 query or key rows each)
+                &[&[65_600, 8, 4], &[65_600, 8, 4], &[65_600, 8, 4], &[65_600], &[8, 8], &[8, 8]],
             ]),
             Options { causal: true, lengths: Lengths::AtLeastOne, mask: Mask::WithHidden, dropout },
         ),
