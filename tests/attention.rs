@@ -479,3 +479,24 @@ fn masked_attention_passes_the_run_time_cross_check() {
         }
     }
 }
+
+/// The unfused path's softmax over scores with several −∞ (hidden) entries: finite on the GPU
+/// and equal to the CPU's, on the general kernel (odd rows), the one-pass kernel (rows of
+/// multiples of 4, one of whose vec4s is all −∞) and rows longer than a workgroup.
+#[test]
+fn softmax_with_hidden_entries_matches_the_cpu_on_the_gpu() {
+    let Some(gpu) = common::gpu("softmax with −∞") else {
+        return;
+    };
+    for size in [5, 8, 600] {
+        let rows = 3;
+        let x: Vec<f32> = (0..rows * size)
+            .map(|e| if e % size < 2 || e % size % 7 == 3 { e as f32 / 100.0 } else { f32::NEG_INFINITY })
+            .collect();
+        let softmax =
+            |device: &Device| values(&Tensor::from_vec(x.clone(), [rows, size], device).softmax(-1));
+        let (cpu, on_gpu) = (softmax(&Device::Cpu), softmax(&gpu));
+        assert!(on_gpu.iter().all(|p| p.is_finite()), "size {size}: {on_gpu:?}");
+        assert!(rel_err(&on_gpu, &cpu) < 1e-6, "size {size}");
+    }
+}

@@ -23,9 +23,8 @@
 //! ∂L/∂Pᵢⱼ = Mᵢⱼ·dOᵢ·vⱼ, and the softmax gradient is dSᵢⱼ = Pᵢⱼ·(∂L/∂Pᵢⱼ − Σₗ Pᵢₗ·∂L/∂Pᵢₗ),
 //! where Σₗ Pᵢₗ·Mᵢₗ·dOᵢ·vₗ = dOᵢ·(Σₗ P̃ᵢₗ·vₗ) = dOᵢ·Oᵢ. (m and ℓ are kept apart rather than
 //! as one log-sum-exp m + ℓ: where the mask makes m huge, −10⁹ say, m + ℓ would round ℓ away.)
-//! The mask is added to the scores, so it
-//! changes neither ∂s/∂q nor ∂s/∂k; it gets no gradient itself (the rule returns `None` for it,
-//! as for the key lengths).
+//! The mask is added to the scores, so it changes neither ∂s/∂q nor ∂s/∂k; it gets no gradient
+//! itself (the rule returns `None` for it, as for the key lengths).
 
 mod cpu;
 mod geometry;
@@ -50,7 +49,7 @@ const STATS: usize = 3;
 /// padding given as per-sequence lengths.
 ///
 /// ```
-/// use kiln::{DType, Device, Tensor, ops::attention::AttentionOptions, rng::RandomKey};
+/// use kiln::{Device, Tensor, ops::attention::AttentionOptions, rng::RandomKey};
 /// let dev = Device::Cpu;
 /// let q = Tensor::randn([2, 4, 5, 8], &dev); // (B, H, T, D)
 /// let lengths = Tensor::from_vec(vec![5i32, 3], [2, 1], &dev); // sequence 1 is padded after 3
@@ -79,7 +78,7 @@ pub struct AttentionOptions {
     /// `hide.where_(&neg_inf, &zero)`. No gradient flows to the mask.
     pub mask: Option<Tensor>,
     /// Dropout on the attention weights: the probability p in [0, 1) and the Philox key of the
-    /// draws (`nn` modules take a fresh [`crate::rng::next_key`] per step in training).
+    /// draws (a module takes a fresh [`crate::rng::next_key`] per training step).
     pub dropout: Option<(f32, RandomKey)>,
 }
 
@@ -374,7 +373,8 @@ impl Tensor {
     /// [`Tensor::attention_with`] computed unfused, returning the output and the attention
     /// weights (…, Tq, Tk) — after masking and softmax, before dropout — for heat maps
     /// (PyTorch's `need_weights`; averaging over heads is the module's choice). Dropout draws
-    /// the same weights as the fused op for the same key, so the two outputs agree.
+    /// the same weights as the fused op for the same key, so the two outputs agree. Key lengths
+    /// are not range-checked here: one past Tk hides nothing, a negative one everything.
     #[track_caller]
     pub fn attention_unfused_with(
         &self,
@@ -401,10 +401,15 @@ impl Tensor {
             dims.extend([1, 1]);
             scores = keys.ge(&lengths.reshape(dims)).where_(&neg_inf, &scores);
         }
-        // a row that sees no key: weights 0 (softmax would give NaN)
+        // a row that sees no key (only key lengths or a mask can hide a whole row) gets
+        // weights 0, where softmax would give NaN
         let zero = scalar(0.0);
-        let empty = scores.max(-1, true).eq_scalar(f64::NEG_INFINITY);
-        let weights = empty.where_(&zero, &empty.where_(&zero, &scores).softmax(-1));
+        let weights = if call.lengths.is_some() || call.mask.is_some() {
+            let empty = scores.max(-1, true).eq_scalar(f64::NEG_INFINITY);
+            empty.where_(&zero, &empty.where_(&zero, &scores).softmax(-1))
+        } else {
+            scores.softmax(-1)
+        };
         let dropped = match call.dropout {
             Some(draw) => {
                 let mut dims = self.dims()[..self.rank() - 2].to_vec();

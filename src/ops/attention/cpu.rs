@@ -47,7 +47,7 @@ impl Attention {
         // the weights after dropout P̃ = P∘M
         let mut p = vec![T::ZERO; tq * tk];
         let rows = probabilities(g, b, x.mask, q, k, limit, &mut p);
-        let dropped = dropped(g, b, &p);
+        let dropped = if self.pass == Pass::Stats { None } else { dropped(g, b, limit, &p) };
         let pd: &[T] = dropped.as_deref().unwrap_or(&p);
         match self.pass {
             Pass::Stats => {
@@ -154,16 +154,18 @@ fn probabilities<T: Gemm>(
 }
 
 /// The weights after dropout, P̃ = P∘M with M = 1/(1 − p) where the draw keeps a weight and 0
-/// where it drops it (see [`DropoutDraw`]), or `None` without dropout.
-fn dropped<T: Gemm>(g: &Geom, b: usize, p: &[T]) -> Option<Vec<T>> {
+/// where it drops it (see [`DropoutDraw`]), or `None` without dropout. Only the keys a row may
+/// see (below `limit`, the key length, and the causal bound) are drawn: the others are 0.
+fn dropped<T: Gemm>(g: &Geom, b: usize, limit: usize, p: &[T]) -> Option<Vec<T>> {
     let draw = g.dropout?;
     let stride = DropoutDraw::row_stride(g.tk);
     let scale = T::of(f64::from(draw.scale()));
     let mut uniform = vec![0f32; g.tk];
     let mut out = p.to_vec();
     for (i, row) in out.chunks_mut(g.tk.max(1)).enumerate() {
-        draw.key.fill_uniform(((b * g.tq + i) * stride) as u64, &mut uniform);
-        for (w, &u) in row.iter_mut().zip(&uniform) {
+        let uniform = &mut uniform[..g.visible_keys(i + 1, limit)];
+        draw.key.fill_uniform(((b * g.tq + i) * stride) as u64, uniform);
+        for (w, &u) in row.iter_mut().zip(uniform.iter()) {
             *w = if u >= draw.p { *w * scale } else { T::ZERO };
         }
     }

@@ -175,3 +175,37 @@ impl Geom {
 pub(super) fn with_mask<T: Float>(s: T, a: T) -> T {
     if a == T::NEG_INFINITY { a } else { (s + a).max(T::of(MIN_SCORE)) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The element each batch reads, by the index map, against the broadcast written out.
+    fn reads(dims: &[usize], batch: &[usize]) -> Vec<usize> {
+        let index = BatchIndex::of(dims, batch);
+        (0..batch.iter().product()).map(|b| index.at(b)).collect()
+    }
+
+    #[test]
+    fn batch_index_follows_broadcasting() {
+        // (B, H) = (2, 3): per sequence, per head, shared, and the full shape
+        assert_eq!(reads(&[2, 1], &[2, 3]), [0, 0, 0, 1, 1, 1]);
+        assert_eq!(reads(&[3], &[2, 3]), [0, 1, 2, 0, 1, 2]);
+        assert_eq!(reads(&[1, 3], &[2, 3]), [0, 1, 2, 0, 1, 2]);
+        assert_eq!(reads(&[], &[2, 3]), [0; 6]);
+        assert_eq!(reads(&[2, 3], &[2, 3]), [0, 1, 2, 3, 4, 5]);
+        // a dimension of 1 in q's batch is neither kept nor broadcast
+        assert_eq!(reads(&[2, 1, 1], &[2, 1, 2]), [0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn a_gap_between_kept_dimensions_is_filled_in() {
+        assert_eq!(contiguous_batch_shape(&[2, 1, 4], &[2, 3, 4]), Some(vec![2, 3, 4]));
+        assert_eq!(contiguous_batch_shape(&[2, 1, 4, 1], &[2, 3, 4, 5]), Some(vec![2, 3, 4, 1]));
+        assert_eq!(contiguous_batch_shape(&[2, 1], &[2, 3]), None);
+        assert_eq!(contiguous_batch_shape(&[3, 1], &[2, 3, 4]), None);
+        assert_eq!(contiguous_batch_shape(&[], &[2, 3]), None);
+        // once filled in, the map reads (b / 5) as the flat index of (2, 3, 4)
+        assert_eq!(reads(&[2, 3, 4, 1], &[2, 3, 4, 5]), (0..120).map(|b| b / 5).collect::<Vec<_>>());
+    }
+}
