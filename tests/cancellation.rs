@@ -25,8 +25,9 @@ fn tanh_elu_and_softplus_keep_their_digits_where_naive_formulas_cancel() {
         return;
     };
     // around 0, over six decades, both signs
-    let small: Vec<f32> =
-        (0..120).map(|i| (if i % 2 == 0 { 1.0 } else { -1.0 }) * 10f32.powf(-7.0 + i as f32 * 0.05)).collect();
+    let small: Vec<f32> = (0..120)
+        .map(|i| (if i % 2 == 0 { 1.0 } else { -1.0 }) * 10f32.powf(-7.0 + i as f32 * 0.05))
+        .collect();
     // a dozen ulps on the GPU: exp and log are not correctly rounded (a few ulps each)
     const BOUND: f64 = 2e-6;
     let tanh = worst(&gpu, &small, |x| x.tanh(), f64::tanh);

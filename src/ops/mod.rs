@@ -280,7 +280,7 @@ pub fn op_set() -> Vec<&'static str> {
         "layer_norm",
         "layer_norm_grad",
         "attention",
-        "attention_lse",
+        "attention_stats",
         "attention_grad",
         "cross_entropy",
         "cross_entropy_grad",

@@ -650,19 +650,19 @@ fn table() -> Vec<Check> {
         |h| loops::Attention::of(&h[0], &h[2], 32, false).forward(&h[0], &h[1], &h[2]),
     ));
     // causal, batch entries of (queries, keys) sized so that each output passes 1 MiB: 262,144
-    // log-sum-exps, dq of 65,536 rows of 4, [dk | dv] of 32,768 rows of 8
+    // row statistics (× 3), dq of 65,536 rows of 4, [dk | dv] of 32,768 rows of 8
     let attention = |t: &[Tensor]| t[0].attention(&t[1], &t[2], true, None);
     let inputs = |d: &mut Draw, b: usize, tq: usize, tk: usize| {
         vec![d.normal(&[b, tq, 4]), d.normal(&[b, tk, 4]), d.normal(&[b, tk, 4]), d.normal(&[b, tq, 4])]
     };
     let geometry = |h: &[Host]| loops::Attention::of(&h[0], &h[2], h[1].shape[1], true);
     checks.push(check(
-        "attention_lse",
+        "attention_stats",
         "causal (exp_f32)",
         inputs(&mut d, 4_096, 64, 4),
         1e-5,
-        move |t| gradient_op(&attention(t), &t[3], "attention_lse", 0),
-        move |h| geometry(h).lse(&h[0], &h[1]),
+        move |t| gradient_op(&attention(t), &t[3], "attention_stats", 0),
+        move |h| geometry(h).stats(&h[0], &h[1], &h[2], &h[3]),
     ));
     checks.push(check(
         "attention_grad",

@@ -2,10 +2,13 @@
 //! cross-entropy.
 
 use super::{Case, shapes};
+use crate::ops::attention::AttentionOptions;
 use crate::ops::conv::ConvOptions;
 use crate::ops::loss::CrossEntropy;
 use crate::ops::pool::PoolOptions;
+use crate::rng::RandomKey;
 use crate::testing::{Domain, Input};
+use crate::{DType, Device, Shape, Tensor};
 
 const F: Input = Input::float(Domain::Normal);
 
@@ -244,7 +247,7 @@ fn attention() -> Vec<Case> {
         .tol(5e-5)
         .grad_tol(2e-4)
     };
-    vec![
+    let mut rows = vec![
         attn(
             "attention",
             shapes(&[
@@ -274,5 +277,156 @@ fn attention() -> Vec<Case> {
             ]),
             true,
         ),
+    ];
+    rows.extend(attention_with_options());
+    rows
+}
+
+/// Key lengths drawn in [0, Tk), for inputs (q, k, …) (see [`Lengths`]).
+const LENGTHS: Input = Input::fixed(Domain::Index { of: 1, axis: 1 });
+/// The same for q of rank 4 (B, H, T, D).
+const LENGTHS_4D: Input = Input::fixed(Domain::Index { of: 1, axis: 2 });
+/// An additive mask's finite values.
+const MASK: Input = Input::fixed(Domain::Normal);
+/// Where the additive mask holds −∞: below 1/4.
+const HIDE: Input = Input::fixed(Domain::Range(0.0, 1.0));
+
+/// Rows of `Tensor::attention_with`: key lengths, additive masks with −∞ entries, the causal
+/// mask and dropout, alone and combined, on the flash kernels (head dimensions multiples of 4)
+/// and the plain ones, with rows that see no key.
+fn attention_with_options() -> Vec<Case> {
+    let row = |name: &str, inputs: Vec<Input>, sets: Vec<Vec<Vec<usize>>>, opts: Options| {
+        Case::new("attention", name, inputs, sets, move |x, dev| {
+            x[0].attention_with(&x[1], &x[2], &opts.of(x, dev))
+        })
+        .tol(5e-5)
+        .grad_tol(2e-4)
+    };
+    let dropout = Some((0.3, RandomKey { seed: 11, stream: 5 }));
+    vec![
+        row(
+            "attention with key lengths",
+            vec![F, F, F, LENGTHS],
+            shapes(&[
+                &[&[2, 5, 4], &[2, 6, 4], &[2, 6, 3], &[2]],
+                &[&[3, 67, 16], &[3, 131, 16], &[3, 131, 24], &[3]],
+                // more than 65,535 workgroups of the plain kernel, one per query row
+                &[&[1100, 64, 3], &[1100, 9, 3], &[1100, 9, 5], &[1100]],
+            ]),
+            Options { lengths: Lengths::AtLeastOne, ..Options::default() },
+        ),
+        row(
+            "attention causal, key lengths broadcast over heads, some 0",
+            vec![F, F, F, LENGTHS_4D],
+            shapes(&[
+                &[&[2, 2, 4, 3], &[2, 2, 6, 3], &[2, 2, 6, 2], &[2, 1]],
+                &[&[2, 2, 130, 64], &[2, 2, 130, 64], &[2, 2, 130, 64], &[2, 1]],
+                &[&[3, 2, 40, 5], &[3, 2, 70, 5], &[3, 2, 70, 6], &[3, 2]],
+            ]),
+            Options { causal: true, lengths: Lengths::Drawn, ..Options::default() },
+        ),
+        row(
+            "attention with an additive mask",
+            vec![F, F, F, MASK],
+            shapes(&[
+                &[&[2, 3, 4], &[2, 5, 4], &[2, 5, 3], &[3, 5]],
+                // one mask per sequence, shared by the heads
+                &[&[2, 3, 67, 16], &[2, 3, 131, 16], &[2, 3, 131, 24], &[2, 1, 67, 131]],
+                // a key mask (B, 1, 1, Tk), broadcast over heads and queries
+                &[&[2, 3, 33, 7], &[2, 3, 65, 7], &[2, 3, 65, 9], &[2, 1, 1, 65]],
+            ]),
+            Options { mask: Mask::Finite, ..Options::default() },
+        ),
+        row(
+            "attention causal with −∞ in the mask and key lengths",
+            vec![F, F, F, LENGTHS, MASK, HIDE],
+            shapes(&[
+                &[&[2, 6, 4], &[2, 7, 4], &[2, 7, 4], &[2], &[6, 7], &[6, 7]],
+                &[&[3, 97, 32], &[3, 97, 32], &[3, 97, 32], &[3], &[3, 97, 97], &[3, 97, 97]],
+                &[&[2, 9, 6], &[2, 11, 6], &[2, 11, 3], &[2], &[9, 11], &[9, 11]],
+            ]),
+            Options { causal: true, lengths: Lengths::Drawn, mask: Mask::WithHidden, ..Options::default() },
+        ),
+        row(
+            "attention dropout",
+            vec![F, F, F],
+            shapes(&[
+                &[&[2, 3, 4], &[2, 5, 4], &[2, 5, 3]],
+                &[&[2, 3, 67, 16], &[2, 3, 131, 16], &[2, 3, 131, 24]],
+                &[&[2, 37, 6], &[2, 70, 6], &[2, 70, 5]],
+            ]),
+            Options { dropout, ..Options::default() },
+        ),
+        row(
+            "attention causal, dropout, key lengths and a mask with −∞",
+            vec![F, F, F, LENGTHS, MASK, HIDE],
+            shapes(&[
+                &[&[2, 6, 4], &[2, 7, 4], &[2, 7, 4], &[2], &[6, 7], &[6, 7]],
+                &[&[3, 130, 64], &[3, 130, 64], &[3, 130, 64], &[3], &[130, 130], &[130, 130]],
+                &[&[2, 70, 3], &[2, 70, 3], &[2, 70, 7], &[2], &[2, 70, 70], &[2, 70, 70]],
+                // more than 65,535 workgroups (one per batch: up to 64 query or key rows each)
+                &[&[65_600, 8, 4], &[65_600, 8, 4], &[65_600, 8, 4], &[65_600], &[8, 8], &[8, 8]],
+            ]),
+            Options { causal: true, lengths: Lengths::AtLeastOne, mask: Mask::WithHidden, dropout },
+        ),
     ]
+}
+
+/// How a row of [`attention_with_options`] builds its options from its inputs (q, k, v, then
+/// the key lengths, the mask and where it is −∞, in that order, where present).
+#[derive(Clone, Copy, Default)]
+struct Options {
+    causal: bool,
+    lengths: Lengths,
+    mask: Mask,
+    dropout: Option<(f32, RandomKey)>,
+}
+
+/// Key lengths from the drawn ones. The first sequence always sees every key: were every
+/// query to see one key or none, the gradients of q and k would be 0 up to rounding, which
+/// parity cannot compare.
+#[derive(Clone, Copy, Default, PartialEq)]
+enum Lengths {
+    #[default]
+    None,
+    /// As drawn, in [0, Tk): some sequences see no key.
+    Drawn,
+    /// Drawn + 1, in [1, Tk].
+    AtLeastOne,
+}
+
+#[derive(Clone, Copy, Default, PartialEq)]
+enum Mask {
+    #[default]
+    None,
+    /// Finite values.
+    Finite,
+    /// Finite values, −∞ where the next input is below 1/4.
+    WithHidden,
+}
+
+impl Options {
+    fn of(&self, x: &[Tensor], dev: &Device) -> AttentionOptions {
+        let mut next = 3;
+        let key_lengths = (self.lengths != Lengths::None).then(|| {
+            next += 1;
+            let drawn = match self.lengths {
+                Lengths::AtLeastOne => &x[3] + &Tensor::full(Shape::scalar(), 1.0, DType::I32, dev),
+                _ => x[3].clone(),
+            };
+            let mut first = drawn.dims().to_vec();
+            first[0] = 1;
+            let all_keys = Tensor::full(first, x[1].dim(-2) as f64, DType::I32, dev);
+            Tensor::concat(&[all_keys, drawn.narrow(0, 1, drawn.dim(0) - 1)], 0)
+        });
+        let mask = match self.mask {
+            Mask::None => None,
+            Mask::Finite => Some(x[next].clone()),
+            Mask::WithHidden => {
+                let neg_inf = Tensor::full(Shape::scalar(), f64::NEG_INFINITY, x[next].dtype(), dev);
+                Some(x[next + 1].lt_scalar(0.25).where_(&neg_inf, &x[next]))
+            }
+        };
+        AttentionOptions { causal: self.causal, scale: None, key_lengths, mask, dropout: self.dropout }
+    }
 }
