@@ -14,6 +14,7 @@ use kiln::ops::conv::ConvOptions;
 use kiln::rng::RandomKey;
 use kiln::{DType, Device, Tensor};
 use rayon::prelude::*;
+use std::process::ExitCode;
 use std::time::Instant;
 
 /// Benchmark kiln's headline ops on one device.
@@ -194,7 +195,11 @@ fn cpu_ceilings() -> Ceilings {
     Ceilings { flops, bytes: 2.0 * n as f64 / best }
 }
 
-fn main() -> kiln::Result<()> {
+fn main() -> ExitCode {
+    kiln::error::exit_code(run())
+}
+
+fn run() -> kiln::Result<()> {
     let cli = Cli::parse();
     let device = match &cli.device {
         Some(name) => Device::parse(name)?,

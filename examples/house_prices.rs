@@ -13,8 +13,9 @@ use kiln::data::csv::{Table, prepare};
 use kiln::data::{DataLoader, InMemory, Targets, k_fold};
 use kiln::nn::{self, Dropout, Linear, Module, ReLU, Sequential};
 use kiln::optim::{Optimizer, Rule};
-use kiln::train::{Task, TrainConfig, Trainer};
+use kiln::train::{Task, Trainer};
 use kiln::{Device, no_grad};
+use std::process::ExitCode;
 
 /// Cross-validate an MLP on the Kaggle house prices and print its log-RMSE.
 #[derive(Parser, Debug)]
@@ -64,7 +65,11 @@ fn log_rmse(model: &dyn Module, data: &InMemory, device: &Device) -> kiln::Resul
     Ok(err.item::<f32>()? as f64)
 }
 
-fn main() -> kiln::Result<()> {
+fn main() -> ExitCode {
+    kiln::error::exit_code(run())
+}
+
+fn run() -> kiln::Result<()> {
     let cli = Cli::parse();
     let device = cli.common.device()?;
     let dir = cli.common.data.join("house_prices");
@@ -94,12 +99,10 @@ fn main() -> kiln::Result<()> {
         let (fold_train, fold_valid) = (subset(&train_idx), subset(&valid_idx));
         let net = model(width, cli.hidden, &device);
         let opt = Optimizer::new(nn::parameters(&net), Rule::adamw().weight_decay(cli.weight_decay), cli.lr);
-        let mut config = TrainConfig::new(cli.epochs, Task::Regression);
-        config.progress = false;
-        config.verbose = false;
+        let mut config = cli.common.train_config(cli.epochs, Task::Regression);
+        (config.progress, config.verbose) = (false, false);
         // each fold keeps its own checkpoints, log and plots
         config.out_dir = cli.common.out.as_ref().map(|d| d.join(format!("fold{}", fold + 1)));
-        config.resume = cli.common.resume;
         let mut trainer = Trainer::new(&net, opt, device, config);
         let loader =
             DataLoader::new(fold_train.clone(), cli.batch_size).shuffle(cli.common.seed + fold as u64);

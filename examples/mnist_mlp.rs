@@ -13,7 +13,8 @@ use kiln::data::mnist::Mnist;
 use kiln::nn::{self, Dropout, Flatten, Linear, ReLU, Sequential};
 use kiln::optim::schedule::CosineLr;
 use kiln::optim::{Optimizer, Rule};
-use kiln::train::{Task, TrainConfig, Trainer};
+use kiln::train::{Task, Trainer};
+use std::process::ExitCode;
 
 /// Train an MLP on MNIST and report its test accuracy.
 #[derive(Parser, Debug)]
@@ -31,7 +32,11 @@ struct Cli {
     lr: f64,
 }
 
-fn main() -> kiln::Result<()> {
+fn main() -> ExitCode {
+    kiln::error::exit_code(run())
+}
+
+fn run() -> kiln::Result<()> {
     let cli = Cli::parse();
     let device = cli.common.device()?;
     kiln::manual_seed(cli.common.seed);
@@ -47,10 +52,7 @@ fn main() -> kiln::Result<()> {
         .add(Linear::new(256, 10, &device));
     println!("MNIST MLP: {} parameters on {device}", nn::parameter_count(&model));
     let optimizer = Optimizer::new(nn::parameters(&model), Rule::adam(), cli.lr);
-    let mut config = TrainConfig::new(cli.epochs, Task::Classification { classes: 10 });
-    config.out_dir = cli.common.out.clone();
-    config.resume = cli.common.resume;
-    config.progress = !cli.common.quiet;
+    let config = cli.common.train_config(cli.epochs, Task::Classification { classes: 10 });
     let train = DataLoader::new(mnist.train, cli.batch_size).shuffle(cli.common.seed);
     let test = DataLoader::new(mnist.test, 1000);
     let mut trainer = Trainer::new(&model, optimizer, device, config)

@@ -10,6 +10,7 @@ use kiln::nn::{self, Linear, Module, ReLU, Sequential};
 use kiln::optim::{Optimizer, Rule};
 use kiln::rng::RandomKey;
 use kiln::{DType, Device, Tensor, no_grad};
+use std::process::ExitCode;
 use std::time::Instant;
 
 const CLASSES: usize = 3;
@@ -34,7 +35,11 @@ fn accuracy(model: &dyn Module, x: &Tensor, y: &Tensor) -> kiln::Result<f64> {
     Ok(hits.item::<f32>()? as f64 * 100.0)
 }
 
-fn main() -> kiln::Result<()> {
+fn main() -> ExitCode {
+    kiln::error::exit_code(run())
+}
+
+fn run() -> kiln::Result<()> {
     let device = Device::from_env()?;
     kiln::manual_seed(0);
     let (train_x, train_y) = spiral(500, 1);

@@ -10,9 +10,9 @@ struct Params {
     rank: u32,
     pad0: u32,
     pad1: u32,
-    shape: array<vec4<u32>, 2>,
-    a_strides: array<vec4<u32>, 2>,
-    b_strides: array<vec4<u32>, 2>,
+    shape: Dims,
+    a_strides: Dims,
+    b_strides: Dims,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -41,16 +41,6 @@ fn broadcast(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) grou
     if i >= p.n {
         return;
     }
-    var rest = i;
-    var ia = 0u;
-    var ib = 0u;
-    for (var d = i32(p.rank) - 1; d >= 0; d--) {
-        let k = u32(d);
-        let size = p.shape[k / 4u][k % 4u];
-        let c = rest % size;
-        rest = rest / size;
-        ia += c * p.a_strides[k / 4u][k % 4u];
-        ib += c * p.b_strides[k / 4u][k % 4u];
-    }
-    out[i] = apply(lhs[ia], rhs[ib]);
+    let at = strided_offsets(i, p.rank, p.shape, p.a_strides, p.b_strides, Dims());
+    out[i] = apply(lhs[at.x], rhs[at.y]);
 }

@@ -27,3 +27,127 @@ fn grid_workgroup(wg: vec3<u32>, groups: vec3<u32>, size_x: u32, size_y: u32) ->
     let flat = wg.x + groups.x * (wg.y + groups.y * wg.z);
     return vec3<u32>(flat % size_x, (flat / size_x) % size_y, flat / (size_x * size_y));
 }
+
+// Shapes and strides of up to 8 dimensions travel in parameter blocks as two vec4s.
+alias Dims = array<vec4<u32>, 2>;
+
+// Entry k of a Dims.
+fn dims_at(a: Dims, k: u32) -> u32 {
+    return a[k / 4u][k % 4u];
+}
+
+// The offsets, under three stride sets at once, of element i in row-major order of `shape`
+// (`rank` dimensions): one unravelling of i for up to three operands (pass zeros for unused).
+fn strided_offsets(i: u32, rank: u32, shape: Dims, s0: Dims, s1: Dims, s2: Dims) -> vec3<u32> {
+    var rest = i;
+    var off = vec3<u32>(0u);
+    for (var d = i32(rank) - 1; d >= 0; d--) {
+        let k = u32(d);
+        let size = dims_at(shape, k);
+        let c = rest % size;
+        rest = rest / size;
+        off += c * vec3<u32>(dims_at(s0, k), dims_at(s1, k), dims_at(s2, k));
+    }
+    return off;
+}
+
+// Reductions over one workgroup of ROW_WG invocations, for kernels that give each row of a
+// tensor one workgroup (softmax, cross-entropy, layer norm). Every invocation must call them
+// (they hold barriers) and each gets the result; the scratch is free again when they return.
+const ROW_WG: u32 = 256u;
+var<workgroup> row_scratch0: array<f32, ROW_WG>;
+var<workgroup> row_scratch1: array<f32, ROW_WG>;
+var<workgroup> row_scratch2: array<f32, ROW_WG>;
+
+// Σ over the workgroup of one value per invocation.
+fn row_sum(v: f32, lid: u32) -> f32 {
+    row_scratch0[lid] = v;
+    workgroupBarrier();
+    for (var stride = ROW_WG / 2u; stride > 0u; stride = stride / 2u) {
+        if lid < stride {
+            row_scratch0[lid] += row_scratch0[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = row_scratch0[0];
+    workgroupBarrier();
+    return total;
+}
+
+// Two sums at once.
+fn row_sum2(v: vec2<f32>, lid: u32) -> vec2<f32> {
+    row_scratch0[lid] = v.x;
+    row_scratch1[lid] = v.y;
+    workgroupBarrier();
+    for (var stride = ROW_WG / 2u; stride > 0u; stride = stride / 2u) {
+        if lid < stride {
+            row_scratch0[lid] += row_scratch0[lid + stride];
+            row_scratch1[lid] += row_scratch1[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = vec2<f32>(row_scratch0[0], row_scratch1[0]);
+    workgroupBarrier();
+    return total;
+}
+
+// Merges two (max, Σ exp(x − max)) pairs of an online softmax; a pair with sum 0 holds nothing.
+// A pair whose max is the merged one needs no rescaling — and must not get it when both are −∞
+// (masked entries), where a.x − m would be NaN.
+fn merge_max_exp(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
+    if a.y == 0.0 {
+        return b;
+    }
+    if b.y == 0.0 {
+        return a;
+    }
+    let m = max(a.x, b.x);
+    let scale_a = select(exp(a.x - m), 1.0, a.x == m);
+    let scale_b = select(exp(b.x - m), 1.0, b.x == m);
+    return vec2<f32>(m, a.y * scale_a + b.y * scale_b);
+}
+
+// The row's (max, Σ exp(x − max)) from each invocation's pair.
+fn row_max_exp(pair: vec2<f32>, lid: u32) -> vec2<f32> {
+    row_scratch0[lid] = pair.x;
+    row_scratch1[lid] = pair.y;
+    workgroupBarrier();
+    for (var stride = ROW_WG / 2u; stride > 0u; stride = stride / 2u) {
+        if lid < stride {
+            let r = merge_max_exp(vec2<f32>(row_scratch0[lid], row_scratch1[lid]),
+                                  vec2<f32>(row_scratch0[lid + stride], row_scratch1[lid + stride]));
+            row_scratch0[lid] = r.x;
+            row_scratch1[lid] = r.y;
+        }
+        workgroupBarrier();
+    }
+    let total = vec2<f32>(row_scratch0[0], row_scratch1[0]);
+    workgroupBarrier();
+    return total;
+}
+
+// The row's Welford accumulator (count, mean, M2) from each invocation's, merged with Chan et
+// al.'s parallel formula.
+fn row_welford(acc: vec3<f32>, lid: u32) -> vec3<f32> {
+    row_scratch0[lid] = acc.x;
+    row_scratch1[lid] = acc.y;
+    row_scratch2[lid] = acc.z;
+    workgroupBarrier();
+    for (var stride = ROW_WG / 2u; stride > 0u; stride = stride / 2u) {
+        if lid < stride {
+            let na = row_scratch0[lid];
+            let nb = row_scratch0[lid + stride];
+            let total = na + nb;
+            if total > 0.0 {
+                let d = row_scratch1[lid + stride] - row_scratch1[lid];
+                row_scratch1[lid] = row_scratch1[lid] + d * nb / total;
+                row_scratch2[lid] = row_scratch2[lid] + row_scratch2[lid + stride] + d * d * na * nb / total;
+                row_scratch0[lid] = total;
+            }
+        }
+        workgroupBarrier();
+    }
+    let total = vec3<f32>(row_scratch0[0], row_scratch1[0], row_scratch2[0]);
+    workgroupBarrier();
+    return total;
+}

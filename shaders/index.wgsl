@@ -16,8 +16,8 @@ struct Params {
     k: u32,      // 1-D forms: index length
     fault_word: u32,
     pad0: u32,
-    shape: array<vec4<u32>, 2>,   // the iterated space
-    strides: array<vec4<u32>, 2>, // x's strides
+    shape: Dims,   // the iterated space
+    strides: Dims, // x's strides
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -32,13 +32,13 @@ fn offset_with(i: u32, j: u32) -> u32 {
     var off = 0u;
     for (var d = i32(p.rank) - 1; d >= 0; d--) {
         let u = u32(d);
-        let size = p.shape[u / 4u][u % 4u];
+        let size = dims_at(p.shape, u);
         var c = rest % size;
         rest = rest / size;
         if u == p.axis {
             c = j;
         }
-        off += c * p.strides[u / 4u][u % 4u];
+        off += c * dims_at(p.strides, u);
     }
     return off;
 }

@@ -21,47 +21,23 @@ struct Params {
 @group(0) @binding(3) var<storage, read> third: array<f32>; // bias (forward) or dy (backward)
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-const WG: u32 = 256u;
-
-var<workgroup> counts: array<f32, WG>;
-var<workgroup> means: array<f32, WG>;
-var<workgroup> m2s: array<f32, WG>;
+const WG: u32 = ROW_WG;
 
 // Row statistics (mean, r); every invocation of the workgroup must call it.
 fn row_stats(base: u32, live: bool, lid: u32) -> vec2<f32> {
-    var n = 0.0;
-    var mean = 0.0;
-    var m2 = 0.0;
+    // this invocation's Welford accumulator (count, mean, M2)
+    var acc = vec3<f32>(0.0);
     if live {
         for (var j = lid; j < p.size; j += WG) {
             let v = x[base + j];
-            n += 1.0;
-            let d = v - mean;
-            mean += d / n;
-            m2 += d * (v - mean);
+            acc.x += 1.0;
+            let d = v - acc.y;
+            acc.y += d / acc.x;
+            acc.z += d * (v - acc.y);
         }
     }
-    counts[lid] = n;
-    means[lid] = mean;
-    m2s[lid] = m2;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            let na = counts[lid];
-            let nb = counts[lid + stride];
-            let total = na + nb;
-            if total > 0.0 {
-                let d = means[lid + stride] - means[lid];
-                means[lid] = means[lid] + d * nb / total;
-                m2s[lid] = m2s[lid] + m2s[lid + stride] + d * d * na * nb / total;
-                counts[lid] = total;
-            }
-        }
-        workgroupBarrier();
-    }
-    let stats = vec2<f32>(means[0], inverseSqrt(m2s[0] / f32(p.size) + p.eps));
-    workgroupBarrier(); // the scratch arrays are reused by the caller
-    return stats;
+    let row = row_welford(acc, lid);
+    return vec2<f32>(row.y, inverseSqrt(row.z / f32(p.size) + p.eps));
 }
 
 @compute @workgroup_size(256)
@@ -106,21 +82,12 @@ fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) group
             sum_gx += g * (x[base + j] - stats.x) * stats.y;
         }
     }
-    means[lid] = sum_g;
-    m2s[lid] = sum_gx;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            means[lid] += means[lid + stride];
-            m2s[lid] += m2s[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    let sums = row_sum2(vec2<f32>(sum_g, sum_gx), lid);
     if !live {
         return;
     }
-    let mean_g = means[0] / f32(p.size);
-    let mean_gx = m2s[0] / f32(p.size);
+    let mean_g = sums.x / f32(p.size);
+    let mean_gx = sums.y / f32(p.size);
     for (var j = lid; j < p.size; j += WG) {
         var g = third[base + j];
         if p.has_weight == 1u {
@@ -143,21 +110,6 @@ const PER: u32 = 4u; // @PER
 @group(0) @binding(3) var<storage, read> b4: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> y4: array<vec4<f32>>;
 
-// Workgroup-wide sum of one value per invocation (every invocation must call it).
-fn block_sum(value: f32, lid: u32) -> f32 {
-    means[lid] = value;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            means[lid] += means[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = means[0];
-    workgroupBarrier();
-    return total;
-}
-
 @compute @workgroup_size(256)
 fn forward_cached(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
@@ -174,7 +126,7 @@ fn forward_cached(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
             s += v[i].x + v[i].y + v[i].z + v[i].w;
         }
     }
-    let mean = block_sum(s, lid) / f32(p.size);
+    let mean = row_sum(s, lid) / f32(p.size);
     var q = 0.0;
     for (var i = 0u; i < PER; i++) {
         if live && lid + i * WG < width {
@@ -182,7 +134,7 @@ fn forward_cached(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
             q += dot(d, d);
         }
     }
-    let rstd = inverseSqrt(block_sum(q, lid) / f32(p.size) + p.eps);
+    let rstd = inverseSqrt(row_sum(q, lid) / f32(p.size) + p.eps);
     if !live {
         return;
     }

@@ -21,51 +21,21 @@ struct Params {
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read> labels: array<I>;
 
-const WG: u32 = 256u;
-
-var<workgroup> maxes: array<f32, WG>;
-var<workgroup> sums: array<f32, WG>;
-var<workgroup> totals: array<f32, WG>;
-
-fn merge(m1: f32, s1: f32, m2: f32, s2: f32) -> vec2<f32> {
-    if s1 == 0.0 {
-        return vec2<f32>(m2, s2);
-    }
-    if s2 == 0.0 {
-        return vec2<f32>(m1, s1);
-    }
-    let m = max(m1, m2);
-    return vec2<f32>(m, s1 * exp(m1 - m) + s2 * exp(m2 - m));
-}
+const WG: u32 = ROW_WG;
 
 // (max, Σ exp(x − max), Σ x) of the row; every invocation must call it.
 fn row_stats(base: u32, live: bool, lid: u32) -> vec3<f32> {
-    var m = 0.0;
-    var s = 0.0;
+    var pair = vec2<f32>(0.0);
     var t = 0.0;
     if live {
         for (var j = lid; j < p.classes; j += WG) {
             let v = logits[base + j];
-            let r = merge(m, s, v, 1.0);
-            m = r.x;
-            s = r.y;
+            pair = merge_max_exp(pair, vec2<f32>(v, 1.0));
             t += v;
         }
     }
-    maxes[lid] = m;
-    sums[lid] = s;
-    totals[lid] = t;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            let r = merge(maxes[lid], sums[lid], maxes[lid + stride], sums[lid + stride]);
-            maxes[lid] = r.x;
-            sums[lid] = r.y;
-            totals[lid] += totals[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    return vec3<f32>(maxes[0], sums[0], totals[0]);
+    let stats = row_max_exp(pair, lid);
+    return vec3<f32>(stats, row_sum(t, lid));
 }
 
 fn ignored(t: I) -> bool {

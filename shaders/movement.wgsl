@@ -10,9 +10,9 @@ struct CopyParams {
     rank: u32,
     src_start: u32,
     dst_start: u32,
-    shape: array<vec4<u32>, 2>,
-    src_strides: array<vec4<u32>, 2>,
-    dst_strides: array<vec4<u32>, 2>,
+    shape: Dims,
+    src_strides: Dims,
+    dst_strides: Dims,
 }
 
 @group(0) @binding(0) var<uniform> cp: CopyParams;
@@ -26,18 +26,8 @@ fn strided_copy(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) g
     if i >= cp.n {
         return;
     }
-    var rest = i;
-    var s = cp.src_start;
-    var d = cp.dst_start;
-    for (var k = i32(cp.rank) - 1; k >= 0; k--) {
-        let u = u32(k);
-        let size = cp.shape[u / 4u][u % 4u];
-        let c = rest % size;
-        rest = rest / size;
-        s += c * cp.src_strides[u / 4u][u % 4u];
-        d += c * cp.dst_strides[u / 4u][u % 4u];
-    }
-    dst[d] = src[s];
+    let at = strided_offsets(i, cp.rank, cp.shape, cp.src_strides, cp.dst_strides, Dims());
+    dst[cp.dst_start + at.y] = src[cp.src_start + at.x];
 }
 
 struct PadParams {
@@ -45,11 +35,11 @@ struct PadParams {
     rank: u32,
     value: u32, // the padding value's bits
     pad0: u32,
-    out_shape: array<vec4<u32>, 2>,
-    before: array<vec4<u32>, 2>,
-    step: array<vec4<u32>, 2>, // interior + 1
-    in_shape: array<vec4<u32>, 2>,
-    in_strides: array<vec4<u32>, 2>,
+    out_shape: Dims,
+    before: Dims,
+    step: Dims, // interior + 1
+    in_shape: Dims,
+    in_strides: Dims,
 }
 
 @group(0) @binding(0) var<uniform> pp: PadParams;
@@ -66,16 +56,16 @@ fn pad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: ve
     var inside = true;
     for (var k = i32(pp.rank) - 1; k >= 0; k--) {
         let u = u32(k);
-        let size = pp.out_shape[u / 4u][u % 4u];
+        let size = dims_at(pp.out_shape, u);
         let c = rest % size;
         rest = rest / size;
-        let before = pp.before[u / 4u][u % 4u];
-        let step = pp.step[u / 4u][u % 4u];
+        let before = dims_at(pp.before, u);
+        let step = dims_at(pp.step, u);
         let t = c - before; // wraps when c < before: caught by the range test below
-        if c < before || t % step != 0u || t / step >= pp.in_shape[u / 4u][u % 4u] {
+        if c < before || t % step != 0u || t / step >= dims_at(pp.in_shape, u) {
             inside = false;
         } else {
-            s += (t / step) * pp.in_strides[u / 4u][u % 4u];
+            s += (t / step) * dims_at(pp.in_strides, u);
         }
     }
     if inside {

@@ -13,10 +13,10 @@ struct Params {
     pad0: u32,
     pad1: u32,
     pad2: u32,
-    kept_shape: array<vec4<u32>, 2>,
-    kept_strides: array<vec4<u32>, 2>,
-    reduced_shape: array<vec4<u32>, 2>,
-    reduced_strides: array<vec4<u32>, 2>,
+    kept_shape: Dims,
+    kept_strides: Dims,
+    reduced_shape: Dims,
+    reduced_strides: Dims,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -29,28 +29,12 @@ fn combine(a: T, b: T) -> T {
 
 // Offset of the first element that output `o` combines.
 fn base_offset(o: u32) -> u32 {
-    var rest = o;
-    var off = 0u;
-    for (var d = i32(p.kept_rank) - 1; d >= 0; d--) {
-        let k = u32(d);
-        let size = p.kept_shape[k / 4u][k % 4u];
-        off += (rest % size) * p.kept_strides[k / 4u][k % 4u];
-        rest = rest / size;
-    }
-    return off;
+    return strided_offsets(o, p.kept_rank, p.kept_shape, p.kept_strides, Dims(), Dims()).x;
 }
 
 // Offset of the r-th combined element relative to the base.
 fn reduced_offset(r: u32) -> u32 {
-    var rest = r;
-    var off = 0u;
-    for (var d = i32(p.reduced_rank) - 1; d >= 0; d--) {
-        let k = u32(d);
-        let size = p.reduced_shape[k / 4u][k % 4u];
-        off += (rest % size) * p.reduced_strides[k / 4u][k % 4u];
-        rest = rest / size;
-    }
-    return off;
+    return strided_offsets(r, p.reduced_rank, p.reduced_shape, p.reduced_strides, Dims(), Dims()).x;
 }
 
 var<workgroup> partial: array<T, 256>;

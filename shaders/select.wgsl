@@ -8,10 +8,10 @@ struct Params {
     rank: u32,
     pad0: u32,
     pad1: u32,
-    shape: array<vec4<u32>, 2>,
-    cond_strides: array<vec4<u32>, 2>,
-    a_strides: array<vec4<u32>, 2>,
-    b_strides: array<vec4<u32>, 2>,
+    shape: Dims,
+    cond_strides: Dims,
+    a_strides: Dims,
+    b_strides: Dims,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -27,18 +27,6 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     if i >= p.n {
         return;
     }
-    var rest = i;
-    var ic = 0u;
-    var ia = 0u;
-    var ib = 0u;
-    for (var d = i32(p.rank) - 1; d >= 0; d--) {
-        let k = u32(d);
-        let size = p.shape[k / 4u][k % 4u];
-        let c = rest % size;
-        rest = rest / size;
-        ic += c * p.cond_strides[k / 4u][k % 4u];
-        ia += c * p.a_strides[k / 4u][k % 4u];
-        ib += c * p.b_strides[k / 4u][k % 4u];
-    }
-    out[i] = select(b[ib], a[ia], cond[ic] != 0u);
+    let at = strided_offsets(i, p.rank, p.shape, p.cond_strides, p.a_strides, p.b_strides);
+    out[i] = select(b[at.z], a[at.y], cond[at.x] != 0u);
 }

@@ -13,22 +13,7 @@ struct Params {
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 
-const WG: u32 = 256u;
-
-var<workgroup> maxes: array<f32, WG>;
-var<workgroup> sums: array<f32, WG>;
-
-// Merges two (max, sum) pairs; a pair with sum 0 holds nothing.
-fn merge(m1: f32, s1: f32, m2: f32, s2: f32) -> vec2<f32> {
-    if s1 == 0.0 {
-        return vec2<f32>(m2, s2);
-    }
-    if s2 == 0.0 {
-        return vec2<f32>(m1, s1);
-    }
-    let m = max(m1, m2);
-    return vec2<f32>(m, s1 * exp(m1 - m) + s2 * exp(m2 - m));
-}
+const WG: u32 = ROW_WG;
 
 @compute @workgroup_size(256)
 fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
@@ -36,29 +21,15 @@ fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
     let row = flat_workgroup(wg, groups);
     let live = row < p.rows;
     let base = (row / p.inner) * p.size * p.inner + row % p.inner;
-    var m = 0.0;
-    var s = 0.0;
+    var pair = vec2<f32>(0.0);
     if live {
         for (var j = lid; j < p.size; j += WG) {
-            let v = x[base + j * p.inner];
-            let r = merge(m, s, v, 1.0);
-            m = r.x;
-            s = r.y;
+            pair = merge_max_exp(pair, vec2<f32>(x[base + j * p.inner], 1.0));
         }
     }
-    maxes[lid] = m;
-    sums[lid] = s;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            let r = merge(maxes[lid], sums[lid], maxes[lid + stride], sums[lid + stride]);
-            maxes[lid] = r.x;
-            sums[lid] = r.y;
-        }
-        workgroupBarrier();
-    }
-    let row_max = maxes[0];
-    let row_sum = sums[0];
+    let stats = row_max_exp(pair, lid);
+    let row_max = stats.x;
+    let row_sum = stats.y;
     if !live {
         return;
     }
@@ -100,26 +71,17 @@ fn softmax_cached(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
             m = max(m, max(max(v[i].x, v[i].y), max(v[i].z, v[i].w)));
         }
     }
+    // an invocation whose entries are all −∞ (masked) holds nothing: exp(−∞ − −∞) is NaN
     var s = 0.0;
     for (var i = 0u; i < PER; i++) {
-        if live && lid + i * WG < width {
+        if live && lid + i * WG < width && m != bitcast<f32>(0xff800000u) {
             let e = exp(v[i] - m);
             s += e.x + e.y + e.z + e.w;
         }
     }
-    maxes[lid] = m;
-    sums[lid] = s;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            let r = merge(maxes[lid], sums[lid], maxes[lid + stride], sums[lid + stride]);
-            maxes[lid] = r.x;
-            sums[lid] = r.y;
-        }
-        workgroupBarrier();
-    }
-    let row_max = maxes[0];
-    let row_sum = sums[0];
+    let stats = row_max_exp(vec2<f32>(m, s), lid);
+    let row_max = stats.x;
+    let row_sum = stats.y;
     if !live {
         return;
     }

@@ -2,8 +2,13 @@
 //!
 //! Mistakes in tensor code (a shape mismatch, a bad axis) are programmer errors and panic with the
 //! op, the shapes and the caller's line instead; see `shape.rs`.
+//!
+//! A program reports a `kiln::Error` to its user with [`exit_code`]: `error: <message>` and
+//! exit status 1.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 /// The error type of every fallible kiln call.
 #[derive(Debug, thiserror::Error)]
@@ -31,10 +36,10 @@ pub enum Error {
     #[error("no such device: {0}")]
     NoDevice(String),
     /// The GPU ran out of memory.
-    #[error("GPU out of memory: {0}")]
+    #[error("GPU out of memory ({0}); a smaller batch or model may fit")]
     OutOfMemory(String),
     /// The GPU device was lost (driver reset, hang, unplugged).
-    #[error("GPU device lost: {0}")]
+    #[error("GPU device lost ({0}); restart the program once the driver has recovered")]
     DeviceLost(String),
     /// A tensor does not fit the device's limits.
     #[error("tensor too large for {device}: {detail}")]
@@ -105,5 +110,38 @@ impl Error {
     /// A format error on `path`.
     pub fn format(path: impl AsRef<Path>, format: &'static str, reason: impl Into<String>) -> Error {
         Error::Format { path: path.as_ref().to_path_buf(), format, reason: reason.into() }
+    }
+}
+
+/// The exit status of a program whose work returned `result`: success, or — after printing
+/// `error: <message>` (the error's `Display`) to stderr — failure (1). A `main` that returns a
+/// `Result` itself would print the error's `Debug` form, which is written for programmers.
+///
+/// ```no_run
+/// use std::process::ExitCode;
+///
+/// fn main() -> ExitCode {
+///     kiln::error::exit_code(run())
+/// }
+///
+/// fn run() -> kiln::Result<()> {
+///     let device = kiln::Device::from_env()?;
+///     println!("running on {device}");
+///     Ok(())
+/// }
+/// ```
+pub fn exit_code(result: Result<()>) -> ExitCode {
+    report(result, &mut std::io::stderr())
+}
+
+/// As [`exit_code`], writing the message to `out`.
+pub fn report(result: Result<()>, out: &mut dyn Write) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // a closed stderr cannot be reported to anyone; the exit status still says it
+            let _ = writeln!(out, "error: {error}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -46,6 +46,7 @@ pub mod device;
 pub mod dtype;
 pub mod error;
 mod graph;
+pub mod models;
 pub mod nn;
 pub mod ops;
 pub mod optim;

@@ -3,6 +3,7 @@
 
 use kiln::{DType, Device, Error, Tensor};
 use std::panic;
+use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 /// Runs `f`, expecting a panic; returns its message and the file:line it was attributed to.
@@ -77,5 +78,78 @@ fn bad_device_names_and_missing_adapters_are_errors() {
     match Device::gpu(99) {
         Err(Error::NoDevice(msg)) => assert!(msg.contains("gpu:99"), "{msg}"),
         other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_failed_program_prints_error_and_the_message_and_exits_with_1() {
+    let mut out = Vec::new();
+    let failed =
+        Err(Error::format("data/mnist/t10k-labels-idx1-ubyte", "MNIST IDX", "label 12 is not a digit"));
+    assert_eq!(kiln::error::report(failed, &mut out), ExitCode::FAILURE);
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "error: data/mnist/t10k-labels-idx1-ubyte: not a valid MNIST IDX file: label 12 is not a digit\n"
+    );
+    let mut out = Vec::new();
+    assert_eq!(kiln::error::report(Ok(()), &mut out), ExitCode::SUCCESS);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn every_error_reads_as_a_sentence_a_user_can_act_on() {
+    let missing = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+    let cases = [
+        (Error::io("data/x.csv", missing), "data/x.csv: no such file"),
+        (
+            Error::format("ck.safetensors", "safetensors", "the checkpoint has no tensor 0.weight"),
+            "ck.safetensors: not a valid safetensors file: the checkpoint has no tensor 0.weight",
+        ),
+        (
+            Error::NoDevice("gpu:3 was asked for; the adapters are: gpu:0 llvmpipe".into()),
+            "no such device: gpu:3 was asked for; the adapters are: gpu:0 llvmpipe",
+        ),
+        (
+            Error::OutOfMemory("allocating 4096 bytes on llvmpipe".into()),
+            "GPU out of memory (allocating 4096 bytes on llvmpipe); a smaller batch or model may fit",
+        ),
+        (
+            Error::DeviceLost("driver reset (llvmpipe)".into()),
+            "GPU device lost (driver reset (llvmpipe)); restart the program once the driver has recovered",
+        ),
+        (
+            Error::TooLarge { device: "gpu:0 (llvmpipe)".into(), detail: "5 GB exceed 2 GB".into() },
+            "tensor too large for gpu:0 (llvmpipe): 5 GB exceed 2 GB",
+        ),
+        (Error::Gpu("compiling matmul: bad shader".into()), "GPU error: compiling matmul: bad shader"),
+        (Error::CheckFailed("cross-check failed: matmul".into()), "cross-check failed: matmul"),
+        (Error::Invalid("unknown device \"tpu\"".into()), "unknown device \"tpu\""),
+        (
+            Error::OutOfRange(kiln::error::OutOfRange {
+                op: "index_select(axis 0)".into(),
+                what: "index",
+                value: 7,
+                position: 2,
+                bound: 4,
+                site: "created at src/main.rs:9:5".into(),
+            }),
+            "index_select(axis 0): index 7 (element 2) is out of range: valid values are 0 to 3; the node was created at src/main.rs:9:5",
+        ),
+    ];
+    for (error, sentence) in cases {
+        // a new variant must be added here
+        match &error {
+            Error::Io { .. }
+            | Error::Format { .. }
+            | Error::NoDevice(_)
+            | Error::OutOfMemory(_)
+            | Error::DeviceLost(_)
+            | Error::TooLarge { .. }
+            | Error::Gpu(_)
+            | Error::CheckFailed(_)
+            | Error::Invalid(_)
+            | Error::OutOfRange(_) => {}
+        }
+        assert_eq!(error.to_string(), sentence, "{error:?}");
     }
 }

@@ -32,6 +32,29 @@ fn a_lenet_style_stack_has_pytorch_names_and_shapes() {
 }
 
 #[test]
+fn lenet5_has_pytorchs_names_and_the_papers_shapes() {
+    let model = kiln::models::lenet5(&CPU);
+    let shapes: Vec<(String, Vec<usize>)> =
+        nn::state_dict(&model).into_iter().map(|(n, t)| (n, t.dims().to_vec())).collect();
+    let want: [(&str, &[usize]); 10] = [
+        ("0.weight", &[6, 1, 5, 5]),
+        ("0.bias", &[6]),
+        ("3.weight", &[16, 6, 5, 5]),
+        ("3.bias", &[16]),
+        ("7.weight", &[120, 400]),
+        ("7.bias", &[120]),
+        ("9.weight", &[84, 120]),
+        ("9.bias", &[84]),
+        ("11.weight", &[10, 84]),
+        ("11.bias", &[10]),
+    ];
+    let want: Vec<(String, Vec<usize>)> = want.iter().map(|(n, d)| (n.to_string(), d.to_vec())).collect();
+    assert_eq!(shapes, want);
+    assert_eq!(nn::parameter_count(&model), 61_706);
+    assert_eq!(model.forward(&Tensor::randn([3, 1, 28, 28], &CPU)).dims(), &[3, 10]);
+}
+
+#[test]
 fn linear_and_conv_initialize_within_pytorchs_kaiming_bounds() {
     kiln::manual_seed(2);
     let lin = Linear::new(100, 50, &CPU);
@@ -83,6 +106,28 @@ fn dropout_is_active_only_in_training() {
     assert_eq!(v(&drop.forward(&x)), vec![1.0; 1000]);
     nn::train(&drop);
     assert!(v(&drop.forward(&x)).contains(&0.0));
+}
+
+#[test]
+fn each_modules_mode_is_snapshot_by_path_and_restored_exactly() {
+    let inner = Sequential::new().add(BatchNorm::new_1d(4, &CPU)).add(Dropout::new(0.5));
+    let model = Sequential::new().add(Linear::new(4, 4, &CPU)).add(inner).add(Dropout::new(0.5));
+    let modes = |pairs: &[(&str, bool)]| -> Vec<(String, bool)> {
+        pairs.iter().map(|&(p, m)| (p.to_string(), m)).collect()
+    };
+    assert_eq!(nn::modes(&model), modes(&[("1.0", true), ("1.1", true), ("2", true)]));
+    // a frozen batch norm inside a training model
+    nn::restore_modes(&model, &modes(&[("1.0", false)]));
+    let mixed = nn::modes(&model);
+    assert_eq!(mixed, modes(&[("1.0", false), ("1.1", true), ("2", true)]));
+    nn::eval(&model);
+    assert_eq!(nn::modes(&model), modes(&[("1.0", false), ("1.1", false), ("2", false)]));
+    nn::restore_modes(&model, &mixed);
+    assert_eq!(nn::modes(&model), mixed);
+    // and the modules behave by their restored modes: the dropout at 2 drops again
+    let x = Tensor::ones([2, 4], &CPU);
+    let dropped = (0..20).any(|_| v(&model.forward(&x)).contains(&0.0));
+    assert!(dropped);
 }
 
 #[test]

@@ -5,12 +5,13 @@ mod common;
 
 use kiln::data::mnist::Mnist;
 use kiln::data::{DataLoader, InMemory, Targets};
-use kiln::nn::{self, BatchNorm, Flatten, Linear, Module, ReLU, Sequential};
+use kiln::nn::{self, BatchNorm, Embedding, Flatten, Linear, Module, ReLU, Sequential, Visitor};
 use kiln::optim::schedule::StepLr;
 use kiln::optim::{Optimizer, Rule};
 use kiln::train::checkpoint::{self, load, load_into, save};
 use kiln::train::metrics::{Confusion, roc_auc, roc_auc_ovr};
-use kiln::train::{Task, TrainConfig, Trainer};
+use kiln::train::plot::{Series, line_plot, series_color};
+use kiln::train::{Task, TrainConfig, Trainer, optimizer_path};
 use kiln::{Device, Error, Tensor};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -70,6 +71,38 @@ fn toy_data(n: usize, seed: u64) -> InMemory {
 fn step(model: &dyn Module, opt: &mut Optimizer, batch: &kiln::data::Batch) {
     let loss = model.forward(&batch.inputs).cross_entropy(&batch.targets);
     opt.step(&loss.backward()).unwrap();
+}
+
+/// The RGB pixels of a PNG and its width.
+fn decode_png(path: &std::path::Path) -> (Vec<u8>, usize) {
+    let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+    let mut reader = png::Decoder::new(file).read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    assert_eq!(info.color_type, png::ColorType::Rgb);
+    (pixels, info.width as usize)
+}
+
+#[test]
+fn a_plot_of_one_epoch_shows_its_point() {
+    let dir = scratch("plot");
+    let path = dir.join("loss.png");
+    let one_point = [Series { label: "train", points: vec![(1.0, 0.7)] }];
+    line_plot(&path, "Loss", "epoch", "loss", &one_point).unwrap();
+    let (pixels, width) = decode_png(&path);
+    // the point is in the middle of the plotting area; the legend, which also shows the
+    // colour, is at its edge
+    let colour = series_color(0);
+    let (height, centre) = (pixels.len() / 3 / width, (width / 2, pixels.len() / 3 / width / 2));
+    let near_centre =
+        |x: usize, y: usize| x.abs_diff(centre.0) < width / 5 && y.abs_diff(centre.1) < height / 5;
+    let marker_pixels = pixels
+        .chunks_exact(3)
+        .enumerate()
+        .filter(|&(i, rgb)| rgb == colour && near_centre(i % width, i / width))
+        .count();
+    assert!(marker_pixels >= 20, "{marker_pixels} pixels of the series colour near the centre");
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -160,6 +193,91 @@ fn an_interrupted_save_leaves_the_previous_checkpoint_intact() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// A tiny language model whose output layer shares the embedding's weight, as GPT ties them.
+struct TiedLm {
+    embed: Embedding,
+    head: Linear,
+}
+
+impl TiedLm {
+    fn new(device: &Device) -> TiedLm {
+        let embed = Embedding::new(5, 3, device);
+        let mut head = Linear::no_bias(3, 5, device);
+        head.weight = embed.weight.clone();
+        TiedLm { embed, head }
+    }
+}
+
+impl Module for TiedLm {
+    fn forward(&self, ids: &Tensor) -> Tensor {
+        self.head.forward(&self.embed.forward(ids))
+    }
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.child("embed", &self.embed);
+        v.child("head", &self.head);
+    }
+}
+
+#[test]
+fn a_tied_weight_is_saved_under_each_name_and_loaded_into_the_one_tensor() {
+    let dir = scratch("tied");
+    let path = dir.join("tied.safetensors");
+    kiln::manual_seed(1);
+    let model = TiedLm::new(&Device::Cpu);
+    checkpoint::save_module(&path, &model).unwrap();
+    let ck = load(&path).unwrap();
+    let mut names: Vec<&str> = ck.tensors.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["embed.weight", "head.weight"], "every state-dict key, as PyTorch lists them");
+    let saved = model.embed.weight.to_vec::<f32>().unwrap();
+    assert_eq!(ck.get("head.weight").unwrap().to_vec::<f32>().unwrap(), saved);
+
+    kiln::manual_seed(2);
+    let restored = TiedLm::new(&Device::Cpu);
+    load_into(&restored, &ck.tensors, &path).unwrap();
+    assert!(restored.embed.weight.same(&restored.head.weight), "still one tensor");
+    assert_eq!(restored.head.weight.to_vec::<f32>().unwrap(), saved);
+
+    // a file whose two names disagree cannot be loaded into one tensor
+    let mut edited = ck.tensors.clone();
+    for (name, t) in &mut edited {
+        if name == "head.weight" {
+            *t = t.zeros_like();
+        }
+    }
+    let e = load_into(&restored, &edited, &path).unwrap_err().to_string();
+    assert!(e.contains("embed.weight") && e.contains("head.weight") && e.contains("tied"), "{e}");
+    assert_eq!(restored.head.weight.to_vec::<f32>().unwrap(), saved, "nothing changed");
+    // one name is enough (safetensors' `save_model` keeps one name of a shared tensor)
+    kiln::manual_seed(3);
+    let from_one_name = TiedLm::new(&Device::Cpu);
+    let embed_only: Vec<_> = ck.tensors.iter().filter(|(n, _)| n == "embed.weight").cloned().collect();
+    load_into(&from_one_name, &embed_only, &path).unwrap();
+    assert_eq!(from_one_name.head.weight.to_vec::<f32>().unwrap(), saved);
+    assert!(from_one_name.embed.weight.same(&from_one_name.head.weight));
+    let e = load_into(&from_one_name, &[], &path).unwrap_err().to_string();
+    assert!(e.contains("no tensor embed.weight nor head.weight"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_checkpoint_that_does_not_fit_changes_nothing() {
+    let dir = scratch("partial");
+    let path = dir.join("ck.safetensors");
+    let two_layers = |out: usize| {
+        Sequential::new().add(Linear::new(4, 8, &Device::Cpu)).add(Linear::new(8, out, &Device::Cpu))
+    };
+    checkpoint::save_module(&path, &two_layers(3)).unwrap();
+    // the first layer fits, the second does not: the first must not be loaded either
+    let model = two_layers(2);
+    let before: Vec<Vec<f32>> = nn::state_dict(&model).iter().map(|(_, t)| t.to_vec().unwrap()).collect();
+    let e = load_into(&model, &load(&path).unwrap().tensors, &path).unwrap_err().to_string();
+    assert!(e.contains("1.weight has shape [3, 8], the model [2, 8]"), "{e}");
+    let after: Vec<Vec<f32>> = nn::state_dict(&model).iter().map(|(_, t)| t.to_vec().unwrap()).collect();
+    assert_eq!(before, after);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn the_trainer_logs_plots_checkpoints_and_resumes() {
     let dir = scratch("trainer");
@@ -192,7 +310,20 @@ fn the_trainer_logs_plots_checkpoints_and_resumes() {
     for png in ["loss.png", "accuracy.png"] {
         assert!(std::fs::read(dir.join(png)).unwrap().starts_with(b"\x89PNG\r\n\x1a\n"), "{png}");
     }
-    assert!(dir.join("best.safetensors").exists() && dir.join("last.safetensors").exists());
+    // the weights file holds exactly the model's state dict, as PyTorch's strict loading wants;
+    // the optimizer state is beside it
+    for name in ["last", "best"] {
+        let weights = dir.join(format!("{name}.safetensors"));
+        let mut keys: Vec<String> = load(&weights).unwrap().tensors.into_iter().map(|(n, _)| n).collect();
+        let mut state_dict: Vec<String> = nn::state_dict(&model).into_iter().map(|(n, _)| n).collect();
+        keys.sort();
+        state_dict.sort();
+        assert_eq!(keys, state_dict, "{name}");
+        let optim = load(optimizer_path(&weights)).unwrap();
+        assert_eq!(optim.get("step").unwrap().to_vec::<i32>().unwrap(), [3 * 8], "{name}");
+        assert!(optim.get("0.weight.exp_avg").is_some(), "{name}");
+    }
+    assert_eq!(optimizer_path(&dir.join("last.safetensors")), dir.join("last.optim.safetensors"));
 
     // resume: a new trainer picks up after epoch 3 and runs to 5 ...
     config.epochs = 5;
@@ -228,6 +359,154 @@ fn the_trainer_logs_plots_checkpoints_and_resumes() {
     {
         assert_eq!(resumed.to_vec::<f32>().unwrap(), straight.to_vec::<f32>().unwrap(), "{name}");
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn evaluation_leaves_every_module_in_the_mode_it_found() {
+    let (train, val) = (DataLoader::new(toy_data(64, 2), 16), DataLoader::new(toy_data(64, 3), 64));
+    let model = small_model(&Device::Cpu);
+    let mut config = TrainConfig::new(1, Task::Classification { classes: 3 });
+    (config.progress, config.verbose) = (false, false);
+    let opt = Optimizer::new(nn::parameters(&model), Rule::sgd(), 0.1);
+    let mut trainer = Trainer::new(&model, opt, Device::Cpu, config);
+    // the whole model in evaluation mode stays there
+    nn::eval(&model);
+    trainer.evaluate(&val).unwrap();
+    assert_eq!(nn::modes(&model), [("1".to_string(), false)]);
+    // a batch norm frozen in evaluation mode while the rest trains: evaluation keeps it so, and
+    // training does not unfreeze it (its running statistics stay as they were)
+    nn::train(&model);
+    nn::restore_modes(&model, &[("1".to_string(), false)]);
+    let running = |m: &Sequential| -> Vec<f32> {
+        let state = nn::state_dict(m);
+        state
+            .iter()
+            .filter(|(n, _)| n.starts_with("1.running"))
+            .flat_map(|(_, t)| t.to_vec::<f32>().unwrap())
+            .collect()
+    };
+    let before = running(&model);
+    trainer.fit(&train, Some(&val)).unwrap();
+    assert_eq!(nn::modes(&model), [("1".to_string(), false)]);
+    assert_eq!(running(&model), before);
+    nn::train(&model);
+    trainer.evaluate(&val).unwrap();
+    assert_eq!(nn::modes(&model), [("1".to_string(), true)]);
+}
+
+#[test]
+fn resume_refuses_weights_and_optimizer_state_that_do_not_belong_together() {
+    let dir = scratch("pair");
+    let (train, val) = (DataLoader::new(toy_data(64, 2), 16), DataLoader::new(toy_data(64, 3), 64));
+    let run = |epochs: usize| {
+        let model = small_model(&Device::Cpu);
+        let mut config = TrainConfig::new(epochs, Task::Classification { classes: 3 });
+        (config.progress, config.verbose, config.resume) = (false, false, true);
+        config.out_dir = Some(dir.clone());
+        let opt = Optimizer::new(nn::parameters(&model), Rule::adam(), 1e-2);
+        Trainer::new(&model, opt, Device::Cpu, config).fit(&train, Some(&val)).map(|h| h.len())
+    };
+    let (weights, optim) = (dir.join("last.safetensors"), dir.join("last.optim.safetensors"));
+    assert_eq!(run(1).unwrap(), 1);
+    let after_one = std::fs::read(&optim).unwrap();
+    assert_eq!(run(2).unwrap(), 2);
+    let after_two = std::fs::read(&optim).unwrap();
+    // the optimizer file of epoch 1 beside the weights of epoch 2: refused, naming both
+    std::fs::write(&optim, &after_one).unwrap();
+    let e = run(3).unwrap_err().to_string();
+    assert!(e.contains("last.safetensors was saved at step 8 (epoch 2)"), "{e}");
+    assert!(e.contains("last.optim.safetensors at step 4 (epoch 1)"), "{e}");
+    // one file without the other: refused
+    std::fs::remove_file(&optim).unwrap();
+    let e = run(3).unwrap_err().to_string();
+    assert!(e.contains("last.optim.safetensors does not"), "{e}");
+    // the matching pair resumes
+    std::fs::write(&optim, &after_two).unwrap();
+    assert_eq!(run(3).unwrap(), 3);
+    assert!(weights.exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn max_steps_stops_mid_epoch_writes_its_outputs_and_resumes_where_it_stopped() {
+    let dir = scratch("max-steps");
+    let (train, val) =
+        (DataLoader::new(toy_data(128, 2), 16).shuffle(3), DataLoader::new(toy_data(64, 3), 64));
+    // 8 steps per epoch; a rate that halves every 5 steps, so a resumed schedule must count steps
+    fn trainer_for(model: &Sequential, max_steps: Option<usize>, out: Option<PathBuf>) -> Trainer<'_> {
+        let mut config = TrainConfig::new(3, Task::Classification { classes: 3 });
+        (config.progress, config.verbose, config.resume) = (false, false, true);
+        (config.max_steps, config.out_dir) = (max_steps, out);
+        let opt = Optimizer::new(nn::parameters(model), Rule::adam(), 1e-2);
+        Trainer::new(model, opt, Device::Cpu, config).with_batch_scheduler(StepLr::new(1e-2, 5, 0.5))
+    }
+    kiln::manual_seed(8);
+    let model = small_model(&Device::Cpu);
+    let mut stopped = trainer_for(&model, Some(11), Some(dir.clone()));
+    let history = stopped.fit(&train, Some(&val)).unwrap().to_vec();
+    assert_eq!(stopped.optimizer().steps(), 11);
+    assert_eq!(
+        history.iter().map(|r| (r.epoch, r.steps, r.samples)).collect::<Vec<_>>(),
+        [(1, 8, 128), (2, 3, 48)]
+    );
+    assert!(history[1].val_loss.is_some(), "the partial epoch is validated");
+    let log = std::fs::read_to_string(dir.join("log.csv")).unwrap();
+    assert_eq!(log.lines().count(), 3, "{log}");
+    assert_eq!(load(dir.join("last.optim.safetensors")).unwrap().metadata["steps_done"], "11");
+
+    // resumed without a limit, it finishes epoch 2 from step 4 and runs epoch 3 ...
+    let model2 = small_model(&Device::Cpu);
+    let mut resumed = trainer_for(&model2, None, Some(dir.clone()));
+    let h2 = resumed.fit(&train, Some(&val)).unwrap().to_vec();
+    assert_eq!(resumed.optimizer().steps(), 24);
+    assert_eq!(
+        h2.iter().map(|r| (r.epoch, r.steps, r.samples)).collect::<Vec<_>>(),
+        [(1, 8, 128), (2, 8, 128), (3, 8, 128)]
+    );
+    // ... and ends where an uninterrupted run ends
+    kiln::manual_seed(8);
+    let model3 = small_model(&Device::Cpu);
+    let mut straight = trainer_for(&model3, None, None);
+    let h3 = straight.fit(&train, Some(&val)).unwrap().to_vec();
+    assert_eq!(h2.iter().map(|r| r.lr).collect::<Vec<_>>(), h3.iter().map(|r| r.lr).collect::<Vec<_>>());
+    assert!(
+        (h2[1].train_loss - h3[1].train_loss).abs() < 1e-5,
+        "{} vs {}",
+        h2[1].train_loss,
+        h3[1].train_loss
+    );
+    for ((name, a), (_, b)) in nn::state_dict(&model2).iter().zip(nn::state_dict(&model3).iter()) {
+        assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap(), "{name}");
+    }
+    // a limit already reached trains nothing more
+    let mut again = trainer_for(&model2, Some(24), Some(dir.clone()));
+    assert_eq!(again.fit(&train, Some(&val)).unwrap().len(), 3);
+    assert_eq!(again.optimizer().steps(), 24);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_unfinished_epochs_best_checkpoint_is_kept_when_its_continuation_is_no_better() {
+    let dir = scratch("best-unfinished");
+    let (train, val) = (DataLoader::new(toy_data(128, 2), 16), DataLoader::new(toy_data(64, 3), 64));
+    let model =
+        Sequential::new().add(Linear::new(4, 8, &Device::Cpu)).add(ReLU).add(Linear::new(8, 3, &Device::Cpu));
+    let run = |max_steps: usize, rate: f64| {
+        let mut config = TrainConfig::new(1, Task::Classification { classes: 3 });
+        (config.progress, config.verbose, config.resume) = (false, false, true);
+        (config.max_steps, config.out_dir) = (Some(max_steps), Some(dir.clone()));
+        let opt = Optimizer::new(nn::parameters(&model), Rule::sgd(), rate);
+        let mut trainer =
+            Trainer::new(&model, opt, Device::Cpu, config).with_scheduler(StepLr::new(rate, 1, 1.0));
+        trainer.fit(&train, Some(&val)).unwrap().to_vec()
+    };
+    let stopped = run(3, 0.1);
+    // resumed at rate 0 the model does not change, so the finished epoch validates no better
+    let finished = run(8, 0.0);
+    assert_eq!(finished[0].val_loss, stopped[0].val_loss);
+    let steps = |file: &str| load(dir.join(file)).unwrap().metadata["steps_done"].clone();
+    assert_eq!((steps("last.optim.safetensors"), steps("best.optim.safetensors")), ("8".into(), "3".into()));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

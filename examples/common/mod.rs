@@ -2,6 +2,7 @@
 
 use clap::Args;
 use kiln::Device;
+use kiln::train::{Task, TrainConfig};
 use std::path::PathBuf;
 
 /// Options every training example takes.
@@ -16,9 +17,12 @@ pub struct Common {
     /// Write checkpoints, log.csv and plots here
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue from <out>/last.safetensors
+    /// Continue from <out>/last.safetensors (with last.optim.safetensors beside it)
     #[arg(long, requires = "out")]
     pub resume: bool,
+    /// Stop after N optimizer steps in total, mid-epoch if need be (outputs are still written)
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<usize>,
     /// Seed for initialization and shuffling
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -28,6 +32,17 @@ pub struct Common {
 }
 
 impl Common {
+    /// A Trainer configuration for `epochs` of `task` with these options: --out, --resume,
+    /// --max-steps and --quiet.
+    pub fn train_config(&self, epochs: usize, task: Task) -> TrainConfig {
+        let mut config = TrainConfig::new(epochs, task);
+        config.out_dir = self.out.clone();
+        config.resume = self.resume;
+        config.max_steps = self.max_steps;
+        config.progress = !self.quiet;
+        config
+    }
+
     /// The device named by --device, else by KILN_DEVICE, else the best one.
     pub fn device(&self) -> kiln::Result<Device> {
         match &self.device {

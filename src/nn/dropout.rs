@@ -30,4 +30,7 @@ impl Module for Dropout {
     fn set_training(&self, training: bool) {
         self.training.store(training, Ordering::Relaxed);
     }
+    fn training(&self) -> Option<bool> {
+        Some(self.training.load(Ordering::Relaxed))
+    }
 }

@@ -2,7 +2,7 @@
 //!
 //! A module holds its parameters as tensors and reports them, with PyTorch's state-dict names
 //! (`layers.0.weight`), through [`Module::visit`]; optimizers, checkpoints and train/eval
-//! switches are all built on that one visitor.
+//! switches (and snapshots of each module's mode, [`modes`]) are all built on that one visitor.
 //!
 //! ```
 //! use kiln::nn::{self, Linear, Module, Sequential};
@@ -51,6 +51,12 @@ pub trait Module: Send + Sync {
     /// Modules without such behaviour keep the default, which does nothing; containers need
     /// not forward it: [`train`] and [`eval`] reach every module through `visit`.
     fn set_training(&self, _training: bool) {}
+
+    /// Whether this module is in training mode, for modules that have modes (those that
+    /// override [`Module::set_training`]); `None`, the default, for the rest.
+    fn training(&self) -> Option<bool> {
+        None
+    }
 }
 
 /// What [`Module::visit`] reports to.
@@ -105,25 +111,64 @@ pub fn parameter_count(m: &dyn Module) -> usize {
     parameters(m).iter().map(|(_, t)| t.numel()).sum()
 }
 
-/// Switches every module in `m` to `training`.
-struct Mode(bool);
-
-impl Visitor for Mode {
-    fn param(&mut self, _: &str, _: &Tensor) {}
-    fn child(&mut self, _: &str, m: &dyn Module) {
-        m.set_training(self.0);
-        m.visit(self);
+/// Calls `f` with `m` (path `""`) and then every module inside it, each with its dotted path
+/// (`0`, `encoder.layers.1`, as PyTorch's `named_modules`), parents before their children.
+fn for_each_module(m: &dyn Module, f: &mut dyn FnMut(&str, &dyn Module)) {
+    struct Walk<'f> {
+        prefix: String,
+        f: &'f mut dyn FnMut(&str, &dyn Module),
     }
+    impl Visitor for Walk<'_> {
+        fn param(&mut self, _: &str, _: &Tensor) {}
+        fn child(&mut self, name: &str, m: &dyn Module) {
+            let path = format!("{}{name}", self.prefix);
+            (self.f)(&path, m);
+            m.visit(&mut Walk { prefix: format!("{path}."), f: &mut *self.f });
+        }
+    }
+    f("", m);
+    m.visit(&mut Walk { prefix: String::new(), f });
 }
 
 /// Puts `m` and all its children in training mode (dropout on, batch statistics).
 pub fn train(m: &dyn Module) {
-    m.set_training(true);
-    m.visit(&mut Mode(true));
+    for_each_module(m, &mut |_, m| m.set_training(true));
 }
 
 /// Puts `m` and all its children in evaluation mode (dropout off, running statistics).
 pub fn eval(m: &dyn Module) {
-    m.set_training(false);
-    m.visit(&mut Mode(false));
+    for_each_module(m, &mut |_, m| m.set_training(false));
+}
+
+/// The mode of every module in `m` that has one (`true`: training), by path (`""` for `m`
+/// itself, then `0`, `encoder.layers.1`, …), to put back later with [`restore_modes`].
+///
+/// ```
+/// use kiln::nn::{self, BatchNorm, Dropout, Sequential};
+/// use kiln::Device;
+/// let model = Sequential::new().add(BatchNorm::new_1d(4, &Device::Cpu)).add(Dropout::new(0.1));
+/// let before = nn::modes(&model);
+/// assert_eq!(before, [("0".to_string(), true), ("1".to_string(), true)]);
+/// nn::eval(&model);
+/// nn::restore_modes(&model, &before);
+/// assert_eq!(nn::modes(&model), before);
+/// ```
+pub fn modes(m: &dyn Module) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    for_each_module(m, &mut |path, m| {
+        if let Some(training) = m.training() {
+            out.push((path.to_string(), training));
+        }
+    });
+    out
+}
+
+/// Puts every module of `m` named in `modes` back in the mode recorded there (see [`modes`]);
+/// modules not named are left as they are.
+pub fn restore_modes(m: &dyn Module, modes: &[(String, bool)]) {
+    for_each_module(m, &mut |path, m| {
+        if let Some(&(_, training)) = modes.iter().find(|(p, _)| p == path) {
+            m.set_training(training);
+        }
+    });
 }

@@ -111,6 +111,9 @@ impl Module for BatchNorm {
     fn set_training(&self, training: bool) {
         self.training.store(training, Ordering::Relaxed);
     }
+    fn training(&self) -> Option<bool> {
+        Some(self.training.load(Ordering::Relaxed))
+    }
 }
 
 /// Layer normalization over the trailing `normalized_shape`, with learnable weight and bias.

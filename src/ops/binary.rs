@@ -8,7 +8,7 @@ use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::Float;
 use crate::ops::layout::{MAX_RANK, collapse, offsets, pack, u32_of};
-use crate::testing::Domain;
+use crate::ops::wgsl::{GPU_TYPES, wgsl_type};
 use crate::{DType, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -67,8 +67,6 @@ pub struct BinaryFn {
     grad: GradRule,
     /// Cross-check tolerance (relative).
     pub tolerance: f64,
-    /// The case table's input domains for a and b.
-    pub domains: (Domain, Domain),
 }
 
 /// The arithmetic rows.
@@ -80,7 +78,6 @@ pub static BINARY: &[BinaryFn] = &[
         wgsl: "a + b",
         grad: |_, _, _, g| (g.clone(), g.clone()),
         tolerance: 1e-6,
-        domains: (Domain::Normal, Domain::Normal),
     },
     BinaryFn {
         name: "sub",
@@ -89,7 +86,6 @@ pub static BINARY: &[BinaryFn] = &[
         wgsl: "a - b",
         grad: |_, _, _, g| (g.clone(), -g),
         tolerance: 1e-6,
-        domains: (Domain::Normal, Domain::Normal),
     },
     BinaryFn {
         name: "mul",
@@ -99,7 +95,6 @@ pub static BINARY: &[BinaryFn] = &[
         // ∂(ab)/∂a = b, ∂(ab)/∂b = a
         grad: |a, b, _, g| (g * b, g * a),
         tolerance: 1e-6,
-        domains: (Domain::Normal, Domain::Normal),
     },
     BinaryFn {
         name: "div",
@@ -109,7 +104,6 @@ pub static BINARY: &[BinaryFn] = &[
         // ∂(a/b)/∂a = 1/b, ∂(a/b)/∂b = -a/b² = -y/b
         grad: |_, b, y, g| (g / b, -(g * y / b)),
         tolerance: 1e-6,
-        domains: (Domain::Normal, Domain::AwayFromZero),
     },
     BinaryFn {
         name: "pow",
@@ -119,7 +113,6 @@ pub static BINARY: &[BinaryFn] = &[
         // ∂aᵇ/∂a = b·aᵇ⁻¹, ∂aᵇ/∂b = aᵇ·ln a
         grad: |a, b, y, g| (g * b * a.pow(&(b - 1.0)), g * y * a.log()),
         tolerance: 1e-5,
-        domains: (Domain::Range(0.1, 3.0), Domain::Range(-2.0, 2.0)),
     },
     BinaryFn {
         name: "maximum",
@@ -132,7 +125,6 @@ pub static BINARY: &[BinaryFn] = &[
             (g * &to_a, g * (1.0 - to_a))
         },
         tolerance: 1e-6,
-        domains: (Domain::Normal, Domain::Normal),
     },
     BinaryFn {
         name: "minimum",
@@ -145,7 +137,6 @@ pub static BINARY: &[BinaryFn] = &[
             (g * &to_a, g * (1.0 - to_a))
         },
         tolerance: 1e-6,
-        domains: (Domain::Normal, Domain::Normal),
     },
 ];
 
@@ -438,19 +429,6 @@ pub(crate) fn variants() -> Vec<Kernel<'static>> {
         }
     }
     all
-}
-
-/// The dtypes a GPU holds.
-pub(crate) const GPU_TYPES: [DType; 4] = [DType::F32, DType::I32, DType::U32, DType::Bool];
-
-/// The WGSL scalar type that holds a dtype on the GPU (bools are u32 words).
-pub(crate) fn wgsl_type(dtype: DType) -> &'static str {
-    match dtype {
-        DType::F32 => "f32",
-        DType::I32 => "i32",
-        DType::U32 | DType::Bool => "u32",
-        DType::F64 => unreachable!("f64 never reaches a GPU"),
-    }
 }
 
 impl Tensor {

@@ -5,8 +5,8 @@ use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance};
 use crate::backend::cpu::{CpuData, CpuStorage, with_any};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::Element;
-use crate::ops::binary::{GPU_TYPES, wgsl_type};
 use crate::ops::layout::u32_of;
+use crate::ops::wgsl::{GPU_TYPES, wgsl_type};
 use crate::{DType, Result, Tensor};
 
 static SHADER: Shader = shader!("cast.wgsl");

@@ -9,9 +9,9 @@
 use super::{CpuArg, Fault, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
 use crate::backend::cpu::{CpuData, CpuStorage, indices, with_any};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
-use crate::ops::binary::wgsl_type;
 use crate::ops::layout::{MAX_RANK, around, pack, u32_of};
 use crate::ops::movement::pick;
+use crate::ops::wgsl::wgsl_type;
 use crate::{DType, Result, Shape, Tensor};
 
 static SHADER: Shader = shader!("index.wgsl");

@@ -10,7 +10,7 @@ use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::{Element, Float};
 use crate::ops::layout::u32_of;
-use crate::ops::softmax::{cached_kernel, cached_per};
+use crate::ops::wgsl::{cached_kernel, cached_per};
 use crate::{Result, Shape, Tensor};
 use rayon::prelude::*;
 

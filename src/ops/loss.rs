@@ -7,8 +7,8 @@ use crate::backend::cpu::{CpuStorage, with_float};
 use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::{Element, Float};
-use crate::ops::binary::wgsl_type;
 use crate::ops::layout::u32_of;
+use crate::ops::wgsl::wgsl_type;
 use crate::{DType, Result, Shape, Tensor};
 use rayon::prelude::*;
 

@@ -339,8 +339,6 @@ impl Tensor {
         c
     }
 
-    /// op(a)·op(b) where op transposes the last two axes when its flag is set.
-    #[track_caller]
     /// If this tensor is a product Xᵀ·Y of two matrices (as a weight's gradient is): (X, Y). For
     /// autograd, which adds such gradients as one product of the stacked matrices.
     pub(crate) fn outer_product(&self) -> Option<(Tensor, Tensor)> {
@@ -350,6 +348,8 @@ impl Tensor {
         (op.trans_a && !op.trans_b && x.rank() == 2 && y.rank() == 2).then(|| (x.clone(), y.clone()))
     }
 
+    /// op(a)·op(b) where op transposes the last two axes when its flag is set.
+    #[track_caller]
     pub(crate) fn matmul_flags(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Tensor {
         let describe = || {
             format!(

@@ -27,6 +27,7 @@ pub mod select;
 pub mod softmax;
 pub mod unary;
 pub mod view;
+pub(crate) mod wgsl;
 
 use crate::backend::cpu::{CpuData, CpuStorage};
 use crate::backend::wgpu::{GpuBuffer, Recorder};
@@ -281,7 +282,7 @@ pub fn op_set() -> Vec<&'static str> {
         "layer_norm",
         "layer_norm_grad",
         "attention",
-        "attention_lse",
+        "attention_stats",
         "attention_grad",
         "cross_entropy",
         "cross_entropy_grad",

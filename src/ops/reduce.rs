@@ -8,8 +8,8 @@
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
 use crate::backend::cpu::{CpuData, CpuStorage};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
-use crate::ops::binary::wgsl_type;
 use crate::ops::layout::{MAX_RANK, collapse, offsets, pack, u32_of};
+use crate::ops::wgsl::wgsl_type;
 use crate::{DType, Result, Shape, Tensor};
 
 static SHADER: Shader = shader!("reduce.wgsl");

@@ -3,8 +3,8 @@
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance};
 use crate::backend::cpu::{CpuData, CpuStorage};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
-use crate::ops::binary::{GPU_TYPES, wgsl_type};
 use crate::ops::layout::{MAX_RANK, collapse, offsets, pack, u32_of};
+use crate::ops::wgsl::{GPU_TYPES, wgsl_type};
 use crate::{DType, Result, Shape, Tensor};
 
 static SHADER: Shader = shader!("select.wgsl");

@@ -7,6 +7,7 @@ use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::Float;
 use crate::ops::layout::{around, u32_of};
+use crate::ops::wgsl::{cached_kernel, cached_per};
 use crate::{Result, Tensor};
 use rayon::prelude::*;
 
@@ -29,23 +30,6 @@ pub(crate) struct RowParams {
     pub inner: u32,
     /// Op-specific: 1 for log-softmax.
     pub flag: u32,
-}
-
-/// How many vec4s per invocation the one-pass (register-cached) row kernels need for rows of
-/// `size` elements `inner` apart, or `None` when a row does not fit them: not contiguous, not a
-/// multiple of 4, or longer than 256 invocations · 8 vec4s.
-pub(crate) fn cached_per(size: usize, inner: usize) -> Option<u32> {
-    if inner != 1 || !size.is_multiple_of(4) || size == 0 {
-        return None;
-    }
-    let needed = (size / 4).div_ceil(256);
-    [1u32, 2, 4, 8].into_iter().find(|&per| per as usize >= needed)
-}
-
-/// A register-cached row kernel with `per` vec4s per invocation.
-pub(crate) fn cached_kernel<'a>(shader: &'a Shader, entry: &'static str, per: u32) -> Kernel<'a> {
-    Kernel::new(shader, entry, if entry == "softmax_cached" { 1 } else { 3 }, 1)
-        .with("const PER: u32 = 4u; // @PER", format!("const PER: u32 = {per}u;"))
 }
 
 /// Every specialization this family can compile (for the shader validation test).

@@ -167,21 +167,54 @@ pub fn save_module(path: impl AsRef<Path>, module: &dyn Module) -> Result<()> {
 
 /// Loads state-dict entries into a module, by name: every parameter and buffer must be present
 /// with its shape. Values move to each tensor's device and dtype.
+///
+/// A tied tensor (one tensor under several names, as a GPT's embedding and output layer) needs
+/// one of its names in `entries`; where several are there they must hold the same values, which
+/// go into the one shared tensor. Everything is checked before anything is assigned, so a
+/// checkpoint that does not fit leaves the module as it was.
 pub fn load_into(module: &dyn Module, entries: &[(String, Tensor)], source: &Path) -> Result<()> {
-    for (name, target) in nn::state_dict(module) {
-        let saved =
-            entries.iter().find(|(n, _)| *n == name).map(|(_, t)| t).ok_or_else(|| {
-                Error::format(source, FORMAT, format!("the checkpoint has no tensor {name}"))
-            })?;
-        if saved.shape() != target.shape() {
-            return Err(Error::format(
-                source,
-                FORMAT,
-                format!("{name} has shape {}, the model {}", saved.shape(), target.shape()),
-            ));
+    let bad = |reason: String| Error::format(source, FORMAT, reason);
+    let find = |name: &str| entries.iter().find(|(n, _)| n == name).map(|(_, t)| t);
+    let mut values = Vec::new();
+    for (names, target) in tied_groups(nn::state_dict(module)) {
+        let found: Vec<(&String, &Tensor)> = names.iter().filter_map(|n| find(n).map(|t| (n, t))).collect();
+        let Some(&(first, saved)) = found.first() else {
+            let others = names[1..].iter().map(|n| format!(" nor {n}")).collect::<String>();
+            return Err(bad(format!("the checkpoint has no tensor {}{others}", names[0])));
+        };
+        for (name, t) in &found {
+            if t.shape() != target.shape() {
+                return Err(bad(format!("{name} has shape {}, the model {}", t.shape(), target.shape())));
+            }
+        }
+        let bits =
+            |t: &Tensor| -> Result<Vec<u64>> { Ok(t.to_f64_vec()?.into_iter().map(f64::to_bits).collect()) };
+        for (name, t) in &found[1..] {
+            if bits(t)? != bits(saved)? {
+                return Err(bad(format!(
+                    "{first} and {name} are one tied tensor in the model, but the checkpoint holds \
+                     different values for them"
+                )));
+            }
         }
         let value = saved.cast(target.dtype()).to(&target.device());
+        values.push((target, value));
+    }
+    Tensor::realize_all(&values.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>())?;
+    for (target, value) in values {
         target.assign(&value)?;
     }
     Ok(())
+}
+
+/// State-dict entries grouped by identity: each tensor once, with every name it has.
+fn tied_groups(entries: Vec<(String, Tensor)>) -> Vec<(Vec<String>, Tensor)> {
+    let mut groups: Vec<(Vec<String>, Tensor)> = Vec::new();
+    for (name, t) in entries {
+        match groups.iter_mut().find(|(_, seen)| seen.same(&t)) {
+            Some((names, _)) => names.push(name),
+            None => groups.push((vec![name], t)),
+        }
+    }
+    groups
 }

@@ -1,5 +1,7 @@
-//! PNG line plots of training curves (loss, accuracy per epoch), drawn with `plotters` and the
-//! DejaVu Sans font embedded by the `dejavu` crate, so they render the same on any machine.
+//! PNG line plots of training curves (loss and accuracy per epoch, loss and gradient norms per
+//! step), drawn with `plotters` and the DejaVu Sans font embedded by the `dejavu` crate, so they
+//! render the same on any machine. Every point of a short curve has a marker, so a curve of one
+//! epoch is visible too; a long one (thousands of steps) is a plain line.
 
 use crate::train::checkpoint::write_atomically;
 use crate::{Error, Result};
@@ -17,7 +19,21 @@ pub struct Series<'a> {
     pub points: Vec<(f64, f64)>,
 }
 
-/// Draws the series as lines with a title and axis labels and writes a PNG to `path`.
+/// Marker radius in pixels.
+const MARKER: i32 = 4;
+
+/// The most points a series may have and still be drawn with a marker at each: beyond this the
+/// markers would merge into a band that hides the line.
+pub const MAX_MARKED_POINTS: usize = 200;
+
+/// The colour of the `index`th series (its line, markers and legend entry), as RGB.
+pub fn series_color(index: usize) -> [u8; 3] {
+    let (r, g, b) = Palette99::pick(index).rgb();
+    [r, g, b]
+}
+
+/// Draws the series as lines with a marker at every point, with a title and axis labels, and
+/// writes a PNG to `path`.
 pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<()> {
     static FONT: Once = Once::new();
     FONT.call_once(|| {
@@ -59,20 +75,30 @@ fn draw(
     if x0 > x1 {
         (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
     }
-    let pad = ((y1 - y0) * 0.05).max(1e-6);
+    // room around the points, so the markers at the ends are whole; a single value gets a
+    // range around it
+    let x_pad = ((x1 - x0) * 0.03).max(0.5);
+    let y_pad = if y1 > y0 { (y1 - y0) * 0.05 } else { (y0.abs() * 0.05).max(1e-3) };
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 24))
         .margin(16)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d(x0..x1.max(x0 + 1.0), (y0 - pad)..(y1 + pad))?;
+        .build_cartesian_2d((x0 - x_pad)..(x1 + x_pad), (y0 - y_pad)..(y1 + y_pad))?;
     chart.configure_mesh().x_desc(x_label).y_desc(y_label).label_style(("sans-serif", 14)).draw()?;
     for (i, s) in series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))?
-            .label(s.label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        let [r, g, b] = series_color(i);
+        let color = RGBColor(r, g, b);
+        let marked = s.points.len() <= MAX_MARKED_POINTS;
+        chart.draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))?;
+        let markers = s.points.iter().filter(|_| marked).map(|&p| Circle::new(p, MARKER, color.filled()));
+        // the legend entry rides on the markers (none for a long curve)
+        let radius = if marked { MARKER } else { 0 };
+        chart.draw_series(markers)?.label(s.label).legend(move |(x, y)| {
+            EmptyElement::at((x, y))
+                + PathElement::new(vec![(0, 0), (20, 0)], color.stroke_width(2))
+                + Circle::new((10, 0), radius, color.filled())
+        });
     }
     chart
         .configure_series_labels()

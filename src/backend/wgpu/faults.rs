@@ -53,7 +53,7 @@ impl FaultLog {
     pub fn register(&mut self, arg: usize, what: &'static str, bound: usize) -> (u32, bool) {
         let k = self.slots.len();
         self.slots.push(FaultSlot { arg, what, bound, node: None, input: None });
-        ((k % WORDS) as u32, k % WORDS == 0)
+        ((k % WORDS) as u32, k.is_multiple_of(WORDS))
     }
 
     /// Bytes of a fault buffer.

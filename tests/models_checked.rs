@@ -1,0 +1,84 @@
+//! Training steps of the quickstart model and of every reference model in `kiln::models`, on the
+//! GPU under `KILN_CHECK=1`: every node and every fused optimizer update is recomputed on the CPU
+//! and must agree within its tolerance. A model added to `src/models/` gets a row here.
+//!
+//! The test re-runs itself in a child process with the variable set before any device exists.
+
+mod common;
+
+use kiln::nn::{self, Linear, Module, ReLU, Sequential};
+use kiln::optim::{Optimizer, Rule};
+use kiln::rng::RandomKey;
+use kiln::{DType, Device, Tensor};
+
+/// A model to train, its input batch and its loss.
+struct Row {
+    name: &'static str,
+    model: Box<dyn Module>,
+    input: Tensor,
+    /// (model output, device) → scalar loss
+    loss: fn(&Tensor, &Device) -> Tensor,
+}
+
+/// Class labels 0..classes for the batch of `n`, drawn with a fixed key.
+fn labels(n: usize, classes: usize, device: &Device) -> Tensor {
+    let bits =
+        Tensor::random_bits([n], RandomKey { seed: 9, stream: 0 }, &Device::Cpu).to_vec::<u32>().unwrap();
+    let ids: Vec<i32> = bits.iter().map(|b| (b % classes as u32) as i32).collect();
+    Tensor::from_vec(ids, [n], device)
+}
+
+fn rows(device: &Device) -> Vec<Row> {
+    let normal =
+        |shape: &[usize], stream| Tensor::normal(shape, 0.0, 1.0, RandomKey { seed: 4, stream }, device);
+    vec![
+        Row {
+            name: "quickstart MLP",
+            model: Box::new(
+                Sequential::new()
+                    .add(Linear::new(2, 64, device))
+                    .add(ReLU)
+                    .add(Linear::new(64, 64, device))
+                    .add(ReLU)
+                    .add(Linear::new(64, 3, device)),
+            ),
+            input: normal(&[100, 2], 0),
+            loss: |out, device| out.cross_entropy(&labels(100, 3, device)),
+        },
+        Row {
+            name: "models::lenet5",
+            model: Box::new(kiln::models::lenet5(device)),
+            input: normal(&[16, 1, 28, 28], 1),
+            loss: |out, device| out.cross_entropy(&labels(16, 10, device)),
+        },
+    ]
+}
+
+#[test]
+fn every_reference_model_trains_on_the_gpu_under_kiln_check() {
+    const TEST: &str = "every_reference_model_trains_on_the_gpu_under_kiln_check";
+    if std::env::var("KILN_CHECK").is_err() {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", TEST, "--nocapture", "--test-threads", "1"])
+            .env("KILN_CHECK", "1")
+            .output()
+            .unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success() && text.contains("1 passed"), "the child run failed:\n{text}");
+        return;
+    }
+    let Some(gpu) = common::gpu("reference models under KILN_CHECK=1") else {
+        return;
+    };
+    kiln::manual_seed(2);
+    for row in rows(&gpu) {
+        let mut opt = Optimizer::new(nn::parameters(row.model.as_ref()), Rule::adamw(), 1e-3);
+        for step in 0..3 {
+            let loss = (row.loss)(&row.model.forward(&row.input), &gpu);
+            opt.step(&loss.backward()).unwrap_or_else(|e| panic!("{} step {step}: {e}", row.name));
+            let value = loss.cast(DType::F32).item::<f32>().unwrap();
+            assert!(value.is_finite(), "{} step {step}: loss {value}", row.name);
+        }
+    }
+}
