@@ -3,5 +3,7 @@
 //! so a checkpoint moves between kiln and the same PyTorch model. The examples train them.
 
 mod lenet;
+mod rnn_classifier;
 
 pub use lenet::lenet5;
+pub use rnn_classifier::{CellType, RnnClassifier, RnnClassifierConfig};

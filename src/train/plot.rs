@@ -1,9 +1,11 @@
 //! PNG line plots of training curves (loss and accuracy per epoch, loss and gradient norms per
-//! step), drawn with `plotters` and the DejaVu Sans font embedded by the `dejavu` crate, so they
-//! render the same on any machine. Every point of a short curve has a marker, so a curve of one
-//! epoch is visible too; a long one (thousands of steps) is a plain line.
+//! step) and confusion-matrix heat maps, drawn with `plotters` and the DejaVu Sans font embedded
+//! by the `dejavu` crate, so they render the same on any machine. Every point of a short curve
+//! has a marker, so a curve of one epoch is visible too; a long one (thousands of steps) is a
+//! plain line.
 
 use crate::train::checkpoint::write_atomically;
+use crate::train::metrics::Confusion;
 use crate::{Error, Result};
 use plotters::prelude::*;
 use std::path::Path;
@@ -35,27 +37,107 @@ pub fn series_color(index: usize) -> [u8; 3] {
 /// Draws the series as lines with a marker at every point, with a title and axis labels, and
 /// writes a PNG to `path`.
 pub fn line_plot(path: &Path, title: &str, x_label: &str, y_label: &str, series: &[Series]) -> Result<()> {
+    let mut rgb = canvas(SIZE);
+    draw(&mut rgb, title, x_label, y_label, series)
+        .map_err(|e| Error::Invalid(format!("drawing {}: {e}", path.display())))?;
+    write_png(path, &rgb, SIZE)
+}
+
+/// Draws `confusion` as a heat map, rows the true classes and columns the predictions, each cell
+/// shaded by its share of its row (the row's recall on the diagonal) and labelled with its count,
+/// and writes a PNG to `path`. `labels` names the classes (their indices where it is short).
+///
+/// ```no_run
+/// # use kiln::train::metrics::Confusion;
+/// let mut confusion = Confusion::new(2);
+/// confusion.add(&[0, 1, 1], &[0, 1, 0]);
+/// let labels = ["cat".to_string(), "dog".to_string()];
+/// kiln::train::plot::confusion_plot("confusion.png".as_ref(), "Test set", &labels, &confusion)?;
+/// # Ok::<(), kiln::Error>(())
+/// ```
+pub fn confusion_plot(path: &Path, title: &str, labels: &[String], confusion: &Confusion) -> Result<()> {
+    let classes = confusion.classes();
+    // room for the class names on the left and at the bottom, and 36 pixels a cell
+    let (cell, margin) = (36u32, 150u32);
+    let side = cell * classes.max(1) as u32;
+    let size = (side + margin + 20, side + margin + 50);
+    let mut rgb = canvas(size);
+    draw_confusion(&mut rgb, size, cell, margin, title, labels, confusion)
+        .map_err(|e| Error::Invalid(format!("drawing {}: {e}", path.display())))?;
+    write_png(path, &rgb, size)
+}
+
+/// A white RGB canvas of `size`, with the embedded font registered.
+fn canvas(size: (u32, u32)) -> Vec<u8> {
     static FONT: Once = Once::new();
     FONT.call_once(|| {
         // the embedded font is valid TrueType; failure here would be a packaging bug
         let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
     });
-    let mut rgb = vec![255u8; (SIZE.0 * SIZE.1 * 3) as usize];
-    draw(&mut rgb, title, x_label, y_label, series)
-        .map_err(|e| Error::Invalid(format!("drawing {}: {e}", path.display())))?;
+    vec![255u8; (size.0 * size.1 * 3) as usize]
+}
+
+/// Encodes `rgb` of `size` as a PNG and writes it to `path` atomically.
+fn write_png(path: &Path, rgb: &[u8], size: (u32, u32)) -> Result<()> {
+    let encoding = |e: png::EncodingError| Error::Invalid(format!("encoding {}: {e}", path.display()));
     let mut png_bytes = Vec::new();
     {
-        let mut encoder = png::Encoder::new(&mut png_bytes, SIZE.0, SIZE.1);
+        let mut encoder = png::Encoder::new(&mut png_bytes, size.0, size.1);
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder
-            .write_header()
-            .map_err(|e| Error::Invalid(format!("encoding {}: {e}", path.display())))?;
-        writer
-            .write_image_data(&rgb)
-            .map_err(|e| Error::Invalid(format!("encoding {}: {e}", path.display())))?;
+        let mut writer = encoder.write_header().map_err(encoding)?;
+        writer.write_image_data(rgb).map_err(encoding)?;
     }
     write_atomically(path, &png_bytes)
+}
+
+fn draw_confusion(
+    rgb: &mut [u8],
+    size: (u32, u32),
+    cell: u32,
+    margin: u32,
+    title: &str,
+    labels: &[String],
+    confusion: &Confusion,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let root = BitMapBackend::with_buffer(rgb, size).into_drawing_area();
+    root.fill(&WHITE)?;
+    let classes = confusion.classes();
+    let (cell, left, top) = (cell as i32, margin as i32, 40i32);
+    root.draw(&Text::new(title.to_string(), (left, 8), ("sans-serif", 20)))?;
+    let name = |c: usize| labels.get(c).cloned().unwrap_or_else(|| c.to_string());
+    let small = ("sans-serif", 12).into_font();
+    for t in 0..classes {
+        let row_total: u64 = (0..classes).map(|p| confusion.count(t, p)).sum();
+        let y = top + t as i32 * cell;
+        root.draw(&Text::new(name(t), (8, y + cell / 2 - 6), small.clone()))?;
+        for p in 0..classes {
+            let count = confusion.count(t, p);
+            let share = if row_total == 0 { 0.0 } else { count as f64 / row_total as f64 };
+            // white to dark blue by share of the row
+            let shade = |full: f64| (255.0 - share * (255.0 - full)).round() as u8;
+            let color = RGBColor(shade(8.0), shade(48.0), shade(107.0));
+            let x = left + p as i32 * cell;
+            root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], color.filled()))?;
+            root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], RGBColor(220, 220, 220)))?;
+            if count > 0 {
+                let ink = if share > 0.5 { WHITE } else { BLACK };
+                let text = count.to_string();
+                let x_text = x + cell / 2 - 3 * text.len() as i32;
+                root.draw(&Text::new(text, (x_text, y + cell / 2 - 6), small.clone().color(&ink)))?;
+            }
+        }
+    }
+    // the predicted classes' names, written upwards under their columns
+    let bottom = top + classes as i32 * cell + 6;
+    let rotated = small.clone().transform(FontTransform::Rotate270);
+    for p in 0..classes {
+        let x = left + p as i32 * cell + cell / 2 - 6;
+        root.draw(&Text::new(name(p), (x, bottom + margin as i32 - 50), rotated.clone()))?;
+    }
+    root.draw(&Text::new("rows: true class, columns: predicted".to_string(), (8, size.1 as i32 - 20), small))?;
+    root.present()?;
+    Ok(())
 }
 
 fn draw(

@@ -1,0 +1,166 @@
+//! A recurrent sequence classifier, as PyTorch's "classifying names with a character-level RNN"
+//! tutorial and the usual LSTM sentiment classifier build it:
+//!
+//! ```text
+//! ids (B, T) ──Embedding (padding id 0)──▶ (B, T, E)
+//!            ──RNN | GRU | LSTM, over each row's own length──▶ h_n (layers·directions, B, H)
+//!            ──last layer's final state (both directions concatenated)──▶ (B, directions·H)
+//!            ──Linear──▶ logits (B, classes)
+//! ```
+//!
+//! With lengths, each row's final state is its state at its own last token (and the reverse
+//! direction starts there), as with `pack_padded_sequence`: padding never changes a row's logits.
+//! State-dict names follow the PyTorch peer (`emb.weight`, `gru.weight_ih_l0`, …, `out.weight`),
+//! so a checkpoint moves to the same `torch.nn` model and back.
+
+use crate::nn::{Dropout, Embedding, GRU, LSTM, Linear, Module, RNN, RnnOptions, Visitor};
+use crate::{Device, Tensor};
+
+/// The recurrent layer a [`RnnClassifier`] uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CellType {
+    /// An Elman RNN with tanh ([`RNN`]).
+    Rnn,
+    /// A GRU ([`GRU`]).
+    Gru,
+    /// An LSTM ([`LSTM`]).
+    Lstm,
+}
+
+impl CellType {
+    /// The lowercase name, which is also the layer's name in the state dict: `rnn`, `gru`, `lstm`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CellType::Rnn => "rnn",
+            CellType::Gru => "gru",
+            CellType::Lstm => "lstm",
+        }
+    }
+}
+
+/// The sizes of a [`RnnClassifier`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RnnClassifierConfig {
+    /// Token ids, the padding id 0 included.
+    pub vocab_size: usize,
+    /// Embedding width E.
+    pub embedding: usize,
+    /// Hidden width H of each direction.
+    pub hidden: usize,
+    /// Output classes.
+    pub classes: usize,
+    /// The recurrent layer.
+    pub cell: CellType,
+    /// Stacked recurrent layers.
+    pub layers: usize,
+    /// Whether the recurrent layers also run backwards.
+    pub bidirectional: bool,
+    /// Dropout between recurrent layers and before the output layer, in training.
+    pub dropout: f32,
+}
+
+/// The recurrent layer, whichever cell it has.
+enum Recurrent {
+    Rnn(RNN),
+    Gru(GRU),
+    Lstm(LSTM),
+}
+
+/// Embedding → recurrent layers → linear on the final state; see the module docs.
+///
+/// ```
+/// use kiln::models::{CellType, RnnClassifier, RnnClassifierConfig};
+/// use kiln::{Device, Tensor};
+/// let dev = Device::Cpu;
+/// let config = RnnClassifierConfig {
+///     vocab_size: 10, embedding: 8, hidden: 16, classes: 3, cell: CellType::Gru,
+///     layers: 1, bidirectional: true, dropout: 0.0,
+/// };
+/// let model = RnnClassifier::new(config, &dev);
+/// let ids = Tensor::from_vec(vec![4i32, 5, 6, 7, 0, 0], [2, 3], &dev); // two rows, padded with 0
+/// let lengths = Tensor::from_vec(vec![3i32, 1], [2], &dev);
+/// assert_eq!(model.classify(&ids, Some(&lengths)).dims(), &[2, 3]);
+/// ```
+pub struct RnnClassifier {
+    config: RnnClassifierConfig,
+    emb: Embedding,
+    recurrent: Recurrent,
+    /// Before the output layer; it has no parameters, so it is not in the state dict.
+    drop: Dropout,
+    out: Linear,
+}
+
+impl RnnClassifier {
+    /// A freshly initialized classifier (PyTorch's initialization of each layer).
+    #[track_caller]
+    pub fn new(config: RnnClassifierConfig, device: &Device) -> RnnClassifier {
+        let options = RnnOptions::default()
+            .num_layers(config.layers)
+            .bidirectional(config.bidirectional)
+            .batch_first(true)
+            .dropout(if config.layers > 1 { config.dropout } else { 0.0 });
+        let (e, h) = (config.embedding, config.hidden);
+        let recurrent = match config.cell {
+            CellType::Rnn => Recurrent::Rnn(RNN::new(e, h, options, device)),
+            CellType::Gru => Recurrent::Gru(GRU::new(e, h, options, device)),
+            CellType::Lstm => Recurrent::Lstm(LSTM::new(e, h, options, device)),
+        };
+        let directions = if config.bidirectional { 2 } else { 1 };
+        RnnClassifier {
+            config,
+            emb: Embedding::with_padding_idx(config.vocab_size, e, 0, device),
+            recurrent,
+            drop: Dropout::new(config.dropout),
+            out: Linear::new(directions * h, config.classes, device),
+        }
+    }
+
+    /// Its sizes.
+    pub fn config(&self) -> RnnClassifierConfig {
+        self.config
+    }
+
+    /// The logits (B, classes) of token ids (B, T) i32, padded with 0 past each row's length.
+    /// `lengths` (B) i32, each in 1..=T, on any device; `None` when every row is T tokens long.
+    ///
+    /// Panics (at the caller's line) when the ids or lengths do not fit.
+    #[track_caller]
+    pub fn classify(&self, ids: &Tensor, lengths: Option<&Tensor>) -> Tensor {
+        if ids.rank() != 2 {
+            panic!("RnnClassifier: ids {} must be (batch, seq) token ids", ids.shape());
+        }
+        // the recurrent layers read lengths on the host, to know each row's last step
+        let lengths = lengths.map(|l| l.to(&Device::Cpu));
+        let x = self.emb.forward(ids);
+        let h_n = match &self.recurrent {
+            Recurrent::Rnn(m) => m.forward_with(&x, None, lengths.as_ref()).1,
+            Recurrent::Gru(m) => m.forward_with(&x, None, lengths.as_ref()).1,
+            Recurrent::Lstm(m) => m.forward_with(&x, None, lengths.as_ref()).1.h,
+        };
+        // the last layer's directions, (directions, B, H) → (B, directions·H)
+        let directions = if self.config.bidirectional { 2 } else { 1 };
+        let last = h_n.narrow(0, h_n.dim(0) - directions, directions);
+        let features = last.transpose(0, 1).reshape([ids.dim(0), directions * self.config.hidden]);
+        self.out.forward(&self.drop.forward(&features))
+    }
+}
+
+impl Module for RnnClassifier {
+    /// The logits of full-length rows of ids (B, T): [`RnnClassifier::classify`] without lengths.
+    #[track_caller]
+    fn forward(&self, ids: &Tensor) -> Tensor {
+        self.classify(ids, None)
+    }
+
+    fn visit(&self, v: &mut dyn Visitor) {
+        v.child("emb", &self.emb);
+        let name = self.config.cell.name();
+        match &self.recurrent {
+            Recurrent::Rnn(m) => v.child(name, m),
+            Recurrent::Gru(m) => v.child(name, m),
+            Recurrent::Lstm(m) => v.child(name, m),
+        }
+        v.child("drop", &self.drop);
+        v.child("out", &self.out);
+    }
+}
