@@ -1,5 +1,8 @@
 //! Command-line options and helpers shared by the examples.
 
+// each example compiles this module on its own and uses some of its helpers
+#![allow(dead_code)]
+
 use clap::Args;
 use kiln::Device;
 use kiln::train::{Task, TrainConfig};
@@ -39,6 +42,17 @@ impl Common {
         config.out_dir = self.out.clone();
         config.resume = self.resume;
         config.max_steps = self.max_steps;
+        config.progress = !self.quiet;
+        config
+    }
+
+    /// A Trainer configuration for a run of `steps` optimizer steps of `task` with an evaluation
+    /// every `eval_every` steps, with these options; --max-steps stops it earlier.
+    pub fn steps_config(&self, steps: usize, eval_every: usize, task: Task) -> TrainConfig {
+        let mut config = TrainConfig::by_steps(steps, eval_every, task);
+        config.out_dir = self.out.clone();
+        config.resume = self.resume;
+        config.max_steps = Some(self.max_steps.map_or(steps, |n| n.min(steps)));
         config.progress = !self.quiet;
         config
     }

@@ -2,8 +2,10 @@
 //! the architecture with its shapes, the paper it comes from, and PyTorch's state-dict names,
 //! so a checkpoint moves between kiln and the same PyTorch model. The examples train them.
 
+mod char_rnn;
 mod lenet;
 mod rnn_classifier;
 
+pub use char_rnn::{CharRnn, CharRnnConfig};
 pub use lenet::lenet5;
 pub use rnn_classifier::{CellType, RnnClassifier, RnnClassifierConfig};
