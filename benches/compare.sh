@@ -2,7 +2,8 @@
 # Runs kiln's benchmark program and the peer harnesses one after another on this machine and
 # prints one markdown table, for BENCHMARKS.md.
 #
-#   benches/compare.sh cpu --small   # kiln, Burn flex and ndarray, NumPy's BLAS (and PyTorch if installed)
+#   benches/compare.sh cpu --small   # kiln, Burn flex and ndarray, NumPy's BLAS (and PyTorch, with its
+#                                    # nn.LSTM row from benches/peers/torch_lstm.py, if installed)
 #   benches/compare.sh cpu           # full shapes
 #   benches/compare.sh gpu           # kiln, Burn wgpu, PyTorch CUDA with TF32 off and on
 #
@@ -42,6 +43,7 @@ cpu)
     peer "$python" "$peers/torch_bench.py" --numpy
     if "$python" -c 'import torch' 2>/dev/null; then
         peer "$python" "$peers/torch_bench.py" --device cpu "$@"
+        peer "$python" benches/peers/torch_lstm.py
     fi
     ;;
 gpu*)

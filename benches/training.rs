@@ -1,11 +1,13 @@
 //! Criterion benchmarks of one training step (forward, backward, Adam update) of the MNIST
-//! MLP and LeNet-5 of the examples, on synthetic batches, on the CPU and the GPU.
+//! MLP and LeNet-5 of the examples, on synthetic batches, on the CPU and the GPU; and forward +
+//! backward of the 2-layer LSTM (batch 32, sequence 128, input and hidden 256) on the
+//! CPU, beside `benches/peers/torch_lstm.py`.
 
 mod common;
 
 use common::{devices, randn};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use kiln::nn::{self, Conv2d, Dropout, Flatten, Linear, MaxPool2d, Module, ReLU, Sequential};
+use kiln::nn::{self, Conv2d, Dropout, Flatten, LSTM, Linear, MaxPool2d, Module, ReLU, RnnOptions, Sequential};
 use kiln::ops::conv::ConvOptions;
 use kiln::ops::pool::PoolOptions;
 use kiln::optim::{Optimizer, Rule};
@@ -69,9 +71,30 @@ fn step(c: &mut Criterion) {
     }
 }
 
+/// The LSTM row on the CPU (on a software GPU adapter it would take minutes per sample).
+fn lstm(c: &mut Criterion) {
+    let (layers, batch, seq, size) = (2, 32, 128, 256);
+    let device = Device::Cpu;
+    kiln::manual_seed(0);
+    let lstm = LSTM::new(size, size, RnnOptions::default().num_layers(layers), &device);
+    let x = randn(&[seq, batch, size], 2, &device).requires_grad_();
+    let params: Vec<Tensor> = nn::parameters(&lstm).into_iter().map(|(_, p)| p).collect();
+    let mut group = c.benchmark_group("lstm fwd+bwd");
+    group.throughput(Throughput::Elements((batch * seq) as u64));
+    let id = BenchmarkId::new(device.to_string(), format!("L{layers} B{batch} T{seq} H{size}"));
+    group.bench_function(id, |b| {
+        b.iter(|| {
+            let grads = lstm.forward(&x).sum_all().backward();
+            let mut wanted: Vec<Tensor> = params.iter().filter_map(|p| grads.get(p).cloned()).collect();
+            wanted.extend(grads.get(&x).cloned());
+            Tensor::realize_all(&wanted).expect("realize");
+        })
+    });
+}
+
 criterion_group! {
     name = training;
     config = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(3));
-    targets = step
+    targets = step, lstm
 }
 criterion_main!(training);

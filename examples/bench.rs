@@ -10,6 +10,7 @@
 //! of ceiling), so one table can hold kiln, PyTorch and Burn from one machine and one run.
 
 use clap::Parser;
+use kiln::nn::{self, LSTM, Module, RnnOptions};
 use kiln::ops::conv::ConvOptions;
 use kiln::rng::RandomKey;
 use kiln::{DType, Device, Tensor};
@@ -258,6 +259,24 @@ fn run() -> kiln::Result<()> {
     let shape = format!("B{bt} H{h} T{t} D{d}");
     b.row("attention causal", shape.clone(), || q.attention(&k, &v, true, None), Rate::Flops(flop));
     b.row("attention causal (unfused)", shape, || q.attention_unfused(&k, &v, true, None), Rate::Flops(flop));
+
+    // the recurrent row, as `benches/peers/torch_lstm.py` runs `nn.LSTM`: forward and
+    // backward of the sum of the output, at the shape whatever --small says (the peer
+    // has one shape)
+    let (layers, batch, seq, size) = (2, 32, 128, 256);
+    kiln::manual_seed(0);
+    let lstm = LSTM::new(size, size, RnnOptions::default().num_layers(layers), &b.device);
+    let x = b.randn(&[seq, batch, size], 12).requires_grad_();
+    let forward_backward = || {
+        let grads = lstm.forward(&x).sum_all().backward();
+        let mut wanted: Vec<Tensor> = nn::parameters(&lstm).iter().filter_map(|(_, p)| grads.get(p).cloned()).collect();
+        wanted.extend(grads.get(&x).cloned());
+        Tensor::realize_all(&wanted).expect("realize");
+        wanted.pop().expect("the input's gradient")
+    };
+    // per time step and layer: 4 gate GEMMs of (B×size)(size×4H) forward, twice that backward
+    let flop = (3 * 2 * layers * seq * batch * (size + size) * 4 * size) as f64;
+    b.row("lstm fwd+bwd", format!("L{layers} B{batch} T{seq} H{size}"), forward_backward, Rate::Flops(flop));
 
     let z0 = b.randn(&[256], 11).cast(DType::F32);
     let chain = || {
