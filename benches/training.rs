@@ -7,7 +7,9 @@ mod common;
 
 use common::{devices, randn};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use kiln::nn::{self, Conv2d, Dropout, Flatten, LSTM, Linear, MaxPool2d, Module, ReLU, RnnOptions, Sequential};
+use kiln::nn::{
+    self, Conv2d, Dropout, Flatten, LSTM, Linear, MaxPool2d, Module, ReLU, RnnOptions, Sequential,
+};
 use kiln::ops::conv::ConvOptions;
 use kiln::ops::pool::PoolOptions;
 use kiln::optim::{Optimizer, Rule};

@@ -196,6 +196,55 @@ fn cpu_ceilings() -> Ceilings {
     Ceilings { flops, bytes: 2.0 * n as f64 / best }
 }
 
+/// Prints the GPU dispatches of the LSTM row's forward and backward (2 layers, 128 steps) and
+/// of one whole training step of the `char_lstm` example's model (embedding, LSTM, head,
+/// cross-entropy, clipping, Adam), each per time step too: what 128 steps take more than 64,
+/// over 64. Counts do not depend on the sizes, so tiny ones keep this quick on any adapter.
+fn lstm_dispatches(device: &Device) -> kiln::Result<()> {
+    use kiln::models::{CharRnn, CharRnnConfig};
+    use kiln::optim::{Optimizer, Rule, clip_grad_norm};
+    let count = |seq: usize| -> kiln::Result<(u64, u64, u64)> {
+        kiln::manual_seed(0);
+        let lstm = LSTM::new(8, 8, RnnOptions::default().num_layers(2), device);
+        let x = Tensor::randn([seq, 2, 8], device).requires_grad_();
+        x.realize()?;
+        let before = kiln::debug::gpu_dispatches();
+        let out = lstm.forward(&x);
+        out.realize()?;
+        let forward = kiln::debug::gpu_dispatches() - before;
+        let grads = out.sum_all().backward();
+        let all: Vec<Tensor> =
+            nn::parameters(&lstm).iter().filter_map(|(_, p)| grads.get(p).cloned()).collect();
+        let before = kiln::debug::gpu_dispatches();
+        Tensor::realize_all(&all)?;
+        let backward = kiln::debug::gpu_dispatches() - before;
+        let config = CharRnnConfig { vocab_size: 65, embedding: 8, hidden: 8, layers: 2, dropout: 0.0 };
+        let model = CharRnn::new(config, device);
+        let mut optimizer = Optimizer::new(nn::parameters(&model), Rule::adam(), 1e-3);
+        let ids: Vec<i32> = (0..2 * seq as i32).map(|i| i % 65).collect();
+        let ids = Tensor::from_vec(ids, [2, seq], device);
+        nn::parameters(&model).iter().try_for_each(|(_, p)| p.realize())?;
+        ids.realize()?;
+        let before = kiln::debug::gpu_dispatches();
+        let logits = model.forward(&ids);
+        let loss = kiln::nn::loss::sequence_cross_entropy(&logits, &ids, None);
+        let mut grads = loss.backward();
+        clip_grad_norm(&mut grads, optimizer.params(), 1.0);
+        optimizer.step_with(&grads, &[loss])?;
+        Ok((forward, backward, kiln::debug::gpu_dispatches() - before))
+    };
+    let ((f64_, b64, t64), (f128, b128, t128)) = (count(64)?, count(128)?);
+    let per_step = |short: u64, long: u64| (long - short) as f64 / 64.0;
+    println!(
+        "\nGPU dispatches, 2-layer LSTM over 128 steps: forward {f128} ({:.1} per time step), backward {b128} \
+         ({:.1} per time step); a char_lstm training step: {t128} ({:.1} per time step)",
+        per_step(f64_, f128),
+        per_step(b64, b128),
+        per_step(t64, t128)
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     kiln::error::exit_code(run())
 }
@@ -269,7 +318,8 @@ fn run() -> kiln::Result<()> {
     let x = b.randn(&[seq, batch, size], 12).requires_grad_();
     let forward_backward = || {
         let grads = lstm.forward(&x).sum_all().backward();
-        let mut wanted: Vec<Tensor> = nn::parameters(&lstm).iter().filter_map(|(_, p)| grads.get(p).cloned()).collect();
+        let mut wanted: Vec<Tensor> =
+            nn::parameters(&lstm).iter().filter_map(|(_, p)| grads.get(p).cloned()).collect();
         wanted.extend(grads.get(&x).cloned());
         Tensor::realize_all(&wanted).expect("realize");
         wanted.pop().expect("the input's gradient")
@@ -277,6 +327,9 @@ fn run() -> kiln::Result<()> {
     // per time step and layer: 4 gate GEMMs of (B×size)(size×4H) forward, twice that backward
     let flop = (3 * 2 * layers * seq * batch * (size + size) * 4 * size) as f64;
     b.row("lstm fwd+bwd", format!("L{layers} B{batch} T{seq} H{size}"), forward_backward, Rate::Flops(flop));
+    if b.device.is_gpu() && b.only.as_ref().is_none_or(|o| "lstm dispatches".contains(o.as_str())) {
+        lstm_dispatches(&b.device)?;
+    }
 
     let z0 = b.randn(&[256], 11).cast(DType::F32);
     let chain = || {

@@ -13,6 +13,7 @@
 mod common;
 
 use clap::Parser;
+use kiln::Error;
 use kiln::data::Batch;
 use kiln::data::lm::{BpttStreams, RandomWindows};
 use kiln::data::text::{CharVocab, read_text};
@@ -23,7 +24,6 @@ use kiln::optim::schedule::WarmupCosine;
 use kiln::optim::{Optimizer, Rule};
 use kiln::rng::RandomKey;
 use kiln::train::{BatchSource, StepOutput, Task, Trainer, checkpoint};
-use kiln::Error;
 use std::cell::RefCell;
 use std::process::ExitCode;
 
@@ -141,7 +141,11 @@ fn run() -> kiln::Result<()> {
     if cli.bptt {
         trainer = trainer.with_step(|batch: &Batch, training| {
             if !training {
-                return StepOutput::new(sequence_cross_entropy(&model.forward(&batch.inputs), &batch.targets, None));
+                return StepOutput::new(sequence_cross_entropy(
+                    &model.forward(&batch.inputs),
+                    &batch.targets,
+                    None,
+                ));
             }
             let mut carried = carried.borrow_mut();
             let (steps, state) = &mut *carried;

@@ -52,7 +52,8 @@ impl CharRnn {
     /// A freshly initialized model (PyTorch's initialization of each layer).
     #[track_caller]
     pub fn new(config: CharRnnConfig, device: &Device) -> CharRnn {
-        let options = RnnOptions::default().num_layers(config.layers).batch_first(true).dropout(config.dropout);
+        let options =
+            RnnOptions::default().num_layers(config.layers).batch_first(true).dropout(config.dropout);
         CharRnn {
             config,
             emb: Embedding::new(config.vocab_size, config.embedding, device),
@@ -79,7 +80,13 @@ impl CharRnn {
     /// Runs without gradients, in whatever mode the model is in (use [`crate::nn::eval`] first).
     /// Panics on an empty prompt or a temperature that is not positive.
     #[track_caller]
-    pub fn generate(&self, prompt: &[i32], count: usize, temperature: f64, key: RandomKey) -> Result<Vec<i32>> {
+    pub fn generate(
+        &self,
+        prompt: &[i32],
+        count: usize,
+        temperature: f64,
+        key: RandomKey,
+    ) -> Result<Vec<i32>> {
         if prompt.is_empty() || temperature.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater) {
             panic!(
                 "CharRnn::generate: needs a prompt (got {} ids) and a positive temperature (got {temperature})",
@@ -96,7 +103,8 @@ impl CharRnn {
                 let probs = (last / temperature).softmax(-1).to_vec::<f32>()?;
                 let next = draw(&probs, key.uniform(i as u64));
                 ids.push(next);
-                (logits, state) = self.forward_with(&Tensor::from_vec(vec![next], [1, 1], &device), Some(&state));
+                (logits, state) =
+                    self.forward_with(&Tensor::from_vec(vec![next], [1, 1], &device), Some(&state));
             }
             Ok(ids)
         })

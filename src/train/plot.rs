@@ -135,7 +135,11 @@ fn draw_confusion(
         let x = left + p as i32 * cell + cell / 2 - 6;
         root.draw(&Text::new(name(p), (x, bottom + margin as i32 - 50), rotated.clone()))?;
     }
-    root.draw(&Text::new("rows: true class, columns: predicted".to_string(), (8, size.1 as i32 - 20), small))?;
+    root.draw(&Text::new(
+        "rows: true class, columns: predicted".to_string(),
+        (8, size.1 as i32 - 20),
+        small,
+    ))?;
     root.present()?;
     Ok(())
 }
