@@ -213,7 +213,6 @@ fn threads_realizing_at_once_never_take_a_buffer_still_in_flight() {
     };
     let workers: Vec<_> = (0..4)
         .map(|t| {
-            let gpu = gpu.clone();
             std::thread::spawn(move || {
                 for round in 0..40 {
                     let values: Vec<f32> =
