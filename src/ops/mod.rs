@@ -22,6 +22,7 @@ pub mod movement;
 pub mod pool;
 pub mod random;
 pub mod reduce;
+pub mod rope;
 pub mod select;
 pub mod softmax;
 pub mod unary;
@@ -285,6 +286,7 @@ pub fn op_set() -> Vec<&'static str> {
         "cross_entropy",
         "cross_entropy_grad",
         "dropout",
+        "rope",
     ]);
     names
 }

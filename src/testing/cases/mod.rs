@@ -11,6 +11,7 @@
 
 mod elementwise;
 mod layers;
+mod transformer;
 
 use super::Input;
 use crate::{Device, Tensor};
@@ -102,5 +103,6 @@ pub(crate) fn shapes(sets: &[&[&[usize]]]) -> Vec<Vec<Vec<usize>>> {
 pub fn cases() -> Vec<Case> {
     let mut all = elementwise::cases();
     all.extend(layers::cases());
+    all.extend(transformer::cases());
     all
 }
