@@ -26,6 +26,7 @@
 
 use super::generate::Sampling;
 use crate::nn::attention::{Attend, scaled_dot_product};
+use crate::nn::projection::affine;
 use crate::nn::{Dropout, Embedding, KvCache, Linear, LoraLinear, Module, Visitor, init};
 use crate::{DType, Device, Result, Tensor, no_grad};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -378,7 +379,7 @@ impl Gpt {
 
     /// The LM head: hidden states (…, C) → logits (…, V), with the token embedding's weight.
     pub fn head(&self, hidden: &Tensor) -> Tensor {
-        hidden.matmul(&self.transformer.wte.weight.t())
+        affine(hidden, &self.transformer.wte.weight, None)
     }
 
     /// The mean next-token cross-entropy of `ids` (B, T) against `targets` (B, T).

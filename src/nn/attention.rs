@@ -8,6 +8,7 @@
 //! than the causal one, no dropout, no weights asked for — and otherwise unfused, as matmul →
 //! masked softmax → dropout → matmul, which is also how the weights are returned.
 
+use super::projection::affine;
 use super::{Linear, Module, Visitor, init};
 use crate::{DType, Device, Shape, Tensor};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -273,12 +274,7 @@ impl MultiheadAttention {
     /// x (N, L, features) projected by part `i` and split into heads: (N, H, L, head_dim).
     fn project(&self, x: &Tensor, i: usize) -> Tensor {
         let (w, b) = self.projection(i);
-        let y = x.matmul(&w.t());
-        let y = match b {
-            Some(b) => y + b,
-            None => y,
-        };
-        self.heads(&y)
+        self.heads(&affine(x, &w, b.as_ref()))
     }
 
     /// (N, L, E) → (N, H, L, head_dim).
@@ -291,11 +287,7 @@ impl MultiheadAttention {
     /// tensor thrice), three otherwise.
     fn project_all(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> (Tensor, Tensor, Tensor) {
         if let (Some(w), true) = (&self.in_proj_weight, q.same(k) && k.same(v)) {
-            let y = q.matmul(&w.t());
-            let y = match &self.in_proj_bias {
-                Some(b) => y + b,
-                None => y,
-            };
+            let y = affine(q, w, self.in_proj_bias.as_ref());
             let e = self.embed_dim;
             let part = |i: usize| self.heads(&y.narrow(-1, i * e, e));
             return (part(0), part(1), part(2));
@@ -370,7 +362,7 @@ impl MultiheadAttention {
         let (out, weights) = scaled_dot_product(q, k, v, &attend);
         let (n, tq) = (q.dim(0), q.dim(2));
         let out = out.transpose(1, 2).reshape([n, tq, self.embed_dim]);
-        (self.out_proj.forward(&out), weights)
+        (affine(&out, &self.out_proj.weight, self.out_proj.bias.as_ref()), weights)
     }
 
     /// Self-attention of new positions `x` (N, T, E) — batch-first whatever the module's layout

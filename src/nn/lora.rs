@@ -24,6 +24,7 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
+use super::projection::affine;
 use super::{Dropout, Linear, Module, Visitor, for_each_module, init};
 use crate::train::checkpoint;
 use crate::{Error, Result, Tensor, no_grad};
@@ -140,20 +141,17 @@ impl LoraLinear {
 impl Module for LoraLinear {
     fn forward(&self, x: &Tensor) -> Tensor {
         let guard = self.adapter();
+        let (w, b) = (&self.linear.weight, self.linear.bias.as_ref());
         let Some(adapter) = guard.as_ref() else {
-            return self.linear.forward(x);
+            return affine(x, w, b);
         };
         // the base is frozen: used detached, it gets no gradient
-        let y = x.matmul(&self.linear.weight.detach().t());
-        let y = match &self.linear.bias {
-            Some(b) => y + b.detach(),
-            None => y,
-        };
+        let y = affine(x, &w.detach(), b.map(Tensor::detach).as_ref());
         if adapter.merged {
             return y;
         }
-        let update = adapter.b.forward(&adapter.a.forward(&adapter.dropout.forward(x)));
-        y + update * adapter.scaling
+        let h = affine(&adapter.dropout.forward(x), &adapter.a.weight, None);
+        y + affine(&h, &adapter.b.weight, None) * adapter.scaling
     }
 
     fn visit(&self, v: &mut dyn Visitor) {

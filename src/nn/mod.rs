@@ -27,6 +27,7 @@ pub mod lora;
 pub mod loss;
 mod norm;
 mod position;
+pub(crate) mod projection;
 mod transformer;
 
 pub use activation::{Flatten, GELU, LeakyReLU, ReLU, SiLU, Sigmoid, Tanh};

@@ -13,6 +13,7 @@
 //! reorders it by beam index ([`DecoderCache::reorder`]).
 
 use super::attention::{KvCache, MhaConfig, MhaOptions, MultiheadAttention};
+use super::projection::affine;
 use super::{Dropout, LayerNorm, Linear, Module, Visitor, init};
 use crate::{Device, Tensor, no_grad};
 
@@ -108,12 +109,12 @@ fn feed_forward(
     dropout: &Dropout,
     x: &Tensor,
 ) -> Tensor {
-    let h = linear1.forward(x);
+    let h = affine(x, &linear1.weight, linear1.bias.as_ref());
     let h = match activation {
         Activation::Relu => h.relu(),
         Activation::Gelu => h.gelu(),
     };
-    linear2.forward(&dropout.forward(&h))
+    affine(&dropout.forward(&h), &linear2.weight, linear2.bias.as_ref())
 }
 
 /// PyTorch's `TransformerEncoderLayer`: self-attention and a feed-forward block, each with a
