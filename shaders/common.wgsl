@@ -92,6 +92,8 @@ fn row_sum2(v: vec2<f32>, lid: u32) -> vec2<f32> {
 }
 
 // Merges two (max, Σ exp(x − max)) pairs of an online softmax; a pair with sum 0 holds nothing.
+// A pair whose max is the merged one needs no rescaling — and must not get it when both are −∞
+// (masked entries), where a.x − m would be NaN.
 fn merge_max_exp(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
     if a.y == 0.0 {
         return b;
@@ -100,7 +102,9 @@ fn merge_max_exp(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
         return a;
     }
     let m = max(a.x, b.x);
-    return vec2<f32>(m, a.y * exp(a.x - m) + b.y * exp(b.x - m));
+    let scale_a = select(exp(a.x - m), 1.0, a.x == m);
+    let scale_b = select(exp(b.x - m), 1.0, b.x == m);
+    return vec2<f32>(m, a.y * scale_a + b.y * scale_b);
 }
 
 // The row's (max, Σ exp(x − max)) from each invocation's pair.

@@ -1,4 +1,5 @@
-// Random kernels from Philox4x32-10 (Salmon et al. 2011), bit-identical to src/rng.rs.
+// @requires philox.wgsl
+// Random kernels from Philox4x32-10 (philox.wgsl), bit-identical to src/rng.rs.
 // Element i of a stream is word i % 4 of the block with counter [i / 4, 0, stream_lo, stream_hi]
 // and key [seed_lo, seed_hi]. Normals use words 0 and 1 of block i / 2 (Box-Muller).
 
@@ -15,44 +16,12 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 
-// The high and low words of the 64-bit product a·b, from 16-bit halves (WGSL has no u64).
-fn mulhilo(a: u32, b: u32) -> vec2<u32> {
-    let a_lo = a & 0xffffu;
-    let a_hi = a >> 16u;
-    let b_lo = b & 0xffffu;
-    let b_hi = b >> 16u;
-    let lh = a_lo * b_hi;
-    let hl = a_hi * b_lo;
-    let mid = ((a_lo * b_lo) >> 16u) + (lh & 0xffffu) + (hl & 0xffffu);
-    let hi = a_hi * b_hi + (lh >> 16u) + (hl >> 16u) + (mid >> 16u);
-    return vec2<u32>(hi, a * b);
-}
-
-fn philox(counter: vec4<u32>, key: vec2<u32>) -> vec4<u32> {
-    var c = counter;
-    var k = key;
-    for (var round = 0u; round < 10u; round++) {
-        if round > 0u {
-            k = k + vec2<u32>(0x9E3779B9u, 0xBB67AE85u);
-        }
-        let p0 = mulhilo(0xD2511F53u, c.x);
-        let p1 = mulhilo(0xCD9E8D57u, c.z);
-        c = vec4<u32>(p1.x ^ c.y ^ k.x, p1.y, p0.x ^ c.w ^ k.y, p0.y);
-    }
-    return c;
-}
-
 fn block(b: u32) -> vec4<u32> {
     return philox(vec4<u32>(b, 0u, p.stream_lo, p.stream_hi), vec2<u32>(p.seed_lo, p.seed_hi));
 }
 
 fn word(i: u32) -> u32 {
     return block(i / 4u)[i % 4u];
-}
-
-// The top 24 bits as a float on [0, 1): exact in f32, so it matches the CPU bit for bit.
-fn unit(w: u32) -> f32 {
-    return f32(w >> 8u) * (1.0 / 16777216.0);
 }
 
 fn index(wg: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {

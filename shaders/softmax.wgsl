@@ -71,9 +71,10 @@ fn softmax_cached(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
             m = max(m, max(max(v[i].x, v[i].y), max(v[i].z, v[i].w)));
         }
     }
+    // an invocation whose entries are all −∞ (masked) holds nothing: exp(−∞ − −∞) is NaN
     var s = 0.0;
     for (var i = 0u; i < PER; i++) {
-        if live && lid + i * WG < width {
+        if live && lid + i * WG < width && m != bitcast<f32>(0xff800000u) {
             let e = exp(v[i] - m);
             s += e.x + e.y + e.z + e.w;
         }

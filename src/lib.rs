@@ -68,6 +68,7 @@ pub use tensor::Tensor;
 #[doc(hidden)]
 pub mod debug {
     pub use crate::backend::cpu::live_buffers as live_cpu_buffers;
+    pub use crate::backend::wgpu::dispatches as gpu_dispatches;
     pub use crate::backend::wgpu::force_pipeline_hash_collisions;
     pub use crate::backend::wgpu::inject_out_of_memory_once;
     pub use crate::backend::wgpu::live_buffers as live_gpu_buffers;

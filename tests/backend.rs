@@ -152,6 +152,7 @@ fn a_matmul_with_six_batch_dimensions_matches_the_cpu() {
     // broadcasts that alternate between the operands leave six batch dimensions that no two
     // adjacent ones can be merged
     let case = Case::new(
+        "matmul",
         "matmul, six batch dimensions",
         vec![Input::float(Domain::Normal), Input::float(Domain::Normal)],
         vec![
@@ -161,7 +162,7 @@ fn a_matmul_with_six_batch_dimensions_matches_the_cpu() {
         |x, _| x[0].matmul(&x[1]),
     );
     for shapes in &case.shapes {
-        let report = parity(&case, shapes, &gpu, 7).unwrap();
+        let report = parity(&case, shapes, &gpu, 7, true).unwrap();
         assert!(report.forward <= 1e-5, "{shapes:?}: forward relative error {}", report.forward);
         assert_eq!(report.grads.len(), 2, "{shapes:?}: both gradients compared");
         for (input, err) in report.grads {

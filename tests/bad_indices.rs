@@ -71,6 +71,8 @@ fn cross_entropy_target_out_of_range_is_an_error_not_a_finite_loss() {
             in_backward.contains("cross_entropy_grad") && in_backward.contains("target 5"),
             "{in_backward}"
         );
+        let site = format!("backward pass of the op recorded at tests/bad_indices.rs:{line}");
+        assert!(in_backward.contains(&site), "names the user's line: {in_backward}");
         // a negative target is out of range too, unless it is the ignored index
         let negative = Tensor::from_vec(vec![-1i32, 2], [2], &device);
         assert!(out_of_range(&logits.cross_entropy(&negative)).contains("target -1 (element 0)"));

@@ -1,10 +1,13 @@
 //! Optimizers: each rule's trajectory on a fixed problem against the update written out
-//! independently here in f64; the fused GPU kernels against the CPU; clipping and schedules.
+//! independently here in f64; the fused GPU kernels against the CPU; parameter groups and their
+//! state; clipping and schedules (nanoGPT's warm-up and cosine against its formula).
 
 mod common;
 
-use kiln::optim::schedule::{CosineLr, ExponentialLr, LinearWarmup, OneCycle, ReduceOnPlateau, StepLr};
-use kiln::optim::{Optimizer, Rule, Scheduler, clip_grad_norm};
+use kiln::optim::schedule::{
+    CosineLr, ExponentialLr, LinearWarmup, OneCycle, ReduceOnPlateau, StepLr, WarmupCosine,
+};
+use kiln::optim::{Optimizer, ParamGroup, Rule, Scheduler, clip_grad_norm, decay_groups};
 use kiln::{DType, Device, Tensor};
 
 /// The problem: f(p) = Σ aᵢ·(pᵢ − cᵢ)²/2 + Σ sin(pᵢ), so g = a·(p − c) + cos p.
@@ -252,4 +255,155 @@ fn clipping_counts_a_shared_parameter_once() {
     assert!((norm.item::<f64>().unwrap() - 5.0).abs() < 1e-12, "the norm of (3, 4), not of (3, 4, 3, 4)");
     let g = grads.get(&w).unwrap().to_vec::<f64>().unwrap();
     assert!((g[0] - 0.6).abs() < 1e-6 && (g[1] - 0.8).abs() < 1e-6, "scaled once: {g:?}");
+}
+
+/// Two copies of the problem, `p` and `q`, in two groups: `p` with weight decay 0.1 at the base
+/// rate, `q` without decay at half the rate. Returns the optimizer and both variables.
+fn grouped(rule: Rule, lr: f64) -> (Optimizer, Tensor, Tensor) {
+    let start = || Tensor::from_slice(&P0, [5], &Device::Cpu).requires_grad_();
+    let (p, q) = (start(), start());
+    let groups = vec![
+        ParamGroup::new(vec![("p".into(), p.clone())]).weight_decay(0.1),
+        ParamGroup::new(vec![("q".into(), q.clone())]).weight_decay(0.0).lr_scale(0.5),
+    ];
+    (Optimizer::with_groups(groups, rule, lr), p, q)
+}
+
+fn grouped_step(opt: &mut Optimizer, p: &Tensor, q: &Tensor) {
+    let a = Tensor::from_slice(&A, [5], &Device::Cpu);
+    let c = Tensor::from_slice(&C, [5], &Device::Cpu);
+    let f = |x: &Tensor| ((x - &c).square() * &a * 0.5 + x.sin()).sum_all();
+    opt.step(&(f(p) + f(q)).backward()).unwrap();
+}
+
+#[test]
+fn each_parameter_group_follows_its_own_weight_decay_and_rate() {
+    let lr = 0.05;
+    let (mut opt, p, q) = grouped(Rule::adamw(), lr);
+    let (want_p, want_q) = (
+        independent(Rule::adamw().weight_decay(0.1), lr),
+        independent(Rule::adamw().weight_decay(0.0), lr / 2.0),
+    );
+    assert_ne!(want_p, want_q, "the groups' settings make a difference");
+    for step in 0..STEPS {
+        grouped_step(&mut opt, &p, &q);
+        for (want, got) in [(&want_p[step], &p), (&want_q[step], &q)] {
+            let got = got.to_f64_vec().unwrap();
+            for (x, y) in want.iter().zip(&got) {
+                assert!((x - y).abs() < 1e-10 * (1.0 + x.abs()), "step {step}: {want:?} vs {got:?}");
+            }
+        }
+    }
+    assert_eq!(opt.rule_of("q"), Some(Rule::adamw().weight_decay(0.0)));
+    assert_eq!(opt.lr_of("q"), Some(lr / 2.0));
+    opt.set_lr(1.0);
+    assert_eq!((opt.lr_of("p"), opt.lr_of("q")), (Some(1.0), Some(0.5)), "the scale follows a schedule");
+}
+
+#[test]
+fn a_grouped_optimizers_state_dict_resumes_it_exactly() {
+    let (mut opt, p, q) = grouped(Rule::adamw(), 0.05);
+    for _ in 0..3 {
+        grouped_step(&mut opt, &p, &q);
+    }
+    let state = opt.state_dict();
+    let names: Vec<&str> = state.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["p.exp_avg", "p.exp_avg_sq", "q.exp_avg", "q.exp_avg_sq", "step"]);
+    // a fresh optimizer over copies of the variables, restored, continues bit for bit
+    let (mut restored, p2, q2) = grouped(Rule::adamw(), 0.05);
+    p2.assign(&p).unwrap();
+    q2.assign(&q).unwrap();
+    restored.load_state_dict(&state).unwrap();
+    assert_eq!(restored.steps(), 3);
+    for _ in 0..3 {
+        grouped_step(&mut opt, &p, &q);
+        grouped_step(&mut restored, &p2, &q2);
+    }
+    assert_eq!(p.to_vec::<f64>().unwrap(), p2.to_vec::<f64>().unwrap());
+    assert_eq!(q.to_vec::<f64>().unwrap(), q2.to_vec::<f64>().unwrap());
+}
+
+#[test]
+fn a_tied_parameter_is_one_parameter_across_groups() {
+    let w = Tensor::from_vec(vec![1.0f32, 2.0], [2], &Device::Cpu).requires_grad_();
+    let groups = vec![
+        ParamGroup::new(vec![("embedding.weight".into(), w.clone())]).weight_decay(0.1),
+        ParamGroup::new(vec![("head.weight".into(), w.clone())]).weight_decay(0.1),
+    ];
+    let mut opt = Optimizer::with_groups(groups, Rule::sgd(), 0.1);
+    let names: Vec<&str> = opt.params().iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["embedding.weight"]);
+    // one update: w − 0.1·(2w + 0.1·w)
+    opt.step(&w.square().sum_all().backward()).unwrap();
+    let want: Vec<f32> = [1.0f32, 2.0].iter().map(|w| w - 0.1 * (2.0 * w + 0.1 * w)).collect();
+    assert_eq!(w.to_vec::<f32>().unwrap(), want);
+}
+
+#[test]
+#[should_panic(expected = "head.weight is embedding.weight (one tied tensor), listed in groups 0 and 1")]
+fn a_tied_parameter_in_groups_with_different_settings_is_refused() {
+    let w = Tensor::from_vec(vec![1.0f32, 2.0], [2], &Device::Cpu).requires_grad_();
+    let groups = vec![
+        ParamGroup::new(vec![("embedding.weight".into(), w.clone())]).weight_decay(0.1),
+        ParamGroup::new(vec![("head.weight".into(), w)]).weight_decay(0.0),
+    ];
+    Optimizer::with_groups(groups, Rule::adamw(), 0.1);
+}
+
+#[test]
+fn decay_groups_split_parameters_as_nanogpt_does() {
+    let dev = Device::Cpu;
+    let trainable = |dims: &[usize]| Tensor::zeros(dims.to_vec(), &dev).requires_grad_();
+    let wte = trainable(&[10, 4]);
+    let params = vec![
+        ("transformer.wte.weight".to_string(), wte.clone()),
+        ("transformer.h.0.ln_1.weight".to_string(), trainable(&[4])),
+        ("transformer.h.0.attn.c_attn.weight".to_string(), trainable(&[12, 4])),
+        ("transformer.h.0.attn.c_attn.bias".to_string(), trainable(&[12])),
+        ("transformer.frozen.weight".to_string(), Tensor::zeros([4, 4], &dev)),
+        ("lm_head.weight".to_string(), wte),
+    ];
+    let groups = decay_groups(params, 0.1);
+    let names = |g: &ParamGroup| g.params.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&groups[0]), ["transformer.wte.weight", "transformer.h.0.attn.c_attn.weight"]);
+    assert_eq!(names(&groups[1]), ["transformer.h.0.ln_1.weight", "transformer.h.0.attn.c_attn.bias"]);
+    assert_eq!((groups[0].weight_decay, groups[1].weight_decay), (Some(0.1), Some(0.0)));
+    let opt = Optimizer::with_groups(groups, Rule::adamw(), 1e-3);
+    assert_eq!(opt.params().len(), 4, "the tied head is the embedding, the frozen weight is left out");
+    assert_eq!(opt.rule_of("transformer.h.0.attn.c_attn.bias"), Some(Rule::adamw().weight_decay(0.0)));
+    assert_eq!(opt.rule_of("transformer.wte.weight"), Some(Rule::adamw().weight_decay(0.1)));
+}
+
+/// nanoGPT's `get_lr` (train.py), transliterated.
+fn nanogpt_get_lr(
+    it: usize,
+    learning_rate: f64,
+    warmup_iters: usize,
+    lr_decay_iters: usize,
+    min_lr: f64,
+) -> f64 {
+    if it < warmup_iters {
+        return learning_rate * (it + 1) as f64 / (warmup_iters + 1) as f64;
+    }
+    if it > lr_decay_iters {
+        return min_lr;
+    }
+    let decay_ratio = (it - warmup_iters) as f64 / (lr_decay_iters - warmup_iters) as f64;
+    assert!((0.0..=1.0).contains(&decay_ratio));
+    let coeff = 0.5 * (1.0 + (std::f64::consts::PI * decay_ratio).cos());
+    min_lr + coeff * (learning_rate - min_lr)
+}
+
+#[test]
+fn warmup_cosine_is_nanogpts_get_lr() {
+    // the CPU recipe of char_gpt, the baby GPT's, and no warm-up
+    for (max, min, warmup, decay) in [(1e-3, 1e-4, 100, 2000), (1e-3, 1e-4, 100, 5000), (2e-3, 2e-4, 0, 1000)]
+    {
+        let rates = run(WarmupCosine::new(max, min, warmup, decay), decay + 10, &[]);
+        for (it, &lr) in rates.iter().enumerate() {
+            let want = nanogpt_get_lr(it, max, warmup, decay, min);
+            assert!((lr - want).abs() <= 1e-15 * max, "step {it}: {lr} vs nanoGPT's {want}");
+        }
+        assert_eq!(rates[decay + 10], min);
+    }
 }

@@ -1,5 +1,11 @@
 //! The CPU reference itself, checked against independent computations: naive loops written
 //! here, or compositions of simpler ops. (Parity tests then hold the GPU to the reference.)
+//! `fast_paths` holds every kernel op's CPU fast paths against the plain f64 loops of `loops`.
+
+#[path = "reference/fast_paths.rs"]
+mod fast_paths;
+#[path = "reference/loops.rs"]
+mod loops;
 
 use kiln::ops::conv::ConvOptions;
 use kiln::ops::loss::CrossEntropy;

@@ -328,7 +328,7 @@ impl Gpt {
             panic!("Gpt: n_embd {} must be divisible by n_head {}", config.n_embd, config.n_head);
         }
         let embedding =
-            |n: usize| Embedding { weight: init::param(init::normal([n, config.n_embd], 0.02, device)) };
+            |n: usize| Embedding::from_weight(init::param(init::normal([n, config.n_embd], 0.02, device)));
         Gpt {
             config,
             transformer: Trunk {

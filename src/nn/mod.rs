@@ -17,6 +17,7 @@
 
 mod activation;
 pub(crate) mod attention;
+mod cells;
 mod container;
 mod conv;
 mod dropout;
@@ -28,10 +29,12 @@ pub mod loss;
 mod norm;
 mod position;
 pub(crate) mod projection;
+mod recurrent;
 mod transformer;
 
 pub use activation::{Flatten, GELU, LeakyReLU, ReLU, SiLU, Sigmoid, Tanh};
 pub use attention::{KvCache, MASKED, MhaConfig, MhaOptions, MultiheadAttention, causal_mask};
+pub use cells::{GRUCell, LSTMCell, RNNCell};
 pub use container::Sequential;
 pub use conv::{AvgPool2d, Conv2d, MaxPool2d};
 pub use dropout::Dropout;
@@ -40,6 +43,7 @@ pub use linear::Linear;
 pub use lora::{LoraConfig, LoraLinear};
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, LayerNorm};
 pub use position::{LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding};
+pub use recurrent::{GRU, LSTM, LstmState, Nonlinearity, RNN, RecurrentWeights, RnnOptions};
 pub use transformer::{
     Activation, DecoderCache, DecoderMasks, EncoderMasks, Transformer, TransformerConfig, TransformerDecoder,
     TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer, TransformerMasks,

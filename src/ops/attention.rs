@@ -1,302 +1,128 @@
-//! Fused scaled dot-product attention, softmax(q·kᵀ·scale + causal mask)·v, and its backward,
-//! without ever holding the T×T score matrix in memory: scores are recomputed per block with an
-//! online softmax (the FlashAttention recipe, Dao et al. 2022).
+//! Fused scaled dot-product attention, softmax(q·kᵀ·scale + masks)·v with dropout on the
+//! weights, and its backward, without ever holding the T×T score matrix in memory: scores are
+//! recomputed per block with an online softmax (the FlashAttention recipe, Dao et al. 2022).
 //!
-//! Backward is three kernels (`attention_lse`, then the gradients for q and for k and v) fed by
-//! the row log-sum-exp and δᵢ = Σ dOᵢ·Oᵢ:
-//!   Pᵢⱼ = exp(sᵢⱼ − lseᵢ),  dSᵢⱼ = Pᵢⱼ·(dOᵢ·vⱼ − δᵢ)
-//!   dq = scale·dS·k,  dk = scale·dSᵀ·q,  dv = Pᵀ·dO
-//! The causal mask is PyTorch's `is_causal`: query i sees keys j ≤ i.
+//! Masking, PyTorch's semantics: query i sees key j unless j ≥ the sequence's key length (key
+//! padding), j > i with the causal mask (`is_causal`, aligned top-left), or the additive mask
+//! holds −∞ at (i, j); a visible score is s = scale·qᵢ·kⱼ + maskᵢⱼ, floored at [`MIN_SCORE`]
+//! (so a row of huge negative mask values, as `finfo.min` in PyTorch code, is averaged
+//! uniformly, not hidden: only −∞ hides). A row that sees no key — where PyTorch returns NaN —
+//! gets output 0 and passes no gradient, on every backend.
+//!
+//! Dropout keeps weight Pᵢⱼ with probability 1 − p and scales it by 1/(1 − p): with the fixed
+//! draw Mᵢⱼ ∈ {0, 1/(1 − p)}, O = P̃·V where P̃ = P∘M. The draws come from Philox (see
+//! `geometry::DropoutDraw` for the layout), so the CPU, the GPU, the backward passes and
+//! [`Tensor::attention_unfused_with`] all drop the same weights without storing a mask.
+//!
+//! Backward is three passes fed by each query row's statistics (`attention_stats`: its largest
+//! visible score mᵢ, the log-sum ℓᵢ = ln Σⱼ exp(sᵢⱼ − mᵢ) and δᵢ = dOᵢ·Oᵢ), then the gradients
+//! for q and for k and v:
+//!   Pᵢⱼ = exp((sᵢⱼ − mᵢ) − ℓᵢ),  dSᵢⱼ = Pᵢⱼ·(Mᵢⱼ·dOᵢ·vⱼ − δᵢ)
+//!   dq = scale·dS·k,  dk = scale·dSᵀ·q,  dv = P̃ᵀ·dO
+//! Why δ is still rowsum(dO∘O) with dropout: the loss sees P only through O, so
+//! ∂L/∂Pᵢⱼ = Mᵢⱼ·dOᵢ·vⱼ, and the softmax gradient is dSᵢⱼ = Pᵢⱼ·(∂L/∂Pᵢⱼ − Σₗ Pᵢₗ·∂L/∂Pᵢₗ),
+//! where Σₗ Pᵢₗ·Mᵢₗ·dOᵢ·vₗ = dOᵢ·(Σₗ P̃ᵢₗ·vₗ) = dOᵢ·Oᵢ. (m and ℓ are kept apart rather than
+//! as one log-sum-exp m + ℓ: where the mask makes m huge, −10⁹ say, m + ℓ would round ℓ away.)
+//! The mask is added to the scores, so it changes neither ∂s/∂q nor ∂s/∂k; it gets no gradient
+//! itself (the rule returns `None` for it, as for the key lengths).
 
-use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
-use crate::backend::cpu::{CpuData, CpuStorage, Gemm, Mat, gemm, max_of, sum_f64};
-use crate::backend::cpu_pool;
-use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
-use crate::ops::layout::u32_of;
-use crate::{Error, Result, Shape, Tensor};
-use rayon::prelude::*;
+mod cpu;
+mod geometry;
+mod gpu;
 
-static SHADER: Shader = shader!("attention.wgsl");
+use super::{CpuArg, Fault, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
+use crate::backend::cpu::{CpuStorage, with_float};
+use crate::backend::wgpu::{GpuBuffer, Recorder};
+use crate::rng::RandomKey;
+use crate::{DType, Result, Shape, Tensor};
+use geometry::{DropoutDraw, Geom, contiguous_batch_shape};
+pub(crate) use gpu::variants;
 
-/// Query rows per block on the CPU: a causal block multiplies only the keys its last row sees.
-const ROW_BLOCK: usize = 64;
+/// The floor of a visible score with an additive mask: far below any real score, above the
+/// kernels' marker for a hidden one (−3·10³⁸), so a visible key is never taken for hidden.
+pub const MIN_SCORE: f64 = -1.0e38;
 
-/// The largest head dimension the GPU kernels hold in workgroup memory.
-const MAX_HEAD_DIM: usize = 256;
+/// Statistics per query row that the backward passes read: (max, log-sum, δ).
+const STATS: usize = 3;
 
-/// Sizes shared by the attention ops: `batch` flattens every leading dimension.
-#[derive(Clone, Copy, Debug)]
-struct Geom {
-    batch: usize,
-    tq: usize,
-    tk: usize,
-    d: usize,
-    dv: usize,
-    scale: f64,
-    causal: bool,
-}
-
-impl Geom {
-    fn of(q: &Shape, k: &Shape, v: &Shape, scale: f64, causal: bool) -> Geom {
-        let r = q.rank();
-        Geom {
-            batch: q.dims()[..r - 2].iter().product(),
-            tq: q.dim(r - 2),
-            tk: k.dim(r - 2),
-            d: q.dim(r - 1),
-            dv: v.dim(r - 1),
-            scale,
-            causal,
-        }
-    }
-
-    /// How many keys (a prefix) the query rows before `end` see: all of them, or with the
-    /// causal mask the first `end`.
-    fn visible_keys(&self, end: usize) -> usize {
-        if self.causal { end.min(self.tk) } else { self.tk }
-    }
-
-    fn params(&self) -> Result<Params> {
-        if self.d > MAX_HEAD_DIM || self.dv > MAX_HEAD_DIM {
-            return Err(Error::TooLarge {
-                device: "the GPU attention kernels".into(),
-                detail: format!("head dimensions {} and {} exceed {MAX_HEAD_DIM}", self.d, self.dv),
-            });
-        }
-        let u = |v: usize| u32_of("attention", v);
-        Ok(Params {
-            batch: u(self.batch)?,
-            tq: u(self.tq)?,
-            tk: u(self.tk)?,
-            d: u(self.d)?,
-            dv: u(self.dv)?,
-            causal: self.causal as u32,
-            scale: self.scale as f32,
-            _pad: 0,
-        })
-    }
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    batch: u32,
-    tq: u32,
-    tk: u32,
-    d: u32,
-    dv: u32,
-    causal: u32,
-    scale: f32,
-    _pad: u32,
-}
-
-static FLASH: Shader = shader!("flash_attention.wgsl");
-
-/// Rows (queries, or keys for dk and dv) per workgroup of the flash kernels.
-const FLASH_ROWS: u32 = 64;
-
-/// The flash kernels' specialization: head dimensions and the staged block size.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Flash {
-    d: u32,
-    dv: u32,
-    block: u32,
-}
-
-impl Flash {
-    /// The flash configuration for `g` under a workgroup-memory limit of `limit` bytes: head
-    /// dimensions multiples of 4 up to 128, and the largest power-of-two block (up to 64 rows)
-    /// whose staged rows fit.
-    fn fit(g: &Geom, limit: u32) -> Option<Flash> {
-        let ok = |d: usize| d.is_multiple_of(4) && d > 0 && d <= 128;
-        if !ok(g.d) || !ok(g.dv) {
-            return None;
-        }
-        let bytes_per_row = ((g.d + g.dv) * 4 + 8) as u32;
-        let block = [64u32, 32, 16, 8, 4].into_iter().find(|b| b * bytes_per_row <= limit)?;
-        Some(Flash { d: g.d as u32, dv: g.dv as u32, block })
-    }
-
-    fn kernel(&self, entry: &'static str) -> Kernel<'static> {
-        let (reads, writes) = match entry {
-            "forward" => (3, 1),
-            "lse" => (2, 1),
-            _ => (6, 1),
-        };
-        Kernel::new(&FLASH, entry, reads, writes)
-            .with("const ROWS: u32 = 64u; // @ROWS", format!("const ROWS: u32 = {FLASH_ROWS}u;"))
-            .with("const BLOCK: u32 = 32u; // @BLOCK", format!("const BLOCK: u32 = {}u;", self.block))
-            .with("const D: u32 = 64u; // @D", format!("const D: u32 = {}u;", self.d))
-            .with("const DV: u32 = 64u; // @DV", format!("const DV: u32 = {}u;", self.dv))
-    }
-}
-
-/// Every specialization this family can compile (for the shader validation test).
-pub(crate) fn variants() -> Vec<Kernel<'static>> {
-    let configs = [
-        Flash { d: 64, dv: 64, block: 32 },
-        Flash { d: 4, dv: 8, block: 64 },
-        Flash { d: 128, dv: 128, block: 16 },
-    ];
-    let entries = ["forward", "lse", "grad_q", "grad_k", "grad_v"];
-    configs.iter().flat_map(|f| entries.iter().map(move |e| f.kernel(e))).collect()
+/// Options of [`Tensor::attention_with`]: PyTorch's `scaled_dot_product_attention`, with key
+/// padding given as per-sequence lengths.
+///
+/// ```
+/// use kiln::{Device, Tensor, ops::attention::AttentionOptions, rng::RandomKey};
+/// let dev = Device::Cpu;
+/// let q = Tensor::randn([2, 4, 5, 8], &dev); // (B, H, T, D)
+/// let lengths = Tensor::from_vec(vec![5i32, 3], [2, 1], &dev); // sequence 1 is padded after 3
+/// let opts = AttentionOptions {
+///     causal: true,
+///     key_lengths: Some(lengths),
+///     dropout: Some((0.1, RandomKey { seed: 1, stream: 0 })),
+///     ..Default::default()
+/// };
+/// let y = q.attention_with(&q, &q, &opts);
+/// assert_eq!(y.dims(), &[2, 4, 5, 8]);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct AttentionOptions {
+    /// Query i sees keys j ≤ i only (PyTorch's `is_causal`, aligned top-left).
+    pub causal: bool,
+    /// The factor of q·kᵀ; `None` for 1/√D.
+    pub scale: Option<f64>,
+    /// Key padding: i32 lengths with q's batch shape (…), or one that broadcasts to it (as
+    /// (B, 1) for q of (B, H, Tq, D)); keys j ≥ a sequence's length are hidden from it. A
+    /// length outside 0..=Tk is an [`crate::Error::OutOfRange`] when the output is computed.
+    pub key_lengths: Option<Tensor>,
+    /// An additive mask (…, Tq, Tk) of q's dtype, added to the scaled scores, broadcast over
+    /// q's batch dimensions (and over queries or keys where its dimension is 1): PyTorch's float
+    /// `attn_mask`. −∞ hides a key; other entries must be finite. A bool mask `hide` becomes
+    /// `hide.where_(&neg_inf, &zero)`. No gradient flows to the mask.
+    pub mask: Option<Tensor>,
+    /// Dropout on the attention weights: the probability p in [0, 1) and the Philox key of the
+    /// draws (a module takes a fresh [`crate::rng::next_key`] per training step).
+    pub dropout: Option<(f32, RandomKey)>,
 }
 
 /// Which attention kernel a node runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pass {
-    /// (q, k, v) → o
+    /// (q, k, v, options…) → o
     Forward,
-    /// (q, k) → row log-sum-exp of the scores
-    Lse,
-    /// (q, k, v, dO, lse, δ) → dq
+    /// (q, k, v, options…, dO, o) → (…, Tq, [`STATS`]): each query row's largest visible score
+    /// m, ln Σ exp(s − m) (both 0 for a row that sees no key) and δ = dO·o
+    Stats,
+    /// (q, k, v, options…, dO, stats) → dq
     GradQ,
-    /// (q, k, v, dO, lse, δ) → [dk | dv] along the last axis
+    /// (q, k, v, options…, dO, stats) → [dk | dv] along the last axis
     GradKv,
 }
 
-/// An attention node.
+/// An attention node. Its inputs are q, k, v, then the key lengths and the mask if present,
+/// then the pass's own.
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Attention {
     pass: Pass,
     scale: f64,
     causal: bool,
+    /// Input 3 is the key lengths.
+    lengths: bool,
+    /// The input after the key lengths (if any) is the additive mask.
+    mask: bool,
+    dropout: Option<DropoutDraw>,
 }
 
 impl Attention {
-    /// The CPU reference, one batch (one head) at a time, written with GEMMs: the scores
-    /// S = scale·Q·Kᵀ of a batch are materialized here, unlike on the GPU.
-    fn run<T: Gemm + Send + Sync>(&self, g: Geom, a: &[&[T]]) -> Vec<T> {
-        let width = match self.pass {
-            Pass::Forward => g.dv,
-            Pass::Lse => 1,
-            Pass::GradQ => g.d,
-            Pass::GradKv => g.d + g.dv,
-        };
-        let rows = if self.pass == Pass::GradKv { g.tk } else { g.tq };
-        let mut out = cpu_pool::zeroed::<T>(g.batch * rows * width);
-        out.par_chunks_mut((rows * width).max(1)).enumerate().for_each(|(b, ob)| self.batch(&g, a, b, ob));
-        out
+    /// The position of the mask among the inputs.
+    fn mask_input(&self) -> usize {
+        3 + self.lengths as usize
     }
 
-    /// P = softmax(scale · Q·Kᵀ) (tq×tk) over each row's visible keys, zero where masked, into
-    /// `p`; returns each row's log-sum-exp, in f64. With the causal mask a block of query rows
-    /// only multiplies the keys its last row sees, halving the work.
-    fn probabilities<T: Gemm>(g: &Geom, q: &[T], k: &[T], p: &mut [T]) -> Vec<f64> {
-        let (tq, tk, d) = (g.tq, g.tk, g.d);
-        for r0 in (0..tq).step_by(ROW_BLOCK) {
-            let r1 = (r0 + ROW_BLOCK).min(tq);
-            // S[r0..r1, ..keys] = Q[r0..r1] (rows×d) · K[..keys]ᵀ (d×keys)
-            gemm(
-                r1 - r0,
-                d,
-                g.visible_keys(r1),
-                Mat { data: &q[r0 * d..], row: d, col: 1 },
-                Mat { data: k, row: 1, col: d },
-                T::ZERO,
-                &mut p[r0 * tk..],
-                tk,
-            );
-        }
-        let scale = T::of(g.scale);
-        let mut lse = vec![0.0; tq];
-        for (i, (row, lse)) in p.chunks_mut(tk.max(1)).zip(&mut lse).enumerate() {
-            let (seen, masked) = row.split_at_mut(g.visible_keys(i + 1));
-            seen.iter_mut().for_each(|s| *s *= scale);
-            let m = max_of(seen);
-            seen.iter_mut().for_each(|s| *s = (*s - m).exp_fast());
-            let sum = sum_f64(seen);
-            let inv = T::of(1.0 / sum);
-            seen.iter_mut().for_each(|e| *e *= inv);
-            masked.fill(T::ZERO);
-            *lse = m.to_f64() + sum.ln();
-        }
-        lse
+    /// The position of the first of the pass's own inputs.
+    fn rest_input(&self) -> usize {
+        3 + self.lengths as usize + self.mask as usize
     }
 
-    fn batch<T: Gemm>(&self, g: &Geom, a: &[&[T]], b: usize, out: &mut [T]) {
-        let (tq, tk, d, dv) = (g.tq, g.tk, g.d, g.dv);
-        let q = &a[0][b * tq * d..][..tq * d];
-        let k = &a[1][b * tk * d..][..tk * d];
-        // P = softmax(scale · Q·Kᵀ, masked), and each row's log-sum-exp
-        let mut p = vec![T::ZERO; tq * tk];
-        let lse = Self::probabilities(g, q, k, &mut p);
-        if self.pass == Pass::Lse {
-            out.iter_mut().zip(&lse).for_each(|(o, &l)| *o = T::of(l));
-            return;
-        }
-        let v = &a[2][b * tk * dv..][..tk * dv];
-        if self.pass == Pass::Forward {
-            for r0 in (0..tq).step_by(ROW_BLOCK) {
-                let r1 = (r0 + ROW_BLOCK).min(tq);
-                let keys = g.visible_keys(r1);
-                // O[r0..r1] = P[r0..r1, ..keys] (rows×keys) · V[..keys] (keys×dv)
-                gemm(
-                    r1 - r0,
-                    keys,
-                    dv,
-                    Mat { data: &p[r0 * tk..], row: tk, col: 1 },
-                    Mat { data: v, row: dv, col: 1 },
-                    T::ZERO,
-                    &mut out[r0 * dv..],
-                    dv,
-                );
-            }
-            return;
-        }
-        let scale = T::of(g.scale);
-        let dout = &a[3][b * tq * dv..][..tq * dv];
-        let delta = &a[5][b * tq..][..tq];
-        // dP = dO (tq×dv) · Vᵀ (dv×tk), then dS = P ∘ (dP − δ), in place
-        let mut ds = vec![T::ZERO; tq * tk];
-        gemm(
-            tq,
-            dv,
-            tk,
-            Mat { data: dout, row: dv, col: 1 },
-            Mat { data: v, row: 1, col: dv },
-            T::ZERO,
-            &mut ds,
-            tk,
-        );
-        for ((row, prow), &dl) in ds.chunks_mut(tk.max(1)).zip(p.chunks(tk.max(1))).zip(delta) {
-            row.iter_mut().zip(prow).for_each(|(x, &pv)| *x = pv * (*x - dl) * scale);
-        }
-        if self.pass == Pass::GradQ {
-            // dQ = scale·dS (tq×tk) · K (tk×d)
-            gemm(
-                tq,
-                tk,
-                d,
-                Mat { data: &ds, row: tk, col: 1 },
-                Mat { data: k, row: d, col: 1 },
-                T::ZERO,
-                out,
-                d,
-            );
-        } else {
-            // dK = scale·dSᵀ (tk×tq) · Q (tq×d) and dV = Pᵀ (tk×tq) · dO (tq×dv), side by side
-            let w = d + dv;
-            gemm(
-                tk,
-                tq,
-                d,
-                Mat { data: &ds, row: 1, col: tk },
-                Mat { data: q, row: d, col: 1 },
-                T::ZERO,
-                out,
-                w,
-            );
-            gemm(
-                tk,
-                tq,
-                dv,
-                Mat { data: &p, row: 1, col: tk },
-                Mat { data: dout, row: dv, col: 1 },
-                T::ZERO,
-                &mut out[d..],
-                w,
-            );
-        }
+    fn geom(&self, args: &[CpuArg]) -> Geom {
+        Geom::of(self, &args.iter().map(|a| a.shape).collect::<Vec<_>>())
     }
 }
 
@@ -304,77 +130,68 @@ impl Op for Attention {
     fn name(&self) -> &'static str {
         match self.pass {
             Pass::Forward => "attention",
-            Pass::Lse => "attention_lse",
+            Pass::Stats => "attention_stats",
             Pass::GradQ | Pass::GradKv => "attention_grad",
         }
     }
 
     fn describe(&self) -> String {
-        format!("{}({:?}, scale {}, causal {})", self.name(), self.pass, self.scale, self.causal)
+        let mut options = format!("scale {}, causal {}", self.scale, self.causal);
+        if self.lengths {
+            options.push_str(", key lengths");
+        }
+        if self.mask {
+            options.push_str(", mask");
+        }
+        if let Some(d) = self.dropout {
+            options.push_str(&format!(", dropout {} {:?}", d.p, d.key));
+        }
+        format!("{}({:?}, {options})", self.name(), self.pass)
+    }
+
+    fn validate(&self, args: &[CpuArg]) -> Option<Fault> {
+        // the passes of the backward take the forward's lengths, already checked
+        if self.pass != Pass::Forward || !self.lengths {
+            return None;
+        }
+        let tk = self.geom(args).tk;
+        Fault::first("key length", args[3].data, tk + 1, None)
     }
 
     fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
-        let v_shape = if args.len() > 2 { args[2].shape } else { args[1].shape };
-        let g = Geom::of(args[0].shape, args[1].shape, v_shape, self.scale, self.causal);
-        CpuStorage::new(match args[0].data.data() {
-            CpuData::F32(_) => {
-                CpuData::F32(self.run(g, &args.iter().map(|a| a.data.as_slice::<f32>()).collect::<Vec<_>>()))
-            }
-            CpuData::F64(_) => {
-                CpuData::F64(self.run(g, &args.iter().map(|a| a.data.as_slice::<f64>()).collect::<Vec<_>>()))
-            }
-            _ => unreachable!("dtypes are checked when recorded"),
+        let g = self.geom(args);
+        let lengths = self.lengths.then(|| args[3].data.as_slice::<i32>());
+        with_float!(args[0].data, T, _q => {
+            let f = |k: usize| args[k].data.as_slice::<T>();
+            let inputs = cpu::Inputs {
+                q: f(0),
+                k: f(1),
+                v: f(2),
+                lengths,
+                mask: self.mask.then(|| f(self.mask_input())),
+                rest: (self.rest_input()..args.len()).map(f).collect(),
+            };
+            CpuStorage::from_vec(self.run(&g, &inputs))
         })
     }
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
-        let v_shape = if args.len() > 2 { args[2].shape } else { args[1].shape };
-        let g = Geom::of(args[0].shape, args[1].shape, v_shape, self.scale, self.causal);
-        let params = g.params()?;
-        let y = rec.alloc_elems(out.shape.numel())?;
-        let reads: Vec<&GpuBuffer> = args.iter().map(|a| a.buf).collect();
-        let limit = rec.context().limits.max_compute_workgroup_storage_size;
-        if let Some(flash) = Flash::fit(&g, limit) {
-            // (B, T, D) → one workgroup per ROWS query rows (key rows for dk, dv)
-            let rows = if self.pass == Pass::GradKv { g.tk } else { g.tq };
-            let grid = Grid::Linear(u32_of("attention", g.batch * rows.div_ceil(FLASH_ROWS as usize))?);
-            let entries: &[&'static str] = match self.pass {
-                Pass::Forward => &["forward"],
-                Pass::Lse => &["lse"],
-                Pass::GradQ => &["grad_q"],
-                Pass::GradKv => &["grad_k", "grad_v"],
-            };
-            for &entry in entries {
-                rec.dispatch(&flash.kernel(entry), &params, &reads, &[&y], grid)?;
-            }
-            return Ok(y);
-        }
-        let rows = u32_of("attention", g.batch * if self.pass == Pass::GradKv { g.tk } else { g.tq })?;
-        // one workgroup per query row (per key row for the k/v gradients)
-        let entry = match self.pass {
-            Pass::Forward => "forward",
-            Pass::Lse => "lse",
-            Pass::GradQ => "grad_q",
-            Pass::GradKv => "grad_kv",
-        };
-        let kernel = Kernel::new(&SHADER, entry, reads.len() as u32, 1);
-        rec.dispatch(&kernel, &params, &reads, &[&y], Grid::Linear(rows))?;
-        Ok(y)
+        gpu::launch(self, args, out, rec)
     }
 
     fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
         let (q, k, v) = (&g.inputs[0], &g.inputs[1], &g.inputs[2]);
         let (d, dv) = (q.dim(-1), v.dim(-1));
-        let row_shape = Shape::new(q.dims()[..q.rank() - 1].to_vec());
-        let lse = Tensor::from_op(
-            Attention { pass: Pass::Lse, ..*self },
-            vec![q.clone(), k.clone()],
-            row_shape,
+        let with = |rest: [Tensor; 2]| g.inputs.iter().cloned().chain(rest).collect::<Vec<_>>();
+        let mut stats_dims = q.dims()[..q.rank() - 1].to_vec();
+        stats_dims.push(STATS);
+        let stats = Tensor::from_op(
+            Attention { pass: Pass::Stats, ..*self },
+            with([g.grad.clone(), g.output.clone()]),
+            Shape::new(stats_dims),
             q.dtype(),
         );
-        // δᵢ = Σ dOᵢ·Oᵢ
-        let delta = (g.grad * g.output).sum(-1, false);
-        let inputs = vec![q.clone(), k.clone(), v.clone(), g.grad.clone(), lse, delta];
+        let inputs = with([g.grad.clone(), stats]);
         let dq = Tensor::from_op(
             Attention { pass: Pass::GradQ, ..*self },
             inputs.clone(),
@@ -389,28 +206,47 @@ impl Op for Attention {
             Shape::new(kv_dims),
             q.dtype(),
         );
-        vec![Some(dq), Some(dkv.narrow(-1, 0, d)), Some(dkv.narrow(-1, d, dv))]
+        let mut grads = vec![Some(dq), Some(dkv.narrow(-1, 0, d)), Some(dkv.narrow(-1, d, dv))];
+        // none for the key lengths and the mask
+        grads.resize(g.inputs.len(), None);
+        grads
     }
 
     fn tolerance(&self, args: &[CpuArg], _: &Meta) -> Tolerance {
-        // scores are dot products of length D, outputs sums over the keys (and, backward, over
-        // the queries) of products with them; exp on the GPU is a few ulps off per score
-        let v_shape = if args.len() > 2 { args[2].shape } else { args[1].shape };
-        let g = Geom::of(args[0].shape, args[1].shape, v_shape, self.scale, self.causal);
+        // scores are dot products of length D (plus a mask value), outputs sums over the keys
+        // (and, backward, over the queries) of products with them, and δ a dot product of
+        // length Dv; exp on the GPU is a few ulps off per score. Dropout only scales kept terms
+        // by one rounded factor, the same on both sides.
+        let g = self.geom(args);
         match self.pass {
-            Pass::Forward | Pass::Lse => ulps_summing(16.0, g.d + g.tk),
-            Pass::GradQ | Pass::GradKv => ulps_summing(32.0, g.d + g.tk.max(g.tq)),
+            Pass::Forward => ulps_summing(16.0, g.d + g.tk),
+            Pass::Stats => ulps_summing(16.0, g.d + g.tk + g.dv),
+            Pass::GradQ | Pass::GradKv => ulps_summing(32.0, g.d + g.dv + g.tk.max(g.tq)),
         }
     }
 }
 
-impl Tensor {
-    /// Scaled dot-product attention of queries `self` (…, Tq, D) over keys `k` (…, Tk, D) and
-    /// values `v` (…, Tk, Dv): softmax(q·kᵀ·scale)·v, with scale 1/√D by default and, if
-    /// `causal`, query i attending to keys j ≤ i only. Fused: no Tq×Tk matrix is stored.
+/// An attention call's inputs, checked, with the optional ones in the form the kernels index.
+struct Call {
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    scale: f64,
+    causal: bool,
+    lengths: Option<Tensor>,
+    mask: Option<Tensor>,
+    dropout: Option<DropoutDraw>,
+}
+
+/// Whether `dims` broadcasts to `to` (right-aligned, each dimension 1 or equal).
+fn broadcasts(dims: &[usize], to: &[usize]) -> bool {
+    dims.len() <= to.len() && dims.iter().rev().zip(to.iter().rev()).all(|(&a, &b)| a == b || a == 1)
+}
+
+impl Call {
+    /// Checks the shapes and dtypes of a call of `op` (panicking at the caller's line).
     #[track_caller]
-    pub fn attention(&self, k: &Tensor, v: &Tensor, causal: bool, scale: Option<f64>) -> Tensor {
-        let q = self;
+    fn new(op: &str, q: &Tensor, k: &Tensor, v: &Tensor, opts: &AttentionOptions) -> Call {
         let r = q.rank();
         let ok = r >= 2
             && k.rank() == r
@@ -424,38 +260,166 @@ impl Tensor {
             && q.dtype().is_float();
         if !ok {
             panic!(
-                "attention: q {}, k {}, v {} ({}) must be float (…, Tq, D), (…, Tk, D), (…, Tk, Dv)",
+                "{op}: q {}, k {}, v {} ({}) must be float (…, Tq, D), (…, Tk, D), (…, Tk, Dv)",
                 q.shape(),
                 k.shape(),
                 v.shape(),
                 q.dtype()
             );
         }
-        let scale = scale.unwrap_or(1.0 / (q.dim(-1) as f64).sqrt());
-        let mut dims = q.dims().to_vec();
-        dims[r - 1] = v.dim(-1);
-        let op = Attention { pass: Pass::Forward, scale, causal };
-        Tensor::from_op(op, [q.clone(), k.clone(), v.clone()], Shape::new(dims), q.dtype())
+        let batch = &q.dims()[..r - 2];
+        let (tq, tk) = (q.dim(-2), k.dim(-2));
+        // (panics stay out of closures, which would hide the caller's line)
+        let mut lengths = None;
+        if let Some(n) = &opts.key_lengths {
+            if n.dtype() != DType::I32 || !broadcasts(n.dims(), batch) {
+                panic!(
+                    "{op}: key_lengths {} ({}) must be i32 with q's batch shape {batch:?} or one that broadcasts to it (q {}, k {})",
+                    n.shape(),
+                    n.dtype(),
+                    q.shape(),
+                    k.shape()
+                );
+            }
+            lengths = Some(match contiguous_batch_shape(n.dims(), batch) {
+                Some(dims) => n.expand(dims),
+                None => n.clone(),
+            });
+        }
+        let mut mask = None;
+        if let Some(m) = &opts.mask {
+            let mr = m.rank();
+            let fits = |n: usize, t: usize| n == 1 || n == t;
+            if m.dtype() != q.dtype()
+                || mr < 2
+                || !fits(m.dims()[mr - 2], tq)
+                || !fits(m.dims()[mr - 1], tk)
+                || !broadcasts(&m.dims()[..mr - 2], batch)
+            {
+                panic!(
+                    "{op}: mask {} ({}) must be {} of shape (…, Tq, Tk) = (…, {tq}, {tk}), each dimension 1 or q's, broadcast over q's batch shape {batch:?} (q {}, k {})",
+                    m.shape(),
+                    m.dtype(),
+                    q.dtype(),
+                    q.shape(),
+                    k.shape()
+                );
+            }
+            mask = Some(match contiguous_batch_shape(&m.dims()[..mr - 2], batch) {
+                Some(mut dims) => {
+                    dims.extend_from_slice(&m.dims()[mr - 2..]);
+                    m.expand(dims)
+                }
+                None => m.clone(),
+            });
+        }
+        let mut dropout = None;
+        if let Some((p, key)) = opts.dropout {
+            if !(0.0..1.0).contains(&p) {
+                panic!("{op}: dropout p must be in [0, 1), got {p}");
+            }
+            dropout = (p > 0.0).then_some(DropoutDraw { p, key });
+        }
+        Call {
+            q: q.clone(),
+            k: k.clone(),
+            v: v.clone(),
+            scale: opts.scale.unwrap_or(1.0 / (q.dim(-1) as f64).sqrt()),
+            causal: opts.causal,
+            lengths,
+            mask,
+            dropout,
+        }
+    }
+}
+
+impl Tensor {
+    /// Scaled dot-product attention of queries `self` (…, Tq, D) over keys `k` (…, Tk, D) and
+    /// values `v` (…, Tk, Dv): softmax(q·kᵀ·scale)·v, with scale 1/√D by default and, if
+    /// `causal`, query i attending to keys j ≤ i only. Fused: no Tq×Tk matrix is stored.
+    /// [`Tensor::attention_with`] adds key padding, an additive mask and dropout.
+    #[track_caller]
+    pub fn attention(&self, k: &Tensor, v: &Tensor, causal: bool, scale: Option<f64>) -> Tensor {
+        self.attention_with(k, v, &AttentionOptions { causal, scale, ..Default::default() })
+    }
+
+    /// Fused attention with [`AttentionOptions`]: key lengths, an additive mask, the causal
+    /// mask and dropout on the weights, combined (see the module doc for the semantics). A
+    /// query that sees no key gets output 0 and no gradient (PyTorch gives NaN).
+    #[track_caller]
+    pub fn attention_with(&self, k: &Tensor, v: &Tensor, opts: &AttentionOptions) -> Tensor {
+        let call = Call::new("attention", self, k, v, opts);
+        let op = Attention {
+            pass: Pass::Forward,
+            scale: call.scale,
+            causal: call.causal,
+            lengths: call.lengths.is_some(),
+            mask: call.mask.is_some(),
+            dropout: call.dropout,
+        };
+        let mut dims = self.dims().to_vec();
+        *dims.last_mut().expect("rank ≥ 2") = v.dim(-1);
+        let inputs = [call.q, call.k, call.v].into_iter().chain(call.lengths).chain(call.mask);
+        Tensor::from_op(op, inputs, Shape::new(dims), self.dtype())
     }
 
     /// The same attention computed unfused, as matmul → masked softmax → matmul: it stores the
     /// Tq×Tk scores. For checking the fused kernel and for measuring what fusion saves.
     #[track_caller]
     pub fn attention_unfused(&self, k: &Tensor, v: &Tensor, causal: bool, scale: Option<f64>) -> Tensor {
-        let scale = scale.unwrap_or(1.0 / (self.dim(-1) as f64).sqrt());
-        let scores = self.matmul(&k.t()) * scale;
-        let scores = if causal {
-            let (tq, tk) = (self.dim(-2), k.dim(-2));
-            let rows =
-                Tensor::arange_typed(0.0, tq as f64, 1.0, crate::DType::I32, &self.device()).reshape([tq, 1]);
-            let cols =
-                Tensor::arange_typed(0.0, tk as f64, 1.0, crate::DType::I32, &self.device()).reshape([1, tk]);
-            let hidden = cols.gt(&rows);
-            let neg_inf = Tensor::full(Shape::scalar(), f64::NEG_INFINITY, scores.dtype(), &self.device());
-            hidden.where_(&neg_inf, &scores)
+        self.attention_unfused_with(k, v, &AttentionOptions { causal, scale, ..Default::default() }).0
+    }
+
+    /// [`Tensor::attention_with`] computed unfused, returning the output and the attention
+    /// weights (…, Tq, Tk) — after masking and softmax, before dropout — for heat maps
+    /// (PyTorch's `need_weights`; averaging over heads is the module's choice). Dropout draws
+    /// the same weights as the fused op for the same key, so the two outputs agree. Key lengths
+    /// are not range-checked here: one past Tk hides nothing, a negative one everything.
+    #[track_caller]
+    pub fn attention_unfused_with(
+        &self,
+        k: &Tensor,
+        v: &Tensor,
+        opts: &AttentionOptions,
+    ) -> (Tensor, Tensor) {
+        let call = Call::new("attention_unfused", self, k, v, opts);
+        let (tq, tk, dtype, device) = (self.dim(-2), k.dim(-2), self.dtype(), self.device());
+        let scalar = |x: f64| Tensor::full(Shape::scalar(), x, dtype, &device);
+        let neg_inf = scalar(f64::NEG_INFINITY);
+        let mut scores = self.matmul(&k.t()) * call.scale;
+        if let Some(mask) = &call.mask {
+            let shown = (&scores + mask).maximum(&scalar(MIN_SCORE));
+            scores = mask.eq_scalar(f64::NEG_INFINITY).where_(&neg_inf, &shown);
+        }
+        let keys = Tensor::arange_typed(0.0, tk as f64, 1.0, DType::I32, &device);
+        if call.causal {
+            let queries = Tensor::arange_typed(0.0, tq as f64, 1.0, DType::I32, &device).reshape([tq, 1]);
+            scores = keys.reshape([1, tk]).gt(&queries).where_(&neg_inf, &scores);
+        }
+        if let Some(lengths) = &call.lengths {
+            let mut dims = lengths.dims().to_vec();
+            dims.extend([1, 1]);
+            scores = keys.ge(&lengths.reshape(dims)).where_(&neg_inf, &scores);
+        }
+        // a row that sees no key (only key lengths or a mask can hide a whole row) gets
+        // weights 0, where softmax would give NaN
+        let zero = scalar(0.0);
+        let weights = if call.lengths.is_some() || call.mask.is_some() {
+            let empty = scores.max(-1, true).eq_scalar(f64::NEG_INFINITY);
+            empty.where_(&zero, &empty.where_(&zero, &scores).softmax(-1))
         } else {
-            scores
+            scores.softmax(-1)
         };
-        scores.softmax(-1).matmul(v)
+        let dropped = match call.dropout {
+            Some(draw) => {
+                let mut dims = self.dims()[..self.rank() - 2].to_vec();
+                dims.extend([tq, DropoutDraw::row_stride(tk)]);
+                let uniform = Tensor::uniform(dims, 0.0, 1.0, draw.key, &device).narrow(-1, 0, tk);
+                let kept = &weights * f64::from(draw.scale());
+                uniform.ge_scalar(f64::from(draw.p)).where_(&kept, &zero)
+            }
+            None => weights.clone(),
+        };
+        (dropped.matmul(v), weights)
     }
 }

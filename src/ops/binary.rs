@@ -9,7 +9,6 @@ use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::Float;
 use crate::ops::layout::{MAX_RANK, collapse, offsets, pack, u32_of};
 use crate::ops::wgsl::{GPU_TYPES, wgsl_type};
-use crate::testing::Domain;
 use crate::{DType, Result, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -68,8 +67,6 @@ pub struct BinaryFn {
     grad: GradRule,
     /// Cross-check tolerance (relative).
     pub tolerance: f64,
-    /// The case table's input domains for a and b.
-    pub domains: (Domain, Domain),
 }
 
 /// The arithmetic rows.
@@ -81,7 +78,6 @@ pub static BINARY: &[BinaryFn] = &[
         wgsl: "a + b",
         grad: |_, _, _, g| (g.clone(), g.clone()),
         tolerance: 1e-6,
-        domains: (Domain::Normal, Domain::Normal),
     },
     BinaryFn {
         name: "sub",
@@ -90,7 +86,6 @@ pub static BINARY: &[BinaryFn] = &[
         wgsl: "a - b",
         grad: |_, _, _, g| (g.clone(), -g),
         tolerance: 1e-6,
-        domains: (Domain::Normal, Domain::Normal),
     },
     BinaryFn {
         name: "mul",
@@ -100,7 +95,6 @@ pub static BINARY: &[BinaryFn] = &[
         // ∂(ab)/∂a = b, ∂(ab)/∂b = a
         grad: |a, b, _, g| (g * b, g * a),
         tolerance: 1e-6,
-        domains: (Domain::Normal, Domain::Normal),
     },
     BinaryFn {
         name: "div",
@@ -110,7 +104,6 @@ pub static BINARY: &[BinaryFn] = &[
         // ∂(a/b)/∂a = 1/b, ∂(a/b)/∂b = -a/b² = -y/b
         grad: |_, b, y, g| (g / b, -(g * y / b)),
         tolerance: 1e-6,
-        domains: (Domain::Normal, Domain::AwayFromZero),
     },
     BinaryFn {
         name: "pow",
@@ -120,7 +113,6 @@ pub static BINARY: &[BinaryFn] = &[
         // ∂aᵇ/∂a = b·aᵇ⁻¹, ∂aᵇ/∂b = aᵇ·ln a
         grad: |a, b, y, g| (g * b * a.pow(&(b - 1.0)), g * y * a.log()),
         tolerance: 1e-5,
-        domains: (Domain::Range(0.1, 3.0), Domain::Range(-2.0, 2.0)),
     },
     BinaryFn {
         name: "maximum",
@@ -133,7 +125,6 @@ pub static BINARY: &[BinaryFn] = &[
             (g * &to_a, g * (1.0 - to_a))
         },
         tolerance: 1e-6,
-        domains: (Domain::Normal, Domain::Normal),
     },
     BinaryFn {
         name: "minimum",
@@ -146,7 +137,6 @@ pub static BINARY: &[BinaryFn] = &[
             (g * &to_a, g * (1.0 - to_a))
         },
         tolerance: 1e-6,
-        domains: (Domain::Normal, Domain::Normal),
     },
 ];
 

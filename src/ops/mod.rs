@@ -21,6 +21,7 @@ pub mod matmul;
 pub mod movement;
 pub mod pool;
 pub mod random;
+pub mod recurrent;
 pub mod reduce;
 pub mod rope;
 pub mod select;
@@ -227,6 +228,7 @@ pub(crate) fn kernel_variants() -> Vec<crate::backend::wgpu::Kernel<'static>> {
     all.extend(layernorm::variants());
     all.extend(attention::variants());
     all.extend(conv::variants());
+    all.extend(recurrent::variants());
     all
 }
 
@@ -281,11 +283,17 @@ pub fn op_set() -> Vec<&'static str> {
         "layer_norm",
         "layer_norm_grad",
         "attention",
-        "attention_lse",
+        "attention_stats",
         "attention_grad",
         "cross_entropy",
         "cross_entropy_grad",
         "dropout",
+        "lstm_cell",
+        "lstm_cell_grad",
+        "gru_cell",
+        "gru_cell_grad",
+        "rnn_cell",
+        "rnn_cell_grad",
         "rope",
     ]);
     names

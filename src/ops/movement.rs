@@ -7,7 +7,7 @@
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance};
 use crate::backend::cpu::{CpuData, CpuStorage, with_any};
-use crate::backend::cpu_pool;
+use crate::backend::cpu_pool::{self, filled};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::ops::layout::{MAX_RANK, collapse, offsets, pack, u32_of};
 use crate::{DType, Result, Shape, Tensor};
@@ -64,10 +64,28 @@ pub(crate) fn strided_copy(
     rec.dispatch(&kernel, &params, &[src], &[dst], Grid::Linear(n.div_ceil(256)))
 }
 
-/// The CPU side of a strided read: the input elements in output order.
+/// The CPU side of a strided read: the input elements in output order. When the innermost
+/// dimension (after collapsing) is contiguous in the input, as it is for slices and selects of
+/// whole rows, its runs are copied as blocks; otherwise every element's offset is listed.
 fn read_strided(data: &CpuStorage, shape: &Shape, read: &StridedRead) -> CpuStorage {
-    let idx: Vec<usize> = offsets(shape.dims(), &read.strides, read.start).collect();
-    CpuStorage::new(with_any!(data, x => pick(x, &idx)))
+    let (dims, strides) = collapse(shape.dims(), std::slice::from_ref(&read.strides));
+    let strides = &strides[0];
+    CpuStorage::new(with_any!(data, x => match strides.last() {
+        Some(1) if shape.numel() > 0 => copy_runs(x, &dims, strides, read.start),
+        _ => pick(x, &offsets(shape.dims(), &read.strides, read.start).collect::<Vec<_>>()),
+    }))
+}
+
+/// The elements of `x` read in runs along the last of `dims`, which is contiguous in `x`: the
+/// other dimensions step by `strides`, from `start`.
+fn copy_runs<T: crate::Element>(x: &[T], dims: &[usize], strides: &[usize], start: usize) -> CpuData {
+    let (outer, run) = dims.split_at(dims.len() - 1);
+    let run = run[0];
+    let mut out = cpu_pool::zeroed::<T>(outer.iter().product::<usize>() * run);
+    for (o, at) in out.chunks_mut(run).zip(offsets(outer, &strides[..outer.len()], start)) {
+        o.copy_from_slice(&x[at..at + run]);
+    }
+    T::wrap(out)
 }
 
 /// The elements of `x` at `idx`, in that order.
@@ -171,6 +189,26 @@ impl Op for Movement {
     }
 }
 
+/// `y` with the contiguous `x` of shape `dims` written at `start + Σ c·strides` for every
+/// coordinate c: in runs where the innermost dimension stays contiguous, element by element
+/// otherwise.
+fn write_strided<T: crate::Element>(
+    x: &[T],
+    mut y: Vec<T>,
+    (dims, start, strides): (&[usize], usize, &[usize]),
+) -> Vec<T> {
+    let (dims, strides) = collapse(dims, &[Shape::new(dims.to_vec()).strides(), strides.to_vec()]);
+    let contiguous = strides.iter().all(|s| s.last() == Some(&1));
+    let outer = if contiguous { dims.len() - 1 } else { dims.len() };
+    let run = if contiguous { dims[outer] } else { 1 };
+    let from = offsets(&dims[..outer], &strides[0][..outer], 0);
+    let to = offsets(&dims[..outer], &strides[1][..outer], start);
+    for (f, t) in from.zip(to) {
+        y[t..t + run].copy_from_slice(&x[f..f + run]);
+    }
+    y
+}
+
 /// Padding of one dimension: elements before, after, and between neighbours.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PadSpec {
@@ -218,38 +256,20 @@ impl Op for Pad {
     }
 
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
-        let input = args[0].shape;
-        let in_strides = input.strides();
-        // for each output element: Some(input offset) or None (padding)
-        let sources: Vec<Option<usize>> = (0..out.shape.numel())
-            .map(|o| {
-                let mut rest = o;
-                let mut offset = 0;
-                for d in (0..out.shape.rank()).rev() {
-                    let c = rest % out.shape.dim(d);
-                    rest /= out.shape.dim(d);
-                    let step = self.spec[d].interior + 1;
-                    let t = c.checked_sub(self.spec[d].before)?;
-                    if t % step != 0 || t / step >= input.dim(d) {
-                        return None;
-                    }
-                    offset += t / step * in_strides[d];
-                }
-                Some(offset)
-            })
-            .collect();
-        let v = self.value;
-        macro_rules! fill {
-            ($x:expr, $pad:expr) => {
-                sources.iter().map(|s| s.map_or($pad, |i| $x[i])).collect()
-            };
-        }
+        // the input is a strided write into the padded output: input element c lands at
+        // Σ (before_d + c_d·step_d)·out_stride_d
+        let out_strides = out.shape.strides();
+        let start = self.spec.iter().zip(&out_strides).map(|(s, st)| s.before * st).sum();
+        let steps: Vec<usize> =
+            self.spec.iter().zip(&out_strides).map(|(s, st)| (s.interior + 1) * st).collect();
+        let write = (args[0].shape.dims(), start, &steps[..]);
+        let (n, v) = (out.shape.numel(), self.value);
         CpuStorage::new(match args[0].data.data() {
-            CpuData::F32(x) => CpuData::F32(fill!(x, v as f32)),
-            CpuData::F64(x) => CpuData::F64(fill!(x, v)),
-            CpuData::I32(x) => CpuData::I32(fill!(x, v as i32)),
-            CpuData::U32(x) => CpuData::U32(fill!(x, v as u32)),
-            CpuData::Bool(x) => CpuData::Bool(fill!(x, v != 0.0)),
+            CpuData::F32(x) => CpuData::F32(write_strided(x, filled(n, v as f32), write)),
+            CpuData::F64(x) => CpuData::F64(write_strided(x, filled(n, v), write)),
+            CpuData::I32(x) => CpuData::I32(write_strided(x, filled(n, v as i32), write)),
+            CpuData::U32(x) => CpuData::U32(write_strided(x, filled(n, v as u32), write)),
+            CpuData::Bool(x) => CpuData::Bool(write_strided(x, filled(n, v != 0.0), write)),
         })
     }
 

@@ -14,6 +14,9 @@ use rayon::prelude::*;
 
 static SHADER: Shader = shader!("random.wgsl");
 
+/// The Philox4x32-10 generator in WGSL, shared by the random kernels and attention dropout.
+pub(crate) static PHILOX: Shader = shader!("philox.wgsl");
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -92,7 +95,7 @@ impl Op for Random {
             Draw::Normal { mean, std } => ("rand_normal", mean, std),
         };
         let params = Params::new(self.name(), n, self.key, a, b)?;
-        let kernel = Kernel::new(&SHADER, entry, 0, 1);
+        let kernel = Kernel::new(&SHADER, entry, 0, 1).with_library(&PHILOX);
         rec.dispatch(&kernel, &params, &[], &[&y], Grid::Linear(params.n.div_ceil(256)))?;
         Ok(y)
     }
@@ -149,7 +152,7 @@ impl Op for Dropout {
         let n = out.shape.numel();
         let y = rec.alloc_elems(n)?;
         let params = Params::new("dropout", n, self.key, self.p, self.scale())?;
-        let kernel = Kernel::new(&SHADER, "dropout", 1, 1);
+        let kernel = Kernel::new(&SHADER, "dropout", 1, 1).with_library(&PHILOX);
         rec.dispatch(&kernel, &params, &[args[0].buf], &[&y], Grid::Linear(params.n.div_ceil(256)))?;
         Ok(y)
     }

@@ -10,12 +10,13 @@ use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::Float;
 use crate::ops::layout::u32_of;
-use crate::testing::{Domain, Sample};
 use crate::{Result, Tensor};
 use rayon::prelude::*;
 use std::f64::consts::{FRAC_2_SQRT_PI, PI};
 
 static SHADER: Shader = shader!("unary.wgsl");
+/// The library of shared activations (sigmoid, tanh) that the unary and recurrent kernels use.
+pub(crate) static ACTIVATIONS: Shader = shader!("activations.wgsl");
 
 /// A unary row's CPU reference: one loop over a slice per float type, generated from one
 /// generic expression by the `map!` macro below, so that it is inlined and, where it can be,
@@ -73,8 +74,6 @@ pub struct UnaryFn {
     /// Cross-check tolerance (relative): f32 transcendentals differ by a few ulps between the
     /// GPU and the CPU reference, which computes in f64.
     pub tolerance: f64,
-    /// Where the case table samples it: the input domain and the parameters a, b.
-    pub sample: Sample,
 }
 
 const EXACT: f64 = 1e-6;
@@ -88,7 +87,6 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "-x",
         grad: Some(|_, _, g, _, _| -g),
         tolerance: EXACT,
-        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "exp",
@@ -97,7 +95,6 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx eˣ = eˣ
         grad: Some(|_, y, g, _, _| g * y),
         tolerance: TRANSCENDENTAL,
-        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "log",
@@ -106,7 +103,6 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx ln x = 1/x
         grad: Some(|x, _, g, _, _| g / x),
         tolerance: TRANSCENDENTAL,
-        sample: Sample { domain: Domain::Range(0.1, 4.0), a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "sqrt",
@@ -115,7 +111,6 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx √x = 1 / (2√x)
         grad: Some(|_, y, g, _, _| g * 0.5 / y),
         tolerance: TRANSCENDENTAL,
-        sample: Sample { domain: Domain::Range(0.1, 4.0), a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "rsqrt",
@@ -124,7 +119,6 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx x^(-1/2) = -x^(-3/2) / 2 = -y³ / 2
         grad: Some(|_, y, g, _, _| g * y.powf(3.0) * -0.5),
         tolerance: TRANSCENDENTAL,
-        sample: Sample { domain: Domain::Range(0.1, 4.0), a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "abs",
@@ -133,15 +127,14 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx |x| = sign x
         grad: Some(|x, _, g, _, _| g * x.sign()),
         tolerance: EXACT,
-        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "sign",
         cpu: map!(|x, a, b| sign(x)),
         wgsl: "sign(x)",
+        // piecewise constant: the gradient is 0 wherever it exists
         grad: None,
         tolerance: EXACT,
-        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "sin",
@@ -150,7 +143,6 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx sin = cos
         grad: Some(|x, _, g, _, _| g * x.cos()),
         tolerance: TRANSCENDENTAL,
-        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "cos",
@@ -159,7 +151,6 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx cos = -sin
         grad: Some(|x, _, g, _, _| -(g * x.sin())),
         tolerance: TRANSCENDENTAL,
-        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "tanh",
@@ -168,7 +159,6 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx tanh = 1 - y²
         grad: Some(|_, y, g, _, _| g * (1.0 - y.square())),
         tolerance: TRANSCENDENTAL,
-        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "sigmoid",
@@ -177,7 +167,6 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx σ = σ(1 - σ)
         grad: Some(|_, y, g, _, _| g * y * (1.0 - y)),
         tolerance: TRANSCENDENTAL,
-        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "relu",
@@ -186,7 +175,6 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx relu = [x > 0]
         grad: Some(|x, _, g, _, _| g * x.gt_scalar(0.0).cast(g.dtype())),
         tolerance: EXACT,
-        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "leaky_relu",
@@ -195,7 +183,6 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx = 1 where x > 0, a elsewhere: a + (1 - a)·[x > 0]
         grad: Some(|x, _, g, a, _| g * (x.gt_scalar(0.0).cast(g.dtype()) * (1.0 - a) + a)),
         tolerance: EXACT,
-        sample: Sample { domain: Domain::Normal, a: 0.1, b: 0.0 },
     },
     UnaryFn {
         name: "elu",
@@ -204,7 +191,6 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx = 1 where x > 0, y + a elsewhere
         grad: Some(|x, y, g, a, _| x.gt_scalar(0.0).where_(g, &(g * (y + a)))),
         tolerance: TRANSCENDENTAL,
-        sample: Sample { domain: Domain::Normal, a: 1.0, b: 0.0 },
     },
     UnaryFn {
         name: "gelu",
@@ -217,7 +203,6 @@ pub static UNARY: &[UnaryFn] = &[
             g * (cdf + x * pdf)
         }),
         tolerance: TRANSCENDENTAL,
-        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "gelu_tanh",
@@ -233,7 +218,6 @@ pub static UNARY: &[UnaryFn] = &[
             g * ((&t + 1.0) * 0.5 + x * (1.0 - t.square()) * du * 0.5)
         }),
         tolerance: TRANSCENDENTAL,
-        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "silu",
@@ -245,7 +229,6 @@ pub static UNARY: &[UnaryFn] = &[
             g * &s * (x * (1.0 - &s) + 1.0)
         }),
         tolerance: TRANSCENDENTAL,
-        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "softplus",
@@ -254,7 +237,6 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx ln(1 + eˣ) = σ(x)
         grad: Some(|x, _, g, _, _| g * x.sigmoid()),
         tolerance: TRANSCENDENTAL,
-        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "square",
@@ -263,7 +245,6 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx x² = 2x
         grad: Some(|x, _, g, _, _| g * x * 2.0),
         tolerance: EXACT,
-        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "reciprocal",
@@ -272,7 +253,6 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx 1/x = -1/x² = -y²
         grad: Some(|_, y, g, _, _| -(g * y.square())),
         tolerance: EXACT,
-        sample: Sample { domain: Domain::AwayFromZero, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "erf",
@@ -281,31 +261,30 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx erf = 2/√π · e^(-x²)
         grad: Some(|x, _, g, _, _| g * (-x.square()).exp() * FRAC_2_SQRT_PI),
         tolerance: TRANSCENDENTAL,
-        sample: Sample { domain: Domain::Normal, a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "floor",
         cpu: map!(|x, a, b| x.floor()),
         wgsl: "floor(x)",
+        // piecewise constant: the gradient is 0 wherever it exists
         grad: None,
         tolerance: EXACT,
-        sample: Sample { domain: Domain::Range(-3.0, 3.0), a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "ceil",
         cpu: map!(|x, a, b| x.ceil()),
         wgsl: "ceil(x)",
+        // piecewise constant: the gradient is 0 wherever it exists
         grad: None,
         tolerance: EXACT,
-        sample: Sample { domain: Domain::Range(-3.0, 3.0), a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "round",
         cpu: map!(|x, a, b| x.round_even()),
         wgsl: "round(x)",
+        // piecewise constant: the gradient is 0 wherever it exists
         grad: None,
         tolerance: EXACT,
-        sample: Sample { domain: Domain::Range(-3.0, 3.0), a: 0.0, b: 0.0 },
     },
     UnaryFn {
         name: "add_scalar",
@@ -313,7 +292,6 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "x + a",
         grad: Some(|_, _, g, _, _| g.clone()),
         tolerance: EXACT,
-        sample: Sample { domain: Domain::Normal, a: 1.5, b: 0.0 },
     },
     UnaryFn {
         name: "mul_scalar",
@@ -321,7 +299,6 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "x * a",
         grad: Some(|_, _, g, a, _| g * a),
         tolerance: EXACT,
-        sample: Sample { domain: Domain::Normal, a: -2.0, b: 0.0 },
     },
     UnaryFn {
         name: "rsub_scalar",
@@ -329,7 +306,6 @@ pub static UNARY: &[UnaryFn] = &[
         wgsl: "a - x",
         grad: Some(|_, _, g, _, _| -g),
         tolerance: EXACT,
-        sample: Sample { domain: Domain::Normal, a: 3.0, b: 0.0 },
     },
     UnaryFn {
         name: "rdiv_scalar",
@@ -338,7 +314,6 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx a/x = -a/x² = -y/x
         grad: Some(|x, y, g, _, _| -(g * y / x)),
         tolerance: EXACT,
-        sample: Sample { domain: Domain::AwayFromZero, a: 2.0, b: 0.0 },
     },
     UnaryFn {
         name: "pow_scalar",
@@ -347,7 +322,6 @@ pub static UNARY: &[UnaryFn] = &[
         // d/dx xᵃ = a·xᵃ⁻¹
         grad: Some(|x, _, g, a, _| g * x.powf(a - 1.0) * a),
         tolerance: TRANSCENDENTAL,
-        sample: Sample { domain: Domain::Range(0.1, 3.0), a: 2.5, b: 0.0 },
     },
     UnaryFn {
         name: "clamp",
@@ -359,7 +333,6 @@ pub static UNARY: &[UnaryFn] = &[
             g * inside
         }),
         tolerance: EXACT,
-        sample: Sample { domain: Domain::Normal, a: -0.5, b: 0.5 },
     },
 ];
 
@@ -408,7 +381,9 @@ struct Params {
 
 /// The kernel of a row: its expression spliced into `unary.wgsl`.
 fn kernel(f: &UnaryFn) -> Kernel<'static> {
-    Kernel::new(&SHADER, "main", 1, 1).with("return x; // @expr", format!("return {};", f.wgsl))
+    Kernel::new(&SHADER, "main", 1, 1)
+        .with_library(&ACTIVATIONS)
+        .with("return x; // @expr", format!("return {};", f.wgsl))
 }
 
 /// Every specialization this family can compile (for the shader validation test).

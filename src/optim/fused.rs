@@ -225,21 +225,24 @@ struct Params {
     _pad2: [f32; 2],
 }
 
-/// One parameter's update: its tensor, gradient and state tensors (realized, same device).
+/// One parameter's update: its tensor, gradient and state tensors (realized, same device), with
+/// the rule and learning rate of its parameter group.
 pub(crate) struct Update<'a> {
     pub param: &'a Tensor,
     pub grad: &'a Tensor,
     pub state: &'a [Tensor],
+    pub rule: Rule,
+    pub lr: f64,
 }
 
-/// Applies `rule` at step `t` to every update, replacing parameter storages and updating the
-/// state. GPU updates of one device are recorded together and submitted once.
-pub(crate) fn apply_all(rule: &Rule, lr: f64, t: u64, updates: &[Update]) -> Result<()> {
+/// Applies every update at step `t`, replacing parameter storages and updating the state. GPU
+/// updates of one device are recorded together and submitted once, whatever their groups.
+pub(crate) fn apply_all(t: u64, updates: &[Update]) -> Result<()> {
     let mut recorders: HashMap<usize, Recorder> = HashMap::new();
     let mut pending: Vec<(&Update, GpuBuffer, Option<Before>)> = Vec::new();
     for u in updates {
         match u.param.device() {
-            Device::Cpu => apply_cpu(rule, lr, t, u),
+            Device::Cpu => apply_cpu(&u.rule, u.lr, t, u),
             Device::Gpu(n) => {
                 let rec = match recorders.entry(n) {
                     Entry::Occupied(e) => e.into_mut(),
@@ -247,7 +250,7 @@ pub(crate) fn apply_all(rule: &Rule, lr: f64, t: u64, updates: &[Update]) -> Res
                 };
                 // the state is updated in place: keep its old values for the cross-check
                 let before = if rec.context().checked() { Some(Before::of(u)?) } else { None };
-                pending.push((u, record_gpu(rule, lr, t, u, rec)?, before));
+                pending.push((u, record_gpu(&u.rule, u.lr, t, u, rec)?, before));
             }
         }
     }
@@ -256,7 +259,7 @@ pub(crate) fn apply_all(rule: &Rule, lr: f64, t: u64, updates: &[Update]) -> Res
     }
     for (u, new_param, before) in pending {
         if let Some(before) = before {
-            before.check(rule, lr, t, u, &new_param)?;
+            before.check(&u.rule, u.lr, t, u, &new_param)?;
         }
         u.param.0.set_storage(Storage::Gpu(Arc::new(new_param)));
     }

@@ -2,6 +2,8 @@
 //!
 //! An [`Optimizer`] holds named parameters, an update [`Rule`] (SGD, AdaGrad, RMSProp,
 //! Adadelta, Adam, AdamW, with PyTorch's definitions and defaults) and per-parameter state.
+//! Parameters may come in groups ([`ParamGroup`]) with their own weight decay and
+//! learning-rate scale; [`decay_groups`] is nanoGPT's split (no decay for 1-D parameters).
 //! `step` realizes every gradient in one pass, then applies one fused update per parameter
 //! tensor — on a GPU, one kernel dispatch each, all in one submission.
 //!
@@ -20,11 +22,11 @@ mod clip;
 pub(crate) mod fused;
 pub mod schedule;
 
-pub use clip::clip_grad_norm;
+pub use clip::{clip_grad_norm, grad_norms};
 pub use fused::Rule;
 pub use schedule::Scheduler;
 
-use crate::{DType, Error, Gradients, Result, Tensor};
+use crate::{DType, Error, Gradients, Result, Tensor, no_grad};
 use fused::Update;
 
 impl Rule {
@@ -56,6 +58,18 @@ impl Rule {
     pub fn adamw() -> Rule {
         Rule::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.01, decoupled: true }
     }
+    /// The same Adam or AdamW rule with moment decay rates `beta1` and `beta2` (nanoGPT trains
+    /// its character model with β2 = 0.99). Panics for other rules, which have no betas.
+    #[track_caller]
+    pub fn betas(self, beta1: f64, beta2: f64) -> Rule {
+        match self {
+            Rule::Adam { eps, weight_decay, decoupled, .. } => {
+                Rule::Adam { beta1, beta2, eps, weight_decay, decoupled }
+            }
+            other => panic!("Rule::betas: {other:?} has no betas (only Adam and AdamW)"),
+        }
+    }
+
     /// The same rule with weight decay `wd`.
     pub fn weight_decay(self, wd: f64) -> Rule {
         match self {
@@ -72,11 +86,98 @@ impl Rule {
     }
 }
 
+/// A set of parameters trained with their own settings, as a PyTorch parameter group: a
+/// weight decay that replaces the rule's, and a factor on the optimizer's learning rate.
+///
+/// ```
+/// use kiln::nn::{self, Linear};
+/// use kiln::optim::{Optimizer, ParamGroup, Rule};
+/// use kiln::Device;
+/// let layer = Linear::new(4, 2, &Device::Cpu);
+/// let (weights, biases): (Vec<_>, Vec<_>) =
+///     nn::parameters(&layer).into_iter().partition(|(_, p)| p.rank() >= 2);
+/// let groups = vec![ParamGroup::new(weights).weight_decay(0.1), ParamGroup::new(biases).weight_decay(0.0)];
+/// let opt = Optimizer::with_groups(groups, Rule::adamw(), 1e-3);
+/// assert_eq!(opt.rule_of("bias"), Some(Rule::adamw().weight_decay(0.0)));
+/// ```
+#[derive(Clone)]
+pub struct ParamGroup {
+    /// The parameters, with their state-dict names.
+    pub params: Vec<(String, Tensor)>,
+    /// The group's weight decay, in place of the rule's; `None` keeps the rule's.
+    pub weight_decay: Option<f64>,
+    /// The group's learning rate is the optimizer's times this (and follows its schedule).
+    pub lr_scale: f64,
+}
+
+impl ParamGroup {
+    /// A group with the rule's weight decay and the optimizer's learning rate.
+    pub fn new(params: Vec<(String, Tensor)>) -> ParamGroup {
+        ParamGroup { params, weight_decay: None, lr_scale: 1.0 }
+    }
+
+    /// The same group with weight decay `wd`.
+    pub fn weight_decay(mut self, wd: f64) -> ParamGroup {
+        self.weight_decay = Some(wd);
+        self
+    }
+
+    /// The same group with its learning rate scaled by `scale`.
+    pub fn lr_scale(mut self, scale: f64) -> ParamGroup {
+        self.lr_scale = scale;
+        self
+    }
+
+    /// The settings alone, to compare two groups.
+    fn settings(&self) -> (Option<f64>, f64) {
+        (self.weight_decay, self.lr_scale)
+    }
+}
+
+/// nanoGPT's `configure_optimizers` split of `params`: weight decay `weight_decay` for the
+/// parameters of two or more dimensions (the weights of matmuls and embeddings), none for the
+/// rest (biases, norm weights and other 1-D parameters). Each tensor appears once, under its
+/// first name (a tied weight is one parameter), and tensors that do not require a gradient
+/// (frozen) are left out, so they get no optimizer state.
+///
+/// ```
+/// use kiln::nn::{self, LayerNorm, Linear, Module, Sequential};
+/// use kiln::optim::{Optimizer, Rule, decay_groups};
+/// use kiln::Device;
+/// let dev = Device::Cpu;
+/// let model = Sequential::new().add(Linear::new(8, 8, &dev)).add(LayerNorm::new(&[8], &dev));
+/// let groups = decay_groups(nn::parameters(&model), 0.1);
+/// let names = |g: usize| groups[g].params.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>();
+/// assert_eq!(names(0), ["0.weight"]);
+/// assert_eq!(names(1), ["0.bias", "1.weight", "1.bias"]);
+/// let opt = Optimizer::with_groups(groups, Rule::adamw().betas(0.9, 0.99), 1e-3);
+/// ```
+pub fn decay_groups(params: Vec<(String, Tensor)>, weight_decay: f64) -> Vec<ParamGroup> {
+    let (decay, no_decay): (Vec<_>, Vec<_>) =
+        unique(params).into_iter().filter(|(_, p)| p.requires_grad()).partition(|(_, p)| p.rank() >= 2);
+    vec![ParamGroup::new(decay).weight_decay(weight_decay), ParamGroup::new(no_decay).weight_decay(0.0)]
+}
+
+/// Each tensor once, under the first name it was listed with.
+fn unique(params: Vec<(String, Tensor)>) -> Vec<(String, Tensor)> {
+    let mut out: Vec<(String, Tensor)> = Vec::with_capacity(params.len());
+    for (name, p) in params {
+        if !out.iter().any(|(_, seen)| seen.same(&p)) {
+            out.push((name, p));
+        }
+    }
+    out
+}
+
 /// Updates a set of named parameters from their gradients.
 pub struct Optimizer {
     rule: Rule,
     lr: f64,
     params: Vec<(String, Tensor)>,
+    /// Per parameter, the index of its group in `groups`.
+    group_of: Vec<usize>,
+    /// The groups' settings: weight decay (replacing the rule's) and learning-rate scale.
+    groups: Vec<(Option<f64>, f64)>,
     /// Per parameter, one tensor per state slot of the rule (created at the first step).
     state: Vec<Vec<Tensor>>,
     steps: u64,
@@ -89,13 +190,38 @@ impl Optimizer {
     /// names) is one parameter: it keeps its first name, is updated once per step, and has one
     /// set of state.
     pub fn new(params: Vec<(String, Tensor)>, rule: Rule, lr: f64) -> Optimizer {
-        let mut unique: Vec<(String, Tensor)> = Vec::with_capacity(params.len());
-        for (name, p) in params {
-            if !unique.iter().any(|(_, seen)| seen.same(&p)) {
-                unique.push((name, p));
+        Optimizer::with_groups(vec![ParamGroup::new(params)], rule, lr)
+    }
+
+    /// An optimizer over parameter groups, each with its own weight decay and learning-rate
+    /// scale (see [`ParamGroup`] and [`decay_groups`]).
+    ///
+    /// A tensor is one parameter however often it is listed (a tied weight, under each of its
+    /// names): it keeps its first name and is updated once per step. Listing it in two groups
+    /// whose settings differ is a programmer error and panics, as PyTorch refuses a parameter
+    /// in two groups.
+    #[track_caller]
+    pub fn with_groups(groups: Vec<ParamGroup>, rule: Rule, lr: f64) -> Optimizer {
+        let mut params: Vec<(String, Tensor)> = Vec::new();
+        let mut group_of = Vec::new();
+        let settings: Vec<(Option<f64>, f64)> = groups.iter().map(ParamGroup::settings).collect();
+        for (g, group) in groups.into_iter().enumerate() {
+            for (name, p) in group.params {
+                match params.iter().position(|(_, seen)| seen.same(&p)) {
+                    None => {
+                        params.push((name, p));
+                        group_of.push(g);
+                    }
+                    Some(i) if settings[group_of[i]] != settings[g] => panic!(
+                        "Optimizer::with_groups: {name} is {} (one tied tensor), listed in groups {} and \
+                         {g}, whose settings differ ({:?} and {:?})",
+                        params[i].0, group_of[i], settings[group_of[i]], settings[g]
+                    ),
+                    Some(_) => {}
+                }
             }
         }
-        Optimizer { rule, lr, params: unique, state: Vec::new(), steps: 0 }
+        Optimizer { rule, lr, params, group_of, groups: settings, state: Vec::new(), steps: 0 }
     }
 
     /// The parameters, each once, with the first name it was given.
@@ -103,7 +229,7 @@ impl Optimizer {
         &self.params
     }
 
-    /// The learning rate.
+    /// The learning rate (each group's is this times its scale).
     pub fn lr(&self) -> f64 {
         self.lr
     }
@@ -116,6 +242,26 @@ impl Optimizer {
     /// The update rule.
     pub fn rule(&self) -> Rule {
         self.rule
+    }
+
+    /// The rule the parameter named `name` is updated with (its group's weight decay in place of
+    /// the rule's), if the optimizer holds it under that name.
+    pub fn rule_of(&self, name: &str) -> Option<Rule> {
+        let i = self.params.iter().position(|(n, _)| n == name)?;
+        Some(self.group_rule(self.group_of[i]))
+    }
+
+    /// The learning rate the parameter named `name` is updated at now.
+    pub fn lr_of(&self, name: &str) -> Option<f64> {
+        let i = self.params.iter().position(|(n, _)| n == name)?;
+        Some(self.lr * self.groups[self.group_of[i]].1)
+    }
+
+    fn group_rule(&self, group: usize) -> Rule {
+        match self.groups[group].0 {
+            Some(wd) => self.rule.weight_decay(wd),
+            None => self.rule,
+        }
     }
 
     /// Steps taken so far.
@@ -149,13 +295,19 @@ impl Optimizer {
         // every gradient (and any fresh state) in one realize: one GPU submission
         Tensor::realize_all(&pending)?;
         self.steps += 1;
+        let rules: Vec<(Rule, f64)> =
+            (0..self.groups.len()).map(|g| (self.group_rule(g), self.lr * self.groups[g].1)).collect();
         let updates: Vec<Update> = self
             .params
             .iter()
             .zip(&self.state)
-            .filter_map(|((_, p), s)| grads.get(p).map(|g| Update { param: p, grad: g, state: s }))
+            .zip(&self.group_of)
+            .filter_map(|(((_, p), s), &g)| {
+                let (rule, lr) = rules[g];
+                grads.get(p).map(|grad| Update { param: p, grad, state: s, rule, lr })
+            })
             .collect();
-        fused::apply_all(&self.rule, self.lr, self.steps, &updates)
+        fused::apply_all(self.steps, &updates)
     }
 
     /// The optimizer's state with names: `{param}.{slot}` for every state tensor, and `step`.
@@ -194,7 +346,9 @@ impl Optimizer {
                         p.shape()
                     )));
                 }
-                let t = saved.to(&p.device()).cast(p.dtype());
+                // a copy: `saved` may be the live state of another optimizer, whose steps would
+                // otherwise change this one's state too (on the GPU, state is updated in place)
+                let t = no_grad(|| saved.to(&p.device()).cast(p.dtype()) * 1.0);
                 t.realize()?;
                 slots.push(t.detach());
             }

@@ -1,6 +1,7 @@
-//! Learning-rate schedules, with PyTorch's definitions. A scheduler is stepped once per period
-//! (an epoch, or a batch for warm-up and one-cycle) and returns the learning rate for the next
-//! period.
+//! Learning-rate schedules, with PyTorch's definitions (and nanoGPT's warm-up and cosine,
+//! [`WarmupCosine`]). A scheduler is stepped once per period (an epoch, or an optimizer step for
+//! warm-up, one-cycle and the schedules of runs by steps) and returns the learning rate for the
+//! next period.
 
 use std::f64::consts::PI;
 
@@ -116,6 +117,68 @@ impl Scheduler for LinearWarmup {
         if self.t >= self.warmup {
             self.inner.step(metric);
         }
+        self.t += 1;
+        self.lr()
+    }
+}
+
+/// nanoGPT's `get_lr`: a linear warm-up to `max` over `warmup` steps, then a cosine decay to
+/// `min` at step `decay_steps` (nanoGPT's `lr_decay_iters`, usually the run's `max_steps`), then
+/// flat at `min`. Step `it` (0-based) trains at
+///
+/// - `max · (it + 1) / (warmup + 1)` while `it < warmup`,
+/// - `min` once `it > decay_steps`,
+/// - `min + (1 + cos(π · (it − warmup) / (decay_steps − warmup))) / 2 · (max − min)` between.
+///
+/// Advance it once per optimizer step ([`Trainer::with_batch_scheduler`]).
+///
+/// ```
+/// use kiln::optim::Scheduler;
+/// use kiln::optim::schedule::WarmupCosine;
+/// let mut s = WarmupCosine::new(1e-3, 1e-4, 100, 2000);
+/// assert_eq!(s.lr(), 1e-3 / 101.0); // step 0
+/// for _ in 0..100 {
+///     s.step(None);
+/// }
+/// assert!((s.lr() - 1e-3).abs() < 1e-15); // step 100: the top of the cosine
+/// ```
+///
+/// [`Trainer::with_batch_scheduler`]: crate::train::Trainer::with_batch_scheduler
+pub struct WarmupCosine {
+    max: f64,
+    min: f64,
+    warmup: usize,
+    decay_steps: usize,
+    t: usize,
+}
+
+impl WarmupCosine {
+    /// Warm up to `max` over `warmup` steps, then decay to `min` by step `decay_steps`. Panics
+    /// when `decay_steps < warmup`.
+    #[track_caller]
+    pub fn new(max: f64, min: f64, warmup: usize, decay_steps: usize) -> WarmupCosine {
+        if decay_steps < warmup {
+            panic!("WarmupCosine: the decay ends at step {decay_steps}, before the warm-up ({warmup} steps)");
+        }
+        WarmupCosine { max, min, warmup, decay_steps, t: 0 }
+    }
+}
+
+impl Scheduler for WarmupCosine {
+    fn lr(&self) -> f64 {
+        let it = self.t;
+        if it < self.warmup {
+            return self.max * (it + 1) as f64 / (self.warmup + 1) as f64;
+        }
+        if it > self.decay_steps {
+            return self.min;
+        }
+        // decay_steps == warmup leaves no span to decay over: the one step there is the top
+        let span = (self.decay_steps - self.warmup).max(1) as f64;
+        let ratio = (it - self.warmup) as f64 / span;
+        self.min + 0.5 * (1.0 + (PI * ratio).cos()) * (self.max - self.min)
+    }
+    fn step(&mut self, _: Option<f64>) -> f64 {
         self.t += 1;
         self.lr()
     }

@@ -1,31 +1,67 @@
-//! The `Trainer`: epochs of training with a progress bar (loss and samples/s), validation with
-//! metrics after each epoch, a learning-rate schedule, early stopping, a limit on the steps,
-//! atomic checkpoints with resume (`resume.rs`), a CSV log of every epoch and PNG plots of the
-//! curves.
+//! The `Trainer`: training by epochs or, as nanoGPT, by steps; a progress bar (loss and
+//! samples/s, or step/max_steps); validation with metrics after each epoch or every N steps over
+//! a fixed number of batches; a learning-rate schedule by epoch or by step; gradient
+//! accumulation and clipping; early stopping; atomic checkpoints of the last and the best model
+//! with resume (`resume.rs`); CSV logs of every epoch and every step, the gradient norm of every
+//! parameter on request, and PNG plots of the curves (`outputs.rs`).
 //!
-//! Each training step is one realize: forward, backward, the running loss and the fused
-//! optimizer updates go to the device together; the loss is read back only every
-//! `log_every` steps, for the progress bar.
+//! What the model does with a batch is a step ([`StepOutput`], `step.rs`): the task's default
+//! (forward the inputs, then the task's loss), a loss closure over (output, target), or any
+//! batch-to-loss closure ([`Trainer::with_step`]) for models whose forward takes lengths, masks or
+//! a second sequence.
+//!
+//! Each optimizer step is one realize: forward, backward, the step's loss (and gradient norms,
+//! where asked for) and the fused optimizer updates go to the device together (with gradient
+//! accumulation, one realize per micro-batch). Losses stay on the device and are read back
+//! together every `log_every` steps, at evaluations and at the end of each epoch.
+//!
+//! ```no_run
+//! # use kiln::{Device, Tensor, data::lm::RandomWindows, nn::{self, Module}, rng::RandomKey};
+//! # use kiln::optim::{Optimizer, Rule, decay_groups, schedule::WarmupCosine};
+//! # use kiln::train::{Task, TrainConfig, Trainer};
+//! # fn gpt(train_ids: Vec<i32>, val_ids: Vec<i32>, model: &dyn Module) -> kiln::Result<()> {
+//! // nanoGPT's loop: 2000 steps on random windows, validation every 250 steps on 20 batches
+//! // of windows of the validation text (the same 20 each time)
+//! let train = RandomWindows::new(train_ids, 12, 64, RandomKey { seed: 1337, stream: 0 })?;
+//! let val = RandomWindows::new(val_ids, 12, 64, RandomKey { seed: 1337, stream: 1 })?;
+//! let mut config = TrainConfig::by_steps(2000, 250, Task::LanguageModel);
+//! config.eval_batches = Some(20);
+//! config.clip_grad_norm = Some(1.0);
+//! let rule = Rule::adamw().betas(0.9, 0.99);
+//! let optimizer = Optimizer::with_groups(decay_groups(nn::parameters(model), 0.1), rule, 1e-3);
+//! let mut trainer = Trainer::new(model, optimizer, Device::Cpu, config)
+//!     .with_batch_scheduler(WarmupCosine::new(1e-3, 1e-4, 100, 2000));
+//! trainer.fit(&train, Some(&val))?;
+//! # Ok(()) }
+//! ```
 
 pub mod checkpoint;
+mod evaluate;
 pub mod log;
 pub mod metrics;
+mod outputs;
 pub mod plot;
 mod resume;
+mod source;
+mod step;
+pub mod step_log;
 
+pub use evaluate::Evaluation;
 pub use resume::optimizer_path;
+pub use source::BatchSource;
+pub use step::StepOutput;
 
-use crate::data::DataLoader;
+use crate::data::Batch;
 use crate::nn::{self, Module};
-use crate::optim::{Optimizer, Scheduler, clip_grad_norm};
-use crate::{DType, Device, Error, Result, Tensor, no_grad};
-use indicatif::{ProgressBar, ProgressStyle};
+use crate::optim::{Optimizer, Scheduler, clip_grad_norm, grad_norms};
+use crate::{DType, Device, Error, Gradients, Result, Tensor, no_grad};
+use indicatif::ProgressBar;
 use log::EpochRecord;
-use metrics::{Confusion, roc_auc_ovr};
-use plot::{Series, line_plot};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
+use step::{StepFn, default_step, loss_step, on_device};
+use step_log::{GradNormLog, GradNormRecord, StepRecord};
 
 /// What the model predicts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,24 +70,45 @@ pub enum Task {
     Classification { classes: usize },
     /// Values against values; mean-squared-error loss by default.
     Regression,
+    /// Next-token logits (B, T, V) against token ids (B, T); by default the cross-entropy over
+    /// the real target tokens (the targets' padding mask, where the batch has one), and the
+    /// perplexity e^loss among the validation metrics.
+    LanguageModel,
 }
 
 /// How to train.
 #[derive(Clone, Debug)]
 pub struct TrainConfig {
-    /// Epochs to run (in total, counting resumed ones).
+    /// Epochs to run (in total, counting resumed ones); `usize::MAX` for a run bounded by
+    /// `max_steps` alone ([`TrainConfig::by_steps`]).
     pub epochs: usize,
     /// The task (sets the default loss and the metrics).
     pub task: Task,
-    /// Stop after this many epochs without a better validation loss.
+    /// Stop after this many validations without a better validation loss: epochs, or
+    /// evaluations when the run evaluates by steps (`eval_every`).
     pub early_stopping: Option<usize>,
     /// Stop after this many optimizer steps in total (counting resumed ones), mid-epoch if
     /// need be; that epoch is validated, logged and checkpointed like any other, and a resumed
-    /// run continues it where it stopped.
+    /// run continues it where it stopped. The progress bar then counts steps up to this.
     pub max_steps: Option<usize>,
+    /// Evaluate every this many optimizer steps (and after step `max_steps`) instead of after
+    /// each epoch, as nanoGPT's `eval_interval`: the best checkpoint and early stopping follow
+    /// these evaluations, and each is logged in `steps.csv`.
+    pub eval_every: Option<usize>,
+    /// Validate on the first this many batches of the validation loader (the same batches every
+    /// time, as nanoGPT's `eval_iters` but deterministic); all of them for `None`.
+    pub eval_batches: Option<usize>,
+    /// Micro-batches per optimizer step: their gradients are summed, each loss scaled by 1 /
+    /// their number, so that a step equals one on the concatenated batch (an epoch's last step
+    /// may have fewer). 1 for none.
+    pub accumulate: usize,
+    /// Log the L2 norm of every parameter's gradient (before clipping) every this many steps,
+    /// to `grad_norms.csv` and `grad_norms.png`.
+    pub grad_norms_every: Option<usize>,
     /// Where to write the checkpoints (`last.safetensors` and `best.safetensors`, each the
     /// model's state dict alone, with `last.optim.safetensors` and `best.optim.safetensors`
-    /// beside them: the optimizer state and the history), `log.csv` and the plots.
+    /// beside them: the optimizer state and the logs), `log.csv`, `steps.csv`, the plots and
+    /// `grad_norms.csv`.
     pub out_dir: Option<PathBuf>,
     /// Continue from the checkpoint `out_dir/last.safetensors` (with its
     /// `last.optim.safetensors`) if it exists.
@@ -60,9 +117,9 @@ pub struct TrainConfig {
     pub clip_grad_norm: Option<f64>,
     /// Show progress bars (on a terminal).
     pub progress: bool,
-    /// Print a line per epoch.
+    /// Print a line per epoch and per evaluation.
     pub verbose: bool,
-    /// Steps between reads of the loss for the progress bar.
+    /// Steps between reads of the losses for the step log and the progress bar.
     pub log_every: usize,
 }
 
@@ -74,6 +131,10 @@ impl TrainConfig {
             task,
             early_stopping: None,
             max_steps: None,
+            eval_every: None,
+            eval_batches: None,
+            accumulate: 1,
+            grad_norms_every: None,
             out_dir: None,
             resume: false,
             clip_grad_norm: None,
@@ -82,59 +143,210 @@ impl TrainConfig {
             log_every: 20,
         }
     }
-}
 
-/// A validation pass's results.
-#[derive(Clone, Debug)]
-pub struct Evaluation {
-    /// Mean loss.
-    pub loss: f64,
-    /// Metrics by name: accuracy, precision, recall, f1 (macro), roc_auc (one-vs-rest).
-    pub metrics: BTreeMap<String, f64>,
-    /// The confusion matrix (classification).
-    pub confusion: Option<Confusion>,
+    /// A run of `max_steps` optimizer steps with an evaluation every `eval_every` steps, as
+    /// nanoGPT's (`max_iters`, `eval_interval`): epochs unbounded.
+    pub fn by_steps(max_steps: usize, eval_every: usize, task: Task) -> TrainConfig {
+        TrainConfig {
+            max_steps: Some(max_steps),
+            eval_every: Some(eval_every),
+            ..TrainConfig::new(usize::MAX, task)
+        }
+    }
 }
-
-type LossFn<'a> = Box<dyn Fn(&Tensor, &Tensor) -> Tensor + 'a>;
 
 /// When a learning-rate schedule advances.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Period {
     /// After every epoch, with the validation loss.
     Epoch,
-    /// After every optimizer step (warm-up, one-cycle).
+    /// After every optimizer step (warm-up, one-cycle, nanoGPT's cosine).
     Batch,
+}
+
+/// A step computed on the device whose loss (and gradient norms) are not read back yet.
+struct UnreadStep {
+    step: usize,
+    lr: f64,
+    /// The loss, f32 scalar.
+    loss: Tensor,
+    /// The gradient norms, f32 (parameters), at the steps they are logged.
+    norms: Option<Tensor>,
+}
+
+/// How a run stands between steps.
+struct Run {
+    /// The best validation loss so far.
+    best: f64,
+    /// Evaluations by steps since the best one, for early stopping counted in evaluations.
+    since_best: usize,
+    /// The last evaluation by steps in the current epoch.
+    last_evaluation: Option<Evaluation>,
+    /// Early stopping ended the run.
+    stopped: bool,
+    /// The run's progress bar, when it counts steps (`max_steps`); else each epoch has its own.
+    bar: Option<ProgressBar>,
+}
+
+/// An epoch's training so far: what the resumed part of it brought, and what this run added.
+struct EpochTally {
+    epoch: usize,
+    steps: usize,
+    resumed_samples: usize,
+    resumed_seconds: f64,
+    resumed_loss_sum: f64,
+    /// Samples trained on in this run.
+    seen: usize,
+    /// The sum of batch losses × samples in this run, on the device.
+    running: Tensor,
+    start: Instant,
+}
+
+impl EpochTally {
+    fn new(epoch: usize, resumed: Option<EpochRecord>, device: &Device) -> EpochTally {
+        let (steps, samples, seconds, loss_sum) = resumed
+            .map(|r| (r.steps, r.samples, r.seconds, r.train_loss * r.samples as f64))
+            .unwrap_or_default();
+        EpochTally {
+            epoch,
+            steps,
+            resumed_samples: samples,
+            resumed_seconds: seconds,
+            resumed_loss_sum: loss_sum,
+            seen: 0,
+            running: Tensor::zeros([], device),
+            start: Instant::now(),
+        }
+    }
+
+    /// The epoch's record so far, without validation (reads the running loss back).
+    fn record(&self, lr: f64) -> Result<EpochRecord> {
+        let loss = self.resumed_loss_sum + self.running.item::<f32>()? as f64;
+        let samples = self.resumed_samples + self.seen;
+        let seconds = self.resumed_seconds + self.start.elapsed().as_secs_f64();
+        Ok(EpochRecord {
+            epoch: self.epoch,
+            train_loss: loss / samples.max(1) as f64,
+            val_loss: None,
+            metrics: BTreeMap::new(),
+            lr,
+            seconds,
+            samples_per_sec: samples as f64 / seconds.max(1e-9),
+            steps: self.steps,
+            samples,
+        })
+    }
 }
 
 /// Trains a model. See the module doc.
 pub struct Trainer<'a> {
     model: &'a dyn Module,
     optimizer: Optimizer,
-    loss: LossFn<'a>,
+    step: StepFn<'a>,
     scheduler: Option<(Box<dyn Scheduler + 'a>, Period)>,
     device: Device,
     config: TrainConfig,
     history: Vec<EpochRecord>,
+    steps_log: Vec<StepRecord>,
+    /// The parameters whose gradient norms are logged, in the model's order (the optimizer's
+    /// may be grouped), and their log.
+    norm_params: Vec<(String, Tensor)>,
+    grad_norms: GradNormLog,
+    unread: Vec<UnreadStep>,
 }
 
 impl<'a> Trainer<'a> {
-    /// A trainer for `model` (whose parameters live on `device`).
+    /// A trainer for `model` (whose parameters live on `device`), with the task's default step.
     pub fn new(
         model: &'a dyn Module,
         optimizer: Optimizer,
         device: Device,
         config: TrainConfig,
     ) -> Trainer<'a> {
-        let loss: LossFn = match config.task {
-            Task::Classification { .. } => Box::new(|out, y| out.cross_entropy(y)),
-            Task::Regression => Box::new(|out, y| crate::nn::loss::mse(out, y)),
-        };
-        Trainer { model, optimizer, loss, scheduler: None, device, config, history: Vec::new() }
+        let held = optimizer.params();
+        let mut norm_params: Vec<(String, Tensor)> = Vec::new();
+        for (name, p) in nn::parameters(model).into_iter().chain(held.iter().cloned()) {
+            let trained = held.iter().any(|(_, h)| h.same(&p));
+            if trained && !norm_params.iter().any(|(_, seen)| seen.same(&p)) {
+                norm_params.push((name, p));
+            }
+        }
+        let names = norm_params.iter().map(|(n, _)| n.clone()).collect();
+        Trainer {
+            model,
+            optimizer,
+            step: default_step(model, config.task),
+            scheduler: None,
+            device,
+            config,
+            history: Vec::new(),
+            steps_log: Vec::new(),
+            norm_params,
+            grad_norms: GradNormLog { names, records: Vec::new() },
+            unread: Vec::new(),
+        }
     }
 
-    /// Replaces the loss function (output, target) → scalar.
+    /// Replaces the loss function (output, target) → scalar of the default step, which forwards
+    /// the batch's inputs through the model.
     pub fn with_loss(mut self, loss: impl Fn(&Tensor, &Tensor) -> Tensor + 'a) -> Trainer<'a> {
-        self.loss = Box::new(loss);
+        self.step = loss_step(self.model, self.config.task, loss);
+        self
+    }
+
+    /// Replaces the whole step: `step(batch, training)` runs the model on a batch (on the
+    /// trainer's device, padding included) and returns the loss, with the class logits for a
+    /// classification's metrics; `training` is false in evaluation. For models whose forward
+    /// needs more than the inputs: lengths, masks, a target sequence.
+    ///
+    /// ```
+    /// use kiln::data::{Batch, DataLoader};
+    /// use kiln::data::sequence::SequenceDataset;
+    /// use kiln::nn::{self, Embedding, Linear, Module, Visitor};
+    /// use kiln::optim::{Optimizer, Rule};
+    /// use kiln::train::{StepOutput, Task, TrainConfig, Trainer};
+    /// use kiln::{DType, Device, Tensor};
+    ///
+    /// /// Classifies the mean embedding of a sequence's real tokens: its forward needs the mask.
+    /// struct MeanPool {
+    ///     embed: Embedding,
+    ///     head: Linear,
+    /// }
+    /// impl MeanPool {
+    ///     fn forward_masked(&self, ids: &Tensor, mask: &Tensor) -> Tensor {
+    ///         let mask = mask.cast(DType::F32).unsqueeze(-1);
+    ///         let sum = (self.embed.forward(ids) * &mask).sum(1, false);
+    ///         self.head.forward(&(sum / mask.sum(1, false)))
+    ///     }
+    /// }
+    /// impl Module for MeanPool {
+    ///     fn forward(&self, ids: &Tensor) -> Tensor {
+    ///         self.forward_masked(ids, &ids.ge_scalar(0.0))
+    ///     }
+    ///     fn visit(&self, v: &mut dyn Visitor) {
+    ///         v.child("embed", &self.embed);
+    ///         v.child("head", &self.head);
+    ///     }
+    /// }
+    ///
+    /// let dev = Device::Cpu;
+    /// let model = MeanPool { embed: Embedding::new(10, 8, &dev), head: Linear::new(8, 2, &dev) };
+    /// let data = SequenceDataset::classification(vec![vec![1, 2, 3], vec![4, 5], vec![6]], vec![0, 1, 0]);
+    /// let loader = DataLoader::new(data, 2);
+    /// let mut config = TrainConfig::new(2, Task::Classification { classes: 2 });
+    /// (config.progress, config.verbose) = (false, false);
+    /// let optimizer = Optimizer::new(nn::parameters(&model), Rule::adam(), 1e-2);
+    /// let mut trainer = Trainer::new(&model, optimizer, dev, config).with_step(|batch: &Batch, _| {
+    ///     let mask = &batch.input_padding.as_ref().expect("padded sequences").mask;
+    ///     let logits = model.forward_masked(&batch.inputs, mask);
+    ///     StepOutput::new(logits.cross_entropy(&batch.targets)).with_logits(logits)
+    /// });
+    /// trainer.fit(&loader, Some(&loader))?;
+    /// assert!(trainer.history()[1].metrics.contains_key("accuracy"));
+    /// # Ok::<(), kiln::Error>(())
+    /// ```
+    pub fn with_step(mut self, step: impl Fn(&Batch, bool) -> StepOutput + 'a) -> Trainer<'a> {
+        self.step = Box::new(step);
         self
     }
 
@@ -146,7 +358,8 @@ impl<'a> Trainer<'a> {
     }
 
     /// Steps `scheduler` after every optimizer step, for schedules counted in steps (linear
-    /// warm-up, one-cycle), and applies its rate.
+    /// warm-up, one-cycle, [`WarmupCosine`](crate::optim::schedule::WarmupCosine)), and applies
+    /// its rate.
     pub fn with_batch_scheduler(mut self, scheduler: impl Scheduler + 'a) -> Trainer<'a> {
         self.optimizer.set_lr(scheduler.lr());
         self.scheduler = Some((Box::new(scheduler), Period::Batch));
@@ -158,61 +371,140 @@ impl<'a> Trainer<'a> {
         &self.history
     }
 
+    /// The steps run so far (those whose losses have been read back: all of them once `fit`
+    /// returns).
+    pub fn steps_log(&self) -> &[StepRecord] {
+        &self.steps_log
+    }
+
+    /// The gradient norms logged so far ([`TrainConfig::grad_norms_every`]).
+    pub fn grad_norms_log(&self) -> &GradNormLog {
+        &self.grad_norms
+    }
+
     /// The optimizer.
     pub fn optimizer(&self) -> &Optimizer {
         &self.optimizer
     }
 
-    /// Trains for the configured epochs (or until early stopping, or `max_steps`), validating
-    /// on `val` after each epoch. Returns the history.
+    /// Trains for the configured epochs or steps (or until early stopping), validating on `val`
+    /// after each epoch, or every `eval_every` steps. Returns the history of epochs; the steps
+    /// are in [`Trainer::steps_log`].
     ///
     /// Each module trains in the mode it is in: modules are built in training mode, and one
     /// the caller put in evaluation mode (a frozen batch norm) stays there.
-    pub fn fit(&mut self, train: &DataLoader, val: Option<&DataLoader>) -> Result<&[EpochRecord]> {
+    ///
+    /// Panics when `train` is endless ([`RandomWindows`](crate::data::lm::RandomWindows)) and
+    /// the configuration sets no `max_steps`, when `val` is endless and it sets no
+    /// `eval_batches`, or when `accumulate` is 0.
+    #[track_caller]
+    pub fn fit(&mut self, train: &dyn BatchSource, val: Option<&dyn BatchSource>) -> Result<&[EpochRecord]> {
+        if train.batches_in(1).is_none() && self.config.max_steps.is_none() {
+            panic!("Trainer::fit: the training data is endless, so the run needs TrainConfig::max_steps");
+        }
+        if val.is_some_and(|v| v.batches_in(0).is_none()) && self.config.eval_batches.is_none() {
+            panic!(
+                "Trainer::fit: the validation data is endless, so the run needs TrainConfig::eval_batches"
+            );
+        }
+        if self.config.accumulate == 0 {
+            panic!("Trainer::fit: TrainConfig::accumulate must be at least 1 micro-batch per step");
+        }
         if let Some(dir) = &self.config.out_dir {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
         if self.config.resume {
-            self.resume(train.batches())?;
+            self.resume(train)?;
         }
-        // (an unfinished epoch's validation counts: `best.safetensors` may hold its weights)
-        let mut best = self.history.iter().filter_map(|r| r.val_loss).fold(f64::INFINITY, f64::min);
-        // an epoch that `max_steps` ended early goes on where it stopped
-        let mut unfinished = self.history.pop_if(|r| r.steps < train.batches());
-        let mut since_best = 0;
+        let by_evaluations = self.config.eval_every.is_some() && val.is_some();
+        let mut run = self.run_so_far(by_evaluations);
+        // an epoch that `max_steps` (or early stopping) ended early goes on where it stopped
+        let unfinished_last = self.history.last().is_some_and(|r| !self.finished(train, r));
+        let mut unfinished = if unfinished_last { self.history.pop() } else { None };
+        let mut since_best_epoch = 0;
         for epoch in self.history.len() + 1..=self.config.epochs {
-            if self.steps_left() == Some(0) {
+            if self.steps_left() == Some(0) || run.stopped {
                 break;
             }
-            let trained = self.train_epoch(train, epoch, unfinished.take())?;
-            let finished = trained.steps == train.batches();
-            let evaluation = val.map(|v| self.evaluate(v)).transpose()?;
+            let trained = self.train_epoch(train, val, epoch, unfinished.take(), &mut run)?;
+            let finished = self.finished(train, &trained);
+            let evaluation = if by_evaluations {
+                run.last_evaluation.take()
+            } else {
+                val.map(|v| self.evaluate_first(v, self.config.eval_batches)).transpose()?
+            };
             let record = EpochRecord {
                 val_loss: evaluation.as_ref().map(|e| e.loss),
                 metrics: evaluation.as_ref().map(|e| e.metrics.clone()).unwrap_or_default(),
                 ..trained
             };
-            self.report(&record, train.batches());
+            self.report(&record, self.epoch_steps(train, epoch), &run);
             self.history.push(record);
             if let (Some((s, Period::Epoch)), true) = (&mut self.scheduler, finished) {
                 let lr = s.step(evaluation.as_ref().map(|e| e.loss));
                 self.optimizer.set_lr(lr);
             }
-            let improved = evaluation.as_ref().is_some_and(|e| e.loss < best);
-            if let Some(e) = &evaluation {
-                best = best.min(e.loss);
+            // by evaluations, the best checkpoint was written at the evaluation that made it
+            let improved = !by_evaluations && evaluation.as_ref().is_some_and(|e| e.loss < run.best);
+            if let (false, Some(e)) = (by_evaluations, &evaluation) {
+                run.best = run.best.min(e.loss);
             }
             self.write_outputs(improved)?;
             if !finished {
                 break;
             }
-            since_best = if improved { 0 } else { since_best + 1 };
-            if self.config.early_stopping.is_some_and(|patience| val.is_some() && since_best >= patience) {
-                println!("early stopping: no better validation loss for {since_best} epochs");
+            since_best_epoch = if improved { 0 } else { since_best_epoch + 1 };
+            let patience = self.config.early_stopping.filter(|_| !by_evaluations && val.is_some());
+            if patience.is_some_and(|patience| since_best_epoch >= patience) {
+                self.say(
+                    &run,
+                    format!("early stopping: no better validation loss for {since_best_epoch} epochs"),
+                );
                 break;
             }
         }
+        // a resumed run with nothing left to train keeps the epoch it would have continued
+        if let Some(record) = unfinished {
+            self.history.push(record);
+        }
+        if let Some(bar) = &run.bar {
+            bar.finish_and_clear();
+        }
         Ok(&self.history)
+    }
+
+    /// The best validation loss in the logs so far, and for a run that evaluates by steps, the
+    /// evaluations since it (so that a resumed run keeps counting toward early stopping).
+    fn run_so_far(&self, by_evaluations: bool) -> Run {
+        // (an unfinished epoch's validation counts: `best.safetensors` may hold its weights)
+        let best_epoch = self.history.iter().filter_map(|r| r.val_loss).fold(f64::INFINITY, f64::min);
+        // the evaluations by steps, counted as `evaluate_by_steps` counts them
+        let (mut best_evaluation, mut since_best) = (f64::INFINITY, 0);
+        for v in self.steps_log.iter().filter_map(|r| r.val_loss) {
+            if v < best_evaluation {
+                (best_evaluation, since_best) = (v, 0);
+            } else {
+                since_best += 1;
+            }
+        }
+        let best = best_epoch.min(best_evaluation);
+        let stopped = by_evaluations && self.config.early_stopping.is_some_and(|p| since_best >= p);
+        let bar = self.config.max_steps.map(|max| {
+            let bar = self.progress_bar(max as u64);
+            bar.set_position(self.optimizer.steps());
+            bar
+        });
+        Run { best, since_best, last_evaluation: None, stopped, bar }
+    }
+
+    /// Optimizer steps in epoch `epoch`, if the data has epochs.
+    fn epoch_steps(&self, train: &dyn BatchSource, epoch: usize) -> Option<usize> {
+        train.batches_in(epoch as u64).map(|n| n.div_ceil(self.config.accumulate))
+    }
+
+    /// Whether the epoch of `record` ran all its steps.
+    fn finished(&self, train: &dyn BatchSource, record: &EpochRecord) -> bool {
+        self.epoch_steps(train, record.epoch) == Some(record.steps)
     }
 
     /// Optimizer steps left before `max_steps`, if there is a limit.
@@ -220,172 +512,157 @@ impl<'a> Trainer<'a> {
         self.config.max_steps.map(|max| max.saturating_sub(self.optimizer.steps() as usize))
     }
 
-    /// Trains epoch `epoch` (from where `unfinished`, its record so far, stopped) until its last
-    /// batch or `max_steps`. Returns its record, without validation.
+    /// Trains epoch `epoch` (from where `resumed`, its record so far, stopped) until its last
+    /// batch, `max_steps` or early stopping, evaluating by steps if the run does. Returns its
+    /// record, without validation.
     fn train_epoch(
         &mut self,
-        train: &DataLoader,
+        train: &dyn BatchSource,
+        val: Option<&dyn BatchSource>,
         epoch: usize,
-        unfinished: Option<EpochRecord>,
+        resumed: Option<EpochRecord>,
+        run: &mut Run,
     ) -> Result<EpochRecord> {
         let params = nn::parameters(self.model);
-        let bar = self.progress_bar(train.batches() as u64, format!("epoch {epoch}/{}", self.config.epochs));
-        let (done_steps, done_samples, done_seconds, done_loss) = unfinished
-            .map(|r| (r.steps, r.samples, r.seconds, r.train_loss * r.samples as f64))
-            .unwrap_or_default();
-        bar.set_position(done_steps as u64);
-        let start = Instant::now();
-        let mut running = Tensor::zeros([], &self.device);
-        let (mut seen, mut steps) = (0usize, done_steps);
-        for batch in train.epoch(epoch as u64).skip(done_steps) {
-            if self.steps_left() == Some(0) {
+        let accumulate = self.config.accumulate;
+        let epoch_batches = train.batches_in(epoch as u64);
+        let mut tally = EpochTally::new(epoch, resumed, &self.device);
+        // the run's bar when it counts steps, else one for this epoch
+        let bar = match &run.bar {
+            Some(bar) => {
+                if epoch_batches.is_some() {
+                    bar.set_prefix(format!("epoch {epoch} · step"));
+                }
+                bar.clone()
+            }
+            None => {
+                let bar = self.progress_bar(self.epoch_steps(train, epoch).unwrap_or(0) as u64);
+                bar.set_prefix(format!("epoch {epoch}/{}", self.config.epochs));
+                bar.set_position(tally.steps as u64);
+                bar
+            }
+        };
+        let mut consumed = tally.steps * accumulate;
+        let mut batches = train.batches_from(epoch as u64, consumed);
+        run.last_evaluation = None;
+        while self.steps_left() != Some(0) && !run.stopped {
+            let micro = epoch_batches.map_or(accumulate, |n| accumulate.min(n - consumed));
+            if micro == 0 {
                 break;
             }
-            let n = batch.len();
-            let (x, y) = (batch.inputs.to(&self.device), batch.targets.to(&self.device));
-            let loss = (self.loss)(&self.model.forward(&x), &y);
-            let mut grads = loss.backward();
+            let mut grads = Gradients::default();
+            let mut loss_sum = Tensor::zeros([], &self.device);
+            for i in 0..micro {
+                let batch = batches.next().expect("the training data yields the batches it announces");
+                let n = batch.len();
+                let out = (self.step)(&on_device(&batch, &self.device), true);
+                let scaled = if micro == 1 { out.loss.clone() } else { &out.loss * (1.0 / micro as f64) };
+                grads.accumulate(scaled.backward());
+                let loss = out.loss.detach().cast(DType::F32);
+                (tally.running, loss_sum) =
+                    no_grad(|| (&tally.running + &(&loss * n as f64), &loss_sum + &loss));
+                tally.seen += n;
+                if i + 1 < micro {
+                    // this micro-batch's gradients now, so that its activations are freed
+                    // before the next one's are built
+                    let mut sums: Vec<Tensor> =
+                        params.iter().filter_map(|(_, p)| grads.get(p).cloned()).collect();
+                    sums.extend([tally.running.clone(), loss_sum.clone()]);
+                    Tensor::realize_all(&sums)?;
+                }
+            }
+            let step = self.optimizer.steps() as usize + 1;
+            let norms = match self.config.grad_norms_every {
+                Some(every) if step.is_multiple_of(every.max(1)) => grad_norms(&grads, &self.norm_params),
+                _ => None,
+            };
             if let Some(max) = self.config.clip_grad_norm {
                 clip_grad_norm(&mut grads, &params, max);
             }
-            running = no_grad(|| &running + &(loss.detach().cast(DType::F32) * n as f64));
-            self.optimizer.step_with(&grads, std::slice::from_ref(&running))?;
+            let loss = no_grad(|| loss_sum / micro as f64);
+            let mut also = vec![tally.running.clone(), loss.clone()];
+            also.extend(norms.clone());
+            let lr = self.optimizer.lr();
+            self.optimizer.step_with(&grads, &also)?;
+            self.unread.push(UnreadStep { step, lr, loss, norms });
             if let Some((s, Period::Batch)) = &mut self.scheduler {
                 let lr = s.step(None);
                 self.optimizer.set_lr(lr);
             }
-            seen += n;
-            steps += 1;
+            consumed += micro;
+            tally.steps += 1;
             bar.inc(1);
-            if steps % self.config.log_every.max(1) == 0 {
-                let mean = running.item::<f32>()? as f64 / seen as f64;
-                let rate = seen as f64 / start.elapsed().as_secs_f64();
-                bar.set_message(format!("loss {mean:.4} · {rate:.0} samples/s"));
+            if tally.steps.is_multiple_of(self.config.log_every.max(1)) {
+                self.read_steps()?;
+                self.show_progress(&bar, &tally);
+            }
+            let evaluate_now = self.config.eval_every.is_some_and(|every| step.is_multiple_of(every.max(1)))
+                || self.steps_left() == Some(0);
+            if let (Some(val), true, Some(_)) = (val, evaluate_now, self.config.eval_every) {
+                self.evaluate_by_steps(val, &tally, run)?;
             }
         }
-        let loss = done_loss + running.item::<f32>()? as f64;
-        let (samples, seconds) = (done_samples + seen, done_seconds + start.elapsed().as_secs_f64());
-        bar.finish_and_clear();
-        Ok(EpochRecord {
-            epoch,
-            train_loss: loss / samples.max(1) as f64,
-            val_loss: None,
-            metrics: BTreeMap::new(),
-            lr: self.optimizer.lr(),
-            seconds,
-            samples_per_sec: samples as f64 / seconds.max(1e-9),
-            steps,
-            samples,
-        })
+        self.read_steps()?;
+        if run.bar.is_none() {
+            bar.finish_and_clear();
+        }
+        tally.record(self.optimizer.lr())
     }
 
-    /// Loss and metrics over a dataset, in evaluation mode and without gradients. Every module
-    /// is left in the mode it was in.
-    pub fn evaluate(&self, loader: &DataLoader) -> Result<Evaluation> {
-        let modes = nn::modes(self.model);
-        nn::eval(self.model);
-        let result = no_grad(|| self.evaluate_inner(loader));
-        nn::restore_modes(self.model, &modes);
-        result
-    }
-
-    fn evaluate_inner(&self, loader: &DataLoader) -> Result<Evaluation> {
-        let mut loss_sum = 0.0;
-        let mut count = 0usize;
-        let classes = match self.config.task {
-            Task::Classification { classes } => Some(classes),
-            Task::Regression => None,
-        };
-        let mut confusion = classes.map(Confusion::new);
-        let (mut probs, mut labels) = (Vec::new(), Vec::new());
-        for batch in loader.epoch(0) {
-            let n = batch.len();
-            let (x, y) = (batch.inputs.to(&self.device), batch.targets.to(&self.device));
-            let out = self.model.forward(&x);
-            let loss = (self.loss)(&out, &y).cast(DType::F32);
-            if let Some(conf) = &mut confusion {
-                let p = out.softmax(-1).cast(DType::F32);
-                let pred = out.argmax(-1, false);
-                Tensor::realize_all(&[loss.clone(), p.clone(), pred.clone()])?;
-                let truth = batch.targets.cast(DType::I32).to_vec::<i32>()?;
-                conf.add(&truth, &pred.to_vec::<i32>()?);
-                probs.extend(p.to_vec::<f32>()?.into_iter().map(f64::from));
-                labels.extend(truth);
-            }
-            loss_sum += loss.item::<f32>()? as f64 * n as f64;
-            count += n;
-        }
-        let mut metrics = BTreeMap::new();
-        if let (Some(conf), Some(k)) = (&confusion, classes) {
-            let (p, r, f1) = conf.macro_prf();
-            metrics.insert("accuracy".into(), conf.accuracy());
-            metrics.insert("precision".into(), p);
-            metrics.insert("recall".into(), r);
-            metrics.insert("f1".into(), f1);
-            if let Some(auc) = roc_auc_ovr(&probs, &labels, k) {
-                metrics.insert("roc_auc".into(), auc);
-            }
-        }
-        Ok(Evaluation { loss: loss_sum / count.max(1) as f64, metrics, confusion })
-    }
-
-    fn progress_bar(&self, len: u64, prefix: String) -> ProgressBar {
-        if !self.config.progress {
-            return ProgressBar::hidden();
-        }
-        let bar = ProgressBar::new(len);
-        let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
-            .expect("a valid template")
-            .progress_chars("=> ");
-        bar.set_style(style);
-        bar.set_prefix(prefix);
-        bar
-    }
-
-    fn report(&self, r: &EpochRecord, batches: usize) {
-        if !self.config.verbose {
-            return;
-        }
-        let stopped = if r.steps < batches {
-            format!(" (stopped after {} of {batches} steps)", r.steps)
-        } else {
-            String::new()
-        };
-        let mut line = format!("epoch {:>3}{stopped}  train loss {:.4}", r.epoch, r.train_loss);
-        if let Some(v) = r.val_loss {
-            line.push_str(&format!("  val loss {v:.4}"));
-        }
-        if let Some(a) = r.metrics.get("accuracy") {
-            line.push_str(&format!("  val accuracy {:.2}%", a * 100.0));
-        }
-        line.push_str(&format!("  ({:.1} s, {:.0} samples/s)", r.seconds, r.samples_per_sec));
-        println!("{line}");
-    }
-
-    /// The log, the plots and the checkpoints, after an epoch.
-    fn write_outputs(&self, improved: bool) -> Result<()> {
-        let Some(dir) = &self.config.out_dir else {
-            return Ok(());
-        };
-        log::write_csv(&dir.join("log.csv"), &self.history)?;
-        let curve = |f: &dyn Fn(&EpochRecord) -> Option<f64>| -> Vec<(f64, f64)> {
-            self.history.iter().filter_map(|r| f(r).map(|v| (r.epoch as f64, v))).collect()
-        };
-        let mut losses = vec![Series { label: "train", points: curve(&|r| Some(r.train_loss)) }];
-        if self.history.iter().any(|r| r.val_loss.is_some()) {
-            losses.push(Series { label: "validation", points: curve(&|r| r.val_loss) });
-        }
-        line_plot(&dir.join("loss.png"), "Loss", "epoch", "loss", &losses)?;
-        if self.history.iter().any(|r| r.metrics.contains_key("accuracy")) {
-            let acc = [Series {
-                label: "validation",
-                points: curve(&|r| r.metrics.get("accuracy").map(|a| a * 100.0)),
-            }];
-            line_plot(&dir.join("accuracy.png"), "Accuracy", "epoch", "accuracy (%)", &acc)?;
-        }
-        self.save_checkpoint(&dir.join("last.safetensors"))?;
+    /// An evaluation of a run that evaluates by steps, after its latest step: logged with the step,
+    /// reported, checkpointed (`last`, and `best` if it is the best so far, each with the epoch's
+    /// record so far), and counted toward early stopping.
+    fn evaluate_by_steps(&mut self, val: &dyn BatchSource, tally: &EpochTally, run: &mut Run) -> Result<()> {
+        self.read_steps()?;
+        let evaluation = self.evaluate_first(val, self.config.eval_batches)?;
+        let improved = evaluation.loss < run.best;
         if improved {
-            self.save_checkpoint(&dir.join("best.safetensors"))?;
+            (run.best, run.since_best) = (evaluation.loss, 0);
+        } else {
+            run.since_best += 1;
+        }
+        if let Some(last) = self.steps_log.last_mut() {
+            last.val_loss = Some(evaluation.loss);
+        }
+        self.report_evaluation(&evaluation, run);
+        let record = EpochRecord {
+            val_loss: Some(evaluation.loss),
+            metrics: evaluation.metrics.clone(),
+            ..tally.record(self.optimizer.lr())?
+        };
+        self.history.push(record);
+        let written = self.write_outputs(improved);
+        self.history.pop();
+        written?;
+        run.last_evaluation = Some(evaluation);
+        if let Some(patience) = self.config.early_stopping
+            && run.since_best >= patience
+        {
+            run.stopped = true;
+            let since = run.since_best;
+            self.say(run, format!("early stopping: no better validation loss for {since} evaluations"));
+        }
+        Ok(())
+    }
+
+    /// Reads back the losses (and gradient norms) of the steps computed since the last read,
+    /// with one download, into the step logs.
+    fn read_steps(&mut self) -> Result<()> {
+        if self.unread.is_empty() {
+            return Ok(());
+        }
+        let unread = std::mem::take(&mut self.unread);
+        let parts: Vec<Tensor> =
+            unread.iter().flat_map(|u| std::iter::once(u.loss.reshape([1])).chain(u.norms.clone())).collect();
+        let values = no_grad(|| Tensor::concat(&parts, 0)).to_f64_vec()?;
+        let mut values = values.into_iter();
+        for u in unread {
+            let loss = values.next().expect("one loss per step");
+            self.steps_log.push(StepRecord { step: u.step, loss, lr: u.lr, val_loss: None });
+            if u.norms.is_some() {
+                let norms = values.by_ref().take(self.grad_norms.names.len()).collect();
+                self.grad_norms.records.push(GradNormRecord { step: u.step, norms });
+            }
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
-//! PNG line plots of training curves (loss, accuracy per epoch), drawn with `plotters` and the
-//! DejaVu Sans font embedded by the `dejavu` crate, so they render the same on any machine.
-//! Every point has a marker, so a curve of one epoch is visible too.
+//! PNG line plots of training curves (loss and accuracy per epoch, loss and gradient norms per
+//! step), drawn with `plotters` and the DejaVu Sans font embedded by the `dejavu` crate, so they
+//! render the same on any machine. Every point of a short curve has a marker, so a curve of one
+//! epoch is visible too; a long one (thousands of steps) is a plain line.
 
 use crate::train::checkpoint::write_atomically;
 use crate::{Error, Result};
@@ -20,6 +21,10 @@ pub struct Series<'a> {
 
 /// Marker radius in pixels.
 const MARKER: i32 = 4;
+
+/// The most points a series may have and still be drawn with a marker at each: beyond this the
+/// markers would merge into a band that hides the line.
+pub const MAX_MARKED_POINTS: usize = 200;
 
 /// The colour of the `index`th series (its line, markers and legend entry), as RGB.
 pub fn series_color(index: usize) -> [u8; 3] {
@@ -84,15 +89,16 @@ fn draw(
     for (i, s) in series.iter().enumerate() {
         let [r, g, b] = series_color(i);
         let color = RGBColor(r, g, b);
+        let marked = s.points.len() <= MAX_MARKED_POINTS;
         chart.draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))?;
-        chart
-            .draw_series(s.points.iter().map(|&p| Circle::new(p, MARKER, color.filled())))?
-            .label(s.label)
-            .legend(move |(x, y)| {
-                EmptyElement::at((x, y))
-                    + PathElement::new(vec![(0, 0), (20, 0)], color.stroke_width(2))
-                    + Circle::new((10, 0), MARKER, color.filled())
-            });
+        let markers = s.points.iter().filter(|_| marked).map(|&p| Circle::new(p, MARKER, color.filled()));
+        // the legend entry rides on the markers (none for a long curve)
+        let radius = if marked { MARKER } else { 0 };
+        chart.draw_series(markers)?.label(s.label).legend(move |(x, y)| {
+            EmptyElement::at((x, y))
+                + PathElement::new(vec![(0, 0), (20, 0)], color.stroke_width(2))
+                + Circle::new((10, 0), radius, color.filled())
+        });
     }
     chart
         .configure_series_labels()

@@ -5,14 +5,15 @@
 //! - `last.safetensors`: the model's state dict and nothing else, so that PyTorch loads it as
 //!   is: `model.load_state_dict(safetensors.torch.load_file(path), strict=True)`;
 //! - `last.optim.safetensors` beside it: the optimizer's state (`{parameter}.{slot}` and
-//!   `step`), with the history of the run in its metadata.
+//!   `step`), with the logs of the run in its metadata (the epochs, the steps and the gradient
+//!   norms).
 //!
 //! Both record, in their metadata, the epochs and optimizer steps done when they were written;
 //! resume refuses a pair whose counts differ (a crash between the two writes, or files copied
 //! from different runs) rather than continue from weights and state that do not belong
 //! together.
 
-use super::{Period, Trainer, log};
+use super::{BatchSource, Period, Trainer, log, step_log};
 use crate::train::checkpoint::{self, Checkpoint};
 use crate::{Error, Result, nn};
 use std::collections::HashMap;
@@ -21,8 +22,10 @@ use std::path::{Path, PathBuf};
 /// Metadata keys of the progress both files of a checkpoint record.
 const EPOCHS: &str = "epochs_done";
 const STEPS: &str = "steps_done";
-/// Metadata key of the history, in the optimizer file.
+/// Metadata keys of the logs, in the optimizer file: epochs, steps and gradient norms.
 const HISTORY: &str = "history";
+const STEPS_LOG: &str = "steps";
+const GRAD_NORMS: &str = "grad_norms";
 
 /// The optimizer file that goes with the weights file `weights`: `last.safetensors` →
 /// `last.optim.safetensors`.
@@ -56,12 +59,14 @@ impl Trainer<'_> {
         ]);
         checkpoint::save(path, &nn::state_dict(self.model), &meta)?;
         meta.insert(HISTORY.to_string(), log::to_json(&self.history));
+        meta.insert(STEPS_LOG.to_string(), step_log::steps_to_json(&self.steps_log));
+        meta.insert(GRAD_NORMS.to_string(), step_log::grad_norms_to_json(&self.grad_norms));
         checkpoint::save(optimizer_path(path), &self.optimizer.state_dict(), &meta)
     }
 
-    /// Restores model, optimizer and history from `out_dir/last.safetensors` and its optimizer
-    /// file, if present, and brings the schedule to where it was (`batches` steps per epoch).
-    pub(super) fn resume(&mut self, batches: usize) -> Result<()> {
+    /// Restores model, optimizer and logs from `out_dir/last.safetensors` and its optimizer
+    /// file, if present, and brings the schedule to where it was (over the epochs of `train`).
+    pub(super) fn resume(&mut self, train: &dyn BatchSource) -> Result<()> {
         let Some(dir) = &self.config.out_dir else {
             return Ok(());
         };
@@ -99,17 +104,30 @@ impl Trainer<'_> {
             )));
         }
         let history = state.metadata.get(HISTORY).map(|h| log::from_json(h, &optim_path)).transpose()?;
+        let steps_log =
+            state.metadata.get(STEPS_LOG).map(|s| step_log::steps_from_json(s, &optim_path)).transpose()?;
+        let grad_norms = state
+            .metadata
+            .get(GRAD_NORMS)
+            .map(|g| step_log::grad_norms_from_json(g, &optim_path))
+            .transpose()?;
         checkpoint::load_into(self.model, &weights.tensors, &weights_path)?;
         self.optimizer.load_state_dict(&state.tensors).map_err(|e| match e {
             Error::Invalid(reason) => Error::format(&optim_path, "safetensors", reason),
             other => other,
         })?;
         self.history = history.unwrap_or_default();
+        self.steps_log = steps_log.unwrap_or_default();
+        // (a log of other parameters, from before the model changed, does not continue)
+        if let Some(norms) = grad_norms.filter(|g| g.names == self.grad_norms.names) {
+            self.grad_norms = norms;
+        }
+        let finished: Vec<bool> = self.history.iter().map(|r| self.finished(train, r)).collect();
         match &mut self.scheduler {
             // a schedule's state is a function of the periods it has seen (and the validation
             // losses, for reduce-on-plateau), so replaying them restores it exactly
             Some((s, Period::Epoch)) => {
-                for record in self.history.iter().filter(|r| r.steps >= batches) {
+                for (record, _) in self.history.iter().zip(finished).filter(|(_, finished)| *finished) {
                     s.step(record.val_loss);
                 }
                 self.optimizer.set_lr(s.lr());

@@ -41,6 +41,47 @@ pub fn data_dir(test: &str) -> Option<std::path::PathBuf> {
     }
 }
 
+/// The seed of a randomized test run: `KILN_TEST_SEED` when it is set, otherwise one drawn from
+/// the clock. Displayed, it names itself and the command that reruns the test with it.
+#[allow(dead_code)]
+pub struct Seed {
+    /// The seed.
+    pub value: u64,
+    /// The command that reruns the test with this seed.
+    pub rerun: String,
+}
+
+#[allow(dead_code)]
+impl Seed {
+    /// The seed of test `test` in the test target `target` (`tests/<target>.rs`), from the
+    /// environment.
+    pub fn from_env(target: &str, test: &str) -> Seed {
+        Seed::from_var(std::env::var("KILN_TEST_SEED").ok().as_deref(), target, test)
+    }
+
+    /// The seed given by `var` (the value of `KILN_TEST_SEED`, if set), or a fresh one.
+    ///
+    /// Panics when `var` is not an unsigned integer: a typo must not silently run another seed.
+    pub fn from_var(var: Option<&str>, target: &str, test: &str) -> Seed {
+        let value = match var {
+            Some(v) => {
+                v.trim().parse().unwrap_or_else(|_| panic!("KILN_TEST_SEED={v:?} is not an unsigned integer"))
+            }
+            None => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                now.map(|d| d.as_nanos() as u64).unwrap_or(1)
+            }
+        };
+        Seed { value, rerun: format!("KILN_TEST_SEED={value} cargo test --test {target} -- {test} --exact") }
+    }
+}
+
+impl std::fmt::Display for Seed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "seed {} (rerun with: {})", self.value, self.rerun)
+    }
+}
+
 /// Prints a `SKIPPED` line that `cargo test` shows even for a passing test: its output capture
 /// takes only the `print!` family, not writes to the stderr handle.
 fn skipped(what: &str) {

@@ -18,4 +18,4 @@ pub use pipeline::force_pipeline_hash_collisions;
 pub(crate) use pipeline::{Kernel, Shader, shader};
 pub use pool::{DEFAULT_POOL_BYTES, GpuBuffer, inject_out_of_memory_once, live_buffers};
 pub(crate) use recorder::Grid;
-pub use recorder::Recorder;
+pub use recorder::{Recorder, dispatches};

@@ -71,6 +71,18 @@ impl FaultSlotInfo {
     }
 }
 
+thread_local! {
+    /// Dispatches recorded on this thread, for tests that count them ([`dispatches`]).
+    static DISPATCHES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many kernel dispatches this thread has recorded (buffer copies and clears are not
+/// dispatches). Per thread, so a test counts its own work while others run.
+#[doc(hidden)]
+pub fn dispatches() -> u64 {
+    DISPATCHES.with(|d| d.get())
+}
+
 /// Parameter buffers handed back by finished recorders, per context.
 static SPARE_UNIFORMS: Mutex<Vec<(usize, wgpu::Buffer)>> = Mutex::new(Vec::new());
 
@@ -149,6 +161,7 @@ impl Recorder {
                 entries: &entries,
             })
         });
+        DISPATCHES.with(|d| d.set(d.get() + 1));
         let pass = self.pass();
         pass.set_pipeline(&pipeline.pipeline);
         pass.set_bind_group(0, &bind_group, &[offset as u32]);

@@ -2,12 +2,27 @@
 //! cross-entropy.
 
 use super::{Case, shapes};
+use crate::ops::attention::AttentionOptions;
 use crate::ops::conv::ConvOptions;
 use crate::ops::loss::CrossEntropy;
 use crate::ops::pool::PoolOptions;
+use crate::rng::RandomKey;
 use crate::testing::{Domain, Input};
+use crate::{DType, Device, Shape, Tensor};
 
 const F: Input = Input::float(Domain::Normal);
+
+/// Pooling runs one invocation per output element (per input element for the gradients) in
+/// workgroups of 256. A 2×2 window at stride 1 takes a 4,097² image to 4,096² = 16,777,216 >
+/// 65,535 · 256 outputs.
+pub(super) const POOL_PAST_GRID_LIMIT: [usize; 4] = [1, 1, 4_097, 4_097];
+
+/// The output of a 2×2 window at stride 1 over [`POOL_PAST_GRID_LIMIT`].
+pub(super) const POOLED_PAST_GRID_LIMIT: [usize; 4] = [1, 1, 4_096, 4_096];
+
+/// The row kernels (softmax, layer norm, cross-entropy) run one workgroup per row: 65,536 rows
+/// pass the 65,535-workgroup limit.
+pub(super) const ROWS_PAST_GRID_LIMIT: usize = 65_536;
 
 pub(super) fn cases() -> Vec<Case> {
     let mut rows = matmul();
@@ -20,6 +35,7 @@ pub(super) fn cases() -> Vec<Case> {
 fn matmul() -> Vec<Case> {
     vec![
         Case::new(
+            "matmul",
             "matmul",
             vec![F, F],
             shapes(&[
@@ -34,6 +50,7 @@ fn matmul() -> Vec<Case> {
         // a dot product of length k in f32 errs by up to ~√k·ε·Σ|aᵢbᵢ| / |Σaᵢbᵢ| on each side
         .tol(1e-4),
         Case::new(
+            "matmul",
             "matmul, 128×128 tiles",
             vec![F, F],
             shapes(&[&[&[2, 3], &[3, 2]], &[&[8, 257, 129], &[8, 129, 259]], &[&[8, 256, 64], &[64, 512]]]),
@@ -41,6 +58,7 @@ fn matmul() -> Vec<Case> {
         )
         .tol(1e-4),
         Case::new(
+            "matmul",
             "matmul batched, broadcast",
             vec![F, F],
             shapes(&[&[&[2, 1, 3, 4], &[3, 4, 2]], &[&[1, 1, 1], &[1, 1]], &[&[2, 3, 17, 9], &[3, 9, 70]]]),
@@ -50,13 +68,15 @@ fn matmul() -> Vec<Case> {
         .with_shapes(vec![vec![65_600, 2, 3], vec![65_600, 3, 2]])
         .tol(2e-5),
         Case::new(
+            "matmul",
             "matmul aᵀ·bᵀ read in place",
             vec![F, F],
             shapes(&[&[&[4, 3], &[5, 4]], &[&[31, 7], &[11, 31]]]),
             |x, _| x[0].t().matmul(&x[1].t()),
         )
         .tol(2e-5),
-        Case::new(
+        // vectors are reshaped to matrices around the matmul: its output node is a reshape
+        Case::composite(
             "matmul with vectors",
             vec![F, F, F],
             shapes(&[&[&[3], &[3, 4], &[4]], &[&[37], &[37, 23], &[23]]]),
@@ -68,10 +88,13 @@ fn matmul() -> Vec<Case> {
 
 fn convolution() -> Vec<Case> {
     let conv = |name: &str, sets: Vec<Vec<Vec<usize>>>, opts: ConvOptions| {
-        Case::new(name, vec![F, F], sets, move |x, _| x[0].conv2d(&x[1], opts)).tol(2e-5).grad_tol(1e-4)
+        Case::new("conv2d", name, vec![F, F], sets, move |x, _| x[0].conv2d(&x[1], opts))
+            .tol(2e-5)
+            .grad_tol(1e-4)
     };
     let max = |name: &str, opts: PoolOptions| {
         Case::new(
+            "max_pool2d",
             name,
             vec![F],
             shapes(&[&[&[2, 2, 5, 5]], &[&[1, 1, 3, 3]], &[&[3, 5, 17, 13]]]),
@@ -83,6 +106,7 @@ fn convolution() -> Vec<Case> {
     };
     let avg = |name: &str, opts: PoolOptions| {
         Case::new(
+            "avg_pool2d",
             name,
             vec![F],
             shapes(&[&[&[2, 2, 5, 5]], &[&[1, 1, 3, 3]], &[&[3, 5, 17, 13]]]),
@@ -126,11 +150,18 @@ fn convolution() -> Vec<Case> {
             "max_pool2d 3×3 stride 2 padding 1 dilation 2",
             PoolOptions::new(3).stride(2).padding(1).dilation(2),
         ),
+        max("max_pool2d 2×2 stride 1", PoolOptions::new(2).stride(1))
+            .past_grid_limit(vec![POOL_PAST_GRID_LIMIT.to_vec()]),
         avg("avg_pool2d 2×2", PoolOptions::new(2)),
+        avg("avg_pool2d 2×2 stride 1", PoolOptions::new(2).stride(1))
+            .past_grid_limit(vec![POOL_PAST_GRID_LIMIT.to_vec()]),
         avg("avg_pool2d 3×3 stride 1 padding 1", PoolOptions::new(3).stride(1).padding(1)),
         avg("avg_pool2d excluding padding", avg_excluding_pad),
     ]
 }
+
+/// Cross-entropy options that exercise both: rows of class 2 ignored, targets smoothed.
+const SMOOTHED_IGNORING_2: CrossEntropy = CrossEntropy { ignore_index: Some(2), label_smoothing: 0.1 };
 
 fn normalization() -> Vec<Case> {
     // odd sizes take the general kernels; multiples of 4 up to 8192 the one-pass ones
@@ -145,16 +176,20 @@ fn normalization() -> Vec<Case> {
         &[&[2, 8196]],
     ]);
     vec![
-        Case::new("softmax last axis", vec![F], rows.clone(), |x, _| x[0].softmax(-1))
-            .with_shapes(vec![vec![70_000, 3]]),
-        Case::new("softmax axis 0", vec![F], rows.clone(), |x, _| x[0].softmax(0)),
-        Case::new("log_softmax", vec![F], rows.clone(), |x, _| x[0].log_softmax(-1)),
-        Case::new("layer_norm", vec![F], rows.clone(), |x, _| {
+        // rows of 3: the general kernel; rows of 4: the register-cached one
+        Case::new("softmax", "softmax last axis", vec![F], rows.clone(), |x, _| x[0].softmax(-1))
+            .past_grid_limit(vec![vec![ROWS_PAST_GRID_LIMIT, 3]]),
+        Case::new("softmax", "softmax axis 0", vec![F], rows.clone(), |x, _| x[0].softmax(0)),
+        Case::new("log_softmax", "log_softmax", vec![F], rows.clone(), |x, _| x[0].log_softmax(-1))
+            .past_grid_limit(vec![vec![ROWS_PAST_GRID_LIMIT, 4]]),
+        Case::new("layer_norm", "layer_norm", vec![F], rows.clone(), |x, _| {
             let n = *x[0].dims().last().expect("rank ≥ 1");
             x[0].layer_norm(&[n], None, None, 1e-5)
         })
-        .grad_tol(2e-4),
+        .grad_tol(2e-4)
+        .past_grid_limit(vec![vec![ROWS_PAST_GRID_LIMIT, 4]]),
         Case::new(
+            "layer_norm",
             "layer_norm with weight and bias",
             vec![F, F, F],
             shapes(&[
@@ -170,6 +205,7 @@ fn normalization() -> Vec<Case> {
         )
         .grad_tol(2e-4),
         Case::new(
+            "layer_norm",
             "layer_norm over two axes, weight only",
             vec![F, F],
             shapes(&[&[&[2, 3, 4], &[3, 4]], &[&[5, 7, 11], &[7, 11]]]),
@@ -181,39 +217,55 @@ fn normalization() -> Vec<Case> {
         .grad_tol(2e-4),
         Case::new(
             "cross_entropy",
+            "cross_entropy per row",
             vec![F, Input::fixed(Domain::Index { of: 0, axis: 1 })],
             shapes(&[&[&[4, 5], &[4]], &[&[1, 1], &[1]], &[&[37, 10], &[37]], &[&[3, 1031], &[3]]]),
-            |x, _| x[0].cross_entropy(&x[1]),
-        ),
+            |x, _| x[0].cross_entropy_per_row(&x[1], CrossEntropy::default()),
+        )
+        .past_grid_limit(vec![vec![ROWS_PAST_GRID_LIMIT, 2], vec![ROWS_PAST_GRID_LIMIT]]),
         Case::new(
-            "cross_entropy with ignore index and label smoothing",
+            "cross_entropy",
+            "cross_entropy per row with ignore index and label smoothing",
             vec![F, Input::fixed(Domain::Index { of: 0, axis: 1 })],
             shapes(&[&[&[6, 4], &[6]], &[&[29, 7], &[29]]]),
-            |x, _| {
-                x[0].cross_entropy_with(&x[1], CrossEntropy { ignore_index: Some(2), label_smoothing: 0.1 })
-            },
+            |x, _| x[0].cross_entropy_per_row(&x[1], SMOOTHED_IGNORING_2),
+        ),
+        Case::composite(
+            "cross_entropy mean over the rows not ignored",
+            vec![F, Input::fixed(Domain::Index { of: 0, axis: 1 })],
+            shapes(&[&[&[6, 4], &[6]], &[&[29, 7], &[29]]]),
+            |x, _| x[0].cross_entropy_with(&x[1], SMOOTHED_IGNORING_2),
         ),
     ]
 }
 
 fn attention() -> Vec<Case> {
     let attn = |name: &str, sets: Vec<Vec<Vec<usize>>>, causal: bool| {
-        Case::new(name, vec![F, F, F], sets, move |x, _| x[0].attention(&x[1], &x[2], causal, None))
-            .tol(5e-5)
-            .grad_tol(2e-4)
+        Case::new("attention", name, vec![F, F, F], sets, move |x, _| {
+            x[0].attention(&x[1], &x[2], causal, None)
+        })
+        .tol(5e-5)
+        .grad_tol(2e-4)
     };
-    vec![
+    let mut rows = vec![
         attn(
             "attention",
             shapes(&[
                 &[&[2, 3, 4], &[2, 5, 4], &[2, 5, 3]],
                 &[&[1, 1, 1], &[1, 3, 1], &[1, 3, 1]],
                 &[&[2, 3, 67, 16], &[2, 3, 131, 16], &[2, 3, 131, 24]],
-                // more than 65,535 workgroups of 64 query (and key) rows each
-                &[&[65_600, 64, 4], &[65_600, 32, 4], &[65_600, 32, 4]],
             ]),
             false,
-        ),
+        )
+        // Past the grid limit. The flash kernels (head dimensions multiples of 4) run a
+        // workgroup per 64 query (or key) rows of each batch entry: 65,536 entries of one query
+        // and two keys (two, so that the softmax and the gradients of q and k are not trivially
+        // 1 and 0), with gradients — their kernels need the forward's output and log-sum-exp,
+        // so rows of their own would run the forward again. The general kernels (other head
+        // dimensions, rare) run a workgroup per query row: 65,536 entries of one query, forward
+        // only, as lavapipe takes ~10 s per such dispatch.
+        .with_shapes(vec![vec![65_536, 1, 4], vec![65_536, 2, 4], vec![65_536, 2, 4]])
+        .past_grid_limit(vec![vec![65_536, 1, 3], vec![65_536, 2, 3], vec![65_536, 2, 3]]),
         attn(
             "attention causal",
             shapes(&[
@@ -225,5 +277,156 @@ fn attention() -> Vec<Case> {
             ]),
             true,
         ),
+    ];
+    rows.extend(attention_with_options());
+    rows
+}
+
+/// Key lengths drawn in [0, Tk), for inputs (q, k, …) (see [`Lengths`]).
+const LENGTHS: Input = Input::fixed(Domain::Index { of: 1, axis: 1 });
+/// The same for q of rank 4 (B, H, T, D).
+const LENGTHS_4D: Input = Input::fixed(Domain::Index { of: 1, axis: 2 });
+/// An additive mask's finite values.
+const MASK: Input = Input::fixed(Domain::Normal);
+/// Where the additive mask holds −∞: below 1/4.
+const HIDE: Input = Input::fixed(Domain::Range(0.0, 1.0));
+
+/// Rows of `Tensor::attention_with`: key lengths, additive masks with −∞ entries, the causal
+/// mask and dropout, alone and combined, on the flash kernels (head dimensions multiples of 4)
+/// and the plain ones, with rows that see no key.
+fn attention_with_options() -> Vec<Case> {
+    let row = |name: &str, inputs: Vec<Input>, sets: Vec<Vec<Vec<usize>>>, opts: Options| {
+        Case::new("attention", name, inputs, sets, move |x, dev| {
+            x[0].attention_with(&x[1], &x[2], &opts.of(x, dev))
+        })
+        .tol(5e-5)
+        .grad_tol(2e-4)
+    };
+    let dropout = Some((0.3, RandomKey { seed: 11, stream: 5 }));
+    vec![
+        row(
+            "attention with key lengths",
+            vec![F, F, F, LENGTHS],
+            shapes(&[
+                &[&[2, 5, 4], &[2, 6, 4], &[2, 6, 3], &[2]],
+                &[&[3, 67, 16], &[3, 131, 16], &[3, 131, 24], &[3]],
+                // more than 65,535 workgroups of the plain kernel, one per query row
+                &[&[1100, 64, 3], &[1100, 9, 3], &[1100, 9, 5], &[1100]],
+            ]),
+            Options { lengths: Lengths::AtLeastOne, ..Options::default() },
+        ),
+        row(
+            "attention causal, key lengths broadcast over heads, some 0",
+            vec![F, F, F, LENGTHS_4D],
+            shapes(&[
+                &[&[2, 2, 4, 3], &[2, 2, 6, 3], &[2, 2, 6, 2], &[2, 1]],
+                &[&[2, 2, 130, 64], &[2, 2, 130, 64], &[2, 2, 130, 64], &[2, 1]],
+                &[&[3, 2, 40, 5], &[3, 2, 70, 5], &[3, 2, 70, 6], &[3, 2]],
+            ]),
+            Options { causal: true, lengths: Lengths::Drawn, ..Options::default() },
+        ),
+        row(
+            "attention with an additive mask",
+            vec![F, F, F, MASK],
+            shapes(&[
+                &[&[2, 3, 4], &[2, 5, 4], &[2, 5, 3], &[3, 5]],
+                // one mask per sequence, shared by the heads
+                &[&[2, 3, 67, 16], &[2, 3, 131, 16], &[2, 3, 131, 24], &[2, 1, 67, 131]],
+                // a key mask (B, 1, 1, Tk), broadcast over heads and queries
+                &[&[2, 3, 33, 7], &[2, 3, 65, 7], &[2, 3, 65, 9], &[2, 1, 1, 65]],
+            ]),
+            Options { mask: Mask::Finite, ..Options::default() },
+        ),
+        row(
+            "attention causal with −∞ in the mask and key lengths",
+            vec![F, F, F, LENGTHS, MASK, HIDE],
+            shapes(&[
+                &[&[2, 6, 4], &[2, 7, 4], &[2, 7, 4], &[2], &[6, 7], &[6, 7]],
+                &[&[3, 97, 32], &[3, 97, 32], &[3, 97, 32], &[3], &[3, 97, 97], &[3, 97, 97]],
+                &[&[2, 9, 6], &[2, 11, 6], &[2, 11, 3], &[2], &[9, 11], &[9, 11]],
+            ]),
+            Options { causal: true, lengths: Lengths::Drawn, mask: Mask::WithHidden, ..Options::default() },
+        ),
+        row(
+            "attention dropout",
+            vec![F, F, F],
+            shapes(&[
+                &[&[2, 3, 4], &[2, 5, 4], &[2, 5, 3]],
+                &[&[2, 3, 67, 16], &[2, 3, 131, 16], &[2, 3, 131, 24]],
+                &[&[2, 37, 6], &[2, 70, 6], &[2, 70, 5]],
+            ]),
+            Options { dropout, ..Options::default() },
+        ),
+        row(
+            "attention causal, dropout, key lengths and a mask with −∞",
+            vec![F, F, F, LENGTHS, MASK, HIDE],
+            shapes(&[
+                &[&[2, 6, 4], &[2, 7, 4], &[2, 7, 4], &[2], &[6, 7], &[6, 7]],
+                &[&[3, 130, 64], &[3, 130, 64], &[3, 130, 64], &[3], &[130, 130], &[130, 130]],
+                &[&[2, 70, 3], &[2, 70, 3], &[2, 70, 7], &[2], &[2, 70, 70], &[2, 70, 70]],
+                // more than 65,535 workgroups (one per batch: up to 64 query or key rows each)
+                &[&[65_600, 8, 4], &[65_600, 8, 4], &[65_600, 8, 4], &[65_600], &[8, 8], &[8, 8]],
+            ]),
+            Options { causal: true, lengths: Lengths::AtLeastOne, mask: Mask::WithHidden, dropout },
+        ),
     ]
+}
+
+/// How a row of [`attention_with_options`] builds its options from its inputs (q, k, v, then
+/// the key lengths, the mask and where it is −∞, in that order, where present).
+#[derive(Clone, Copy, Default)]
+struct Options {
+    causal: bool,
+    lengths: Lengths,
+    mask: Mask,
+    dropout: Option<(f32, RandomKey)>,
+}
+
+/// Key lengths from the drawn ones. The first sequence always sees every key: were every
+/// query to see one key or none, the gradients of q and k would be 0 up to rounding, which
+/// parity cannot compare.
+#[derive(Clone, Copy, Default, PartialEq)]
+enum Lengths {
+    #[default]
+    None,
+    /// As drawn, in [0, Tk): some sequences see no key.
+    Drawn,
+    /// Drawn + 1, in [1, Tk].
+    AtLeastOne,
+}
+
+#[derive(Clone, Copy, Default, PartialEq)]
+enum Mask {
+    #[default]
+    None,
+    /// Finite values.
+    Finite,
+    /// Finite values, −∞ where the next input is below 1/4.
+    WithHidden,
+}
+
+impl Options {
+    fn of(&self, x: &[Tensor], dev: &Device) -> AttentionOptions {
+        let mut next = 3;
+        let key_lengths = (self.lengths != Lengths::None).then(|| {
+            next += 1;
+            let drawn = match self.lengths {
+                Lengths::AtLeastOne => &x[3] + &Tensor::full(Shape::scalar(), 1.0, DType::I32, dev),
+                _ => x[3].clone(),
+            };
+            let mut first = drawn.dims().to_vec();
+            first[0] = 1;
+            let all_keys = Tensor::full(first, x[1].dim(-2) as f64, DType::I32, dev);
+            Tensor::concat(&[all_keys, drawn.narrow(0, 1, drawn.dim(0) - 1)], 0)
+        });
+        let mask = match self.mask {
+            Mask::None => None,
+            Mask::Finite => Some(x[next].clone()),
+            Mask::WithHidden => {
+                let neg_inf = Tensor::full(Shape::scalar(), f64::NEG_INFINITY, x[next].dtype(), dev);
+                Some(x[next + 1].lt_scalar(0.25).where_(&neg_inf, &x[next]))
+            }
+        };
+        AttentionOptions { causal: self.causal, scale: None, key_lengths, mask, dropout: self.dropout }
+    }
 }
