@@ -209,11 +209,8 @@ fn incremental_decoding_matches_full_decoding_and_reorders_by_beam() {
             let layout = |a: usize, b: usize| if batch_first { [a, b, 16] } else { [b, a, 16] };
             let memory = Tensor::randn(layout(n, s), &device);
             let tgt = Tensor::randn(layout(n, t), &device);
-            let padding = Tensor::from_vec(
-                (0..n * s).map(|i| i % s >= s - i / s).collect::<Vec<bool>>(),
-                [n, s],
-                &device,
-            );
+            let hidden: Vec<bool> = (0..n * s).map(|i| i % s >= s - i / s).collect();
+            let padding = Tensor::from_vec(hidden.clone(), [n, s], &device);
             let full = decoder.forward_with(
                 &tgt,
                 &memory,
@@ -246,7 +243,11 @@ fn incremental_decoding_matches_full_decoding_and_reorders_by_beam() {
                 &reordered(&memory),
                 &DecoderMasks {
                     tgt_is_causal: true,
-                    memory_key_padding_mask: Some(padding.index_select(0, &beams)),
+                    memory_key_padding_mask: Some(Tensor::from_vec(
+                        [2, 0, 0].iter().flat_map(|&row| hidden[row * s..(row + 1) * s].to_vec()).collect(),
+                        [n, s],
+                        &device,
+                    )),
                     ..Default::default()
                 },
             );

@@ -4,12 +4,14 @@
 //! weights, and, on request, the weights themselves. Also the per-layer key/value cache that
 //! incremental decoding keeps ([`KvCache`]).
 //!
-//! Attention runs on the fused kernel ([`Tensor::attention`]) whenever it can — no mask other
-//! than the causal one, no dropout, no weights asked for — and otherwise unfused, as matmul →
-//! masked softmax → dropout → matmul, which is also how the weights are returned.
+//! Attention runs on the fused kernel ([`Tensor::attention_with`]): masks are its additive mask,
+//! dropout its in-kernel Philox draws. Only when the weights are asked for does it run unfused
+//! ([`Tensor::attention_unfused_with`]), which forms them.
 
 use super::projection::affine;
 use super::{Linear, Module, Visitor, init};
+use crate::ops::attention::AttentionOptions;
+use crate::rng::next_key;
 use crate::{DType, Device, Shape, Tensor};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -35,33 +37,38 @@ pub(crate) struct Attend<'a> {
 }
 
 /// Scaled dot-product attention of q (N, H, Tq, D) over k (N, H, Tk, D) and v (N, H, Tk, Dv) with
-/// scale 1/√D: on the fused kernel when only a top-left causal mask applies, unfused otherwise.
-/// Returns the output (N, H, Tq, Dv) and, if asked for, the weights after dropout (as PyTorch).
+/// scale 1/√D, on the fused kernel: masks become its additive mask and dropout its in-kernel
+/// Philox draws. With `need_weights` it runs unfused ([`Tensor::attention_unfused_with`], which
+/// drops the same weights) to return the weights after masking and softmax, before dropout.
+/// Returns the output (N, H, Tq, Dv) and the weights if asked for.
 pub(crate) fn scaled_dot_product(q: &Tensor, k: &Tensor, v: &Tensor, a: &Attend) -> (Tensor, Option<Tensor>) {
-    // the fused kernel's causal mask is aligned top-left; queries that see every key need none
-    let fused_causal = match (a.causal, a.causal_offset) {
-        (false, _) => Some(false),
-        (true, offset) if offset + 1 >= k.dim(-2) => Some(false),
-        (true, 0) => Some(true),
-        (true, _) => None,
+    // the kernel's causal mask is aligned top-left; a query that sees every key needs none, and
+    // any other alignment (a cache holding earlier positions) is an additive mask
+    let (tq, tk) = (q.dim(-2), k.dim(-2));
+    let (causal, shifted) = match (a.causal, a.causal_offset) {
+        (false, _) => (false, None),
+        (true, offset) if offset + 1 >= tk => (false, None),
+        (true, 0) => (true, None),
+        (true, offset) => (false, Some(causal_mask(tq, tk, offset, q.dtype(), &q.device()))),
     };
-    if let (None, false, Some(causal)) = (a.mask, a.dropout > 0.0 || a.need_weights, fused_causal) {
-        return (q.attention(k, v, causal, None), None);
+    let mask = match (a.mask, shifted) {
+        (Some(m), Some(c)) => Some(m + c),
+        (m, c) => m.cloned().or(c),
+    };
+    // sums of masks stay at MASKED where anything hid the key, so that a row whose keys are all
+    // hidden is averaged uniformly, as one hidden by a single mask
+    let floor = Tensor::full(Shape::scalar(), MASKED, q.dtype(), &q.device());
+    let options = AttentionOptions {
+        causal,
+        mask: mask.map(|m| m.maximum(&floor)),
+        dropout: (a.dropout > 0.0).then(|| (a.dropout, next_key())),
+        ..Default::default()
+    };
+    if a.need_weights {
+        let (out, weights) = q.attention_unfused_with(k, v, &options);
+        return (out, Some(weights));
     }
-    let scale = 1.0 / (q.dim(-1) as f64).sqrt();
-    let mut scores = q.matmul(&k.t()) * scale;
-    if a.causal {
-        scores = scores + causal_mask(q.dim(-2), k.dim(-2), a.causal_offset, q.dtype(), &q.device());
-    }
-    if let Some(mask) = a.mask {
-        scores = scores + mask;
-    }
-    // sums of masks stay finite and at or below MASKED where anything hid the key
-    let floor = Tensor::full(Shape::scalar(), MASKED, scores.dtype(), &scores.device());
-    let weights = scores.maximum(&floor).softmax(-1);
-    let weights = if a.dropout > 0.0 { weights.dropout(a.dropout) } else { weights };
-    let out = weights.matmul(v);
-    (out, a.need_weights.then_some(weights))
+    (q.attention_with(k, v, &options), None)
 }
 
 /// The additive causal mask (Tq, Tk): [`MASKED`] where key j comes after query i + `offset`.
@@ -73,7 +80,7 @@ pub fn causal_mask(tq: usize, tk: usize, offset: usize, dtype: DType, device: &D
 
 /// A mask as PyTorch takes it — bool (true: hidden) or float (added to the scores) — as an
 /// additive float mask of `dtype`.
-fn additive(mask: &Tensor, dtype: DType) -> Tensor {
+pub(crate) fn additive(mask: &Tensor, dtype: DType) -> Tensor {
     if mask.dtype() == DType::Bool {
         let hidden = Tensor::full(Shape::scalar(), MASKED, dtype, &mask.device());
         let shown = Tensor::full(Shape::scalar(), 0.0, dtype, &mask.device());
@@ -158,7 +165,8 @@ pub struct MhaOptions {
     /// Query i sees keys j ≤ i only. Unlike PyTorch, where it is a hint that `attn_mask` is
     /// causal, this applies the causal mask itself, on the fused kernel.
     pub is_causal: bool,
-    /// Return the attention weights (default false: the fused kernel, which never forms them).
+    /// Return the attention weights, computed unfused (default false: the fused kernel, which
+    /// never forms them). They are taken before dropout.
     pub need_weights: bool,
     /// Average the returned weights over heads, (N, L, S); else per head, (N, H, L, S)
     /// (default true).
@@ -309,19 +317,7 @@ impl MultiheadAttention {
         value: &Tensor,
         options: &MhaOptions,
     ) -> (Tensor, Option<Tensor>) {
-        let unbatched = query.rank() == 2;
-        let batch = |x: &Tensor| match (unbatched, self.config.batch_first) {
-            (true, _) => x.unsqueeze(0),
-            (false, true) => x.clone(),
-            (false, false) => x.transpose(0, 1),
-        };
-        let same = query.same(key) && key.same(value);
-        let (q_in, k_in, v_in) = if same {
-            let x = batch(query);
-            (x.clone(), x.clone(), x)
-        } else {
-            (batch(query), batch(key), batch(value))
-        };
+        let (q_in, k_in, v_in, unbatched) = self.batched(query, key, value);
         self.check_inputs(query, &q_in, &k_in, &v_in);
         let (q, k, v) = self.project_all(&q_in, &k_in, &v_in);
         let mask = self.combined_mask(options, &q_in, &k_in, unbatched);
@@ -337,6 +333,21 @@ impl MultiheadAttention {
             if unbatched { w.squeeze(0) } else { w }
         });
         (out, weights)
+    }
+
+    /// Queries, keys and values batch-first, (N, L, E), and whether they came unbatched.
+    fn batched(&self, query: &Tensor, key: &Tensor, value: &Tensor) -> (Tensor, Tensor, Tensor, bool) {
+        let unbatched = query.rank() == 2;
+        let batch = |x: &Tensor| match (unbatched, self.config.batch_first) {
+            (true, _) => x.unsqueeze(0),
+            (false, true) => x.clone(),
+            (false, false) => x.transpose(0, 1),
+        };
+        if query.same(key) && key.same(value) {
+            let x = batch(query);
+            return (x.clone(), x.clone(), x, unbatched);
+        }
+        (batch(query), batch(key), batch(value), unbatched)
     }
 
     /// Attention of projected heads, then the output projection: (N, Tq, E).
@@ -390,10 +401,11 @@ impl MultiheadAttention {
         let (k, v) =
             (memory.k.as_ref().expect("projected memory"), memory.v.as_ref().expect("projected memory"));
         let q = self.project(x, 0);
-        let mask = key_padding_mask.map(|m| {
+        let mut mask = None;
+        if let Some(m) = key_padding_mask {
             self.check_mask("key_padding_mask", m, &[&[x.dim(0), k.dim(2)]]);
-            additive(m, x.dtype()).reshape([x.dim(0), 1, 1, k.dim(2)])
-        });
+            mask = Some(additive(m, x.dtype()).reshape([x.dim(0), 1, 1, k.dim(2)]));
+        }
         self.attend_heads(&q, k, v, mask.as_ref(), false, 0, false).0
     }
 
@@ -437,19 +449,38 @@ impl MultiheadAttention {
         }
     }
 
+    /// Panics at the caller's line if the masks of `options` do not fit queries (N, L, E) and
+    /// keys (N, S, kdim), batch-first.
+    #[track_caller]
+    fn check_masks(&self, options: &MhaOptions, q: &Tensor, k: &Tensor, unbatched: bool) {
+        let (n, l, s, h) = (q.dim(0), q.dim(1), k.dim(1), self.num_heads);
+        if let Some(m) = &options.key_padding_mask {
+            let allowed: &[&[usize]] = if unbatched { &[&[s]] } else { &[&[n, s]] };
+            self.check_mask("key_padding_mask", m, allowed);
+        }
+        if let Some(m) = &options.attn_mask {
+            self.check_mask("attn_mask", m, &[&[l, s], &[n * h, l, s]]);
+        }
+    }
+
+    /// Panics at the caller's line if `query`, `key`, `value` or the masks of `options` do not
+    /// fit this module, as [`MultiheadAttention::forward_with`] would: for layers that call it
+    /// from closures, which would hide their caller's line.
+    #[track_caller]
+    pub(crate) fn check(&self, query: &Tensor, key: &Tensor, value: &Tensor, options: &MhaOptions) {
+        let (q, k, v, unbatched) = self.batched(query, key, value);
+        self.check_inputs(query, &q, &k, &v);
+        self.check_masks(options, &q, &k, unbatched);
+    }
+
     /// The key-padding and attention masks as one additive mask broadcasting to (N, H, L, S).
     #[track_caller]
     fn combined_mask(&self, options: &MhaOptions, q: &Tensor, k: &Tensor, unbatched: bool) -> Option<Tensor> {
+        self.check_masks(options, q, k, unbatched);
         let (n, l, s, h) = (q.dim(0), q.dim(1), k.dim(1), self.num_heads);
         let dtype = q.dtype();
-        let padding = options.key_padding_mask.as_ref().map(|m| {
-            let allowed: &[&[usize]] = if unbatched { &[&[s]] } else { &[&[n, s]] };
-            self.check_mask("key_padding_mask", m, allowed);
-            additive(m, dtype).reshape([n, 1, 1, s])
-        });
+        let padding = options.key_padding_mask.as_ref().map(|m| additive(m, dtype).reshape([n, 1, 1, s]));
         let attn = options.attn_mask.as_ref().map(|m| {
-            let (two, three) = ([l, s], [n * h, l, s]);
-            self.check_mask("attn_mask", m, &[&two, &three]);
             let m = additive(m, dtype);
             if m.rank() == 2 { m } else { m.reshape([n, h, l, s]) }
         });

@@ -12,7 +12,7 @@
 //! far and the cross-attention keys and values of the source, projected once; beam search
 //! reorders it by beam index ([`DecoderCache::reorder`]).
 
-use super::attention::{KvCache, MhaConfig, MhaOptions, MultiheadAttention};
+use super::attention::{KvCache, MhaConfig, MhaOptions, MultiheadAttention, additive};
 use super::projection::affine;
 use super::{Dropout, LayerNorm, Linear, Module, Visitor, init};
 use crate::{Device, Tensor, no_grad};
@@ -175,6 +175,7 @@ impl TransformerEncoderLayer {
             is_causal: masks.is_causal,
             ..Default::default()
         };
+        self.self_attn.check(src, src, src, &options);
         let attend = |x: &Tensor| self.dropout1.forward(&self.self_attn.forward_with(x, x, x, &options).0);
         let ff = |x: &Tensor| {
             let y = feed_forward(&self.linear1, &self.linear2, self.config.activation, &self.dropout, x);
@@ -291,6 +292,8 @@ impl TransformerDecoderLayer {
             is_causal: masks.memory_is_causal,
             ..Default::default()
         };
+        self.self_attn.check(tgt, tgt, tgt, &self_options);
+        self.multihead_attn.check(tgt, memory, memory, &memory_options);
         self.blocks(
             tgt,
             |x| self.self_attn.forward_with(x, x, x, &self_options).0,
@@ -407,7 +410,8 @@ pub struct DecoderCache {
     pub self_attention: Vec<KvCache>,
     /// Per layer: the memory's keys and values for cross-attention.
     pub memory: Vec<KvCache>,
-    /// The memory's (N, S) key-padding mask, if any.
+    /// The memory's (N, S) key-padding mask, if any, as an additive float mask (so that it can
+    /// be reordered by beam index: bool tensors cannot be gathered).
     pub memory_key_padding_mask: Option<Tensor>,
 }
 
@@ -501,7 +505,7 @@ impl TransformerDecoder {
         DecoderCache {
             self_attention: vec![KvCache::default(); self.layers.len()],
             memory: self.layers.iter().map(|l| l.multihead_attn.project_memory(&memory)).collect(),
-            memory_key_padding_mask: memory_key_padding_mask.cloned(),
+            memory_key_padding_mask: memory_key_padding_mask.map(|m| additive(m, memory.dtype())),
         }
     }
 
