@@ -229,7 +229,7 @@ fn incremental_decoding_matches_full_decoding_and_reorders_by_beam() {
             }
             assert_eq!(cache.len(), t);
             let what = format!("batch_first {batch_first}, norm_first {norm_first} on {device}");
-            assert_close(&Tensor::concat(&steps, time as isize), &full, TOL, &what);
+            assert_close(&Tensor::concat(&steps, time), &full, TOL, &what);
 
             // beam search keeps rows (2, 0, 0): the next step continues those hypotheses
             let beams = Tensor::from_vec(vec![2i32, 0, 0], [3], &device);
@@ -239,7 +239,7 @@ fn incremental_decoding_matches_full_decoding_and_reorders_by_beam() {
             let batch = if batch_first { 0 } else { 1 };
             let reordered = |x: &Tensor| x.index_select(batch, &beams);
             let want = decoder.forward_with(
-                &Tensor::concat(&[reordered(&tgt), next], time as isize),
+                &Tensor::concat(&[reordered(&tgt), next], time),
                 &reordered(&memory),
                 &DecoderMasks {
                     tgt_is_causal: true,
