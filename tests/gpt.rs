@@ -90,6 +90,7 @@ fn state_dict_names_and_shapes_are_nanogpts() {
 
 #[test]
 fn the_tied_head_is_one_parameter_updated_once_per_step() {
+    let _turn = common::gpu_turn();
     let mut updated = Vec::new();
     for device in devices() {
         kiln::manual_seed(6);
@@ -133,6 +134,7 @@ fn the_tied_head_is_one_parameter_updated_once_per_step() {
 
 #[test]
 fn greedy_generation_with_the_cache_yields_the_tokens_without_it() {
+    let _turn = common::gpu_turn();
     for device in devices() {
         let model = decisive(small(true), &device);
         // 3 + 12 tokens: the window slides past block_size 8
@@ -157,6 +159,7 @@ fn greedy_generation_with_the_cache_yields_the_tokens_without_it() {
 
 #[test]
 fn seeded_sampling_gives_the_same_text_on_every_device_with_and_without_the_cache() {
+    let _turn = common::gpu_turn();
     let sampling =
         Sampling { temperature: 1.0, top_k: Some(6), top_p: Some(0.95), seed: 7, stop: Vec::new() };
     let mut texts = Vec::new();
@@ -175,6 +178,7 @@ fn seeded_sampling_gives_the_same_text_on_every_device_with_and_without_the_cach
 
 #[test]
 fn token_ids_outside_the_vocabulary_are_out_of_range_on_every_device() {
+    let _turn = common::gpu_turn();
     for device in devices() {
         let model = decisive(small(false), &device);
         for bad in [11, -1] {
@@ -191,6 +195,7 @@ fn token_ids_outside_the_vocabulary_are_out_of_range_on_every_device() {
 
 #[test]
 fn lora_trains_the_adapters_alone_and_merges_exactly() {
+    let _turn = common::gpu_turn();
     for device in devices() {
         let model = decisive(small(true), &device);
         let config = LoraConfig { rank: 2, alpha: 4.0, dropout: 0.0 };

@@ -12,7 +12,7 @@ use kiln::nn::{
     TransformerDecoder, TransformerDecoderLayer, TransformerEncoderLayer, TransformerMasks,
 };
 use kiln::train::checkpoint;
-use kiln::{DType, Device, Tensor};
+use kiln::{Device, Tensor};
 use std::path::PathBuf;
 
 /// A module's state dict, inputs, PyTorch's outputs and arguments from one fixture file.
@@ -86,6 +86,7 @@ const TOL: f64 = 2e-5;
 
 #[test]
 fn multihead_attention_matches_pytorch() {
+    let _turn = common::gpu_turn();
     for device in devices() {
         for case in ["mha_basic", "mha_masks", "mha_kvdim", "mha_causal"] {
             let f = Fixture::load(case);
@@ -139,6 +140,7 @@ fn layer_config(f: &Fixture) -> TransformerConfig {
 
 #[test]
 fn encoder_and_decoder_layers_match_pytorch() {
+    let _turn = common::gpu_turn();
     for device in devices() {
         for case in ["encoder_post", "encoder_pre"] {
             let f = Fixture::load(case);
@@ -172,6 +174,7 @@ fn encoder_and_decoder_layers_match_pytorch() {
 
 #[test]
 fn transformer_matches_pytorch() {
+    let _turn = common::gpu_turn();
     for device in devices() {
         let f = Fixture::load("transformer");
         let config = layer_config(&f);
@@ -194,6 +197,7 @@ fn transformer_matches_pytorch() {
 
 #[test]
 fn incremental_decoding_matches_full_decoding_and_reorders_by_beam() {
+    let _turn = common::gpu_turn();
     for device in devices() {
         for (batch_first, norm_first) in [(true, false), (false, true)] {
             kiln::manual_seed(3);
@@ -350,6 +354,7 @@ fn rope_reference(x: &Tensor, offset: usize) -> Tensor {
 
 #[test]
 fn rotary_embeddings_match_rotate_half_and_depend_on_relative_position() {
+    let _turn = common::gpu_turn();
     for device in devices() {
         let rope = RotaryEmbedding::new(8, 32, &device);
         let x = Tensor::randn([2, 3, 5, 8], &device);
@@ -386,5 +391,40 @@ fn multihead_attention_trains_through_every_path_on_both_backends() {
         g.get(mha.in_proj_weight.as_ref().unwrap()).unwrap().clone()
     };
     assert_close(&grads(&unfused), &grads(&fused), 1e-5, "gradients of the two paths");
-    let _ = DType::F32;
+}
+
+#[test]
+fn multihead_attention_drops_the_same_weights_on_every_path_and_backend() {
+    let _turn = common::gpu_turn();
+    let mut outputs = Vec::new();
+    for device in devices() {
+        kiln::manual_seed(5);
+        let config = MhaConfig { batch_first: true, dropout: 0.3, ..Default::default() };
+        let mha = MultiheadAttention::with_options(8, 2, config, &device);
+        let x = Tensor::randn([2, 4, 8], &Device::Cpu).to(&device);
+        let hidden = vec![false, false, false, true, false, false, false, false];
+        let options = |need_weights| MhaOptions {
+            key_padding_mask: Some(Tensor::from_vec(hidden.clone(), [2, 4], &device)),
+            is_causal: true,
+            need_weights,
+            ..Default::default()
+        };
+        // the same stream for both calls: the fused kernel and the unfused path draw alike
+        kiln::manual_seed(9);
+        let fused = mha.forward_with(&x, &x, &x, &options(false)).0;
+        kiln::manual_seed(9);
+        let (unfused, weights) = mha.forward_with(&x, &x, &x, &options(true));
+        assert_close(&unfused, &fused, 1e-6, &format!("fused and unfused with dropout on {device}"));
+        let w = weights.unwrap().to_vec::<f32>().unwrap();
+        assert_eq!(w[3 * 4 + 3], 0.0, "{device}: the padded key is hidden");
+
+        nn::eval(&mha);
+        let plain = mha.forward_with(&x, &x, &x, &options(false)).0.to_f64_vec().unwrap();
+        let dropped = fused.to_f64_vec().unwrap();
+        assert!(kiln::testing::compare(&plain, &dropped).0 > 1e-3, "{device}: dropout changed nothing");
+        outputs.push(fused);
+    }
+    if let [cpu, gpu] = &outputs[..] {
+        assert_close(&gpu.to(&Device::Cpu), cpu, TOL, "the GPU drops what the CPU drops");
+    }
 }

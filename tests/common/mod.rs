@@ -20,6 +20,18 @@ pub fn gpu(test: &str) -> Option<Device> {
     }
 }
 
+/// Held by the tests that compute on the GPU, so that they run one at a time. kiln's GPU buffer
+/// pool takes a buffer back as soon as its last use is recorded, which is safe within one
+/// thread; but another thread's realize can take that buffer, compute into it and keep its
+/// result there, which this thread's later submission of its recorded work then overwrites
+/// (tests/transformer.rs failed about one run in three without it; with `KILN_GPU_POOL_BYTES=0`
+/// it passes).
+#[allow(dead_code)]
+pub fn gpu_turn() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_GPU_TEST_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_GPU_TEST_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The shared datasets folder (`KILN_DATA`, set by `.ci/run`). A `KILN_DATA` that does not exist
 /// fails loudly; an unset one prints a visible `SKIPPED` line (a developer machine without the
 /// data) — except under CI (`CI` set), where it fails.
