@@ -19,10 +19,10 @@ struct Params {
 @group(0) @binding(3) var<storage, read> sin_table: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(64)
 fn rope(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let i = flat_workgroup(wg, groups) * 256u + lid;
+    let i = flat_workgroup(wg, groups) * 64u + lid;
     if i >= p.pairs {
         return;
     }

@@ -127,7 +127,7 @@ impl Op for Rope {
         let y = rec.alloc_elems(out.shape.numel())?;
         let kernel = Kernel::new(&SHADER, "rope", 3, 1);
         let reads = [args[0].buf, args[1].buf, args[2].buf];
-        rec.dispatch(&kernel, &params, &reads, &[&y], Grid::Linear(params.pairs.div_ceil(256)))?;
+        rec.dispatch(&kernel, &params, &reads, &[&y], Grid::Linear(params.pairs.div_ceil(64)))?;
         Ok(y)
     }
 
