@@ -6,6 +6,7 @@
 
 mod common;
 
+use kiln::models::gpt::{Gpt, GptConfig};
 use kiln::nn::{self, Linear, Module, ReLU, Sequential};
 use kiln::optim::{Optimizer, Rule};
 use kiln::rng::RandomKey;
@@ -50,6 +51,23 @@ fn rows(device: &Device) -> Vec<Row> {
             model: Box::new(kiln::models::lenet5(device)),
             input: normal(&[16, 1, 28, 28], 1),
             loss: |out, device| out.cross_entropy(&labels(16, 10, device)),
+        },
+        Row {
+            name: "models::gpt (dropout in the attention kernel, tied head)",
+            model: Box::new(Gpt::new(
+                GptConfig {
+                    vocab_size: 11,
+                    block_size: 8,
+                    n_layer: 2,
+                    n_head: 2,
+                    n_embd: 16,
+                    dropout: 0.1,
+                    bias: true,
+                },
+                device,
+            )),
+            input: Tensor::from_vec((0..16).map(|i| i * 7 % 11).collect::<Vec<i32>>(), [2, 8], device),
+            loss: |out, device| out.reshape([16, 11]).cross_entropy(&labels(16, 11, device)),
         },
     ]
 }

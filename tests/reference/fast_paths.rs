@@ -20,6 +20,7 @@ use kiln::ops::loss::CrossEntropy;
 use kiln::ops::movement::PadSpec;
 use kiln::ops::op_set;
 use kiln::ops::pool::PoolOptions;
+use kiln::ops::rope::RopePairs;
 use kiln::rng::RandomKey;
 use kiln::testing::{compare, gradient_op, op_name};
 use kiln::{DType, Device, Tensor};
@@ -707,6 +708,18 @@ fn table() -> Vec<Check> {
         },
         |h| loops::cross_entropy_grad(&h[0], &h[1], &h[2]),
     ));
+
+    // rotary embeddings: two products and a sum per element, from f32 tables
+    for pairs in [RopePairs::Halves, RopePairs::Interleaved] {
+        checks.push(check(
+            "rope",
+            format!("{pairs:?}, offset 3"),
+            vec![d.normal(&[16, 257, 64]), d.range(&[260, 32], -1.0, 1.0), d.range(&[260, 32], -1.0, 1.0)],
+            FEW_ROUNDINGS,
+            move |t| t[0].rope(&t[1], &t[2], 3, pairs),
+            move |h| loops::rope(&h[0], &h[1], &h[2], 3, pairs == RopePairs::Interleaved),
+        ));
+    }
 
     // random draws: the same Philox words, turned into numbers here in f64
     let key = RandomKey { seed: 77, stream: 5 };

@@ -712,3 +712,23 @@ impl CellStep<'_> {
         out
     }
 }
+
+/// Rotary embedding of x (…, T, D) at positions `offset`.., tables (positions, D/2): pairs
+/// (j, j + D/2), or (2j, 2j + 1) `interleaved`, rotated by their position's angle.
+pub fn rope(x: &Host, cos: &Host, sin: &Host, offset: usize, interleaved: bool) -> Vec<f64> {
+    let rank = x.shape.len();
+    let (time, d) = (x.shape[rank - 2], x.shape[rank - 1]);
+    let half = d / 2;
+    let mut y = x.v.clone();
+    for row in 0..x.v.len() / d {
+        let at = (offset + row % time) * half;
+        for j in 0..half {
+            let (a, b) = if interleaved { (2 * j, 2 * j + 1) } else { (j, j + half) };
+            let (c, s) = (cos.v[at + j], sin.v[at + j]);
+            let (xa, xb) = (x.v[row * d + a], x.v[row * d + b]);
+            y[row * d + a] = xa * c - xb * s;
+            y[row * d + b] = xb * c + xa * s;
+        }
+    }
+    y
+}
