@@ -136,7 +136,7 @@ fn kiln_dump_wgsl_writes_the_source_of_every_kernel_compiled() {
             })
     };
     // the final source: prelude, library and the shader with its specialization applied
-    let (_, exp) = find("unary.main.", "expr=exp");
+    let (_, exp) = find("activations+unary.main.", "expr=exp");
     assert!(exp.contains("fn flat_workgroup") && exp.contains("return exp(x);"), "{exp}");
     assert!(!exp.contains("// @expr"), "the template line is replaced:\n{exp}");
     let (_, matmul) = find("gemm+matmul.main.", "BM=64u");
