@@ -136,7 +136,7 @@ fn kiln_dump_wgsl_writes_the_source_of_every_kernel_compiled() {
             })
     };
     // the final source: prelude, library and the shader with its specialization applied
-    let (_, exp) = find("unary.main.", "expr=exp");
+    let (_, exp) = find("activations+unary.main.", "expr=exp");
     assert!(exp.contains("fn flat_workgroup") && exp.contains("return exp(x);"), "{exp}");
     assert!(!exp.contains("// @expr"), "the template line is replaced:\n{exp}");
     let (_, matmul) = find("gemm+matmul.main.", "BM=64u");
@@ -191,4 +191,41 @@ fn a_matmul_with_more_than_65535_row_tiles_matches_the_cpu() {
     let (av, bv) = (a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap());
     let want: Vec<f32> = av.iter().flat_map(|x| [x * bv[0], x * bv[1]]).collect();
     assert_close(&got, &want, "(4,198,400 × 1)·(1 × 2)");
+}
+
+/// Threads realizing at once on one GPU: a realize frees each intermediate buffer at its last
+/// recorded use, before it submits; another thread must not be handed that buffer, or its
+/// result there is overwritten when the first thread's work runs. Each thread's chain of
+/// elementwise ops must give exactly the CPU's values (the same f32 kernels on exact inputs,
+/// within a few ulps).
+#[test]
+fn threads_realizing_at_once_never_take_a_buffer_still_in_flight() {
+    let Some(gpu) = common::gpu("threads realizing at once") else {
+        return;
+    };
+    let n = 40_000;
+    let chain = |x: &Tensor| {
+        let mut y = x.clone();
+        for k in 0..12u8 {
+            y = (&y * 0.5 + f64::from(k)).sin();
+        }
+        y
+    };
+    let workers: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for round in 0..40 {
+                    let values: Vec<f32> =
+                        (0..n).map(|i| ((i * 7 + t * 131 + round) % 1000) as f32 / 100.0).collect();
+                    let want =
+                        chain(&Tensor::from_vec(values.clone(), [n], &Device::Cpu)).to_vec::<f32>().unwrap();
+                    let got = chain(&Tensor::from_vec(values, [n], &gpu)).to_vec::<f32>().unwrap();
+                    assert_close(&got, &want, &format!("thread {t}, round {round}"));
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a worker's results matched the CPU");
+    }
 }

@@ -6,6 +6,8 @@
 
 mod common;
 
+use kiln::models::gpt::{Gpt, GptConfig};
+use kiln::models::{CellType, CharRnn, CharRnnConfig, RnnClassifier, RnnClassifierConfig};
 use kiln::nn::{self, Linear, Module, ReLU, Sequential};
 use kiln::optim::{Optimizer, Rule};
 use kiln::rng::RandomKey;
@@ -50,6 +52,50 @@ fn rows(device: &Device) -> Vec<Row> {
             model: Box::new(kiln::models::lenet5(device)),
             input: normal(&[16, 1, 28, 28], 1),
             loss: |out, device| out.cross_entropy(&labels(16, 10, device)),
+        },
+        Row {
+            name: "models::gpt (dropout in the attention kernel, tied head)",
+            model: Box::new(Gpt::new(
+                GptConfig {
+                    vocab_size: 11,
+                    block_size: 8,
+                    n_layer: 2,
+                    n_head: 2,
+                    n_embd: 16,
+                    dropout: 0.1,
+                    bias: true,
+                },
+                device,
+            )),
+            input: Tensor::from_vec((0..16).map(|i| i * 7 % 11).collect::<Vec<i32>>(), [2, 8], device),
+            loss: |out, device| out.reshape([16, 11]).cross_entropy(&labels(16, 11, device)),
+        },
+        Row {
+            name: "models::RnnClassifier (bidirectional GRU, 2 layers, dropout)",
+            model: Box::new(RnnClassifier::new(
+                RnnClassifierConfig {
+                    vocab_size: 13,
+                    embedding: 8,
+                    hidden: 12,
+                    classes: 5,
+                    cell: CellType::Gru,
+                    layers: 2,
+                    bidirectional: true,
+                    dropout: 0.2,
+                },
+                device,
+            )),
+            input: Tensor::from_vec((0..21).map(|i| 1 + i * 5 % 12).collect::<Vec<i32>>(), [3, 7], device),
+            loss: |out, device| out.cross_entropy(&labels(3, 5, device)),
+        },
+        Row {
+            name: "models::CharRnn (2-layer LSTM)",
+            model: Box::new(CharRnn::new(
+                CharRnnConfig { vocab_size: 11, embedding: 8, hidden: 16, layers: 2, dropout: 0.0 },
+                device,
+            )),
+            input: Tensor::from_vec((0..18).map(|i| i * 7 % 11).collect::<Vec<i32>>(), [2, 9], device),
+            loss: |out, device| out.reshape([18, 11]).cross_entropy(&labels(18, 11, device)),
         },
     ]
 }

@@ -19,16 +19,6 @@ use std::sync::{Arc, Mutex};
 
 const CPU: Device = Device::Cpu;
 
-/// Held by the tests that compute on the GPU, so that they run one at a time. kiln's GPU buffer
-/// pool takes a buffer back as soon as its last use is recorded, which is safe within one
-/// thread; but another thread's realize can take that buffer, compute into it and keep its
-/// result there, which this thread's later submission of its recorded work then overwrites.
-static ONE_GPU_TEST_AT_A_TIME: Mutex<()> = Mutex::new(());
-
-fn gpu_turn() -> std::sync::MutexGuard<'static, ()> {
-    ONE_GPU_TEST_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// A module built from a fixture's config.
 enum Built {
     Lstm(LSTM),
@@ -243,7 +233,6 @@ fn every_module_matches_pytorch_on_the_gpu() {
     let Some(gpu) = common::gpu("recurrent modules on the GPU") else {
         return;
     };
-    let _turn = gpu_turn();
     check_against_pytorch(&gpu);
 }
 
@@ -490,7 +479,6 @@ fn a_gpu_step_is_two_dispatches_forward_and_three_or_four_backward() {
     let Some(gpu) = common::gpu("dispatches per step") else {
         return;
     };
-    let _turn = gpu_turn();
     // per step: what 9 steps take more than 5, over 4
     let per_step = |kind: &str, lengths: bool| {
         let (short, long) = (dispatches(kind, 5, lengths, &gpu), dispatches(kind, 9, lengths, &gpu));

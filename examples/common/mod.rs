@@ -37,6 +37,7 @@ pub struct Common {
 impl Common {
     /// A Trainer configuration for `epochs` of `task` with these options: --out, --resume,
     /// --max-steps and --quiet.
+    #[allow(dead_code)] // the char-GPT examples train by steps, without the epoch Trainer
     pub fn train_config(&self, epochs: usize, task: Task) -> TrainConfig {
         let mut config = TrainConfig::new(epochs, task);
         config.out_dir = self.out.clone();

@@ -3,6 +3,8 @@
 //! so a checkpoint moves between kiln and the same PyTorch model. The examples train them.
 
 mod char_rnn;
+pub mod generate;
+pub mod gpt;
 mod lenet;
 mod rnn_classifier;
 

@@ -18,6 +18,15 @@ impl Embedding {
         Embedding { weight: init::param(init::normal([num, dim], 1.0, device)), padding_idx: None }
     }
 
+    /// A table holding `weight` (num, dim) as it is, e.g. initialized otherwise than N(0, 1).
+    #[track_caller]
+    pub fn from_weight(weight: Tensor) -> Embedding {
+        if weight.rank() != 2 {
+            panic!("Embedding: the weight must be (num, dim), got {:?}", weight.dims());
+        }
+        Embedding { weight, padding_idx: None }
+    }
+
     /// A table whose row `padding_idx` starts at zero and receives no gradient, so it stays
     /// what it is while the others train (PyTorch's `padding_idx`): the vector of the padding
     /// in a padded batch.

@@ -16,6 +16,7 @@
 //! ```
 
 mod activation;
+pub(crate) mod attention;
 mod cells;
 mod container;
 mod conv;
@@ -23,19 +24,30 @@ mod dropout;
 mod embedding;
 pub mod init;
 mod linear;
+pub mod lora;
 pub mod loss;
 mod norm;
+mod position;
+pub(crate) mod projection;
 mod recurrent;
+mod transformer;
 
 pub use activation::{Flatten, GELU, LeakyReLU, ReLU, SiLU, Sigmoid, Tanh};
+pub use attention::{KvCache, MASKED, MhaConfig, MhaOptions, MultiheadAttention, causal_mask};
 pub use cells::{GRUCell, LSTMCell, RNNCell};
 pub use container::Sequential;
 pub use conv::{AvgPool2d, Conv2d, MaxPool2d};
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use linear::Linear;
+pub use lora::{LoraConfig, LoraLinear};
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, LayerNorm};
+pub use position::{LearnedPositionalEmbedding, RotaryEmbedding, SinusoidalPositionalEncoding};
 pub use recurrent::{GRU, LSTM, LstmState, Nonlinearity, RNN, RecurrentWeights, RnnOptions};
+pub use transformer::{
+    Activation, DecoderCache, DecoderMasks, EncoderMasks, Transformer, TransformerConfig, TransformerDecoder,
+    TransformerDecoderLayer, TransformerEncoder, TransformerEncoderLayer, TransformerMasks,
+};
 
 use crate::Tensor;
 
@@ -55,6 +67,13 @@ pub trait Module: Send + Sync {
     /// Whether this module is in training mode, for modules that have modes (those that
     /// override [`Module::set_training`]); `None`, the default, for the rest.
     fn training(&self) -> Option<bool> {
+        None
+    }
+
+    /// This module as `Any`, for tools that find modules of one type while walking a model
+    /// ([`lora::apply`] finds its [`LoraLinear`] layers this way); `None`, the default, for the
+    /// rest.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
         None
     }
 }

@@ -23,6 +23,7 @@ pub mod pool;
 pub mod random;
 pub mod recurrent;
 pub mod reduce;
+pub mod rope;
 pub mod select;
 pub mod softmax;
 pub mod unary;
@@ -293,6 +294,7 @@ pub fn op_set() -> Vec<&'static str> {
         "gru_cell_grad",
         "rnn_cell",
         "rnn_cell_grad",
+        "rope",
     ]);
     names
 }

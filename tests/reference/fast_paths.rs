@@ -20,6 +20,7 @@ use kiln::ops::loss::CrossEntropy;
 use kiln::ops::movement::PadSpec;
 use kiln::ops::op_set;
 use kiln::ops::pool::PoolOptions;
+use kiln::ops::rope::RopePairs;
 use kiln::rng::RandomKey;
 use kiln::testing::{compare, gradient_op, op_name};
 use kiln::{DType, Device, Tensor};
@@ -708,6 +709,18 @@ fn table() -> Vec<Check> {
         |h| loops::cross_entropy_grad(&h[0], &h[1], &h[2]),
     ));
 
+    // rotary embeddings: two products and a sum per element, from f32 tables
+    for pairs in [RopePairs::Halves, RopePairs::Interleaved] {
+        checks.push(check(
+            "rope",
+            format!("{pairs:?}, offset 3"),
+            vec![d.normal(&[16, 257, 64]), d.range(&[260, 32], -1.0, 1.0), d.range(&[260, 32], -1.0, 1.0)],
+            FEW_ROUNDINGS,
+            move |t| t[0].rope(&t[1], &t[2], 3, pairs),
+            move |h| loops::rope(&h[0], &h[1], &h[2], 3, pairs == RopePairs::Interleaved),
+        ));
+    }
+
     // random draws: the same Philox words, turned into numbers here in f64
     let key = RandomKey { seed: 77, stream: 5 };
     let n = 262_147;
@@ -769,6 +782,79 @@ fn table() -> Vec<Check> {
         move |_| Tensor::normal([n], 0.5, 2.0, key, &Device::Cpu),
         move |_| (0..n as u64).map(|i| 0.5 + 2.0 * box_muller(key, i)).collect(),
     ));
+    checks.extend(cell_checks(&mut d));
+    checks
+}
+
+/// The reference of a cell check's step from its inputs (gx, gh, state, [b_hn], lengths, …).
+fn cell_step(cell: loops::Cell, h: &[Host]) -> loops::CellStep<'_> {
+    let gru = cell == loops::Cell::Gru;
+    loops::CellStep {
+        cell,
+        t: 1,
+        gx: &h[0],
+        gh: &h[1],
+        state: &h[2],
+        b_hn: gru.then(|| &h[3]),
+        lengths: Some(&h[3 + gru as usize]),
+    }
+}
+
+/// The recurrent cells forward and backward, at step 1 of 3 with lengths in [0, 3) (about a
+/// third of the rows still running, the rest passing their state through), the GRU with b_hn.
+/// Sigmoids and tanhs in f32 (a fast exp within 2 ulp, a rational tanh within 4e-7) and their
+/// slopes, a few of them multiplied per element: a few roundings.
+fn cell_checks(d: &mut Draw) -> Vec<Check> {
+    use kiln::ops::recurrent::{CellKind, Step};
+    use loops::Cell;
+    let mut checks = Vec::new();
+    let kinds = [
+        (Cell::Lstm, CellKind::Lstm, "lstm_cell", "lstm_cell_grad"),
+        (Cell::Gru, CellKind::Gru, "gru_cell", "gru_cell_grad"),
+        (Cell::RnnTanh, CellKind::RnnTanh, "rnn_cell", "rnn_cell_grad"),
+        (Cell::RnnRelu, CellKind::RnnRelu, "rnn_cell", "rnn_cell_grad"),
+    ];
+    for (cell, kind, forward, backward) in kinds {
+        // outputs of at least 1 MiB: the state (B·H, twice for the LSTM) and the packed gradients
+        let (b, h) = if cell == Cell::Lstm { (512, 256) } else { (1_024, 256) };
+        let gates = match cell {
+            Cell::Lstm => 4,
+            Cell::Gru => 3,
+            Cell::RnnTanh | Cell::RnnRelu => 1,
+        };
+        let state: Vec<usize> = if cell == Cell::Lstm { vec![2, b, h] } else { vec![b, h] };
+        let gru = cell == Cell::Gru;
+        // gx, gh, state, [b_hn], lengths, dy
+        let mut inputs = vec![d.normal(&[3, b, gates * h]), d.normal(&[b, gates * h]), d.normal(&state)];
+        if gru {
+            inputs.push(d.normal(&[3, b, h]));
+        }
+        inputs.push(d.index(&[b], 3));
+        inputs.push(d.normal(&state));
+        // the step, from the inputs before dy
+        let step = move |t: &[Tensor]| {
+            kind.step(Step {
+                gx: &t[0],
+                t: 1,
+                gh: &t[1],
+                state: &t[2],
+                hidden_bias: gru.then(|| &t[3]),
+                lengths: Some(&t[3 + gru as usize]),
+            })
+        };
+        let what = format!("{cell:?}, lengths");
+        checks.push(check(forward, what.clone(), inputs.clone(), FEW_ROUNDINGS, step, move |h| {
+            cell_step(cell, h).forward()
+        }));
+        checks.push(check(
+            backward,
+            what,
+            inputs,
+            FEW_ROUNDINGS,
+            move |t| gradient_op(&step(t), t.last().expect("dy"), backward, 0),
+            move |h| cell_step(cell, h).backward(h.last().expect("dy")),
+        ));
+    }
     checks
 }
 

@@ -2,8 +2,14 @@
 //!
 //! Creating GPU buffers is slow, so freed buffers are kept in the pool by size class and handed
 //! out again. Size classes are a power of two split in eight steps (at most 12.5% waste above
-//! 2 KiB). A buffer returned while commands that use it are still recorded is safe to hand out
-//! again: every later use is recorded after them, and the GPU runs commands in order.
+//! 2 KiB).
+//!
+//! A buffer freed while its thread records work (a realize frees each intermediate at its last
+//! recorded use) may still be written or read by that unsubmitted work. It is safe to hand out
+//! again to the same recording — every later use is recorded after the earlier ones, and the GPU
+//! runs commands in order — but not to another thread, whose work could be submitted first and
+//! then overwritten. So such a buffer is held for its own thread's recording
+//! ([`RecordingScope`]) and joins the shared pool when the recording ends.
 //!
 //! Idle buffers are kept up to a byte budget ([`DEFAULT_POOL_BYTES`], or `KILN_GPU_POOL_BYTES`);
 //! past it the least recently used are freed, along with the cached bind groups that bind them
@@ -13,6 +19,7 @@ use super::context::{GpuContext, lock};
 use super::idle::Idle;
 use crate::backend::cpu::CpuStorage;
 use crate::{DType, Error, Result};
+use std::cell::RefCell;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -83,6 +90,77 @@ impl BufferPool {
     }
 }
 
+/// Buffers freed on one thread while it records for one context (see the module doc).
+struct Recording {
+    ctx: usize,
+    /// Recorders open on this thread for the context. Freed buffers are handed back out only
+    /// while one is open: of two, either could be submitted first.
+    open: usize,
+    freed: Vec<wgpu::Buffer>,
+}
+
+thread_local! {
+    static RECORDING: RefCell<Vec<Recording>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Held by a recorder while it records for a context: buffers this thread frees meanwhile are
+/// reused only by this recording, then go to the shared pool when the scope ends.
+pub(crate) struct RecordingScope {
+    ctx: Arc<GpuContext>,
+}
+
+impl RecordingScope {
+    pub(crate) fn open(ctx: &Arc<GpuContext>) -> RecordingScope {
+        RECORDING.with_borrow_mut(|open| match open.iter_mut().find(|r| r.ctx == ctx.index) {
+            Some(r) => r.open += 1,
+            None => open.push(Recording { ctx: ctx.index, open: 1, freed: Vec::new() }),
+        });
+        RecordingScope { ctx: ctx.clone() }
+    }
+}
+
+impl Drop for RecordingScope {
+    fn drop(&mut self) {
+        let freed = RECORDING.with_borrow_mut(|open| {
+            let at = open.iter().position(|r| r.ctx == self.ctx.index)?;
+            open[at].open -= 1;
+            (open[at].open == 0).then(|| open.swap_remove(at).freed)
+        });
+        for buffer in freed.into_iter().flatten() {
+            put_in_pool(&self.ctx, buffer);
+        }
+    }
+}
+
+/// A buffer of `class` bytes freed earlier in this thread's only open recording for `ctx`.
+fn take_freed_while_recording(ctx: usize, class: u64) -> Option<wgpu::Buffer> {
+    RECORDING.with_borrow_mut(|open| {
+        let r = open.iter_mut().find(|r| r.ctx == ctx && r.open == 1)?;
+        let at = r.freed.iter().rposition(|b| b.size() == class)?;
+        Some(r.freed.swap_remove(at))
+    })
+}
+
+/// Keeps `buffer` for this thread's open recording for `ctx`, or gives it back when none is open.
+fn hold_while_recording(ctx: usize, buffer: wgpu::Buffer) -> Option<wgpu::Buffer> {
+    RECORDING.with_borrow_mut(|open| match open.iter_mut().find(|r| r.ctx == ctx) {
+        Some(r) => {
+            r.freed.push(buffer);
+            None
+        }
+        None => Some(buffer),
+    })
+}
+
+/// Returns `buffer` to `ctx`'s shared pool, freeing what the budget evicts.
+fn put_in_pool(ctx: &GpuContext, buffer: wgpu::Buffer) {
+    let evicted = lock(&ctx.pool.idle).put(buffer.size(), buffer);
+    if !evicted.is_empty() {
+        // their cached bind groups would keep them (and their memory) alive
+        ctx.bind_groups.forget_buffers(&evicted);
+    }
+}
+
 /// The size class that holds `bytes`.
 fn size_class(bytes: u64) -> u64 {
     let bytes = bytes.max(256);
@@ -116,7 +194,8 @@ impl GpuBuffer {
             });
         }
         let class = size_class(bytes).min(limit.max(bytes));
-        let reused = lock(&ctx.pool.idle).take(class);
+        let reused =
+            take_freed_while_recording(ctx.index, class).or_else(|| lock(&ctx.pool.idle).take(class));
         let buffer = match reused {
             Some(b) => b,
             None => create(ctx, class)?,
@@ -189,12 +268,8 @@ impl GpuBuffer {
 impl Drop for GpuBuffer {
     fn drop(&mut self) {
         LIVE.fetch_sub(1, Ordering::Relaxed);
-        if let Some(buffer) = self.buffer.take() {
-            let evicted = lock(&self.ctx.pool.idle).put(buffer.size(), buffer);
-            if !evicted.is_empty() {
-                // their cached bind groups would keep them (and their memory) alive
-                self.ctx.bind_groups.forget_buffers(&evicted);
-            }
+        if let Some(buffer) = self.buffer.take().and_then(|b| hold_while_recording(self.ctx.index, b)) {
+            put_in_pool(&self.ctx, buffer);
         }
     }
 }

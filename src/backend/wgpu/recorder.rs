@@ -13,7 +13,7 @@ use super::bind_groups::BindKey;
 use super::context::{GpuContext, lock};
 use super::faults::{FAULT_BINDING, FaultLog, FaultSlot};
 use super::pipeline::Kernel;
-use super::pool::GpuBuffer;
+use super::pool::{GpuBuffer, RecordingScope};
 use crate::backend::cpu::CpuStorage;
 use crate::{Error, Result};
 use std::sync::{Arc, Mutex};
@@ -50,6 +50,9 @@ pub struct Recorder {
     uniforms: Vec<(wgpu::Buffer, Vec<u8>)>,
     /// Fault words of the dispatches that check indices (see `faults.rs`).
     faults: FaultLog,
+    /// Keeps the buffers this thread frees while recording for this recording; declared last,
+    /// so it ends after the encoder is submitted or dropped.
+    _scope: RecordingScope,
 }
 
 /// What the realizer needs of a faulty slot once its recorder is gone.
@@ -89,7 +92,8 @@ static SPARE_UNIFORMS: Mutex<Vec<(usize, wgpu::Buffer)>> = Mutex::new(Vec::new()
 impl Recorder {
     /// A recorder for `ctx`.
     pub fn new(ctx: Arc<GpuContext>) -> Recorder {
-        Recorder { ctx, encoder: None, pass: None, uniforms: Vec::new(), faults: FaultLog::default() }
+        let _scope = RecordingScope::open(&ctx);
+        Recorder { ctx, encoder: None, pass: None, uniforms: Vec::new(), faults: FaultLog::default(), _scope }
     }
 
     /// The context this recorder submits to.

@@ -57,7 +57,7 @@ impl Gate for f64 {
 
 impl Gate for f32 {
     /// Eigen's rational approximation (`generic_fast_tanh_float`): within 4e-7 relative of
-    /// tanh; ±1 beyond ±7.9, where tanh rounds to ±1 in f32.
+    /// tanh; beyond ±7.9 its value at ±7.9, within an ulp of ±1 (where tanh is within 3 ulps).
     #[inline(always)]
     fn tanh_gate(self) -> f32 {
         const CLAMP: f32 = 7.905_311;
@@ -399,6 +399,6 @@ mod tests {
             x += 0.000_731;
         }
         assert!(f32::NAN.tanh_gate().is_nan());
-        assert_eq!(20f32.tanh_gate(), 1.0);
+        assert!(1.0 - 20f32.tanh_gate() <= f32::EPSILON / 2.0, "tanh 20 is 1 to within an ulp");
     }
 }

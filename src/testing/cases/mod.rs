@@ -18,6 +18,7 @@ mod elementwise;
 mod gradients;
 mod layers;
 mod recurrent;
+mod transformer;
 
 use super::Input;
 use crate::{Device, Tensor};
@@ -184,5 +185,6 @@ pub fn cases() -> Vec<Case> {
     all.extend(layers::cases());
     all.extend(recurrent::cases());
     all.extend(gradients::cases());
+    all.extend(transformer::cases());
     all
 }
