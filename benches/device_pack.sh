@@ -16,8 +16,10 @@ mkdir -p "$out/bin" "$out/gl" "$out/data/mnist" "$out/peers"
 examples=(bench quickstart mnist_mlp mnist_lenet)
 cargo build --release $(printf -- '--example %s ' "${examples[@]}")
 for e in "${examples[@]}"; do cp "target/release/examples/$e" "$out/bin/"; done
+# the suites that run on a GPU
+gpu_tests=(parity device check backend attention recurrent transformer gpt models_checked)
 # the test binaries, found from cargo's "Executable tests/x.rs (target/release/deps/x-hash)" lines
-cargo test --release --no-run --test parity --test device --test check 2>&1 |
+cargo test --release --no-run $(printf -- '--test %s ' "${gpu_tests[@]}") 2>&1 |
     sed -n 's/.*Executable tests\/\([a-z_]*\)\.rs (\(.*\))/\1 \2/p' |
     while read -r name path; do cp "$path" "$out/bin/$name"; done
 strip "$out"/bin/*
@@ -28,12 +30,13 @@ cp "$peers/torch_bench.py" "$out/peers/"
 if [ -n "${BURN_PEER:-}" ]; then xz -T2 -9 -c "$BURN_PEER" >"$out/peers/burn-peer-bench.xz"; fi
 cp "$data"/mnist/*.gz "$out/data/mnist/"
 
-# Vulkan's loader (libvulkan1) for amd64, which the device machine lacks
+# Vulkan's loader (libvulkan1) for amd64, which the device machine lacks, and GLVND, which
+# NVIDIA's Vulkan driver (libGLX_nvidia) needs to create an instance
 lists=/tmp/apt-amd64-lists
 mkdir -p "$lists/partial"
 apt=(-oAPT::Architecture=amd64 -oAPT::Architectures=amd64 -oDir::State::Lists="$lists")
 apt-get "${apt[@]}" update -qq
-(cd "$out/gl" && apt-get "${apt[@]}" download libvulkan1 -qq)
+(cd "$out/gl" && apt-get "${apt[@]}" download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 -qq)
 
 du -sh "$out"
 ls -la "$out" "$out/peers"

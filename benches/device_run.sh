@@ -2,7 +2,8 @@
 # Runs on a GPU machine what benches/device_pack.sh packed into .device/, writing reports under
 # $OUT (default ./device-out). One step per call, each well under ten minutes on an H100:
 #
-#   benches/device_run.sh tests   # parity (every op, CPU vs GPU), device and cross-check suites
+#   benches/device_run.sh tests   # parity (every op, CPU vs GPU), the device, cross-check, backend,
+#                                 # attention, recurrent, transformer and GPT suites on the GPU
 #   benches/device_run.sh bench   # benchmark table: kiln, Burn wgpu, PyTorch CUDA (TF32 off, on)
 #   benches/device_run.sh train   # quickstart, MNIST MLP and LeNet-5 trained on the GPU
 set -euo pipefail
@@ -25,8 +26,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/gpu.
 
 case "$step" in
 tests)
-    for t in parity device check; do
-        "$dev/bin/$t" 2>&1 | tee "$out/test-$t.txt" | grep -E '^test |test result'
+    for t in parity device check backend attention recurrent transformer gpt models_checked; do
+        # a failing suite does not stop the others
+        "$dev/bin/$t" 2>&1 | tee "$out/test-$t.txt" | grep -E '^test |test result' || true
     done
     ;;
 bench)

@@ -9,7 +9,7 @@
 //! Layout used throughout kiln: the key is the 64-bit seed, and element `i` of a stream takes word
 //! `i % 4` of the block whose counter is `[i / 4, 0, stream_lo, stream_hi]`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
 
 const M0: u32 = 0xD251_1F53;
 const M1: u32 = 0xCD9E_8D57;
@@ -91,20 +91,26 @@ impl RandomKey {
     }
 }
 
-/// The generator that hands out fresh streams for `Tensor::rand`, dropout and initializers when
-/// no explicit seed is given. [`manual_seed`] makes a program repeatable.
-static SEED: AtomicU64 = AtomicU64::new(0x6b69_6c6e); // "kiln"
-static NEXT_STREAM: AtomicU64 = AtomicU64::new(0);
-
-/// Sets the global seed and restarts its streams: the same seed gives the same program results.
-pub fn manual_seed(seed: u64) {
-    SEED.store(seed, Ordering::SeqCst);
-    NEXT_STREAM.store(0, Ordering::SeqCst);
+thread_local! {
+    /// The generator that hands out fresh streams for `Tensor::rand`, dropout and initializers
+    /// when no explicit key is given: (seed, next stream). Each thread has its own, seeded
+    /// alike, so what one thread draws never depends on what others draw at the same time
+    /// (tests run side by side on threads); [`manual_seed`] makes a thread's draws repeatable.
+    static GENERATOR: Cell<(u64, u64)> = const { Cell::new((0x6b69_6c6e, 0)) }; // "kiln"
 }
 
-/// The next unused stream of the global seed.
+/// Seeds this thread's generator and restarts its streams: the same seed gives the same
+/// results (the initial weights, dropout masks and `Tensor::rand` draws that follow it on this
+/// thread).
+pub fn manual_seed(seed: u64) {
+    GENERATOR.set((seed, 0));
+}
+
+/// The next unused stream of this thread's generator.
 pub fn next_key() -> RandomKey {
-    RandomKey { seed: SEED.load(Ordering::SeqCst), stream: NEXT_STREAM.fetch_add(1, Ordering::SeqCst) }
+    let (seed, stream) = GENERATOR.get();
+    GENERATOR.set((seed, stream + 1));
+    RandomKey { seed, stream }
 }
 
 #[cfg(test)]
