@@ -9,7 +9,6 @@ use kiln::ops::attention::AttentionOptions;
 use kiln::rng::RandomKey;
 use kiln::{DType, Device, Error, Shape, Tensor};
 use std::panic;
-use std::sync::{Arc, Mutex};
 
 fn randn(dims: &[usize], stream: u64, dtype: DType, device: &Device) -> Tensor {
     let key = RandomKey { seed: 31, stream };
@@ -331,28 +330,6 @@ fn masks_match_pytorch() {
     }
 }
 
-/// Runs `f`, expecting a panic; returns its message and the file:line it was attributed to.
-fn panic_of(f: impl FnOnce() + panic::UnwindSafe) -> (String, String) {
-    let location = Arc::new(Mutex::new(String::new()));
-    let seen = location.clone();
-    let previous = panic::take_hook();
-    panic::set_hook(Box::new(move |info| {
-        if let Some(l) = info.location() {
-            *seen.lock().unwrap() = format!("{}:{}", l.file(), l.line());
-        }
-    }));
-    let result = panic::catch_unwind(f);
-    panic::set_hook(previous);
-    let payload = result.expect_err("expected a panic");
-    let msg = payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default();
-    let at = location.lock().unwrap().clone();
-    (msg, at)
-}
-
 #[test]
 fn wrong_options_panic_with_the_op_the_shapes_and_the_callers_line() {
     let cpu = Device::Cpu;
@@ -360,7 +337,7 @@ fn wrong_options_panic_with_the_op_the_shapes_and_the_callers_line() {
     let k = Tensor::zeros([2, 3, 7, 4], &cpu);
     let attend = |opts: AttentionOptions| {
         let (q, k) = (q.clone(), k.clone());
-        panic_of(move || {
+        common::panic_of(move || {
             let _ = q.attention_with(&k, &k, &opts);
         })
     };
@@ -404,7 +381,7 @@ fn wrong_options_panic_with_the_op_the_shapes_and_the_callers_line() {
     }
     let (q, k) = (Tensor::zeros([2, 5, 4], &cpu), Tensor::zeros([2, 7, 4], &cpu));
     let opts = AttentionOptions { mask: Some(Tensor::zeros([7, 5], &cpu)), ..Default::default() };
-    let (msg, at) = panic_of(|| {
+    let (msg, at) = common::panic_of(|| {
         let _ = q.attention_unfused_with(&k, &k, &opts);
     });
     let line = line!() - 2;

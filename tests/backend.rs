@@ -12,25 +12,6 @@ use kiln::testing::{Case, Domain, Input, parity};
 use kiln::{Device, Tensor};
 use std::path::PathBuf;
 
-/// Runs test `test` again in a child process with `var=value` and asserts that it passed.
-/// Returns false in the child itself (where `var` is set), which then runs the test's body.
-fn ran_in_child(test: &str, var: &str, value: &str) -> bool {
-    if std::env::var_os(var).is_some() {
-        return false;
-    }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
-        .env(var, value)
-        .output()
-        .unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(
-        out.status.success() && text.contains("1 passed"),
-        "the child run with {var}={value} failed:\n{text}"
-    );
-    true
-}
-
 fn assert_close(got: &[f32], want: &[f32], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}");
     for (g, w) in got.iter().zip(want) {
@@ -65,7 +46,7 @@ const POOL_BUDGET: u64 = 1 << 20;
 #[test]
 fn idle_gpu_buffers_stay_within_the_pool_budget_and_evicted_ones_free_their_memory() {
     const TEST: &str = "idle_gpu_buffers_stay_within_the_pool_budget_and_evicted_ones_free_their_memory";
-    if ran_in_child(TEST, "KILN_GPU_POOL_BYTES", &POOL_BUDGET.to_string()) {
+    if common::ran_in_child(TEST, "KILN_GPU_POOL_BYTES", &POOL_BUDGET.to_string()) {
         return;
     }
     let Some(gpu) = common::gpu("pool budget") else {
@@ -107,7 +88,7 @@ fn idle_gpu_buffers_stay_within_the_pool_budget_and_evicted_ones_free_their_memo
 fn kiln_dump_wgsl_writes_the_source_of_every_kernel_compiled() {
     const TEST: &str = "kiln_dump_wgsl_writes_the_source_of_every_kernel_compiled";
     let dir = std::env::temp_dir().join(format!("kiln-dump-wgsl-{}", std::process::id()));
-    if ran_in_child(TEST, "KILN_DUMP_WGSL", dir.to_str().unwrap()) {
+    if common::ran_in_child(TEST, "KILN_DUMP_WGSL", dir.to_str().unwrap()) {
         let _ = std::fs::remove_dir_all(&dir);
         return;
     }

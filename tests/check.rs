@@ -44,16 +44,8 @@ fn checked_gpu_is_silent_on_a_correct_model_and_catches_an_injected_fault() {
 #[test]
 fn kiln_check_1_checks_every_gpu_device_and_reports_one_sided_nan() {
     const TEST: &str = "kiln_check_1_checks_every_gpu_device_and_reports_one_sided_nan";
-    if std::env::var("KILN_CHECK").is_err() {
-        // run this test again in a child process, with the variable set before any device exists
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", TEST, "--nocapture", "--test-threads", "1"])
-            .env("KILN_CHECK", "1")
-            .output()
-            .unwrap();
-        let text =
-            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success() && text.contains("1 passed"), "the child run failed:\n{text}");
+    // run this test again in a child process, with the variable set before any device exists
+    if common::ran_in_child(TEST, "KILN_CHECK", "1") {
         return;
     }
     let Some(gpu) = common::gpu("KILN_CHECK=1") else {
@@ -75,15 +67,8 @@ fn kiln_check_1_checks_every_gpu_device_and_reports_one_sided_nan() {
 #[test]
 fn kiln_check_1_passes_adam_and_catches_one_minus_beta_computed_in_f32() {
     const TEST: &str = "kiln_check_1_passes_adam_and_catches_one_minus_beta_computed_in_f32";
-    if std::env::var("KILN_CHECK").is_err() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", TEST, "--nocapture", "--test-threads", "1"])
-            .env("KILN_CHECK", "1")
-            .output()
-            .unwrap();
-        let text =
-            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success() && text.contains("1 passed"), "the child run failed:\n{text}");
+    // run this test again in a child process, with the variable set before any device exists
+    if common::ran_in_child(TEST, "KILN_CHECK", "1") {
         return;
     }
     use kiln::nn::{self, Linear, Module, ReLU, Sequential};

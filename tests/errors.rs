@@ -1,51 +1,30 @@
 //! Programmer errors panic with the op, the shapes and the caller's line; outside-world errors
 //! are `kiln::Error`s with a message a user can act on.
 
+mod common;
+
 use kiln::{DType, Device, Error, Tensor};
 use std::panic;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-
-/// Runs `f`, expecting a panic; returns its message and the file:line it was attributed to.
-fn panic_of(f: impl FnOnce() + panic::UnwindSafe) -> (String, String) {
-    let location = Arc::new(Mutex::new(String::new()));
-    let seen = location.clone();
-    let previous = panic::take_hook();
-    panic::set_hook(Box::new(move |info| {
-        if let Some(l) = info.location() {
-            *seen.lock().unwrap() = format!("{}:{}", l.file(), l.line());
-        }
-    }));
-    let result = panic::catch_unwind(f);
-    panic::set_hook(previous);
-    let payload = result.expect_err("expected a panic");
-    let msg = payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default();
-    let at = location.lock().unwrap().clone();
-    (msg, at)
-}
 
 #[test]
 fn shape_errors_name_the_op_the_shapes_and_the_callers_line() {
     let a = Tensor::zeros([2, 3], &Device::Cpu);
     let b = Tensor::zeros([4, 5], &Device::Cpu);
-    let (msg, at) = panic_of(|| {
+    let (msg, at) = common::panic_of(|| {
         let _ = a.matmul(&b);
     });
     let line = line!() - 2;
     assert!(msg.contains("matmul") && msg.contains("[2, 3]") && msg.contains("[4, 5]"), "{msg}");
     assert_eq!(at, format!("tests/errors.rs:{line}"));
 
-    let (msg, at) = panic_of(|| {
+    let (msg, at) = common::panic_of(|| {
         let _ = Tensor::zeros([3], &Device::Cpu) + Tensor::zeros([4], &Device::Cpu);
     });
     assert_eq!(msg, "add: shapes [3] and [4] cannot be broadcast together");
     assert!(at.starts_with("tests/errors.rs:"), "{at}");
 
-    let (msg, _) = panic_of(|| {
+    let (msg, _) = common::panic_of(|| {
         let _ = Tensor::zeros([2, 3], &Device::Cpu).sum(2, false);
     });
     assert!(msg.contains("sum: axis 2 is out of range for a tensor of shape [2, 3]"), "{msg}");
@@ -55,15 +34,15 @@ fn shape_errors_name_the_op_the_shapes_and_the_callers_line() {
 fn mixing_devices_and_dtypes_is_refused_clearly() {
     let cpu = Tensor::zeros([2], &Device::Cpu);
     let on_gpu = Tensor::zeros([2], &Device::Gpu(0));
-    let (msg, _) = panic_of(|| {
+    let (msg, _) = common::panic_of(|| {
         let _ = &cpu + &on_gpu;
     });
     assert!(msg.contains("inputs are on different devices (cpu and gpu:0)"), "{msg}");
-    let (msg, _) = panic_of(|| {
+    let (msg, _) = common::panic_of(|| {
         let _ = &cpu + &cpu.cast(DType::I32);
     });
     assert!(msg.contains("different dtypes (f32 and i32)"), "{msg}");
-    let (msg, _) = panic_of(|| {
+    let (msg, _) = common::panic_of(|| {
         let _ = cpu.cast(DType::F64).to(&Device::Gpu(0));
     });
     assert!(msg.contains("f64 tensors live on the CPU only"), "{msg}");

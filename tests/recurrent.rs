@@ -15,7 +15,6 @@ use kiln::train::checkpoint::{self, Checkpoint};
 use kiln::{Device, Tensor};
 use std::panic;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 const CPU: Device = Device::Cpu;
 
@@ -356,35 +355,13 @@ fn a_cell_as_a_module_steps_from_the_zero_state() {
     assert_eq!(names, ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]);
 }
 
-/// Runs `f`, expecting a panic; returns its message and the file:line it was attributed to.
-fn panic_of(f: impl FnOnce() + panic::UnwindSafe) -> (String, String) {
-    let location = Arc::new(Mutex::new(String::new()));
-    let seen = location.clone();
-    let previous = panic::take_hook();
-    panic::set_hook(Box::new(move |info| {
-        if let Some(l) = info.location() {
-            *seen.lock().unwrap() = format!("{}:{}", l.file(), l.line());
-        }
-    }));
-    let result = panic::catch_unwind(f);
-    panic::set_hook(previous);
-    let payload = result.expect_err("expected a panic");
-    let msg = payload
-        .downcast_ref::<String>()
-        .cloned()
-        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-        .unwrap_or_default();
-    let at = location.lock().unwrap().clone();
-    (msg, at)
-}
-
 #[test]
 fn bad_input_panics_with_the_module_the_shapes_and_the_callers_line() {
     let lstm = LSTM::new(4, 3, RnnOptions::default(), &CPU);
     let x = Tensor::zeros([5, 2, 4], &CPU);
     let here = |line: u32| format!("tests/recurrent.rs:{line}");
 
-    let (msg, at) = panic_of(|| {
+    let (msg, at) = common::panic_of(|| {
         lstm.forward(&Tensor::zeros([5, 2, 7], &CPU));
     });
     assert!(msg.contains("LSTM") && msg.contains("[5, 2, 7]") && msg.contains("(seq, batch, 4)"), "{msg}");
@@ -392,7 +369,7 @@ fn bad_input_panics_with_the_module_the_shapes_and_the_callers_line() {
 
     for bad in [0, 6] {
         let lengths = Tensor::from_vec(vec![3, bad], [2], &CPU);
-        let (msg, at) = panic_of(|| {
+        let (msg, at) = common::panic_of(|| {
             lstm.forward_with(&x, None, Some(&lengths));
         });
         assert!(msg.contains("LSTM") && msg.contains("[5, 2, 4]") && msg.contains("1..=5"), "{msg}");
@@ -401,20 +378,20 @@ fn bad_input_panics_with_the_module_the_shapes_and_the_callers_line() {
     }
 
     let gru = GRU::new(4, 3, RnnOptions::default(), &CPU);
-    let (msg, at) = panic_of(|| {
+    let (msg, at) = common::panic_of(|| {
         gru.forward_with(&x, Some(&Tensor::zeros([1, 3, 3], &CPU)), None);
     });
     assert!(msg.contains("GRU") && msg.contains("h0 [1, 3, 3]") && msg.contains("[1, 2, 3]"), "{msg}");
     assert_eq!(at, here(line!() - 3));
 
     let cell = RNNCell::new(4, 3, &CPU);
-    let (msg, at) = panic_of(|| {
+    let (msg, at) = common::panic_of(|| {
         cell.forward(&Tensor::zeros([2, 5], &CPU), &cell.zero_state(2));
     });
     assert!(msg.contains("RNNCell") && msg.contains("[2, 5]"), "{msg}");
     assert_eq!(at, here(line!() - 3));
 
-    let (msg, _) = panic_of(|| {
+    let (msg, _) = common::panic_of(|| {
         let gx = Tensor::zeros([3, 2, 8], &CPU);
         let state = Tensor::zeros([2, 2, 2], &CPU);
         CellKind::Lstm.step(Step::new(&gx, 3, &Tensor::zeros([2, 8], &CPU), &state));
@@ -498,16 +475,8 @@ fn a_gpu_step_is_two_dispatches_forward_and_three_or_four_backward() {
 #[test]
 fn training_steps_pass_the_run_time_cross_check() {
     const TEST: &str = "training_steps_pass_the_run_time_cross_check";
-    if std::env::var("KILN_CHECK").is_err() {
-        // run this test again in a child process, with the variable set before any device exists
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", TEST, "--nocapture", "--test-threads", "1"])
-            .env("KILN_CHECK", "1")
-            .output()
-            .unwrap();
-        let text =
-            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success() && text.contains("1 passed"), "the child run failed:\n{text}");
+    // run this test again in a child process, with the variable set before any device exists
+    if common::ran_in_child(TEST, "KILN_CHECK", "1") {
         return;
     }
     let Some(gpu) = common::gpu("recurrent training under KILN_CHECK=1") else {

@@ -88,3 +88,46 @@ fn skipped(what: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED {what}");
 }
+
+/// Runs test `test` again in a child process with `var=value` and asserts that it passed.
+/// Returns false in the child itself (where `var` is set), which then runs the test's body.
+#[allow(dead_code)]
+pub fn ran_in_child(test: &str, var: &str, value: &str) -> bool {
+    if std::env::var_os(var).is_some() {
+        return false;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", test, "--nocapture", "--test-threads", "1"])
+        .env(var, value)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "the child run with {var}={value} failed:\n{text}"
+    );
+    true
+}
+
+/// Runs `f`, expecting a panic; returns its message and the file:line it was attributed to.
+#[allow(dead_code)]
+pub fn panic_of(f: impl FnOnce() + std::panic::UnwindSafe) -> (String, String) {
+    let location = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let seen = location.clone();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some(l) = info.location() {
+            *seen.lock().unwrap() = format!("{}:{}", l.file(), l.line());
+        }
+    }));
+    let result = std::panic::catch_unwind(f);
+    std::panic::set_hook(previous);
+    let payload = result.expect_err("expected a panic");
+    let msg = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default();
+    let at = location.lock().unwrap().clone();
+    (msg, at)
+}
