@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Packs into .device/ (git-ignored) what a GPU machine with no Rust toolchain and no internet
 # needs to run kiln there: release builds of the benchmark program, the GPU test suites and the
-# MNIST examples, the Vulkan loader package, the peer harnesses and MNIST. benches/device_run.sh
+# MNIST and char-GPT examples, the Vulkan loader package, the peer harnesses, MNIST and
+# tiny-shakespeare. benches/device_run.sh
 # runs them on that machine. Run this here, then carry `.device` (under 64 MiB).
 #
 #   BURN_PEER=/path/to/burn-peer-bench benches/device_pack.sh
@@ -11,9 +12,9 @@ out=.device
 data="${KILN_DATA:-../shared/data}"
 peers="${PEERS:-../shared/peers}"
 rm -rf "$out"
-mkdir -p "$out/bin" "$out/gl" "$out/data/mnist" "$out/peers"
+mkdir -p "$out/bin" "$out/gl" "$out/data/mnist" "$out/data/tinyshakespeare" "$out/peers"
 
-examples=(bench quickstart mnist_mlp mnist_lenet)
+examples=(bench quickstart mnist_mlp mnist_lenet char_gpt)
 cargo build --release $(printf -- '--example %s ' "${examples[@]}")
 for e in "${examples[@]}"; do cp "target/release/examples/$e" "$out/bin/"; done
 # the suites that run on a GPU
@@ -29,6 +30,7 @@ rm -r "$out/bin"
 cp "$peers/torch_bench.py" "$out/peers/"
 if [ -n "${BURN_PEER:-}" ]; then xz -T2 -9 -c "$BURN_PEER" >"$out/peers/burn-peer-bench.xz"; fi
 cp "$data"/mnist/*.gz "$out/data/mnist/"
+cp "$data"/tinyshakespeare/input.txt "$out/data/tinyshakespeare/"
 
 # Vulkan's loader (libvulkan1) for amd64, which the device machine lacks, and GLVND, which
 # NVIDIA's Vulkan driver (libGLX_nvidia) needs to create an instance

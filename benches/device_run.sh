@@ -6,9 +6,11 @@
 #                                 # attention, recurrent, transformer and GPT suites on the GPU
 #   benches/device_run.sh bench   # benchmark table: kiln, Burn wgpu, PyTorch CUDA (TF32 off, on)
 #   benches/device_run.sh train   # quickstart, MNIST MLP and LeNet-5 trained on the GPU
+#   benches/device_run.sh gpt     # char_gpt --preset cpu for 50 steps under KILN_CHECK, then
+#                                 # --preset gpu for as long as GPT_SECONDS (default 300) allows
 set -euo pipefail
 cd "$(dirname "$0")/.."
-step="${1:?usage: benches/device_run.sh tests|bench|train}"
+step="${1:?usage: benches/device_run.sh tests|bench|train|gpt}"
 dev=.device
 out="${OUT:-device-out}"
 mkdir -p "$out"
@@ -49,6 +51,15 @@ train)
             tee "$out/$e-gpu.txt" | tail -4
         echo "$e: $(($(date +%s) - start)) s wall-clock" | tee -a "$out/$e-gpu.txt"
     done
+    ;;
+gpt)
+    # every GPU op of 50 training steps compared with its CPU reference
+    KILN_CHECK=1 "$dev/bin/char_gpt" --device gpu --data "$dev/data" --preset cpu --max-steps 50 \
+        --log-interval 10 --eval-batches 20 2>&1 | tee "$out/char_gpt-check.txt" | tail -8
+    # nanoGPT's baby GPT: its speed, and its validation loss every 250 steps until time runs out
+    timeout "${GPT_SECONDS:-300}" "$dev/bin/char_gpt" --device gpu --data "$dev/data" --preset gpu \
+        --log-interval 25 --eval-interval 250 --eval-batches 20 2>&1 | tee "$out/char_gpt-gpu.txt" |
+        grep -E 'GPT|step +(1|25|50|100|250|500|1000|2000|3000|4000|5000):|validation' || true
     ;;
 *)
     echo "unknown step $step" >&2
