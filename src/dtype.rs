@@ -268,8 +268,32 @@ macro_rules! float {
         }
     };
 }
-float!(f32, libm::erff);
+float!(f32, erf_f32);
 float!(f64, libm::erf);
+
+/// erf for f32 as a rational function, erf x ≈ x·P(x²)/Q(x²) on |x| < 3.92 and ±1 beyond (where
+/// erf rounds to ±1 in f32), P of degree 6 and Q of degree 5 fitted for relative error by
+/// `tools/fit_erf.py`: within 4.1e-7 of the exact value (about 3 ulp; libm's `erff` is within 1
+/// but branches by range, 20× slower over a GELU's activations). Branch-free, so loops over it
+/// vectorize; NaN stays NaN.
+#[inline(always)]
+fn erf_f32(x: f32) -> f32 {
+    // plain comparisons, which vectorize and let NaN through (f32::clamp carries NaN handling)
+    let xc = if x > 3.92 { 3.92 } else { x };
+    let xc = if xc < -3.92 { -3.92 } else { xc };
+    let u = xc * xc;
+    let p = 1.128_379_2
+        + u * (0.185_071_8
+            + u * (5.421_442_5e-2
+                + u * (3.833_377_5e-3 + u * (3.757_838e-4 + u * (4.583_800_5e-6 + u * -1.265_853_3e-8)))));
+    let q = 1.0
+        + u * (0.497_349_02
+            + u * (0.113_828_82 + u * (1.541_602_5e-2 + u * (1.299_168_1e-3 + u * 6.216_190_4e-5))));
+    let y = xc * p / q;
+    // the fit may round a hair past 1 near the cut
+    let y = if y > 1.0 { 1.0 } else { y };
+    if y < -1.0 { -1.0 } else { y }
+}
 
 /// eˣ for f32 by range reduction and the Cephes polynomial: x = n·ln 2 + r, eʳ by a degree-6
 /// polynomial on |r| ≤ ln 2 / 2, then scaled by 2ⁿ through the exponent bits. Branch-free, so
@@ -315,5 +339,22 @@ mod tests {
         }
         assert_eq!(f32::NEG_INFINITY.exp_fast(), 0.0);
         assert_eq!(0f32.exp_fast(), 1.0);
+    }
+
+    #[test]
+    fn f32_erf_is_within_four_tenths_of_a_millionth_and_exact_at_the_ends() {
+        let mut x = -5.0f32;
+        while x < 5.0 {
+            let (fast, exact) = (x.erf(), libm::erf(x as f64));
+            let rel = ((fast as f64 - exact) / exact.abs().max(f64::MIN_POSITIVE)).abs();
+            assert!(rel < 4.2e-7, "x {x}: {fast} vs {exact} ({rel:.2e})");
+            assert_eq!((-x).erf(), -fast, "erf is odd");
+            x += 0.000_37;
+        }
+        assert_eq!(0f32.erf(), 0.0);
+        assert_eq!(f32::INFINITY.erf(), 1.0);
+        assert_eq!(f32::NEG_INFINITY.erf(), -1.0);
+        assert_eq!(3.92f32.erf(), 1.0);
+        assert!(f32::NAN.erf().is_nan());
     }
 }

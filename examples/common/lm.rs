@@ -2,6 +2,9 @@
 //! learning-rate schedule, the training step, evaluation, and checkpoints that carry the model's
 //! configuration.
 
+// each example compiles this module on its own and uses some of its helpers
+#![allow(dead_code)]
+
 use kiln::data::lm::RandomWindows;
 use kiln::data::text::{CharVocab, read_text};
 use kiln::models::gpt::{Gpt, GptConfig};
@@ -171,12 +174,16 @@ pub fn load_gpt(path: &Path, device: &Device) -> Result<(Gpt, u64)> {
 
 /// Parameters of `model` in millions, counting the tied embedding once.
 pub fn millions(model: &dyn Module) -> f64 {
-    let params = nn::parameters(model);
+    parameter_count(&nn::parameters(model)) as f64 / 1e6
+}
+
+/// Elements of `params`, counting a tensor listed twice (tied weights) once.
+pub fn parameter_count(params: &[(String, Tensor)]) -> usize {
     let mut seen: Vec<&Tensor> = Vec::new();
-    for (_, p) in &params {
+    for (_, p) in params {
         if !seen.iter().any(|s| s.same(p)) {
             seen.push(p);
         }
     }
-    seen.iter().map(|p| p.numel()).sum::<usize>() as f64 / 1e6
+    seen.iter().map(|p| p.numel()).sum()
 }
