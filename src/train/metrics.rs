@@ -1,5 +1,10 @@
 //! Classification metrics: accuracy, per-class and macro precision/recall/F1, the confusion
-//! matrix, and ROC-AUC (binary, and one-vs-rest macro-averaged for several classes).
+//! matrix, and ROC-AUC (binary, and one-vs-rest macro-averaged for several classes); and, for
+//! translation, corpus BLEU ([`bleu`]).
+
+pub mod bleu;
+
+pub use bleu::{Bleu, corpus_bleu};
 
 use std::fmt;
 
