@@ -282,7 +282,8 @@ fn erf_f32(x: f32) -> f32 {
     let xc = if x > 3.92 { 3.92 } else { x };
     let xc = if xc < -3.92 { -3.92 } else { xc };
     let u = xc * xc;
-    let p = 1.128_379_2
+    // the fit's leading coefficient is erf's slope at 0, 2/√π (in f32)
+    let p = std::f32::consts::FRAC_2_SQRT_PI
         + u * (0.185_071_8
             + u * (5.421_442_5e-2
                 + u * (3.833_377_5e-3 + u * (3.757_838e-4 + u * (4.583_800_5e-6 + u * -1.265_853_3e-8)))));
@@ -345,16 +346,16 @@ mod tests {
     fn f32_erf_is_within_four_tenths_of_a_millionth_and_exact_at_the_ends() {
         let mut x = -5.0f32;
         while x < 5.0 {
-            let (fast, exact) = (x.erf(), libm::erf(x as f64));
+            let (fast, exact) = (erf_f32(x), libm::erf(x as f64));
             let rel = ((fast as f64 - exact) / exact.abs().max(f64::MIN_POSITIVE)).abs();
             assert!(rel < 4.2e-7, "x {x}: {fast} vs {exact} ({rel:.2e})");
-            assert_eq!((-x).erf(), -fast, "erf is odd");
+            assert_eq!(erf_f32(-x), -fast, "erf is odd");
             x += 0.000_37;
         }
-        assert_eq!(0f32.erf(), 0.0);
-        assert_eq!(f32::INFINITY.erf(), 1.0);
-        assert_eq!(f32::NEG_INFINITY.erf(), -1.0);
-        assert_eq!(3.92f32.erf(), 1.0);
-        assert!(f32::NAN.erf().is_nan());
+        assert_eq!(erf_f32(0f32), 0.0);
+        assert_eq!(erf_f32(f32::INFINITY), 1.0);
+        assert_eq!(erf_f32(f32::NEG_INFINITY), -1.0);
+        assert_eq!(erf_f32(3.92f32), 1.0);
+        assert!(erf_f32(f32::NAN).is_nan());
     }
 }
