@@ -51,11 +51,14 @@ fn bleu(pairs: &[(&str, &str)]) -> kiln::train::metrics::Bleu {
     corpus_bleu(&hyps, &refs)
 }
 
+/// A BLEU case: its name, (hypothesis, reference) pairs, and the expected score.
+type BleuCase = (&'static str, &'static [(&'static str, &'static str)], f64);
+
 #[test]
 fn bleu_has_its_hand_computed_values() {
     let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
     // (hypothesis, reference) pairs → BLEU ×100, worked out by hand in the comments
-    let cases: &[(&str, &[(&str, &str)], f64)] = &[
+    let cases: &[BleuCase] = &[
         ("identical", &[("a man rides a bike .", "a man rides a bike .")], 100.0),
         // c = 0: no n-grams and BP = 0
         ("empty hypothesis", &[("", "a man rides a bike .")], 0.0),
