@@ -99,6 +99,54 @@ struct Params {
     reduced_strides: [u32; MAX_RANK],
 }
 
+impl Reduce {
+    /// Each output folds its elements in order, in f64, walking the input by strides: any axes.
+    fn fold_walk(&self, x: &CpuArg, n_out: usize) -> Vec<f64> {
+        let (ks, kst, rs, rst) = split_axes(x.shape, &self.axes);
+        let count: usize = rs.iter().product();
+        let values = x.data.to_f64_vec();
+        let mut dims = ks;
+        dims.extend(&rs);
+        let mut strides = kst;
+        strides.extend(&rst);
+        let mut walk = offsets(&dims, &strides, 0);
+        (0..n_out)
+            .map(|_| {
+                walk.by_ref().take(count).fold(self.op.identity(), |acc, i| self.op.fold(acc, values[i]))
+            })
+            .collect()
+    }
+
+    /// The same folds, in the same order, when the input is f32 and the reduced axes are
+    /// consecutive: seen as (A, R, C) with R reduced, out[a·C + c] folds x[(a·R + r)·C + c] for
+    /// r = 0, 1, …, and the input is read a row of C at a time, which vectorizes, instead of an
+    /// element at a time (a bias gradient's column sums were 20× slower). `None` otherwise.
+    fn fold_block(&self, x: &CpuArg) -> Option<Vec<f64>> {
+        let CpuData::F32(data) = x.data.data() else { return None };
+        let (first, last) = (*self.axes.first()?, *self.axes.last()?);
+        if last - first + 1 != self.axes.len() {
+            return None;
+        }
+        let dims = x.shape.dims();
+        let reduced: usize = dims[first..=last].iter().product();
+        let inner: usize = dims[last + 1..].iter().product();
+        let outer: usize = dims[..first].iter().product();
+        let mut acc = vec![self.op.identity(); outer * inner];
+        if inner == 0 || reduced == 0 {
+            return Some(acc);
+        }
+        for (acc, block) in acc.chunks_mut(inner).zip(data.chunks(reduced * inner)) {
+            for row in block.chunks(inner) {
+                match self.op {
+                    ReduceOp::Sum => acc.iter_mut().zip(row).for_each(|(a, &v)| *a += f64::from(v)),
+                    op => acc.iter_mut().zip(row).for_each(|(a, &v)| *a = op.fold(*a, f64::from(v))),
+                }
+            }
+        }
+        Some(acc)
+    }
+}
+
 impl Op for Reduce {
     fn name(&self) -> &'static str {
         self.op.name()
@@ -109,17 +157,10 @@ impl Op for Reduce {
     }
 
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
-        let (ks, kst, rs, rst) = split_axes(args[0].shape, &self.axes);
-        let count: usize = rs.iter().product();
-        let x = args[0].data.to_f64_vec();
-        let mut dims = ks.clone();
-        dims.extend(&rs);
-        let mut strides = kst;
-        strides.extend(&rst);
-        let mut walk = offsets(&dims, &strides, 0);
-        let values: Vec<f64> = (0..out.shape.numel())
-            .map(|_| walk.by_ref().take(count).fold(self.op.identity(), |acc, i| self.op.fold(acc, x[i])))
-            .collect();
+        let values = match self.fold_block(&args[0]) {
+            Some(values) => values,
+            None => self.fold_walk(&args[0], out.shape.numel()),
+        };
         CpuStorage::new(match out.dtype {
             DType::F32 => CpuData::F32(values.iter().map(|&v| v as f32).collect()),
             DType::F64 => CpuData::F64(values),

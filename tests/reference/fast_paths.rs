@@ -393,6 +393,35 @@ fn table() -> Vec<Check> {
         |h| loops::fold_axis(&h[0], 0, 0.0, |a, b| a + b),
     ));
     checks.push(check(
+        "sum",
+        "along a middle axis",
+        vec![d.normal(&[5, 3, 52_433])],
+        ONE_ROUNDING,
+        |t| t[0].sum(1, false),
+        |h| loops::fold_axis(&h[0], 1, 0.0, |a, b| a + b),
+    ));
+    // axes that are not consecutive take the general strided walk
+    checks.push(check(
+        "sum",
+        "along two axes apart",
+        vec![d.normal(&[3, 262_147, 3])],
+        ONE_ROUNDING,
+        |t| t[0].sum_axes(&[0, 2], false),
+        |h| {
+            let inner = loops::fold_axis(&h[0], 2, 0.0, |a, b| a + b);
+            let folded = Host { shape: vec![3, 262_147], dtype: DType::F64, v: inner };
+            loops::fold_axis(&folded, 0, 0.0, |a, b| a + b)
+        },
+    ));
+    checks.push(check(
+        "max",
+        "along a strided axis",
+        vec![d.normal(&[3, 262_147])],
+        0.0,
+        |t| t[0].max(0, false),
+        |h| loops::fold_axis(&h[0], 0, f64::NEG_INFINITY, f64::max),
+    ));
+    checks.push(check(
         "max",
         "",
         vec![d.normal(&rows)],
