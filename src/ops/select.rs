@@ -30,17 +30,29 @@ impl Op for Where {
     }
 
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
-        let walk = |s: &Shape| offsets(out.shape.dims(), &s.broadcast_strides(out.shape), 0);
+        // a row at a time: the innermost (collapsed) dimension by its strides, the outer ones by
+        // offsets, so a mask broadcast over rows costs one odometer step per row
+        let strides: Vec<Vec<usize>> = args.iter().map(|a| a.shape.broadcast_strides(out.shape)).collect();
+        let (mut shape, mut strides) = collapse(out.shape.dims(), &strides);
+        if shape.is_empty() {
+            shape.push(1);
+            strides.iter_mut().for_each(|s| s.push(0));
+        }
+        let (outer, inner) = shape.split_at(shape.len() - 1);
+        let inner = inner[0];
+        let step: [usize; 3] = std::array::from_fn(|k| strides[k][outer.len()]);
+        let starts = |k: usize| offsets(outer, &strides[k][..outer.len()], 0);
         let cond = args[0].data.as_slice::<bool>();
-        let picks: Vec<(bool, usize, usize)> = walk(args[0].shape)
-            .zip(walk(args[1].shape))
-            .zip(walk(args[2].shape))
-            .map(|((c, a), b)| (cond[c], a, b))
-            .collect();
         macro_rules! pick {
-            ($x:expr, $y:expr) => {
-                picks.iter().map(|&(c, i, j)| if c { $x[i] } else { $y[j] }).collect()
-            };
+            ($x:expr, $y:expr) => {{
+                let mut picked = Vec::with_capacity(out.shape.numel());
+                for ((c, a), b) in starts(0).zip(starts(1)).zip(starts(2)) {
+                    picked.extend((0..inner).map(|j| {
+                        if cond[c + j * step[0]] { $x[a + j * step[1]] } else { $y[b + j * step[2]] }
+                    }));
+                }
+                picked
+            }};
         }
         CpuStorage::new(match (args[1].data.data(), args[2].data.data()) {
             (CpuData::F32(x), CpuData::F32(y)) => CpuData::F32(pick!(x, y)),
