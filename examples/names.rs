@@ -16,7 +16,7 @@ use kiln::data::names::Names;
 use kiln::data::sequence::{SequenceDataset, pad_sequences};
 use kiln::data::text::CharVocab;
 use kiln::data::{Batch, DataLoader, permutation};
-use kiln::models::{CellType, RnnClassifier, RnnClassifierConfig};
+use kiln::models::{CellType, Pooling, RnnClassifier, RnnClassifierConfig};
 use kiln::nn::{self, Module};
 use kiln::optim::{Optimizer, Rule};
 use kiln::train::{StepOutput, Task, Trainer, checkpoint, plot};
@@ -93,6 +93,7 @@ fn run() -> kiln::Result<()> {
         layers: 1,
         bidirectional: cli.bidirectional,
         dropout: 0.0,
+        pooling: Pooling::Last,
     };
     let model = RnnClassifier::new(config, &device);
     if !cli.predict.is_empty() {

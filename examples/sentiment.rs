@@ -16,7 +16,7 @@ use kiln::data::sequence::SequenceDataset;
 use kiln::data::tokenize::tokenize;
 use kiln::data::vocab::Vocab;
 use kiln::data::{Batch, DataLoader, permutation};
-use kiln::models::{CellType, RnnClassifier, RnnClassifierConfig};
+use kiln::models::{CellType, Pooling, RnnClassifier, RnnClassifierConfig};
 use kiln::nn;
 use kiln::optim::{Optimizer, Rule};
 use kiln::train::{StepOutput, Task, Trainer};
@@ -46,12 +46,22 @@ struct Cli {
     /// Dropout before the output layer
     #[arg(long, default_value_t = 0.3)]
     dropout: f32,
+    /// Classify from the mean of the LSTM's outputs over the review, or from its final states
+    #[arg(long, value_enum, default_value = "mean")]
+    pooling: PoolingArg,
     /// Keep the first this many tokens of a review
     #[arg(long, default_value_t = 200)]
     max_tokens: usize,
     /// Seed of the 80/10/10 split (kept apart from --seed, so that seeds compare on one test set)
     #[arg(long, default_value_t = 0)]
     split_seed: u64,
+}
+
+/// `--pooling`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum PoolingArg {
+    Mean,
+    Last,
 }
 
 fn main() -> ExitCode {
@@ -85,6 +95,10 @@ fn run() -> Result<()> {
         layers: 1,
         bidirectional: true,
         dropout: cli.dropout,
+        pooling: match cli.pooling {
+            PoolingArg::Mean => Pooling::Mean,
+            PoolingArg::Last => Pooling::Last,
+        },
     };
     let model = RnnClassifier::new(config, &device);
     let recommended = labels.iter().filter(|&&l| l == 1).count();

@@ -7,7 +7,7 @@
 mod common;
 
 use kiln::models::gpt::{Gpt, GptConfig};
-use kiln::models::{CellType, CharRnn, CharRnnConfig, RnnClassifier, RnnClassifierConfig};
+use kiln::models::{CellType, CharRnn, CharRnnConfig, Pooling, RnnClassifier, RnnClassifierConfig};
 use kiln::nn::{self, Linear, Module, ReLU, Sequential};
 use kiln::optim::{Optimizer, Rule};
 use kiln::rng::RandomKey;
@@ -71,7 +71,7 @@ fn rows(device: &Device) -> Vec<Row> {
             loss: |out, device| out.reshape([16, 11]).cross_entropy(&labels(16, 11, device)),
         },
         Row {
-            name: "models::RnnClassifier (bidirectional GRU, 2 layers, dropout)",
+            name: "models::RnnClassifier (bidirectional GRU, 2 layers, dropout, mean pooling)",
             model: Box::new(RnnClassifier::new(
                 RnnClassifierConfig {
                     vocab_size: 13,
@@ -82,6 +82,7 @@ fn rows(device: &Device) -> Vec<Row> {
                     layers: 2,
                     bidirectional: true,
                     dropout: 0.2,
+                    pooling: Pooling::Mean,
                 },
                 device,
             )),

@@ -4,7 +4,7 @@
 //! state exactly and generates reproducibly; the confusion-matrix plot is a PNG of the right size.
 
 use kiln::data::sequence::pad_sequences;
-use kiln::models::{CellType, CharRnn, CharRnnConfig, RnnClassifier, RnnClassifierConfig};
+use kiln::models::{CellType, CharRnn, CharRnnConfig, Pooling, RnnClassifier, RnnClassifierConfig};
 use kiln::nn::{self, Module};
 use kiln::optim::{Optimizer, Rule};
 use kiln::rng::RandomKey;
@@ -15,6 +15,16 @@ use kiln::{Device, Tensor, no_grad};
 const CPU: Device = Device::Cpu;
 
 fn classifier(cell: CellType, bidirectional: bool, vocab_size: usize, classes: usize) -> RnnClassifier {
+    pooled_classifier(cell, bidirectional, Pooling::Last, vocab_size, classes)
+}
+
+fn pooled_classifier(
+    cell: CellType,
+    bidirectional: bool,
+    pooling: Pooling,
+    vocab_size: usize,
+    classes: usize,
+) -> RnnClassifier {
     let config = RnnClassifierConfig {
         vocab_size,
         embedding: 12,
@@ -24,6 +34,7 @@ fn classifier(cell: CellType, bidirectional: bool, vocab_size: usize, classes: u
         layers: 1,
         bidirectional,
         dropout: 0.0,
+        pooling,
     };
     RnnClassifier::new(config, &CPU)
 }
@@ -64,24 +75,26 @@ fn the_classifier_learns_twenty_names_of_different_lengths() {
 }
 
 #[test]
-fn padding_never_changes_a_rows_logits_for_any_cell_or_direction() {
+fn padding_never_changes_a_rows_logits_for_any_cell_direction_or_pooling() {
     let (names, _) = twenty_names();
     let names = &names[..6];
-    for cell in [CellType::Rnn, CellType::Gru, CellType::Lstm] {
-        for bidirectional in [false, true] {
-            kiln::manual_seed(2);
-            let model = classifier(cell, bidirectional, 9, 5);
-            let (ids, lengths) = padded(names);
-            let batch = model.classify(&ids, Some(&lengths)).to_vec::<f32>().unwrap();
-            for (row, name) in names.iter().enumerate() {
-                let alone = Tensor::from_vec(name.clone(), [1, name.len()], &CPU);
-                let expected = model.classify(&alone, None).to_vec::<f32>().unwrap();
-                for (got, want) in batch[row * 5..(row + 1) * 5].iter().zip(&expected) {
-                    assert!(
-                        (got - want).abs() < 1e-5,
-                        "{cell:?} bidirectional {bidirectional}, row {row}: {got} padded, {want} alone"
-                    );
-                }
+    let variants = [CellType::Rnn, CellType::Gru, CellType::Lstm]
+        .into_iter()
+        .flat_map(|cell| [false, true].map(|bidirectional| (cell, bidirectional, Pooling::Last)))
+        .chain([(CellType::Lstm, true, Pooling::Mean), (CellType::Gru, false, Pooling::Mean)]);
+    for (cell, bidirectional, pooling) in variants {
+        kiln::manual_seed(2);
+        let model = pooled_classifier(cell, bidirectional, pooling, 9, 5);
+        let (ids, lengths) = padded(names);
+        let batch = model.classify(&ids, Some(&lengths)).to_vec::<f32>().unwrap();
+        for (row, name) in names.iter().enumerate() {
+            let alone = Tensor::from_vec(name.clone(), [1, name.len()], &CPU);
+            let expected = model.classify(&alone, None).to_vec::<f32>().unwrap();
+            for (got, want) in batch[row * 5..(row + 1) * 5].iter().zip(&expected) {
+                assert!(
+                    (got - want).abs() < 1e-5,
+                    "{cell:?} bidirectional {bidirectional} {pooling:?}, row {row}: {got} padded, {want} alone"
+                );
             }
         }
     }

@@ -10,4 +10,4 @@ mod rnn_classifier;
 
 pub use char_rnn::{CharRnn, CharRnnConfig};
 pub use lenet::lenet5;
-pub use rnn_classifier::{CellType, RnnClassifier, RnnClassifierConfig};
+pub use rnn_classifier::{CellType, Pooling, RnnClassifier, RnnClassifierConfig};

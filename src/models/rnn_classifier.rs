@@ -4,7 +4,8 @@
 //! ```text
 //! ids (B, T) ──Embedding (padding id 0)──▶ (B, T, E)
 //!            ──RNN | GRU | LSTM, over each row's own length──▶ h_n (layers·directions, B, H)
-//!            ──last layer's final state (both directions concatenated)──▶ (B, directions·H)
+//!            ──last layer's final state (both directions concatenated), or the mean of its
+//!              outputs over each row's own steps (`Pooling::Mean`)──▶ (B, directions·H)
 //!            ──Linear──▶ logits (B, classes)
 //! ```
 //!
@@ -38,6 +39,16 @@ impl CellType {
     }
 }
 
+/// What a [`RnnClassifier`] reads from its last recurrent layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pooling {
+    /// The final state of each direction (`h_n`), as PyTorch's name-classification tutorial.
+    Last,
+    /// The mean of the outputs over each row's own steps: every token contributes directly,
+    /// which suits long texts, where a final state must carry the whole review.
+    Mean,
+}
+
 /// The sizes of a [`RnnClassifier`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RnnClassifierConfig {
@@ -57,6 +68,8 @@ pub struct RnnClassifierConfig {
     pub bidirectional: bool,
     /// Dropout between recurrent layers and before the output layer, in training.
     pub dropout: f32,
+    /// The features the output layer reads.
+    pub pooling: Pooling,
 }
 
 /// The recurrent layer, whichever cell it has.
@@ -69,12 +82,12 @@ enum Recurrent {
 /// Embedding → recurrent layers → linear on the final state; see the module docs.
 ///
 /// ```
-/// use kiln::models::{CellType, RnnClassifier, RnnClassifierConfig};
+/// use kiln::models::{CellType, Pooling, RnnClassifier, RnnClassifierConfig};
 /// use kiln::{Device, Tensor};
 /// let dev = Device::Cpu;
 /// let config = RnnClassifierConfig {
 ///     vocab_size: 10, embedding: 8, hidden: 16, classes: 3, cell: CellType::Gru,
-///     layers: 1, bidirectional: true, dropout: 0.0,
+///     layers: 1, bidirectional: true, dropout: 0.0, pooling: Pooling::Last,
 /// };
 /// let model = RnnClassifier::new(config, &dev);
 /// let ids = Tensor::from_vec(vec![4i32, 5, 6, 7, 0, 0], [2, 3], &dev); // two rows, padded with 0
@@ -132,15 +145,29 @@ impl RnnClassifier {
         // the recurrent layers read lengths on the host, to know each row's last step
         let lengths = lengths.map(|l| l.to(&Device::Cpu));
         let x = self.emb.forward(ids);
-        let h_n = match &self.recurrent {
-            Recurrent::Rnn(m) => m.forward_with(&x, None, lengths.as_ref()).1,
-            Recurrent::Gru(m) => m.forward_with(&x, None, lengths.as_ref()).1,
-            Recurrent::Lstm(m) => m.forward_with(&x, None, lengths.as_ref()).1.h,
+        let (outputs, h_n) = match &self.recurrent {
+            Recurrent::Rnn(m) => m.forward_with(&x, None, lengths.as_ref()),
+            Recurrent::Gru(m) => m.forward_with(&x, None, lengths.as_ref()),
+            Recurrent::Lstm(m) => {
+                let (outputs, state) = m.forward_with(&x, None, lengths.as_ref());
+                (outputs, state.h)
+            }
         };
-        // the last layer's directions, (directions, B, H) → (B, directions·H)
         let directions = if self.config.bidirectional { 2 } else { 1 };
-        let last = h_n.narrow(0, h_n.dim(0) - directions, directions);
-        let features = last.transpose(0, 1).reshape([ids.dim(0), directions * self.config.hidden]);
+        let (batch, steps) = (ids.dim(0), ids.dim(1));
+        let features = match self.config.pooling {
+            Pooling::Last => {
+                // the last layer's directions, (directions, B, H) → (B, directions·H)
+                let last = h_n.narrow(0, h_n.dim(0) - directions, directions);
+                last.transpose(0, 1).reshape([batch, directions * self.config.hidden])
+            }
+            // outputs (B, T, directions·H) are zero past each row's length: their sum over T
+            // divided by the length is the mean over the row's own steps
+            Pooling::Mean => match &lengths {
+                Some(l) => outputs.sum(1, false) / l.cast(outputs.dtype()).to(&outputs.device()).unsqueeze(1),
+                None => outputs.sum(1, false) / steps as f64,
+            },
+        };
         self.out.forward(&self.drop.forward(&features))
     }
 }
