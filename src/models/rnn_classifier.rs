@@ -143,6 +143,7 @@ impl RnnClassifier {
             panic!("RnnClassifier: ids {} must be (batch, seq) token ids", ids.shape());
         }
         // the recurrent layers read lengths on the host, to know each row's last step
+        let given = lengths;
         let lengths = lengths.map(|l| l.to(&Device::Cpu));
         let x = self.emb.forward(ids);
         let (outputs, h_n) = match &self.recurrent {
@@ -163,7 +164,8 @@ impl RnnClassifier {
             }
             // outputs (B, T, directions·H) are zero past each row's length: their sum over T
             // divided by the length is the mean over the row's own steps
-            Pooling::Mean => match &lengths {
+            // (the lengths as given: on the model's device they need no second upload)
+            Pooling::Mean => match given {
                 Some(l) => outputs.sum(1, false) / l.cast(outputs.dtype()).to(&outputs.device()).unsqueeze(1),
                 None => outputs.sum(1, false) / steps as f64,
             },
