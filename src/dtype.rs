@@ -210,7 +210,7 @@ macro_rules! float {
         }
     };
     (@fast f64) => {};
-    ($t:ident, $erf:path) => {
+    ($t:ident, $erf:path, $tanh:path) => {
         impl Float for $t {
             float!(@fast $t);
             const ZERO: Self = 0.0;
@@ -236,7 +236,7 @@ macro_rules! float {
                 <$t>::cos(self)
             }
             fn tanh(self) -> Self {
-                <$t>::tanh(self)
+                $tanh(self)
             }
             fn erf(self) -> Self {
                 $erf(self)
@@ -268,12 +268,12 @@ macro_rules! float {
         }
     };
 }
-float!(f32, erf_f32);
-float!(f64, libm::erf);
+float!(f32, erf_f32, tanh_f32);
+float!(f64, libm::erf, f64::tanh);
 
 /// erf for f32 as a rational function, erf x ≈ x·P(x²)/Q(x²) on |x| < 3.92 and ±1 beyond (where
 /// erf rounds to ±1 in f32), P of degree 6 and Q of degree 5 fitted for relative error by
-/// `tools/fit_erf.py`: within 4.1e-7 of the exact value (about 3 ulp; libm's `erff` is within 1
+/// `tools/fit_rational.py erf`: within 4.1e-7 of the exact value (about 3 ulp; libm's `erff` is within 1
 /// but branches by range, 20× slower over a GELU's activations). Branch-free, so loops over it
 /// vectorize; NaN stays NaN.
 #[inline(always)]
@@ -290,6 +290,31 @@ fn erf_f32(x: f32) -> f32 {
     let q = 1.0
         + u * (0.497_349_02
             + u * (0.113_828_82 + u * (1.541_602_5e-2 + u * (1.299_168_1e-3 + u * 6.216_190_4e-5))));
+    let y = xc * p / q;
+    // the fit may round a hair past 1 near the cut
+    let y = if y > 1.0 { 1.0 } else { y };
+    if y < -1.0 { -1.0 } else { y }
+}
+
+/// tanh for f32 as a rational function, tanh x ≈ x·P(x²)/Q(x²) on |x| < 9 and ±1 beyond (where
+/// tanh rounds to ±1 in f32), P and Q of degree 6 fitted for relative error by
+/// `tools/fit_rational.py tanh`: within 5e-7 of the exact value (a few ulp, as `erf_f32`;
+/// libm's `tanhf` branches by range and is 10× slower over an attention's energies).
+/// Branch-free, so loops over it vectorize; NaN stays NaN.
+#[inline(always)]
+fn tanh_f32(x: f32) -> f32 {
+    // plain comparisons, which vectorize and let NaN through (f32::clamp carries NaN handling)
+    let xc = if x > 9.0 { 9.0 } else { x };
+    let xc = if xc < -9.0 { -9.0 } else { xc };
+    let u = xc * xc;
+    let p = 1.0
+        + u * (-0.158_872_44
+            + u * (3.141_795_1e-2
+                + u * (7.959_080_9e-3 + u * (2.267_687_4e-4 + u * (1.353_639_4e-6 + u * 8.667_367e-10)))));
+    let q = 1.0
+        + u * (0.174_460_75
+            + u * (-4.376_146_2e-2
+                + u * (2.407_840_8e-2 + u * (1.633_830_8e-3 + u * (2.154_79e-5 + u * 5.086_165e-8)))));
     let y = xc * p / q;
     // the fit may round a hair past 1 near the cut
     let y = if y > 1.0 { 1.0 } else { y };
@@ -340,6 +365,23 @@ mod tests {
         }
         assert_eq!(f32::NEG_INFINITY.exp_fast(), 0.0);
         assert_eq!(0f32.exp_fast(), 1.0);
+    }
+
+    #[test]
+    fn f32_tanh_is_within_half_a_millionth_and_exact_at_the_ends() {
+        let mut x = -10.0f32;
+        while x < 10.0 {
+            let (fast, exact) = (tanh_f32(x), (x as f64).tanh());
+            let rel = ((fast as f64 - exact) / exact.abs().max(f64::MIN_POSITIVE)).abs();
+            assert!(rel < 5e-7, "x {x}: {fast} vs {exact} ({rel:.2e})");
+            assert_eq!(tanh_f32(-x), -fast, "tanh is odd");
+            x += 0.000_71;
+        }
+        assert_eq!(tanh_f32(0f32), 0.0);
+        assert_eq!(tanh_f32(1e-30f32), 1e-30);
+        assert_eq!(tanh_f32(f32::INFINITY), 1.0);
+        assert_eq!(tanh_f32(f32::NEG_INFINITY), -1.0);
+        assert!(tanh_f32(f32::NAN).is_nan());
     }
 
     #[test]

@@ -229,6 +229,14 @@ impl Tensor {
         if self.device() == *device {
             return self.clone();
         }
+        // a copy not yet made, back to where its source lives: the source itself, so that
+        // lengths uploaded lazily with a batch and read back on the host cost no round trip
+        if !self.is_realized() && self.0.op.name() == "to_device" {
+            let source = self.0.inputs().first().cloned();
+            if let Some(source) = source.filter(|s| s.device() == *device) {
+                return source;
+            }
+        }
         if self.dtype() == DType::F64 && device.is_gpu() {
             panic!("to: f64 tensors live on the CPU only; cast to f32 before moving to {device}");
         }

@@ -15,6 +15,7 @@ pub mod csv;
 mod gzip;
 pub mod lm;
 pub mod mnist;
+pub mod multi30k;
 pub mod names;
 pub mod sequence;
 pub mod text;

@@ -7,7 +7,14 @@ pub mod generate;
 pub mod gpt;
 mod lenet;
 mod rnn_classifier;
+pub mod seq2seq;
+mod seq2seq_gru;
+mod seq2seq_transformer;
 
 pub use char_rnn::{CharRnn, CharRnnConfig};
 pub use lenet::lenet5;
 pub use rnn_classifier::{CellType, Pooling, RnnClassifier, RnnClassifierConfig};
+pub use seq2seq_gru::{GruAttention, GruAttentionConfig, GruAttentionState};
+pub use seq2seq_transformer::{
+    Positions, TransformerTranslator, TransformerTranslatorConfig, TransformerTranslatorState,
+};

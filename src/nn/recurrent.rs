@@ -175,7 +175,7 @@ impl RecurrentWeights {
     /// The bias added to the input projections: b_ih + b_hh, except for the GRU, whose b_hn
     /// stays in the cell (the reset gate multiplies it).
     #[track_caller]
-    fn input_bias(&self, kind: CellKind) -> Option<Tensor> {
+    pub(crate) fn input_bias(&self, kind: CellKind) -> Option<Tensor> {
         let (b_ih, b_hh) = (self.bias_ih.as_ref()?, self.bias_hh.as_ref()?);
         let h = self.hidden();
         Some(match kind {
@@ -187,7 +187,7 @@ impl RecurrentWeights {
     /// The GRU's b_hn for each of `steps` steps and `batch` rows (T, B, H), as its cell reads
     /// it (the other kinds have none).
     #[track_caller]
-    fn hidden_bias(&self, kind: CellKind, steps: usize, batch: usize) -> Option<Tensor> {
+    pub(crate) fn hidden_bias(&self, kind: CellKind, steps: usize, batch: usize) -> Option<Tensor> {
         let h = self.hidden();
         let b_hh = self.bias_hh.as_ref().filter(|_| kind == CellKind::Gru)?;
         Some(b_hh.narrow(0, 2 * h, h).reshape([1, 1, h]).expand([steps, batch, h]))

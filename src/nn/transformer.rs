@@ -117,6 +117,25 @@ fn feed_forward(
     affine(&dropout.forward(&h), &linear2.weight, linear2.bias.as_ref())
 }
 
+/// The self-attention and cross-attention options of a decoder layer's `masks`; the
+/// cross-attention returns its weights if `need_weights`.
+fn attention_options(masks: &DecoderMasks, need_weights: bool) -> (MhaOptions, MhaOptions) {
+    let self_options = MhaOptions {
+        key_padding_mask: masks.tgt_key_padding_mask.clone(),
+        attn_mask: masks.tgt_mask.clone(),
+        is_causal: masks.tgt_is_causal,
+        ..Default::default()
+    };
+    let memory_options = MhaOptions {
+        key_padding_mask: masks.memory_key_padding_mask.clone(),
+        attn_mask: masks.memory_mask.clone(),
+        is_causal: masks.memory_is_causal,
+        need_weights,
+        ..Default::default()
+    };
+    (self_options, memory_options)
+}
+
 /// PyTorch's `TransformerEncoderLayer`: self-attention and a feed-forward block, each with a
 /// residual connection, dropout and layer norm.
 ///
@@ -280,18 +299,7 @@ impl TransformerDecoderLayer {
     /// The layer applied to `tgt` over `memory`, with `masks`.
     #[track_caller]
     pub fn forward_with(&self, tgt: &Tensor, memory: &Tensor, masks: &DecoderMasks) -> Tensor {
-        let self_options = MhaOptions {
-            key_padding_mask: masks.tgt_key_padding_mask.clone(),
-            attn_mask: masks.tgt_mask.clone(),
-            is_causal: masks.tgt_is_causal,
-            ..Default::default()
-        };
-        let memory_options = MhaOptions {
-            key_padding_mask: masks.memory_key_padding_mask.clone(),
-            attn_mask: masks.memory_mask.clone(),
-            is_causal: masks.memory_is_causal,
-            ..Default::default()
-        };
+        let (self_options, memory_options) = attention_options(masks, false);
         self.self_attn.check(tgt, tgt, tgt, &self_options);
         self.multihead_attn.check(tgt, memory, memory, &memory_options);
         self.blocks(
@@ -299,6 +307,31 @@ impl TransformerDecoderLayer {
             |x| self.self_attn.forward_with(x, x, x, &self_options).0,
             |x| self.multihead_attn.forward_with(x, memory, memory, &memory_options).0,
         )
+    }
+
+    /// [`TransformerDecoderLayer::forward_with`], and the cross-attention weights over the
+    /// memory averaged over heads, (N, T, S), taken through the unfused path: for heat maps.
+    #[track_caller]
+    pub fn forward_with_weights(
+        &self,
+        tgt: &Tensor,
+        memory: &Tensor,
+        masks: &DecoderMasks,
+    ) -> (Tensor, Tensor) {
+        let (self_options, memory_options) = attention_options(masks, true);
+        self.self_attn.check(tgt, tgt, tgt, &self_options);
+        self.multihead_attn.check(tgt, memory, memory, &memory_options);
+        let weights = std::cell::RefCell::new(None);
+        let out = self.blocks(
+            tgt,
+            |x| self.self_attn.forward_with(x, x, x, &self_options).0,
+            |x| {
+                let (out, w) = self.multihead_attn.forward_with(x, memory, memory, &memory_options);
+                *weights.borrow_mut() = w;
+                out
+            },
+        );
+        (out, weights.into_inner().expect("the cross-attention block ran with need_weights"))
     }
 
     /// One step of incremental decoding: new target positions `x` (N, T, E), batch-first
@@ -495,6 +528,25 @@ impl TransformerDecoder {
     pub fn forward_with(&self, tgt: &Tensor, memory: &Tensor, masks: &DecoderMasks) -> Tensor {
         let x = self.layers.iter().fold(tgt.clone(), |x, layer| layer.forward_with(&x, memory, masks));
         self.finish(x)
+    }
+
+    /// [`TransformerDecoder::forward_with`], and each layer's cross-attention weights averaged
+    /// over heads, (N, T, S), through the unfused path: for heat maps.
+    #[track_caller]
+    pub fn forward_with_weights(
+        &self,
+        tgt: &Tensor,
+        memory: &Tensor,
+        masks: &DecoderMasks,
+    ) -> (Tensor, Vec<Tensor>) {
+        let mut x = tgt.clone();
+        let mut weights = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let (out, w) = layer.forward_with_weights(&x, memory, masks);
+            x = out;
+            weights.push(w);
+        }
+        (self.finish(x), weights)
     }
 
     /// Starts incremental decoding over `memory` (laid out as the decoder's inputs) with its

@@ -280,9 +280,36 @@ impl Op for Binary {
     }
 }
 
+/// How a broadcast operand is read row by row: where the operand matches the output's innermost
+/// dimensions from some axis on, each output row of `len` elements reads `len` contiguous
+/// operand elements starting at `starts[row]` (a bias against a batch of rows: every start 0; a
+/// (B, 1, H) query against (B, S, H) keys: start b·H for rows b·S .. (b + 1)·S).
+struct BroadcastRows {
+    len: usize,
+    starts: Vec<usize>,
+}
+
+/// The rows of operand shape `s` broadcast against `out`, if its contiguous runs are long enough
+/// (16 elements) for a call per row to be worth it.
+fn broadcast_rows(s: &Shape, out: &Shape) -> Option<BroadcastRows> {
+    let lead = out.rank() - s.rank();
+    let dims = out.dims();
+    // the first axis from which the operand has the output's dimensions
+    let mut axis = out.rank();
+    while axis > lead && s.dims()[axis - lead - 1] == dims[axis - 1] {
+        axis -= 1;
+    }
+    let len: usize = dims[axis..].iter().product();
+    if len < 16 {
+        return None;
+    }
+    let strides = s.broadcast_strides(out);
+    Some(BroadcastRows { len, starts: offsets(&dims[..axis], &strides[..axis], 0).collect() })
+}
+
 /// `f` over two broadcast operands. When one operand has the output's shape and the other is
-/// a block repeated whole (a bias against a batch of rows), `f` runs block by block; other
-/// broadcasts are expanded first.
+/// read in contiguous rows ([`broadcast_rows`]), `f` runs row by row; other broadcasts are
+/// expanded first.
 fn zip_broadcast<T: Float>(
     f: fn(&[T], &[T], &mut [T]),
     x: &[T],
@@ -293,14 +320,6 @@ fn zip_broadcast<T: Float>(
 ) -> Vec<T> {
     let n = out.numel();
     let mut o = cpu_pool::zeroed::<T>(n);
-    // the block length when the operand is one contiguous block repeated (and long enough
-    // for a call per block to be worth it)
-    let block = |s: &Shape| {
-        let lead = out.rank() - s.rank();
-        let repeats =
-            s.dims().iter().zip(&out.dims()[lead..]).skip_while(|(d, _)| **d == 1).all(|(d, o)| d == o);
-        (repeats && s.numel() >= 64).then(|| s.numel())
-    };
     let rows = |o: &mut [T], len: usize, g: &(dyn Fn(usize, &mut [T]) + Sync)| {
         let chunk = (PARALLEL_CHUNK / len).max(1) * len;
         if o.len() <= chunk {
@@ -319,12 +338,14 @@ fn zip_broadcast<T: Float>(
         (true, true) => rows(&mut o, PARALLEL_CHUNK.min(n.max(1)), &|at, row| {
             f(&x[at..at + row.len()], &y[at..at + row.len()], row)
         }),
-        (true, false) if let Some(len) = block(ys) => {
-            rows(&mut o, len, &|at, row| f(&x[at..at + len], y, row))
-        }
-        (false, true) if let Some(len) = block(xs) => {
-            rows(&mut o, len, &|at, row| f(x, &y[at..at + len], row))
-        }
+        (true, false) if let Some(b) = broadcast_rows(ys, out) => rows(&mut o, b.len, &|at, row| {
+            let start = b.starts[at / b.len];
+            f(&x[at..at + b.len], &y[start..start + b.len], row)
+        }),
+        (false, true) if let Some(b) = broadcast_rows(xs, out) => rows(&mut o, b.len, &|at, row| {
+            let start = b.starts[at / b.len];
+            f(&x[start..start + b.len], &y[at..at + b.len], row)
+        }),
         _ => {
             let full = |v: &[T], s: &Shape| -> Vec<T> {
                 offsets(out.dims(), &s.broadcast_strides(out), 0).map(|i| v[i]).collect()
@@ -338,28 +359,27 @@ fn zip_broadcast<T: Float>(
     o
 }
 
-/// `f` into `x` (of the output's shape) with `y` broadcast against it: block by block when `y`
-/// repeats whole, else `y` expanded first.
+/// `f` into `x` (of the output's shape) with `y` broadcast against it: row by row when `y` is
+/// read in contiguous rows ([`broadcast_rows`]), else `y` expanded first.
 fn zip_in_place<T: Float>(f: fn(&mut [T], &[T]), x: &mut [T], y: &[T], ys: &Shape, out: &Shape) {
     let n = x.len();
-    let lead = out.rank() - ys.rank();
-    let repeats =
-        ys.dims().iter().zip(&out.dims()[lead..]).skip_while(|(d, _)| **d == 1).all(|(d, o)| d == o);
     let expanded: Vec<T>;
-    let (y, len) = if ys == out {
-        (y, PARALLEL_CHUNK.min(n.max(1)))
-    } else if repeats && ys.numel() >= 64 {
-        (y, ys.numel())
+    let (y, b) = if ys == out {
+        (y, BroadcastRows { len: PARALLEL_CHUNK.min(n.max(1)), starts: Vec::new() })
+    } else if let Some(b) = broadcast_rows(ys, out) {
+        (y, b)
     } else {
         expanded = offsets(out.dims(), &ys.broadcast_strides(out), 0).map(|i| y[i]).collect();
-        (&expanded[..], PARALLEL_CHUNK.min(n.max(1)))
+        (&expanded[..], BroadcastRows { len: PARALLEL_CHUNK.min(n.max(1)), starts: Vec::new() })
     };
     let whole = y.len() == n;
+    let len = b.len;
     let chunk = (PARALLEL_CHUNK / len).max(1) * len;
     let run = |at: usize, xs: &mut [T]| {
         for (r, row) in xs.chunks_mut(len).enumerate() {
             let start = at + r * len;
-            f(row, if whole { &y[start..start + row.len()] } else { y });
+            let y_row = if whole { &y[start..start + row.len()] } else { &y[b.starts[start / len]..][..len] };
+            f(row, y_row);
         }
     };
     if n <= chunk {

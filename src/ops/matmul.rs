@@ -329,7 +329,18 @@ impl Tensor {
             Some(src) => (src, true),
             None => (b, false),
         };
-        let mut c = Tensor::matmul_flags(&a, &b, ta, tb);
+        let mut c = if a.rank() > 2 && b.rank() == 2 && !ta {
+            // x (…, m, k) · W: one (rows, k) GEMM rather than a product per batch entry, so
+            // that W's gradient is one GEMM too, not a batch of them summed afterwards
+            let mut dims = a.dims().to_vec();
+            let k = dims.pop().expect("rank > 2");
+            let rows = dims.iter().product::<usize>();
+            let c = Tensor::matmul_flags(&a.reshape([rows, k]), &b, false, tb);
+            dims.push(c.dim(1));
+            c.reshape(Shape::new(dims))
+        } else {
+            Tensor::matmul_flags(&a, &b, ta, tb)
+        };
         if self.rank() == 1 {
             c = c.squeeze(-2);
         }

@@ -1,5 +1,5 @@
 //! PNG line plots of training curves (loss and accuracy per epoch, loss and gradient norms per
-//! step) and confusion-matrix heat maps, drawn with `plotters` and the DejaVu Sans font embedded
+//! step), confusion-matrix heat maps and attention heat maps, drawn with `plotters` and the DejaVu Sans font embedded
 //! by the `dejavu` crate, so they render the same on any machine. Every point of a short curve
 //! has a marker, so a curve of one epoch is visible too; a long one (thousands of steps) is a
 //! plain line.
@@ -65,6 +65,86 @@ pub fn confusion_plot(path: &Path, title: &str, labels: &[String], confusion: &C
     draw_confusion(&mut rgb, size, cell, margin, title, labels, confusion)
         .map_err(|e| Error::Invalid(format!("drawing {}: {e}", path.display())))?;
     write_png(path, &rgb, size)
+}
+
+/// Draws attention weights as a heat map, the source's tokens across and the output's tokens
+/// down, each cell shaded by its weight (0 white, 1 dark blue; each row sums to 1), and writes a
+/// PNG to `path`. `weights` holds `outputs.len()` rows of `sources.len()` values.
+///
+/// ```no_run
+/// let (src, out) = (["ein", "hund", "."].map(String::from), ["a", "dog", "."].map(String::from));
+/// let weights = [0.1, 0.8, 0.1, 0.2, 0.7, 0.1, 0.0, 0.1, 0.9];
+/// kiln::train::plot::attention_plot("attention.png".as_ref(), "ein hund .", &src, &out, &weights)?;
+/// # Ok::<(), kiln::Error>(())
+/// ```
+///
+/// Panics when `weights` does not have `outputs.len() × sources.len()` values.
+#[track_caller]
+pub fn attention_plot(
+    path: &Path,
+    title: &str,
+    sources: &[String],
+    outputs: &[String],
+    weights: &[f32],
+) -> Result<()> {
+    if weights.len() != sources.len() * outputs.len() {
+        panic!(
+            "attention_plot: {} weights for {} output × {} source tokens",
+            weights.len(),
+            outputs.len(),
+            sources.len()
+        );
+    }
+    // room for the tokens on the left and at the top, and 32 pixels a cell
+    let (cell, margin) = (32u32, 110u32);
+    let size =
+        (margin + cell * sources.len().max(1) as u32 + 20, margin + cell * outputs.len().max(1) as u32 + 50);
+    let mut rgb = canvas(size);
+    draw_attention(&mut rgb, size, (cell, margin), title, sources, outputs, weights)
+        .map_err(|e| Error::Invalid(format!("drawing {}: {e}", path.display())))?;
+    write_png(path, &rgb, size)
+}
+
+fn draw_attention(
+    rgb: &mut [u8],
+    size: (u32, u32),
+    (cell, margin): (u32, u32),
+    title: &str,
+    sources: &[String],
+    outputs: &[String],
+    weights: &[f32],
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let root = BitMapBackend::with_buffer(rgb, size).into_drawing_area();
+    root.fill(&WHITE)?;
+    let (cell, left, top) = (cell as i32, margin as i32, margin as i32);
+    root.draw(&Text::new(title.to_string(), (8, 8), ("sans-serif", 18)))?;
+    let small = ("sans-serif", 13).into_font();
+    let rotated = small.clone().transform(FontTransform::Rotate270);
+    for (s, token) in sources.iter().enumerate() {
+        let x = left + s as i32 * cell + cell / 2 - 7;
+        root.draw(&Text::new(token.clone(), (x, top - 6), rotated.clone()))?;
+    }
+    for (o, token) in outputs.iter().enumerate() {
+        let y = top + o as i32 * cell;
+        root.draw(&Text::new(token.clone(), (8, y + cell / 2 - 7), small.clone()))?;
+        for s in 0..sources.len() {
+            let weight = weights[o * sources.len() + s].clamp(0.0, 1.0) as f64;
+            let shade = |full: f64| (255.0 - weight * (255.0 - full)).round() as u8;
+            let x = left + s as i32 * cell;
+            root.draw(&Rectangle::new(
+                [(x, y), (x + cell, y + cell)],
+                RGBColor(shade(8.0), shade(48.0), shade(107.0)).filled(),
+            ))?;
+            root.draw(&Rectangle::new([(x, y), (x + cell, y + cell)], RGBColor(220, 220, 220)))?;
+        }
+    }
+    root.draw(&Text::new(
+        "columns: source tokens, rows: output tokens".to_string(),
+        (8, size.1 as i32 - 20),
+        small,
+    ))?;
+    root.present()?;
+    Ok(())
 }
 
 /// A white RGB canvas of `size`, with the embedded font registered.
