@@ -71,6 +71,9 @@ struct Cli {
     /// Score the first N test sentences only (all by default)
     #[arg(long, value_name = "N")]
     test_sentences: Option<usize>,
+    /// Validate on the first N batches only (all by default)
+    #[arg(long, value_name = "N")]
+    eval_batches: Option<usize>,
 }
 
 /// `--model`.
@@ -121,7 +124,7 @@ fn run() -> Result<()> {
 
 /// Trains (or loads) `model` and reports; `lr` is the model's default learning rate.
 fn go<M: Seq2Seq>(model: &M, cli: &Cli, data: &Multi30k, device: Device, lr: f64) -> Result<()> {
-    let name = format!("{:?}", cli.model).to_lowercase();
+    let name = cli.model.to_possible_value().expect("every model has a name").get_name().to_string();
     println!(
         "translate: {name}, {} parameters on {device}; {} / {} / {} sentence pairs, vocabularies de {} en {}",
         nn::parameter_count(model),
@@ -148,6 +151,7 @@ fn go<M: Seq2Seq>(model: &M, cli: &Cli, data: &Multi30k, device: Device, lr: f64
     let mut config = cli.common.train_config(cli.epochs, Task::LanguageModel);
     config.early_stopping = Some(cli.patience);
     config.clip_grad_norm = Some(1.0);
+    config.eval_batches = cli.eval_batches;
     let optimizer = Optimizer::new(nn::parameters(model), Rule::adam(), cli.lr.unwrap_or(lr));
     let mut trainer = Trainer::new(model, optimizer, device, config).with_step(|batch, _| step(model, batch));
     if cli.evaluate {
@@ -160,7 +164,7 @@ fn go<M: Seq2Seq>(model: &M, cli: &Cli, data: &Multi30k, device: Device, lr: f64
             load(model, best)?;
         }
     }
-    let validation = trainer.evaluate(&val)?;
+    let validation = trainer.evaluate_first(&val, cli.eval_batches)?;
     println!("validation: loss {:.4}, perplexity {:.2}", validation.loss, validation.metrics["perplexity"]);
 
     let count = cli.test_sentences.unwrap_or(data.test.len()).min(data.test.len());

@@ -1,13 +1,21 @@
 //! Training steps of the quickstart model and of every reference model in `kiln::models`, on the
 //! GPU under `KILN_CHECK=1`: every node and every fused optimizer update is recomputed on the CPU
-//! and must agree within its tolerance. A model added to `src/models/` gets a row here.
+//! and must agree within its tolerance. A model added to `src/models/` gets a row here (the
+//! translation models, whose forward reads two sequences, a loss of their own).
 //!
 //! The test re-runs itself in a child process with the variable set before any device exists.
 
 mod common;
 
+use kiln::data::Padding;
+use kiln::data::sequence::pad_sequences;
+use kiln::data::vocab::Vocab;
 use kiln::models::gpt::{Gpt, GptConfig};
-use kiln::models::{CellType, CharRnn, CharRnnConfig, Pooling, RnnClassifier, RnnClassifierConfig};
+use kiln::models::seq2seq::Seq2Seq;
+use kiln::models::{
+    CellType, CharRnn, CharRnnConfig, GruAttention, GruAttentionConfig, Pooling, RnnClassifier,
+    RnnClassifierConfig, TransformerTranslator, TransformerTranslatorConfig,
+};
 use kiln::nn::{self, Linear, Module, ReLU, Sequential};
 use kiln::optim::{Optimizer, Rule};
 use kiln::rng::RandomKey;
@@ -20,6 +28,18 @@ struct Row {
     input: Tensor,
     /// (model output, device) → scalar loss
     loss: fn(&Tensor, &Device) -> Tensor,
+}
+
+/// A translation model's teacher-forced loss on a small padded batch of sentence pairs.
+fn translation_loss<M: Seq2Seq>(model: &M, device: &Device) -> Tensor {
+    let (src, padding) = pad_sequences(&[&[2, 5, 6, 7, 3][..], &[2, 8, 3], &[2, 9, 10, 3]], Vocab::PAD);
+    let (tgt, _) = pad_sequences(&[&[2, 4, 5][..], &[2, 6, 7, 8], &[2, 9]], Vocab::PAD);
+    let on = |t: &Tensor| t.to(device);
+    let padding = Padding { lengths: padding.lengths, mask: on(&padding.mask) };
+    // every position but the padding: flat indices into the (3, 4) targets
+    let positions = Tensor::from_vec(vec![0i32, 1, 2, 4, 5, 6, 7, 8, 9], [9], device);
+    let logits = model.forward_teacher(&on(&src), &padding, &on(&tgt), Some(&positions));
+    logits.cross_entropy(&labels(9, logits.dim(1), device))
 }
 
 /// Class labels 0..classes for the batch of `n`, drawn with a fixed key.
@@ -112,6 +132,48 @@ fn every_reference_model_trains_on_the_gpu_under_kiln_check() {
         return;
     };
     kiln::manual_seed(2);
+    let gru = GruAttention::new(
+        GruAttentionConfig {
+            embedding: 8,
+            encoder_hidden: 12,
+            decoder_hidden: 10,
+            dropout: 0.3,
+            ..GruAttentionConfig::tutorial(13, 11)
+        },
+        &gpu,
+    );
+    let transformer = TransformerTranslator::new(
+        TransformerTranslatorConfig {
+            d_model: 16,
+            nhead: 2,
+            encoder_layers: 2,
+            decoder_layers: 2,
+            dim_feedforward: 24,
+            ..TransformerTranslatorConfig::tutorial(13, 11)
+        },
+        &gpu,
+    );
+    let translators: [(&str, &dyn Module, Box<dyn Fn() -> Tensor>); 2] = [
+        (
+            "models::GruAttention (bidirectional encoder, masked attention)",
+            &gru,
+            Box::new(|| translation_loss(&gru, &gpu)),
+        ),
+        (
+            "models::TransformerTranslator (padding masks, dropout)",
+            &transformer,
+            Box::new(|| translation_loss(&transformer, &gpu)),
+        ),
+    ];
+    for (name, model, loss) in translators {
+        let mut opt = Optimizer::new(nn::parameters(model), Rule::adam(), 1e-3);
+        for step in 0..3 {
+            let loss = loss();
+            opt.step(&loss.backward()).unwrap_or_else(|e| panic!("{name} step {step}: {e}"));
+            let value = loss.item::<f32>().unwrap();
+            assert!(value.is_finite(), "{name} step {step}: loss {value}");
+        }
+    }
     for row in rows(&gpu) {
         let mut opt = Optimizer::new(nn::parameters(row.model.as_ref()), Rule::adamw(), 1e-3);
         for step in 0..3 {

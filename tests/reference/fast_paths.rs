@@ -319,16 +319,21 @@ fn table() -> Vec<Check> {
         ("maximum", |a, b| a.maximum(b), f64::max),
         ("minimum", |a, b| a.minimum(b), f64::min),
     ];
-    // b: whole, a row repeated over a's rows (blocks), a column (expanded)
+    // b: whole, a row repeated over a's rows (blocks), a row per outer index repeated over a
+    // middle axis (rows read at offsets), a column (expanded)
+    let cube = [13, 79, 257];
     for (op, build, f) in binary {
-        for (what, b_shape) in
-            [("same shapes", vec![1_031, 257]), ("b a row", vec![257]), ("b a column", vec![1_031, 1])]
-        {
+        for (what, a_shape, b_shape) in [
+            ("same shapes", &m[..], vec![1_031, 257]),
+            ("b a row", &m[..], vec![257]),
+            ("b broadcast over a middle axis", &cube[..], vec![13, 1, 257]),
+            ("b a column", &m[..], vec![1_031, 1]),
+        ] {
             let (a, b) = match op {
                 // a positive base keeps aᵇ real
-                "pow" => (d.range(&m, 0.1, 3.0), d.range(&b_shape, -2.0, 2.0)),
-                "div" => (d.normal(&m), d.away_from_zero(&b_shape)),
-                _ => (d.normal(&m), d.normal(&b_shape)),
+                "pow" => (d.range(a_shape, 0.1, 3.0), d.range(&b_shape, -2.0, 2.0)),
+                "div" => (d.normal(a_shape), d.away_from_zero(&b_shape)),
+                _ => (d.normal(a_shape), d.normal(&b_shape)),
             };
             // one f32 rounding (pow: libm's powf, within 1–2 ulp)
             let tol = if op == "pow" { FEW_ROUNDINGS } else { ONE_ROUNDING };
