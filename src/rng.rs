@@ -16,6 +16,9 @@ const M1: u32 = 0xCD9E_8D57;
 const W0: u32 = 0x9E37_79B9;
 const W1: u32 = 0xBB67_AE85;
 
+/// Philox blocks computed side by side by [`RandomKey::fill_uniform`].
+const LANES: usize = 16;
+
 /// One Philox4x32-10 block: 4 random words from a 128-bit counter and a 64-bit key.
 pub fn philox4x32_10(counter: [u32; 4], key: [u32; 2]) -> [u32; 4] {
     let mut c = counter;
@@ -58,23 +61,57 @@ impl RandomKey {
     }
 
     /// Elements `start..start + out.len()` of a uniform stream (as [`RandomKey::uniform`]),
-    /// computing each Philox block once for its four words.
+    /// computing each Philox block once for its four words, [`LANES`] blocks side by side.
     pub fn fill_uniform(&self, start: u64, out: &mut [f32]) {
+        let to_uniform = |w: u32| (w >> 8) as f32 * (1.0 / 16_777_216.0);
         let mut i = 0;
-        while i < out.len() {
-            let at = start + i as u64;
-            let block = at / 4;
-            let counter =
-                [block as u32, (block >> 32) as u32, self.stream as u32, (self.stream >> 32) as u32];
-            let words = philox4x32_10(counter, [self.seed as u32, (self.seed >> 32) as u32]);
-            for w in words.iter().skip((at % 4) as usize) {
-                if i == out.len() {
-                    break;
-                }
-                out[i] = (w >> 8) as f32 * (1.0 / 16_777_216.0);
-                i += 1;
-            }
+        // up to the first block boundary, then whole runs of LANES blocks, then the rest
+        while i < out.len() && !(start + i as u64).is_multiple_of(4) {
+            out[i] = self.uniform(start + i as u64);
+            i += 1;
         }
+        while out.len() - i >= 4 * LANES {
+            let words = self.blocks((start + i as u64) / 4);
+            for (lane, o) in out[i..i + 4 * LANES].chunks_exact_mut(4).enumerate() {
+                for (w, o) in o.iter_mut().enumerate() {
+                    *o = to_uniform(words[w][lane]);
+                }
+            }
+            i += 4 * LANES;
+        }
+        while i < out.len() {
+            out[i] = self.uniform(start + i as u64);
+            i += 1;
+        }
+    }
+
+    /// Philox blocks `first..first + LANES` of this stream, word-major: `[w][lane]` is word `w`
+    /// of block `first + lane`. The lanes run in lockstep, so the rounds vectorize.
+    fn blocks(&self, first: u64) -> [[u32; LANES]; 4] {
+        let block = |lane: usize| first + lane as u64;
+        let mut c: [[u32; LANES]; 4] = [
+            std::array::from_fn(|lane| block(lane) as u32),
+            std::array::from_fn(|lane| (block(lane) >> 32) as u32),
+            [self.stream as u32; LANES],
+            [(self.stream >> 32) as u32; LANES],
+        ];
+        let mut k = [self.seed as u32, (self.seed >> 32) as u32];
+        for round in 0..10 {
+            if round > 0 {
+                k = [k[0].wrapping_add(W0), k[1].wrapping_add(W1)];
+            }
+            let mut next: [[u32; LANES]; 4] = [[0; LANES]; 4];
+            for lane in 0..LANES {
+                let p0 = u64::from(M0) * u64::from(c[0][lane]);
+                let p1 = u64::from(M1) * u64::from(c[2][lane]);
+                next[0][lane] = (p1 >> 32) as u32 ^ c[1][lane] ^ k[0];
+                next[1][lane] = p1 as u32;
+                next[2][lane] = (p0 >> 32) as u32 ^ c[3][lane] ^ k[1];
+                next[3][lane] = p0 as u32;
+            }
+            c = next;
+        }
+        c
     }
 
     /// Element `i` of a standard normal stream, by Box–Muller on words 0 and 1 of block `i / 2`:
@@ -116,6 +153,17 @@ pub fn next_key() -> RandomKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filled_uniforms_equal_element_by_element_draws_at_any_offset() {
+        let key = RandomKey { seed: 0x1234_5678_9abc, stream: (1 << 33) + 5 };
+        for (start, len) in [(0u64, 200usize), (3, 150), ((1 << 34) - 7, 70), (5, 2)] {
+            let mut filled = vec![0f32; len];
+            key.fill_uniform(start, &mut filled);
+            let one_by_one: Vec<f32> = (0..len as u64).map(|i| key.uniform(start + i)).collect();
+            assert_eq!(filled, one_by_one, "start {start}, {len} elements");
+        }
+    }
 
     /// The known-answer vectors for Philox4x32-10 published with Random123 (`kat_vectors`).
     #[test]

@@ -30,6 +30,17 @@ struct Row {
     loss: fn(&Tensor, &Device) -> Tensor,
 }
 
+/// Three training steps of a translation model on [`translation_loss`].
+fn train_translator<M: Seq2Seq>(name: &str, model: &M, device: &Device) {
+    let mut opt = Optimizer::new(nn::parameters(model), Rule::adam(), 1e-3);
+    for step in 0..3 {
+        let loss = translation_loss(model, device);
+        opt.step(&loss.backward()).unwrap_or_else(|e| panic!("{name} step {step}: {e}"));
+        let value = loss.item::<f32>().unwrap();
+        assert!(value.is_finite(), "{name} step {step}: loss {value}");
+    }
+}
+
 /// A translation model's teacher-forced loss on a small padded batch of sentence pairs.
 fn translation_loss<M: Seq2Seq>(model: &M, device: &Device) -> Tensor {
     let (src, padding) = pad_sequences(&[&[2, 5, 6, 7, 3][..], &[2, 8, 3], &[2, 9, 10, 3]], Vocab::PAD);
@@ -153,27 +164,8 @@ fn every_reference_model_trains_on_the_gpu_under_kiln_check() {
         },
         &gpu,
     );
-    let translators: [(&str, &dyn Module, Box<dyn Fn() -> Tensor>); 2] = [
-        (
-            "models::GruAttention (bidirectional encoder, masked attention)",
-            &gru,
-            Box::new(|| translation_loss(&gru, &gpu)),
-        ),
-        (
-            "models::TransformerTranslator (padding masks, dropout)",
-            &transformer,
-            Box::new(|| translation_loss(&transformer, &gpu)),
-        ),
-    ];
-    for (name, model, loss) in translators {
-        let mut opt = Optimizer::new(nn::parameters(model), Rule::adam(), 1e-3);
-        for step in 0..3 {
-            let loss = loss();
-            opt.step(&loss.backward()).unwrap_or_else(|e| panic!("{name} step {step}: {e}"));
-            let value = loss.item::<f32>().unwrap();
-            assert!(value.is_finite(), "{name} step {step}: loss {value}");
-        }
-    }
+    train_translator("models::GruAttention (bidirectional encoder, masked attention)", &gru, &gpu);
+    train_translator("models::TransformerTranslator (padding masks, dropout)", &transformer, &gpu);
     for row in rows(&gpu) {
         let mut opt = Optimizer::new(nn::parameters(row.model.as_ref()), Rule::adamw(), 1e-3);
         for step in 0..3 {

@@ -3,7 +3,7 @@
 //! softmax − target distribution. The mean over the rows that are not ignored is tensor ops.
 
 use super::{CpuArg, Fault, GpuArg, Grad, Meta, Op, Tolerance, cancellation, ulps_summing};
-use crate::backend::cpu::{CpuStorage, with_float};
+use crate::backend::cpu::{CpuStorage, max_of, sum_f64, with_float};
 use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::{Element, Float};
@@ -99,6 +99,16 @@ impl CrossEntropy {
     }
 }
 
+/// The maximum of `row` and the sum of e^(x − max) over it (in f64), with the exps computed in
+/// `scratch` by the vectorizable [`Float::exp_fast`] (each pass its own loop, so each
+/// vectorizes).
+fn exp_row<T: Float>(row: &[T], scratch: &mut Vec<T>) -> (T, f64) {
+    let m = max_of(row);
+    scratch.clear();
+    scratch.extend(row.iter().map(|&v| (v - m).exp_fast()));
+    (m, sum_f64(scratch))
+}
+
 /// One row of a cross-entropy, in f64 (see [`CrossEntropy::rows`]).
 struct Row {
     lse: f64,
@@ -147,14 +157,14 @@ impl Op for CrossEntropyLoss {
         with_float!(args[0].data, T, x => {
             let loss: Vec<T> = (0..rows)
                 .into_par_iter()
-                .map(|r| {
+                .map_init(Vec::new, |exps, r| {
                     if self.opts.ignored(targets[r]) {
                         return T::ZERO;
                     }
                     let row = &x[r * classes..(r + 1) * classes];
-                    let m = row.iter().map(|v| v.to_f64()).fold(f64::NEG_INFINITY, f64::max);
-                    let lse = m + row.iter().map(|v| (v.to_f64() - m).exp()).sum::<f64>().ln();
-                    let mean = row.iter().map(|v| v.to_f64()).sum::<f64>() / classes as f64;
+                    let (m, sum) = exp_row(row, exps);
+                    let lse = m.to_f64() + sum.ln();
+                    let mean = sum_f64(row) / classes as f64;
                     // −log p_t = lse − x_t; the smoothed part is the mean of −log p_c
                     T::of((1.0 - s) * (lse - row[targets[r] as usize].to_f64()) + s * (lse - mean))
                 })
@@ -226,12 +236,17 @@ impl Op for CrossEntropyGrad {
                     return;
                 }
                 let row = &x[r * classes..(r + 1) * classes];
-                let m = row.iter().map(|v| v.to_f64()).fold(f64::NEG_INFINITY, f64::max);
-                let sum: f64 = row.iter().map(|v| (v.to_f64() - m).exp()).sum();
-                for (c, o) in out.iter_mut().enumerate() {
-                    let q = s / classes as f64 + if c as i64 == targets[r] { 1.0 - s } else { 0.0 };
-                    *o = T::of(((row[c].to_f64() - m).exp() / sum - q) * g[r]);
+                // the row's exps straight into the output, then (p − q)·g in place
+                let m = max_of(row);
+                for (o, &v) in out.iter_mut().zip(row) {
+                    *o = (v - m).exp_fast();
                 }
+                let scale = T::of(g[r] / sum_f64(out));
+                let off_target = T::of(s / classes as f64 * g[r]);
+                for o in out.iter_mut() {
+                    *o = *o * scale - off_target;
+                }
+                out[targets[r] as usize] -= T::of((1.0 - s) * g[r]);
             });
             CpuStorage::from_vec(dx)
         })

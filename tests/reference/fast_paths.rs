@@ -560,7 +560,7 @@ fn table() -> Vec<Check> {
     checks.push(check(
         "matmul",
         "batched",
-        vec![d.normal(&[2, 256, 16]), d.normal(&[16, 520])],
+        vec![d.normal(&[2, 256, 16]), d.normal(&[2, 16, 520])],
         1e-5,
         |t| t[0].matmul(&t[1]),
         |h| loops::matmul(&h[0], &h[1]),

@@ -209,16 +209,19 @@ pub fn index_add(x: &Host, axis: usize, index: &Host, src: &Host) -> Vec<f64> {
     out
 }
 
-/// Batched matrix product (…, m, k) · (k, n), the left operand's batch dimensions kept.
+/// Batched matrix product (…, m, k) · (k, n) or (…, k, n), the left operand's batch dimensions kept.
 pub fn matmul(a: &Host, b: &Host) -> Vec<f64> {
     let (m, k) = (a.shape[a.shape.len() - 2], a.shape[a.shape.len() - 1]);
-    let n = b.shape[1];
+    let n = b.shape[b.shape.len() - 1];
     let batch: usize = a.shape[..a.shape.len() - 2].iter().product();
+    // b is one matrix for every batch entry, or a batch of its own as long as a's
+    let b_stride = if b.shape.len() > 2 { k * n } else { 0 };
     let mut out = vec![0.0; batch * m * n];
     for t in 0..batch {
+        let bt = &b.v[t * b_stride..];
         for i in 0..m {
             for j in 0..n {
-                out[(t * m + i) * n + j] = (0..k).map(|l| a.v[(t * m + i) * k + l] * b.v[l * n + j]).sum();
+                out[(t * m + i) * n + j] = (0..k).map(|l| a.v[(t * m + i) * k + l] * bt[l * n + j]).sum();
             }
         }
     }
