@@ -5,14 +5,14 @@
 alias T = f32; // @T
 
 struct Params {
-    n_out: u32,
-    count: u32, // elements combined per output
+    n_out: u32, // outputs written: kept elements × parts
+    count: u32, // elements combined per kept element
     kept_rank: u32,
     reduced_rank: u32,
     init: u32,
+    parts: u32, // per_workgroup: each kept element's elements split into this many runs
+    chunk: u32, // the elements of one run (count when parts is 1)
     pad0: u32,
-    pad1: u32,
-    pad2: u32,
     kept_shape: Dims,
     kept_strides: Dims,
     reduced_shape: Dims,
@@ -39,7 +39,9 @@ fn reduced_offset(r: u32) -> u32 {
 
 var<workgroup> partial: array<T, 256>;
 
-// One workgroup per output: threads stride over the combined elements, then a tree.
+// One workgroup per output: threads stride over the combined elements, then a tree. Output o
+// combines run o % parts (elements [run·chunk, run·chunk + chunk)) of kept element o / parts: a
+// long reduction is split into runs whose results a second pass combines.
 @compute @workgroup_size(256)
 fn per_workgroup(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
@@ -48,8 +50,10 @@ fn per_workgroup(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     let live = o < p.n_out;
     var acc = bitcast<T>(p.init);
     if live {
-        let base = base_offset(o);
-        for (var r = lid; r < p.count; r += 256u) {
+        let base = base_offset(o / p.parts);
+        let begin = (o % p.parts) * p.chunk;
+        let end = min(p.count, begin + p.chunk);
+        for (var r = begin + lid; r < end; r += 256u) {
             acc = combine(acc, x[base + reduced_offset(r)]);
         }
     }

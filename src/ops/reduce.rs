@@ -84,6 +84,12 @@ pub(crate) struct Reduce {
     keepdim: bool,
 }
 
+/// The elements one workgroup combines before a long reduction into few outputs is split in
+/// runs (whose results a second dispatch combines): one workgroup looping over millions of
+/// elements leaves the GPU idle, and its long f32 sums lose precision (lavapipe even stopped
+/// such a loop early, past about 5 million elements).
+const RUN: usize = 8192;
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -92,7 +98,9 @@ struct Params {
     kept_rank: u32,
     reduced_rank: u32,
     init: u32,
-    _pad: [u32; 3],
+    parts: u32,
+    chunk: u32,
+    _pad: u32,
     kept_shape: [u32; MAX_RANK],
     kept_strides: [u32; MAX_RANK],
     reduced_shape: [u32; MAX_RANK],
@@ -187,24 +195,48 @@ impl Op for Reduce {
             (ReduceOp::Max, _) => 0,
             (ReduceOp::Min, _) => u32::MAX,
         };
+        let contiguous = rst[0].last().is_none_or(|&s| s == 1);
+        let per_thread = !contiguous && n_out >= 1024 || count < 32;
+        // few outputs of many elements each: runs of RUN elements in parallel, then their results
+        let parts = if per_thread || n_out >= 1024 { 1 } else { count.div_ceil(RUN) };
         let params = Params {
-            n_out: u32_of(name, n_out)?,
+            n_out: u32_of(name, n_out * parts)?,
             count: u32_of(name, count)?,
             kept_rank: ks.len() as u32,
             reduced_rank: rs.len() as u32,
             init,
-            _pad: [0; 3],
+            parts: parts as u32,
+            chunk: u32_of(name, count.div_ceil(parts))?,
+            _pad: 0,
             kept_shape: pack(name, &ks, 1)?,
             kept_strides: pack(name, &kst[0], 0)?,
             reduced_shape: pack(name, &rs, 1)?,
             reduced_strides: pack(name, &rst[0], 0)?,
         };
-        let contiguous = rst[0].last().is_none_or(|&s| s == 1);
-        let per_thread = !contiguous && n_out >= 1024 || count < 32;
         let entry = if per_thread { "per_thread" } else { "per_workgroup" };
         let kernel = reduce_kernel(entry, self.op, out.dtype);
         let groups = if per_thread { params.n_out.div_ceil(256) } else { params.n_out };
-        rec.dispatch(&kernel, &params, &[args[0].buf], &[&y], Grid::Linear(groups))?;
+        if parts == 1 {
+            rec.dispatch(&kernel, &params, &[args[0].buf], &[&y], Grid::Linear(groups))?;
+            return Ok(y);
+        }
+        // the runs' results (n_out, parts), then each kept element's runs combined
+        let runs = rec.alloc_elems(n_out * parts)?;
+        rec.dispatch(&kernel, &params, &[args[0].buf], &[&runs], Grid::Linear(groups))?;
+        let combine = Params {
+            n_out: u32_of(name, n_out)?,
+            count: parts as u32,
+            kept_rank: 1,
+            reduced_rank: 1,
+            parts: 1,
+            chunk: parts as u32,
+            kept_shape: pack(name, &[n_out], 1)?,
+            kept_strides: pack(name, &[parts], 0)?,
+            reduced_shape: pack(name, &[parts], 1)?,
+            reduced_strides: pack(name, &[1], 0)?,
+            ..params
+        };
+        rec.dispatch(&kernel, &combine, &[&runs], &[&y], Grid::Linear(combine.n_out))?;
         Ok(y)
     }
 

@@ -247,6 +247,24 @@ fn reduction() -> Vec<Case> {
         Case::new("sum", "sum all", vec![Input::float(Domain::Range(0.0, 1.0))], sets.clone(), |x, _| {
             x[0].sum_all()
         }),
+        // few outputs of long reductions run in runs of 8,192 elements and a second pass (a
+        // single workgroup over 6 million elements came back wrong on lavapipe); positive terms,
+        // as for "sum all", since 3 sums of 20,000 random-sign terms may cancel
+        Case::new(
+            "sum",
+            "sum all in runs",
+            vec![Input::float(Domain::Range(0.0, 1.0))],
+            shapes(&[&[&[3, 8192]], &[&[7, 9001]]]),
+            |x, _| x[0].sum_all(),
+        )
+        .past_grid_limit(vec![vec![2, 3_000_001]]),
+        Case::new(
+            "sum",
+            "sum axis 1 in runs",
+            vec![Input::float(Domain::Range(0.0, 1.0))],
+            shapes(&[&[&[3, 20_000]]]),
+            |x, _| x[0].sum(1, true),
+        ),
         Case::new(
             "sum",
             "sum strided, many outputs",
