@@ -249,7 +249,9 @@ fn reduction() -> Vec<Case> {
         }),
         // few outputs of long reductions run in runs of 8,192 elements and a second pass (a
         // single workgroup over 6 million elements came back wrong on lavapipe); positive terms,
-        // as for "sum all", since 3 sums of 20,000 random-sign terms may cancel
+        // as for "sum all", since 3 sums of 20,000 random-sign terms may cancel. Parity only:
+        // finite differences of sums this long measure f64 rounding (1.7e-6 against 1e-6 seen),
+        // and the gradient (ones) is the other sum rows' already
         Case::new(
             "sum",
             "sum all in runs",
@@ -257,6 +259,7 @@ fn reduction() -> Vec<Case> {
             shapes(&[&[&[3, 8192]], &[&[7, 9001]]]),
             |x, _| x[0].sum_all(),
         )
+        .no_gradcheck()
         .past_grid_limit(vec![vec![2, 3_000_001]]),
         Case::new(
             "sum",
@@ -264,7 +267,8 @@ fn reduction() -> Vec<Case> {
             vec![Input::float(Domain::Range(0.0, 1.0))],
             shapes(&[&[&[3, 20_000]]]),
             |x, _| x[0].sum(1, true),
-        ),
+        )
+        .no_gradcheck(),
         Case::new(
             "sum",
             "sum strided, many outputs",
