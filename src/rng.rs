@@ -61,7 +61,7 @@ impl RandomKey {
     }
 
     /// Elements `start..start + out.len()` of a uniform stream (as [`RandomKey::uniform`]),
-    /// computing each Philox block once for its four words, [`LANES`] blocks side by side.
+    /// computing each Philox block once for its four words, 16 blocks side by side.
     pub fn fill_uniform(&self, start: u64, out: &mut [f32]) {
         let to_uniform = |w: u32| (w >> 8) as f32 * (1.0 / 16_777_216.0);
         let mut i = 0;
