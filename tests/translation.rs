@@ -280,6 +280,20 @@ fn attention_maps_are_distributions_over_the_source() {
     }
 }
 
+/// `on_gpu` given `on_cpu`'s weights decodes the same tokens with the same scores.
+fn check_gpu_decoding<M: Seq2Seq>(on_cpu: &M, on_gpu: &M) {
+    kiln::train::checkpoint::load_into(on_gpu, &nn::state_dict(on_cpu), "cpu model".as_ref()).unwrap();
+    let decoding = Decoding::beam(3, 0.6, 10);
+    let (cpu, gpu) = (
+        translate(on_cpu, &sources(), &decoding, 8).unwrap(),
+        translate(on_gpu, &sources(), &decoding, 8).unwrap(),
+    );
+    for (c, g) in cpu.iter().zip(&gpu) {
+        assert_eq!(c.tokens, g.tokens);
+        assert!((c.score - g.score).abs() < 1e-3, "{} vs {}", c.score, g.score);
+    }
+}
+
 #[test]
 fn the_models_translate_on_the_gpu_as_on_the_cpu() {
     let Some(gpu) = common::gpu("translation on the GPU") else {
@@ -288,29 +302,10 @@ fn the_models_translate_on_the_gpu_as_on_the_cpu() {
     kiln::manual_seed(7);
     let on_cpu = transformer(&Device::Cpu, 32);
     sharpen(&on_cpu, "generator");
-    let on_gpu = transformer(&gpu, 32);
-    kiln::train::checkpoint::load_into(&on_gpu, &nn::state_dict(&on_cpu), "cpu model".as_ref()).unwrap();
-    let decoding = Decoding::beam(3, 0.6, 10);
-    let (cpu, gpu_out) = (
-        translate(&on_cpu, &sources(), &decoding, 8).unwrap(),
-        translate(&on_gpu, &sources(), &decoding, 8).unwrap(),
-    );
-    for (c, g) in cpu.iter().zip(&gpu_out) {
-        assert_eq!(c.tokens, g.tokens);
-        assert!((c.score - g.score).abs() < 1e-3, "{} vs {}", c.score, g.score);
-    }
+    check_gpu_decoding(&on_cpu, &transformer(&gpu, 32));
     let on_cpu = gru(&Device::Cpu);
     sharpen(&on_cpu, "decoder.fc_out");
-    let on_gpu = gru(&gpu);
-    kiln::train::checkpoint::load_into(&on_gpu, &nn::state_dict(&on_cpu), "cpu model".as_ref()).unwrap();
-    let (cpu, gpu_out) = (
-        translate(&on_cpu, &sources(), &decoding, 8).unwrap(),
-        translate(&on_gpu, &sources(), &decoding, 8).unwrap(),
-    );
-    for (c, g) in cpu.iter().zip(&gpu_out) {
-        assert_eq!(c.tokens, g.tokens);
-        assert!((c.score - g.score).abs() < 1e-3, "{} vs {}", c.score, g.score);
-    }
+    check_gpu_decoding(&on_cpu, &gru(&gpu));
 }
 
 #[test]

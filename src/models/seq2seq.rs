@@ -176,12 +176,10 @@ pub fn decode<M: Seq2Seq>(
     if decoding.beam == 0 || decoding.max_len == 0 {
         panic!("decode: beam {} and max_len {} must be positive", decoding.beam, decoding.max_len);
     }
-    let modes = nn::modes(model);
-    nn::eval(model);
     let device = model.device();
     // the decoder reads <bos> and every generated token but the last
     let max_len = model.max_len().map_or(decoding.max_len, |limit| decoding.max_len.min(limit));
-    let result = no_grad(|| {
+    evaluating(model, || {
         let mut state = model.encode(&src.to(&device), padding);
         let mut search = Search::new(src.dim(0), decoding.beam, decoding.length_penalty);
         for step in 0..max_len {
@@ -197,7 +195,15 @@ pub fn decode<M: Seq2Seq>(
             }
         }
         Ok(search.finish())
-    });
+    })
+}
+
+/// `f` run with `model` in evaluation mode and without gradients; every module is left in the
+/// mode it was in.
+pub(crate) fn evaluating<R>(model: &dyn Module, f: impl FnOnce() -> R) -> R {
+    let modes = nn::modes(model);
+    nn::eval(model);
+    let result = no_grad(f);
     nn::restore_modes(model, &modes);
     result
 }

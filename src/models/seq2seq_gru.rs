@@ -22,8 +22,10 @@
 //! `decoder.attention.attn.weight`, `decoder.attention.v.weight`, `decoder.rnn.weight_hh_l0`,
 //! `decoder.fc_out.bias`, …), so a checkpoint loads into its `Seq2Seq` with `strict=True`.
 
-use super::seq2seq::{Seq2Seq, project_positions};
+use super::seq2seq::{Seq2Seq, evaluating, project_positions};
 use crate::data::Padding;
+use crate::data::sequence::pad_sequences;
+use crate::data::vocab::Vocab;
 use crate::nn::projection::affine;
 use crate::nn::{self, Dropout, Embedding, GRU, Linear, Module, RnnOptions, Visitor, init};
 use crate::ops::recurrent::{CellKind, Step};
@@ -240,24 +242,16 @@ impl Seq2Seq for GruAttention {
 
     fn cross_attention(&self, source: &[i32], output: &[i32]) -> Tensor {
         let device = self.device();
-        let padding = Padding {
-            lengths: Tensor::from_vec(vec![source.len() as i32], [1], &Device::Cpu),
-            mask: Tensor::from_vec(vec![true; source.len()], [1, source.len()], &Device::Cpu),
-        };
-        let src = Tensor::from_vec(source.to_vec(), [1, source.len()], &device);
-        let modes = nn::modes(self);
-        nn::eval(self);
-        let rows = no_grad(|| {
-            let mut state = self.encode(&src, &padding);
+        let (src, padding) = pad_sequences(&[source], Vocab::PAD);
+        evaluating(self, || {
+            let mut state = self.encode(&src.to(&device), &padding);
             let mut rows = Vec::new();
             for &token in output {
                 self.step(&mut state, &Tensor::from_vec(vec![token], [1], &device));
                 rows.push(state.attention.clone().expect("a step attends"));
             }
             Tensor::concat(&rows, 0)
-        });
-        nn::restore_modes(self, &modes);
-        rows
+        })
     }
 
     fn encode(&self, src: &Tensor, padding: &Padding) -> GruAttentionState {

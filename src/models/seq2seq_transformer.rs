@@ -16,8 +16,10 @@
 //! `transformer.encoder.layers.0.self_attn.in_proj_weight`, …, `generator.weight`, as the
 //! PyTorch peer (`benches/peers/torch_translate.py`) names them.
 
-use super::seq2seq::{Seq2Seq, project_positions};
+use super::seq2seq::{Seq2Seq, evaluating, project_positions};
 use crate::data::Padding;
+use crate::data::sequence::pad_sequences;
+use crate::data::vocab::Vocab;
 use crate::nn::{
     self, DecoderCache, DecoderMasks, Dropout, Embedding, EncoderMasks, LearnedPositionalEmbedding, Linear,
     Module, SinusoidalPositionalEncoding, Transformer, TransformerConfig, Visitor, init,
@@ -236,23 +238,15 @@ impl Seq2Seq for TransformerTranslator {
 
     fn cross_attention(&self, source: &[i32], output: &[i32]) -> Tensor {
         let device = self.device();
-        let padding = Padding {
-            lengths: Tensor::from_vec(vec![source.len() as i32], [1], &Device::Cpu),
-            mask: Tensor::from_vec(vec![true; source.len()], [1, source.len()], &Device::Cpu),
-        };
-        let modes = nn::modes(self);
-        nn::eval(self);
-        let weights = no_grad(|| {
-            let src = Tensor::from_vec(source.to_vec(), [1, source.len()], &device);
-            let (memory, _) = self.encode_source(&src, &padding);
+        let (src, padding) = pad_sequences(&[source], Vocab::PAD);
+        evaluating(self, || {
+            let (memory, _) = self.encode_source(&src.to(&device), &padding);
             let tgt = Tensor::from_vec(output.to_vec(), [1, output.len()], &device);
             let y = self.embed(&self.tgt_embedding, &self.tgt_positions, &tgt, 0);
             let masks = DecoderMasks { tgt_is_causal: true, ..Default::default() };
             let (_, weights) = self.transformer.decoder.forward_with_weights(&y, &memory, &masks);
             weights.last().expect("a decoder has layers").squeeze(0)
-        });
-        nn::restore_modes(self, &modes);
-        weights
+        })
     }
 
     fn encode(&self, src: &Tensor, padding: &Padding) -> TransformerTranslatorState {
