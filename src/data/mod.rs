@@ -1,18 +1,20 @@
-//! Datasets and the `DataLoader`, and readers for MNIST (IDX), CSV tables, plain and gzipped
-//! text and the names data; vocabularies, a tokenizer, padded sequence batches and
+//! Datasets and the `DataLoader`, and readers for MNIST (IDX), CSV tables, class-per-folder
+//! images (from a directory or a tar archive), plain and gzipped text and the names data; vocabularies, a tokenizer, padded sequence batches and
 //! language-model batchers for the recurrent and Transformer models.
 //!
 //! A [`Dataset`] hands out batches by index; [`InMemory`] holds features and targets in host
 //! memory, [`sequence::SequenceDataset`] variable-length token sequences. A [`DataLoader`]
 //! shuffles with a seeded Philox permutation (the same order on every run and machine),
 //! optionally groups samples of similar length into batches ([`DataLoader::bucket_by_length`]),
-//! and assembles the next batch on a background thread while the current one trains. Batches
+//! and assembles the next batches on background workers while the current one trains. Batches
 //! are CPU tensors; the trainer moves them to its device lazily, so the upload rides in the
 //! step's one GPU submission.
 
 mod bucket;
 pub mod csv;
 mod gzip;
+pub mod image_folder;
+pub mod image_transform;
 pub mod lm;
 pub mod mnist;
 pub mod multi30k;
@@ -22,6 +24,9 @@ pub mod text;
 pub mod tokenize;
 pub mod vocab;
 mod vocab_file;
+
+pub use image_folder::ImageFolder;
+pub use image_transform::ImageTransform;
 
 use crate::rng::RandomKey;
 use crate::{Device, Shape, Tensor};
@@ -80,6 +85,13 @@ pub trait Dataset: Send + Sync {
 
     /// The samples at `indices`, stacked.
     fn batch(&self, indices: &[usize]) -> Batch;
+
+    /// The samples at `indices` as assembled in epoch `epoch`: datasets with random
+    /// augmentation draw from the epoch here (the [`DataLoader`] calls this); the default is
+    /// [`Dataset::batch`].
+    fn batch_in_epoch(&self, indices: &[usize], _epoch: u64) -> Batch {
+        self.batch(indices)
+    }
 
     /// The length of sample `index`, for [`DataLoader::bucket_by_length`]; `None` (the default)
     /// for datasets whose samples have no length.
@@ -201,6 +213,7 @@ pub struct DataLoader {
     shuffle: Option<u64>,
     drop_last: bool,
     bucket_pool: Option<usize>,
+    workers: usize,
 }
 
 impl DataLoader {
@@ -216,6 +229,7 @@ impl DataLoader {
             shuffle: None,
             drop_last: false,
             bucket_pool: None,
+            workers: 1,
         }
     }
 
@@ -265,6 +279,18 @@ impl DataLoader {
         self
     }
 
+    /// Assembles batches on `workers` background threads (1 by default): batch `i` of an epoch
+    /// on worker `i mod workers`, delivered in order, so the batches are the same for any number
+    /// of workers. More workers pay where assembling a batch (decoding, augmenting) is slow.
+    #[track_caller]
+    pub fn workers(mut self, workers: usize) -> DataLoader {
+        if workers == 0 {
+            panic!("DataLoader::workers: at least one worker is needed");
+        }
+        self.workers = workers;
+        self
+    }
+
     /// The dataset.
     pub fn dataset(&self) -> &Arc<dyn Dataset> {
         &self.dataset
@@ -281,20 +307,27 @@ impl DataLoader {
         if self.drop_last { n / self.batch_size } else { n.div_ceil(self.batch_size) }
     }
 
-    /// The batches of epoch `epoch`, each assembled on a background thread while the previous
-    /// one is in use.
+    /// The batches of epoch `epoch`, each assembled on a background worker while the previous
+    /// ones are in use.
     pub fn epoch(&self, epoch: u64) -> Batches {
         let chunks = self.plan(epoch);
-        let (tx, rx) = mpsc::sync_channel(1);
-        let dataset = self.dataset.clone();
-        let worker = thread::spawn(move || {
-            for chunk in chunks {
-                if tx.send(dataset.batch(&chunk)).is_err() {
-                    break; // the consumer stopped early
+        let total = chunks.len();
+        let mut queues = Vec::with_capacity(self.workers);
+        let mut workers = Vec::with_capacity(self.workers);
+        for w in 0..self.workers {
+            let mine: Vec<Vec<usize>> = chunks.iter().skip(w).step_by(self.workers).cloned().collect();
+            let (tx, rx) = mpsc::sync_channel(1);
+            let dataset = self.dataset.clone();
+            workers.push(thread::spawn(move || {
+                for chunk in mine {
+                    if tx.send(dataset.batch_in_epoch(&chunk, epoch)).is_err() {
+                        break; // the consumer stopped early
+                    }
                 }
-            }
-        });
-        Batches { rx, worker: Some(worker) }
+            }));
+            queues.push(rx);
+        }
+        Batches { queues, workers, next: 0, total }
     }
 
     /// The sample indices of each batch of epoch `epoch`.
@@ -323,21 +356,30 @@ impl DataLoader {
 
 /// The batches of one epoch (see [`DataLoader::epoch`]).
 pub struct Batches {
-    rx: mpsc::Receiver<Batch>,
-    worker: Option<thread::JoinHandle<()>>,
+    /// One queue per worker; batch `i` arrives on queue `i mod workers`.
+    queues: Vec<mpsc::Receiver<Batch>>,
+    workers: Vec<thread::JoinHandle<()>>,
+    next: usize,
+    total: usize,
 }
 
 impl Iterator for Batches {
     type Item = Batch;
 
     fn next(&mut self) -> Option<Batch> {
-        match self.rx.recv() {
-            Ok(b) => Some(b),
+        if self.next == self.total {
+            return None;
+        }
+        let w = self.next % self.queues.len();
+        match self.queues[w].recv() {
+            Ok(b) => {
+                self.next += 1;
+                Some(b)
+            }
             Err(_) => {
-                // the worker is done; surface a panic in it instead of ending silently
-                if let Some(w) = self.worker.take()
-                    && let Err(p) = w.join()
-                {
+                // the worker ended early: it panicked; surface the panic instead of ending silently
+                self.next = self.total;
+                if let Err(p) = self.workers.swap_remove(w).join() {
                     std::panic::resume_unwind(p);
                 }
                 None
