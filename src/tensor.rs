@@ -272,6 +272,18 @@ impl Tensor {
         self
     }
 
+    /// Stops computing this variable's gradient (PyTorch's `requires_grad_(False)`), in place:
+    /// every handle of the tensor, the module's and the optimizer's, sees it. Ops built from it
+    /// afterwards record no gradient through it; [`Tensor::requires_grad_`] turns it back on.
+    /// Panics on a tensor with gradient history (only leaves are variables).
+    #[track_caller]
+    pub fn stop_requiring_grad(&self) {
+        if self.0.inputs().iter().any(|t| t.requires_grad()) {
+            panic!("stop_requiring_grad: the tensor has gradient history; freeze the leaf it comes from");
+        }
+        self.0.set_requires_grad(false);
+    }
+
     /// The same values with no history: gradients stop here. Free (shares storage).
     #[track_caller]
     pub fn detach(&self) -> Tensor {

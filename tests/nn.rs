@@ -145,7 +145,9 @@ fn batch_norm_tracks_running_statistics_and_uses_them_in_eval() {
     let e = v(&bn.forward(&x));
     assert!((e[0] - (1.0 - 0.2) / (1.1f64 + 1e-5).sqrt()).abs() < 1e-5);
     let names: Vec<String> = nn::state_dict(&bn).into_iter().map(|(n, _)| n).collect();
-    assert_eq!(names, ["weight", "bias", "running_mean", "running_var"]);
+    assert_eq!(names, ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]);
+    assert_eq!(bn.num_batches_tracked.to_vec::<i32>().unwrap(), [1], "one training batch, none in eval");
+    assert_eq!(bn.num_batches_tracked.dims(), &[] as &[usize]);
     // 2-D: statistics per channel over (N, H, W)
     let bn2 = BatchNorm::new_2d(3, &CPU);
     let x = &(&Tensor::randn([4, 3, 5, 6], &CPU) * 3.0) + 2.0;

@@ -6,6 +6,7 @@ mod char_rnn;
 pub mod generate;
 pub mod gpt;
 mod lenet;
+pub mod resnet;
 mod rnn_classifier;
 pub mod seq2seq;
 mod seq2seq_gru;
@@ -13,6 +14,7 @@ mod seq2seq_transformer;
 
 pub use char_rnn::{CharRnn, CharRnnConfig};
 pub use lenet::lenet5;
+pub use resnet::{ResNet, resnet18, resnet20, resnet56};
 pub use rnn_classifier::{CellType, Pooling, RnnClassifier, RnnClassifierConfig};
 pub use seq2seq_gru::{GruAttention, GruAttentionConfig, GruAttentionState};
 pub use seq2seq_transformer::{

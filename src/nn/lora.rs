@@ -24,6 +24,7 @@
 //! # Ok::<(), kiln::Error>(())
 //! ```
 
+use super::pattern::glob;
 use super::projection::affine;
 use super::{Dropout, Linear, Module, Visitor, for_each_module, init};
 use crate::train::checkpoint;
@@ -175,20 +176,6 @@ impl Module for LoraLinear {
     }
 }
 
-/// Whether `path` matches `pattern`, where `*` stands for any run of characters (dots included):
-/// `*.attn.c_attn`, `transformer.h.*.attn.*`, `*`.
-fn glob(pattern: &str, path: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == path,
-        Some((head, rest)) => {
-            path.starts_with(head)
-                && (0..=path.len() - head.len())
-                    .filter(|&i| path.is_char_boundary(head.len() + i))
-                    .any(|i| glob(rest, &path[head.len() + i..]))
-        }
-    }
-}
-
 /// Calls `f` with every [`LoraLinear`] in `m` and its path, up to the first error.
 fn for_each_layer(m: &dyn Module, mut f: impl FnMut(&str, &LoraLinear) -> Result<()>) -> Result<()> {
     let mut result = Ok(());
@@ -267,19 +254,4 @@ pub fn load_adapters(m: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
         target.assign(value)?;
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob;
-
-    #[test]
-    fn globs_match_dotted_paths() {
-        assert!(glob("*", "transformer.h.0.attn.c_attn"));
-        assert!(glob("*.attn.c_attn", "transformer.h.0.attn.c_attn"));
-        assert!(glob("transformer.h.*.attn.*", "transformer.h.11.attn.c_proj"));
-        assert!(!glob("*.attn.c_attn", "transformer.h.0.attn.c_proj"));
-        assert!(!glob("attn", "transformer.h.0.attn"));
-        assert!(glob("*attn*", "transformer.h.0.attn.c_proj"));
-    }
 }

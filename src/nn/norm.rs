@@ -2,7 +2,7 @@
 //! `LayerNorm`.
 
 use super::{Module, Visitor, init};
-use crate::{Device, Tensor, no_grad};
+use crate::{DType, Device, Tensor, no_grad};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Batch normalization over every axis but the channel axis (1), as PyTorch's
@@ -17,6 +17,9 @@ pub struct BatchNorm {
     pub running_mean: Tensor,
     /// Running unbiased variance per channel (a buffer).
     pub running_var: Tensor,
+    /// The number of training batches seen: a 0-dimensional i32 buffer (PyTorch keeps an i64;
+    /// `load_state_dict` converts either way).
+    pub num_batches_tracked: Tensor,
     momentum: f64,
     eps: f64,
     rank: usize,
@@ -45,6 +48,7 @@ impl BatchNorm {
             bias: init::param(Tensor::zeros([channels], device)),
             running_mean: Tensor::zeros([channels], device),
             running_var: Tensor::ones([channels], device),
+            num_batches_tracked: Tensor::full([], 0.0, DType::I32, device),
             momentum: 0.1,
             eps: 1e-5,
             rank,
@@ -88,6 +92,9 @@ impl Module for BatchNorm {
                     .assign_deferred(&(rm * (1.0 - m) + mean.detach().reshape([mean.numel()]) * m));
                 self.running_var
                     .assign_deferred(&(rv * (1.0 - m) + unbiased.detach().reshape([var.numel()]) * m));
+                // counted in f32, exact below 2²⁴ batches
+                let count = self.num_batches_tracked.latest().cast(DType::F32) + 1.0;
+                self.num_batches_tracked.assign_deferred(&count.cast(DType::I32));
             });
             (mean, var)
         } else {
@@ -106,6 +113,7 @@ impl Module for BatchNorm {
         v.param("bias", &self.bias);
         v.buffer("running_mean", &self.running_mean);
         v.buffer("running_var", &self.running_var);
+        v.buffer("num_batches_tracked", &self.num_batches_tracked);
     }
 
     fn set_training(&self, training: bool) {

@@ -140,6 +140,19 @@ pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint> {
             Dtype::F64 => Tensor::from_vec(le::<8, f64>(raw, f64::from_le_bytes), shape, &Device::Cpu),
             Dtype::I32 => Tensor::from_vec(le::<4, i32>(raw, i32::from_le_bytes), shape, &Device::Cpu),
             Dtype::U32 => Tensor::from_vec(le::<4, u32>(raw, u32::from_le_bytes), shape, &Device::Cpu),
+            // PyTorch's integer buffers (batch-norm counts, index tables) are i64; kiln's are i32
+            Dtype::I64 => {
+                let wide = le::<8, i64>(raw, i64::from_le_bytes);
+                let narrow: Option<Vec<i32>> = wide.iter().map(|&v| i32::try_from(v).ok()).collect();
+                let narrow = narrow.ok_or_else(|| {
+                    Error::format(
+                        path,
+                        FORMAT,
+                        format!("tensor {name} holds i64 values beyond i32, which kiln uses"),
+                    )
+                })?;
+                Tensor::from_vec(narrow, shape, &Device::Cpu)
+            }
             Dtype::BOOL => {
                 Tensor::from_vec(raw.iter().map(|&b| b != 0).collect::<Vec<bool>>(), shape, &Device::Cpu)
             }
