@@ -1,5 +1,6 @@
-//! The CNN models and their layers: ResNet-18's state dict against torchvision's (the list in
-//! `tests/fixtures/resnet/`, printed by the script beside it), the CIFAR ResNets' sizes and
+//! The CNN models and their layers: the state dicts of ResNet-18, MobileNetV2 and VGG-11's
+//! features against torchvision's (the lists in `tests/fixtures/torchvision/`, printed by the
+//! script beside them), the CIFAR ResNets' sizes and
 //! option-A shortcuts, adaptive average pooling against a hand-written loop (both backends) with
 //! its gradient by finite differences, and freezing by name.
 
@@ -12,18 +13,41 @@ use kiln::{DType, Device, Tensor};
 
 const CPU: Device = Device::Cpu;
 
-#[test]
-fn resnet18_state_dict_is_torchvisions() {
-    let list = include_str!("fixtures/resnet/resnet18_state_dict.txt");
+/// Asserts that `module`'s state dict, name and shape per line, is the list torchvision printed.
+fn assert_state_dict_is(module: &dyn Module, list: &str) {
     let want: Vec<&str> = list.lines().collect();
-    let model = kiln::models::resnet18(1000, &CPU);
     let got: Vec<String> =
-        nn::state_dict(&model).iter().map(|(name, t)| format!("{name} {:?}", t.dims())).collect();
-    assert_eq!(got.len(), want.len());
-    for (g, w) in got.iter().zip(&want) {
-        assert_eq!(g, w);
+        nn::state_dict(module).iter().map(|(name, t)| format!("{name} {:?}", t.dims())).collect();
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        assert_eq!(g, w, "entry {i}");
     }
-    assert_eq!(nn::parameter_count(&model), 11_689_512, "torchvision's count");
+    assert_eq!(got.len(), want.len());
+}
+
+#[test]
+fn state_dicts_are_torchvisions() {
+    let resnet18 = kiln::models::resnet18(1000, &CPU);
+    assert_state_dict_is(&resnet18, include_str!("fixtures/torchvision/resnet18.txt"));
+    assert_eq!(nn::parameter_count(&resnet18), 11_689_512, "torchvision's count");
+    let mobilenet = kiln::models::mobilenet_v2(1000, &CPU);
+    assert_state_dict_is(&mobilenet, include_str!("fixtures/torchvision/mobilenet_v2.txt"));
+    assert_eq!(nn::parameter_count(&mobilenet), 3_504_872, "torchvision's count");
+    // VGG's convolutional features are torchvision's; its classifier is sized for 32×32 images
+    let vgg = kiln::models::vgg11_bn(10, &CPU);
+    let features: Vec<(String, Tensor)> =
+        nn::state_dict(&vgg).into_iter().filter(|(n, _)| n.starts_with("features.")).collect();
+    let got: Vec<String> =
+        features.iter().map(|(n, t)| format!("{} {:?}", &n["features.".len()..], t.dims())).collect();
+    assert_eq!(got, include_str!("fixtures/torchvision/vgg11_bn_features.txt").lines().collect::<Vec<_>>());
+}
+
+#[test]
+fn cifar_mobilenet_has_depthwise_convolutions_and_classifies_32x32_images() {
+    let model = kiln::models::mobilenet_v2_cifar(10, &CPU);
+    let depthwise =
+        &nn::state_dict(&model).into_iter().find(|(n, _)| n == "features.2.conv.1.0.weight").unwrap().1;
+    assert_eq!(depthwise.dims(), &[96, 1, 3, 3], "one 3×3 filter per channel (groups = 96)");
+    assert_eq!(model.forward(&Tensor::randn([3, 3, 32, 32], &CPU)).dims(), &[3, 10]);
 }
 
 #[test]

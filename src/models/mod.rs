@@ -6,17 +6,21 @@ mod char_rnn;
 pub mod generate;
 pub mod gpt;
 mod lenet;
+pub mod mobilenet;
 pub mod resnet;
 mod rnn_classifier;
 pub mod seq2seq;
 mod seq2seq_gru;
 mod seq2seq_transformer;
+pub mod vgg;
 
 pub use char_rnn::{CharRnn, CharRnnConfig};
 pub use lenet::lenet5;
+pub use mobilenet::{MobileNetV2, mobilenet_v2, mobilenet_v2_cifar};
 pub use resnet::{ResNet, resnet18, resnet20, resnet56};
 pub use rnn_classifier::{CellType, Pooling, RnnClassifier, RnnClassifierConfig};
 pub use seq2seq_gru::{GruAttention, GruAttentionConfig, GruAttentionState};
 pub use seq2seq_transformer::{
     Positions, TransformerTranslator, TransformerTranslatorConfig, TransformerTranslatorState,
 };
+pub use vgg::{Vgg, vgg11_bn, vgg16_bn};

@@ -19,6 +19,7 @@ macro_rules! activation {
 }
 
 activation!(ReLU, "max(x, 0).", |x| x.relu());
+activation!(ReLU6, "min(max(x, 0), 6) (MobileNet's activation).", |x| x.clamp(0.0, 6.0));
 activation!(GELU, "GELU with the exact Gaussian CDF (PyTorch's default).", |x| x.gelu());
 activation!(Tanh, "tanh x.", |x| x.tanh());
 activation!(Sigmoid, "1 / (1 + e⁻ˣ).", |x| x.sigmoid());

@@ -34,7 +34,7 @@ pub(crate) mod projection;
 mod recurrent;
 mod transformer;
 
-pub use activation::{Flatten, GELU, LeakyReLU, ReLU, SiLU, Sigmoid, Tanh};
+pub use activation::{Flatten, GELU, LeakyReLU, ReLU, ReLU6, SiLU, Sigmoid, Tanh};
 pub use attention::{KvCache, MASKED, MhaConfig, MhaOptions, MultiheadAttention, causal_mask};
 pub use cells::{GRUCell, LSTMCell, RNNCell};
 pub use container::Sequential;
