@@ -28,7 +28,7 @@ mod linear;
 pub mod lora;
 pub mod loss;
 mod norm;
-mod pattern;
+pub(crate) mod pattern;
 mod position;
 pub(crate) mod projection;
 mod recurrent;

@@ -5,6 +5,7 @@
 //! Tensor names follow PyTorch's state dict (`0.weight`), so a checkpoint of a kiln model loads
 //! into the same PyTorch architecture with `safetensors.torch.load_file`, and back.
 
+use crate::nn::pattern::glob;
 use crate::nn::{self, Module};
 use crate::{DType, Device, Error, Result, Tensor};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -186,10 +187,47 @@ pub fn save_module(path: impl AsRef<Path>, module: &dyn Module) -> Result<()> {
 /// go into the one shared tensor. Everything is checked before anything is assigned, so a
 /// checkpoint that does not fit leaves the module as it was.
 pub fn load_into(module: &dyn Module, entries: &[(String, Tensor)], source: &Path) -> Result<()> {
+    load_selected(module, entries, source, &|_| true)
+}
+
+/// As [`load_into`], for every parameter and buffer except those whose names match `except`
+/// (`*` matches any run of characters), which keep their values: a pretrained backbone into a
+/// model with a fresh head (`"fc.*"`), whether or not the checkpoint has a head and of what
+/// size.
+///
+/// ```
+/// use kiln::nn::{self, Linear, Sequential};
+/// use kiln::train::checkpoint;
+/// use kiln::Device;
+/// let dev = Device::Cpu;
+/// let pretrained = Sequential::new().add(Linear::new(4, 8, &dev)).add(Linear::new(8, 5, &dev));
+/// let model = Sequential::new().add(Linear::new(4, 8, &dev)).add(Linear::new(8, 3, &dev));
+/// let entries = nn::state_dict(&pretrained);
+/// checkpoint::load_into_except(&model, &entries, "pretrained".as_ref(), "1.*").unwrap();
+/// assert_eq!(nn::state_dict(&model)[0].1.to_vec::<f32>().unwrap(), entries[0].1.to_vec::<f32>().unwrap());
+/// ```
+pub fn load_into_except(
+    module: &dyn Module,
+    entries: &[(String, Tensor)],
+    source: &Path,
+    except: &str,
+) -> Result<()> {
+    load_selected(module, entries, source, &|name| !glob(except, name))
+}
+
+/// [`load_into`] for the state-dict entries whose (first) name `selected` accepts.
+fn load_selected(
+    module: &dyn Module,
+    entries: &[(String, Tensor)],
+    source: &Path,
+    selected: &dyn Fn(&str) -> bool,
+) -> Result<()> {
     let bad = |reason: String| Error::format(source, FORMAT, reason);
     let find = |name: &str| entries.iter().find(|(n, _)| n == name).map(|(_, t)| t);
     let mut values = Vec::new();
-    for (names, target) in tied_groups(nn::state_dict(module)) {
+    for (names, target) in
+        tied_groups(nn::state_dict(module)).into_iter().filter(|(names, _)| selected(&names[0]))
+    {
         let found: Vec<(&String, &Tensor)> = names.iter().filter_map(|n| find(n).map(|t| (n, t))).collect();
         let Some(&(first, saved)) = found.first() else {
             let others = names[1..].iter().map(|n| format!(" nor {n}")).collect::<String>();
