@@ -55,13 +55,6 @@ impl BatchNorm {
             training: AtomicBool::new(true),
         }
     }
-
-    /// Per-channel tensor broadcastable against an input of rank `r`: (C) → (C, 1, …).
-    fn per_channel(t: &Tensor, r: usize) -> Tensor {
-        let mut shape = vec![t.numel()];
-        shape.extend(std::iter::repeat_n(1, r.saturating_sub(2)));
-        t.reshape(shape)
-    }
 }
 
 impl Module for BatchNorm {
@@ -77,35 +70,30 @@ impl Module for BatchNorm {
                 self.rank
             );
         }
-        let axes: Vec<usize> = (0..r).filter(|&a| a != 1).collect();
+        // y = (x − mean)·w/√(var + eps) + b, one per-channel affine x·scale + shift
         let (mean, var) = if self.training.load(Ordering::Relaxed) {
-            let mean = x.mean_axes(&axes, true);
-            let var = x.var_axes(&axes, true, 0);
-            let count: usize = axes.iter().map(|&a| x.dims()[a]).product();
+            let moments = x.channel_moments(); // (2, C): batch mean and biased variance
+            let (mean, var) = (moments.select(0, 0), moments.select(0, 1));
+            let count = x.numel() / x.dims()[1].max(1);
             let m = self.momentum;
             no_grad(|| {
                 // PyTorch's update: an exponential average with the unbiased batch variance,
                 // computed with the step's next realize (no realize here, mid-forward)
                 let unbiased = &var * (count as f64 / (count.max(2) - 1) as f64);
                 let (rm, rv) = (self.running_mean.latest(), self.running_var.latest());
-                self.running_mean
-                    .assign_deferred(&(rm * (1.0 - m) + mean.detach().reshape([mean.numel()]) * m));
-                self.running_var
-                    .assign_deferred(&(rv * (1.0 - m) + unbiased.detach().reshape([var.numel()]) * m));
+                self.running_mean.assign_deferred(&(rm * (1.0 - m) + mean.detach() * m));
+                self.running_var.assign_deferred(&(rv * (1.0 - m) + unbiased.detach() * m));
                 // counted in f32, exact below 2²⁴ batches
                 let count = self.num_batches_tracked.latest().cast(DType::F32) + 1.0;
                 self.num_batches_tracked.assign_deferred(&count.cast(DType::I32));
             });
             (mean, var)
         } else {
-            (
-                Self::per_channel(&self.running_mean.latest(), r),
-                Self::per_channel(&self.running_var.latest(), r),
-            )
+            (self.running_mean.latest(), self.running_var.latest())
         };
-        let w = Self::per_channel(&self.weight, r);
-        let b = Self::per_channel(&self.bias, r);
-        (x - &mean) * (var + self.eps).rsqrt() * w + b
+        let scale = &self.weight * (var + self.eps).rsqrt();
+        let shift = &self.bias - mean * &scale;
+        x.channel_affine(&scale, &shift)
     }
 
     fn visit(&self, v: &mut dyn Visitor) {

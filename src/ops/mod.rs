@@ -10,6 +10,7 @@
 pub mod attention;
 pub mod binary;
 pub mod cast;
+pub mod channel;
 pub mod concat;
 pub mod conv;
 pub mod creation;
@@ -281,6 +282,9 @@ pub fn op_set() -> Vec<&'static str> {
         "softmax",
         "log_softmax",
         "layer_norm",
+        "channel_moments",
+        "channel_affine",
+        "channel_sums",
         "layer_norm_grad",
         "attention",
         "attention_stats",

@@ -28,6 +28,7 @@ pub(super) fn cases() -> Vec<Case> {
     let mut rows = matmul();
     rows.extend(convolution());
     rows.extend(normalization());
+    rows.extend(channels());
     rows.extend(attention());
     rows
 }
@@ -182,6 +183,33 @@ fn convolution() -> Vec<Case> {
 
 /// Cross-entropy options that exercise both: rows of class 2 ignored, targets smoothed.
 const SMOOTHED_IGNORING_2: CrossEntropy = CrossEntropy { ignore_index: Some(2), label_smoothing: 0.1 };
+
+/// The per-channel ops of batch normalization over (N, C, …): one element per block, blocks
+/// of primes, a single sample, a single channel.
+fn channels() -> Vec<Case> {
+    let one = shapes(&[
+        &[&[3, 7]],
+        &[&[1, 1]],
+        &[&[2, 3, 5]],
+        &[&[4, 3, 7, 11]],
+        &[&[1, 5, 1031]],
+        &[&[9, 1, 3, 3]],
+    ]);
+    let with_params = |dims: &[usize]| vec![dims.to_vec(), vec![dims[1]], vec![dims[1]]];
+    let affine_shapes: Vec<Vec<Vec<usize>>> = one.iter().map(|set| with_params(&set[0])).collect();
+    let pairs: Vec<Vec<Vec<usize>>> = one.iter().map(|set| vec![set[0].clone(), set[0].clone()]).collect();
+    vec![
+        Case::new("channel_moments", "channel_moments", vec![F], one, |x, _| x[0].channel_moments())
+            // one workgroup per channel: 65,536 channels pass the grid limit
+            .past_grid_limit(vec![vec![2, ROWS_PAST_GRID_LIMIT, 1]]),
+        Case::new("channel_affine", "channel_affine", vec![F, F, F], affine_shapes, |x, _| {
+            x[0].channel_affine(&x[1], &x[2])
+        })
+        .past_grid_limit(vec![vec![1, 2, 8_388_737], vec![2], vec![2]]),
+        Case::new("channel_sums", "channel_sums", vec![F, F], pairs, |x, _| x[0].channel_sums(&x[1]))
+            .past_grid_limit(vec![vec![1, ROWS_PAST_GRID_LIMIT, 2], vec![1, ROWS_PAST_GRID_LIMIT, 2]]),
+    ]
+}
 
 fn normalization() -> Vec<Case> {
     // odd sizes take the general kernels; multiples of 4 up to 8192 the one-pass ones
