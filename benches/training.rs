@@ -1,17 +1,14 @@
 //! Criterion benchmarks of one training step (forward, backward, Adam update) of the MNIST
-//! MLP and LeNet-5 of the examples, on synthetic batches, on the CPU and the GPU; and forward +
-//! backward of the 2-layer LSTM (batch 32, sequence 128, input and hidden 256) on the
-//! CPU, beside `benches/peers/torch_lstm.py`.
+//! MLP and LeNet-5 of the examples, on synthetic batches, on the CPU and the GPU; one step of
+//! ResNet-20 on the CPU (SGD, beside `benches/peers/torch_cifar.py --step-bench`); and the
+//! forward and backward passes of the 2-layer LSTM (batch 32, sequence 128, input and
+//! hidden 256) on the CPU, beside `benches/peers/torch_lstm.py`.
 
 mod common;
 
 use common::{devices, randn};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use kiln::nn::{
-    self, Conv2d, Dropout, Flatten, LSTM, Linear, MaxPool2d, Module, ReLU, RnnOptions, Sequential,
-};
-use kiln::ops::conv::ConvOptions;
-use kiln::ops::pool::PoolOptions;
+use kiln::nn::{self, Dropout, Flatten, LSTM, Linear, Module, ReLU, RnnOptions, Sequential};
 use kiln::optim::{Optimizer, Rule};
 use kiln::{Device, Tensor};
 use std::time::Duration;
@@ -29,31 +26,13 @@ fn mlp(device: &Device) -> Sequential {
         .add(Linear::new(256, 10, device))
 }
 
-/// The `mnist_lenet` example's LeNet-5.
-fn lenet(device: &Device) -> Sequential {
-    let pool = MaxPool2d(PoolOptions::new(2));
-    Sequential::new()
-        .add(Conv2d::new(1, 6, 5, ConvOptions::default().padding(2), device)) // (N, 6, 28, 28)
-        .add(ReLU)
-        .add(pool) // (N, 6, 14, 14)
-        .add(Conv2d::new(6, 16, 5, ConvOptions::default(), device)) // (N, 16, 10, 10)
-        .add(ReLU)
-        .add(pool) // (N, 16, 5, 5)
-        .add(Flatten)
-        .add(Linear::new(16 * 5 * 5, 120, device))
-        .add(ReLU)
-        .add(Linear::new(120, 84, device))
-        .add(ReLU)
-        .add(Linear::new(84, 10, device))
-}
-
 fn step(c: &mut Criterion) {
     const BATCH: usize = 128;
     let mut group = c.benchmark_group("training step");
     group.throughput(Throughput::Elements(BATCH as u64));
     type Model = fn(&Device) -> Sequential;
     for device in devices() {
-        for (name, model) in [("mnist mlp", mlp as Model), ("lenet-5", lenet as Model)] {
+        for (name, model) in [("mnist mlp", mlp as Model), ("lenet-5", kiln::models::lenet5 as Model)] {
             kiln::manual_seed(0);
             let model = model(&device);
             let mut optimizer = Optimizer::new(nn::parameters(&model), Rule::adam(), 1e-3);
@@ -71,6 +50,30 @@ fn step(c: &mut Criterion) {
             });
         }
     }
+}
+
+/// One step of ResNet-20 (batch 128, 32×32, SGD with Nesterov momentum as the `cifar10`
+/// example) on the CPU, beside `benches/peers/torch_cifar.py --step-bench` (on a software GPU
+/// adapter it would take minutes per sample).
+fn resnet(c: &mut Criterion) {
+    const BATCH: usize = 128;
+    let device = Device::Cpu;
+    kiln::manual_seed(0);
+    let model = kiln::models::resnet20(10, &device);
+    let rule = Rule::Sgd { momentum: 0.9, nesterov: true, weight_decay: 5e-4 };
+    let mut optimizer = Optimizer::new(nn::parameters(&model), rule, 0.1);
+    let images = randn(&[BATCH, 3, 32, 32], 3, &device);
+    let labels: Vec<i32> = (0..BATCH as i32).map(|i| i * 7 % 10).collect();
+    let labels = Tensor::from_slice(&labels, [BATCH], &device);
+    let mut group = c.benchmark_group("training step");
+    group.throughput(Throughput::Elements(BATCH as u64));
+    group.bench_function(BenchmarkId::new(device.to_string(), format!("resnet-20, batch {BATCH}")), |b| {
+        b.iter(|| {
+            let loss = model.forward(&images).cross_entropy(&labels);
+            optimizer.step(&loss.backward()).expect("step");
+            loss.item::<f32>().expect("loss")
+        })
+    });
 }
 
 /// The LSTM row on the CPU (on a software GPU adapter it would take minutes per sample).
@@ -97,6 +100,6 @@ fn lstm(c: &mut Criterion) {
 criterion_group! {
     name = training;
     config = Criterion::default().sample_size(10).measurement_time(Duration::from_secs(3));
-    targets = step, lstm
+    targets = step, resnet, lstm
 }
 criterion_main!(training);

@@ -12,9 +12,11 @@
 use clap::Parser;
 use kiln::nn::{self, LSTM, Module, RnnOptions};
 use kiln::ops::conv::ConvOptions;
+use kiln::optim::{Optimizer, Rule};
 use kiln::rng::RandomKey;
 use kiln::{DType, Device, Tensor};
 use rayon::prelude::*;
+use std::cell::RefCell;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -329,6 +331,31 @@ fn run() -> kiln::Result<()> {
     b.row("lstm fwd+bwd", format!("L{layers} B{batch} T{seq} H{size}"), forward_backward, Rate::Flops(flop));
     if b.device.is_gpu() && b.only.as_ref().is_none_or(|o| "lstm dispatches".contains(o.as_str())) {
         lstm_dispatches(&b.device)?;
+    }
+
+    // one training step (forward, cross-entropy, backward, SGD with Nesterov momentum) of the
+    // CNN issue's two models at batch 128, as `benches/peers/torch_cifar.py --step-bench`;
+    // FLOPs: 3 × 2 × the multiply-adds of a forward (LeNet-5 416,520 per 28×28 image,
+    // ResNet-20 40.55M per 32×32 image)
+    kiln::manual_seed(0);
+    let lenet = kiln::models::lenet5(&b.device);
+    let resnet = kiln::models::resnet20(10, &b.device);
+    let steps: [(&str, &dyn Module, [usize; 4], f64); 2] = [
+        ("lenet5 step", &lenet, [128, 1, 28, 28], 416_520.0),
+        ("resnet20 step", &resnet, [128, 3, 32, 32], 40.55e6),
+    ];
+    for (name, model, shape, macs) in steps {
+        let x = b.randn(&shape, 13);
+        let labels: Vec<i32> = (0..shape[0] as i32).map(|i| i % 10).collect();
+        let y = Tensor::from_vec(labels, [shape[0]], &b.device);
+        let rule = Rule::Sgd { momentum: 0.9, nesterov: true, weight_decay: 5e-4 };
+        let optimizer = RefCell::new(Optimizer::new(nn::parameters(model), rule, 0.01));
+        let step = || {
+            let loss = model.forward(&x).cross_entropy(&y);
+            optimizer.borrow_mut().step_with(&loss.backward(), std::slice::from_ref(&loss)).expect("step");
+            loss
+        };
+        b.row(name, format!("batch {}", shape[0]), step, Rate::Flops(6.0 * macs * shape[0] as f64));
     }
 
     let z0 = b.randn(&[256], 11).cast(DType::F32);

@@ -200,6 +200,9 @@ pub trait Float:
     }
     /// Whether x is NaN.
     fn is_nan(self) -> bool;
+    /// self·a + b rounded once: one instruction on CPUs with FMA, a slow library call on those
+    /// without (callers check first; see `ops::conv::direct`).
+    fn fused_mul_add(self, a: Self, b: Self) -> Self;
 }
 
 macro_rules! float {
@@ -219,6 +222,10 @@ macro_rules! float {
             const INFINITY: Self = <$t>::INFINITY;
             fn exp(self) -> Self {
                 <$t>::exp(self)
+            }
+            #[inline(always)]
+            fn fused_mul_add(self, a: Self, b: Self) -> Self {
+                <$t>::mul_add(self, a, b)
             }
             fn ln(self) -> Self {
                 <$t>::ln(self)

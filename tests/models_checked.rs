@@ -85,6 +85,30 @@ fn rows(device: &Device) -> Vec<Row> {
             loss: |out, device| out.cross_entropy(&labels(16, 10, device)),
         },
         Row {
+            name: "models::resnet20 (batch norm, option-A shortcuts)",
+            model: Box::new(kiln::models::resnet20(10, device)),
+            input: normal(&[4, 3, 32, 32], 5),
+            loss: |out, device| out.cross_entropy(&labels(4, 10, device)),
+        },
+        Row {
+            name: "models::resnet18 (projection shortcuts, max-pooled stem)",
+            model: Box::new(kiln::models::resnet18(10, device)),
+            input: normal(&[2, 3, 32, 32], 6),
+            loss: |out, device| out.cross_entropy(&labels(2, 10, device)),
+        },
+        Row {
+            name: "models::mobilenet_v2_cifar (depthwise convolutions, ReLU6, dropout)",
+            model: Box::new(kiln::models::mobilenet_v2_cifar(10, device)),
+            input: normal(&[2, 3, 32, 32], 7),
+            loss: |out, device| out.cross_entropy(&labels(2, 10, device)),
+        },
+        Row {
+            name: "models::vgg11_bn",
+            model: Box::new(kiln::models::vgg11_bn(10, device)),
+            input: normal(&[2, 3, 32, 32], 8),
+            loss: |out, device| out.cross_entropy(&labels(2, 10, device)),
+        },
+        Row {
             name: "models::gpt (dropout in the attention kernel, tied head)",
             model: Box::new(Gpt::new(
                 GptConfig {

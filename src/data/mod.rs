@@ -13,6 +13,7 @@
 mod bucket;
 pub mod csv;
 mod gzip;
+mod image_decode;
 pub mod image_folder;
 pub mod image_transform;
 pub mod lm;

@@ -1,7 +1,8 @@
 //! 2-D convolution (NCHW, stride, padding, dilation, groups) and its two gradient convolutions:
 //! with respect to the input (a transposed convolution) and to the weight.
 //!
-//! CPU: im2col and a GEMM per image and group. GPU: `shaders/conv.wgsl`.
+//! CPU: a direct convolution for the forward pass and input gradient of thin stride-1 layers
+//! (`direct`), else im2col and a GEMM per image and group. GPU: `shaders/conv.wgsl`.
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
 use crate::backend::cpu::{CpuData, CpuStorage, Gemm, Mat, gemm};
@@ -11,6 +12,8 @@ use crate::ops::layout::u32_of;
 use crate::ops::matmul::{self, Tile};
 use crate::{Result, Shape, Tensor};
 use rayon::prelude::*;
+
+mod direct;
 
 static SHADER: Shader = shader!("conv.wgsl");
 
@@ -308,6 +311,11 @@ pub(crate) struct Conv {
 impl Conv {
     fn run<T: Gemm + Send + Sync>(&self, first: &[T], second: &[T]) -> Vec<T> {
         let g = self.geom;
+        match self.pass {
+            Pass::Forward if direct::applies(&g) => return direct::forward(&g, first, second),
+            Pass::InputGrad if direct::applies(&g) => return direct::input_grad(&g, first, second),
+            _ => {}
+        }
         let (_, og) = g.per_group();
         let (k, p) = (g.patch(), g.oh * g.ow);
         let image = g.c * g.h * g.w;

@@ -160,6 +160,35 @@ fn convolution() -> Vec<Case> {
             shapes(&[&[&[1, 4, 7, 7], &[6, 2, 3, 3]], &[&[2, 6, 23, 17], &[4, 3, 2, 3]]]),
             ConvOptions { stride: (1, 2), padding: (2, 1), dilation: (2, 2), groups: 2 },
         ),
+        // stride 1 with rows of 8 or more pixels: the CPU's direct kernels, a non-square kernel
+        conv(
+            "conv2d stride 1 padding 1 (direct on the CPU)",
+            shapes(&[
+                &[&[2, 3, 9, 10], &[4, 3, 3, 3]],
+                &[&[3, 5, 12, 17], &[6, 5, 5, 3]],
+                &[&[1, 1, 8, 8], &[1, 1, 1, 1]],
+            ]),
+            ConvOptions::default().padding(1),
+        ),
+        // depthwise (MobileNet): one 3×3 filter per channel, at odd sizes; stride 2 for odd
+        // widths, stride 1 (the direct kernels) for even
+        Case::new(
+            "conv2d",
+            "conv2d depthwise (groups = channels)",
+            vec![F, F],
+            shapes(&[
+                &[&[2, 6, 10, 12], &[6, 1, 3, 3]],
+                &[&[2, 5, 7, 9], &[5, 1, 3, 3]],
+                &[&[1, 1, 1, 1], &[1, 1, 3, 3]],
+                &[&[3, 13, 11, 5], &[13, 1, 3, 3]],
+            ]),
+            |x, _| {
+                let stride = if x[0].dims()[3] % 2 == 1 { 2 } else { 1 };
+                x[0].conv2d(&x[1], ConvOptions::default().padding(1).stride(stride).groups(x[0].dims()[1]))
+            },
+        )
+        .tol(2e-5)
+        .grad_tol(1e-4),
         // 128×128 GEMM tiles forward, a K split four ways in the weight gradient
         conv(
             "conv2d, 256 output channels",
