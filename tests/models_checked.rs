@@ -1,7 +1,8 @@
 //! Training steps of the quickstart model and of every reference model in `kiln::models`, on the
 //! GPU under `KILN_CHECK=1`: every node and every fused optimizer update is recomputed on the CPU
 //! and must agree within its tolerance. A model added to `src/models/` gets a row here (the
-//! translation models, whose forward reads two sequences, a loss of their own).
+//! translation models, whose forward reads two sequences, a loss of their own; VGG, whose layers
+//! ResNet's rows already cover, none: its 9M parameters cost CI a minute under the check).
 //!
 //! The test re-runs itself in a child process with the variable set before any device exists.
 
@@ -100,12 +101,6 @@ fn rows(device: &Device) -> Vec<Row> {
             name: "models::mobilenet_v2_cifar (depthwise convolutions, ReLU6, dropout)",
             model: Box::new(kiln::models::mobilenet_v2_cifar(10, device)),
             input: normal(&[2, 3, 32, 32], 7),
-            loss: |out, device| out.cross_entropy(&labels(2, 10, device)),
-        },
-        Row {
-            name: "models::vgg11_bn",
-            model: Box::new(kiln::models::vgg11_bn(10, device)),
-            input: normal(&[2, 3, 32, 32], 8),
             loss: |out, device| out.cross_entropy(&labels(2, 10, device)),
         },
         Row {
