@@ -16,6 +16,7 @@
 use super::loops::{self, Conv, Host};
 
 mod cells;
+mod channels;
 use kiln::backend::cpu_pool::{MIN_BYTES, pooled_bytes};
 use kiln::ops::conv::ConvOptions;
 use kiln::ops::loss::CrossEntropy;
@@ -819,6 +820,7 @@ fn table() -> Vec<Check> {
         move |_| (0..n as u64).map(|i| 0.5 + 2.0 * box_muller(key, i)).collect(),
     ));
     checks.extend(cells::checks(&mut d));
+    checks.extend(channels::checks(&mut d));
     checks
 }
 
