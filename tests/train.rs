@@ -116,10 +116,11 @@ fn checkpoints_restore_bit_identical_parameters_and_optimizer_state() {
         .filter_map(|(n, t)| n.strip_prefix("optim.").map(|n| (n.into(), t.clone())))
         .collect();
     opt2.load_state_dict(&optim).unwrap();
-    let bits = |m: &dyn Module| -> Vec<Vec<u32>> {
+    // every entry (f32 parameters and statistics, the i32 batch count) widened exactly to f64
+    let bits = |m: &dyn Module| -> Vec<Vec<u64>> {
         nn::state_dict(m)
             .iter()
-            .map(|(_, t)| t.to_vec::<f32>().unwrap().iter().map(|v| v.to_bits()).collect())
+            .map(|(_, t)| t.to_f64_vec().unwrap().iter().map(|v| v.to_bits()).collect())
             .collect()
     };
     assert_eq!(bits(&model), bits(&restored));
@@ -339,7 +340,7 @@ fn the_trainer_logs_plots_checkpoints_and_resumes() {
     assert_eq!(rates(&h2), rates(h3));
     for ((name, resumed), (_, straight)) in nn::state_dict(&model2).iter().zip(nn::state_dict(&model3).iter())
     {
-        assert_eq!(resumed.to_vec::<f32>().unwrap(), straight.to_vec::<f32>().unwrap(), "{name}");
+        assert_eq!(resumed.to_f64_vec().unwrap(), straight.to_f64_vec().unwrap(), "{name}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -459,7 +460,7 @@ fn max_steps_stops_mid_epoch_writes_its_outputs_and_resumes_where_it_stopped() {
         h3[1].train_loss
     );
     for ((name, a), (_, b)) in nn::state_dict(&model2).iter().zip(nn::state_dict(&model3).iter()) {
-        assert_eq!(a.to_vec::<f32>().unwrap(), b.to_vec::<f32>().unwrap(), "{name}");
+        assert_eq!(a.to_f64_vec().unwrap(), b.to_f64_vec().unwrap(), "{name}");
     }
     // a limit already reached trains nothing more
     let mut again = trainer_for(&model2, Some(24), Some(dir.clone()));
