@@ -12,7 +12,7 @@
 //! without images.
 //!
 //! ```no_run
-//! use kiln::data::{DataLoader, ImageFolder, ImageTransform};
+//! use kiln::data::{DataLoader, Dataset, ImageFolder, ImageTransform};
 //!
 //! # fn main() -> kiln::Result<()> {
 //! let train = ImageFolder::open("data/cifar10/cifar10-jpeg.tar.gz", "cifar10/train")?;
