@@ -3,7 +3,7 @@
 //!
 //! - `channel_moments(x)` → (2, C): each channel's mean and biased variance over N and the
 //!   trailing axes;
-//! - `channel_affine(x, scale, shift)` → x·scale[c] + shift[c];
+//! - `channel_affine(x, scale, shift)` → `x·scale[c] + shift[c]`;
 //! - `channel_sums(a, b)` → (2, C): each channel's Σa and Σa·b (the reductions of the
 //!   affine's gradient).
 //!
@@ -254,7 +254,7 @@ impl Tensor {
         Tensor::from_op(ChannelMoments, vec![self.clone()], Shape::new(vec![2, self.dims()[1]]), self.dtype())
     }
 
-    /// `self`·scale[c] + shift[c] for each channel c of axis 1 (scale and shift of shape (C)):
+    /// `self·scale[c] + shift[c]` for each channel c of axis 1 (scale and shift of shape (C)):
     /// batch normalization's normalize-and-scale in one pass.
     #[track_caller]
     pub fn channel_affine(&self, scale: &Tensor, shift: &Tensor) -> Tensor {
