@@ -247,6 +247,70 @@ fn lstm_dispatches(device: &Device) -> kiln::Result<()> {
     Ok(())
 }
 
+/// Prints the peak memory of one training step (batch 128, Adam) of the MNIST MLP and LeNet-5
+/// beside what the step cannot do without: the parameters, their gradients, the optimizer's
+/// state, the batch and the activations the graph keeps for the backward pass (what is live
+/// once the loss is computed, less what was live before). The step runs once first so that the
+/// optimizer's state exists.
+fn step_memory(device: &Device) -> kiln::Result<()> {
+    use kiln::nn::{Dropout, Flatten, Linear, ReLU, Sequential};
+    let mlp = |device: &Device| -> Box<dyn Module> {
+        Box::new(
+            Sequential::new()
+                .add(Flatten)
+                .add(Linear::new(784, 512, device))
+                .add(ReLU)
+                .add(Dropout::new(0.2))
+                .add(Linear::new(512, 256, device))
+                .add(ReLU)
+                .add(Dropout::new(0.2))
+                .add(Linear::new(256, 10, device)),
+        )
+    };
+    let lenet = |device: &Device| -> Box<dyn Module> { Box::new(kiln::models::lenet5(device)) };
+    type Build<'a> = &'a dyn Fn(&Device) -> Box<dyn Module>;
+    let models: [(&str, Build); 2] = [("mnist mlp", &mlp), ("lenet5", &lenet)];
+    println!("\nmemory of one training step on {device} (batch 128, Adam), MiB:");
+    println!(
+        "| model | parameters + gradients | optimizer state + batch | kept activations | sum | peak | peak / sum |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (name, build) in models {
+        kiln::manual_seed(0);
+        let base = device.memory()?.live_bytes;
+        let model = build(device);
+        let x = Tensor::randn([128, 1, 28, 28], device);
+        let y = Tensor::from_vec((0..128).map(|i| i % 10).collect::<Vec<i32>>(), [128], device);
+        let mut optimizer = Optimizer::new(nn::parameters(model.as_ref()), Rule::adam(), 1e-3);
+        // (bytes live before the step, kept by the forward for the backward, peak of the step)
+        let mut step = || -> kiln::Result<(u64, u64, u64)> {
+            let before = device.memory()?.live_bytes;
+            let loss = model.forward(&x).cross_entropy(&y);
+            loss.realize()?;
+            let kept = device.memory()?.live_bytes - before;
+            device.reset_peak_memory()?;
+            optimizer.step_with(&loss.backward(), std::slice::from_ref(&loss))?;
+            Ok((before, kept, device.memory()?.peak_bytes))
+        };
+        step()?;
+        let (before, kept, peak) = step()?;
+        let params: u64 = nn::parameters(model.as_ref()).iter().map(|(_, p)| (p.numel() * 4) as u64).sum();
+        // parameters, optimizer state and batch; then the gradients and the kept activations
+        let (held, sum) = (before - base, before - base + params + kept);
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        println!(
+            "| {name} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            mib(2 * params),
+            mib(held - params),
+            mib(kept),
+            mib(sum),
+            mib(peak - base),
+            (peak - base) as f64 / sum as f64
+        );
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     kiln::error::exit_code(run())
 }
@@ -356,6 +420,10 @@ fn run() -> kiln::Result<()> {
             loss
         };
         b.row(name, format!("batch {}", shape[0]), step, Rate::Flops(6.0 * macs * shape[0] as f64));
+    }
+
+    if b.only.as_ref().is_none_or(|o| "step memory".contains(o.as_str())) {
+        step_memory(&b.device)?;
     }
 
     let z0 = b.randn(&[256], 11).cast(DType::F32);

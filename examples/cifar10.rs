@@ -10,7 +10,8 @@
 //!
 //! `--transfer` pretrains the model on the first five classes, then trains on the other five
 //! twice for the same steps: once with the pretrained backbone frozen and a fresh head, once
-//! from scratch, and reports both test accuracies.
+//! from scratch, and reports both test accuracies (checkpoints in `pretrain/`, `frozen/` and
+//! `scratch/` under `--out`).
 
 mod common;
 
@@ -122,8 +123,7 @@ fn run() -> Result<()> {
     let (model, _) = build(cli.model, 10, &device);
     println!("{:?}: {} parameters on {device}", cli.model, nn::parameter_count(model.as_ref()));
     let start = std::time::Instant::now();
-    let trainer =
-        fit(&cli, model.as_ref(), nn::parameters(model.as_ref()), &train, &test, &device, cli.epochs)?;
+    let trainer = fit(&cli, None, model.as_ref(), nn::parameters(model.as_ref()), &train, &test, &device)?;
     let result = trainer.evaluate(&loader(&cli, test.clone(), false))?;
     let confusion = result.confusion.as_ref().expect("classification logits");
     for (c, class) in train.classes().iter().enumerate() {
@@ -145,21 +145,26 @@ fn loader(cli: &Cli, data: ImageFolder, training: bool) -> DataLoader {
     if training { loader.shuffle(cli.common.seed).drop_last() } else { loader }
 }
 
-/// Trains `params` of `model` for `epochs` with the recipe of `cli`, validating on `test`.
+/// Trains `params` of `model` with the recipe of `cli`, validating on `test`; a transfer's
+/// `stage` keeps its checkpoints in a subfolder of its own.
 fn fit<'a>(
     cli: &Cli,
+    stage: Option<&str>,
     model: &'a dyn Module,
     params: Vec<(String, kiln::Tensor)>,
     train: &ImageFolder,
     test: &ImageFolder,
     device: &Device,
-    epochs: usize,
 ) -> Result<Trainer<'a>> {
+    let epochs = cli.epochs;
     let classes = train.classes().len();
     let rule = Rule::Sgd { momentum: 0.9, nesterov: true, weight_decay: 5e-4 };
     let optimizer = Optimizer::new(params, rule, cli.lr);
     let smoothing = CrossEntropy { label_smoothing: cli.label_smoothing, ..CrossEntropy::default() };
-    let config = cli.common.train_config(epochs, Task::Classification { classes });
+    let mut config = cli.common.train_config(epochs, Task::Classification { classes });
+    if let Some(stage) = stage {
+        config.out_dir = config.out_dir.map(|dir| dir.join(stage));
+    }
     let train = loader(cli, train.clone(), true);
     let mut trainer = Trainer::new(model, optimizer, *device, config)
         .with_loss(move |logits, targets| logits.cross_entropy_with(targets, smoothing));
@@ -171,6 +176,20 @@ fn fit<'a>(
     Ok(trainer)
 }
 
+/// Trains `params` of `model` as transfer `stage` and returns its test accuracy in percent.
+fn test_accuracy(
+    cli: &Cli,
+    stage: &str,
+    model: &dyn Module,
+    params: Vec<(String, kiln::Tensor)>,
+    train: &ImageFolder,
+    test: &ImageFolder,
+    device: &Device,
+) -> Result<f64> {
+    let trainer = fit(cli, Some(stage), model, params, train, test, device)?;
+    Ok(trainer.evaluate(&loader(cli, test.clone(), false))?.metrics["accuracy"] * 100.0)
+}
+
 /// Pretraining on classes 0–4, then classes 5–9 with the frozen backbone and from scratch.
 fn transfer(cli: &Cli, train: &ImageFolder, test: &ImageFolder, device: &Device) -> Result<()> {
     let names: Vec<String> = train.classes().to_vec();
@@ -180,21 +199,16 @@ fn transfer(cli: &Cli, train: &ImageFolder, test: &ImageFolder, device: &Device)
     let (finetune, finetest) = (train.select_classes(&second)?, test.select_classes(&second)?);
 
     let (backbone, head) = build(cli.model, 5, device);
-    let pretrained = fit(
+    let pretrained = test_accuracy(
         cli,
+        "pretrain",
         backbone.as_ref(),
         nn::parameters(backbone.as_ref()),
         &pretrain,
         &pretest,
         device,
-        cli.epochs,
-    )?
-    .evaluate(&loader(cli, pretest.clone(), false))?;
-    println!(
-        "pretrained on {}: test accuracy {:.2}%",
-        first.join(", "),
-        pretrained.metrics["accuracy"] * 100.0
-    );
+    )?;
+    println!("pretrained on {}: test accuracy {pretrained:.2}%", first.join(", "));
     let saved = cli.common.out.clone().unwrap_or_else(std::env::temp_dir).join("pretrained.safetensors");
     checkpoint::save_module(&saved, backbone.as_ref())?;
 
@@ -204,34 +218,30 @@ fn transfer(cli: &Cli, train: &ImageFolder, test: &ImageFolder, device: &Device)
     checkpoint::load_into_except(model.as_ref(), &checkpoint::load(&saved)?.tensors, &saved, head)?;
     nn::freeze(model.as_ref(), "*");
     nn::unfreeze(model.as_ref(), head);
-    let frozen = fit(
+    let frozen = test_accuracy(
         cli,
+        "frozen",
         model.as_ref(),
         nn::trainable_parameters(model.as_ref()),
         &finetune,
         &finetest,
         device,
-        cli.epochs,
-    )?
-    .evaluate(&loader(cli, finetest.clone(), false))?;
+    )?;
 
     let (scratch, _) = build(cli.model, 5, device);
-    let fresh = fit(
+    let fresh = test_accuracy(
         cli,
+        "scratch",
         scratch.as_ref(),
         nn::parameters(scratch.as_ref()),
         &finetune,
         &finetest,
         device,
-        cli.epochs,
-    )?
-    .evaluate(&loader(cli, finetest.clone(), false))?;
+    )?;
     println!(
-        "on {}, {} epochs each: frozen pretrained backbone {:.2}%, from scratch {:.2}%",
+        "on {}, {} epochs each: frozen pretrained backbone {frozen:.2}%, from scratch {fresh:.2}%",
         second.join(", "),
         cli.epochs,
-        frozen.metrics["accuracy"] * 100.0,
-        fresh.metrics["accuracy"] * 100.0
     );
     Ok(())
 }

@@ -5,6 +5,7 @@
 //! adapter; naming a GPU explicitly (`Device::gpu(n)`, `KILN_DEVICE=gpu`) is asking for one.
 
 use crate::backend::wgpu as gpu;
+use crate::backend::{MemoryStats, cpu};
 use crate::{Error, Result};
 use std::fmt;
 
@@ -77,6 +78,36 @@ impl Device {
             Device::Cpu => Ok(format!("cpu ({} threads)", rayon::current_num_threads())),
             Device::Gpu(n) => Ok(gpu::context(*n)?.describe()),
         }
+    }
+
+    /// Bytes held by this device's tensors now, and the most held at once since the start or
+    /// the last [`Device::reset_peak_memory`] (PyTorch's `memory_allocated` and
+    /// `max_memory_allocated`). Buffers idle in a GPU's pool do not count.
+    ///
+    /// ```
+    /// # use kiln::{Device, Tensor};
+    /// let cpu = Device::Cpu;
+    /// let before = cpu.memory()?.live_bytes;
+    /// let x = Tensor::zeros([256], &cpu);
+    /// x.realize()?;
+    /// assert!(cpu.memory()?.live_bytes >= before + 1024);
+    /// # Ok::<(), kiln::Error>(())
+    /// ```
+    pub fn memory(&self) -> Result<MemoryStats> {
+        match self {
+            Device::Cpu => Ok(cpu::MEMORY.stats()),
+            Device::Gpu(n) => Ok(gpu::context(*n)?.pool.memory()),
+        }
+    }
+
+    /// Starts the high-water mark of [`Device::memory`] again from what is live now (on the CPU,
+    /// whose counter all threads share, this resets it for every thread).
+    pub fn reset_peak_memory(&self) -> Result<()> {
+        match self {
+            Device::Cpu => cpu::MEMORY.reset_peak(),
+            Device::Gpu(n) => gpu::context(*n)?.pool.reset_peak(),
+        }
+        Ok(())
     }
 
     /// Whether this is a GPU.

@@ -57,6 +57,7 @@ pub mod testing;
 pub mod train;
 
 pub use autograd::{Gradients, NoGradGuard, no_grad};
+pub use backend::MemoryStats;
 pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};

@@ -4,10 +4,14 @@
 //! and the small helpers that let a kernel be written once for f32 and f64.
 
 use super::cpu_pool;
+use super::memory::MemoryCounter;
 use crate::dtype::{DType, Element};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes of CPU tensor storage, live and peak ([`Device::memory`](crate::Device::memory)).
+pub(crate) static MEMORY: MemoryCounter = MemoryCounter::new();
 
 /// Elements per rayon task in elementwise CPU kernels: big enough to amortize the scheduling,
 /// small enough to split work between cores.
@@ -22,6 +26,8 @@ pub fn live_buffers() -> usize {
 #[derive(Debug)]
 pub struct CpuStorage {
     data: CpuData,
+    /// The bytes counted in [`MEMORY`] at creation (in-place kernels keep the length).
+    bytes: u64,
 }
 
 /// The typed vector inside a [`CpuStorage`].
@@ -72,7 +78,9 @@ impl CpuStorage {
     /// Wraps a typed vector.
     pub fn new(data: CpuData) -> CpuStorage {
         LIVE.fetch_add(1, Ordering::Relaxed);
-        CpuStorage { data }
+        let bytes = (data.len() * data.dtype().size_bytes()) as u64;
+        MEMORY.allocated(bytes);
+        CpuStorage { data, bytes }
     }
 
     /// Wraps a vector of any element type.
@@ -179,6 +187,7 @@ impl Clone for CpuStorage {
 impl Drop for CpuStorage {
     fn drop(&mut self) {
         LIVE.fetch_sub(1, Ordering::Relaxed);
+        MEMORY.freed(self.bytes);
         cpu_pool::give(std::mem::replace(&mut self.data, CpuData::Bool(Vec::new())));
     }
 }

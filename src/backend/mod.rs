@@ -5,8 +5,10 @@
 
 pub mod cpu;
 pub mod cpu_pool;
+pub(crate) mod memory;
 pub mod wgpu;
 
+pub use memory::MemoryStats;
 use std::sync::Arc;
 
 /// A realized tensor's data. Cloning shares it (reshape and detach are free).

@@ -2,19 +2,20 @@
 //! its own device.
 //!
 //! On a GPU every dispatch of one realize goes into one command encoder, submitted once at the
-//! end; the CPU only waits when it reads data back. After a node is computed it drops its inputs unless a gradient will need them, so an
-//! intermediate's buffer goes back to the pool as soon as its last consumer has been recorded.
+//! end; the CPU only waits when it reads data back. After a node is computed it drops its inputs
+//! unless a gradient will pass through it, so an intermediate's buffer goes back to the pool as
+//! soon as its last consumer has been recorded.
 
 use crate::backend::Storage;
 use crate::backend::wgpu::{self as gpu, Recorder};
-use crate::graph::node::new_walk;
+use crate::graph::node::{Node, new_walk};
 use crate::graph::{check, deferred};
 use crate::ops::{CpuArg, Exec, Fault, GpuArg, Meta};
 use crate::{Device, Error, Result, Tensor};
 use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// Computes `roots` and everything they need that is not computed yet, and this thread's
 /// deferred assignments (`deferred.rs`).
@@ -81,8 +82,9 @@ struct Executor {
     opened: usize,
     /// GPU nodes computed from the output of an index-checking kernel of this realize, with the
     /// fault words they depend on: if a kernel reports a fault, they hold garbage and are
-    /// poisoned (see `faults.rs`). Empty unless such kernels run.
-    tainted: HashMap<u64, (Tensor, SmallVec<[SlotId; 2]>)>,
+    /// poisoned (see `faults.rs`). Empty unless such kernels run. Weak, so that holding them
+    /// here keeps no buffer alive past its last use (a node already dropped needs no poison).
+    tainted: HashMap<u64, (Weak<Node>, SmallVec<[SlotId; 2]>)>,
 }
 
 impl Executor {
@@ -92,9 +94,11 @@ impl Executor {
             return Err(Error::OutOfRange(poison.clone()));
         }
         // A node no gradient will pass through forgets its inputs once computed: take them
-        // instead of copying (and put them back if the computation fails).
+        // instead of copying (and put them back if the computation fails). That includes the
+        // backward pass's own nodes (built under `no_grad`), even where they read activations
+        // that do require a gradient: so each gradient is freed at its last use.
         let mut held = node.inputs();
-        let keep = held.iter().any(|i| i.requires_grad());
+        let keep = node.requires_grad();
         let inputs = if keep { held.clone() } else { std::mem::take(&mut *held) };
         drop(held);
         let mut slots: SmallVec<[SlotId; 2]> = SmallVec::new();
@@ -114,7 +118,7 @@ impl Executor {
             Ok(storage) => {
                 node.set_storage(storage);
                 if !slots.is_empty() {
-                    self.tainted.insert(t.id(), (t.clone(), slots));
+                    self.tainted.insert(t.id(), (Arc::downgrade(&t.0), slots));
                 }
                 Ok(())
             }
@@ -273,8 +277,8 @@ impl Executor {
         let Error::OutOfRange(error) = fault.error(&node) else { unreachable!("Fault::error") };
         node.0.set_poison(error.clone());
         for (t, slots) in self.tainted.values() {
-            if slots.contains(&(number, slot)) {
-                t.0.set_poison(error.clone());
+            if let Some(t) = t.upgrade().filter(|_| slots.contains(&(number, slot))) {
+                t.set_poison(error.clone());
             }
         }
         Err(Error::OutOfRange(error))

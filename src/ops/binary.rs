@@ -138,6 +138,15 @@ pub static BINARY: &[BinaryFn] = &[
         },
         tolerance: 1e-6,
     },
+    BinaryFn {
+        name: "relu_grad",
+        float: zip!(|a, b| if b > T::ZERO { a } else { T::ZERO }),
+        int: None,
+        wgsl: "select(0.0, a, b > 0.0)",
+        // ∂/∂a = [b > 0]; b only selects, so its derivative is 0 wherever it exists
+        grad: |_, b, _, g| (g.relu_grad(b), g.zeros_like()),
+        tolerance: 0.0,
+    },
 ];
 
 /// One comparison.
@@ -520,6 +529,9 @@ binary_methods! { arith:
     pow => "pow": "aᵇ, broadcasting.",
     maximum => "maximum": "The larger of a and b, broadcasting.",
     minimum => "minimum": "The smaller of a and b, broadcasting.",
+    relu_grad => "relu_grad": "The gradient `a` through a ReLU whose input was `b`: `a` where `b > 0`, else 0 \
+        (PyTorch's `threshold_backward`), broadcasting. One pass, where `a * b.gt_scalar(0.0).cast(..)` \
+        takes three and two full-size temporaries.",
 }
 
 binary_methods! { compare:

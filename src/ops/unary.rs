@@ -173,7 +173,7 @@ pub static UNARY: &[UnaryFn] = &[
         cpu: map!(|x, a, b| if x > T::ZERO { x } else { T::ZERO }),
         wgsl: "max(x, 0.0)",
         // d/dx relu = [x > 0]
-        grad: Some(|x, _, g, _, _| g * x.gt_scalar(0.0).cast(g.dtype())),
+        grad: Some(|x, _, g, _, _| g.relu_grad(x)),
         tolerance: EXACT,
     },
     UnaryFn {

@@ -319,6 +319,7 @@ fn table() -> Vec<Check> {
         ("pow", |a, b| a.pow(b), f64::powf),
         ("maximum", |a, b| a.maximum(b), f64::max),
         ("minimum", |a, b| a.minimum(b), f64::min),
+        ("relu_grad", |a, b| a.relu_grad(b), |a, b| if b > 0.0 { a } else { 0.0 }),
     ];
     // b: whole, a row repeated over a's rows (blocks), a row per outer index repeated over a
     // middle axis (rows read at offsets), a column (expanded)

@@ -18,6 +18,7 @@
 use super::context::{GpuContext, lock};
 use super::idle::Idle;
 use crate::backend::cpu::CpuStorage;
+use crate::backend::memory::{MemoryCounter, MemoryStats};
 use crate::{DType, Error, Result};
 use std::cell::RefCell;
 use std::num::NonZeroU64;
@@ -49,12 +50,18 @@ pub(crate) struct BufferPool {
     idle: Mutex<Idle<wgpu::Buffer>>,
     /// Buffers ever created (a pool that keeps growing means a leak).
     created: AtomicUsize,
+    /// Bytes of the buffers tensors hold, live and peak.
+    memory: MemoryCounter,
 }
 
 impl BufferPool {
     /// A pool keeping at most `budget` bytes of idle buffers.
     pub fn new(budget: u64) -> BufferPool {
-        BufferPool { idle: Mutex::new(Idle::new(budget)), created: AtomicUsize::new(0) }
+        BufferPool {
+            idle: Mutex::new(Idle::new(budget)),
+            created: AtomicUsize::new(0),
+            memory: MemoryCounter::new(),
+        }
     }
 
     /// A pool with the budget of `KILN_GPU_POOL_BYTES` (a number of bytes), or
@@ -80,6 +87,16 @@ impl BufferPool {
     pub fn idle(&self) -> (usize, u64) {
         let idle = lock(&self.idle);
         (idle.len(), idle.bytes())
+    }
+
+    /// Bytes of the buffers tensors hold now, and the most held at once since the last reset.
+    pub fn memory(&self) -> MemoryStats {
+        self.memory.stats()
+    }
+
+    /// Starts the high-water mark of [`BufferPool::memory`] again from what is live now.
+    pub fn reset_peak(&self) {
+        self.memory.reset_peak();
     }
 
     /// Frees every pooled buffer.
@@ -201,6 +218,7 @@ impl GpuBuffer {
             None => create(ctx, class)?,
         };
         LIVE.fetch_add(1, Ordering::Relaxed);
+        ctx.pool.memory.allocated(buffer.size());
         Ok(GpuBuffer { ctx: ctx.clone(), buffer: Some(buffer), bytes })
     }
 
@@ -268,6 +286,7 @@ impl GpuBuffer {
 impl Drop for GpuBuffer {
     fn drop(&mut self) {
         LIVE.fetch_sub(1, Ordering::Relaxed);
+        self.ctx.pool.memory.freed(self.raw().size());
         if let Some(buffer) = self.buffer.take().and_then(|b| hold_while_recording(self.ctx.index, b)) {
             put_in_pool(&self.ctx, buffer);
         }

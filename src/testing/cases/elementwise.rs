@@ -58,6 +58,8 @@ fn binary_domains(name: &str) -> (Domain, Domain) {
         "div" => (Domain::Normal, Domain::AwayFromZero),
         // a positive base, so aᵇ and ln a are real
         "pow" => (Domain::Range(0.1, 3.0), Domain::Range(-2.0, 2.0)),
+        // the selecting input away from the kink, where finite differences would straddle it
+        "relu_grad" => (Domain::Normal, Domain::AwayFromZero),
         other => panic!("binary op {other} has no domains: add them to binary_domains"),
     }
 }
@@ -175,6 +177,7 @@ fn binary() -> Vec<Case> {
                         "pow" => x[0].pow(&x[1]),
                         "maximum" => x[0].maximum(&x[1]),
                         "minimum" => x[0].minimum(&x[1]),
+                        "relu_grad" => x[0].relu_grad(&x[1]),
                         other => panic!("no case builder for binary op {other}"),
                     }
                 })
