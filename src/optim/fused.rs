@@ -6,7 +6,7 @@
 //! (which every handle on them sees), as `Tensor::assign` does.
 
 use crate::backend::Storage;
-use crate::backend::cpu::CpuStorage;
+use crate::backend::cpu::{CpuData, CpuStorage};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::Float;
 use crate::graph::check::Verdict;
@@ -266,75 +266,95 @@ pub(crate) fn apply_all(t: u64, updates: &[Update]) -> Result<()> {
     Ok(())
 }
 
-/// The CPU reference over whole tensors, in the parameter's float type.
+/// The CPU reference over whole tensors, in the parameter's float type, in place: the parameter
+/// and state buffers are updated where they are (copied first only if another tensor shares
+/// one), so a step needs no second copy of them.
 fn apply_cpu(rule: &Rule, lr: f64, t: u64, u: &Update) {
-    let storage = |x: &Tensor| x.storage().expect("realized");
-    let (p, g) = (storage(u.param), storage(u.grad));
-    let state: Vec<_> = u.state.iter().map(storage).collect();
+    let g = u.grad.storage().expect("realized");
+    let mut p = take_owned(u.param);
+    let mut state: Vec<CpuStorage> = u.state.iter().map(take_owned).collect();
     fn run<T: Float + Wrapped>(
         rule: &Rule,
         lr: f64,
         t: u64,
-        p: &Storage,
+        p: &mut CpuStorage,
         g: &Storage,
-        state: &[Storage],
-    ) -> (CpuStorage, Vec<CpuStorage>) {
-        let slices: Vec<&[T]> = state.iter().map(|s| s.cpu().as_slice::<T>()).collect();
-        let (new_p, new_state) =
-            update(rule, &rule.hyper::<T>(lr, t), p.cpu().as_slice::<T>(), g.cpu().as_slice::<T>(), &slices);
-        (CpuStorage::from_vec(new_p), new_state.into_iter().map(CpuStorage::from_vec).collect())
+        state: &mut [CpuStorage],
+    ) {
+        let mut slots: Vec<&mut [T]> = state.iter_mut().map(T::slice_mut).collect();
+        update(rule, &rule.hyper::<T>(lr, t), T::slice_mut(p), g.cpu().as_slice::<T>(), &mut slots);
     }
-    let (new_p, new_state) = match u.param.dtype() {
-        DType::F32 => run::<f32>(rule, lr, t, &p, &g, &state),
-        DType::F64 => run::<f64>(rule, lr, t, &p, &g, &state),
+    match u.param.dtype() {
+        DType::F32 => run::<f32>(rule, lr, t, &mut p, &g, &mut state),
+        DType::F64 => run::<f64>(rule, lr, t, &mut p, &g, &mut state),
         other => panic!("optimizer: {other} parameters cannot be trained"),
-    };
-    u.param.0.set_storage(Storage::Cpu(Arc::new(new_p)));
-    for (s, v) in u.state.iter().zip(new_state) {
+    }
+    u.param.0.set_storage(Storage::Cpu(Arc::new(p)));
+    for (s, v) in u.state.iter().zip(state) {
         s.0.set_storage(Storage::Cpu(Arc::new(v)));
     }
 }
 
-/// Float types the CPU update runs in.
-trait Wrapped: crate::Element {}
-impl Wrapped for f32 {}
-impl Wrapped for f64 {}
+/// The CPU storage of realized tensor `x`, taken out of it: moved when no other tensor shares
+/// it, else copied.
+fn take_owned(x: &Tensor) -> CpuStorage {
+    match x.0.take_storage().expect("realized") {
+        Storage::Cpu(data) => Arc::try_unwrap(data).unwrap_or_else(|shared| (*shared).clone()),
+        Storage::Gpu(_) => unreachable!("CPU updates take CPU tensors"),
+    }
+}
 
-/// The updated parameter and state, elementwise. The rule is matched once, outside the loop,
-/// so each loop is one rule's straight-line arithmetic.
-fn update<T: Float>(rule: &Rule, h: &Hyper<T>, p: &[T], g: &[T], state: &[&[T]]) -> (Vec<T>, Vec<Vec<T>>) {
+/// Float types the CPU update runs in.
+trait Wrapped: crate::Element {
+    /// The elements of `storage`, which holds this type.
+    fn slice_mut(storage: &mut CpuStorage) -> &mut [Self];
+}
+
+impl Wrapped for f32 {
+    fn slice_mut(storage: &mut CpuStorage) -> &mut [f32] {
+        match storage.data_mut() {
+            CpuData::F32(v) => v,
+            other => panic!("optimizer: expected f32 storage, found {}", other.dtype()),
+        }
+    }
+}
+
+impl Wrapped for f64 {
+    fn slice_mut(storage: &mut CpuStorage) -> &mut [f64] {
+        match storage.data_mut() {
+            CpuData::F64(v) => v,
+            other => panic!("optimizer: expected f64 storage, found {}", other.dtype()),
+        }
+    }
+}
+
+/// Updates the parameter and state in place, elementwise. The rule is matched once, outside
+/// the loop, so each loop is one rule's straight-line arithmetic.
+fn update<T: Float>(rule: &Rule, h: &Hyper<T>, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
     #[inline(always)]
-    fn run<T: Float>(
-        step: impl Fn(T, T, &mut [T; 3]) -> T,
-        p: &[T],
-        g: &[T],
-        state: &[&[T]],
-    ) -> (Vec<T>, Vec<Vec<T>>) {
-        let mut new_p = vec![T::ZERO; p.len()];
-        let mut new_state: Vec<Vec<T>> = state.iter().map(|s| s.to_vec()).collect();
-        let inputs = new_p.iter_mut().zip(p).zip(g);
+    fn run<T: Float>(step: impl Fn(T, T, &mut [T; 3]) -> T, p: &mut [T], g: &[T], state: &mut [&mut [T]]) {
+        let inputs = p.iter_mut().zip(g);
         // one loop per slot count, zipped so that it compiles to straight-line code
-        match new_state.as_mut_slice() {
-            [s0] => inputs.zip(s0.iter_mut()).for_each(|(((o, &p), &g), s0)| {
+        match state {
+            [s0] => inputs.zip(s0.iter_mut()).for_each(|((p, &g), s0)| {
                 let mut slot = [*s0, T::ZERO, T::ZERO];
-                *o = step(p, g, &mut slot);
+                *p = step(*p, g, &mut slot);
                 *s0 = slot[0];
             }),
-            [s0, s1] => inputs.zip(s0.iter_mut().zip(s1.iter_mut())).for_each(|(((o, &p), &g), (s0, s1))| {
+            [s0, s1] => inputs.zip(s0.iter_mut().zip(s1.iter_mut())).for_each(|((p, &g), (s0, s1))| {
                 let mut slot = [*s0, *s1, T::ZERO];
-                *o = step(p, g, &mut slot);
+                *p = step(*p, g, &mut slot);
                 (*s0, *s1) = (slot[0], slot[1]);
             }),
             [s0, s1, s2] => inputs.zip(s0.iter_mut().zip(s1.iter_mut().zip(s2.iter_mut()))).for_each(
-                |(((o, &p), &g), (s0, (s1, s2)))| {
+                |((p, &g), (s0, (s1, s2)))| {
                     let mut slot = [*s0, *s1, *s2];
-                    *o = step(p, g, &mut slot);
+                    *p = step(*p, g, &mut slot);
                     (*s0, *s1, *s2) = (slot[0], slot[1], slot[2]);
                 },
             ),
             _ => unreachable!("rules have one to three state slots"),
         }
-        (new_p, new_state)
     }
     match *rule {
         Rule::Sgd { momentum, nesterov, .. } => {
@@ -388,8 +408,9 @@ impl Before {
 
     /// Compares the GPU's new parameter and state with the f64 reference of the same update.
     fn check(&self, rule: &Rule, lr: f64, t: u64, u: &Update, new_param: &GpuBuffer) -> Result<()> {
-        let state: Vec<&[f64]> = self.state.iter().map(Vec::as_slice).collect();
-        let (p, s) = update(rule, &rule.hyper::<f64>(lr, t), &self.param, &self.grad, &state);
+        let (mut p, mut s) = (self.param.clone(), self.state.clone());
+        let mut slots: Vec<&mut [f64]> = s.iter_mut().map(Vec::as_mut_slice).collect();
+        update(rule, &rule.hyper::<f64>(lr, t), &mut p, &self.grad, &mut slots);
         let mut got = vec![new_param.download(u.param.dtype(), u.param.numel())?.to_f64_vec()];
         got.extend(u.state.iter().map(download).collect::<Result<Vec<_>>>()?);
         let old = std::iter::once(&self.param).chain(&self.state);
