@@ -12,8 +12,10 @@ const F: Input = Input::float(Domain::Normal);
 const DY: Input = Input::fixed(Domain::Normal);
 /// Lengths in [0, T): at step (T − 1)/2 of T ≥ 2 steps some rows have ended and some have not.
 const LENGTHS: Input = Input::fixed(Domain::Index { of: 0, axis: 0 });
-/// (T, B, H): B = 1, H = 1 and primes.
-const SIZES: [[usize; 3]; 4] = [[4, 6, 3], [1, 1, 1], [2, 5, 7], [3, 4, 31]];
+/// (T, B, H): T = 1, B = 1 and primes. Not H = 1 with B = 1: a GRU's or LSTM's state update
+/// can cancel, (1 − z)·n + z·h ≈ 0, and the relative error of a single element that cancels
+/// measures the cancellation, not the kernel (a seed gave 1.0e-4 against the row's 1e-5 so).
+const SIZES: [[usize; 3]; 4] = [[4, 6, 3], [1, 1, 2], [2, 5, 7], [3, 4, 31]];
 /// More than 65,535 workgroups of 64 elements.
 const PAST_GRID_LIMIT: [usize; 3] = [1, 16_321, 257];
 
