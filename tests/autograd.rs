@@ -42,6 +42,26 @@ fn no_grad_records_no_history_and_detach_stops_gradients() {
 }
 
 #[test]
+fn a_computed_tensor_keeps_its_history_only_while_a_gradient_can_pass_through_it() {
+    let x = t(&[2.0], &[1]).requires_grad_();
+    // with history, computed or not: not a variable (it keeps its inputs for the backward pass)
+    let (pending, computed) = (&x * 3.0, &x * 3.0);
+    computed.realize().unwrap();
+    for y in [pending, computed] {
+        let refused = std::panic::catch_unwind(|| y.requires_grad_());
+        assert!(refused.is_err(), "requires_grad_ on a tensor with history must panic");
+    }
+    // computed under no_grad: once computed it has dropped its inputs and can become a variable
+    // whose gradient stops at it
+    let y = no_grad(|| &x * 3.0);
+    y.realize().unwrap();
+    let y = y.requires_grad_();
+    let grads = y.square().sum_all().backward();
+    assert_eq!(values(grads.get(&y).unwrap()), vec![12.0]);
+    assert!(grads.get(&x).is_none(), "no gradient flows past a no_grad result");
+}
+
+#[test]
 fn backward_is_lazy_and_variables_without_a_path_get_no_gradient() {
     let x = t(&[1.0, 2.0], &[2]).requires_grad_();
     let unused = t(&[5.0], &[1]).requires_grad_();
