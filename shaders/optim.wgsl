@@ -1,6 +1,6 @@
 // Fused optimizer updates, one invocation per parameter element (PyTorch's update rules).
-// Bindings: the parameter and gradient are read; a new parameter buffer is written and the
-// state buffers s0..s2 (as many as the rule has) are updated in place.
+// Bindings: the gradient is read; the parameter and the state buffers s0..s2 (as many as the
+// rule has) are updated in place. Each invocation reads its elements before it writes them.
 
 struct Params {
     n: u32,
@@ -22,12 +22,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> param: array<f32>;
-@group(0) @binding(2) var<storage, read> grad: array<f32>;
-@group(0) @binding(3) var<storage, read_write> new_param: array<f32>;
-@group(0) @binding(4) var<storage, read_write> s0: array<f32>;
-@group(0) @binding(5) var<storage, read_write> s1: array<f32>;
-@group(0) @binding(6) var<storage, read_write> s2: array<f32>;
+@group(0) @binding(1) var<storage, read> grad: array<f32>;
+@group(0) @binding(2) var<storage, read_write> param: array<f32>;
+@group(0) @binding(3) var<storage, read_write> s0: array<f32>;
+@group(0) @binding(4) var<storage, read_write> s1: array<f32>;
+@group(0) @binding(5) var<storage, read_write> s2: array<f32>;
 
 fn index(wg: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
     return flat_workgroup(wg, groups) * 256u + lid;
@@ -46,7 +45,7 @@ fn sgd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: ve
         s0[i] = buf;
         g = select(buf, g + p.a * buf, p.flag == 1u);
     }
-    new_param[i] = param[i] - p.lr * g;
+    param[i] = param[i] - p.lr * g;
 }
 
 @compute @workgroup_size(256)
@@ -59,7 +58,7 @@ fn adagrad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
     let g = grad[i] + p.weight_decay * param[i];
     let sum = s0[i] + g * g;
     s0[i] = sum;
-    new_param[i] = param[i] - p.lr * g / (sqrt(sum) + p.eps);
+    param[i] = param[i] - p.lr * g / (sqrt(sum) + p.eps);
 }
 
 @compute @workgroup_size(256)
@@ -81,9 +80,9 @@ fn rmsprop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
     if p.b > 0.0 {
         let buf = p.b * s1[i] + g / avg;
         s1[i] = buf;
-        new_param[i] = param[i] - p.lr * buf;
+        param[i] = param[i] - p.lr * buf;
     } else {
-        new_param[i] = param[i] - p.lr * g / avg;
+        param[i] = param[i] - p.lr * g / avg;
     }
 }
 
@@ -99,7 +98,7 @@ fn adadelta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) group
     s0[i] = sq;
     let delta = sqrt(s1[i] + p.eps) / sqrt(sq + p.eps) * g;
     s1[i] = p.a * s1[i] + p.one_minus_a * delta * delta;
-    new_param[i] = param[i] - p.lr * delta;
+    param[i] = param[i] - p.lr * delta;
 }
 
 @compute @workgroup_size(256)
@@ -121,5 +120,5 @@ fn adam(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     let v = p.b * s1[i] + p.one_minus_b * g * g;
     s0[i] = m;
     s1[i] = v;
-    new_param[i] = x - p.step_size * m / (sqrt(v) / p.bias2_sqrt + p.eps);
+    param[i] = x - p.step_size * m / (sqrt(v) / p.bias2_sqrt + p.eps);
 }

@@ -407,3 +407,26 @@ fn warmup_cosine_is_nanogpts_get_lr() {
         assert_eq!(rates[decay + 10], min);
     }
 }
+
+/// One SGD step on `p` while a detached handle shares its storage: (p after, the handle after).
+fn step_beside_a_snapshot(device: &Device) -> (Vec<f32>, Vec<f32>) {
+    let p = Tensor::from_vec(vec![1.0f32, 2.0, 3.0], [3], device).requires_grad_();
+    p.realize().unwrap();
+    // computed before the step: then it holds p's storage, not a lazy view of p
+    let snapshot = p.detach();
+    snapshot.realize().unwrap();
+    let mut opt = Optimizer::new(vec![("p".into(), p.clone())], Rule::sgd(), 0.5);
+    let loss = p.square().sum_all();
+    opt.step_with(&loss.backward(), &[loss]).unwrap();
+    (p.to_vec::<f32>().unwrap(), snapshot.to_vec::<f32>().unwrap())
+}
+
+#[test]
+fn updates_in_place_leave_a_tensor_sharing_the_old_storage_unchanged() {
+    // p − 0.5 · 2p = 0; the snapshot keeps 1, 2, 3
+    let want = (vec![0.0; 3], vec![1.0, 2.0, 3.0]);
+    assert_eq!(step_beside_a_snapshot(&Device::Cpu), want);
+    if let Some(gpu) = common::gpu("in-place optimizer updates") {
+        assert_eq!(step_beside_a_snapshot(&gpu), want);
+    }
+}

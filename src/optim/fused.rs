@@ -239,7 +239,7 @@ pub(crate) struct Update<'a> {
 /// updates of one device are recorded together and submitted once, whatever their groups.
 pub(crate) fn apply_all(t: u64, updates: &[Update]) -> Result<()> {
     let mut recorders: HashMap<usize, Recorder> = HashMap::new();
-    let mut pending: Vec<(&Update, GpuBuffer, Option<Before>)> = Vec::new();
+    let mut pending: Vec<(&Update, Arc<GpuBuffer>, Option<Before>)> = Vec::new();
     for u in updates {
         match u.param.device() {
             Device::Cpu => apply_cpu(&u.rule, u.lr, t, u),
@@ -248,7 +248,8 @@ pub(crate) fn apply_all(t: u64, updates: &[Update]) -> Result<()> {
                     Entry::Occupied(e) => e.into_mut(),
                     Entry::Vacant(e) => e.insert(Recorder::new(crate::backend::wgpu::context(n)?)),
                 };
-                // the state is updated in place: keep its old values for the cross-check
+                // the parameter and state are updated in place: keep their old values for the
+                // cross-check
                 let before = if rec.context().checked() { Some(Before::of(u)?) } else { None };
                 pending.push((u, record_gpu(&u.rule, u.lr, t, u, rec)?, before));
             }
@@ -261,7 +262,7 @@ pub(crate) fn apply_all(t: u64, updates: &[Update]) -> Result<()> {
         if let Some(before) = before {
             before.check(&u.rule, u.lr, t, u, &new_param)?;
         }
-        u.param.0.set_storage(Storage::Gpu(Arc::new(new_param)));
+        u.param.0.set_storage(Storage::Gpu(new_param));
     }
     Ok(())
 }
@@ -371,23 +372,28 @@ fn update<T: Float>(rule: &Rule, h: &Hyper<T>, p: &mut [T], g: &[T], state: &mut
     }
 }
 
-/// Records the fused kernel: reads the parameter and gradient, writes a new parameter buffer
-/// (returned) and updates the state buffers in place.
-fn record_gpu(rule: &Rule, lr: f64, t: u64, u: &Update, rec: &mut Recorder) -> Result<GpuBuffer> {
+/// Records the fused kernel, which updates the parameter and state buffers in place, and
+/// returns the parameter's buffer. A parameter buffer that another tensor shares (a `detach`ed
+/// handle on it) is copied first and the copy updated, so that tensor keeps the old values.
+fn record_gpu(rule: &Rule, lr: f64, t: u64, u: &Update, rec: &mut Recorder) -> Result<Arc<GpuBuffer>> {
     let n = u.param.numel();
     let gpu = |x: &Tensor| match x.storage().expect("realized") {
         Storage::Gpu(b) => Ok(b),
         Storage::Cpu(_) => Err(Error::Invalid(format!("an optimizer tensor is not on {}", u.param.device()))),
     };
-    let (param, grad) = (gpu(u.param)?, gpu(u.grad)?);
+    let (mut param, grad) = (gpu(u.param)?, gpu(u.grad)?);
+    // two references: the parameter's node and `param` here
+    if Arc::strong_count(&param) > 2 {
+        let copy = rec.alloc_elems(n)?;
+        rec.copy(&param, 0, &copy, 0, param.binding_size());
+        param = Arc::new(copy);
+    }
     let state: Vec<Arc<GpuBuffer>> = u.state.iter().map(gpu).collect::<Result<_>>()?;
-    let new_param = rec.alloc_elems(n)?;
-    let writes: Vec<&GpuBuffer> =
-        std::iter::once(&new_param).chain(state.iter().map(|b| b.as_ref())).collect();
-    let kernel = Kernel::new(&SHADER, rule.entry(), 2, writes.len() as u32);
+    let writes: Vec<&GpuBuffer> = std::iter::once(&param).chain(&state).map(|b| b.as_ref()).collect();
+    let kernel = Kernel::new(&SHADER, rule.entry(), 1, writes.len() as u32);
     let params = rule.params(n, lr, t)?;
-    rec.dispatch(&kernel, &params, &[&param, &grad], &writes, Grid::Linear(params.n.div_ceil(256)))?;
-    Ok(new_param)
+    rec.dispatch(&kernel, &params, &[&grad], &writes, Grid::Linear(params.n.div_ceil(256)))?;
+    Ok(param)
 }
 
 /// The inputs of a GPU update, kept for the cross-check (`KILN_CHECK=1`).

@@ -285,7 +285,11 @@ impl Optimizer {
                 .collect();
         }
         let mut pending: Vec<Tensor> = also.to_vec();
-        for ((_, p), s) in self.params.iter().zip(&self.state) {
+        // last parameters first: the realize then computes each layer's weight gradient as soon
+        // as its output gradient exists and frees that gradient, in backprop's order, instead of
+        // running the chain down to the first layer first and keeping every layer's output
+        // gradient for the weight gradients after it (LeNet-5's step: 1.46× → 1.40× its floor)
+        for ((_, p), s) in self.params.iter().zip(&self.state).rev() {
             if let Some(g) = grads.get(p) {
                 pending.push(p.clone());
                 pending.push(g.clone());
