@@ -19,7 +19,6 @@ pub struct MemoryStats {
 }
 
 /// Live and peak byte counters, updated as storage is created and dropped.
-#[derive(Default)]
 pub(crate) struct MemoryCounter {
     live: AtomicU64,
     peak: AtomicU64,
@@ -41,6 +40,7 @@ impl MemoryCounter {
         self.live.fetch_sub(bytes, Ordering::Relaxed);
     }
 
+    /// What is live now and the high-water mark.
     pub fn stats(&self) -> MemoryStats {
         MemoryStats {
             live_bytes: self.live.load(Ordering::Relaxed),
