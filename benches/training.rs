@@ -8,23 +8,10 @@ mod common;
 
 use common::{devices, randn};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use kiln::nn::{self, Dropout, Flatten, LSTM, Linear, Module, ReLU, RnnOptions, Sequential};
+use kiln::nn::{self, LSTM, Module, RnnOptions, Sequential};
 use kiln::optim::{Optimizer, Rule};
 use kiln::{Device, Tensor};
 use std::time::Duration;
-
-/// The `mnist_mlp` example's model: 784 → 512 → 256 → 10 with ReLU and dropout.
-fn mlp(device: &Device) -> Sequential {
-    Sequential::new()
-        .add(Flatten)
-        .add(Linear::new(784, 512, device))
-        .add(ReLU)
-        .add(Dropout::new(0.2))
-        .add(Linear::new(512, 256, device))
-        .add(ReLU)
-        .add(Dropout::new(0.2))
-        .add(Linear::new(256, 10, device))
-}
 
 fn step(c: &mut Criterion) {
     const BATCH: usize = 128;
@@ -32,7 +19,9 @@ fn step(c: &mut Criterion) {
     group.throughput(Throughput::Elements(BATCH as u64));
     type Model = fn(&Device) -> Sequential;
     for device in devices() {
-        for (name, model) in [("mnist mlp", mlp as Model), ("lenet-5", kiln::models::lenet5 as Model)] {
+        for (name, model) in
+            [("mnist mlp", kiln::models::mnist_mlp as Model), ("lenet-5", kiln::models::lenet5 as Model)]
+        {
             kiln::manual_seed(0);
             let model = model(&device);
             let mut optimizer = Optimizer::new(nn::parameters(&model), Rule::adam(), 1e-3);

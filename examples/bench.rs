@@ -253,20 +253,7 @@ fn lstm_dispatches(device: &Device) -> kiln::Result<()> {
 /// once the loss is computed, less what was live before). The step runs once first so that the
 /// optimizer's state exists.
 fn step_memory(device: &Device) -> kiln::Result<()> {
-    use kiln::nn::{Dropout, Flatten, Linear, ReLU, Sequential};
-    let mlp = |device: &Device| -> Box<dyn Module> {
-        Box::new(
-            Sequential::new()
-                .add(Flatten)
-                .add(Linear::new(784, 512, device))
-                .add(ReLU)
-                .add(Dropout::new(0.2))
-                .add(Linear::new(512, 256, device))
-                .add(ReLU)
-                .add(Dropout::new(0.2))
-                .add(Linear::new(256, 10, device)),
-        )
-    };
+    let mlp = |device: &Device| -> Box<dyn Module> { Box::new(kiln::models::mnist_mlp(device)) };
     let lenet = |device: &Device| -> Box<dyn Module> { Box::new(kiln::models::lenet5(device)) };
     type Build<'a> = &'a dyn Fn(&Device) -> Box<dyn Module>;
     let models: [(&str, Build); 2] = [("mnist mlp", &mlp), ("lenet5", &lenet)];

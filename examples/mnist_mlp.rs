@@ -10,7 +10,7 @@ mod common;
 use clap::Parser;
 use kiln::data::DataLoader;
 use kiln::data::mnist::Mnist;
-use kiln::nn::{self, Dropout, Flatten, Linear, ReLU, Sequential};
+use kiln::nn;
 use kiln::optim::schedule::CosineLr;
 use kiln::optim::{Optimizer, Rule};
 use kiln::train::{Task, Trainer};
@@ -41,15 +41,7 @@ fn run() -> kiln::Result<()> {
     let device = cli.common.device()?;
     kiln::manual_seed(cli.common.seed);
     let mnist = Mnist::load(cli.common.data.join("mnist"))?;
-    let model = Sequential::new()
-        .add(Flatten)
-        .add(Linear::new(784, 512, &device))
-        .add(ReLU)
-        .add(Dropout::new(0.2))
-        .add(Linear::new(512, 256, &device))
-        .add(ReLU)
-        .add(Dropout::new(0.2))
-        .add(Linear::new(256, 10, &device));
+    let model = kiln::models::mnist_mlp(&device);
     println!("MNIST MLP: {} parameters on {device}", nn::parameter_count(&model));
     let optimizer = Optimizer::new(nn::parameters(&model), Rule::adam(), cli.lr);
     let config = cli.common.train_config(cli.epochs, Task::Classification { classes: 10 });

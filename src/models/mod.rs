@@ -6,6 +6,7 @@ mod char_rnn;
 pub mod generate;
 pub mod gpt;
 mod lenet;
+mod mlp;
 pub mod mobilenet;
 pub mod resnet;
 mod rnn_classifier;
@@ -16,6 +17,7 @@ pub mod vgg;
 
 pub use char_rnn::{CharRnn, CharRnnConfig};
 pub use lenet::lenet5;
+pub use mlp::mnist_mlp;
 pub use mobilenet::{MobileNetV2, mobilenet_v2, mobilenet_v2_cifar};
 pub use resnet::{ResNet, resnet18, resnet20, resnet56};
 pub use rnn_classifier::{CellType, Pooling, RnnClassifier, RnnClassifierConfig};
