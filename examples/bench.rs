@@ -298,6 +298,35 @@ fn step_memory(device: &Device) -> kiln::Result<()> {
     Ok(())
 }
 
+/// The row reductions on both GPU paths — subgroup operations (the default where the adapter has
+/// them) and workgroup-memory trees — over short rows, where the reduction across the workgroup
+/// is most of the work (a Transformer's layer norm and attention softmax at width 256).
+fn reduction_paths(b: &Bench, s: usize) -> kiln::Result<()> {
+    if !b.device.set_subgroups(true)? {
+        println!("| - | {} | row reductions | - | - | no subgroups on this adapter | - |", b.device);
+        return Ok(());
+    }
+    let (rows, cols) = (32768 / s, 256);
+    let shape = format!("{rows}x{cols}");
+    let x = b.randn(&[rows, cols], 14);
+    let (g, beta) = (b.randn(&[cols], 15), b.randn(&[cols], 16));
+    let labels: Vec<i32> = (0..rows as i32).map(|i| i % cols as i32).collect();
+    let labels = Tensor::from_vec(labels, [rows], &b.device);
+    let (read, read_write) = (4.0 * (rows * cols) as f64, 8.0 * (rows * cols) as f64);
+    for on in [true, false] {
+        b.device.set_subgroups(on)?;
+        let path = if on { "subgroups" } else { "workgroup tree" };
+        b.row(&format!("softmax rows, {path}"), shape.clone(), || x.softmax(-1), Rate::Bytes(read_write));
+        let layer_norm = || x.layer_norm(&[cols], Some(&g), Some(&beta), 1e-5);
+        b.row(&format!("layernorm rows, {path}"), shape.clone(), layer_norm, Rate::Bytes(read_write));
+        let cross_entropy = || x.cross_entropy_per_row(&labels, Default::default());
+        b.row(&format!("cross_entropy rows, {path}"), shape.clone(), cross_entropy, Rate::Bytes(read));
+        b.row(&format!("sum rows, {path}"), shape.clone(), || x.sum_axes(&[1], false), Rate::Bytes(read));
+    }
+    b.device.set_subgroups(true)?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     kiln::error::exit_code(run())
 }
@@ -343,6 +372,9 @@ fn run() -> kiln::Result<()> {
         Rate::Bytes(bytes),
     );
     b.row("copy", format!("{rows}x{cols}"), || &x * 1.0, Rate::Bytes(bytes));
+    if b.device.is_gpu() {
+        reduction_paths(&b, s)?;
+    }
 
     let (n, c, hw) = (32 / s, 64, 56);
     let (img, w) = (b.randn(&[n, c, hw, hw], 6), b.randn(&[c, c, 3, 3], 7));

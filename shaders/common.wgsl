@@ -52,44 +52,16 @@ fn strided_offsets(i: u32, rank: u32, shape: Dims, s0: Dims, s1: Dims, s2: Dims)
 }
 
 // Reductions over one workgroup of ROW_WG invocations, for kernels that give each row of a
-// tensor one workgroup (softmax, cross-entropy, layer norm). Every invocation must call them
-// (they hold barriers) and each gets the result; the scratch is free again when they return.
+// tensor one workgroup (softmax, cross-entropy, layer norm, batch-norm statistics): `row_sum`,
+// `row_sum2`, `row_max_exp` and `row_welford`. They come from one of two files placed after this
+// prelude (src/backend/wgpu/pipeline.rs): rows.wgsl (trees in workgroup memory, on every
+// adapter) or rows_subgroup.wgsl (subgroup operations, where the adapter has them). Every
+// invocation must call them (they hold barriers) and each gets the result; the scratch is free
+// again when they return.
 const ROW_WG: u32 = 256u;
 var<workgroup> row_scratch0: array<f32, ROW_WG>;
 var<workgroup> row_scratch1: array<f32, ROW_WG>;
 var<workgroup> row_scratch2: array<f32, ROW_WG>;
-
-// Σ over the workgroup of one value per invocation.
-fn row_sum(v: f32, lid: u32) -> f32 {
-    row_scratch0[lid] = v;
-    workgroupBarrier();
-    for (var stride = ROW_WG / 2u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            row_scratch0[lid] += row_scratch0[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = row_scratch0[0];
-    workgroupBarrier();
-    return total;
-}
-
-// Two sums at once.
-fn row_sum2(v: vec2<f32>, lid: u32) -> vec2<f32> {
-    row_scratch0[lid] = v.x;
-    row_scratch1[lid] = v.y;
-    workgroupBarrier();
-    for (var stride = ROW_WG / 2u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            row_scratch0[lid] += row_scratch0[lid + stride];
-            row_scratch1[lid] += row_scratch1[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = vec2<f32>(row_scratch0[0], row_scratch1[0]);
-    workgroupBarrier();
-    return total;
-}
 
 // Merges two (max, Σ exp(x − max)) pairs of an online softmax; a pair with sum 0 holds nothing.
 // A pair whose max is the merged one needs no rescaling — and must not get it when both are −∞
@@ -107,47 +79,12 @@ fn merge_max_exp(a: vec2<f32>, b: vec2<f32>) -> vec2<f32> {
     return vec2<f32>(m, a.y * scale_a + b.y * scale_b);
 }
 
-// The row's (max, Σ exp(x − max)) from each invocation's pair.
-fn row_max_exp(pair: vec2<f32>, lid: u32) -> vec2<f32> {
-    row_scratch0[lid] = pair.x;
-    row_scratch1[lid] = pair.y;
-    workgroupBarrier();
-    for (var stride = ROW_WG / 2u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            let r = merge_max_exp(vec2<f32>(row_scratch0[lid], row_scratch1[lid]),
-                                  vec2<f32>(row_scratch0[lid + stride], row_scratch1[lid + stride]));
-            row_scratch0[lid] = r.x;
-            row_scratch1[lid] = r.y;
-        }
-        workgroupBarrier();
+// Merges two Welford accumulators (count, mean, M2) with Chan et al.'s parallel formula.
+fn merge_welford(a: vec3<f32>, b: vec3<f32>) -> vec3<f32> {
+    let total = a.x + b.x;
+    if total == 0.0 {
+        return a;
     }
-    let total = vec2<f32>(row_scratch0[0], row_scratch1[0]);
-    workgroupBarrier();
-    return total;
-}
-
-// The row's Welford accumulator (count, mean, M2) from each invocation's, merged with Chan et
-// al.'s parallel formula.
-fn row_welford(acc: vec3<f32>, lid: u32) -> vec3<f32> {
-    row_scratch0[lid] = acc.x;
-    row_scratch1[lid] = acc.y;
-    row_scratch2[lid] = acc.z;
-    workgroupBarrier();
-    for (var stride = ROW_WG / 2u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            let na = row_scratch0[lid];
-            let nb = row_scratch0[lid + stride];
-            let total = na + nb;
-            if total > 0.0 {
-                let d = row_scratch1[lid + stride] - row_scratch1[lid];
-                row_scratch1[lid] = row_scratch1[lid] + d * nb / total;
-                row_scratch2[lid] = row_scratch2[lid] + row_scratch2[lid + stride] + d * d * na * nb / total;
-                row_scratch0[lid] = total;
-            }
-        }
-        workgroupBarrier();
-    }
-    let total = vec3<f32>(row_scratch0[0], row_scratch1[0], row_scratch2[0]);
-    workgroupBarrier();
-    return total;
+    let d = b.y - a.y;
+    return vec3<f32>(total, a.y + d * b.x / total, a.z + b.z + d * d * a.x * b.x / total);
 }

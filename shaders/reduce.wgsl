@@ -1,3 +1,4 @@
+// @requires reduce_tree.wgsl
 // Reductions. The input is walked as kept dimensions (one per output element) times reduced
 // dimensions (combined into one result); both come collapsed with their strides. The element
 // type T and the combining expression are set by src/ops/reduce.rs; `init` is the identity's bits.
@@ -39,9 +40,10 @@ fn reduced_offset(r: u32) -> u32 {
 
 var<workgroup> partial: array<T, 256>;
 
-// One workgroup per output: threads stride over the combined elements, then a tree. Output o
-// combines run o % parts (elements [run·chunk, run·chunk + chunk)) of kept element o / parts: a
-// long reduction is split into runs whose results a second pass combines.
+// One workgroup per output: threads stride over the combined elements, then combine across the
+// workgroup (`workgroup_combine`, from reduce_tree.wgsl or reduce_subgroup.wgsl as the adapter
+// allows). Output o combines run o % parts (elements [run·chunk, run·chunk + chunk)) of kept
+// element o / parts: a long reduction is split into runs whose results a second pass combines.
 @compute @workgroup_size(256)
 fn per_workgroup(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
@@ -57,16 +59,9 @@ fn per_workgroup(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
             acc = combine(acc, x[base + reduced_offset(r)]);
         }
     }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var stride = 128u; stride > 0u; stride = stride / 2u) {
-        if lid < stride {
-            partial[lid] = combine(partial[lid], partial[lid + stride]);
-        }
-        workgroupBarrier();
-    }
+    let total = workgroup_combine(acc, lid);
     if live && lid == 0u {
-        y[o] = partial[0];
+        y[o] = total;
     }
 }
 

@@ -34,6 +34,27 @@ impl Device {
         Ok(Device::Gpu(n))
     }
 
+    /// Whether this GPU's row reductions (softmax, log-softmax, layer norm, cross-entropy,
+    /// batch-norm statistics, sum/max/min) use subgroup operations: by default wherever the
+    /// adapter has them, unless `KILN_SUBGROUPS=0`. False on the CPU.
+    pub fn subgroups(&self) -> Result<bool> {
+        match self {
+            Device::Cpu => Ok(false),
+            Device::Gpu(n) => Ok(gpu::context(*n)?.subgroups()),
+        }
+    }
+
+    /// Turns this GPU's subgroup reductions on (where the adapter has them) or off for the
+    /// kernels dispatched from now on, and returns whether they are on. Both paths agree with the
+    /// CPU reference within each op's tolerance; this exists to test the fallback and to
+    /// compare speeds. No effect on the CPU.
+    pub fn set_subgroups(&self, on: bool) -> Result<bool> {
+        match self {
+            Device::Cpu => Ok(false),
+            Device::Gpu(n) => Ok(gpu::context(*n)?.set_subgroups(on)),
+        }
+    }
+
     /// A hardware GPU if there is one, else the CPU. Never a software adapter.
     pub fn best() -> Device {
         if gpu::hardware_adapter_count() > 0 { Device::Gpu(0) } else { Device::Cpu }

@@ -13,6 +13,10 @@ use crate::ops::wgsl::wgsl_type;
 use crate::{DType, Result, Shape, Tensor};
 
 static SHADER: Shader = shader!("reduce.wgsl");
+/// `workgroup_combine` as a tree in workgroup memory (every adapter).
+static TREE: Shader = shader!("reduce_tree.wgsl");
+/// `workgroup_combine` with subgroup shuffles (adapters with `SUBGROUP`).
+static SUBGROUP: Shader = shader!("reduce_subgroup.wgsl");
 
 /// How elements combine.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -214,7 +218,7 @@ impl Op for Reduce {
             reduced_strides: pack(name, &rst[0], 0)?,
         };
         let entry = if per_thread { "per_thread" } else { "per_workgroup" };
-        let kernel = reduce_kernel(entry, self.op, out.dtype);
+        let kernel = reduce_kernel(entry, self.op, out.dtype, rec.context().subgroups());
         let groups = if per_thread { params.n_out.div_ceil(256) } else { params.n_out };
         if parts == 1 {
             rec.dispatch(&kernel, &params, &[args[0].buf], &[&y], Grid::Linear(groups))?;
@@ -267,21 +271,25 @@ impl Op for Reduce {
     }
 }
 
-/// A reduction kernel: `entry` is `per_workgroup` or `per_thread`.
-fn reduce_kernel(entry: &'static str, op: ReduceOp, dtype: DType) -> Kernel<'static> {
+/// A reduction kernel: `entry` is `per_workgroup` or `per_thread`; `subgroups`: whether its
+/// workgroup combine uses subgroup shuffles.
+fn reduce_kernel(entry: &'static str, op: ReduceOp, dtype: DType, subgroups: bool) -> Kernel<'static> {
     let combine = match op {
         ReduceOp::Sum => "a + b",
         ReduceOp::Max => "max(a, b)",
         ReduceOp::Min => "min(a, b)",
     };
     Kernel::new(&SHADER, entry, 1, 1)
+        .with_library(if subgroups { &SUBGROUP } else { &TREE })
         .with("alias T = f32; // @T", format!("alias T = {};", wgsl_type(dtype)))
         .with("return a + b; // @combine", format!("return {combine};"))
 }
 
 /// The argmax/argmin kernel for elements of `dtype`.
 fn arg_kernel(dtype: DType) -> Kernel<'static> {
+    // the module holds `per_workgroup` too, which needs a `workgroup_combine`
     Kernel::new(&SHADER, "arg_extreme", 1, 1)
+        .with_library(&TREE)
         .with("alias T = f32; // @T", format!("alias T = {};", wgsl_type(dtype)))
 }
 
@@ -291,7 +299,9 @@ pub(crate) fn variants() -> Vec<Kernel<'static>> {
     let mut all: Vec<Kernel<'static>> = numeric.into_iter().map(arg_kernel).collect();
     for entry in ["per_workgroup", "per_thread"] {
         for op in [ReduceOp::Sum, ReduceOp::Max, ReduceOp::Min] {
-            all.extend(numeric.into_iter().map(|d| reduce_kernel(entry, op, d)));
+            for subgroups in [false, true] {
+                all.extend(numeric.into_iter().map(|d| reduce_kernel(entry, op, d, subgroups)));
+            }
         }
     }
     all

@@ -1,8 +1,9 @@
 //! The WGSL sources the shader validation test checks with naga, without a GPU.
 
 /// The full WGSL source (prelude included) of every file in `shaders/` as written, keyed by file
-/// name, and of every specialization the ops compile, keyed by kernel: for validating them all
-/// without a GPU.
+/// name, and of every specialization the ops compile, keyed by kernel — each with the row
+/// reductions of both preludes (subgroup operations and workgroup-memory trees): for validating
+/// them all without a GPU.
 pub fn shader_sources() -> Vec<(String, String)> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
@@ -27,9 +28,15 @@ pub fn shader_sources() -> Vec<(String, String)> {
                 .and_then(|l| l.strip_prefix("// @requires "))
                 .map(|lib| read(&dir.join(lib.trim())))
                 .unwrap_or_default();
-            Some((name, format!("{}\n{library}\n{text}", crate::backend::wgpu::PRELUDE)))
+            Some([false, true].map(|subgroups| {
+                let prelude = crate::backend::wgpu::prelude(subgroups);
+                (format!("{name} (subgroups {subgroups})"), format!("{prelude}\n{library}\n{text}"))
+            }))
         })
+        .flatten()
         .collect();
-    out.extend(crate::ops::kernel_variants().iter().map(|k| (k.key(), k.source())));
+    for kernel in crate::ops::kernel_variants() {
+        out.extend([false, true].map(|subgroups| (kernel.key(subgroups), kernel.source(subgroups))));
+    }
     out
 }

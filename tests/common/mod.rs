@@ -84,7 +84,8 @@ impl std::fmt::Display for Seed {
 
 /// Prints a `SKIPPED` line that `cargo test` shows even for a passing test: its output capture
 /// takes only the `print!` family, not writes to the stderr handle.
-fn skipped(what: &str) {
+#[allow(dead_code)]
+pub fn skipped(what: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED {what}");
 }

@@ -26,6 +26,9 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     /// The features enabled.
     pub features: wgpu::Features,
+    /// Whether kernels use subgroup operations in their reductions now (see
+    /// [`GpuContext::set_subgroups`]).
+    subgroups: AtomicBool,
     pub(crate) pipelines: PipelineCache,
     pub(crate) bind_groups: BindGroupCache,
     pub(crate) pool: BufferPool,
@@ -43,6 +46,22 @@ impl GpuContext {
     /// Turns run-time cross-checking on or off for this GPU.
     pub fn set_checked(&self, on: bool) {
         self.checked.store(on, Ordering::Relaxed)
+    }
+
+    /// Whether the row reductions (softmax, log-softmax, layer norm, cross-entropy, batch-norm
+    /// statistics, sum/max/min) use subgroup operations on this GPU: on by default where the
+    /// adapter has `SUBGROUP`, off with `KILN_SUBGROUPS=0`.
+    pub fn subgroups(&self) -> bool {
+        self.subgroups.load(Ordering::Relaxed)
+    }
+
+    /// Turns the subgroup reductions on (where the adapter has them) or off, for the kernels
+    /// dispatched from now on; returns whether they are on. Both paths compute the same results
+    /// within the ops' tolerances: this is for testing the fallback and for comparing speeds.
+    pub fn set_subgroups(&self, on: bool) -> bool {
+        let on = on && self.features.contains(wgpu::Features::SUBGROUP);
+        self.subgroups.store(on, Ordering::Relaxed);
+        on
     }
 
     /// Whether this is a software adapter (lavapipe, WARP).
@@ -138,7 +157,7 @@ fn open(n: usize) -> Result<GpuContext> {
     })?;
     let info = adapter.get_info();
     let limits = adapter.limits();
-    let features = adapter.features() & wgpu::Features::SHADER_F16;
+    let features = adapter.features() & (wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP);
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
         label: Some("kiln"),
         required_features: features,
@@ -157,6 +176,8 @@ fn open(n: usize) -> Result<GpuContext> {
     device.on_uncaptured_error(Arc::new(move |e| lock(&sink).push(e)));
 
     let checked = std::env::var("KILN_CHECK").is_ok_and(|v| v != "0" && !v.is_empty());
+    let subgroups = features.contains(wgpu::Features::SUBGROUP)
+        && std::env::var("KILN_SUBGROUPS").map_or(true, |v| v.trim() != "0");
     Ok(GpuContext {
         index: n,
         pipelines: PipelineCache::default(),
@@ -167,6 +188,7 @@ fn open(n: usize) -> Result<GpuContext> {
         info,
         limits,
         features,
+        subgroups: AtomicBool::new(subgroups),
         checked: AtomicBool::new(checked),
         lost,
         errors,

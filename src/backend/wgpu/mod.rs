@@ -13,8 +13,8 @@ mod pool;
 mod recorder;
 
 pub use context::{GpuContext, adapter_infos, context, hardware_adapter_count};
-pub(crate) use pipeline::PRELUDE;
 pub use pipeline::force_pipeline_hash_collisions;
+pub(crate) use pipeline::prelude;
 pub(crate) use pipeline::{Kernel, Shader, shader};
 pub use pool::{DEFAULT_POOL_BYTES, GpuBuffer, inject_out_of_memory_once, live_buffers};
 pub(crate) use recorder::Grid;

@@ -21,8 +21,19 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// Prepended to every shader: helpers shared by all kernels.
-pub(crate) const PRELUDE: &str = include_str!("../../../shaders/common.wgsl");
+/// Helpers shared by all kernels.
+const COMMON: &str = include_str!("../../../shaders/common.wgsl");
+/// The row reductions as trees in workgroup memory (every adapter).
+const ROWS: &str = include_str!("../../../shaders/rows.wgsl");
+/// The row reductions with subgroup operations (adapters with `SUBGROUP`).
+const ROWS_SUBGROUP: &str = include_str!("../../../shaders/rows_subgroup.wgsl");
+
+/// Prepended to every shader: the shared helpers, then the row reductions built from subgroup
+/// operations when `subgroups` is set (the GPU has them and uses them) or from workgroup-memory
+/// trees otherwise. The two define the same functions, so a kernel's text is the same for both.
+pub(crate) fn prelude(subgroups: bool) -> String {
+    format!("{COMMON}\n{}", if subgroups { ROWS_SUBGROUP } else { ROWS })
+}
 
 /// One WGSL file of `shaders/`.
 pub(crate) struct Shader {
@@ -85,8 +96,9 @@ impl<'a> Kernel<'a> {
         self
     }
 
-    /// The full WGSL source: prelude plus the specialized shader.
-    pub fn source(&self) -> String {
+    /// The full WGSL source: prelude (with or without subgroup operations) plus the
+    /// specialized shader.
+    pub fn source(&self, subgroups: bool) -> String {
         let mut text = match self.library {
             Some(lib) => format!("{}\n{}", lib.source, self.shader.source),
             None => self.shader.source.to_string(),
@@ -95,32 +107,34 @@ impl<'a> Kernel<'a> {
             assert!(text.contains(pattern), "{}: no {pattern:?} to specialize", self.shader.name);
             text = text.replace(pattern, replacement);
         }
-        format!("{PRELUDE}\n{text}")
+        format!("{}\n{text}", prelude(subgroups))
     }
 
-    /// A hash of library, shader, entry point and specialization, computed without building
-    /// strings (the pipeline cache takes it on every dispatch).
-    fn hash(&self) -> u64 {
+    /// A hash of library, shader, entry point, specialization and prelude, computed without
+    /// building strings (the pipeline cache takes it on every dispatch).
+    fn hash(&self, subgroups: bool) -> u64 {
         if COLLIDING_HASHES.load(Ordering::Relaxed) {
             return 0;
         }
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (self.library.map(|l| l.name), self.shader.name, self.entry, &self.spec, self.faults).hash(&mut h);
+        (self.library.map(|l| l.name), self.shader.name, self.entry, &self.spec, self.faults, subgroups)
+            .hash(&mut h);
         h.finish()
     }
 
-    /// A readable name of shader, entry point and specialization (for error messages).
-    pub fn key(&self) -> String {
+    /// A readable name of shader, entry point, specialization and prelude (for error messages).
+    pub fn key(&self, subgroups: bool) -> String {
         let spec: Vec<String> = self.spec.iter().map(|(p, r)| format!("{p}={r}")).collect();
         let lib = self.library.map_or("", |l| l.name);
         let faults = if self.faults { "+faults" } else { "" };
-        format!("{lib}+{}:{}:{}{faults}", self.shader.name, self.entry, spec.join(";"))
+        let rows = if subgroups { "+subgroups" } else { "" };
+        format!("{lib}+{}:{}:{}{faults}{rows}", self.shader.name, self.entry, spec.join(";"))
     }
 
     /// A file name for the kernel's source (`KILN_DUMP_WGSL`): library, shader, entry point and
     /// each specialization's tag and value, e.g. `gemm+matmul.main.BM=128u.….<hash>.wgsl`. The
     /// hash of the full key keeps names apart that read alike once sanitized (`a + b`, `a * b`).
-    pub fn file_name(&self) -> String {
+    pub fn file_name(&self, subgroups: bool) -> String {
         let stem = |s: &Shader| s.name.trim_end_matches(".wgsl");
         let mut name = match self.library {
             Some(lib) => format!("{}+{}", stem(lib), stem(self.shader)),
@@ -146,7 +160,7 @@ impl<'a> Kernel<'a> {
         }
         readable.truncate(160);
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.key().hash(&mut h);
+        self.key(subgroups).hash(&mut h);
         format!("{}.{:08x}.wgsl", readable.trim_end_matches('_'), h.finish() as u32)
     }
 }
@@ -169,26 +183,29 @@ struct KernelKey {
     entry: &'static str,
     spec: Vec<(&'static str, String)>,
     faults: bool,
+    subgroups: bool,
 }
 
 impl KernelKey {
-    fn of(kernel: &Kernel) -> KernelKey {
+    fn of(kernel: &Kernel, subgroups: bool) -> KernelKey {
         KernelKey {
             library: kernel.library.map(|l| l.name),
             shader: kernel.shader.name,
             entry: kernel.entry,
             spec: kernel.spec.clone(),
             faults: kernel.faults,
+            subgroups,
         }
     }
 
     /// Whether this is `kernel`'s key (compared in place, without building one).
-    fn matches(&self, kernel: &Kernel) -> bool {
+    fn matches(&self, kernel: &Kernel, subgroups: bool) -> bool {
         self.library == kernel.library.map(|l| l.name)
             && self.shader == kernel.shader.name
             && self.entry == kernel.entry
             && self.spec == kernel.spec
             && self.faults == kernel.faults
+            && self.subgroups == subgroups
     }
 }
 
@@ -200,9 +217,9 @@ fn dump_dir() -> Option<&'static Path> {
 }
 
 /// Writes `source`, the final text of `kernel`, into `dir`.
-fn dump(dir: &Path, kernel: &Kernel, source: &str) -> Result<()> {
+fn dump(dir: &Path, kernel: &Kernel, subgroups: bool, source: &str) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let path = dir.join(kernel.file_name());
+    let path = dir.join(kernel.file_name(subgroups));
     std::fs::write(&path, source).map_err(|e| Error::io(&path, e))
 }
 
@@ -224,17 +241,19 @@ pub(crate) struct PipelineCache {
 }
 
 impl PipelineCache {
-    /// The pipeline for `kernel`, compiling it on first use.
+    /// The pipeline for `kernel` on `ctx` (with the row reductions the context uses now),
+    /// compiling it on first use.
     pub fn get(&self, ctx: &GpuContext, kernel: &Kernel) -> Result<Arc<Pipeline>> {
-        let hash = kernel.hash();
-        if let Some(p) = self.find(hash, kernel) {
+        let subgroups = ctx.subgroups();
+        let hash = kernel.hash(subgroups);
+        if let Some(p) = self.find(hash, kernel, subgroups) {
             return Ok(p);
         }
-        let key = kernel.key();
-        let source = kernel.source();
+        let key = kernel.key(subgroups);
+        let source = kernel.source(subgroups);
         if let Some(dir) = dump_dir() {
             // before compiling: the source of a kernel that fails to compile is the one to read
-            dump(dir, kernel, &source)?;
+            dump(dir, kernel, subgroups, &source)?;
         }
         let layout = self.layout(ctx, kernel.reads, kernel.writes, kernel.faults);
         let device = &ctx.device;
@@ -263,20 +282,20 @@ impl PipelineCache {
         let mut pipelines = lock(&self.pipelines);
         let bucket = pipelines.entry(hash).or_default();
         // another thread may have compiled the same kernel meanwhile: keep one
-        match bucket.iter().find(|(k, _)| k.matches(kernel)) {
+        match bucket.iter().find(|(k, _)| k.matches(kernel, subgroups)) {
             Some((_, existing)) => Ok(existing.clone()),
             None => {
-                bucket.push((KernelKey::of(kernel), p.clone()));
+                bucket.push((KernelKey::of(kernel, subgroups), p.clone()));
                 Ok(p)
             }
         }
     }
 
     /// The cached pipeline of `kernel`, whose hash is `hash`.
-    fn find(&self, hash: u64, kernel: &Kernel) -> Option<Arc<Pipeline>> {
+    fn find(&self, hash: u64, kernel: &Kernel, subgroups: bool) -> Option<Arc<Pipeline>> {
         let pipelines = lock(&self.pipelines);
         let bucket = pipelines.get(&hash)?;
-        bucket.iter().find(|(k, _)| k.matches(kernel)).map(|(_, p)| p.clone())
+        bucket.iter().find(|(k, _)| k.matches(kernel, subgroups)).map(|(_, p)| p.clone())
     }
 
     /// The layout for a kernel reading `reads` buffers and writing `writes`, with or without
