@@ -2,6 +2,8 @@
 //! here, or compositions of simpler ops. (Parity tests then hold the GPU to the reference.)
 //! `fast_paths` holds every kernel op's CPU fast paths against the plain f64 loops of `loops`.
 
+#[path = "reference/cell_loops.rs"]
+mod cell_loops;
 #[path = "reference/fast_paths.rs"]
 mod fast_paths;
 #[path = "reference/loops.rs"]

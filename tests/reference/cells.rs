@@ -1,15 +1,16 @@
 //! Fast-path checks of the recurrent cells, forward and backward, against the plain f64 loops
-//! of `loops::CellStep`.
+//! of `cell_loops::CellStep`.
 
 use super::{Check, Draw, FEW_ROUNDINGS, check};
-use crate::loops::{self, Host};
+use crate::cell_loops::{Cell, CellStep};
+use crate::loops::Host;
 use kiln::Tensor;
 use kiln::testing::gradient_op;
 
 /// The reference of a cell check's step from its inputs (gx, gh, state, [b_hn], lengths, …).
-fn cell_step(cell: loops::Cell, h: &[Host]) -> loops::CellStep<'_> {
-    let gru = cell == loops::Cell::Gru;
-    loops::CellStep {
+fn cell_step(cell: Cell, h: &[Host]) -> CellStep<'_> {
+    let gru = cell == Cell::Gru;
+    CellStep {
         cell,
         t: 1,
         gx: &h[0],
@@ -26,7 +27,6 @@ fn cell_step(cell: loops::Cell, h: &[Host]) -> loops::CellStep<'_> {
 /// slopes, a few of them multiplied per element: a few roundings.
 pub(super) fn checks(d: &mut Draw) -> Vec<Check> {
     use kiln::ops::recurrent::{CellKind, Step};
-    use loops::Cell;
     let mut checks = Vec::new();
     let kinds = [
         (Cell::Lstm, CellKind::Lstm, "lstm_cell", "lstm_cell_grad"),
