@@ -258,15 +258,23 @@ impl Tensor {
 
     /// Marks this tensor as a variable whose gradient `backward` computes, and returns it.
     ///
-    /// Any tensor without gradient history can be marked: a freshly created one, or one computed
-    /// from tensors that need no gradient (`(Tensor::randn(..) * 0.1).requires_grad_()`).
+    /// Any tensor without gradient history can be marked: a freshly created one, one computed
+    /// from tensors that need no gradient (`(Tensor::randn(..) * 0.1).requires_grad_()`), or one
+    /// computed under [`crate::no_grad`], computed yet or not: as in PyTorch it becomes a leaf,
+    /// and no gradient flows past it to what it was computed from.
     #[track_caller]
     pub fn requires_grad_(self) -> Tensor {
-        if self.0.inputs().iter().any(|t| t.requires_grad()) {
-            panic!("requires_grad_: the tensor already has gradient history; use .detach() first");
-        }
         if !self.dtype().is_float() {
             panic!("requires_grad_: a {} tensor has no gradient", self.dtype());
+        }
+        if !self.0.requires_grad() {
+            // a no_grad result not computed yet still needs its inputs for its value, but
+            // through detached handles, so the backward pass stops here
+            for input in self.0.inputs().iter_mut().filter(|i| i.requires_grad()) {
+                *input = input.detach();
+            }
+        } else if self.0.inputs().iter().any(|t| t.requires_grad()) {
+            panic!("requires_grad_: the tensor already has gradient history; use .detach() first");
         }
         self.0.set_requires_grad(true);
         self

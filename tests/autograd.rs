@@ -51,14 +51,21 @@ fn a_computed_tensor_keeps_its_history_only_while_a_gradient_can_pass_through_it
         let refused = std::panic::catch_unwind(|| y.requires_grad_());
         assert!(refused.is_err(), "requires_grad_ on a tensor with history must panic");
     }
-    // computed under no_grad: once computed it has dropped its inputs and can become a variable
-    // whose gradient stops at it
-    let y = no_grad(|| &x * 3.0);
-    y.realize().unwrap();
-    let y = y.requires_grad_();
-    let grads = y.square().sum_all().backward();
-    assert_eq!(values(grads.get(&y).unwrap()), vec![12.0]);
-    assert!(grads.get(&x).is_none(), "no gradient flows past a no_grad result");
+    // computed under no_grad, computed yet or not: a leaf variable whose gradient stops at it
+    for computed in [true, false] {
+        let y = no_grad(|| &x * 3.0 + 1.0);
+        if computed {
+            y.realize().unwrap();
+        }
+        let y = y.requires_grad_();
+        let grads = y.square().sum_all().backward();
+        assert_eq!(values(grads.get(&y).unwrap()), vec![14.0], "computed first: {computed}");
+        assert!(
+            grads.get(&x).is_none(),
+            "no gradient flows past a no_grad result (computed first: {computed})"
+        );
+        assert_eq!(values(&y), vec![7.0]);
+    }
 }
 
 #[test]

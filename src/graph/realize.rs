@@ -96,9 +96,11 @@ impl Executor {
         // A node no gradient will pass through forgets its inputs once computed: take them
         // instead of copying (and put them back if the computation fails). That includes the
         // backward pass's own nodes (built under `no_grad`), even where they read activations
-        // that do require a gradient: so each gradient is freed at its last use.
+        // that do require a gradient: so each gradient is freed at its last use. A variable
+        // computed from tensors that need no gradient (`(randn * 0.1).requires_grad_()`) is a
+        // leaf: it forgets them too.
         let mut held = node.inputs();
-        let keep = node.requires_grad();
+        let keep = node.requires_grad() && held.iter().any(|i| i.requires_grad());
         let inputs = if keep { held.clone() } else { std::mem::take(&mut *held) };
         drop(held);
         let mut slots: SmallVec<[SlotId; 2]> = SmallVec::new();
