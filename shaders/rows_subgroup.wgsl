@@ -1,6 +1,6 @@
 // @library
 // The row reductions of common.wgsl with subgroup operations, for adapters with the SUBGROUP
-// feature. Two levels, three barriers (the trees of rows.wgsl take log2(ROW_WG) + 1):
+// feature. Two levels, three barriers (the trees of rows.wgsl take log2(ROW_WG) + 2):
 // 1. each subgroup combines its lanes in registers (subgroupAdd, or a butterfly of shuffles for
 //    the merges) and its first lane leaves the result in workgroup memory;
 // 2. the first subgroup combines those ROW_WG / width results the same way, and its first lane
