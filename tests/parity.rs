@@ -41,22 +41,7 @@ fn every_op_matches_the_cpu_reference_on_the_gpu() {
                         continue;
                     }
                 };
-            if report.forward.is_nan() || report.forward > case.tol || report.forward_nonfinite.is_some() {
-                failures.push(format!(
-                    "{what}: forward relative error {:.3e} > {:.1e} {}",
-                    report.forward,
-                    case.tol,
-                    report.forward_nonfinite.unwrap_or_default()
-                ));
-            }
-            for (input, err) in report.grads {
-                if err.is_nan() || err > case.grad_tol {
-                    failures.push(format!(
-                        "{what}: gradient of input {input}: relative error {err:.3e} > {:.1e}",
-                        case.grad_tol
-                    ));
-                }
-            }
+            failures.extend(report.failures(&case, &what));
         }
     }
     assert!(failures.is_empty(), "parity failures with {seed}:\n{}", failures.join("\n"));

@@ -39,22 +39,7 @@ fn reducing_rows_parity(gpu: &kiln::Device, seed: u64) -> Vec<String> {
             let what = format!("{} {shapes:?}", case.name);
             match parity(case, shapes, gpu, seed, gradients) {
                 Err(e) => failures.push(format!("{what}: {e}")),
-                Ok(r) => {
-                    if r.forward.is_nan() || r.forward > case.tol || r.forward_nonfinite.is_some() {
-                        failures.push(format!(
-                            "{what}: forward relative error {:.3e} > {:.1e}",
-                            r.forward, case.tol
-                        ));
-                    }
-                    for (input, err) in r.grads {
-                        if err.is_nan() || err > case.grad_tol {
-                            failures.push(format!(
-                                "{what}: gradient of input {input}: relative error {err:.3e} > {:.1e}",
-                                case.grad_tol
-                            ));
-                        }
-                    }
-                }
+                Ok(report) => failures.extend(report.failures(case, &what)),
             }
         }
     }

@@ -18,6 +18,31 @@ pub struct ParityReport {
     pub grads: Vec<(usize, f64)>,
 }
 
+impl ParityReport {
+    /// One line per error past `case`'s tolerances (forward `tol`, gradients `grad_tol`; NaN and
+    /// one-sided non-finite values always fail), each starting with `what`.
+    pub fn failures(&self, case: &Case, what: &str) -> Vec<String> {
+        let mut lines = Vec::new();
+        if self.forward.is_nan() || self.forward > case.tol || self.forward_nonfinite.is_some() {
+            lines.push(format!(
+                "{what}: forward relative error {:.3e} > {:.1e} {}",
+                self.forward,
+                case.tol,
+                self.forward_nonfinite.as_deref().unwrap_or_default()
+            ));
+        }
+        for &(input, err) in &self.grads {
+            if err.is_nan() || err > case.grad_tol {
+                lines.push(format!(
+                    "{what}: gradient of input {input}: relative error {err:.3e} > {:.1e}",
+                    case.grad_tol
+                ));
+            }
+        }
+        lines
+    }
+}
+
 /// Runs a case on the CPU and on `gpu` from the same f32 inputs and compares the outputs and,
 /// when `gradients` is set and the row is differentiable, the gradients of Σ r·y.
 pub fn parity(
