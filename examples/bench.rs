@@ -298,6 +298,56 @@ fn step_memory(device: &Device) -> kiln::Result<()> {
     Ok(())
 }
 
+/// Prints, for one training step (batch 128, Adam) of the MNIST MLP and LeNet-5, the GPU
+/// dispatches (on a GPU) and the median time of a step with fusion of elementwise chains on and
+/// off (`kiln::set_fusion`, as `KILN_FUSE=0`). Each step runs twice first: the optimizer's state
+/// exists and every kernel is compiled.
+fn step_fusion(device: &Device, reps: usize) -> kiln::Result<()> {
+    let mlp = |device: &Device| -> Box<dyn Module> { Box::new(kiln::models::mnist_mlp(device)) };
+    let lenet = |device: &Device| -> Box<dyn Module> { Box::new(kiln::models::lenet5(device)) };
+    type Build<'a> = &'a dyn Fn(&Device) -> Box<dyn Module>;
+    let models: [(&str, Build); 2] = [("mnist mlp", &mlp), ("lenet5", &lenet)];
+    println!("\nfusion of elementwise chains, one training step on {device} (batch 128, Adam):");
+    println!("| model | dispatches fused | dispatches unfused | fewer | ms fused | ms unfused | speed-up |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (name, build) in models {
+        let mut measured = Vec::new();
+        for on in [true, false] {
+            kiln::set_fusion(on);
+            kiln::manual_seed(0);
+            let model = build(device);
+            let x = Tensor::randn([128, 1, 28, 28], device);
+            let y = Tensor::from_vec((0..128).map(|i| i % 10).collect::<Vec<i32>>(), [128], device);
+            let mut optimizer = Optimizer::new(nn::parameters(model.as_ref()), Rule::adam(), 1e-3);
+            let mut step = || -> kiln::Result<(u64, f64)> {
+                let start = Instant::now();
+                let before = kiln::debug::gpu_dispatches();
+                let loss = model.forward(&x).cross_entropy(&y);
+                optimizer.step_with(&loss.backward(), std::slice::from_ref(&loss))?;
+                device.synchronize()?;
+                Ok((kiln::debug::gpu_dispatches() - before, start.elapsed().as_secs_f64() * 1e3))
+            };
+            step()?;
+            step()?;
+            let runs: Vec<(u64, f64)> = (0..reps).map(|_| step()).collect::<kiln::Result<_>>()?;
+            let mut ms: Vec<f64> = runs.iter().map(|r| r.1).collect();
+            ms.sort_by(f64::total_cmp);
+            measured.push((runs[0].0, ms[ms.len() / 2]));
+        }
+        kiln::set_fusion(true);
+        let [(d_on, ms_on), (d_off, ms_off)] = [measured[0], measured[1]];
+        let dispatches = |d: u64| if device.is_gpu() { d.to_string() } else { "-".into() };
+        let fewer = if device.is_gpu() { format!("{:.2}×", d_off as f64 / d_on as f64) } else { "-".into() };
+        println!(
+            "| {name} | {} | {} | {fewer} | {ms_on:.2} | {ms_off:.2} | {:.2}× |",
+            dispatches(d_on),
+            dispatches(d_off),
+            ms_off / ms_on
+        );
+    }
+    Ok(())
+}
+
 /// The row reductions on both GPU paths — subgroup operations (the default where the adapter has
 /// them) and workgroup-memory trees — over short rows, where the reduction across the workgroup
 /// is most of the work (a Transformer's layer norm and attention softmax at width 256).
@@ -443,6 +493,9 @@ fn run() -> kiln::Result<()> {
 
     if b.only.as_ref().is_none_or(|o| "step memory".contains(o.as_str())) {
         step_memory(&b.device)?;
+    }
+    if b.only.as_ref().is_none_or(|o| "step fusion".contains(o.as_str())) {
+        step_fusion(&b.device, b.reps)?;
     }
 
     let z0 = b.randn(&[256], 11).cast(DType::F32);

@@ -61,6 +61,7 @@ pub use backend::MemoryStats;
 pub use device::Device;
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
+pub use graph::fuse::{fusion_enabled, set_fusion};
 pub use rng::manual_seed;
 pub use shape::Shape;
 pub use tensor::Tensor;
@@ -74,6 +75,7 @@ pub mod debug {
     pub use crate::backend::wgpu::inject_out_of_memory_once;
     pub use crate::backend::wgpu::live_buffers as live_gpu_buffers;
     pub use crate::graph::check::{inject_fault_once, inject_nan_once};
+    pub use crate::graph::fuse::chains_run as fused_chains_run;
     pub use crate::graph::node::live_nodes;
     pub use crate::optim::fused::inject_f32_constants_once as inject_f32_optimizer_constants_once;
 

@@ -456,19 +456,26 @@ fn a_gpu_step_is_two_dispatches_forward_and_three_or_four_backward() {
     let Some(gpu) = common::gpu("dispatches per step") else {
         return;
     };
-    // per step: what 9 steps take more than 5, over 4
-    let per_step = |kind: &str, lengths: bool| {
+    // per step: what 9 steps take more than 5, over 4; with fusion of elementwise chains on or
+    // off
+    let per_step = |kind: &str, lengths: bool, fused: bool| {
+        kiln::set_fusion(fused);
         let (short, long) = (dispatches(kind, 5, lengths, &gpu), dispatches(kind, 9, lengths, &gpu));
+        kiln::set_fusion(true);
         ((long.0 - short.0) as f64 / 4.0, (long.1 - short.1) as f64 / 4.0)
     };
-    // forward: the recurrent matmul and the cell; backward: the cell's gradient, the matmul
-    // for h, and the sums of h's gradients (from the output, the next cell and the next matmul:
-    // the LSTM's last two join as one assembly of [dh; dc])
-    for (kind, full, with_lengths) in
-        [("LSTM", (2.0, 3.0), (2.0, 5.0)), ("GRU", (2.0, 4.0), (2.0, 4.0)), ("RNN", (2.0, 3.0), (2.0, 4.0))]
-    {
-        assert_eq!(per_step(kind, false), full, "{kind}");
-        assert_eq!(per_step(kind, true), with_lengths, "{kind} with lengths");
+    // unfused: forward, the recurrent matmul and the cell; backward, the cell's gradient, the
+    // matmul for h, and the sums of h's gradients (from the output, the next cell and the next
+    // matmul: the LSTM's last two join as one assembly of [dh; dc]); fused, the sums of h's
+    // gradients that are elementwise become one chain
+    let table = [
+        ("LSTM", [(2.0, 3.0), (2.0, 5.0)], [(2.0, 3.0), (2.0, 4.0)]),
+        ("GRU", [(2.0, 4.0), (2.0, 4.0)], [(2.0, 3.0), (2.0, 3.0)]),
+        ("RNN", [(2.0, 3.0), (2.0, 4.0)], [(2.0, 3.0), (2.0, 3.0)]),
+    ];
+    for (kind, unfused, fused) in table {
+        let measured = [false, true].map(|fuse| [false, true].map(|lengths| per_step(kind, lengths, fuse)));
+        assert_eq!([unfused, fused], measured, "{kind}: [full, with lengths] per step, unfused then fused");
     }
 }
 

@@ -2,11 +2,14 @@
 //! GPU is computed again by the CPU reference from the same input values, and the first output
 //! that differs beyond the op's tolerance stops the computation with an error naming the op, the
 //! shapes, the relative error, any NaN/Inf that appeared on one side only, and the line of user
-//! code that created the node.
+//! code that created the node. A fused chain is checked against its ops' references run one
+//! after another, and a failure names every op of the chain and the line that created it.
 
 use crate::backend::Storage;
 use crate::backend::cpu::CpuStorage;
-use crate::ops::{CpuArg, Meta, Op, ROUNDING_MARGIN, Tolerance, ULP};
+use crate::graph::fuse::Group;
+use crate::ops::fused::Operand;
+use crate::ops::{CpuArg, Exec, Meta, ROUNDING_MARGIN, Tolerance, ULP};
 use crate::rng::RandomKey;
 use crate::{DType, Error, Result, Tensor};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -32,14 +35,7 @@ pub fn inject_nan_once() {
 
 /// Compares the GPU result `out` of node `t` with the CPU reference on the same inputs.
 pub(crate) fn compare(t: &Tensor, inputs: &[Tensor], storages: &[Storage], out: &Storage) -> Result<()> {
-    let host: Vec<CpuStorage> = storages
-        .iter()
-        .zip(inputs)
-        .map(|(s, i)| match s {
-            Storage::Gpu(b) => b.download(i.dtype(), i.numel()),
-            Storage::Cpu(c) => Ok((**c).clone()),
-        })
-        .collect::<Result<_>>()?;
+    let host = download(inputs, storages)?;
     let args: Vec<CpuArg> =
         host.iter().zip(inputs).map(|(data, i)| CpuArg { data, shape: i.shape() }).collect();
     let node = &t.0;
@@ -48,15 +44,155 @@ pub(crate) fn compare(t: &Tensor, inputs: &[Tensor], storages: &[Storage], out: 
     }
     let meta = Meta { shape: &node.shape, dtype: node.dtype };
     let reference = node.op.cpu(&args, &meta).to_f64_vec();
-    let (tolerance, measured) = match node.op.tolerance(&args, &meta) {
-        Tolerance::Exact => (0.0, None),
-        Tolerance::Rounding { floor, terms } => {
-            let kappa = condition(&node.op, &host, inputs, &meta);
-            let summing = ROUNDING_MARGIN * (terms as f64).sqrt() * ULP * kappa;
-            (floor + summing, Some((floor, terms, kappa)))
+    let wide = Meta { shape: &node.shape, dtype: DType::F64 };
+    let allowance = Allowance::of(node.op.tolerance(&args, &meta), || {
+        condition(&host, inputs, &|args| node.op.cpu(args, &wide).to_f64_vec())
+    });
+    let Some(detail) = judge(&reference, out, t, &allowance)? else { return Ok(()) };
+    let msg = format!(
+        "cross-check failed: {} on {} disagrees with the CPU reference\n  inputs: {}\n  output: {} {}\n  {detail}\n  {}",
+        node.op.describe(),
+        node.device,
+        shapes(inputs),
+        node.shape,
+        node.dtype,
+        node.site(),
+    );
+    Err(Error::CheckFailed(msg))
+}
+
+/// Compares the outputs `outs` of a fused chain computed on a GPU with the CPU reference of the
+/// chain: each of its ops' own reference, one after another, on the same input values. The
+/// allowance of an output adds up the allowances of the ops it depends on (each rounds once),
+/// at the condition of the chain up to it, measured as for one op.
+pub(crate) fn compare_chain(g: &Group, storages: &[Storage], outs: &[Storage]) -> Result<()> {
+    let host = download(&g.inputs, storages)?;
+    let args: Vec<CpuArg> =
+        host.iter().zip(&g.inputs).map(|(data, i)| CpuArg { data, shape: i.shape() }).collect();
+    let dtype = g.members[0].dtype();
+    let (reference, tolerances) = chain_reference(g, &args, dtype);
+    for (&step, out) in g.chain.outputs.iter().zip(outs) {
+        let cone = cone(g, step);
+        let (mut floor, mut terms, mut exact) = (0.0, 0, true);
+        for &j in &cone {
+            if let Tolerance::Rounding { floor: f, terms: n } = tolerances[j] {
+                (floor, terms, exact) = (floor + f, terms + n, false);
+            }
         }
-    };
-    let mut gpu = out.gpu().download(node.dtype, t.numel())?.to_f64_vec();
+        let tolerance = if exact { Tolerance::Exact } else { Tolerance::Rounding { floor, terms } };
+        let allowance = Allowance::of(tolerance, || {
+            condition(&host, &g.inputs, &|wide| chain_reference(g, wide, DType::F64).0[step].to_f64_vec())
+        });
+        let node = &g.members[step];
+        let Some(detail) = judge(&reference[step].to_f64_vec(), out, node, &allowance)? else { continue };
+        let names: Vec<String> = g.members.iter().map(|m| m.0.op.describe()).collect();
+        let sites: Vec<String> =
+            g.members.iter().map(|m| format!("{}: {}", m.0.op.name(), m.0.site())).collect();
+        let msg = format!(
+            "cross-check failed: the fused chain {} on {} disagrees with the CPU reference of its ops at step {} of {} ({})\n  inputs: {}\n  output: {} {}\n  {detail}\n  {}",
+            names.join(" → "),
+            node.device(),
+            step + 1,
+            g.members.len(),
+            node.0.op.name(),
+            shapes(&g.inputs),
+            node.shape(),
+            node.dtype(),
+            sites.join("\n  "),
+        );
+        return Err(Error::CheckFailed(msg));
+    }
+    Ok(())
+}
+
+/// The values of every step of chain `g` from its ops' CPU references in `dtype`, and each
+/// op's tolerance on the values it read.
+fn chain_reference(g: &Group, args: &[CpuArg], dtype: DType) -> (Vec<CpuStorage>, Vec<Tolerance>) {
+    let mut values: Vec<CpuStorage> = Vec::with_capacity(g.members.len());
+    let mut tolerances = Vec::with_capacity(g.members.len());
+    for (node, (_, operands)) in g.members.iter().zip(&g.chain.steps) {
+        let step_args: Vec<CpuArg> = operands
+            .iter()
+            .map(|o| match *o {
+                Operand::Input(k) => CpuArg { data: args[k].data, shape: args[k].shape },
+                Operand::Step(i) => CpuArg { data: &values[i], shape: g.members[i].shape() },
+            })
+            .collect();
+        let meta = Meta { shape: node.shape(), dtype };
+        if node.0.op.exec() == Exec::View {
+            // a view in a chain reads its operand (`graph/fuse.rs`)
+            values.push(step_args[0].data.clone());
+            tolerances.push(Tolerance::Exact);
+            continue;
+        }
+        let value = node.0.op.cpu(&step_args, &meta);
+        tolerances.push(node.0.op.tolerance(&step_args, &meta));
+        values.push(value);
+    }
+    (values, tolerances)
+}
+
+/// The steps of chain `g` that step `step` depends on, itself included.
+fn cone(g: &Group, step: usize) -> Vec<usize> {
+    let mut inside = vec![false; step + 1];
+    inside[step] = true;
+    for j in (0..=step).rev() {
+        if inside[j] {
+            for o in &g.chain.steps[j].1 {
+                if let Operand::Step(i) = *o {
+                    inside[i] = true;
+                }
+            }
+        }
+    }
+    (0..=step).filter(|&j| inside[j]).collect()
+}
+
+/// The inputs' values on the host.
+fn download(inputs: &[Tensor], storages: &[Storage]) -> Result<Vec<CpuStorage>> {
+    storages
+        .iter()
+        .zip(inputs)
+        .map(|(s, i)| match s {
+            Storage::Gpu(b) => b.download(i.dtype(), i.numel()),
+            Storage::Cpu(c) => Ok((**c).clone()),
+        })
+        .collect()
+}
+
+/// The inputs' shapes and dtypes, for messages.
+fn shapes(inputs: &[Tensor]) -> String {
+    let shapes: Vec<String> = inputs.iter().map(|i| format!("{} {}", i.shape(), i.dtype())).collect();
+    if shapes.is_empty() { "none".into() } else { shapes.join(", ") }
+}
+
+/// How far a GPU result may be from the reference, and how that was worked out.
+struct Allowance {
+    /// The relative error allowed.
+    tolerance: f64,
+    /// For rounding tolerances: the op's own floor, the terms summed and the measured κ.
+    measured: Option<(f64, usize, f64)>,
+}
+
+impl Allowance {
+    /// The allowance of `tolerance`, measuring the condition κ (only where it is needed).
+    fn of(tolerance: Tolerance, kappa: impl FnOnce() -> f64) -> Allowance {
+        match tolerance {
+            Tolerance::Exact => Allowance { tolerance: 0.0, measured: None },
+            Tolerance::Rounding { floor, terms } => {
+                let kappa = kappa();
+                let summing = ROUNDING_MARGIN * (terms as f64).sqrt() * ULP * kappa;
+                Allowance { tolerance: floor + summing, measured: Some((floor, terms, kappa)) }
+            }
+        }
+    }
+}
+
+/// Downloads the GPU result `out` of node `t` and compares it with `reference`: `None` when it
+/// is within the allowance, else what is wrong (the relative error and its allowance, and any
+/// NaN/Inf on one side only).
+fn judge(reference: &[f64], out: &Storage, t: &Tensor, allowance: &Allowance) -> Result<Option<String>> {
+    let mut gpu = out.gpu().download(t.dtype(), t.numel())?.to_f64_vec();
     if let Some(first) = gpu.first_mut() {
         match INJECT_FAULT.swap(NO_FAULT, Ordering::SeqCst) {
             WRONG_VALUE => *first += 1.0 + first.abs(),
@@ -64,37 +200,28 @@ pub(crate) fn compare(t: &Tensor, inputs: &[Tensor], storages: &[Storage], out: 
             _ => {}
         }
     }
-    let verdict = Verdict::of(&reference, &gpu);
-    if verdict.rel_err <= tolerance && verdict.mismatch.is_none() {
-        return Ok(());
+    let verdict = Verdict::of(reference, &gpu);
+    if verdict.rel_err <= allowance.tolerance && verdict.mismatch.is_none() {
+        return Ok(None);
     }
-    let shapes: Vec<String> = inputs.iter().map(|i| format!("{} {}", i.shape(), i.dtype())).collect();
-    let mut msg = format!(
-        "cross-check failed: {} on {} disagrees with the CPU reference\n  inputs: {}\n  output: {} {}\n  relative error {:.3e} (tolerance {:.1e})",
-        node.op.describe(),
-        node.device,
-        if shapes.is_empty() { "none".into() } else { shapes.join(", ") },
-        node.shape,
-        node.dtype,
-        verdict.rel_err,
-        tolerance,
-    );
-    if let Some((floor, terms, kappa)) = measured {
-        msg.push_str(&format!(
+    let mut detail =
+        format!("relative error {:.3e} (tolerance {:.1e})", verdict.rel_err, allowance.tolerance);
+    if let Some((floor, terms, kappa)) = allowance.measured {
+        detail.push_str(&format!(
             ": {floor:.1e} for the op's own rounding, and {ROUNDING_MARGIN}·√{terms} ulps of sums at the measured condition κ = {kappa:.2}"
         ));
     }
     if let Some(n) = verdict.mismatch {
-        msg.push_str(&format!("\n  {n}"));
+        detail.push_str(&format!("\n  {n}"));
     }
-    msg.push_str(&format!("\n  {}", node.site()));
-    Err(Error::CheckFailed(msg))
+    Ok(Some(detail))
 }
 
-/// The measured condition κ of `op` at these inputs (see [`Tolerance`]): how far its output
-/// moves, in ulps of ‖output‖, when every float input moves by one ulp of random sign — both
-/// runs in f64, so only the data's conditioning shows. 0 for ops without float inputs.
-fn condition(op: &dyn Op, host: &[CpuStorage], inputs: &[Tensor], meta: &Meta) -> f64 {
+/// The measured condition κ of a computation `run` (in f64) at the inputs `host` (see
+/// [`Tolerance`]): how far its output moves, in ulps of ‖output‖, when every float input moves
+/// by one ulp of random sign — both runs in f64, so only the data's conditioning shows. 0 when
+/// no input is a float.
+fn condition(host: &[CpuStorage], inputs: &[Tensor], run: &dyn Fn(&[CpuArg]) -> Vec<f64>) -> f64 {
     if !host.iter().any(|h| h.dtype().is_float()) {
         return 0.0;
     }
@@ -117,7 +244,7 @@ fn condition(op: &dyn Op, host: &[CpuStorage], inputs: &[Tensor], meta: &Meta) -
             .collect();
         let args: Vec<CpuArg> =
             wide.iter().zip(inputs).map(|(data, i)| CpuArg { data, shape: i.shape() }).collect();
-        op.cpu(&args, &Meta { shape: meta.shape, dtype: DType::F64 }).to_f64_vec()
+        run(&args)
     };
     let (y, moved) = (run(false), run(true));
     // infinities (a −∞ mask entry passing through) are compared exactly by `Verdict`; here

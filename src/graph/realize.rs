@@ -7,7 +7,9 @@
 //! soon as its last consumer has been recorded.
 
 use crate::backend::Storage;
-use crate::backend::wgpu::{self as gpu, Recorder};
+use crate::backend::cpu::CpuStorage;
+use crate::backend::wgpu::{self as gpu, GpuBuffer, Recorder};
+use crate::graph::fuse::{self, Group, Task};
 use crate::graph::node::{Node, new_walk};
 use crate::graph::{check, deferred};
 use crate::ops::{CpuArg, Exec, Fault, GpuArg, Meta};
@@ -37,8 +39,12 @@ fn realize_roots(roots: &[Tensor]) -> Result<()> {
     }
     let mut exec = Executor::default();
     let mut result = Ok(());
-    for node in order {
-        if let Err(e) = exec.run(&node) {
+    for task in fuse::plan(order) {
+        let done = match task {
+            Task::Node(node) => exec.run(&node),
+            Task::Chain(group) => exec.run_chain(&group),
+        };
+        if let Err(e) = done {
             result = Err(e);
             break;
         }
@@ -131,6 +137,54 @@ impl Executor {
                 Err(e)
             }
         }
+    }
+
+    /// Computes the nodes of a fused chain in one kernel (or one CPU loop), sets the values
+    /// that are written out, then lets each node forget its inputs as `run` would.
+    fn run_chain(&mut self, g: &Group) -> Result<()> {
+        let storages: SmallVec<[Storage; 4]> =
+            g.inputs.iter().map(|i| i.storage().expect("inputs are realized first")).collect();
+        let mut slots: SmallVec<[SlotId; 2]> = SmallVec::new();
+        for i in &g.inputs {
+            for id in self.tainted.get(&i.id()).map_or(&[][..], |(_, s)| &s[..]) {
+                if !slots.contains(id) {
+                    slots.push(*id);
+                }
+            }
+        }
+        let root = g.members.last().expect("a chain has nodes");
+        let outputs: Vec<Storage> = match root.device() {
+            Device::Cpu => {
+                let host: SmallVec<[&CpuStorage; 4]> = storages.iter().map(|s| s.cpu()).collect();
+                g.chain.cpu(&host, root.dtype()).into_iter().map(|s| Storage::Cpu(Arc::new(s))).collect()
+            }
+            Device::Gpu(n) => {
+                let (rec, _) = self.recorder(n)?;
+                let buffers: SmallVec<[&GpuBuffer; 4]> = storages.iter().map(|s| s.gpu()).collect();
+                let outs = g.chain.gpu(&buffers, rec)?;
+                let checked = rec.context().checked();
+                let outs: Vec<Storage> = outs.into_iter().map(|b| Storage::Gpu(Arc::new(b))).collect();
+                if checked {
+                    self.flush(n)?;
+                    check::compare_chain(g, &storages, &outs)?;
+                }
+                outs
+            }
+        };
+        for (&step, out) in g.chain.outputs.iter().zip(outputs) {
+            let node = &g.members[step];
+            node.0.set_storage(out);
+            if !slots.is_empty() {
+                self.tainted.insert(node.id(), (Arc::downgrade(&node.0), slots.clone()));
+            }
+        }
+        for node in &g.members {
+            if !fuse::keeps(node) {
+                node.0.drop_inputs();
+            }
+        }
+        fuse::count_chain();
+        Ok(())
     }
 
     /// The value of node `t` from its realized inputs. A GPU kernel that checks indices adds

@@ -2,6 +2,7 @@
 //! (which give bool tensors) in [`COMPARE`]. The kernel is `shaders/binary.wgsl`: a fast path
 //! for operands of the output's shape and a strided path for broadcasts.
 
+use super::fused::Step;
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance};
 use crate::backend::cpu::{CpuData, CpuStorage, PARALLEL_CHUNK};
 use crate::backend::cpu_pool;
@@ -248,6 +249,13 @@ impl Op for Binary {
             _ => return false,
         }
         true
+    }
+
+    fn elementwise(&self) -> Option<Step> {
+        match self.f {
+            Func::Arith(f) => Some(Step::Binary(f)),
+            Func::Compare(_) => None,
+        }
     }
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {

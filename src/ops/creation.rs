@@ -1,5 +1,6 @@
 //! Creation ops: `full` (and zeros/ones) and `arange`. Random tensors are in `random.rs`.
 
+use super::fused::Step;
 use super::{CpuArg, GpuArg, Meta, Op, Tolerance, ulps};
 use crate::backend::cpu::{CpuData, CpuStorage};
 use crate::backend::cpu_pool::filled;
@@ -46,6 +47,9 @@ impl Op for Full {
     fn tolerance(&self, _: &[CpuArg], _: &Meta) -> Tolerance {
         // the same value converted once
         Tolerance::Exact
+    }
+    fn elementwise(&self) -> Option<Step> {
+        Some(Step::Constant(self.value))
     }
     fn gpu(&self, _: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let n = out.shape.numel();

@@ -14,6 +14,7 @@ pub mod channel;
 pub mod concat;
 pub mod conv;
 pub mod creation;
+pub(crate) mod fused;
 pub mod index;
 pub mod layernorm;
 pub(crate) mod layout;
@@ -157,6 +158,12 @@ pub(crate) trait Op:
         false
     }
 
+    /// The op as one step of a fused elementwise chain (`fused.rs`), if it can be one: the
+    /// realizer then may compute it together with its neighbours in one kernel.
+    fn elementwise(&self) -> Option<fused::Step> {
+        None
+    }
+
     /// Records the GPU kernel(s) into `rec` and returns the output buffer.
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer>;
 
@@ -230,6 +237,7 @@ pub(crate) fn kernel_variants() -> Vec<crate::backend::wgpu::Kernel<'static>> {
     all.extend(attention::variants());
     all.extend(conv::variants());
     all.extend(recurrent::variants());
+    all.extend(fused::variants());
     all
 }
 

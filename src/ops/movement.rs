@@ -5,6 +5,7 @@
 //! coordinates c reads the input at offset `start + Σ c_d·stride_d` (stride 0 repeats, a
 //! permuted stride transposes, a scaled stride steps). Concat uses the same kernel to write.
 
+use super::fused::Step;
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance};
 use crate::backend::cpu::{CpuData, CpuStorage, with_any};
 use crate::backend::cpu_pool::{self, filled};
@@ -143,6 +144,11 @@ impl Op for Movement {
 
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
         read_strided(args[0].data, out.shape, &self.read(args[0].shape, out.shape))
+    }
+
+    fn elementwise(&self) -> Option<Step> {
+        // an expand inside a chain is the broadcast every step's read already does
+        matches!(self, Movement::Expand).then_some(Step::Broadcast)
     }
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {

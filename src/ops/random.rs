@@ -2,6 +2,7 @@
 //! tensors, and dropout. The same key gives the same bits on every device, so a dropout mask
 //! drawn on the GPU equals the one the CPU reference draws.
 
+use super::fused::Step;
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, ULP};
 use crate::backend::cpu::{CpuStorage, with_float};
 use crate::backend::cpu_pool;
@@ -159,6 +160,9 @@ impl Op for Dropout {
         let kernel = Kernel::new(&SHADER, "dropout", 1, 1).with_library(&PHILOX);
         rec.dispatch(&kernel, &params, &[args[0].buf], &[&y], Grid::Linear(params.n.div_ceil(256)))?;
         Ok(y)
+    }
+    fn elementwise(&self) -> Option<Step> {
+        Some(Step::Dropout { key: self.key, p: self.p, scale: self.scale() })
     }
     fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
         // d/dx dropout(x) = the same mask and scale, applied to the gradient

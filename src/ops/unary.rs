@@ -4,6 +4,7 @@
 //! Scalar arithmetic (`x * 2.0`, `1.0 - x`, `x.powf(3.0)`) is here too: a row with parameters
 //! `a` and `b`, so it costs one dispatch and no scalar tensor.
 
+use super::fused::Step;
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance};
 use crate::backend::cpu::{CpuData, CpuStorage, PARALLEL_CHUNK};
 use crate::backend::cpu_pool;
@@ -439,6 +440,10 @@ impl Op for Unary {
             _ => return false,
         }
         true
+    }
+
+    fn elementwise(&self) -> Option<Step> {
+        Some(Step::Unary { f: self.f, a: self.a, b: self.b })
     }
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {

@@ -15,6 +15,7 @@
 
 use super::context::{GpuContext, lock};
 use crate::{Error, Result};
+use smallvec::SmallVec;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -57,8 +58,8 @@ pub(crate) use shader;
 /// An entry point of a shader, specialized, with its binding counts.
 pub(crate) struct Kernel<'a> {
     pub shader: &'a Shader,
-    /// A shared shader placed before this one (the GEMM core for matmul and conv).
-    pub library: Option<&'a Shader>,
+    /// Shared shaders placed before this one, in order (the GEMM core for matmul and conv).
+    pub libraries: SmallVec<[&'a Shader; 2]>,
     pub entry: &'static str,
     /// Buffers read (bindings 1..=reads).
     pub reads: u32,
@@ -74,7 +75,7 @@ pub(crate) struct Kernel<'a> {
 impl<'a> Kernel<'a> {
     /// An unspecialized kernel.
     pub fn new(shader: &'a Shader, entry: &'static str, reads: u32, writes: u32) -> Kernel<'a> {
-        Kernel { shader, library: None, entry, reads, writes, spec: Vec::new(), faults: false }
+        Kernel { shader, libraries: SmallVec::new(), entry, reads, writes, spec: Vec::new(), faults: false }
     }
 
     /// Binds the recorder's fault words, for a kernel that calls `report_fault` (see
@@ -84,9 +85,9 @@ impl<'a> Kernel<'a> {
         self
     }
 
-    /// Places the shared shader `library` before this one.
+    /// Places the shared shader `library` before this one (after the libraries placed so far).
     pub fn with_library(mut self, library: &'a Shader) -> Kernel<'a> {
-        self.library = Some(library);
+        self.libraries.push(library);
         self
     }
 
@@ -99,10 +100,12 @@ impl<'a> Kernel<'a> {
     /// The full WGSL source: prelude (with or without subgroup operations) plus the
     /// specialized shader.
     pub fn source(&self, subgroups: bool) -> String {
-        let mut text = match self.library {
-            Some(lib) => format!("{}\n{}", lib.source, self.shader.source),
-            None => self.shader.source.to_string(),
-        };
+        let mut text = String::new();
+        for lib in &self.libraries {
+            text.push_str(lib.source);
+            text.push('\n');
+        }
+        text.push_str(self.shader.source);
         for (pattern, replacement) in &self.spec {
             assert!(text.contains(pattern), "{}: no {pattern:?} to specialize", self.shader.name);
             text = text.replace(pattern, replacement);
@@ -117,15 +120,18 @@ impl<'a> Kernel<'a> {
             return 0;
         }
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        (self.library.map(|l| l.name), self.shader.name, self.entry, &self.spec, self.faults, subgroups)
-            .hash(&mut h);
+        for lib in &self.libraries {
+            lib.name.hash(&mut h);
+        }
+        (self.shader.name, self.entry, &self.spec, self.faults, subgroups).hash(&mut h);
         h.finish()
     }
 
     /// A readable name of shader, entry point, specialization and prelude (for error messages).
     pub fn key(&self, subgroups: bool) -> String {
         let spec: Vec<String> = self.spec.iter().map(|(p, r)| format!("{p}={r}")).collect();
-        let lib = self.library.map_or("", |l| l.name);
+        let lib: Vec<&str> = self.libraries.iter().map(|l| l.name).collect();
+        let lib = lib.join("+");
         let faults = if self.faults { "+faults" } else { "" };
         let rows = if subgroups { "+subgroups" } else { "" };
         format!("{lib}+{}:{}:{}{faults}{rows}", self.shader.name, self.entry, spec.join(";"))
@@ -136,10 +142,12 @@ impl<'a> Kernel<'a> {
     /// hash of the full key keeps names apart that read alike once sanitized (`a + b`, `a * b`).
     pub fn file_name(&self, subgroups: bool) -> String {
         let stem = |s: &Shader| s.name.trim_end_matches(".wgsl");
-        let mut name = match self.library {
-            Some(lib) => format!("{}+{}", stem(lib), stem(self.shader)),
-            None => stem(self.shader).to_string(),
-        };
+        let mut name = String::new();
+        for lib in &self.libraries {
+            name.push_str(stem(lib));
+            name.push('+');
+        }
+        name.push_str(stem(self.shader));
         name.push('.');
         name.push_str(self.entry);
         for (pattern, replacement) in &self.spec {
@@ -178,7 +186,7 @@ pub fn force_pipeline_hash_collisions(on: bool) {
 /// A kernel's full identity, owned: what a cached pipeline was compiled from.
 #[derive(PartialEq, Eq)]
 struct KernelKey {
-    library: Option<&'static str>,
+    libraries: SmallVec<[&'static str; 2]>,
     shader: &'static str,
     entry: &'static str,
     spec: Vec<(&'static str, String)>,
@@ -189,7 +197,7 @@ struct KernelKey {
 impl KernelKey {
     fn of(kernel: &Kernel, subgroups: bool) -> KernelKey {
         KernelKey {
-            library: kernel.library.map(|l| l.name),
+            libraries: kernel.libraries.iter().map(|l| l.name).collect(),
             shader: kernel.shader.name,
             entry: kernel.entry,
             spec: kernel.spec.clone(),
@@ -200,7 +208,7 @@ impl KernelKey {
 
     /// Whether this is `kernel`'s key (compared in place, without building one).
     fn matches(&self, kernel: &Kernel, subgroups: bool) -> bool {
-        self.library == kernel.library.map(|l| l.name)
+        self.libraries.iter().eq(kernel.libraries.iter().map(|l| &l.name))
             && self.shader == kernel.shader.name
             && self.entry == kernel.entry
             && self.spec == kernel.spec

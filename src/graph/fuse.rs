@@ -1,0 +1,283 @@
+//! Finding the elementwise chains of a realize's schedule that can run as one fused kernel
+//! (`ops/fused.rs`).
+//!
+//! One pass over the schedule from its end: an elementwise node joins the chain of its consumers
+//! when all its consumers in this realize belong to that one chain, so the chain can run at its
+//! last node's place and nothing outside it waits for the joined node. A joined node's value is
+//! written out only when something outside the chain still needs it: a handle the user holds, a
+//! node of another realize, or a consumer that keeps its inputs for the backward pass. Values no
+//! one else needs stay in registers (GPU) or in a block of the L1 cache (CPU).
+//!
+//! `KILN_FUSE=0` turns fusion off for the process; [`set_fusion`] switches it per thread.
+
+use crate::ops::Exec;
+use crate::ops::fused::{Chain, Operand, Step, fits_gpu};
+use crate::{DType, Device, Shape, Tensor};
+use smallvec::SmallVec;
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+thread_local! {
+    static THREAD_FUSION: Cell<Option<bool>> = const { Cell::new(None) };
+    static CHAINS_RUN: Cell<u64> = const { Cell::new(0) };
+}
+
+/// How many fused chains realizes on this thread have computed (for tests that check that
+/// fusion happened).
+pub fn chains_run() -> u64 {
+    CHAINS_RUN.with(|c| c.get())
+}
+
+/// Counts one fused chain computed.
+pub(crate) fn count_chain() {
+    CHAINS_RUN.with(|c| c.set(c.get() + 1));
+}
+
+/// Whether realizes on this thread fuse elementwise chains: [`set_fusion`]'s choice, else on
+/// unless the environment sets `KILN_FUSE=0`.
+pub fn fusion_enabled() -> bool {
+    static DEFAULT: OnceLock<bool> = OnceLock::new();
+    THREAD_FUSION.with(|f| f.get()).unwrap_or_else(|| {
+        *DEFAULT.get_or_init(|| std::env::var("KILN_FUSE").map_or(true, |v| v.trim() != "0"))
+    })
+}
+
+/// Turns fusion of elementwise chains on or off for realizes on this thread (results are the
+/// same either way: on the CPU bit for bit, on a GPU within rounding).
+///
+/// ```
+/// kiln::set_fusion(false);
+/// assert!(!kiln::fusion_enabled());
+/// kiln::set_fusion(true);
+/// ```
+pub fn set_fusion(on: bool) {
+    THREAD_FUSION.with(|f| f.set(Some(on)));
+}
+
+/// The most steps one chain takes: a longer kernel compiles slowly and spills registers.
+const MAX_STEPS: usize = 32;
+
+/// One unit of a realize's work.
+pub(crate) enum Task {
+    /// A node computed by its own op.
+    Node(Tensor),
+    /// Nodes computed together as one chain.
+    Chain(Group),
+}
+
+/// A chain of the schedule: its nodes, its inputs and the program that computes them.
+pub(crate) struct Group {
+    /// The chain's nodes in schedule order, step j of `chain` being node j.
+    pub members: Vec<Tensor>,
+    /// The chain's inputs, input k of `chain` being tensor k.
+    pub inputs: Vec<Tensor>,
+    pub chain: Chain,
+}
+
+/// A chain being gathered, from its last node back.
+struct Draft {
+    device: Device,
+    dtype: DType,
+    shape: Shape,
+    /// Positions in the schedule of its nodes (last first), and whether each is written out.
+    members: Vec<(usize, bool)>,
+    /// How many of them are written out.
+    outputs: usize,
+    /// The tensors it reads that are not its nodes (so far), by id, with their shapes.
+    external: Vec<(u64, Shape)>,
+    scalars: usize,
+    words: usize,
+}
+
+impl Draft {
+    /// Whether the chain fits one GPU kernel (on the CPU, any chain does).
+    fn fits(&self) -> bool {
+        if self.members.len() > MAX_STEPS {
+            return false;
+        }
+        let strided = self.external.iter().filter(|(_, s)| *s != self.shape && s.numel() != 1).count();
+        !self.device.is_gpu()
+            || fits_gpu(strided, self.scalars, self.words, self.external.len() + self.outputs)
+    }
+}
+
+/// The schedule `order` as tasks: fused chains where fusion is on, else one task per node.
+pub(crate) fn plan(order: Vec<Tensor>) -> Vec<Task> {
+    if !fusion_enabled() || order.len() < 2 {
+        return order.into_iter().map(Task::Node).collect();
+    }
+    let position: HashMap<u64, usize> = order.iter().enumerate().map(|(p, t)| (t.id(), p)).collect();
+    // per node: the positions of its consumers in this realize, and how many input slots of
+    // theirs refer to it
+    let mut consumers: Vec<SmallVec<[usize; 2]>> = vec![SmallVec::new(); order.len()];
+    let mut slots = vec![0usize; order.len()];
+    for (p, t) in order.iter().enumerate() {
+        for input in t.0.inputs().iter() {
+            if let Some(&q) = position.get(&input.id()) {
+                slots[q] += 1;
+                if !consumers[q].contains(&p) {
+                    consumers[q].push(p);
+                }
+            }
+        }
+    }
+    let mut group_of: Vec<Option<usize>> = vec![None; order.len()];
+    let mut drafts: Vec<Draft> = Vec::new();
+    for p in (0..order.len()).rev() {
+        let t = &order[p];
+        let Some(step) = fusable(t) else { continue };
+        let inputs: Vec<(u64, Shape)> = t.0.inputs().iter().map(|i| (i.id(), i.shape().clone())).collect();
+        // the chain of a consumer, if every other consumer is in it too or runs after it (and
+        // then reads the value written out)
+        let target = consumers[p].iter().filter_map(|&c| group_of[c]).find(|&g| {
+            let d = &drafts[g];
+            consumers[p].iter().all(|&c| group_of[c] == Some(g) || c > d.members[0].0)
+                && d.device == t.device()
+                && d.dtype == t.dtype()
+                && Shape::try_broadcast(t.shape(), &d.shape).as_ref() == Some(&d.shape)
+                && (!step.positional() || *t.shape() == d.shape)
+        });
+        if let Some(g) = target {
+            // written out when anything but this realize's consumers refers to it (beyond the
+            // schedule's own handle), a consumer outside the chain reads it, or a consumer
+            // keeps it for the backward pass
+            let stored = Arc::strong_count(&t.0) > 1 + slots[p]
+                || consumers[p].iter().any(|&c| group_of[c] != Some(g) || keeps(&order[c]));
+            let draft = &drafts[g];
+            // a view that is written out stays a view: sharing its input's storage costs nothing
+            let view = t.0.op.exec() == Exec::View;
+            if !stored || (*t.shape() == draft.shape && !view) {
+                let mut joined = Draft {
+                    device: draft.device,
+                    dtype: draft.dtype,
+                    shape: draft.shape.clone(),
+                    members: draft.members.clone(),
+                    outputs: draft.outputs + stored as usize,
+                    external: draft.external.iter().filter(|(id, _)| *id != t.id()).cloned().collect(),
+                    scalars: draft.scalars + step.scalars(),
+                    words: draft.words + step.words(),
+                };
+                joined.members.push((p, stored));
+                for input in inputs.iter() {
+                    if !joined.external.iter().any(|(id, _)| *id == input.0) {
+                        joined.external.push(input.clone());
+                    }
+                }
+                if joined.fits() {
+                    drafts[g] = joined;
+                    group_of[p] = Some(g);
+                    continue;
+                }
+            }
+        }
+        if t.0.op.exec() == Exec::View {
+            continue; // a view only ever joins a chain as a read; alone, it is free
+        }
+        let mut external: Vec<(u64, Shape)> = Vec::new();
+        for input in inputs {
+            if !external.iter().any(|(id, _)| *id == input.0) {
+                external.push(input);
+            }
+        }
+        drafts.push(Draft {
+            device: t.device(),
+            dtype: t.dtype(),
+            shape: t.shape().clone(),
+            members: vec![(p, true)],
+            outputs: 1,
+            external,
+            scalars: step.scalars(),
+            words: step.words(),
+        });
+        group_of[p] = Some(drafts.len() - 1);
+    }
+    // the tasks: a chain of two or more nodes at its last node's place, the others alone
+    let mut chains: HashMap<usize, Group> = HashMap::new();
+    // on the CPU, a chain whose every value is written out saves no pass over memory, and its
+    // nodes alone may run in place: it stays unfused
+    let fused = |d: &Draft| d.members.len() >= 2 && (d.device.is_gpu() || d.outputs < d.members.len());
+    for draft in drafts.iter().filter(|d| fused(d)) {
+        chains.insert(draft.members[0].0, group(&order, &draft.members));
+    }
+    let fused: Vec<bool> = (0..order.len()).map(|p| group_of[p].is_some_and(|g| fused(&drafts[g]))).collect();
+    order
+        .into_iter()
+        .enumerate()
+        .filter_map(|(p, t)| match chains.remove(&p) {
+            Some(group) => Some(Task::Chain(group)),
+            None if fused[p] => None,
+            None => Some(Task::Node(t)),
+        })
+        .collect()
+}
+
+/// The node as a chain step, if it is an elementwise op on float data that has yet to run. A
+/// view that keeps the order of its elements under the chain's broadcasting — of one element,
+/// or of an unchanged shape — is a step too: it reads its operand.
+fn fusable(t: &Tensor) -> Option<Step> {
+    let float = match t.device() {
+        Device::Cpu => matches!(t.dtype(), DType::F32 | DType::F64),
+        Device::Gpu(_) => t.dtype() == DType::F32,
+    };
+    if !float || t.0.poison().is_some() {
+        return None;
+    }
+    let inputs = t.0.inputs();
+    let step = match t.0.op.exec() {
+        Exec::View => {
+            let input = inputs.first()?;
+            (input.numel() == 1 || input.shape() == t.shape()).then_some(Step::Broadcast)?
+        }
+        _ => t.0.op.elementwise()?,
+    };
+    // every operand of an elementwise op has its dtype
+    inputs.iter().all(|i| i.dtype() == t.dtype()).then_some(step)
+}
+
+/// Whether node `t` keeps its inputs once computed (a gradient will pass through it): the
+/// realizer's rule (`realize.rs`).
+pub(crate) fn keeps(t: &Tensor) -> bool {
+    t.requires_grad() && t.0.inputs().iter().any(|i| i.requires_grad())
+}
+
+/// The group of the nodes at `members` (positions, last first, each with whether it is written
+/// out).
+fn group(order: &[Tensor], members: &[(usize, bool)]) -> Group {
+    let members: Vec<(usize, bool)> = members.iter().rev().copied().collect();
+    let root = members.last().expect("a chain has nodes").0;
+    let step_of: HashMap<u64, usize> =
+        members.iter().enumerate().map(|(j, &(p, _))| (order[p].id(), j)).collect();
+    let mut inputs: Vec<Tensor> = Vec::new();
+    let mut steps = Vec::new();
+    let mut outputs = Vec::new();
+    for (j, &(p, stored)) in members.iter().enumerate() {
+        let t = &order[p];
+        let step = fusable(t).expect("members are fusable");
+        let operands =
+            t.0.inputs()
+                .iter()
+                .map(|i| match step_of.get(&i.id()) {
+                    Some(&s) => Operand::Step(s),
+                    None => match inputs.iter().position(|x| x.id() == i.id()) {
+                        Some(k) => Operand::Input(k),
+                        None => {
+                            inputs.push(i.clone());
+                            Operand::Input(inputs.len() - 1)
+                        }
+                    },
+                })
+                .collect();
+        steps.push((step, operands));
+        if stored {
+            outputs.push(j);
+        }
+    }
+    let chain = Chain {
+        steps,
+        inputs: inputs.iter().map(|i| i.shape().clone()).collect(),
+        shape: order[root].shape().clone(),
+        outputs,
+    };
+    Group { members: members.iter().map(|&(p, _)| order[p].clone()).collect(), inputs, chain }
+}

@@ -1,0 +1,224 @@
+//! Fusion of elementwise chains (`KILN_FUSE`, `kiln::set_fusion`): invisible to results — bit
+//! for bit on the CPU, within rounding on the GPU — and visible in the work: one dispatch per
+//! chain, intermediates no one else reads never stored, and `KILN_CHECK` naming every op of a
+//! chain that disagrees with the CPU reference.
+
+mod common;
+
+use common::Seed;
+use kiln::{DType, Device, Error, Tensor};
+
+/// The chains every test runs, on inputs made from `seed`: (name, outputs). Each mixes the
+/// step kinds: unary rows with parameters, binary rows with broadcast and one-element operands,
+/// constants, an expand inside the chain, views, values a later op reads too.
+fn chains(
+    device: &Device,
+    dtype: DType,
+    (n, c): (usize, usize),
+    seed: u64,
+) -> Vec<(&'static str, Vec<Tensor>)> {
+    kiln::manual_seed(seed);
+    let randn = |shape: &[usize]| Tensor::randn(shape.to_vec(), device).cast(dtype);
+    let (x, y, bias, s) = (randn(&[n, c]), randn(&[n, c]), randn(&[c]), randn(&[1, 1]));
+    let columns = randn(&[n, 1]);
+    Tensor::realize_all(&[x.clone(), y.clone(), bias.clone(), s.clone(), columns.clone()]).unwrap();
+    let many: Vec<Tensor> = (0..10).map(|_| randn(&[n, c])).collect();
+    Tensor::realize_all(&many).unwrap();
+    let activation = (&x * 2.0 + 1.0).tanh();
+    vec![
+        ("unary and broadcast binary", vec![((&activation * &bias).relu() - &x).sigmoid()]),
+        ("one-element operand", vec![((&x + &s).abs() + 0.5).sqrt().log() * &y]),
+        ("expanded step", vec![(&bias * 3.0).expand([n, c]) + &x / &columns]),
+        ("constant", vec![(Tensor::ones([n, c], device).cast(dtype) * 0.25 + &x).clamp(-0.5, 0.75)]),
+        ("value read later", vec![activation.gelu() * &y, activation.clone()]),
+        ("scalar chain", vec![(x.sum_all() * 0.5).reshape([1]).expand([n]) + &columns.reshape([n])]),
+        ("dropout", vec![(&x + &bias).relu().dropout(0.3) * 2.0]),
+        ("ten inputs", vec![many.iter().skip(1).fold(many[0].clone(), |acc, m| (acc + m).leaky_relu(0.1))]),
+    ]
+}
+
+/// The values of `outputs`, realized together.
+fn values(outputs: &[Tensor]) -> Vec<Vec<f64>> {
+    Tensor::realize_all(outputs).unwrap();
+    outputs.iter().map(|t| t.to_f64_vec().unwrap()).collect()
+}
+
+/// One chain's results: its name, its values fused and unfused, and how many chains the fused
+/// run computed.
+struct Run {
+    name: &'static str,
+    fused: Vec<Vec<f64>>,
+    unfused: Vec<Vec<f64>>,
+    chains: u64,
+}
+
+/// Runs every chain with fusion on and off.
+fn both_ways(device: &Device, dtype: DType, shape: (usize, usize), seed: u64) -> Vec<Run> {
+    let mut out: Vec<Run> = Vec::new();
+    for on in [true, false] {
+        kiln::set_fusion(on);
+        for (k, (name, outputs)) in chains(device, dtype, shape, seed).into_iter().enumerate() {
+            let before = kiln::debug::fused_chains_run();
+            let v = values(&outputs);
+            let chains = kiln::debug::fused_chains_run() - before;
+            if on {
+                out.push(Run { name, fused: v, unfused: Vec::new(), chains });
+            } else {
+                assert_eq!(chains, 0, "{name}: fusion is off, yet a chain ran");
+                out[k].unfused = v;
+            }
+        }
+    }
+    kiln::set_fusion(true);
+    out
+}
+
+const SHAPES: [(usize, usize); 5] = [(1, 1), (7, 13), (33, 64), (1500, 64), (2, 1031)];
+
+#[test]
+fn cpu_chains_give_the_unfused_result_bit_for_bit() {
+    let seed = Seed::from_env("fusion", "cpu_chains_give_the_unfused_result_bit_for_bit");
+    for dtype in [DType::F32, DType::F64] {
+        for shape in SHAPES {
+            for Run { name, fused, unfused, chains } in both_ways(&Device::Cpu, dtype, shape, seed.value) {
+                assert!(chains >= 1, "{name} {shape:?} {dtype}: no chain was fused");
+                for (f, u) in fused.iter().zip(&unfused) {
+                    let same =
+                        f.iter().zip(u).all(|(a, b)| a.to_bits() == b.to_bits() || a.is_nan() && b.is_nan());
+                    assert!(same, "{name} {shape:?} {dtype}: fused and unfused CPU results differ; {seed}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn gpu_chains_agree_with_the_unfused_gpu_and_the_cpu() {
+    let Some(gpu) = common::gpu("fusion") else { return };
+    let seed = Seed::from_env("fusion", "gpu_chains_agree_with_the_unfused_gpu_and_the_cpu");
+    for shape in SHAPES {
+        let cpu = both_ways(&Device::Cpu, DType::F32, shape, seed.value);
+        for (run, reference) in both_ways(&gpu, DType::F32, shape, seed.value).into_iter().zip(cpu) {
+            let Run { name, fused, unfused, chains } = run;
+            assert!(chains >= 1, "{name} {shape:?}: no chain was fused on the GPU");
+            for (against, what) in [(&unfused, "the unfused GPU"), (&reference.fused, "the CPU")] {
+                for (f, r) in fused.iter().zip(against) {
+                    let err = relative_error(f, r);
+                    // f32 steps of a few ulps each (tanh, exp, log, erf), a handful deep
+                    assert!(
+                        err < 2e-5,
+                        "{name} {shape:?}: fused GPU against {what}: relative error {err:e}; {seed}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn relative_error(a: &[f64], b: &[f64]) -> f64 {
+    let diff: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+    let norm: f64 = b.iter().map(|y| y * y).sum();
+    (diff / norm.max(1e-30)).sqrt()
+}
+
+#[test]
+fn a_chain_is_one_dispatch_and_splits_where_it_outgrows_the_bindings() {
+    let Some(gpu) = common::gpu("fusion") else { return };
+    kiln::manual_seed(3);
+    let (x, bias) = (Tensor::randn([9, 5], &gpu), Tensor::randn([5], &gpu));
+    let many: Vec<Tensor> = (0..10).map(|_| Tensor::randn([9, 5], &gpu)).collect();
+    Tensor::realize_all(&[x.clone(), bias.clone()]).unwrap();
+    Tensor::realize_all(&many).unwrap();
+    let count = |on: bool, build: &dyn Fn() -> Tensor| {
+        kiln::set_fusion(on);
+        let y = build();
+        let before = kiln::debug::gpu_dispatches();
+        y.realize().unwrap();
+        kiln::set_fusion(true);
+        kiln::debug::gpu_dispatches() - before
+    };
+    let chain = || (((&x * 2.0 + 1.0).tanh() * &bias).relu() - &x).sigmoid();
+    assert_eq!(count(false, &chain), 7);
+    assert_eq!(count(true, &chain), 1);
+    // nine adds of ten inputs: a kernel binds at most 8 buffers, so two kernels
+    let sum = || many.iter().skip(1).fold(many[0].clone(), |acc, m| acc + m);
+    assert_eq!(count(false, &sum), 9);
+    assert_eq!(count(true, &sum), 2);
+}
+
+#[test]
+fn gradients_are_the_same_with_fusion_on_and_off() {
+    let seed = Seed::from_env("fusion", "gradients_are_the_same_with_fusion_on_and_off");
+    let mut devices = vec![Device::Cpu];
+    devices.extend(common::gpu("fusion"));
+    for device in devices {
+        let grads = |on: bool| -> Vec<Vec<f64>> {
+            kiln::set_fusion(on);
+            kiln::manual_seed(seed.value);
+            let x = Tensor::randn([17, 6], &device);
+            let w = Tensor::randn([6, 5], &device).requires_grad_();
+            let b = Tensor::randn([5], &device).requires_grad_();
+            let h = (x.matmul(&w) + &b).tanh().dropout(0.25);
+            let loss = ((&h * 2.0).sigmoid() * &h + (&b * &b).sum_all()).square().mean_all();
+            let g = loss.backward();
+            let wanted = [loss.clone(), g.get(&w).unwrap().clone(), g.get(&b).unwrap().clone()];
+            let v = values(&wanted);
+            kiln::set_fusion(true);
+            v
+        };
+        let before = kiln::debug::fused_chains_run();
+        let (fused, unfused) = (grads(true), grads(false));
+        assert!(kiln::debug::fused_chains_run() > before, "{device}: nothing was fused");
+        for (f, u) in fused.iter().zip(&unfused) {
+            match device {
+                Device::Cpu => assert_eq!(f, u, "CPU gradients differ with fusion; {seed}"),
+                _ => assert!(relative_error(f, u) < 1e-5, "{device} gradients differ with fusion; {seed}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn a_chain_past_the_grid_limit_covers_every_element() {
+    let Some(gpu) = common::gpu("fusion") else { return };
+    // 65,535 workgroups of 256 and one more element: the grid folds onto two dimensions
+    let n = 65_535 * 256 + 1;
+    let x = Tensor::arange(0.0, n as f64, 1.0, &gpu);
+    let ones = Tensor::ones([n], &gpu);
+    Tensor::realize_all(&[x.clone(), ones.clone()]).unwrap();
+    let before = kiln::debug::fused_chains_run();
+    let y = ((&x * 0.5 + &ones) * 2.0).to_vec::<f32>().unwrap();
+    assert_eq!(kiln::debug::fused_chains_run() - before, 1);
+    for i in [0, 1, 256 * 65_535 - 1, n - 1] {
+        assert_eq!(y[i], i as f32 + 2.0, "element {i}");
+    }
+}
+
+#[test]
+fn the_cross_check_names_every_op_of_a_wrong_chain() {
+    let Some(_) = common::gpu("fusion") else { return };
+    let gpu = Device::gpu_checked(0).unwrap();
+    let (a, b) = (Tensor::randn([4, 6], &gpu), Tensor::randn([6], &gpu));
+    Tensor::realize_all(&[a.clone(), b.clone()]).unwrap();
+    // a correct chain passes
+    ((&a * 2.0).tanh() + &b).realize().expect("a correct chain passes the cross-check");
+    kiln::debug::inject_fault_once();
+    #[rustfmt::skip]
+    let (scaled, first) = (&a * 2.0, line!());
+    #[rustfmt::skip]
+    let (y, last) = (scaled.tanh() + &b, line!());
+    match y.realize() {
+        Err(Error::CheckFailed(msg)) => {
+            assert!(
+                msg.contains("fused chain mul_scalar(a 2, b 0) → tanh(a 0, b 0) → add"),
+                "names the chain: {msg}"
+            );
+            assert!(msg.contains("[4, 6]"), "names the shapes: {msg}");
+            assert!(msg.contains("relative error"), "gives the error: {msg}");
+            for line in [first, last] {
+                assert!(msg.contains(&format!("tests/fusion.rs:{line}")), "points at line {line}: {msg}");
+            }
+        }
+        other => panic!("the injected fault was not caught: {other:?}"),
+    }
+}
