@@ -1,9 +1,13 @@
-// Fused optimizer updates, one invocation per parameter element (PyTorch's update rules).
-// Bindings: the gradient is read; the parameter and the state buffers s0..s2 (as many as the
-// rule has) are updated in place. Each invocation reads its elements before it writes them.
+// Fused optimizer updates (PyTorch's update rules): one invocation per element of up to 16
+// parameter tensors of one parameter group, taken as one range of elements in which tensor k's
+// elements end at `end(k)`. Per tensor k: the gradient grad{k} is read; the parameter param{k}
+// and the state buffers s{j}_{k} (as many as the rule has) are updated in place, each
+// invocation reading its elements before it writes them. src/optim/fused.rs writes the bindings
+// and the body for the tensors and the rule; as written, the file updates one tensor with SGD
+// (one state slot), so it parses alone.
 
 struct Params {
-    n: u32,
+    n: u32,         // elements of all the tensors
     first: u32,     // 1 on the first step (SGD initializes its momentum buffer with g)
     flag: u32,      // SGD: nesterov; RMSProp: centered; Adam: decoupled weight decay (AdamW)
     pad0: u32,
@@ -19,106 +23,86 @@ struct Params {
     decay: f32,       // AdamW: 1 − lr·weight_decay
     pad1: f32,
     pad2: f32,
+    ends: array<vec4<u32>, 4>, // where each tensor's elements end in the range
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> grad: array<f32>;
-@group(0) @binding(2) var<storage, read_write> param: array<f32>;
-@group(0) @binding(3) var<storage, read_write> s0: array<f32>;
-@group(0) @binding(4) var<storage, read_write> s1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> s2: array<f32>;
+@group(0) @binding(1) var<storage, read> grad0: array<f32>; @group(0) @binding(2) var<storage, read_write> param0: array<f32>; @group(0) @binding(3) var<storage, read_write> s0_0: array<f32>; // @BINDINGS
 
-fn index(wg: vec3<u32>, groups: vec3<u32>, lid: u32) -> u32 {
-    return flat_workgroup(wg, groups) * 256u + lid;
+fn end(k: u32) -> u32 {
+    return p.ends[k / 4u][k % 4u];
 }
 
-@compute @workgroup_size(256)
-fn sgd(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-       @builtin(local_invocation_index) lid: u32) {
-    let i = index(wg, groups, lid);
-    if i >= p.n {
-        return;
-    }
-    var g = grad[i] + p.weight_decay * param[i];
+// The rules, one element at a time: the new parameter from the old one `x` and the gradient;
+// the state slots `s` (x, y, z: the rule's s0, s1, s2) are updated in place.
+
+fn sgd(x: f32, grad: f32, s: ptr<function, vec3<f32>>) -> f32 {
+    var g = grad + p.weight_decay * x;
     if p.a != 0.0 {
-        let buf = select(p.a * s0[i] + g, g, p.first == 1u);
-        s0[i] = buf;
+        let buf = select(p.a * (*s).x + g, g, p.first == 1u);
+        (*s).x = buf;
         g = select(buf, g + p.a * buf, p.flag == 1u);
     }
-    param[i] = param[i] - p.lr * g;
+    return x - p.lr * g;
 }
 
-@compute @workgroup_size(256)
-fn adagrad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-           @builtin(local_invocation_index) lid: u32) {
-    let i = index(wg, groups, lid);
-    if i >= p.n {
-        return;
-    }
-    let g = grad[i] + p.weight_decay * param[i];
-    let sum = s0[i] + g * g;
-    s0[i] = sum;
-    param[i] = param[i] - p.lr * g / (sqrt(sum) + p.eps);
+fn adagrad(x: f32, grad: f32, s: ptr<function, vec3<f32>>) -> f32 {
+    let g = grad + p.weight_decay * x;
+    let sum = (*s).x + g * g;
+    (*s).x = sum;
+    return x - p.lr * g / (sqrt(sum) + p.eps);
 }
 
-@compute @workgroup_size(256)
-fn rmsprop(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-           @builtin(local_invocation_index) lid: u32) {
-    let i = index(wg, groups, lid);
-    if i >= p.n {
-        return;
-    }
-    let g = grad[i] + p.weight_decay * param[i];
-    let sq = p.a * s0[i] + p.one_minus_a * g * g;
-    s0[i] = sq;
+fn rmsprop(x: f32, grad: f32, s: ptr<function, vec3<f32>>) -> f32 {
+    let g = grad + p.weight_decay * x;
+    let sq = p.a * (*s).x + p.one_minus_a * g * g;
+    (*s).x = sq;
     var avg = sqrt(sq) + p.eps;
     if p.flag == 1u {
-        let ga = s2[i] + p.one_minus_a * (g - s2[i]);
-        s2[i] = ga;
+        let ga = (*s).z + p.one_minus_a * (g - (*s).z);
+        (*s).z = ga;
         avg = sqrt(sq - ga * ga) + p.eps;
     }
     if p.b > 0.0 {
-        let buf = p.b * s1[i] + g / avg;
-        s1[i] = buf;
-        param[i] = param[i] - p.lr * buf;
-    } else {
-        param[i] = param[i] - p.lr * g / avg;
+        let buf = p.b * (*s).y + g / avg;
+        (*s).y = buf;
+        return x - p.lr * buf;
     }
+    return x - p.lr * g / avg;
 }
 
-@compute @workgroup_size(256)
-fn adadelta(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-            @builtin(local_invocation_index) lid: u32) {
-    let i = index(wg, groups, lid);
-    if i >= p.n {
-        return;
-    }
-    let g = grad[i] + p.weight_decay * param[i];
-    let sq = p.a * s0[i] + p.one_minus_a * g * g;
-    s0[i] = sq;
-    let delta = sqrt(s1[i] + p.eps) / sqrt(sq + p.eps) * g;
-    s1[i] = p.a * s1[i] + p.one_minus_a * delta * delta;
-    param[i] = param[i] - p.lr * delta;
+fn adadelta(x: f32, grad: f32, s: ptr<function, vec3<f32>>) -> f32 {
+    let g = grad + p.weight_decay * x;
+    let sq = p.a * (*s).x + p.one_minus_a * g * g;
+    (*s).x = sq;
+    let delta = sqrt((*s).y + p.eps) / sqrt(sq + p.eps) * g;
+    (*s).y = p.a * (*s).y + p.one_minus_a * delta * delta;
+    return x - p.lr * delta;
 }
 
-@compute @workgroup_size(256)
-fn adam(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-    let i = index(wg, groups, lid);
-    if i >= p.n {
-        return;
-    }
-    var x = param[i];
-    var g = grad[i];
+fn adam(param: f32, grad: f32, s: ptr<function, vec3<f32>>) -> f32 {
+    var x = param;
+    var g = grad;
     if p.flag == 1u {
         x = x * p.decay;
     } else {
         g = g + p.weight_decay * x;
     }
     // PyTorch's order: exp_avg.lerp_(g, 1 − β1); exp_avg_sq.mul_(β2).addcmul_(g, g, 1 − β2)
-    let m = s0[i] + p.one_minus_a * (g - s0[i]);
-    let v = p.b * s1[i] + p.one_minus_b * g * g;
-    s0[i] = m;
-    s1[i] = v;
-    param[i] = x - p.step_size * m / (sqrt(v) / p.bias2_sqrt + p.eps);
+    let m = (*s).x + p.one_minus_a * (g - (*s).x);
+    let v = p.b * (*s).y + p.one_minus_b * g * g;
+    (*s).x = m;
+    (*s).y = v;
+    return x - p.step_size * m / (sqrt(v) / p.bias2_sqrt + p.eps);
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let i = flat_workgroup(wg, groups) * 256u + lid;
+    if i >= p.n {
+        return;
+    }
+    var s = vec3<f32>(0.0);
+    if i < end(0u) { let j = i; s.x = s0_0[j]; param0[j] = sgd(param0[j], grad0[j], &s); s0_0[j] = s.x; } // @BODY
 }

@@ -430,3 +430,57 @@ fn updates_in_place_leave_a_tensor_sharing_the_old_storage_unchanged() {
         assert_eq!(step_beside_a_snapshot(&gpu), want);
     }
 }
+
+/// Three steps of `rule` on twenty parameters of mixed sizes in two groups (the second at half
+/// the rate): the parameters after each step, and the GPU dispatches of each update (the first
+/// also creates the optimizer's state).
+fn many_parameters(rule: Rule, device: &Device) -> (Vec<Vec<Vec<f64>>>, Vec<u64>) {
+    kiln::manual_seed(4);
+    let sizes = [1, 7, 256, 1031, 3, 64, 1, 513, 2, 97];
+    let make = |k: usize| {
+        let p = Tensor::randn([sizes[k % sizes.len()]], &Device::Cpu).to(device).detach();
+        p.realize().unwrap();
+        (format!("p{k}"), p.requires_grad_())
+    };
+    let params: Vec<(String, Tensor)> = (0..20).map(make).collect();
+    let groups = vec![
+        ParamGroup::new(params[..12].to_vec()),
+        ParamGroup::new(params[12..].to_vec()).lr_scale(0.5),
+    ];
+    let mut opt = Optimizer::with_groups(groups, rule, 0.01);
+    let (mut trajectory, mut dispatches) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let loss = params.iter().map(|(_, p)| (p.sin() * p).sum_all()).reduce(|a, b| a + b).unwrap();
+        let grads = loss.backward();
+        let all: Vec<Tensor> = params.iter().map(|(_, p)| grads.get(p).unwrap().clone()).collect();
+        Tensor::realize_all(&all).unwrap();
+        let before = kiln::debug::gpu_dispatches();
+        opt.step(&grads).unwrap();
+        dispatches.push(kiln::debug::gpu_dispatches() - before);
+        trajectory.push(params.iter().map(|(_, p)| p.to_f64_vec().unwrap()).collect());
+    }
+    (trajectory, dispatches)
+}
+
+#[test]
+fn gpu_updates_of_many_parameters_share_dispatches_and_match_the_cpu() {
+    let Some(gpu) = common::gpu("multi-tensor optimizer updates") else {
+        return;
+    };
+    for (name, rule, _) in rules() {
+        let (cpu, _) = many_parameters(rule, &Device::Cpu);
+        let (on_gpu, dispatches) = many_parameters(rule, &gpu);
+        for (step, (c, g)) in cpu.iter().zip(&on_gpu).enumerate() {
+            for (k, (x, y)) in c.iter().zip(g).enumerate() {
+                let diff = x.iter().zip(y).map(|(a, b)| (a - b).abs() / (1.0 + a.abs())).fold(0.0, f64::max);
+                assert!(diff < 1e-5, "{name} step {step}, parameter {k}: the GPU is {diff:e} off the CPU");
+            }
+        }
+        // once the state exists (the first step creates it): twelve tensors and eight of
+        // another group, at most 16 to a dispatch, fewer where the adapter binds fewer
+        // buffers; never one dispatch per tensor
+        for d in &dispatches[1..] {
+            assert!((2..20).contains(d), "{name}: {d} dispatches for 20 parameters in 2 groups");
+        }
+    }
+}

@@ -238,6 +238,7 @@ pub(crate) fn kernel_variants() -> Vec<crate::backend::wgpu::Kernel<'static>> {
     all.extend(conv::variants());
     all.extend(recurrent::variants());
     all.extend(fused::variants());
+    all.extend(crate::optim::fused::variants());
     all
 }
 

@@ -1,6 +1,7 @@
-//! The fused update of one parameter tensor: new parameter and new optimizer state from the
-//! old ones and the gradient, in one pass — on the GPU, one dispatch of `shaders/optim.wgsl`
-//! per parameter tensor; on the CPU, the reference written here.
+//! The fused update of parameter tensors: new parameter and new optimizer state from the old
+//! ones and the gradient, in one pass — on the GPU, one dispatch of `shaders/optim.wgsl` for up
+//! to [`MAX_TENSORS`] tensors of one parameter group (as many as the adapter lets one kernel
+//! bind); on the CPU, the reference written here.
 //!
 //! Updates are not graph nodes: they replace the storage of the parameter and state tensors
 //! (which every handle on them sees), as `Tensor::assign` does.
@@ -56,7 +57,8 @@ impl Rule {
         }
     }
 
-    fn entry(&self) -> &'static str {
+    /// The rule's function in `optim.wgsl`.
+    fn function(&self) -> &'static str {
         match self {
             Rule::Sgd { .. } => "sgd",
             Rule::AdaGrad { .. } => "adagrad",
@@ -95,6 +97,7 @@ impl Rule {
             bias2_sqrt: h.bias2_sqrt,
             decay: h.decay,
             _pad2: [0.0; 2],
+            ends: [0; MAX_TENSORS],
         })
     }
 
@@ -223,6 +226,73 @@ struct Params {
     bias2_sqrt: f32,
     decay: f32,
     _pad2: [f32; 2],
+    /// Where each tensor's elements end in the range the dispatch covers.
+    ends: [u32; MAX_TENSORS],
+}
+
+/// The most parameter tensors one dispatch updates (their ends fill the parameter block's last
+/// 64 bytes).
+pub(crate) const MAX_TENSORS: usize = 16;
+
+/// The template's binding and body lines, which the generated ones replace.
+const TEMPLATE_BINDINGS: &str = "@group(0) @binding(1) var<storage, read> grad0: array<f32>; @group(0) @binding(2) var<storage, read_write> param0: array<f32>; @group(0) @binding(3) var<storage, read_write> s0_0: array<f32>; // @BINDINGS";
+const TEMPLATE_BODY: &str = "    if i < end(0u) { let j = i; s.x = s0_0[j]; param0[j] = sgd(param0[j], grad0[j], &s); s0_0[j] = s.x; } // @BODY";
+
+/// The kernel that updates `tensors` parameter tensors by `rule`: the gradients are read
+/// (bindings 1..=tensors), then each tensor's parameter and state slots are written.
+fn kernel(rule: &Rule, tensors: usize) -> Kernel<'static> {
+    use std::fmt::Write;
+    let slots = rule.slots().len();
+    let mut bindings = String::new();
+    for k in 0..tensors {
+        writeln!(bindings, "@group(0) @binding({}) var<storage, read> grad{k}: array<f32>;", 1 + k).unwrap();
+    }
+    for k in 0..tensors {
+        let first = 1 + tensors + k * (1 + slots);
+        writeln!(bindings, "@group(0) @binding({first}) var<storage, read_write> param{k}: array<f32>;").unwrap();
+        for j in 0..slots {
+            let binding = first + 1 + j;
+            writeln!(bindings, "@group(0) @binding({binding}) var<storage, read_write> s{j}_{k}: array<f32>;").unwrap();
+        }
+    }
+    let lanes = ["x", "y", "z"];
+    let mut body = String::from("    ");
+    for k in 0..tensors {
+        match k {
+            0 => body.push_str("if i < end(0u) {\n        let j = i;\n"),
+            _ => write!(body, " else if i < end({k}u) {{\n        let j = i - end({}u);\n", k - 1).unwrap(),
+        }
+        for (j, lane) in lanes.iter().take(slots).enumerate() {
+            writeln!(body, "        s.{lane} = s{j}_{k}[j];").unwrap();
+        }
+        writeln!(body, "        param{k}[j] = {}(param{k}[j], grad{k}[j], &s);", rule.function()).unwrap();
+        for (j, lane) in lanes.iter().take(slots).enumerate() {
+            writeln!(body, "        s{j}_{k}[j] = s.{lane};").unwrap();
+        }
+        body.push_str("    }");
+    }
+    Kernel::new(&SHADER, "main", tensors as u32, (tensors * (1 + slots)) as u32)
+        .with(TEMPLATE_BINDINGS, bindings)
+        .with(TEMPLATE_BODY, body)
+}
+
+/// The kernels of every rule for one and for three tensors (for the shader validation test).
+pub(crate) fn variants() -> Vec<Kernel<'static>> {
+    let rules = [
+        Rule::Sgd { momentum: 0.9, nesterov: true, weight_decay: 0.0 },
+        Rule::AdaGrad { eps: 1e-10, weight_decay: 0.0 },
+        Rule::RmsProp { alpha: 0.99, eps: 1e-8, momentum: 0.0, centered: false, weight_decay: 0.0 },
+        Rule::Adadelta { rho: 0.9, eps: 1e-6, weight_decay: 0.0 },
+        Rule::adam(),
+    ];
+    rules.iter().flat_map(|r| [kernel(r, 1), kernel(r, 3)]).collect()
+}
+
+/// How many tensors one dispatch of `rule` may update on GPU `n`: each binds its gradient, its
+/// parameter and its state slots, within the adapter's storage buffers per shader stage.
+fn tensors_per_dispatch(n: usize, rule: &Rule) -> Result<usize> {
+    let buffers = crate::backend::wgpu::context(n)?.limits.max_storage_buffers_per_shader_stage as usize;
+    Ok((buffers / (2 + rule.slots().len())).clamp(1, MAX_TENSORS))
 }
 
 /// One parameter's update: its tensor, gradient and state tensors (realized, same device), with
@@ -236,24 +306,40 @@ pub(crate) struct Update<'a> {
 }
 
 /// Applies every update at step `t`, replacing parameter storages and updating the state. GPU
-/// updates of one device are recorded together and submitted once, whatever their groups.
+/// updates of one device, rule and learning rate share dispatches, as many tensors to one as it
+/// can bind; all of one device are recorded together and submitted once.
 pub(crate) fn apply_all(t: u64, updates: &[Update]) -> Result<()> {
-    let mut recorders: HashMap<usize, Recorder> = HashMap::new();
-    let mut pending: Vec<(&Update, Arc<GpuBuffer>, Option<Before>)> = Vec::new();
+    let mut batches: Vec<(usize, Vec<&Update>)> = Vec::new();
     for u in updates {
         match u.param.device() {
             Device::Cpu => apply_cpu(&u.rule, u.lr, t, u),
             Device::Gpu(n) => {
-                let rec = match recorders.entry(n) {
-                    Entry::Occupied(e) => e.into_mut(),
-                    Entry::Vacant(e) => e.insert(Recorder::new(crate::backend::wgpu::context(n)?)),
+                let limit = tensors_per_dispatch(n, &u.rule)?;
+                let joins = |(m, b): &&mut (usize, Vec<&Update>)| {
+                    *m == n && b[0].rule == u.rule && b[0].lr == u.lr && b.len() < limit
                 };
-                // the parameter and state are updated in place: keep their old values for the
-                // cross-check
-                let before = if rec.context().checked() { Some(Before::of(u)?) } else { None };
-                pending.push((u, record_gpu(&u.rule, u.lr, t, u, rec)?, before));
+                match batches.iter_mut().find(joins) {
+                    Some((_, batch)) => batch.push(u),
+                    None => batches.push((n, vec![u])),
+                }
             }
         }
+    }
+    let mut recorders: HashMap<usize, Recorder> = HashMap::new();
+    let mut pending: Vec<(&Update, Arc<GpuBuffer>, Option<Before>)> = Vec::new();
+    for (n, batch) in batches {
+        let rec = match recorders.entry(n) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(Recorder::new(crate::backend::wgpu::context(n)?)),
+        };
+        // the parameters and states are updated in place: keep their old values for the
+        // cross-check
+        let befores: Vec<Option<Before>> = match rec.context().checked() {
+            true => batch.iter().map(|u| Before::of(u).map(Some)).collect::<Result<_>>()?,
+            false => batch.iter().map(|_| None).collect(),
+        };
+        let params = record_gpu(t, &batch, rec)?;
+        pending.extend(batch.into_iter().zip(params).zip(befores).map(|((u, p), b)| (u, p, b)));
     }
     for (_, rec) in recorders {
         rec.submit()?;
@@ -372,28 +458,39 @@ fn update<T: Float>(rule: &Rule, h: &Hyper<T>, p: &mut [T], g: &[T], state: &mut
     }
 }
 
-/// Records the fused kernel, which updates the parameter and state buffers in place, and
-/// returns the parameter's buffer. A parameter buffer that another tensor shares (a `detach`ed
-/// handle on it) is copied first and the copy updated, so that tensor keeps the old values.
-fn record_gpu(rule: &Rule, lr: f64, t: u64, u: &Update, rec: &mut Recorder) -> Result<Arc<GpuBuffer>> {
-    let n = u.param.numel();
+/// Records one dispatch that updates the parameter and state buffers of `batch` (one rule and
+/// learning rate, at most [`MAX_TENSORS`]) in place, and returns the parameters' buffers. A
+/// parameter buffer that another tensor shares (a `detach`ed handle on it) is copied first and
+/// the copy updated, so that tensor keeps the old values.
+fn record_gpu(t: u64, batch: &[&Update], rec: &mut Recorder) -> Result<Vec<Arc<GpuBuffer>>> {
+    let (rule, lr) = (batch[0].rule, batch[0].lr);
     let gpu = |x: &Tensor| match x.storage().expect("realized") {
         Storage::Gpu(b) => Ok(b),
-        Storage::Cpu(_) => Err(Error::Invalid(format!("an optimizer tensor is not on {}", u.param.device()))),
+        Storage::Cpu(_) => Err(Error::Invalid(format!("an optimizer tensor is not on {}", x.device()))),
     };
-    let (mut param, grad) = (gpu(u.param)?, gpu(u.grad)?);
-    // two references: the parameter's node and `param` here
-    if Arc::strong_count(&param) > 2 {
-        let copy = rec.alloc_elems(n)?;
-        rec.copy(&param, 0, &copy, 0, param.binding_size());
-        param = Arc::new(copy);
+    let (mut params, mut grads, mut states) = (Vec::new(), Vec::new(), Vec::new());
+    let mut ends = [0u32; MAX_TENSORS];
+    let mut total = 0;
+    for (k, u) in batch.iter().enumerate() {
+        let mut param = gpu(u.param)?;
+        // two references: the parameter's node and `param` here
+        if Arc::strong_count(&param) > 2 {
+            let copy = rec.alloc_elems(u.param.numel())?;
+            rec.copy(&param, 0, &copy, 0, param.binding_size());
+            param = Arc::new(copy);
+        }
+        params.push(param);
+        grads.push(gpu(u.grad)?);
+        states.push(u.state.iter().map(gpu).collect::<Result<Vec<_>>>()?);
+        total += u.param.numel();
+        ends[k] = u32_of("optimizer step", total)?;
     }
-    let state: Vec<Arc<GpuBuffer>> = u.state.iter().map(gpu).collect::<Result<_>>()?;
-    let writes: Vec<&GpuBuffer> = std::iter::once(&param).chain(&state).map(|b| b.as_ref()).collect();
-    let kernel = Kernel::new(&SHADER, rule.entry(), 1, writes.len() as u32);
-    let params = rule.params(n, lr, t)?;
-    rec.dispatch(&kernel, &params, &[&grad], &writes, Grid::Linear(params.n.div_ceil(256)))?;
-    Ok(param)
+    let reads: Vec<&GpuBuffer> = grads.iter().map(|b| b.as_ref()).collect();
+    let writes: Vec<&GpuBuffer> =
+        params.iter().zip(&states).flat_map(|(p, s)| std::iter::once(p).chain(s)).map(|b| b.as_ref()).collect();
+    let block = Params { ends, ..rule.params(total, lr, t)? };
+    rec.dispatch(&kernel(&rule, batch.len()), &block, &reads, &writes, Grid::Linear(block.n.div_ceil(256)))?;
+    Ok(params)
 }
 
 /// The inputs of a GPU update, kept for the cross-check (`KILN_CHECK=1`).
