@@ -298,31 +298,50 @@ fn step_memory(device: &Device) -> kiln::Result<()> {
     Ok(())
 }
 
-/// Prints, for one training step (batch 128, Adam) of the MNIST MLP and LeNet-5, the GPU
-/// dispatches (on a GPU) and the median time of a step with fusion of elementwise chains on and
-/// off (`kiln::set_fusion`, as `KILN_FUSE=0`). Each step runs twice first: the optimizer's state
+/// A model's training loss on a fixed batch, and its parameters.
+type LossOf = (Box<dyn Fn() -> Tensor>, Vec<(String, Tensor)>);
+
+/// The models of the fusion table: the MNIST MLP and LeNet-5 at batch 128, and the char-GPT of
+/// `char_gpt --preset cpu` (batch 12 of 64 characters).
+fn fusion_models(device: &Device) -> Vec<(&'static str, LossOf)> {
+    let images = Tensor::randn([128, 1, 28, 28], device);
+    let labels = Tensor::from_vec((0..128).map(|i| i % 10).collect::<Vec<i32>>(), [128], device);
+    let classifier = |model: Box<dyn Module>| -> LossOf {
+        let params = nn::parameters(model.as_ref());
+        let (x, y) = (images.clone(), labels.clone());
+        (Box::new(move || model.forward(&x).cross_entropy(&y)), params)
+    };
+    let gpt = kiln::models::gpt::Gpt::new(kiln::models::gpt::GptConfig::shakespeare_cpu(65), device);
+    let ids = |shift: i32| {
+        Tensor::from_vec((0..12 * 64).map(|i| (i * 7 + shift) % 65).collect::<Vec<i32>>(), [12, 64], device)
+    };
+    let (inputs, targets) = (ids(0), ids(1));
+    let gpt_params = nn::parameters(&gpt);
+    vec![
+        ("mnist mlp", classifier(Box::new(kiln::models::mnist_mlp(device)))),
+        ("lenet5", classifier(Box::new(kiln::models::lenet5(device)))),
+        ("char-gpt cpu preset", (Box::new(move || gpt.loss(&inputs, &targets)), gpt_params)),
+    ]
+}
+
+/// Prints, for one training step (Adam) of the models of [`fusion_models`], the GPU dispatches
+/// (on a GPU) and the median time of a step with fusion of elementwise chains on and off
+/// (`kiln::set_fusion`, as `KILN_FUSE=0`). Each step runs twice first: the optimizer's state
 /// exists and every kernel is compiled.
 fn step_fusion(device: &Device, reps: usize) -> kiln::Result<()> {
-    let mlp = |device: &Device| -> Box<dyn Module> { Box::new(kiln::models::mnist_mlp(device)) };
-    let lenet = |device: &Device| -> Box<dyn Module> { Box::new(kiln::models::lenet5(device)) };
-    type Build<'a> = &'a dyn Fn(&Device) -> Box<dyn Module>;
-    let models: [(&str, Build); 2] = [("mnist mlp", &mlp), ("lenet5", &lenet)];
-    println!("\nfusion of elementwise chains, one training step on {device} (batch 128, Adam):");
+    println!("\nfusion of elementwise chains, one training step on {device} (Adam):");
     println!("| model | dispatches fused | dispatches unfused | fewer | ms fused | ms unfused | speed-up |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
-    for (name, build) in models {
+    kiln::manual_seed(0);
+    for (name, (loss_of, params)) in fusion_models(device) {
+        let mut optimizer = Optimizer::new(params, Rule::adam(), 1e-3);
         let mut measured = Vec::new();
         for on in [true, false] {
             kiln::set_fusion(on);
-            kiln::manual_seed(0);
-            let model = build(device);
-            let x = Tensor::randn([128, 1, 28, 28], device);
-            let y = Tensor::from_vec((0..128).map(|i| i % 10).collect::<Vec<i32>>(), [128], device);
-            let mut optimizer = Optimizer::new(nn::parameters(model.as_ref()), Rule::adam(), 1e-3);
             let mut step = || -> kiln::Result<(u64, f64)> {
                 let start = Instant::now();
                 let before = kiln::debug::gpu_dispatches();
-                let loss = model.forward(&x).cross_entropy(&y);
+                let loss = loss_of();
                 optimizer.step_with(&loss.backward(), std::slice::from_ref(&loss))?;
                 device.synchronize()?;
                 Ok((kiln::debug::gpu_dispatches() - before, start.elapsed().as_secs_f64() * 1e3))

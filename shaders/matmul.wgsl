@@ -2,7 +2,10 @@
 // Batched matrix multiplication C = op(A)·op(B), C row-major (M×N) per batch, on the tiled
 // GEMM core of gemm.wgsl. Operands are read through (row, column) strides, so a transposed
 // operand is read in place. Batch offsets come from the batch coordinates and per-operand
-// batch strides (0 = broadcast).
+// batch strides (0 = broadcast). src/ops/matmul.rs may splice a fused chain of elementwise ops
+// into the store (an epilogue: a bias and an activation): then the marked lines hold the chain's
+// parameter fields, bindings and functions (src/ops/fused.rs), and the store computes the
+// chain at element i of C from the accumulated value v.
 
 struct Params {
     m: u32,
@@ -16,12 +19,13 @@ struct Params {
     batch_shape: vec4<u32>,
     a_batch: vec4<u32>,
     b_batch: vec4<u32>,
+    // @FIELDS
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>; // @OUTPUTS
 
 // This workgroup's batch offsets.
 var<private> a_base: u32;
@@ -38,8 +42,10 @@ fn load_b(kk: u32, col: u32) -> f32 {
     return b[b_base + kk * p.b_row + col * p.b_col];
 }
 
+// @EPILOGUE
+
 fn store_c(row: u32, col: u32, v: f32) {
-    c[c_base + row * p.n + col] = v;
+    c[c_base + row * p.n + col] = v; // @STORE
 }
 
 @compute @workgroup_size(16, 16)

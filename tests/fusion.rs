@@ -18,10 +18,14 @@ fn chains(
     seed: u64,
 ) -> Vec<(&'static str, Vec<Tensor>)> {
     kiln::manual_seed(seed);
-    let randn = |shape: &[usize]| Tensor::randn(shape.to_vec(), device).cast(dtype);
+    // drawn on the CPU, so that every device computes from the same values (the GPU's normals
+    // differ from the CPU's in the last bits, which a division by a value near 0 magnifies)
+    let randn = |shape: &[usize]| Tensor::randn(shape.to_vec(), &Device::Cpu).cast(dtype).to(device);
     let (x, y, bias, s) = (randn(&[n, c]), randn(&[n, c]), randn(&[c]), randn(&[1, 1]));
     let columns = randn(&[n, 1]);
     Tensor::realize_all(&[x.clone(), y.clone(), bias.clone(), s.clone(), columns.clone()]).unwrap();
+    let (square, batched) = (randn(&[c, c]), randn(&[3, n, c]));
+    Tensor::realize_all(&[square.clone(), batched.clone()]).unwrap();
     let many: Vec<Tensor> = (0..10).map(|_| randn(&[n, c])).collect();
     Tensor::realize_all(&many).unwrap();
     let activation = (&x * 2.0 + 1.0).tanh();
@@ -33,6 +37,11 @@ fn chains(
         ("value read later", vec![activation.gelu() * &y, activation.clone()]),
         ("scalar chain", vec![(x.sum_all() * 0.5).reshape([1]).expand([n]) + &columns.reshape([n])]),
         ("dropout", vec![(&x + &bias).relu().dropout(0.3) * 2.0]),
+        ("matmul epilogue", vec![(x.matmul(&square) + &bias).relu().dropout(0.2)]),
+        (
+            "batched matmul epilogue, product kept",
+            vec![(batched.matmul(&square.t()) * 0.5).tanh(), batched.matmul(&square)],
+        ),
         ("ten inputs", vec![many.iter().skip(1).fold(many[0].clone(), |acc, m| (acc + m).leaky_relu(0.1))]),
     ]
 }
@@ -140,6 +149,12 @@ fn a_chain_is_one_dispatch_and_splits_where_it_outgrows_the_bindings() {
     let chain = || (((&x * 2.0 + 1.0).tanh() * &bias).relu() - &x).sigmoid();
     assert_eq!(count(false, &chain), 7);
     assert_eq!(count(true, &chain), 1);
+    // a matmul's bias and activation run in its store (an epilogue)
+    let w = Tensor::randn([5, 5], &gpu);
+    w.realize().unwrap();
+    let layer = || (x.matmul(&w) + &bias).relu();
+    assert_eq!(count(false, &layer), 3);
+    assert_eq!(count(true, &layer), 1);
     // nine adds of ten inputs: a kernel binds at most 8 buffers, so two kernels
     let sum = || many.iter().skip(1).fold(many[0].clone(), |acc, m| acc + m);
     assert_eq!(count(false, &sum), 9);
@@ -196,6 +211,11 @@ fn a_chain_past_the_grid_limit_covers_every_element() {
 
 #[test]
 fn the_cross_check_names_every_op_of_a_wrong_chain() {
+    // fault injection and checking are process-wide: run alone, in a child process
+    const TEST: &str = "the_cross_check_names_every_op_of_a_wrong_chain";
+    if common::ran_in_child(TEST, "KILN_FUSION_CHECK_CHILD", "1") {
+        return;
+    }
     let Some(_) = common::gpu("fusion") else { return };
     let gpu = Device::gpu_checked(0).unwrap();
     let (a, b) = (Tensor::randn([4, 6], &gpu), Tensor::randn([6], &gpu));
@@ -220,5 +240,20 @@ fn the_cross_check_names_every_op_of_a_wrong_chain() {
             }
         }
         other => panic!("the injected fault was not caught: {other:?}"),
+    }
+    // a matmul with its epilogue: the product and the chain are checked, and named
+    let w = Tensor::randn([6, 3], &gpu);
+    w.realize().unwrap();
+    ((a.matmul(&w) * 2.0).relu()).realize().expect("a correct epilogue passes the cross-check");
+    kiln::debug::inject_fault_once();
+    match (a.matmul(&w) * 2.0).relu().realize() {
+        Err(Error::CheckFailed(msg)) => {
+            assert!(
+                msg.contains("fused chain matmul(trans_a false, trans_b false) → mul_scalar"),
+                "names the chain: {msg}"
+            );
+            assert!(msg.contains("[4, 3]"), "names the shapes: {msg}");
+        }
+        other => panic!("the injected fault in an epilogue was not caught: {other:?}"),
     }
 }

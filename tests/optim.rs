@@ -443,10 +443,8 @@ fn many_parameters(rule: Rule, device: &Device) -> (Vec<Vec<Vec<f64>>>, Vec<u64>
         (format!("p{k}"), p.requires_grad_())
     };
     let params: Vec<(String, Tensor)> = (0..20).map(make).collect();
-    let groups = vec![
-        ParamGroup::new(params[..12].to_vec()),
-        ParamGroup::new(params[12..].to_vec()).lr_scale(0.5),
-    ];
+    let groups =
+        vec![ParamGroup::new(params[..12].to_vec()), ParamGroup::new(params[12..].to_vec()).lr_scale(0.5)];
     let mut opt = Optimizer::with_groups(groups, rule, 0.01);
     let (mut trajectory, mut dispatches) = (Vec::new(), Vec::new());
     for _ in 0..3 {

@@ -62,51 +62,123 @@ pub(crate) fn compare(t: &Tensor, inputs: &[Tensor], storages: &[Storage], out: 
 }
 
 /// Compares the outputs `outs` of a fused chain computed on a GPU with the CPU reference of the
-/// chain: each of its ops' own reference, one after another, on the same input values. The
-/// allowance of an output adds up the allowances of the ops it depends on (each rounds once),
-/// at the condition of the chain up to it, measured as for one op.
-pub(crate) fn compare_chain(g: &Group, storages: &[Storage], outs: &[Storage]) -> Result<()> {
-    let host = download(&g.inputs, storages)?;
+/// chain: each of its ops' own reference, one after another, on the same input values — from the
+/// matmul's own reference when the chain is a matmul's epilogue (`product_out` is then the
+/// product, if it was written out). The allowance of an output adds up the allowances of the
+/// ops it depends on (each rounds once), at the condition of the chain up to it, measured as for
+/// one op. `sources` are the values the chain starts from: the matmul's operands, if any, then
+/// the chain's other inputs.
+pub(crate) fn compare_chain(
+    g: &Group,
+    sources: &[Tensor],
+    storages: &[Storage],
+    product_out: Option<&Storage>,
+    outs: &[Storage],
+) -> Result<()> {
+    let host = download(sources, storages)?;
     let args: Vec<CpuArg> =
-        host.iter().zip(&g.inputs).map(|(data, i)| CpuArg { data, shape: i.shape() }).collect();
+        host.iter().zip(sources).map(|(data, i)| CpuArg { data, shape: i.shape() }).collect();
     let dtype = g.members[0].dtype();
-    let (reference, tolerances) = chain_reference(g, &args, dtype);
+    let reference = evaluate(g, &args, dtype);
+    let fail = |node: &Tensor, what: String, detail: String| {
+        let names: Vec<String> =
+            g.product.iter().map(|p| &p.node).chain(&g.members).map(|m| m.0.op.describe()).collect();
+        let sites: Vec<String> = g
+            .product
+            .iter()
+            .map(|p| &p.node)
+            .chain(&g.members)
+            .map(|m| format!("{}: {}", m.0.op.name(), m.0.site()))
+            .collect();
+        Error::CheckFailed(format!(
+            "cross-check failed: the fused chain {} on {} disagrees with the CPU reference of its ops at {what}\n  inputs: {}\n  output: {} {}\n  {detail}\n  {}",
+            names.join(" → "),
+            node.device(),
+            shapes(sources),
+            node.shape(),
+            node.dtype(),
+            sites.join("\n  "),
+        ))
+    };
+    if let (Some(p), Some(out), Some((value, tolerance))) = (&g.product, product_out, &reference.product) {
+        let allowance = Allowance::of(*tolerance, || {
+            condition(&host, sources, &|wide| {
+                evaluate(g, wide, DType::F64).product.expect("a product").0.to_f64_vec()
+            })
+        });
+        if let Some(detail) = judge(&value.to_f64_vec(), out, &p.node, &allowance)? {
+            return Err(fail(&p.node, "its matmul".into(), detail));
+        }
+    }
     for (&step, out) in g.chain.outputs.iter().zip(outs) {
-        let cone = cone(g, step);
         let (mut floor, mut terms, mut exact) = (0.0, 0, true);
-        for &j in &cone {
-            if let Tolerance::Rounding { floor: f, terms: n } = tolerances[j] {
+        let mut add = |t: &Tolerance| {
+            if let Tolerance::Rounding { floor: f, terms: n } = *t {
                 (floor, terms, exact) = (floor + f, terms + n, false);
+            }
+        };
+        let cone = cone(g, step);
+        for &j in &cone {
+            add(&reference.tolerances[j]);
+        }
+        // the product's rounding reaches every step that reads it
+        if let (Some(p), Some((_, t))) = (&g.product, &reference.product) {
+            let reads = |j: &usize| g.chain.steps[*j].1.contains(&Operand::Input(p.head.input));
+            if cone.iter().any(reads) {
+                add(t);
             }
         }
         let tolerance = if exact { Tolerance::Exact } else { Tolerance::Rounding { floor, terms } };
         let allowance = Allowance::of(tolerance, || {
-            condition(&host, &g.inputs, &|wide| chain_reference(g, wide, DType::F64).0[step].to_f64_vec())
+            condition(&host, sources, &|wide| evaluate(g, wide, DType::F64).steps[step].to_f64_vec())
         });
         let node = &g.members[step];
-        let Some(detail) = judge(&reference[step].to_f64_vec(), out, node, &allowance)? else { continue };
-        let names: Vec<String> = g.members.iter().map(|m| m.0.op.describe()).collect();
-        let sites: Vec<String> =
-            g.members.iter().map(|m| format!("{}: {}", m.0.op.name(), m.0.site())).collect();
-        let msg = format!(
-            "cross-check failed: the fused chain {} on {} disagrees with the CPU reference of its ops at step {} of {} ({})\n  inputs: {}\n  output: {} {}\n  {detail}\n  {}",
-            names.join(" → "),
-            node.device(),
-            step + 1,
-            g.members.len(),
-            node.0.op.name(),
-            shapes(&g.inputs),
-            node.shape(),
-            node.dtype(),
-            sites.join("\n  "),
-        );
-        return Err(Error::CheckFailed(msg));
+        if let Some(detail) = judge(&reference.steps[step].to_f64_vec(), out, node, &allowance)? {
+            let what = format!("step {} of {} ({})", step + 1, g.members.len(), node.0.op.name());
+            return Err(fail(node, what, detail));
+        }
     }
     Ok(())
 }
 
-/// The values of every step of chain `g` from its ops' CPU references in `dtype`, and each
-/// op's tolerance on the values it read.
+/// A chain's values from its ops' CPU references.
+struct Evaluated {
+    /// The matmul's product, with its tolerance, when the chain is its epilogue.
+    product: Option<(CpuStorage, Tolerance)>,
+    /// Every step's value.
+    steps: Vec<CpuStorage>,
+    /// Each step's tolerance on the values it read.
+    tolerances: Vec<Tolerance>,
+}
+
+/// The values of chain `g` from its ops' CPU references in `dtype`, from `sources` (the
+/// matmul's operands, if any, then the chain's other inputs).
+fn evaluate(g: &Group, sources: &[CpuArg], dtype: DType) -> Evaluated {
+    let (product, rest) = match &g.product {
+        Some(p) => {
+            let meta = Meta { shape: p.node.shape(), dtype };
+            let value = p.node.0.op.cpu(&sources[..2], &meta);
+            let tolerance = p.node.0.op.tolerance(&sources[..2], &meta);
+            (Some((value, tolerance)), &sources[2..])
+        }
+        None => (None, sources),
+    };
+    let mut rest = rest.iter();
+    let args: Vec<CpuArg> = (0..g.inputs.len())
+        .map(|k| match (&g.product, &product) {
+            (Some(p), Some((value, _))) if p.head.input == k => CpuArg { data: value, shape: p.node.shape() },
+            _ => {
+                let a = rest.next().expect("one source per input");
+                CpuArg { data: a.data, shape: a.shape }
+            }
+        })
+        .collect();
+    let (steps, tolerances) = chain_reference(g, &args, dtype);
+    Evaluated { product, steps, tolerances }
+}
+
+/// The values of every step of chain `g` from its ops' CPU references in `dtype`, from its
+/// inputs `args`, and each op's tolerance on the values it read.
 fn chain_reference(g: &Group, args: &[CpuArg], dtype: DType) -> (Vec<CpuStorage>, Vec<Tolerance>) {
     let mut values: Vec<CpuStorage> = Vec::with_capacity(g.members.len());
     let mut tolerances = Vec::with_capacity(g.members.len());

@@ -11,7 +11,8 @@
 //! `KILN_FUSE=0` turns fusion off for the process; [`set_fusion`] switches it per thread.
 
 use crate::ops::Exec;
-use crate::ops::fused::{Chain, Operand, Step, fits_gpu};
+use crate::ops::fused::{Chain, FUSED_PREFIX_WORDS, Head, Operand, Step, fits_gpu};
+use crate::ops::matmul::{MatMul, PREFIX_WORDS};
 use crate::{DType, Device, Shape, Tensor};
 use smallvec::SmallVec;
 use std::cell::Cell;
@@ -73,6 +74,15 @@ pub(crate) struct Group {
     /// The chain's inputs, input k of `chain` being tensor k.
     pub inputs: Vec<Tensor>,
     pub chain: Chain,
+    /// A matmul whose product is one of the inputs, computed by the same kernel: the chain is
+    /// its epilogue.
+    pub product: Option<Product>,
+}
+
+/// The matmul node of a chain's epilogue, and where its product goes.
+pub(crate) struct Product {
+    pub node: Tensor,
+    pub head: Head,
 }
 
 /// A chain being gathered, from its last node back.
@@ -88,6 +98,9 @@ struct Draft {
     external: Vec<(u64, Shape)>,
     scalars: usize,
     words: usize,
+    /// The position of a matmul taken in as the chain's epilogue, and whether its product is
+    /// written out.
+    product: Option<(usize, bool)>,
 }
 
 impl Draft {
@@ -98,7 +111,13 @@ impl Draft {
         }
         let strided = self.external.iter().filter(|(_, s)| *s != self.shape && s.numel() != 1).count();
         !self.device.is_gpu()
-            || fits_gpu(strided, self.scalars, self.words, self.external.len() + self.outputs)
+            || fits_gpu(
+                FUSED_PREFIX_WORDS,
+                strided,
+                self.scalars,
+                self.words,
+                self.external.len() + self.outputs,
+            )
     }
 }
 
@@ -157,6 +176,7 @@ pub(crate) fn plan(order: Vec<Tensor>) -> Vec<Task> {
                     external: draft.external.iter().filter(|(id, _)| *id != t.id()).cloned().collect(),
                     scalars: draft.scalars + step.scalars(),
                     words: draft.words + step.words(),
+                    product: None,
                 };
                 joined.members.push((p, stored));
                 for input in inputs.iter() {
@@ -189,18 +209,30 @@ pub(crate) fn plan(order: Vec<Tensor>) -> Vec<Task> {
             external,
             scalars: step.scalars(),
             words: step.words(),
+            product: None,
         });
         group_of[p] = Some(drafts.len() - 1);
     }
     // the tasks: a chain of two or more nodes at its last node's place, the others alone
     let mut chains: HashMap<usize, Group> = HashMap::new();
+    // on a GPU, a chain that reads a matmul's product takes the matmul in (an epilogue)
+    let mut products = vec![false; order.len()];
+    for (g, d) in drafts.iter_mut().enumerate() {
+        d.product = product_of(d, g, &order, &position, &consumers, &slots, &group_of, &products);
+        if let Some((q, _)) = d.product {
+            products[q] = true;
+        }
+    }
     // on the CPU, a chain whose every value is written out saves no pass over memory, and its
     // nodes alone may run in place: it stays unfused
-    let fused = |d: &Draft| d.members.len() >= 2 && (d.device.is_gpu() || d.outputs < d.members.len());
+    let fused = |d: &Draft| {
+        (d.members.len() >= 2 || d.product.is_some()) && (d.device.is_gpu() || d.outputs < d.members.len())
+    };
     for draft in drafts.iter().filter(|d| fused(d)) {
-        chains.insert(draft.members[0].0, group(&order, &draft.members));
+        chains.insert(draft.members[0].0, group(&order, draft));
     }
-    let fused: Vec<bool> = (0..order.len()).map(|p| group_of[p].is_some_and(|g| fused(&drafts[g]))).collect();
+    let fused: Vec<bool> =
+        (0..order.len()).map(|p| products[p] || group_of[p].is_some_and(|g| fused(&drafts[g]))).collect();
     order
         .into_iter()
         .enumerate()
@@ -241,10 +273,49 @@ pub(crate) fn keeps(t: &Tensor) -> bool {
     t.requires_grad() && t.0.inputs().iter().any(|i| i.requires_grad())
 }
 
-/// The group of the nodes at `members` (positions, last first, each with whether it is written
-/// out).
-fn group(order: &[Tensor], members: &[(usize, bool)]) -> Group {
-    let members: Vec<(usize, bool)> = members.iter().rev().copied().collect();
+/// The matmul whose product chain `d` (number `g`) can take in as its epilogue, with whether the
+/// product must be written out: a product of the chain's shape on its GPU, not yet taken by
+/// another chain, that only the chain reads before it runs, within the GEMM kernel's parameter
+/// block and bindings.
+#[allow(clippy::too_many_arguments)]
+fn product_of(
+    d: &Draft,
+    g: usize,
+    order: &[Tensor],
+    position: &HashMap<u64, usize>,
+    consumers: &[SmallVec<[usize; 2]>],
+    slots: &[usize],
+    group_of: &[Option<usize>],
+    taken: &[bool],
+) -> Option<(usize, bool)> {
+    if !d.device.is_gpu() || d.dtype != DType::F32 {
+        return None;
+    }
+    let root = d.members[0].0;
+    d.external.iter().find_map(|(id, shape)| {
+        let q = *position.get(id)?;
+        let e = &order[q];
+        let any: &dyn std::any::Any = &e.0.op;
+        let matmul = any.downcast_ref::<MatMul>()?;
+        let inputs = e.0.inputs();
+        let fits_kernel =
+            inputs.len() == 2 && matmul.takes_epilogue(inputs[0].shape(), inputs[1].shape(), shape);
+        let read_in_time = consumers[q].iter().all(|&c| group_of[c] == Some(g) || c > root);
+        if taken[q] || *shape != d.shape || e.device() != d.device || !fits_kernel || !read_in_time {
+            return None;
+        }
+        let stored = Arc::strong_count(&e.0) > 1 + slots[q]
+            || consumers[q].iter().any(|&c| group_of[c] != Some(g) || keeps(&order[c]));
+        let strided = d.external.iter().filter(|(_, s)| *s != d.shape && s.numel() != 1).count();
+        // the two operands, the chain's other inputs, the product if written, the outputs
+        let bindings = 2 + d.external.len() - 1 + stored as usize + d.outputs;
+        fits_gpu(PREFIX_WORDS, strided, d.scalars, d.words, bindings).then_some((q, stored))
+    })
+}
+
+/// The group of draft `d`'s nodes.
+fn group(order: &[Tensor], d: &Draft) -> Group {
+    let members: Vec<(usize, bool)> = d.members.iter().rev().copied().collect();
     let root = members.last().expect("a chain has nodes").0;
     let step_of: HashMap<u64, usize> =
         members.iter().enumerate().map(|(j, &(p, _))| (order[p].id(), j)).collect();
@@ -279,5 +350,9 @@ fn group(order: &[Tensor], members: &[(usize, bool)]) -> Group {
         shape: order[root].shape().clone(),
         outputs,
     };
-    Group { members: members.iter().map(|&(p, _)| order[p].clone()).collect(), inputs, chain }
+    let product = d.product.map(|(q, stored)| {
+        let input = inputs.iter().position(|i| i.id() == order[q].id()).expect("the product is an input");
+        Product { node: order[q].clone(), head: Head { input, stored } }
+    });
+    Group { members: members.iter().map(|&(p, _)| order[p].clone()).collect(), inputs, chain, product }
 }

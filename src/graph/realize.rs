@@ -12,9 +12,11 @@ use crate::backend::wgpu::{self as gpu, GpuBuffer, Recorder};
 use crate::graph::fuse::{self, Group, Task};
 use crate::graph::node::{Node, new_walk};
 use crate::graph::{check, deferred};
+use crate::ops::matmul::{Epilogue, MatMul};
 use crate::ops::{CpuArg, Exec, Fault, GpuArg, Meta};
 use crate::{Device, Error, Result, Tensor};
 use smallvec::SmallVec;
+use std::any::Any;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::{Arc, Weak};
@@ -139,13 +141,25 @@ impl Executor {
         }
     }
 
-    /// Computes the nodes of a fused chain in one kernel (or one CPU loop), sets the values
-    /// that are written out, then lets each node forget its inputs as `run` would.
+    /// Computes the nodes of a fused chain in one kernel (or one CPU loop) — with the matmul
+    /// whose product it reads, if it is that matmul's epilogue — sets the values that are
+    /// written out, then lets each node forget its inputs as `run` would.
     fn run_chain(&mut self, g: &Group) -> Result<()> {
-        let storages: SmallVec<[Storage; 4]> =
-            g.inputs.iter().map(|i| i.storage().expect("inputs are realized first")).collect();
+        let product = g.product.as_ref();
+        // the product's operands, and the chain's inputs but the product (computed here)
+        let operands: Vec<Tensor> = product.map(|p| p.node.0.inputs().to_vec()).unwrap_or_default();
+        let inputs: Vec<&Tensor> = g
+            .inputs
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| product.is_none_or(|p| p.head.input != *k))
+            .map(|(_, i)| i)
+            .collect();
+        let sources: Vec<Tensor> = operands.iter().chain(inputs.iter().copied()).cloned().collect();
+        let storages: Vec<Storage> =
+            sources.iter().map(|i| i.storage().expect("inputs are realized first")).collect();
         let mut slots: SmallVec<[SlotId; 2]> = SmallVec::new();
-        for i in &g.inputs {
+        for i in &sources {
             for id in self.tainted.get(&i.id()).map_or(&[][..], |(_, s)| &s[..]) {
                 if !slots.contains(id) {
                     slots.push(*id);
@@ -153,32 +167,55 @@ impl Executor {
             }
         }
         let root = g.members.last().expect("a chain has nodes");
-        let outputs: Vec<Storage> = match root.device() {
+        let (product_out, outputs): (Option<Storage>, Vec<Storage>) = match root.device() {
             Device::Cpu => {
                 let host: SmallVec<[&CpuStorage; 4]> = storages.iter().map(|s| s.cpu()).collect();
-                g.chain.cpu(&host, root.dtype()).into_iter().map(|s| Storage::Cpu(Arc::new(s))).collect()
+                let outs = g.chain.cpu(&host, root.dtype());
+                (None, outs.into_iter().map(|s| Storage::Cpu(Arc::new(s))).collect())
             }
             Device::Gpu(n) => {
                 let (rec, _) = self.recorder(n)?;
-                let buffers: SmallVec<[&GpuBuffer; 4]> = storages.iter().map(|s| s.gpu()).collect();
-                let outs = g.chain.gpu(&buffers, rec)?;
+                let buffers: Vec<&GpuBuffer> = storages.iter().map(|s| s.gpu()).collect();
+                let mut written = match product {
+                    Some(p) => {
+                        let any: &dyn Any = &p.node.0.op;
+                        let matmul = any.downcast_ref::<MatMul>().expect("an epilogue follows a matmul");
+                        let args: Vec<GpuArg> = operands
+                            .iter()
+                            .zip(&buffers)
+                            .map(|(t, buf)| GpuArg { buf, shape: t.shape(), dtype: t.dtype() })
+                            .collect();
+                        let epilogue = Epilogue { chain: &g.chain, head: p.head, inputs: &buffers[2..] };
+                        matmul.launch(&args, p.node.shape(), Some(epilogue), rec)?
+                    }
+                    None => g.chain.gpu(&buffers, rec)?,
+                };
                 let checked = rec.context().checked();
-                let outs: Vec<Storage> = outs.into_iter().map(|b| Storage::Gpu(Arc::new(b))).collect();
+                let product_out = match product {
+                    Some(p) if p.head.stored => Some(Storage::Gpu(Arc::new(written.remove(0)))),
+                    _ => None,
+                };
+                let outs: Vec<Storage> = written.into_iter().map(|b| Storage::Gpu(Arc::new(b))).collect();
                 if checked {
                     self.flush(n)?;
-                    check::compare_chain(g, &storages, &outs)?;
+                    check::compare_chain(g, &sources, &storages, product_out.as_ref(), &outs)?;
                 }
-                outs
+                (product_out, outs)
             }
         };
-        for (&step, out) in g.chain.outputs.iter().zip(outputs) {
-            let node = &g.members[step];
+        let mut set = |node: &Tensor, out: Storage| {
             node.0.set_storage(out);
             if !slots.is_empty() {
                 self.tainted.insert(node.id(), (Arc::downgrade(&node.0), slots.clone()));
             }
+        };
+        if let (Some(p), Some(out)) = (product, product_out) {
+            set(&p.node, out);
         }
-        for node in &g.members {
+        for (&step, out) in g.chain.outputs.iter().zip(outputs) {
+            set(&g.members[step], out);
+        }
+        for node in g.members.iter().chain(product.map(|p| &p.node)) {
             if !fuse::keeps(node) {
                 node.0.drop_inputs();
             }

@@ -96,15 +96,16 @@ pub(crate) struct Chain {
 pub(crate) const MAX_BINDINGS: usize = 8;
 
 /// The 32-bit words of a GPU parameter block (the recorder's slot is 256 bytes).
-const PARAM_WORDS: usize = 64;
-/// Words before the strides: n, rank, two pads and the shape.
-const HEADER_WORDS: usize = 4 + MAX_RANK;
+pub(crate) const PARAM_WORDS: usize = 64;
+/// The words of the fused kernel's own fields before the chain's (n and three pads).
+pub(crate) const FUSED_PREFIX_WORDS: usize = 4;
 
 /// Whether a chain with `strided` broadcast inputs, `scalars` f32 scalars and `words` u32 words
-/// of its steps, and `bindings` buffers fits one GPU kernel's parameter block and bindings.
-pub(crate) fn fits_gpu(strided: usize, scalars: usize, words: usize, bindings: usize) -> bool {
-    let block = HEADER_WORDS + MAX_RANK * strided + 4 * scalars.div_ceil(4) + 4 * words.div_ceil(4);
-    block <= PARAM_WORDS && bindings <= MAX_BINDINGS
+/// of its steps, and `bindings` buffers fits a GPU kernel whose own parameters take `prefix`
+/// words: the parameter block and the bindings.
+pub(crate) fn fits_gpu(prefix: usize, strided: usize, scalars: usize, words: usize, bindings: usize) -> bool {
+    let chain = 4 + MAX_RANK + MAX_RANK * strided + 4 * scalars.div_ceil(4) + 4 * words.div_ceil(4);
+    prefix + chain <= PARAM_WORDS && bindings <= MAX_BINDINGS
 }
 
 /// How a step reads one of the chain's inputs.
@@ -224,51 +225,67 @@ impl Chain {
         }
     }
 
-    // ---------------------------------------------------------------- GPU: one generated kernel
+    // ---------------------------------------------------------------- GPU: generated WGSL
 
-    /// The generated kernel: the parameter block's fields, the bindings, a function per step and
-    /// the body.
-    fn kernel(&self) -> Kernel<'static> {
+    /// The chain's WGSL for a kernel that defines the element index `i` (and, with a `head`,
+    /// the head's value `v`): the parameter block's fields, the bindings from `first` on (the
+    /// inputs but the head's, then the head's value if it is written out, then the outputs), a
+    /// function per step and the body, which computes element `i` and writes it out.
+    pub fn wgsl(&self, first: u32, head: Option<Head>) -> Wgsl {
         let (reads, strides) = self.reads();
         let scalars: usize = self.steps.iter().map(|(s, _)| s.scalars()).sum();
         let words: usize = self.steps.iter().map(|(s, _)| s.words()).sum();
-        let mut fields = String::new();
+        let mut fields = String::from(
+            "chain_rank: u32,\nchain_pad0: u32,\nchain_pad1: u32,\nchain_pad2: u32,\nchain_shape: Dims,\n",
+        );
         if !strides.is_empty() {
-            writeln!(fields, "strides: array<Dims, {}>,", strides.len()).unwrap();
+            writeln!(fields, "chain_strides: array<Dims, {}>,", strides.len()).unwrap();
         }
         if scalars > 0 {
-            writeln!(fields, "scalars: array<vec4<f32>, {}>,", scalars.div_ceil(4)).unwrap();
+            writeln!(fields, "chain_scalars: array<vec4<f32>, {}>,", scalars.div_ceil(4)).unwrap();
         }
         if words > 0 {
-            writeln!(fields, "words: array<vec4<u32>, {}>,", words.div_ceil(4)).unwrap();
+            writeln!(fields, "chain_words: array<vec4<u32>, {}>,", words.div_ceil(4)).unwrap();
         }
         let mut bindings = String::new();
-        for k in 0..self.inputs.len() {
-            writeln!(bindings, "@group(0) @binding({}) var<storage, read> in{k}: array<f32>;", k + 1)
+        let mut binding = first;
+        let mut bind = |name: String, access: &str| {
+            writeln!(bindings, "@group(0) @binding({binding}) var<storage, {access}> {name}: array<f32>;")
                 .unwrap();
+            binding += 1;
+        };
+        for k in (0..self.inputs.len()).filter(|&k| head.is_none_or(|h| h.input != k)) {
+            bind(format!("in{k}"), "read");
+        }
+        if head.is_some_and(|h| h.stored) {
+            bind("head".into(), "read_write");
         }
         for o in 0..self.outputs.len() {
-            let binding = self.inputs.len() + o + 1;
-            writeln!(bindings, "@group(0) @binding({binding}) var<storage, read_write> out{o}: array<f32>;")
-                .unwrap();
+            bind(format!("out{o}"), "read_write");
         }
-        let mut functions = String::new();
+        // the offset in a broadcast input (strides `s`) of element i of the chain's shape
+        let mut functions = String::from(
+            "fn chain_strided(i: u32, s: Dims) -> u32 {\n    var rest = i;\n    var offset = 0u;\n    \
+             for (var d = i32(p.chain_rank) - 1; d >= 0; d--) {\n        let k = u32(d);\n        \
+             let size = dims_at(p.chain_shape, k);\n        offset += (rest % size) * dims_at(s, k);\n        \
+             rest = rest / size;\n    }\n    return offset;\n}\n",
+        );
         let mut body = String::new();
         for (k, read) in reads.iter().enumerate() {
-            let index = match read {
-                Read::Same => "i".to_string(),
-                Read::Scalar => "0u".to_string(),
-                Read::Strided(slot) => format!("strided(i, p.strides[{slot}])"),
+            let value = match (head, read) {
+                (Some(h), _) if h.input == k => "v".to_string(),
+                (_, Read::Same) => format!("in{k}[i]"),
+                (_, Read::Scalar) => format!("in{k}[0u]"),
+                (_, Read::Strided(slot)) => format!("in{k}[chain_strided(i, p.chain_strides[{slot}])]"),
             };
-            writeln!(body, "    let x{k} = in{k}[{index}];").unwrap();
+            writeln!(body, "    let x{k} = {value};").unwrap();
         }
-        let scalar = |s: usize| format!("p.scalars[{}].{}", s / 4, ["x", "y", "z", "w"][s % 4]);
+        let scalar = |s: usize| format!("p.chain_scalars[{}].{}", s / 4, ["x", "y", "z", "w"][s % 4]);
         let name = |o: &Operand| match *o {
             Operand::Input(k) => format!("x{k}"),
             Operand::Step(j) => format!("v{j}"),
         };
-        let mut next_scalar = 0;
-        let mut next_word = 0;
+        let (mut next_scalar, mut next_word) = (0, 0);
         for (j, (step, operands)) in self.steps.iter().enumerate() {
             let value = match *step {
                 Step::Unary { f, .. } => {
@@ -301,7 +318,7 @@ impl Chain {
                          return select(0.0, x * scale, unit(w) >= p);\n}}"
                     )
                     .unwrap();
-                    let key = format!("p.words[{}]", next_word / 4);
+                    let key = format!("p.chain_words[{}]", next_word / 4);
                     format!(
                         "f{j}({}, i, {}, {}, {key})",
                         name(&operands[0]),
@@ -314,31 +331,26 @@ impl Chain {
             next_word += step.words();
             writeln!(body, "    let v{j} = {value};").unwrap();
         }
+        if head.is_some_and(|h| h.stored) {
+            writeln!(body, "    head[i] = v;").unwrap();
+        }
         for (o, step) in self.outputs.iter().enumerate() {
             writeln!(body, "    out{o}[i] = v{step};").unwrap();
         }
-        let kernel = Kernel::new(&SHADER, "main", self.inputs.len() as u32, self.outputs.len() as u32)
-            .with_library(&ACTIVATIONS);
-        let kernel = if words > 0 { kernel.with_library(&PHILOX) } else { kernel };
-        kernel
-            .with("// @FIELDS", fields)
-            .with(TEMPLATE_BINDINGS, bindings)
-            .with("// @STEPS", functions)
-            .with(TEMPLATE_BODY, body)
+        Wgsl { fields, bindings, functions, body, philox: words > 0 }
     }
 
-    /// Records the chain's kernel; returns the buffers of `outputs`, in order.
-    pub fn gpu(&self, inputs: &[&GpuBuffer], rec: &mut Recorder) -> Result<Vec<GpuBuffer>> {
-        let n = u32_of("fused", self.shape.numel())?;
+    /// The chain's part of a GPU parameter block: rank, shape, the broadcast inputs' strides, the
+    /// steps' scalars and words, as 32-bit words written from `block[0]` (which must start on 16
+    /// bytes, as the fields of [`Chain::wgsl`] do). Returns how many words it wrote.
+    pub fn params(&self, block: &mut [u32]) -> Result<usize> {
         let (_, strides) = self.reads();
         let (shape, strides) = collapse(self.shape.dims(), &strides);
-        let mut words = [0u32; PARAM_WORDS];
-        words[0] = n;
-        words[1] = shape.len() as u32;
-        words[4..HEADER_WORDS].copy_from_slice(&pack("fused", &shape, 1)?);
-        let mut at = HEADER_WORDS;
+        block[0] = shape.len() as u32;
+        block[4..4 + MAX_RANK].copy_from_slice(&pack("fused", &shape, 1)?);
+        let mut at = 4 + MAX_RANK;
         for s in &strides {
-            words[at..at + MAX_RANK].copy_from_slice(&pack("fused", s, 0)?);
+            block[at..at + MAX_RANK].copy_from_slice(&pack("fused", s, 0)?);
             at += MAX_RANK;
         }
         for (step, _) in &self.steps {
@@ -349,7 +361,7 @@ impl Chain {
                 Step::Binary(_) | Step::Broadcast => SmallVec::new(),
             };
             for v in values {
-                words[at] = v.to_bits();
+                block[at] = v.to_bits();
                 at += 1;
             }
         }
@@ -359,16 +371,56 @@ impl Chain {
             if let Step::Dropout { key, .. } = *step {
                 let (seed, stream) = (key.seed, key.stream);
                 let key = [seed as u32, (seed >> 32) as u32, stream as u32, (stream >> 32) as u32];
-                words[at..at + 4].copy_from_slice(&key);
+                block[at..at + 4].copy_from_slice(&key);
                 at += 4;
             }
         }
+        Ok(at)
+    }
+
+    /// The standalone kernel of the chain (`shaders/fused.wgsl`).
+    fn kernel(&self) -> Kernel<'static> {
+        let code = self.wgsl(1, None);
+        let kernel = Kernel::new(&SHADER, "main", self.inputs.len() as u32, self.outputs.len() as u32)
+            .with_library(&ACTIVATIONS);
+        let kernel = if code.philox { kernel.with_library(&PHILOX) } else { kernel };
+        kernel
+            .with("// @FIELDS", code.fields)
+            .with(TEMPLATE_BINDINGS, code.bindings)
+            .with("// @STEPS", code.functions)
+            .with(TEMPLATE_BODY, code.body)
+    }
+
+    /// Records the chain's kernel; returns the buffers of `outputs`, in order.
+    pub fn gpu(&self, inputs: &[&GpuBuffer], rec: &mut Recorder) -> Result<Vec<GpuBuffer>> {
+        let n = u32_of("fused", self.shape.numel())?;
+        let mut words = [0u32; PARAM_WORDS];
+        words[0] = n;
+        self.params(&mut words[4..])?;
         let outs: Vec<GpuBuffer> =
             self.outputs.iter().map(|_| rec.alloc_elems(n as usize)).collect::<Result<_>>()?;
         let writes: Vec<&GpuBuffer> = outs.iter().collect();
         rec.dispatch(&self.kernel(), &words, inputs, &writes, Grid::Linear(n.div_ceil(256)))?;
         Ok(outs)
     }
+}
+
+/// A chain's input computed by the kernel the chain is spliced into (a matmul's output, its
+/// accumulator `v` in the GEMM's store), and whether that value is written out too.
+#[derive(Clone, Copy)]
+pub(crate) struct Head {
+    pub input: usize,
+    pub stored: bool,
+}
+
+/// A chain's WGSL, for splicing into a kernel (see [`Chain::wgsl`]).
+pub(crate) struct Wgsl {
+    pub fields: String,
+    pub bindings: String,
+    pub functions: String,
+    pub body: String,
+    /// Whether the functions call `philox.wgsl`.
+    pub philox: bool,
 }
 
 /// The template's binding and body lines, which the generated ones replace.

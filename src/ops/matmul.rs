@@ -8,6 +8,9 @@
 //! CPU: `matrixmultiply`'s GEMM (strided, so transposes are free). GPU: `shaders/matmul.wgsl`,
 //! tiles in workgroup memory with a block of outputs per invocation.
 
+use super::fused::{Chain, Head, PARAM_WORDS};
+use super::random::PHILOX;
+use super::unary::ACTIVATIONS;
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
 use crate::backend::cpu::{CpuData, CpuStorage, Gemm, Mat, gemm};
 use crate::backend::cpu_pool;
@@ -132,11 +135,62 @@ impl Op for MatMul {
     }
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
-        let g = self.geometry(args[0].shape, args[1].shape, out.shape);
-        let y = rec.alloc_elems(out.shape.numel())?;
+        let mut written = self.launch(args, out.shape, None, rec)?;
+        Ok(written.pop().expect("the product"))
+    }
+
+    fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
+        let (a, b, dc) = (&g.inputs[0], &g.inputs[1], g.grad);
+        // With A = op(a), B = op(b): dA = dC·Bᵀ and dB = Aᵀ·dC. When a is stored transposed,
+        // its gradient is dAᵀ = B·dCᵀ (likewise for b), so every product reads in place.
+        let da = if self.trans_a {
+            Tensor::matmul_flags(b, dc, self.trans_b, true)
+        } else {
+            Tensor::matmul_flags(dc, b, false, !self.trans_b)
+        };
+        let db = if self.trans_b {
+            Tensor::matmul_flags(dc, a, true, self.trans_a)
+        } else {
+            Tensor::matmul_flags(a, dc, !self.trans_a, false)
+        };
+        vec![Some(da.sum_to(a.shape())), Some(db.sum_to(b.shape()))]
+    }
+
+    fn tolerance(&self, args: &[CpuArg], out: &Meta) -> Tolerance {
+        // f32 dot products of length k in another order than the CPU's
+        let k = self.geometry(args[0].shape, args[1].shape, out.shape).k;
+        ulps_summing(2.0, k)
+    }
+}
+
+/// A fused chain spliced into a product's store (see `matmul.wgsl`): the chain, which of its
+/// inputs the product is (and whether the product is written out too), and the buffers of its
+/// other inputs, in order.
+pub(crate) struct Epilogue<'a> {
+    pub chain: &'a Chain,
+    pub head: Head,
+    pub inputs: &'a [&'a GpuBuffer],
+}
+
+/// The words of the product's own parameters, before the chain's.
+pub(crate) const PREFIX_WORDS: usize = std::mem::size_of::<Params>() / 4;
+
+impl MatMul {
+    /// Records the product of `args` into a new buffer; with an `epilogue`, the chain computed
+    /// from each element of the product instead (`Epilogue`). Returns the buffers written: the
+    /// product (unless an epilogue does not write it out), then the chain's outputs.
+    pub(crate) fn launch(
+        &self,
+        args: &[GpuArg],
+        out: &Shape,
+        epilogue: Option<Epilogue>,
+        rec: &mut Recorder,
+    ) -> Result<Vec<GpuBuffer>> {
+        let g = self.geometry(args[0].shape, args[1].shape, out);
         let (mut batch, mut strides) = collapse(&g.batch, &[g.a_batch.clone(), g.b_batch.clone()]);
         let expanded;
-        let (a, b) = if batch.len() > MAX_BATCH_RANK {
+        let copied = batch.len() > MAX_BATCH_RANK;
+        let (a, b) = if copied {
             // broadcasts interleaved between the operands leave more batch dimensions than the
             // kernel walks: copy both out over the whole batch, which is then one dimension (as
             // PyTorch's matmul expands and reshapes)
@@ -175,31 +229,44 @@ impl Op for MatMul {
         let kernel = kernel(tile, g.a_rc.1 == 1, g.b_rc.1 == 1);
         // (B, M, N) → one BM×BN tile of C per workgroup
         let grid = Grid::Dims(params.n.div_ceil(tile.size), params.m.div_ceil(tile.size), batches);
-        rec.dispatch(&kernel, &params, &[a, b], &[&y], grid)?;
-        Ok(y)
+        let numel = out.numel();
+        let Some(e) = epilogue else {
+            let y = rec.alloc_elems(numel)?;
+            rec.dispatch(&kernel, &params, &[a, b], &[&y], grid)?;
+            return Ok(vec![y]);
+        };
+        assert!(!copied, "matmul: an epilogue on a product whose batch is copied out (see takes_epilogue)");
+        let code = e.chain.wgsl(3, Some(e.head));
+        let mut kernel = kernel.with_library(&ACTIVATIONS);
+        if code.philox {
+            kernel = kernel.with_library(&PHILOX);
+        }
+        kernel.reads = 2 + e.inputs.len() as u32;
+        kernel.writes = (e.head.stored as usize + e.chain.outputs.len()) as u32;
+        let kernel = kernel
+            .with("    // @FIELDS", code.fields)
+            .with("@group(0) @binding(3) var<storage, read_write> c: array<f32>; // @OUTPUTS", code.bindings)
+            .with("// @EPILOGUE", code.functions)
+            .with(
+                "    c[c_base + row * p.n + col] = v; // @STORE",
+                format!("    let i = c_base + row * p.n + col;\n{}", code.body),
+            );
+        let mut words = [0u32; PARAM_WORDS];
+        words[..PREFIX_WORDS].copy_from_slice(bytemuck::cast_slice(bytemuck::bytes_of(&params)));
+        e.chain.params(&mut words[PREFIX_WORDS..])?;
+        let written: Vec<GpuBuffer> =
+            (0..kernel.writes).map(|_| rec.alloc_elems(numel)).collect::<Result<_>>()?;
+        let reads: Vec<&GpuBuffer> = [a, b].into_iter().chain(e.inputs.iter().copied()).collect();
+        let writes: Vec<&GpuBuffer> = written.iter().collect();
+        rec.dispatch(&kernel, &words, &reads, &writes, grid)?;
+        Ok(written)
     }
 
-    fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
-        let (a, b, dc) = (&g.inputs[0], &g.inputs[1], g.grad);
-        // With A = op(a), B = op(b): dA = dC·Bᵀ and dB = Aᵀ·dC. When a is stored transposed,
-        // its gradient is dAᵀ = B·dCᵀ (likewise for b), so every product reads in place.
-        let da = if self.trans_a {
-            Tensor::matmul_flags(b, dc, self.trans_b, true)
-        } else {
-            Tensor::matmul_flags(dc, b, false, !self.trans_b)
-        };
-        let db = if self.trans_b {
-            Tensor::matmul_flags(dc, a, true, self.trans_a)
-        } else {
-            Tensor::matmul_flags(a, dc, !self.trans_a, false)
-        };
-        vec![Some(da.sum_to(a.shape())), Some(db.sum_to(b.shape()))]
-    }
-
-    fn tolerance(&self, args: &[CpuArg], out: &Meta) -> Tolerance {
-        // f32 dot products of length k in another order than the CPU's
-        let k = self.geometry(args[0].shape, args[1].shape, out.shape).k;
-        ulps_summing(2.0, k)
+    /// Whether a product of these shapes can take an epilogue: its batch dimensions fit the
+    /// kernel without copying the operands out.
+    pub(crate) fn takes_epilogue(&self, a: &Shape, b: &Shape, out: &Shape) -> bool {
+        let g = self.geometry(a, b, out);
+        collapse(&g.batch, &[g.a_batch, g.b_batch]).0.len() <= MAX_BATCH_RANK
     }
 }
 

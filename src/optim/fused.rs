@@ -249,10 +249,15 @@ fn kernel(rule: &Rule, tensors: usize) -> Kernel<'static> {
     }
     for k in 0..tensors {
         let first = 1 + tensors + k * (1 + slots);
-        writeln!(bindings, "@group(0) @binding({first}) var<storage, read_write> param{k}: array<f32>;").unwrap();
+        writeln!(bindings, "@group(0) @binding({first}) var<storage, read_write> param{k}: array<f32>;")
+            .unwrap();
         for j in 0..slots {
             let binding = first + 1 + j;
-            writeln!(bindings, "@group(0) @binding({binding}) var<storage, read_write> s{j}_{k}: array<f32>;").unwrap();
+            writeln!(
+                bindings,
+                "@group(0) @binding({binding}) var<storage, read_write> s{j}_{k}: array<f32>;"
+            )
+            .unwrap();
         }
     }
     let lanes = ["x", "y", "z"];
@@ -486,8 +491,12 @@ fn record_gpu(t: u64, batch: &[&Update], rec: &mut Recorder) -> Result<Vec<Arc<G
         ends[k] = u32_of("optimizer step", total)?;
     }
     let reads: Vec<&GpuBuffer> = grads.iter().map(|b| b.as_ref()).collect();
-    let writes: Vec<&GpuBuffer> =
-        params.iter().zip(&states).flat_map(|(p, s)| std::iter::once(p).chain(s)).map(|b| b.as_ref()).collect();
+    let writes: Vec<&GpuBuffer> = params
+        .iter()
+        .zip(&states)
+        .flat_map(|(p, s)| std::iter::once(p).chain(s))
+        .map(|b| b.as_ref())
+        .collect();
     let block = Params { ends, ..rule.params(total, lr, t)? };
     rec.dispatch(&kernel(&rule, batch.len()), &block, &reads, &writes, Grid::Linear(block.n.div_ceil(256)))?;
     Ok(params)
