@@ -288,7 +288,9 @@ fn product_of(
     group_of: &[Option<usize>],
     taken: &[bool],
 ) -> Option<(usize, bool)> {
-    if !d.device.is_gpu() || d.dtype != DType::F32 {
+    // no dropout in a GEMM's store: its Philox rounds, inlined at each of an invocation's 64
+    // outputs, made the MNIST MLP's step 0.80× as fast on lavapipe (1.30× without them)
+    if !d.device.is_gpu() || d.dtype != DType::F32 || d.words > 0 {
         return None;
     }
     let root = d.members[0].0;

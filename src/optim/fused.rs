@@ -319,7 +319,8 @@ pub(crate) fn apply_all(t: u64, updates: &[Update]) -> Result<()> {
         match u.param.device() {
             Device::Cpu => apply_cpu(&u.rule, u.lr, t, u),
             Device::Gpu(n) => {
-                let limit = tensors_per_dispatch(n, &u.rule)?;
+                // `KILN_FUSE=0` (`set_fusion(false)`) updates one tensor per dispatch
+                let limit = if crate::fusion_enabled() { tensors_per_dispatch(n, &u.rule)? } else { 1 };
                 let joins = |(m, b): &&mut (usize, Vec<&Update>)| {
                     *m == n && b[0].rule == u.rule && b[0].lr == u.lr && b.len() < limit
                 };
