@@ -326,8 +326,8 @@ fn fusion_models(device: &Device) -> Vec<(&'static str, LossOf)> {
 
 /// Prints, for one training step (Adam) of the models of [`fusion_models`], the GPU dispatches
 /// (on a GPU) and the median time of a step with fusion of elementwise chains on and off
-/// (`kiln::set_fusion`, as `KILN_FUSE=0`). Each step runs twice first: the optimizer's state
-/// exists and every kernel is compiled.
+/// (`kiln::set_fusion`, as `KILN_FUSE=0`), fused and unfused steps alternating. Each runs
+/// twice first: the optimizer's state exists and every kernel is compiled.
 fn step_fusion(device: &Device, reps: usize) -> kiln::Result<()> {
     println!("\nfusion of elementwise chains, one training step on {device} (Adam):");
     println!("| model | dispatches fused | dispatches unfused | fewer | ms fused | ms unfused | speed-up |");
@@ -335,24 +335,33 @@ fn step_fusion(device: &Device, reps: usize) -> kiln::Result<()> {
     kiln::manual_seed(0);
     for (name, (loss_of, params)) in fusion_models(device) {
         let mut optimizer = Optimizer::new(params, Rule::adam(), 1e-3);
-        let mut measured = Vec::new();
-        for on in [true, false] {
+        let mut step = |on: bool| -> kiln::Result<(u64, f64)> {
             kiln::set_fusion(on);
-            let mut step = || -> kiln::Result<(u64, f64)> {
-                let start = Instant::now();
-                let before = kiln::debug::gpu_dispatches();
-                let loss = loss_of();
-                optimizer.step_with(&loss.backward(), std::slice::from_ref(&loss))?;
-                device.synchronize()?;
-                Ok((kiln::debug::gpu_dispatches() - before, start.elapsed().as_secs_f64() * 1e3))
-            };
-            step()?;
-            step()?;
-            let runs: Vec<(u64, f64)> = (0..reps).map(|_| step()).collect::<kiln::Result<_>>()?;
-            let mut ms: Vec<f64> = runs.iter().map(|r| r.1).collect();
-            ms.sort_by(f64::total_cmp);
-            measured.push((runs[0].0, ms[ms.len() / 2]));
+            let start = Instant::now();
+            let before = kiln::debug::gpu_dispatches();
+            let loss = loss_of();
+            optimizer.step_with(&loss.backward(), std::slice::from_ref(&loss))?;
+            device.synchronize()?;
+            Ok((kiln::debug::gpu_dispatches() - before, start.elapsed().as_secs_f64() * 1e3))
+        };
+        // fused and unfused steps alternate, so that both see the same machine
+        let mut runs: [Vec<(u64, f64)>; 2] = [Vec::new(), Vec::new()];
+        for rep in 0..reps + 2 {
+            for (k, on) in [true, false].into_iter().enumerate() {
+                let run = step(on)?;
+                if rep >= 2 {
+                    runs[k].push(run);
+                }
+            }
         }
+        let measured: Vec<(u64, f64)> = runs
+            .iter()
+            .map(|r| {
+                let mut ms: Vec<f64> = r.iter().map(|x| x.1).collect();
+                ms.sort_by(f64::total_cmp);
+                (r[0].0, ms[ms.len() / 2])
+            })
+            .collect();
         kiln::set_fusion(true);
         let [(d_on, ms_on), (d_off, ms_off)] = [measured[0], measured[1]];
         let dispatches = |d: u64| if device.is_gpu() { d.to_string() } else { "-".into() };
