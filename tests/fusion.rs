@@ -37,7 +37,7 @@ fn chains(
         ("value read later", vec![activation.gelu() * &y, activation.clone()]),
         ("scalar chain", vec![(x.sum_all() * 0.5).reshape([1]).expand([n]) + &columns.reshape([n])]),
         ("dropout", vec![(&x + &bias).relu().dropout(0.3) * 2.0]),
-        ("matmul epilogue", vec![(x.matmul(&square) + &bias).relu() * 2.0]),
+        ("matmul epilogue", vec![(x.matmul(&square) + &bias).relu().dropout(0.2) * 2.0]),
         (
             "batched matmul epilogue, product kept",
             vec![(batched.matmul(&square.t()) * 0.5).tanh(), batched.matmul(&square)],

@@ -6,9 +6,12 @@
 //! last node's place and nothing outside it waits for the joined node. A joined node's value is
 //! written out only when something outside the chain still needs it: a handle the user holds, a
 //! node of another realize, or a consumer that keeps its inputs for the backward pass. Values no
-//! one else needs stay in registers (GPU) or in a block of the L1 cache (CPU).
+//! one else needs stay in registers (GPU) or in a block of the L1 cache (CPU). On a GPU, a chain
+//! that reads a matmul's product takes the matmul in: the chain runs in the GEMM's store (an
+//! epilogue: a bias and an activation), under the same rule for who else reads the product.
 //!
-//! `KILN_FUSE=0` turns fusion off for the process; [`set_fusion`] switches it per thread.
+//! `KILN_FUSE=0` turns fusion off for the process (and the optimizer's multi-tensor updates with
+//! it); [`set_fusion`] switches it per thread.
 
 use crate::ops::Exec;
 use crate::ops::fused::{Chain, FUSED_PREFIX_WORDS, Head, Operand, Step, fits_gpu};
@@ -288,9 +291,7 @@ fn product_of(
     group_of: &[Option<usize>],
     taken: &[bool],
 ) -> Option<(usize, bool)> {
-    // no dropout in a GEMM's store: its Philox rounds, inlined at each of an invocation's 64
-    // outputs, made the MNIST MLP's step 0.80× as fast on lavapipe (1.30× without them)
-    if !d.device.is_gpu() || d.dtype != DType::F32 || d.words > 0 {
+    if !d.device.is_gpu() || d.dtype != DType::F32 {
         return None;
     }
     let root = d.members[0].0;

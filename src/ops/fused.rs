@@ -310,12 +310,16 @@ impl Chain {
                 Step::Constant(_) => scalar(next_scalar),
                 Step::Broadcast => name(&operands[0]),
                 Step::Dropout { .. } => {
-                    // the word of element i of the key's stream (random.wgsl's layout)
+                    // the word of element i of the key's stream (random.wgsl's layout); a Philox
+                    // block holds the words of 4 consecutive elements, so an invocation that
+                    // computes several (a GEMM's store) keeps its last block
                     writeln!(
                         functions,
-                        "fn f{j}(x: f32, i: u32, p: f32, scale: f32, key: vec4<u32>) -> f32 {{\n    \
-                         let w = philox(vec4<u32>(i / 4u, 0u, key.z, key.w), key.xy)[i % 4u];\n    \
-                         return select(0.0, x * scale, unit(w) >= p);\n}}"
+                        "var<private> f{j}_at: u32 = 0xffffffffu;\nvar<private> f{j}_block: vec4<u32>;\n\
+                         fn f{j}(x: f32, i: u32, p: f32, scale: f32, key: vec4<u32>) -> f32 {{\n    \
+                         if i / 4u != f{j}_at {{\n        f{j}_at = i / 4u;\n        \
+                         f{j}_block = philox(vec4<u32>(f{j}_at, 0u, key.z, key.w), key.xy);\n    }}\n    \
+                         return select(0.0, x * scale, unit(f{j}_block[i % 4u]) >= p);\n}}"
                     )
                     .unwrap();
                     let key = format!("p.chain_words[{}]", next_word / 4);
