@@ -18,7 +18,7 @@ examples=(bench quickstart mnist_mlp mnist_lenet char_gpt)
 cargo build --release $(printf -- '--example %s ' "${examples[@]}")
 for e in "${examples[@]}"; do cp "target/release/examples/$e" "$out/bin/"; done
 # the suites that run on a GPU
-gpu_tests=(parity device check backend attention recurrent transformer gpt models_checked)
+gpu_tests=(parity device check backend attention recurrent transformer gpt models_checked fusion subgroups optim)
 # the test binaries, found from cargo's "Executable tests/x.rs (target/release/deps/x-hash)" lines
 cargo test --release --no-run $(printf -- '--test %s ' "${gpu_tests[@]}") 2>&1 |
     sed -n 's/.*Executable tests\/\([a-z_]*\)\.rs (\(.*\))/\1 \2/p' |

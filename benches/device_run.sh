@@ -28,7 +28,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv >"$out/gpu.
 
 case "$step" in
 tests)
-    for t in parity device check backend attention recurrent transformer gpt models_checked; do
+    for t in parity device check backend attention recurrent transformer gpt models_checked fusion subgroups optim; do
         # a failing suite does not stop the others
         "$dev/bin/$t" 2>&1 | tee "$out/test-$t.txt" | grep -E '^test |test result' || true
     done
