@@ -5,7 +5,10 @@
 // batch strides (0 = broadcast). src/ops/matmul.rs may splice a fused chain of elementwise ops
 // into the store (an epilogue: a bias and an activation): then the marked lines hold the chain's
 // parameter fields, bindings and functions (src/ops/fused.rs), and the store computes the
-// chain at element i of C from the accumulated value v.
+// chain at element i of C from the accumulated value v. E is the operands' and the product's
+// element type: f32, or f16 (read into f32, accumulated in f32, rounded once on the store).
+
+alias E = f32; // @E
 
 struct Params {
     m: u32,
@@ -23,9 +26,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>; // @OUTPUTS
+@group(0) @binding(1) var<storage, read> a: array<E>;
+@group(0) @binding(2) var<storage, read> b: array<E>;
+@group(0) @binding(3) var<storage, read_write> c: array<E>; // @OUTPUTS
 
 // This workgroup's batch offsets.
 var<private> a_base: u32;
@@ -33,19 +36,19 @@ var<private> b_base: u32;
 var<private> c_base: u32;
 
 fn load_a(row: u32, kk: u32) -> f32 {
-    return a[a_base + row * p.a_row + kk * p.a_col];
+    return f32(a[a_base + row * p.a_row + kk * p.a_col]);
 }
 
 fn prepare_b(col: u32) {}
 
 fn load_b(kk: u32, col: u32) -> f32 {
-    return b[b_base + kk * p.b_row + col * p.b_col];
+    return f32(b[b_base + kk * p.b_row + col * p.b_col]);
 }
 
 // @EPILOGUE
 
 fn store_c(row: u32, col: u32, v: f32) {
-    c[c_base + row * p.n + col] = v; // @STORE
+    c[c_base + row * p.n + col] = E(v); // @STORE
 }
 
 @compute @workgroup_size(16, 16)

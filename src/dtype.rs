@@ -1,5 +1,8 @@
 //! Element types: `DType` names them at run time, `Element` connects them to Rust types, and
 //! `Float` is the arithmetic the CPU reference kernels are written against (f32 and f64).
+//!
+//! f16 is a storage type: ops without an f16 kernel of their own compute in f32 between casts
+//! (see `Op::computes_f16`), so the CPU reference of an f16 op is its f32 reference, rounded.
 
 use crate::backend::cpu::CpuData;
 use std::fmt;
@@ -9,6 +12,9 @@ use std::fmt;
 pub enum DType {
     /// 32-bit float: the compute type on every device.
     F32,
+    /// 16-bit IEEE half float: storage for mixed-precision training (the `half` crate's `f16`
+    /// on the host). On the GPU it needs an adapter with `shader-f16`.
+    F16,
     /// 64-bit float: CPU only; gradchecks run in it.
     F64,
     /// 32-bit signed integer (indices, labels).
@@ -22,7 +28,7 @@ pub enum DType {
 impl DType {
     /// Whether this is a floating-point type.
     pub fn is_float(self) -> bool {
-        matches!(self, DType::F32 | DType::F64)
+        matches!(self, DType::F32 | DType::F64 | DType::F16)
     }
 
     /// Whether this is an integer type usable as an index.
@@ -34,8 +40,18 @@ impl DType {
     pub fn size_bytes(self) -> usize {
         match self {
             DType::F64 => 8,
+            DType::F16 => 2,
             DType::Bool => 1,
             _ => 4,
+        }
+    }
+
+    /// 32-bit words a tensor of `numel` elements takes in a GPU buffer (f16 packs two per word;
+    /// bools take a word each).
+    pub fn gpu_words(self, numel: usize) -> usize {
+        match self {
+            DType::F16 => numel.div_ceil(2),
+            _ => numel,
         }
     }
 }
@@ -45,6 +61,7 @@ impl fmt::Display for DType {
         let name = match self {
             DType::F32 => "f32",
             DType::F64 => "f64",
+            DType::F16 => "f16",
             DType::I32 => "i32",
             DType::U32 => "u32",
             DType::Bool => "bool",
@@ -74,13 +91,16 @@ pub trait Element: Copy + Send + Sync + fmt::Debug + PartialEq + 'static {
 
 macro_rules! element {
     ($t:ty, $d:ident) => {
+        element!($t, $d, |x: $t| x as f64, |v: f64| v as $t);
+    };
+    ($t:ty, $d:ident, $to:expr, $from:expr) => {
         impl Element for $t {
             const DTYPE: DType = DType::$d;
             fn to_f64(self) -> f64 {
-                self as f64
+                ($to)(self)
             }
             fn from_f64(v: f64) -> Self {
-                v as $t
+                ($from)(v)
             }
             fn wrap(v: Vec<Self>) -> CpuData {
                 CpuData::$d(v)
@@ -101,6 +121,7 @@ macro_rules! element {
     };
 }
 element!(f32, F32);
+element!(half::f16, F16, half::f16::to_f64, half::f16::from_f64);
 element!(f64, F64);
 element!(i32, I32);
 element!(u32, U32);

@@ -49,6 +49,9 @@ pub enum Error {
         /// The size and the limit.
         detail: String,
     },
+    /// The device cannot do what was asked (f16 kernels on an adapter without `shader-f16`).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
     /// Any other error reported by the GPU driver or wgpu.
     #[error("GPU error: {0}")]
     Gpu(String),

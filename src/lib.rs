@@ -60,6 +60,8 @@ pub use autograd::{Gradients, NoGradGuard, no_grad};
 pub use backend::MemoryStats;
 pub use device::Device;
 pub use dtype::{DType, Element};
+/// The element type of [`DType::F16`] tensors (`Tensor::to_vec::<f16>()`), from the `half` crate.
+pub use half::f16;
 pub use error::{Error, Result};
 pub use graph::fuse::{fusion_enabled, set_fusion};
 pub use rng::manual_seed;

@@ -48,6 +48,13 @@ impl Tensor {
                 other.device()
             );
         }
+        if (dtype == DType::F16 || inputs.iter().any(|t| t.dtype() == DType::F16)) && !op.computes_f16() {
+            // in f32 between casts (see `Op::computes_f16`)
+            let wide: Inputs =
+                inputs.iter().map(|t| if t.dtype() == DType::F16 { t.cast(DType::F32) } else { t.clone() }).collect();
+            let y = Tensor::from_op(op, wide, shape, if dtype == DType::F16 { DType::F32 } else { dtype });
+            return y.cast(dtype);
+        }
         let requires_grad =
             dtype.is_float() && !autograd::is_no_grad() && inputs.iter().any(|t| t.requires_grad());
         Tensor::from_node(op, inputs, shape, dtype, device, requires_grad)
@@ -56,6 +63,10 @@ impl Tensor {
     /// Records a node with no inputs (creation ops) on `device`.
     #[track_caller]
     pub(crate) fn from_source(op: impl Op, shape: Shape, dtype: DType, device: Device) -> Tensor {
+        if dtype == DType::F16 && !op.computes_f16() {
+            // in f32, then cast (see `Op::computes_f16`)
+            return Tensor::from_node(op, Inputs::new(), shape, DType::F32, device, false).cast(dtype);
+        }
         Tensor::from_node(op, Inputs::new(), shape, dtype, device, false)
     }
 

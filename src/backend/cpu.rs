@@ -37,6 +37,8 @@ pub enum CpuData {
     F32(Vec<f32>),
     /// f64 elements.
     F64(Vec<f64>),
+    /// f16 elements.
+    F16(Vec<half::f16>),
     /// i32 elements.
     I32(Vec<i32>),
     /// u32 elements.
@@ -51,6 +53,7 @@ impl CpuData {
         match self {
             CpuData::F32(_) => DType::F32,
             CpuData::F64(_) => DType::F64,
+            CpuData::F16(_) => DType::F16,
             CpuData::I32(_) => DType::I32,
             CpuData::U32(_) => DType::U32,
             CpuData::Bool(_) => DType::Bool,
@@ -62,6 +65,7 @@ impl CpuData {
         match self {
             CpuData::F32(v) => v.len(),
             CpuData::F64(v) => v.len(),
+            CpuData::F16(v) => v.len(),
             CpuData::I32(v) => v.len(),
             CpuData::U32(v) => v.len(),
             CpuData::Bool(v) => v.len(),
@@ -88,11 +92,14 @@ impl CpuStorage {
         CpuStorage::new(T::wrap(v))
     }
 
-    /// `values` converted to a float dtype (f32 or f64).
+    /// `values` converted to a float dtype (f16 by way of f32, as a cast rounds it).
     pub fn from_f64(values: Vec<f64>, dtype: DType) -> CpuStorage {
         match dtype {
             DType::F64 => CpuStorage::from_vec(values),
             DType::F32 => CpuStorage::from_vec(values.into_iter().map(|v| v as f32).collect::<Vec<f32>>()),
+            DType::F16 => CpuStorage::from_vec(
+                values.into_iter().map(|v| half::f16::from_f32(v as f32)).collect::<Vec<_>>(),
+            ),
             other => panic!("from_f64: {other} is not a float dtype"),
         }
     }
@@ -136,6 +143,7 @@ impl CpuStorage {
         match &self.data {
             CpuData::F32(v) => v.iter().map(|&x| x as f64).collect(),
             CpuData::F64(v) => v.clone(),
+            CpuData::F16(v) => v.iter().map(|&x| x.to_f64()).collect(),
             CpuData::I32(v) => v.iter().map(|&x| x as f64).collect(),
             CpuData::U32(v) => v.iter().map(|&x| x as f64).collect(),
             CpuData::Bool(v) => v.iter().map(|&x| x.to_f64()).collect(),
@@ -147,17 +155,23 @@ impl CpuStorage {
         match &self.data {
             CpuData::F32(v) => v[i] as f64,
             CpuData::F64(v) => v[i],
+            CpuData::F16(v) => v[i].to_f64(),
             CpuData::I32(v) => v[i] as f64,
             CpuData::U32(v) => v[i] as f64,
             CpuData::Bool(v) => v[i].to_f64(),
         }
     }
 
-    /// The raw 32-bit words of a 4-byte dtype, as they are laid out on the GPU (bools become
-    /// 0/1 words). Panics for f64, which has no GPU representation.
+    /// The raw 32-bit words of the elements as they are laid out on the GPU (bools become 0/1
+    /// words; f16 pairs share a word, the last one padded with 0). Panics for f64, which has no
+    /// GPU representation.
     pub fn to_gpu_words(&self) -> Vec<u32> {
         match &self.data {
             CpuData::F32(v) => bytemuck::cast_slice(v).to_vec(),
+            CpuData::F16(v) => v
+                .chunks(2)
+                .map(|p| p[0].to_bits() as u32 | (p.get(1).map_or(0, |h| h.to_bits() as u32) << 16))
+                .collect(),
             CpuData::I32(v) => bytemuck::cast_slice(v).to_vec(),
             CpuData::U32(v) => v.clone(),
             CpuData::Bool(v) => v.iter().map(|&b| b as u32).collect(),
@@ -165,10 +179,19 @@ impl CpuStorage {
         }
     }
 
-    /// The inverse of [`CpuStorage::to_gpu_words`].
-    pub fn from_gpu_words(dtype: DType, words: &[u32]) -> CpuStorage {
+    /// The inverse of [`CpuStorage::to_gpu_words`]: the first `numel` elements of `words`.
+    pub fn from_gpu_words(dtype: DType, words: &[u32], numel: usize) -> CpuStorage {
+        let words = &words[..dtype.gpu_words(numel)];
         let data = match dtype {
             DType::F32 => CpuData::F32(bytemuck::cast_slice(words).to_vec()),
+            DType::F16 => CpuData::F16(
+                words
+                    .iter()
+                    .flat_map(|&w| [w as u16, (w >> 16) as u16])
+                    .take(numel)
+                    .map(half::f16::from_bits)
+                    .collect(),
+            ),
             DType::I32 => CpuData::I32(bytemuck::cast_slice(words).to_vec()),
             DType::U32 => CpuData::U32(words.to_vec()),
             DType::Bool => CpuData::Bool(words.iter().map(|&w| w != 0).collect()),
@@ -217,6 +240,7 @@ macro_rules! with_any {
         match $storage.data() {
             $crate::backend::cpu::CpuData::F32($x) => $body,
             $crate::backend::cpu::CpuData::F64($x) => $body,
+            $crate::backend::cpu::CpuData::F16($x) => $body,
             $crate::backend::cpu::CpuData::I32($x) => $body,
             $crate::backend::cpu::CpuData::U32($x) => $body,
             $crate::backend::cpu::CpuData::Bool($x) => $body,

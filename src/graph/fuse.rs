@@ -304,7 +304,9 @@ fn product_of(
         let fits_kernel =
             inputs.len() == 2 && matmul.takes_epilogue(inputs[0].shape(), inputs[1].shape(), shape);
         let read_in_time = consumers[q].iter().all(|&c| group_of[c] == Some(g) || c > root);
-        if taken[q] || *shape != d.shape || e.device() != d.device || !fits_kernel || !read_in_time {
+        let f32_product = e.dtype() == DType::F32;
+        if taken[q] || *shape != d.shape || e.device() != d.device || !fits_kernel || !read_in_time || !f32_product
+        {
             return None;
         }
         let stored = Arc::strong_count(&e.0) > 1 + slots[q]

@@ -474,6 +474,12 @@ impl Tensor {
     fn binary(&self, other: &Tensor, f: Func) -> Tensor {
         let op = Binary { f };
         let name = op.name();
+        let (a, b) = (self.dtype(), other.dtype());
+        if a != b && a.is_float() && b.is_float() && (a == DType::F16 || b == DType::F16) {
+            // f16 with a wider float computes in the wider one, as PyTorch promotes
+            let wide = if a == DType::F16 { b } else { a };
+            return self.cast(wide).binary(&other.cast(wide), f);
+        }
         if self.dtype() != other.dtype() {
             panic!(
                 "{name}: operands have different dtypes ({} and {}); convert one with .cast()",

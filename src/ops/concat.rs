@@ -55,6 +55,7 @@ impl Op for Concat {
         CpuStorage::new(match args[0].data.data() {
             CpuData::F32(_) => CpuData::F32(place(args, starts, axis, shape)),
             CpuData::F64(_) => CpuData::F64(place(args, starts, axis, shape)),
+            CpuData::F16(_) => CpuData::F16(place(args, starts, axis, shape)),
             CpuData::I32(_) => CpuData::I32(place(args, starts, axis, shape)),
             CpuData::U32(_) => CpuData::U32(place(args, starts, axis, shape)),
             CpuData::Bool(_) => CpuData::Bool(place(args, starts, axis, shape)),

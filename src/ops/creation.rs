@@ -39,6 +39,7 @@ impl Op for Full {
         CpuStorage::new(match out.dtype {
             DType::F32 => CpuData::F32(filled(n, v as f32)),
             DType::F64 => CpuData::F64(filled(n, v)),
+            DType::F16 => unreachable!("f16 creation computes in f32 (Op::computes_f16)"),
             DType::I32 => CpuData::I32(filled(n, v as i32)),
             DType::U32 => CpuData::U32(filled(n, v as u32)),
             DType::Bool => CpuData::Bool(filled(n, v != 0.0)),
@@ -60,6 +61,7 @@ impl Op for Full {
             DType::U32 => self.value as u32,
             DType::Bool => (self.value != 0.0) as u32,
             DType::F64 => unreachable!("f64 never reaches a GPU"),
+            DType::F16 => unreachable!("f16 creation computes in f32 (Op::computes_f16)"),
         };
         let params = Params { n: u32_of("full", n)?, value, step: 0, _pad: 0 };
         let kernel = Kernel::new(&SHADER, "fill", 0, 1);

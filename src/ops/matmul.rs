@@ -17,7 +17,7 @@ use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::ops::layout::{collapse, u32_of};
 use crate::ops::movement::{Movement, strided_copy};
-use crate::{Result, Shape, Tensor};
+use crate::{DType, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::any::Any;
 
@@ -103,6 +103,12 @@ impl Op for MatMul {
         format!("matmul(trans_a {}, trans_b {})", self.trans_a, self.trans_b)
     }
 
+    fn computes_f16(&self) -> bool {
+        // f16 operands, f32 accumulation, an f16 product (`matmul_flags` widens the rare
+        // products whose batch must be copied out first)
+        true
+    }
+
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
         let g = self.geometry(args[0].shape, args[1].shape, out.shape);
         let batch_offsets =
@@ -127,8 +133,14 @@ impl Op for MatMul {
             }
             c
         }
+        let wide = |x: &[half::f16]| -> Vec<f32> { x.iter().map(|v| v.to_f32()).collect() };
         CpuStorage::new(match (args[0].data.data(), args[1].data.data()) {
             (CpuData::F32(x), CpuData::F32(y)) => CpuData::F32(run(&g, x, y, &a_off, &b_off)),
+            // f16: the f32 product of the widened operands, rounded once (as the kernel does)
+            (CpuData::F16(x), CpuData::F16(y)) => {
+                let c = run(&g, &wide(x), &wide(y), &a_off, &b_off);
+                CpuData::F16(c.into_iter().map(half::f16::from_f32).collect())
+            }
             (CpuData::F64(x), CpuData::F64(y)) => CpuData::F64(run(&g, x, y, &a_off, &b_off)),
             _ => unreachable!("dtypes are checked when recorded"),
         })
@@ -159,7 +171,11 @@ impl Op for MatMul {
     fn tolerance(&self, args: &[CpuArg], out: &Meta) -> Tolerance {
         // f32 dot products of length k in another order than the CPU's
         let k = self.geometry(args[0].shape, args[1].shape, out.shape).k;
-        ulps_summing(2.0, k)
+        match out.dtype {
+            // ... then rounded to f16, where the two may land on neighbours
+            DType::F16 => Tolerance::Rounding { floor: super::F16_ROUNDING_FLOOR, terms: k },
+            _ => ulps_summing(2.0, k),
+        }
     }
 }
 
@@ -226,12 +242,12 @@ impl MatMul {
         };
         let batches = u32_of("matmul", batch.iter().product())?;
         let tile = Tile::for_shape(g.m, g.n, batches as usize);
-        let kernel = kernel(tile, g.a_rc.1 == 1, g.b_rc.1 == 1);
+        let kernel = kernel(tile, g.a_rc.1 == 1, g.b_rc.1 == 1, args[0].dtype);
         // (B, M, N) → one BM×BN tile of C per workgroup
         let grid = Grid::Dims(params.n.div_ceil(tile.size), params.m.div_ceil(tile.size), batches);
         let numel = out.numel();
         let Some(e) = epilogue else {
-            let y = rec.alloc_elems(numel)?;
+            let y = rec.alloc_typed(numel, args[0].dtype)?;
             rec.dispatch(&kernel, &params, &[a, b], &[&y], grid)?;
             return Ok(vec![y]);
         };
@@ -245,10 +261,10 @@ impl MatMul {
         kernel.writes = (e.head.stored as usize + e.chain.outputs.len()) as u32;
         let kernel = kernel
             .with("    // @FIELDS", code.fields)
-            .with("@group(0) @binding(3) var<storage, read_write> c: array<f32>; // @OUTPUTS", code.bindings)
+            .with("@group(0) @binding(3) var<storage, read_write> c: array<E>; // @OUTPUTS", code.bindings)
             .with("// @EPILOGUE", code.functions)
             .with(
-                "    c[c_base + row * p.n + col] = v; // @STORE",
+                "    c[c_base + row * p.n + col] = E(v); // @STORE",
                 format!("    let i = c_base + row * p.n + col;\n{}", code.body),
             );
         let mut words = [0u32; PARAM_WORDS];
@@ -331,9 +347,14 @@ pub(crate) fn gemm_kernel<'a>(
         .with("const B_ALONG_N: bool = true; // @B_ALONG_N", format!("const B_ALONG_N: bool = {b_along_n};"))
 }
 
-/// The matmul kernel for a tile and the operands' contiguous directions.
-fn kernel(tile: Tile, a_along_k: bool, b_along_n: bool) -> Kernel<'static> {
-    gemm_kernel(&SHADER, "main", 2, tile, a_along_k, b_along_n)
+/// The matmul kernel for a tile, the operands' contiguous directions and their dtype (f32, or
+/// f16 read and written as such around the f32 accumulation).
+fn kernel(tile: Tile, a_along_k: bool, b_along_n: bool, dtype: DType) -> Kernel<'static> {
+    let kernel = gemm_kernel(&SHADER, "main", 2, tile, a_along_k, b_along_n);
+    match dtype {
+        DType::F16 => kernel.with_f16().with("alias E = f32; // @E", "alias E = f16;"),
+        _ => kernel,
+    }
 }
 
 /// Every specialization this family can compile (for the shader validation test).
@@ -341,7 +362,8 @@ pub(crate) fn variants() -> Vec<Kernel<'static>> {
     let mut all = Vec::new();
     for tile in [Tile::LARGE, Tile::SMALL] {
         for (a, b) in [(true, true), (true, false), (false, true), (false, false)] {
-            all.push(kernel(tile, a, b));
+            all.push(kernel(tile, a, b, DType::F32));
+            all.push(kernel(tile, a, b, DType::F16));
         }
     }
     all
@@ -458,6 +480,12 @@ impl Tensor {
             .unwrap_or_else(|| panic!("matmul: batch dimensions of {} cannot be broadcast", describe()));
         let mut dims = batch.dims().to_vec();
         dims.extend([m, n]);
-        Tensor::from_op(MatMul { trans_a, trans_b }, [a.clone(), b.clone()], Shape::new(dims), a.dtype())
+        let (op, out) = (MatMul { trans_a, trans_b }, Shape::new(dims));
+        if a.dtype() == DType::F16 && !op.takes_epilogue(a.shape(), b.shape(), &out) {
+            // the kernel would copy the operands out first, which it does for 32-bit elements
+            let (a, b) = (a.cast(DType::F32), b.cast(DType::F32));
+            return Tensor::from_op(op, [a, b], out, DType::F32).cast(DType::F16);
+        }
+        Tensor::from_op(op, [a.clone(), b.clone()], out, a.dtype())
     }
 }

@@ -139,6 +139,15 @@ pub(crate) trait Op:
         Exec::Kernel
     }
 
+    /// Whether the op computes on f16 tensors itself. An op that does not (the default for
+    /// kernels) sees f16 only as f32: `Tensor::from_op` records it between casts (f16 inputs up
+    /// to f32, an f16 output down from f32), so its CPU reference, kernel and gradient rule serve
+    /// f16 unchanged, and the f16 result is the f32 one rounded. Views and transfers move f16
+    /// as it is.
+    fn computes_f16(&self) -> bool {
+        matches!(self.exec(), Exec::View | Exec::Transfer)
+    }
+
     /// The CPU reference. Runs only on inputs that [`Op::validate`] accepted.
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage;
 
@@ -201,6 +210,13 @@ pub(crate) const ROUNDING_MARGIN: f64 = 8.0;
 
 /// One f32 ulp as a relative error (at most 2⁻²³ of a value).
 pub(crate) const ULP: f64 = 1.1920928955078125e-7;
+
+/// The rounding of a result to f16: one f16 ulp (2⁻¹⁰ of a value), as WGSL lets a GPU round to
+/// either neighbour, and the nearest-even result of the CPU reference may be the other one.
+pub(crate) const F16_ROUNDING: Tolerance = Tolerance::Rounding { floor: F16_ROUNDING_FLOOR, terms: 1 };
+
+/// One f16 ulp as a relative error (at most 2⁻¹⁰ of a value).
+pub(crate) const F16_ROUNDING_FLOOR: f64 = 1.0 / 1024.0;
 
 /// `n` f32 ulps for an op whose outputs each come from a few roundings.
 pub(crate) const fn ulps(n: f64) -> Tolerance {

@@ -273,6 +273,7 @@ impl Op for Pad {
         CpuStorage::new(match args[0].data.data() {
             CpuData::F32(x) => CpuData::F32(write_strided(x, filled(n, v as f32), write)),
             CpuData::F64(x) => CpuData::F64(write_strided(x, filled(n, v), write)),
+            CpuData::F16(x) => CpuData::F16(write_strided(x, filled(n, half::f16::from_f64(v)), write)),
             CpuData::I32(x) => CpuData::I32(write_strided(x, filled(n, v as i32), write)),
             CpuData::U32(x) => CpuData::U32(write_strided(x, filled(n, v as u32), write)),
             CpuData::Bool(x) => CpuData::Bool(write_strided(x, filled(n, v != 0.0), write)),
@@ -288,6 +289,7 @@ impl Op for Pad {
             DType::U32 => self.value as u32,
             DType::Bool => (self.value != 0.0) as u32,
             DType::F64 => unreachable!("f64 never reaches a GPU"),
+            DType::F16 => unreachable!("f16 padding computes in f32 (Op::computes_f16)"),
         };
         let before: Vec<usize> = self.spec.iter().map(|s| s.before).collect();
         let step: Vec<usize> = self.spec.iter().map(|s| s.interior + 1).collect();

@@ -179,6 +179,7 @@ impl Op for Reduce {
             DType::I32 => CpuData::I32(values.iter().map(|&v| v as i64 as i32).collect()),
             DType::U32 => CpuData::U32(values.iter().map(|&v| v as i64 as u32).collect()),
             DType::Bool => unreachable!("bool reductions are rejected when recorded"),
+            DType::F16 => unreachable!("f16 reductions compute in f32 (Op::computes_f16)"),
         })
     }
 

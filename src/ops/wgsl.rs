@@ -4,13 +4,15 @@
 use crate::DType;
 use crate::backend::wgpu::{Kernel, Shader};
 
-/// The dtypes a GPU holds.
+/// The dtypes GPU kernels compute on (f16 is a storage type that casts and matmuls read and
+/// write; `Op::computes_f16`).
 pub(crate) const GPU_TYPES: [DType; 4] = [DType::F32, DType::I32, DType::U32, DType::Bool];
 
 /// The WGSL scalar type that holds a dtype on the GPU (bools are u32 words).
 pub(crate) fn wgsl_type(dtype: DType) -> &'static str {
     match dtype {
         DType::F32 => "f32",
+        DType::F16 => "f16",
         DType::I32 => "i32",
         DType::U32 | DType::Bool => "u32",
         DType::F64 => unreachable!("f64 never reaches a GPU"),

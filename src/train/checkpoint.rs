@@ -36,6 +36,7 @@ fn safetensors_dtype(d: DType) -> Dtype {
     match d {
         DType::F32 => Dtype::F32,
         DType::F64 => Dtype::F64,
+        DType::F16 => Dtype::F16,
         DType::I32 => Dtype::I32,
         DType::U32 => Dtype::U32,
         DType::Bool => Dtype::BOOL,
@@ -49,6 +50,7 @@ fn bytes_of(t: &Tensor) -> Result<Vec<u8>> {
     Ok(match host.data() {
         CpuData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         CpuData::F64(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        CpuData::F16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         CpuData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         CpuData::U32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         CpuData::Bool(v) => v.iter().map(|&b| b as u8).collect(),
@@ -139,6 +141,9 @@ pub fn load(path: impl AsRef<Path>) -> Result<Checkpoint> {
         let t = match view.dtype() {
             Dtype::F32 => Tensor::from_vec(le::<4, f32>(raw, f32::from_le_bytes), shape, &Device::Cpu),
             Dtype::F64 => Tensor::from_vec(le::<8, f64>(raw, f64::from_le_bytes), shape, &Device::Cpu),
+            Dtype::F16 => {
+                Tensor::from_vec(le::<2, half::f16>(raw, half::f16::from_le_bytes), shape, &Device::Cpu)
+            }
             Dtype::I32 => Tensor::from_vec(le::<4, i32>(raw, i32::from_le_bytes), shape, &Device::Cpu),
             Dtype::U32 => Tensor::from_vec(le::<4, u32>(raw, u32::from_le_bytes), shape, &Device::Cpu),
             // PyTorch's integer buffers (batch-norm counts, index tables) are i64; kiln's are i32

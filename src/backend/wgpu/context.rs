@@ -29,6 +29,8 @@ pub struct GpuContext {
     /// Whether kernels use subgroup operations in their reductions now (see
     /// [`GpuContext::set_subgroups`]).
     subgroups: AtomicBool,
+    /// Whether kernels on f16 tensors may run (see [`GpuContext::shader_f16`]).
+    shader_f16: AtomicBool,
     pub(crate) pipelines: PipelineCache,
     pub(crate) bind_groups: BindGroupCache,
     pub(crate) pool: BufferPool,
@@ -61,6 +63,21 @@ impl GpuContext {
     pub fn set_subgroups(&self, on: bool) -> bool {
         let on = on && self.features.contains(wgpu::Features::SUBGROUP);
         self.subgroups.store(on, Ordering::Relaxed);
+        on
+    }
+
+    /// Whether kernels that compute on f16 tensors can run here: the adapter has `shader-f16`
+    /// (and it was not turned off by [`GpuContext::set_shader_f16`]).
+    pub fn shader_f16(&self) -> bool {
+        self.shader_f16.load(Ordering::Relaxed)
+    }
+
+    /// Allows f16 kernels (where the adapter has `shader-f16`) or refuses them as an adapter
+    /// without it would, for the kernels compiled from now on; returns whether they are allowed.
+    /// For testing the error that users of such adapters see.
+    pub fn set_shader_f16(&self, on: bool) -> bool {
+        let on = on && self.features.contains(wgpu::Features::SHADER_F16);
+        self.shader_f16.store(on, Ordering::Relaxed);
         on
     }
 
@@ -189,6 +206,7 @@ fn open(n: usize) -> Result<GpuContext> {
         limits,
         features,
         subgroups: AtomicBool::new(subgroups),
+        shader_f16: AtomicBool::new(features.contains(wgpu::Features::SHADER_F16)),
         checked: AtomicBool::new(checked),
         lost,
         errors,

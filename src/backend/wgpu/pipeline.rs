@@ -70,12 +70,30 @@ pub(crate) struct Kernel<'a> {
     /// Whether the kernel reports out-of-range indices (see `faults.rs`): the recorder's fault
     /// words are bound at `FAULT_BINDING`, where the prelude's `report_fault` writes.
     pub faults: bool,
+    /// Whether the kernel uses WGSL's `f16` (`enable f16;` heads its source).
+    pub f16: bool,
 }
 
 impl<'a> Kernel<'a> {
     /// An unspecialized kernel.
     pub fn new(shader: &'a Shader, entry: &'static str, reads: u32, writes: u32) -> Kernel<'a> {
-        Kernel { shader, libraries: SmallVec::new(), entry, reads, writes, spec: Vec::new(), faults: false }
+        Kernel {
+            shader,
+            libraries: SmallVec::new(),
+            entry,
+            reads,
+            writes,
+            spec: Vec::new(),
+            faults: false,
+            f16: false,
+        }
+    }
+
+    /// Enables WGSL's `f16` type in this kernel (it reads or writes f16 tensors): it then runs
+    /// only on adapters with `shader-f16`.
+    pub fn with_f16(mut self) -> Kernel<'a> {
+        self.f16 = true;
+        self
     }
 
     /// Binds the recorder's fault words, for a kernel that calls `report_fault` (see
@@ -110,7 +128,8 @@ impl<'a> Kernel<'a> {
             assert!(text.contains(pattern), "{}: no {pattern:?} to specialize", self.shader.name);
             text = text.replace(pattern, replacement);
         }
-        format!("{}\n{text}", prelude(subgroups))
+        let enable = if self.f16 { "enable f16;\n" } else { "" };
+        format!("{enable}{}\n{text}", prelude(subgroups))
     }
 
     /// A hash of library, shader, entry point, specialization and prelude, computed without
@@ -123,7 +142,7 @@ impl<'a> Kernel<'a> {
         for lib in &self.libraries {
             lib.name.hash(&mut h);
         }
-        (self.shader.name, self.entry, &self.spec, self.faults, subgroups).hash(&mut h);
+        (self.shader.name, self.entry, &self.spec, self.faults, self.f16, subgroups).hash(&mut h);
         h.finish()
     }
 
@@ -134,7 +153,8 @@ impl<'a> Kernel<'a> {
         let lib = lib.join("+");
         let faults = if self.faults { "+faults" } else { "" };
         let rows = if subgroups { "+subgroups" } else { "" };
-        format!("{lib}+{}:{}:{}{faults}{rows}", self.shader.name, self.entry, spec.join(";"))
+        let f16 = if self.f16 { "+f16" } else { "" };
+        format!("{lib}+{}:{}:{}{faults}{rows}{f16}", self.shader.name, self.entry, spec.join(";"))
     }
 
     /// A file name for the kernel's source (`KILN_DUMP_WGSL`): library, shader, entry point and
@@ -191,6 +211,7 @@ struct KernelKey {
     entry: &'static str,
     spec: Vec<(&'static str, String)>,
     faults: bool,
+    f16: bool,
     subgroups: bool,
 }
 
@@ -202,6 +223,7 @@ impl KernelKey {
             entry: kernel.entry,
             spec: kernel.spec.clone(),
             faults: kernel.faults,
+            f16: kernel.f16,
             subgroups,
         }
     }
@@ -213,6 +235,7 @@ impl KernelKey {
             && self.entry == kernel.entry
             && self.spec == kernel.spec
             && self.faults == kernel.faults
+            && self.f16 == kernel.f16
             && self.subgroups == subgroups
     }
 }
@@ -256,6 +279,13 @@ impl PipelineCache {
         let hash = kernel.hash(subgroups);
         if let Some(p) = self.find(hash, kernel, subgroups) {
             return Ok(p);
+        }
+        if kernel.f16 && !ctx.shader_f16() {
+            return Err(Error::Unsupported(format!(
+                "{} computes on f16 tensors, and the GPU {} has no `shader-f16`: keep this model in f32 \
+                 (no `.cast(DType::F16)`, no autocast) on this GPU",
+                kernel.shader.name, ctx.info.name
+            )));
         }
         let key = kernel.key(subgroups);
         let source = kernel.source(subgroups);

@@ -253,7 +253,7 @@ impl GpuBuffer {
 
     /// Copies the first `numel` elements back to the host. Waits for the GPU.
     pub fn download(&self, dtype: DType, numel: usize) -> Result<CpuStorage> {
-        let bytes = (numel as u64 * 4).max(4);
+        let bytes = (dtype.gpu_words(numel) as u64 * 4).max(4);
         let device = &self.ctx.device;
         let staging = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("kiln readback"),
@@ -279,7 +279,7 @@ impl GpuBuffer {
             .get_mapped_range()
             .map_err(|e| Error::Gpu(format!("reading back a tensor: {e:?}")))?;
         let words: &[u32] = bytemuck::cast_slice(&view);
-        Ok(CpuStorage::from_gpu_words(dtype, &words[..numel]))
+        Ok(CpuStorage::from_gpu_words(dtype, words, numel))
     }
 }
 

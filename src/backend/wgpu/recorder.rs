@@ -9,6 +9,7 @@
 //! the queue), so they stay ordered with the dispatches around them even when the pool hands a
 //! destination buffer out again.
 
+use crate::DType;
 use super::bind_groups::BindKey;
 use super::context::{GpuContext, lock};
 use super::faults::{FAULT_BINDING, FaultLog, FaultSlot};
@@ -111,6 +112,11 @@ impl Recorder {
         self.alloc(numel as u64 * 4)
     }
 
+    /// A fresh buffer for `numel` elements of `dtype`, in whole 32-bit words.
+    pub fn alloc_typed(&self, numel: usize, dtype: DType) -> Result<GpuBuffer> {
+        self.alloc(dtype.gpu_words(numel) as u64 * 4)
+    }
+
     /// Records a dispatch of `kernel` with parameters `params`, reading `reads` and writing
     /// `writes` (no buffer may appear in both).
     pub(crate) fn dispatch<P: bytemuck::Pod>(
@@ -209,7 +215,7 @@ impl Recorder {
     /// Records an upload of `data` into a fresh buffer.
     pub fn upload(&mut self, data: &CpuStorage) -> Result<GpuBuffer> {
         let words = data.to_gpu_words();
-        let buffer = self.alloc_elems(words.len())?;
+        let buffer = self.alloc_typed(data.len(), data.dtype())?;
         if !words.is_empty() {
             let staging = self.ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some("kiln upload"),
