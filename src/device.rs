@@ -55,6 +55,25 @@ impl Device {
         }
     }
 
+    /// Whether f16 tensors can be computed on here: always on the CPU; on a GPU, when its
+    /// adapter has `shader-f16`.
+    pub fn supports_f16(&self) -> Result<bool> {
+        match self {
+            Device::Cpu => Ok(true),
+            Device::Gpu(n) => Ok(gpu::context(*n)?.shader_f16()),
+        }
+    }
+
+    /// Allows this GPU's f16 kernels (where the adapter has `shader-f16`) or refuses them as an
+    /// adapter without it does, for the kernels compiled from now on; returns whether they are
+    /// allowed. For testing what users of such adapters see. No effect on the CPU.
+    pub fn set_f16_kernels(&self, on: bool) -> Result<bool> {
+        match self {
+            Device::Cpu => Ok(true),
+            Device::Gpu(n) => Ok(gpu::context(*n)?.set_shader_f16(on)),
+        }
+    }
+
     /// A hardware GPU if there is one, else the CPU. Never a software adapter.
     pub fn best() -> Device {
         if gpu::hardware_adapter_count() > 0 { Device::Gpu(0) } else { Device::Cpu }

@@ -39,6 +39,7 @@
 //!   every GPU kernel compiled into `DIR`, one file per kernel named after its shader, entry
 //!   point and specialization, so the WGSL that runs can be read.
 
+pub mod amp;
 pub mod autograd;
 pub mod backend;
 pub mod data;
@@ -60,10 +61,10 @@ pub use autograd::{Gradients, NoGradGuard, no_grad};
 pub use backend::MemoryStats;
 pub use device::Device;
 pub use dtype::{DType, Element};
-/// The element type of [`DType::F16`] tensors (`Tensor::to_vec::<f16>()`), from the `half` crate.
-pub use half::f16;
 pub use error::{Error, Result};
 pub use graph::fuse::{fusion_enabled, set_fusion};
+/// The element type of [`DType::F16`] tensors (`Tensor::to_vec::<f16>()`), from the `half` crate.
+pub use half::f16;
 pub use rng::manual_seed;
 pub use shape::Shape;
 pub use tensor::Tensor;

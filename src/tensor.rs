@@ -50,8 +50,10 @@ impl Tensor {
         }
         if (dtype == DType::F16 || inputs.iter().any(|t| t.dtype() == DType::F16)) && !op.computes_f16() {
             // in f32 between casts (see `Op::computes_f16`)
-            let wide: Inputs =
-                inputs.iter().map(|t| if t.dtype() == DType::F16 { t.cast(DType::F32) } else { t.clone() }).collect();
+            let wide: Inputs = inputs
+                .iter()
+                .map(|t| if t.dtype() == DType::F16 { t.cast(DType::F32) } else { t.clone() })
+                .collect();
             let y = Tensor::from_op(op, wide, shape, if dtype == DType::F16 { DType::F32 } else { dtype });
             return y.cast(dtype);
         }

@@ -305,7 +305,12 @@ fn product_of(
             inputs.len() == 2 && matmul.takes_epilogue(inputs[0].shape(), inputs[1].shape(), shape);
         let read_in_time = consumers[q].iter().all(|&c| group_of[c] == Some(g) || c > root);
         let f32_product = e.dtype() == DType::F32;
-        if taken[q] || *shape != d.shape || e.device() != d.device || !fits_kernel || !read_in_time || !f32_product
+        if taken[q]
+            || *shape != d.shape
+            || e.device() != d.device
+            || !fits_kernel
+            || !read_in_time
+            || !f32_product
         {
             return None;
         }

@@ -55,7 +55,8 @@ impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Tensor {
         let y = x.conv2d(&self.weight, self.opts);
         match &self.bias {
-            Some(b) => y + b.reshape([b.numel(), 1, 1]),
+            // in the convolution's dtype: f16 in an autocast scope
+            Some(b) => &y + &b.cast(y.dtype()).reshape([b.numel(), 1, 1]),
             None => y,
         }
     }

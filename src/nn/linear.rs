@@ -33,7 +33,8 @@ impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Tensor {
         let y = x.matmul(&self.weight.t());
         match &self.bias {
-            Some(b) => y + b,
+            // in the product's dtype: f16 in an autocast scope
+            Some(b) => &y + &b.cast(y.dtype()),
             None => y,
         }
     }

@@ -47,7 +47,9 @@ impl Op for Cast {
             (CpuData::F16(x), DType::I32) => CpuData::I32(conv(x, |v| v.to_f32() as i32)),
             (CpuData::F16(x), DType::U32) => CpuData::U32(conv(x, |v| v.to_f32() as u32)),
             (CpuData::F64(x), DType::F16) => CpuData::F16(conv(x, half::f16::from_f64)),
-            (_, DType::F16) => with_any!(data, x => CpuData::F16(conv(x, |v| half::f16::from_f32(v.to_f64() as f32)))),
+            (_, DType::F16) => {
+                with_any!(data, x => CpuData::F16(conv(x, |v| half::f16::from_f32(v.to_f64() as f32))))
+            }
             (CpuData::I32(x), DType::U32) => CpuData::U32(conv(x, |v| v as u32)),
             (CpuData::U32(x), DType::I32) => CpuData::I32(conv(x, |v| v as i32)),
             (_, DType::F32) => with_any!(data, x => CpuData::F32(conv(x, |v| v.to_f64() as f32))),

@@ -250,6 +250,9 @@ impl Tensor {
     /// ```
     #[track_caller]
     pub fn channel_moments(&self) -> Tensor {
+        if crate::amp::widens(self) {
+            return crate::amp::widen(self).channel_moments();
+        }
         self.check_channels("channel_moments");
         Tensor::from_op(ChannelMoments, vec![self.clone()], Shape::new(vec![2, self.dims()[1]]), self.dtype())
     }
@@ -258,6 +261,9 @@ impl Tensor {
     /// batch normalization's normalize-and-scale in one pass.
     #[track_caller]
     pub fn channel_affine(&self, scale: &Tensor, shift: &Tensor) -> Tensor {
+        if crate::amp::widens(self) {
+            return crate::amp::widen(self).channel_affine(scale, shift);
+        }
         self.check_channels("channel_affine");
         for (what, p) in [("scale", scale), ("shift", shift)] {
             if p.dims() != [self.dims()[1]] || p.dtype() != self.dtype() {

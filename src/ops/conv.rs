@@ -486,7 +486,9 @@ impl Tensor {
     /// (N, O, OH, OW). Add a bias with `+ bias.reshape([O, 1, 1])`.
     #[track_caller]
     pub fn conv2d(&self, weight: &Tensor, opts: ConvOptions) -> Tensor {
-        let geom = match Geom::new(self, weight, opts) {
+        // in an autocast scope, f32 operands are convolved in f16
+        let (x, weight) = (crate::amp::narrow(self), crate::amp::narrow(weight));
+        let geom = match Geom::new(&x, &weight, opts) {
             Ok(g) => g,
             Err(why) => {
                 panic!("conv2d: input {} and weight {} with {opts:?}: {why}", self.shape(), weight.shape())
@@ -494,6 +496,6 @@ impl Tensor {
         };
         let shape = Shape::from([geom.n, geom.o, geom.oh, geom.ow]);
         let op = Conv { pass: Pass::Forward, geom };
-        Tensor::from_op(op, [self.clone(), weight.clone()], shape, self.dtype())
+        Tensor::from_op(op, [x.clone(), weight], shape, x.dtype())
     }
 }

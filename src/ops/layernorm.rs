@@ -244,6 +244,9 @@ impl Tensor {
         bias: Option<&Tensor>,
         eps: f64,
     ) -> Tensor {
+        if crate::amp::widens(self) {
+            return crate::amp::widen(self).layer_norm(normalized_shape, weight, bias, eps);
+        }
         let k = normalized_shape.len();
         if k == 0 || k > self.rank() || &self.dims()[self.rank() - k..] != normalized_shape {
             panic!(

@@ -300,6 +300,9 @@ impl Tensor {
     /// Mean cross-entropy with options (ignored rows are left out of the mean).
     #[track_caller]
     pub fn cross_entropy_with(&self, target: &Tensor, opts: CrossEntropy) -> Tensor {
+        if crate::amp::widens(self) {
+            return crate::amp::widen(self).cross_entropy_with(target, opts);
+        }
         let per_row = self.cross_entropy_per_row(target, opts);
         match opts.ignore_index {
             None => per_row.mean_all(),
@@ -315,6 +318,9 @@ impl Tensor {
     /// ignored rows.
     #[track_caller]
     pub fn cross_entropy_per_row(&self, target: &Tensor, opts: CrossEntropy) -> Tensor {
+        if crate::amp::widens(self) {
+            return crate::amp::widen(self).cross_entropy_per_row(target, opts);
+        }
         if self.rank() != 2 || !self.dtype().is_float() {
             panic!(
                 "cross_entropy: logits must be a float (N, C) tensor, found {} {}",

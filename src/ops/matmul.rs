@@ -418,6 +418,9 @@ impl Tensor {
             Some(src) => (src, true),
             None => (b, false),
         };
+        // in an autocast scope, f32 operands are multiplied in f16 (cast where they are stored,
+        // so a transposed operand is still read in place)
+        let (a, b) = (crate::amp::narrow(&a), crate::amp::narrow(&b));
         let mut c = if a.rank() > 2 && b.rank() == 2 && !ta {
             // x (…, m, k) · W: one (rows, k) GEMM rather than a product per batch entry, so
             // that W's gradient is one GEMM too, not a batch of them summed afterwards

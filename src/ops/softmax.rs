@@ -153,10 +153,12 @@ impl Tensor {
 
     #[track_caller]
     fn softmax_op(&self, axis: isize, log: bool) -> Tensor {
+        // f32 in an autocast scope
+        let x = crate::amp::widen(self);
         let op = Softmax { axis: self.shape().axis(if log { "log_softmax" } else { "softmax" }, axis), log };
         if !self.dtype().is_float() {
             panic!("{}: expected a float tensor, found {}", op.name(), self.dtype());
         }
-        Tensor::from_op(op, [self.clone()], self.shape().clone(), self.dtype())
+        Tensor::from_op(op, [x.clone()], x.shape().clone(), x.dtype())
     }
 }

@@ -20,10 +20,12 @@
 
 mod clip;
 pub(crate) mod fused;
+mod grad_scaler;
 pub mod schedule;
 
 pub use clip::{clip_grad_norm, grad_norms};
 pub use fused::Rule;
+pub use grad_scaler::GradScaler;
 pub use schedule::Scheduler;
 
 use crate::{DType, Error, Gradients, Result, Tensor, no_grad};

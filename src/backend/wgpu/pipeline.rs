@@ -275,17 +275,17 @@ impl PipelineCache {
     /// The pipeline for `kernel` on `ctx` (with the row reductions the context uses now),
     /// compiling it on first use.
     pub fn get(&self, ctx: &GpuContext, kernel: &Kernel) -> Result<Arc<Pipeline>> {
-        let subgroups = ctx.subgroups();
-        let hash = kernel.hash(subgroups);
-        if let Some(p) = self.find(hash, kernel, subgroups) {
-            return Ok(p);
-        }
         if kernel.f16 && !ctx.shader_f16() {
             return Err(Error::Unsupported(format!(
                 "{} computes on f16 tensors, and the GPU {} has no `shader-f16`: keep this model in f32 \
                  (no `.cast(DType::F16)`, no autocast) on this GPU",
                 kernel.shader.name, ctx.info.name
             )));
+        }
+        let subgroups = ctx.subgroups();
+        let hash = kernel.hash(subgroups);
+        if let Some(p) = self.find(hash, kernel, subgroups) {
+            return Ok(p);
         }
         let key = kernel.key(subgroups);
         let source = kernel.source(subgroups);

@@ -9,12 +9,12 @@
 //! the queue), so they stay ordered with the dispatches around them even when the pool hands a
 //! destination buffer out again.
 
-use crate::DType;
 use super::bind_groups::BindKey;
 use super::context::{GpuContext, lock};
 use super::faults::{FAULT_BINDING, FaultLog, FaultSlot};
 use super::pipeline::Kernel;
 use super::pool::{GpuBuffer, RecordingScope};
+use crate::DType;
 use crate::backend::cpu::CpuStorage;
 use crate::{Error, Result};
 use std::sync::{Arc, Mutex};
