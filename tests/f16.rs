@@ -276,3 +276,54 @@ fn a_gpu_without_shader_f16_gives_an_error_naming_the_cure() {
         [f16::from_f32(4.0); 16]
     );
 }
+
+#[test]
+fn the_f16_rows_of_the_case_table_match_the_cpu_on_the_gpu() {
+    // (tests/parity.rs runs them too, among every other row; this is the f16 subset on its own)
+    let Some(gpu) = common::gpu("f16_parity") else { return };
+    let seed = Seed::from_env("f16", "the_f16_rows_of_the_case_table_match_the_cpu_on_the_gpu");
+    let rows: Vec<_> = kiln::testing::cases()
+        .into_iter()
+        .filter(|c| c.name.contains("f16") || c.name.starts_with("autocast"))
+        .collect();
+    assert!(rows.len() >= 6, "only {} f16 rows", rows.len());
+    let mut failures = Vec::new();
+    for case in &rows {
+        for shapes in &case.shapes {
+            let what = format!("{} {shapes:?}", case.name);
+            match kiln::testing::parity(case, shapes, &gpu, seed.value, true) {
+                Err(e) => failures.push(format!("{what}: {e}")),
+                Ok(report) => failures.extend(report.failures(case, &what)),
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{seed}:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn kiln_check_passes_mixed_precision_training_steps() {
+    // in a child process with KILN_CHECK=1: every GPU node, f16 casts and matmuls included, is
+    // recomputed by the CPU reference and compared within its op's tolerance
+    const TEST: &str = "kiln_check_passes_mixed_precision_training_steps";
+    let Some(gpu) = common::gpu("f16_check") else { return };
+    if common::ran_in_child(TEST, "KILN_CHECK", "1") {
+        return;
+    }
+    kiln::manual_seed(11);
+    let model = kiln::models::mnist_mlp(&gpu);
+    let params = nn::parameters(&model);
+    let mut opt = Optimizer::new(params.clone(), Rule::adam(), 1e-3);
+    let mut scaler = GradScaler::new();
+    let x = randn(&[16, 784], &gpu);
+    let y = Tensor::from_vec((0..16).map(|i| i % 10).collect::<Vec<i32>>(), [16], &gpu);
+    for _ in 0..3 {
+        let loss = {
+            let _autocast = amp::autocast(DType::F16);
+            model.forward(&x).cross_entropy(&y)
+        };
+        let mut grads = scaler.scale(&loss).backward();
+        assert!(scaler.step(&mut opt, &mut grads).unwrap());
+        scaler.update();
+    }
+    assert_eq!(opt.steps(), 3);
+}

@@ -32,11 +32,14 @@ pub struct Common {
     /// Hide the progress bars
     #[arg(long)]
     pub quiet: bool,
+    /// Train in mixed precision: f16 products under autocast, f32 master weights, loss scaling
+    #[arg(long)]
+    pub mixed_precision: bool,
 }
 
 impl Common {
     /// A Trainer configuration for `epochs` of `task` with these options: --out, --resume,
-    /// --max-steps and --quiet.
+    /// --max-steps, --quiet and --mixed-precision.
     #[allow(dead_code)] // the char-GPT examples train by steps, without the epoch Trainer
     pub fn train_config(&self, epochs: usize, task: Task) -> TrainConfig {
         let mut config = TrainConfig::new(epochs, task);
@@ -44,6 +47,7 @@ impl Common {
         config.resume = self.resume;
         config.max_steps = self.max_steps;
         config.progress = !self.quiet;
+        config.mixed_precision = self.mixed_precision;
         config
     }
 
@@ -55,6 +59,7 @@ impl Common {
         config.resume = self.resume;
         config.max_steps = Some(self.max_steps.map_or(steps, |n| n.min(steps)));
         config.progress = !self.quiet;
+        config.mixed_precision = self.mixed_precision;
         config
     }
 

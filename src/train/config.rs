@@ -55,6 +55,10 @@ pub struct TrainConfig {
     pub resume: bool,
     /// Clip the gradients' joint norm to this.
     pub clip_grad_norm: Option<f64>,
+    /// Train in mixed precision: every forward pass (training and evaluation) in an f16
+    /// [`crate::amp::autocast`] scope, the loss scaled by a [`crate::optim::GradScaler`] (whose
+    /// finite check reads one value back per step), steps whose gradients overflow skipped.
+    pub mixed_precision: bool,
     /// Show progress bars (on a terminal).
     pub progress: bool,
     /// Print a line per epoch and per evaluation.
@@ -78,6 +82,7 @@ impl TrainConfig {
             out_dir: None,
             resume: false,
             clip_grad_norm: None,
+            mixed_precision: false,
             progress: true,
             verbose: true,
             log_every: 20,

@@ -6,7 +6,7 @@ use super::step::{default_weight, on_device};
 use super::{BatchSource, Task, Trainer};
 use crate::nn;
 use crate::train::metrics::{Confusion, roc_auc_ovr};
-use crate::{DType, Result, Tensor, no_grad};
+use crate::{DType, Result, Tensor, amp, no_grad};
 use std::collections::BTreeMap;
 
 /// A validation pass's results.
@@ -58,7 +58,10 @@ impl Trainer<'_> {
         let mut loss_sum = Tensor::zeros([], &self.device);
         let mut weight_sum = 0.0;
         for batch in data.batches_from(0, 0).take(batches.unwrap_or(usize::MAX)) {
-            let out = (self.step)(&on_device(&batch, &self.device), false);
+            let out = {
+                let _autocast = self.config.mixed_precision.then(|| amp::autocast(DType::F16));
+                (self.step)(&on_device(&batch, &self.device), false)
+            };
             let weight = match out.weight {
                 Some(w) => w,
                 None => default_weight(task, &batch)?,

@@ -55,8 +55,8 @@ pub use step::StepOutput;
 
 use crate::data::Batch;
 use crate::nn::{self, Module};
-use crate::optim::{Optimizer, Scheduler, clip_grad_norm, grad_norms};
-use crate::{DType, Device, Error, Gradients, Result, Tensor, no_grad};
+use crate::optim::{GradScaler, Optimizer, Scheduler, clip_grad_norm, grad_norms};
+use crate::{DType, Device, Error, Gradients, Result, Tensor, amp, no_grad};
 use indicatif::ProgressBar;
 use log::EpochRecord;
 use std::collections::BTreeMap;
@@ -162,6 +162,8 @@ pub struct Trainer<'a> {
     norm_params: Vec<(String, Tensor)>,
     grad_norms: GradNormLog,
     unread: Vec<UnreadStep>,
+    /// The loss scaling of mixed-precision training (`TrainConfig::mixed_precision`).
+    scaler: Option<GradScaler>,
 }
 
 impl<'a> Trainer<'a> {
@@ -187,12 +189,13 @@ impl<'a> Trainer<'a> {
             step: default_step(model, config.task),
             scheduler: None,
             device,
-            config,
             history: Vec::new(),
             steps_log: Vec::new(),
             norm_params,
             grad_norms: GradNormLog { names, records: Vec::new() },
             unread: Vec::new(),
+            scaler: config.mixed_precision.then(GradScaler::new),
+            config,
         }
     }
 
@@ -464,8 +467,15 @@ impl<'a> Trainer<'a> {
             for i in 0..micro {
                 let batch = batches.next().expect("the training data yields the batches it announces");
                 let n = batch.len();
-                let out = (self.step)(&on_device(&batch, &self.device), true);
+                let out = {
+                    let _autocast = self.scaler.is_some().then(|| amp::autocast(DType::F16));
+                    (self.step)(&on_device(&batch, &self.device), true)
+                };
                 let scaled = if micro == 1 { out.loss.clone() } else { &out.loss * (1.0 / micro as f64) };
+                let scaled = match &self.scaler {
+                    Some(scaler) => scaler.scale(&scaled),
+                    None => scaled,
+                };
                 grads.accumulate(scaled.backward());
                 let loss = out.loss.detach().cast(DType::F32);
                 (tally.running, loss_sum) =
@@ -480,6 +490,11 @@ impl<'a> Trainer<'a> {
                     Tensor::realize_all(&sums)?;
                 }
             }
+            // mixed precision: the true gradients, and whether they are all finite
+            let finite = match &mut self.scaler {
+                Some(scaler) => scaler.unscale(&mut grads, &params)?,
+                None => true,
+            };
             let step = self.optimizer.steps() as usize + 1;
             let norms = match self.config.grad_norms_every {
                 Some(every) if step.is_multiple_of(every.max(1)) => grad_norms(&grads, &self.norm_params),
@@ -492,7 +507,15 @@ impl<'a> Trainer<'a> {
             let mut also = vec![tally.running.clone(), loss.clone()];
             also.extend(norms.clone());
             let lr = self.optimizer.lr();
-            self.optimizer.step_with(&grads, &also)?;
+            if finite {
+                self.optimizer.step_with(&grads, &also)?;
+            } else {
+                // an overflow: no update, the scale backs off (`GradScaler`)
+                Tensor::realize_all(&also)?;
+            }
+            if let Some(scaler) = &mut self.scaler {
+                scaler.update();
+            }
             self.unread.push(UnreadStep { step, lr, loss, norms });
             if let Some((s, Period::Batch)) = &mut self.scheduler {
                 let lr = s.step(None);

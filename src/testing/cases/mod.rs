@@ -16,6 +16,7 @@
 
 mod elementwise;
 mod gradients;
+mod half;
 mod layers;
 mod recurrent;
 mod transformer;
@@ -186,5 +187,6 @@ pub fn cases() -> Vec<Case> {
     all.extend(recurrent::cases());
     all.extend(gradients::cases());
     all.extend(transformer::cases());
+    all.extend(half::cases());
     all
 }

@@ -1,0 +1,87 @@
+//! Rows for f16: the native f16 matmul (f16 operands, f32 accumulation, one rounding), casts to
+//! and from f16, ops that compute an f16 result in f32 between casts, and an autocast layer.
+//!
+//! Tolerances: the GPU and the CPU reference compute the same f32 values in another order and
+//! round each result to f16, where a value near the midpoint of two f16 neighbours may land on
+//! either: a few elements one f16 ulp (≤ 2⁻¹⁰ relative) apart, so 1e-3 as a norm-wise relative
+//! error forward, and 3e-3 backward, where two or three such roundings chain. No f64 gradient
+//! check: finite differences through f16 would measure its rounding; the gradient rules are
+//! the f32 ops' and the cast's, which their own rows check in f64.
+
+use super::{Case, shapes};
+use crate::testing::{Domain, Input};
+use crate::{DType, amp};
+
+const F: Input = Input::float(Domain::Normal);
+
+pub(super) fn cases() -> Vec<Case> {
+    let half = |t: &crate::Tensor| t.cast(DType::F16);
+    vec![
+        Case::new(
+            "matmul",
+            "matmul f16",
+            vec![F, F],
+            shapes(&[
+                &[&[3, 4], &[4, 5]],
+                &[&[1, 1], &[1, 1]],
+                &[&[7, 13], &[13, 5]],
+                &[&[65, 67], &[67, 129]],
+                &[&[2, 257, 129], &[2, 129, 259]],
+                &[&[2, 1, 3, 17], &[3, 17, 11]],
+            ]),
+            move |x, _| half(&x[0]).matmul(&half(&x[1])),
+        )
+        .no_gradcheck()
+        .tol(1e-3)
+        .grad_tol(3e-3),
+        Case::new(
+            "matmul",
+            "matmul f16 aᵀ·bᵀ read in place",
+            vec![F, F],
+            shapes(&[&[&[4, 3], &[5, 4]], &[&[31, 7], &[11, 31]]]),
+            move |x, _| half(&x[0]).t().matmul(&half(&x[1]).t()),
+        )
+        .no_gradcheck()
+        .tol(1e-3)
+        .grad_tol(3e-3),
+        Case::new(
+            "cast",
+            "cast f32 → f16 → f32",
+            vec![Input::float(Domain::Range(-70_000.0, 70_000.0))],
+            shapes(&[&[&[5, 7]], &[&[1]], &[&[1031]]]),
+            move |x, _| half(&x[0]).cast(DType::F32),
+        )
+        .no_gradcheck()
+        .tol(1e-3)
+        .grad_tol(1e-3),
+        Case::new("cast", "softmax of f16, in f32", vec![F], shapes(&[&[&[3, 17]], &[&[1, 1]]]), move |x, _| {
+            half(&x[0]).softmax(-1)
+        })
+        .no_gradcheck()
+        .tol(1e-3)
+        .grad_tol(3e-3),
+        Case::new(
+            "cast",
+            "conv2d of f16, in f32",
+            vec![F, F],
+            shapes(&[&[&[2, 3, 9, 7], &[4, 3, 3, 3]], &[&[1, 1, 1, 1], &[1, 1, 1, 1]]]),
+            move |x, _| half(&x[0]).conv2d(&half(&x[1]), Default::default()),
+        )
+        .no_gradcheck()
+        .tol(1e-3)
+        .grad_tol(3e-3),
+        Case::composite(
+            "autocast linear layer, ReLU, cross-entropy",
+            vec![F, F, F],
+            shapes(&[&[&[6, 11], &[5, 11], &[5]], &[&[1, 3], &[2, 3], &[2]]]),
+            |x, _| {
+                let _autocast = amp::autocast(DType::F16);
+                let logits = (x[0].matmul(&x[1].t()) + &x[2].cast(DType::F16)).relu();
+                logits.log_softmax(-1).sum_all()
+            },
+        )
+        .no_gradcheck()
+        .tol(1e-3)
+        .grad_tol(3e-3),
+    ]
+}
