@@ -12,9 +12,9 @@
 use clap::Parser;
 use kiln::nn::{self, LSTM, Module, RnnOptions};
 use kiln::ops::conv::ConvOptions;
-use kiln::optim::{Optimizer, Rule};
+use kiln::optim::{GradScaler, Optimizer, Rule};
 use kiln::rng::RandomKey;
-use kiln::{DType, Device, Tensor};
+use kiln::{DType, Device, Tensor, amp};
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::process::ExitCode;
@@ -335,35 +335,13 @@ fn step_fusion(device: &Device, reps: usize) -> kiln::Result<()> {
     kiln::manual_seed(0);
     for (name, (loss_of, params)) in fusion_models(device) {
         let mut optimizer = Optimizer::new(params, Rule::adam(), 1e-3);
-        let mut step = |on: bool| -> kiln::Result<(u64, f64)> {
+        let step = |on: bool| -> kiln::Result<()> {
             kiln::set_fusion(on);
-            let start = Instant::now();
-            let before = kiln::debug::gpu_dispatches();
             let loss = loss_of();
-            optimizer.step_with(&loss.backward(), std::slice::from_ref(&loss))?;
-            device.synchronize()?;
-            Ok((kiln::debug::gpu_dispatches() - before, start.elapsed().as_secs_f64() * 1e3))
+            optimizer.step_with(&loss.backward(), std::slice::from_ref(&loss))
         };
-        // fused and unfused steps alternate, so that both see the same machine
-        let mut runs: [Vec<(u64, f64)>; 2] = [Vec::new(), Vec::new()];
-        for rep in 0..reps + 2 {
-            for (k, on) in [true, false].into_iter().enumerate() {
-                let run = step(on)?;
-                if rep >= 2 {
-                    runs[k].push(run);
-                }
-            }
-        }
-        let measured: Vec<(u64, f64)> = runs
-            .iter()
-            .map(|r| {
-                let mut ms: Vec<f64> = r.iter().map(|x| x.1).collect();
-                ms.sort_by(f64::total_cmp);
-                (r[0].0, ms[ms.len() / 2])
-            })
-            .collect();
+        let [(d_on, ms_on), (d_off, ms_off)] = alternate(device, reps, step)?;
         kiln::set_fusion(true);
-        let [(d_on, ms_on), (d_off, ms_off)] = [measured[0], measured[1]];
         let dispatches = |d: u64| if device.is_gpu() { d.to_string() } else { "-".into() };
         let fewer = if device.is_gpu() { format!("{:.2}×", d_off as f64 / d_on as f64) } else { "-".into() };
         println!(
@@ -371,6 +349,78 @@ fn step_fusion(device: &Device, reps: usize) -> kiln::Result<()> {
             dispatches(d_on),
             dispatches(d_off),
             ms_off / ms_on
+        );
+    }
+    Ok(())
+}
+
+/// Runs `step(true)` and `step(false)` alternately (so that both see the same machine), twice
+/// each first (state created, kernels compiled), then `reps` times each; returns for each the
+/// GPU dispatches of one step and its median time in ms.
+fn alternate(
+    device: &Device,
+    reps: usize,
+    mut step: impl FnMut(bool) -> kiln::Result<()>,
+) -> kiln::Result<[(u64, f64); 2]> {
+    let mut runs: [Vec<(u64, f64)>; 2] = [Vec::new(), Vec::new()];
+    for rep in 0..reps + 2 {
+        for (k, first) in [true, false].into_iter().enumerate() {
+            let start = Instant::now();
+            let before = kiln::debug::gpu_dispatches();
+            step(first)?;
+            device.synchronize()?;
+            let run = (kiln::debug::gpu_dispatches() - before, start.elapsed().as_secs_f64() * 1e3);
+            if rep >= 2 {
+                runs[k].push(run);
+            }
+        }
+    }
+    Ok(runs.map(|r| {
+        let mut ms: Vec<f64> = r.iter().map(|x| x.1).collect();
+        ms.sort_by(f64::total_cmp);
+        (r[0].0, ms[ms.len() / 2])
+    }))
+}
+
+/// Prints, for one training step (Adam) of the models of [`fusion_models`], the GPU dispatches
+/// and the median time of a mixed-precision step (f16 autocast, loss scaling: one value read
+/// back per step) beside an f32 one, alternating.
+fn step_mixed_precision(device: &Device, reps: usize) -> kiln::Result<()> {
+    println!(
+        "
+mixed precision, one training step on {device} (Adam):"
+    );
+    if !device.supports_f16()? {
+        println!("(no shader-f16 on this adapter)");
+        return Ok(());
+    }
+    println!("| model | dispatches f32 | dispatches mixed | ms f32 | ms mixed | speed-up |");
+    println!("| --- | --- | --- | --- | --- | --- |");
+    kiln::manual_seed(0);
+    for (name, (loss_of, params)) in fusion_models(device) {
+        let mut optimizer = Optimizer::new(params, Rule::adam(), 1e-3);
+        let mut scaler = GradScaler::new();
+        let step = |full: bool| -> kiln::Result<()> {
+            if full {
+                let loss = loss_of();
+                return optimizer.step_with(&loss.backward(), std::slice::from_ref(&loss));
+            }
+            let loss = {
+                let _autocast = amp::autocast(DType::F16);
+                loss_of()
+            };
+            let mut grads = scaler.scale(&loss).backward();
+            scaler.step(&mut optimizer, &mut grads)?;
+            scaler.update();
+            Ok(())
+        };
+        let [(d32, ms32), (d16, ms16)] = alternate(device, reps, step)?;
+        let dispatches = |d: u64| if device.is_gpu() { d.to_string() } else { "-".into() };
+        println!(
+            "| {name} | {} | {} | {ms32:.2} | {ms16:.2} | {:.2}× |",
+            dispatches(d32),
+            dispatches(d16),
+            ms32 / ms16
         );
     }
     Ok(())
@@ -436,6 +486,12 @@ fn run() -> kiln::Result<()> {
     for n in [1024 / s, 4096 / s] {
         let (x, y) = (b.randn(&[n, n], 1), b.randn(&[n, n], 2));
         b.row("matmul", format!("{n}x{n}x{n}"), || x.matmul(&y), Rate::Flops(2.0 * (n as f64).powi(3)));
+        if b.device.supports_f16()? {
+            let (x, y) = (x.cast(DType::F16), y.cast(DType::F16));
+            Tensor::realize_all(&[x.clone(), y.clone()])?;
+            let flop = Rate::Flops(2.0 * (n as f64).powi(3));
+            b.row("matmul f16 (f32 accumulation)", format!("{n}x{n}x{n}"), || x.matmul(&y), flop);
+        }
     }
 
     let (rows, cols) = (8192 / s, 4096 / s);
@@ -524,6 +580,9 @@ fn run() -> kiln::Result<()> {
     }
     if b.only.as_ref().is_none_or(|o| "step fusion".contains(o.as_str())) {
         step_fusion(&b.device, b.reps)?;
+    }
+    if b.only.as_ref().is_none_or(|o| "step mixed precision".contains(o.as_str())) {
+        step_mixed_precision(&b.device, b.reps)?;
     }
 
     let z0 = b.randn(&[256], 11).cast(DType::F32);

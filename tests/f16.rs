@@ -327,3 +327,39 @@ fn kiln_check_passes_mixed_precision_training_steps() {
     }
     assert_eq!(opt.steps(), 3);
 }
+
+#[test]
+fn casts_fuse_into_the_chains_around_them_on_the_gpu() {
+    let Some(gpu) = common::gpu("f16_fusion") else { return };
+    kiln::manual_seed(5);
+    let (x, bias, w) = (randn(&[33, 17], &gpu), randn(&[17], &gpu), randn(&[17, 17], &gpu));
+    let (x16, bias16) = (x.cast(DType::F16), bias.cast(DType::F16));
+    Tensor::realize_all(&[x16.clone(), bias16.clone(), w.clone()]).unwrap();
+    let run = |on: bool, build: &dyn Fn() -> Tensor| {
+        kiln::set_fusion(on);
+        let y = build();
+        let before = kiln::debug::gpu_dispatches();
+        let values = y.to_f64_vec().unwrap();
+        kiln::set_fusion(true);
+        (kiln::debug::gpu_dispatches() - before, values)
+    };
+    // f16 in and out, each op computed in f32 between casts: four ops, the scalar's fill and
+    // eight casts unfused
+    let chain = || ((&x16 + &bias16).relu() * 0.5).sigmoid();
+    let (unfused, expected) = run(false, &chain);
+    let (fused, values) = run(true, &chain);
+    assert_eq!((unfused, fused), (13, 1));
+    // the same f32 operations and the same roundings to f16 in both
+    assert!(relative_error(&values, &expected) < 1e-3);
+    // an autocast layer: the f16 product, then bias and ReLU with their casts in its store
+    let layer = || {
+        let _autocast = amp::autocast(DType::F16);
+        (x.matmul(&w) + &bias16).relu()
+    };
+    let (unfused, expected) = run(false, &layer);
+    let (fused, values) = run(true, &layer);
+    // unfused: two casts of the operands, the product, the bias add and ReLU with their casts;
+    // fused: the casts of the operands, then the product with everything else in its store
+    assert_eq!((unfused, fused), (10, 3));
+    assert!(relative_error(&values, &expected) < 1e-3);
+}

@@ -8,7 +8,7 @@
 use crate::backend::Storage;
 use crate::backend::cpu::CpuStorage;
 use crate::graph::fuse::Group;
-use crate::ops::fused::Operand;
+use crate::ops::fused::{Operand, Step};
 use crate::ops::{CpuArg, Exec, Meta, ROUNDING_MARGIN, Tolerance, ULP};
 use crate::rng::RandomKey;
 use crate::{DType, Error, Result, Tensor};
@@ -78,7 +78,11 @@ pub(crate) fn compare_chain(
     let host = download(sources, storages)?;
     let args: Vec<CpuArg> =
         host.iter().zip(sources).map(|(data, i)| CpuArg { data, shape: i.shape() }).collect();
-    let dtype = g.members[0].dtype();
+    // the chain's compute dtype (its f16 casts and views compute in f32)
+    let dtype = match g.members[0].dtype() {
+        DType::F16 => DType::F32,
+        other => other,
+    };
     let reference = evaluate(g, &args, dtype);
     let fail = |node: &Tensor, what: String, detail: String| {
         let names: Vec<String> =
@@ -190,9 +194,13 @@ fn chain_reference(g: &Group, args: &[CpuArg], dtype: DType) -> (Vec<CpuStorage>
                 Operand::Step(i) => CpuArg { data: &values[i], shape: g.members[i].shape() },
             })
             .collect();
-        let meta = Meta { shape: node.shape(), dtype };
-        if node.0.op.exec() == Exec::View {
-            // a view in a chain reads its operand (`graph/fuse.rs`)
+        // each node's own dtype (f16 casts), or f64 throughout for the condition estimate
+        let meta =
+            Meta { shape: node.shape(), dtype: if dtype == DType::F64 { dtype } else { node.dtype() } };
+        let f64_cast = dtype == DType::F64 && matches!(g.chain.steps[values.len()].0, Step::Cast { .. });
+        if node.0.op.exec() == Exec::View || f64_cast {
+            // a view in a chain reads its operand (`graph/fuse.rs`); so does an f16 cast when
+            // the condition estimate runs the chain in f64 (its rounding is the tolerance's floor)
             values.push(step_args[0].data.clone());
             tolerances.push(Tolerance::Exact);
             continue;

@@ -91,6 +91,7 @@ pub(crate) struct Product {
 /// A chain being gathered, from its last node back.
 struct Draft {
     device: Device,
+    /// The dtype its steps compute in (see [`compute_dtype`]).
     dtype: DType,
     shape: Shape,
     /// Positions in the schedule of its nodes (last first), and whether each is written out.
@@ -156,7 +157,7 @@ pub(crate) fn plan(order: Vec<Tensor>) -> Vec<Task> {
             let d = &drafts[g];
             consumers[p].iter().all(|&c| group_of[c] == Some(g) || c > d.members[0].0)
                 && d.device == t.device()
-                && d.dtype == t.dtype()
+                && d.dtype == compute_dtype(t)
                 && Shape::try_broadcast(t.shape(), &d.shape).as_ref() == Some(&d.shape)
                 && (!step.positional() || *t.shape() == d.shape)
         });
@@ -205,7 +206,7 @@ pub(crate) fn plan(order: Vec<Tensor>) -> Vec<Task> {
         }
         drafts.push(Draft {
             device: t.device(),
-            dtype: t.dtype(),
+            dtype: compute_dtype(t),
             shape: t.shape().clone(),
             members: vec![(p, true)],
             outputs: 1,
@@ -250,10 +251,13 @@ pub(crate) fn plan(order: Vec<Tensor>) -> Vec<Task> {
 /// The node as a chain step, if it is an elementwise op on float data that has yet to run. A
 /// view that keeps the order of its elements under the chain's broadcasting — of one element,
 /// or of an unchanged shape — is a step too: it reads its operand.
+///
+/// On a GPU, casts between f32 and f16 are steps too (a chain computes in f32 there and reads
+/// and writes f16 as it loads and stores); a CPU chain runs one float type throughout.
 fn fusable(t: &Tensor) -> Option<Step> {
     let float = match t.device() {
         Device::Cpu => matches!(t.dtype(), DType::F32 | DType::F64),
-        Device::Gpu(_) => t.dtype() == DType::F32,
+        Device::Gpu(_) => matches!(t.dtype(), DType::F32 | DType::F16),
     };
     if !float || t.0.poison().is_some() {
         return None;
@@ -266,8 +270,17 @@ fn fusable(t: &Tensor) -> Option<Step> {
         }
         _ => t.0.op.elementwise()?,
     };
+    if let Step::Cast { .. } = step {
+        let input = inputs.first()?.dtype();
+        return (t.device().is_gpu() && matches!(input, DType::F32 | DType::F16)).then_some(step);
+    }
     // every operand of an elementwise op has its dtype
     inputs.iter().all(|i| i.dtype() == t.dtype()).then_some(step)
+}
+
+/// The dtype a chain holding `t` computes in: f32 for f16 nodes (casts and views on a GPU).
+fn compute_dtype(t: &Tensor) -> DType {
+    if t.dtype() == DType::F16 { DType::F32 } else { t.dtype() }
 }
 
 /// Whether node `t` keeps its inputs once computed (a gradient will pass through it): the
@@ -304,14 +317,7 @@ fn product_of(
         let fits_kernel =
             inputs.len() == 2 && matmul.takes_epilogue(inputs[0].shape(), inputs[1].shape(), shape);
         let read_in_time = consumers[q].iter().all(|&c| group_of[c] == Some(g) || c > root);
-        let f32_product = e.dtype() == DType::F32;
-        if taken[q]
-            || *shape != d.shape
-            || e.device() != d.device
-            || !fits_kernel
-            || !read_in_time
-            || !f32_product
-        {
+        if taken[q] || *shape != d.shape || e.device() != d.device || !fits_kernel || !read_in_time {
             return None;
         }
         let stored = Arc::strong_count(&e.0) > 1 + slots[q]
@@ -354,11 +360,14 @@ fn group(order: &[Tensor], d: &Draft) -> Group {
             outputs.push(j);
         }
     }
+    let output_dtypes = outputs.iter().map(|&j| order[members[j].0].dtype()).collect();
     let chain = Chain {
         steps,
         inputs: inputs.iter().map(|i| i.shape().clone()).collect(),
         shape: order[root].shape().clone(),
         outputs,
+        input_dtypes: inputs.iter().map(|i| i.dtype()).collect(),
+        output_dtypes,
     };
     let product = d.product.map(|(q, stored)| {
         let input = inputs.iter().position(|i| i.id() == order[q].id()).expect("the product is an input");

@@ -2,6 +2,7 @@
 //! truncates toward zero and saturates; anything to bool is `x != 0`). To f16, floats round to
 //! nearest (ties to even on the CPU) and overflow to ±∞.
 
+use super::fused::Step;
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance};
 use crate::backend::cpu::{CpuData, CpuStorage, with_any};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
@@ -33,6 +34,10 @@ impl Op for Cast {
     }
     fn computes_f16(&self) -> bool {
         true
+    }
+    fn elementwise(&self) -> Option<Step> {
+        // between f32 and f16, a step of a GPU chain (the planner checks the input's dtype)
+        matches!(self.to, DType::F32 | DType::F16).then_some(Step::Cast { to: self.to })
     }
     fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
         fn conv<T: Element, U: Element>(x: &[T], f: impl Fn(T) -> U) -> Vec<U> {

@@ -12,6 +12,11 @@
 //! of a smaller shape — a bias, a scalar, a step computed on a smaller shape and then expanded —
 //! is read through broadcast strides: broadcasts compose, so an `expand` inside a chain costs
 //! nothing.
+//!
+//! On a GPU a chain computes in f32 and may read and write f16 tensors: a cast to f16 is a step
+//! that rounds its value (`f32(f16(x))`), a cast to f32 passes it on, and an f16 input or output
+//! is converted where it is loaded or stored. So the casts autocast puts around the ops that
+//! compute in f32 cost no pass over memory.
 
 use super::binary::BinaryFn;
 use super::random::PHILOX;
@@ -43,6 +48,8 @@ pub(crate) enum Step {
     /// Dropout with the mask of `key`: each element kept (and scaled) where its uniform draw is
     /// at least `p`.
     Dropout { key: RandomKey, p: f32, scale: f32 },
+    /// A cast between f32 and f16 (`to`): rounds to f16's precision, or passes the value on.
+    Cast { to: DType },
 }
 
 impl Step {
@@ -51,7 +58,7 @@ impl Step {
         match self {
             Step::Unary { .. } | Step::Dropout { .. } => 2,
             Step::Constant(_) => 1,
-            Step::Binary(_) | Step::Broadcast => 0,
+            Step::Binary(_) | Step::Broadcast | Step::Cast { .. } => 0,
         }
     }
 
@@ -89,6 +96,10 @@ pub(crate) struct Chain {
     pub shape: Shape,
     /// The steps whose values are written out, in increasing order (the last step among them).
     pub outputs: Vec<usize>,
+    /// The dtype of each input and of each output: f32, or f16 on a GPU (converted on load and
+    /// store); the chain's own dtype on the CPU.
+    pub input_dtypes: Vec<DType>,
+    pub output_dtypes: Vec<DType>,
 }
 
 /// The most buffers a fused kernel binds (inputs and outputs): WebGPU's guaranteed minimum of
@@ -221,6 +232,12 @@ impl Chain {
                         *o = if u >= p { v * scale } else { T::ZERO };
                     }
                 }
+                Step::Cast { to: DType::F16 } => {
+                    for (o, &v) in out.iter_mut().zip(operand(&operands[0])) {
+                        *o = T::of(half::f16::from_f32(v.to_f64() as f32).to_f64());
+                    }
+                }
+                Step::Cast { .. } => out.copy_from_slice(operand(&operands[0])),
             }
         }
     }
@@ -249,19 +266,23 @@ impl Chain {
         }
         let mut bindings = String::new();
         let mut binding = first;
-        let mut bind = |name: String, access: &str| {
-            writeln!(bindings, "@group(0) @binding({binding}) var<storage, {access}> {name}: array<f32>;")
-                .unwrap();
+        let mut bind = |name: String, access: &str, dtype: DType| {
+            let element = if dtype == DType::F16 { "f16" } else { "f32" };
+            writeln!(
+                bindings,
+                "@group(0) @binding({binding}) var<storage, {access}> {name}: array<{element}>;"
+            )
+            .unwrap();
             binding += 1;
         };
         for k in (0..self.inputs.len()).filter(|&k| head.is_none_or(|h| h.input != k)) {
-            bind(format!("in{k}"), "read");
+            bind(format!("in{k}"), "read", self.input_dtypes[k]);
         }
-        if head.is_some_and(|h| h.stored) {
-            bind("head".into(), "read_write");
+        if let Some(h) = head.filter(|h| h.stored) {
+            bind("head".into(), "read_write", self.input_dtypes[h.input]);
         }
-        for o in 0..self.outputs.len() {
-            bind(format!("out{o}"), "read_write");
+        for (o, &dtype) in self.output_dtypes.iter().enumerate() {
+            bind(format!("out{o}"), "read_write", dtype);
         }
         // the offset in a broadcast input (strides `s`) of element i of the chain's shape
         let mut functions = String::from(
@@ -273,11 +294,14 @@ impl Chain {
         let mut body = String::new();
         for (k, read) in reads.iter().enumerate() {
             let value = match (head, read) {
+                // an f16 product is the accumulator rounded once, as the product alone stores it
+                (Some(h), _) if h.input == k && self.input_dtypes[k] == DType::F16 => "f16(v)".to_string(),
                 (Some(h), _) if h.input == k => "v".to_string(),
                 (_, Read::Same) => format!("in{k}[i]"),
                 (_, Read::Scalar) => format!("in{k}[0u]"),
                 (_, Read::Strided(slot)) => format!("in{k}[chain_strided(i, p.chain_strides[{slot}])]"),
             };
+            let value = if self.input_dtypes[k] == DType::F16 { format!("f32({value})") } else { value };
             writeln!(body, "    let x{k} = {value};").unwrap();
         }
         let scalar = |s: usize| format!("p.chain_scalars[{}].{}", s / 4, ["x", "y", "z", "w"][s % 4]);
@@ -308,7 +332,8 @@ impl Chain {
                     format!("f{j}({}, {})", name(&operands[0]), name(&operands[1]))
                 }
                 Step::Constant(_) => scalar(next_scalar),
-                Step::Broadcast => name(&operands[0]),
+                Step::Broadcast | Step::Cast { to: DType::F32 } => name(&operands[0]),
+                Step::Cast { .. } => format!("f32(f16({}))", name(&operands[0])),
                 Step::Dropout { .. } => {
                     // the word of element i of the key's stream (random.wgsl's layout); a Philox
                     // block holds the words of 4 consecutive elements, so an invocation that
@@ -335,13 +360,21 @@ impl Chain {
             next_word += step.words();
             writeln!(body, "    let v{j} = {value};").unwrap();
         }
-        if head.is_some_and(|h| h.stored) {
-            writeln!(body, "    head[i] = v;").unwrap();
+        if let Some(h) = head.filter(|h| h.stored) {
+            let value = if self.input_dtypes[h.input] == DType::F16 { "f16(v)" } else { "v" };
+            writeln!(body, "    head[i] = {value};").unwrap();
         }
-        for (o, step) in self.outputs.iter().enumerate() {
-            writeln!(body, "    out{o}[i] = v{step};").unwrap();
+        for ((o, step), &dtype) in self.outputs.iter().enumerate().zip(&self.output_dtypes) {
+            let value = if dtype == DType::F16 { format!("f16(v{step})") } else { format!("v{step}") };
+            writeln!(body, "    out{o}[i] = {value};").unwrap();
         }
-        Wgsl { fields, bindings, functions, body, philox: words > 0 }
+        Wgsl { fields, bindings, functions, body, philox: words > 0, f16: self.uses_f16() }
+    }
+
+    /// Whether the chain's WGSL uses the `f16` type: an f16 input or output, or a cast to f16.
+    pub fn uses_f16(&self) -> bool {
+        self.input_dtypes.iter().chain(&self.output_dtypes).any(|&d| d == DType::F16)
+            || self.steps.iter().any(|(s, _)| matches!(s, Step::Cast { to: DType::F16 }))
     }
 
     /// The chain's part of a GPU parameter block: rank, shape, the broadcast inputs' strides, the
@@ -362,7 +395,7 @@ impl Chain {
                 Step::Unary { a, b, .. } => [a as f32, b as f32].into_iter().collect(),
                 Step::Constant(v) => [v as f32].into_iter().collect(),
                 Step::Dropout { p, scale, .. } => [p, scale].into_iter().collect(),
-                Step::Binary(_) | Step::Broadcast => SmallVec::new(),
+                Step::Binary(_) | Step::Broadcast | Step::Cast { .. } => SmallVec::new(),
             };
             for v in values {
                 block[at] = v.to_bits();
@@ -388,6 +421,7 @@ impl Chain {
         let kernel = Kernel::new(&SHADER, "main", self.inputs.len() as u32, self.outputs.len() as u32)
             .with_library(&ACTIVATIONS);
         let kernel = if code.philox { kernel.with_library(&PHILOX) } else { kernel };
+        let kernel = if code.f16 { kernel.with_f16() } else { kernel };
         kernel
             .with("// @FIELDS", code.fields)
             .with(TEMPLATE_BINDINGS, code.bindings)
@@ -402,7 +436,7 @@ impl Chain {
         words[0] = n;
         self.params(&mut words[4..])?;
         let outs: Vec<GpuBuffer> =
-            self.outputs.iter().map(|_| rec.alloc_elems(n as usize)).collect::<Result<_>>()?;
+            self.output_dtypes.iter().map(|&d| rec.alloc_typed(n as usize, d)).collect::<Result<_>>()?;
         let writes: Vec<&GpuBuffer> = outs.iter().collect();
         rec.dispatch(&self.kernel(), &words, inputs, &writes, Grid::Linear(n.div_ceil(256)))?;
         Ok(outs)
@@ -425,6 +459,8 @@ pub(crate) struct Wgsl {
     pub body: String,
     /// Whether the functions call `philox.wgsl`.
     pub philox: bool,
+    /// Whether the code uses the `f16` type (`Kernel::with_f16`).
+    pub f16: bool,
 }
 
 /// The template's binding and body lines, which the generated ones replace.
@@ -511,14 +547,15 @@ impl Kernels for f64 {
     }
 }
 
-/// Chains that together use every unary and binary row, a constant and a broadcast, with inputs
-/// of each kind (for the shader validation test).
+/// Chains that together use every unary and binary row, a constant, a broadcast and casts, with
+/// inputs of each kind, every other one reading and writing f16 (for the shader validation test).
 pub(crate) fn variants() -> Vec<Kernel<'static>> {
     let shape = Shape::from([3, 4]);
     UNARY
         .chunks(6)
         .zip(super::binary::BINARY.iter().cycle())
-        .map(|(rows, binary)| {
+        .enumerate()
+        .map(|(k, (rows, binary))| {
             let mut steps: Vec<(Step, SmallVec<[Operand; 2]>)> = vec![
                 (Step::Binary(binary), [Operand::Input(0), Operand::Input(1)].into_iter().collect()),
                 (Step::Constant(2.0), SmallVec::new()),
@@ -533,9 +570,17 @@ pub(crate) fn variants() -> Vec<Kernel<'static>> {
             let (key, last) = (RandomKey { seed: 1, stream: 2 }, Operand::Step(steps.len() - 1));
             steps.push((Step::Dropout { key, p: 0.25, scale: 4.0 / 3.0 }, [last].into_iter().collect()));
             steps.push((Step::Broadcast, [Operand::Step(steps.len() - 1)].into_iter().collect()));
+            let half = k % 2 == 1;
+            if half {
+                for to in [DType::F16, DType::F32] {
+                    steps.push((Step::Cast { to }, [Operand::Step(steps.len() - 1)].into_iter().collect()));
+                }
+            }
             let outputs = vec![0, steps.len() - 1];
             let inputs = vec![shape.clone(), Shape::from([4]), Shape::from([1])];
-            Chain { steps, inputs, shape: shape.clone(), outputs }.kernel()
+            let narrow = if half { DType::F16 } else { DType::F32 };
+            let (input_dtypes, output_dtypes) = (vec![narrow, DType::F32, narrow], vec![DType::F32, narrow]);
+            Chain { steps, inputs, shape: shape.clone(), outputs, input_dtypes, output_dtypes }.kernel()
         })
         .collect()
 }

@@ -257,6 +257,9 @@ impl MatMul {
         if code.philox {
             kernel = kernel.with_library(&PHILOX);
         }
+        if code.f16 {
+            kernel = kernel.with_f16();
+        }
         kernel.reads = 2 + e.inputs.len() as u32;
         kernel.writes = (e.head.stored as usize + e.chain.outputs.len()) as u32;
         let kernel = kernel
@@ -270,8 +273,10 @@ impl MatMul {
         let mut words = [0u32; PARAM_WORDS];
         words[..PREFIX_WORDS].copy_from_slice(bytemuck::cast_slice(bytemuck::bytes_of(&params)));
         e.chain.params(&mut words[PREFIX_WORDS..])?;
-        let written: Vec<GpuBuffer> =
-            (0..kernel.writes).map(|_| rec.alloc_elems(numel)).collect::<Result<_>>()?;
+        // the product if it is written out, then the chain's outputs
+        let product = e.head.stored.then_some(args[0].dtype);
+        let dtypes = product.into_iter().chain(e.chain.output_dtypes.iter().copied());
+        let written: Vec<GpuBuffer> = dtypes.map(|d| rec.alloc_typed(numel, d)).collect::<Result<_>>()?;
         let reads: Vec<&GpuBuffer> = [a, b].into_iter().chain(e.inputs.iter().copied()).collect();
         let writes: Vec<&GpuBuffer> = written.iter().collect();
         rec.dispatch(&kernel, &words, &reads, &writes, grid)?;

@@ -54,9 +54,13 @@ pub(super) fn cases() -> Vec<Case> {
         .no_gradcheck()
         .tol(1e-3)
         .grad_tol(1e-3),
-        Case::new("cast", "softmax of f16, in f32", vec![F], shapes(&[&[&[3, 17]], &[&[1, 1]]]), move |x, _| {
-            half(&x[0]).softmax(-1)
-        })
+        Case::new(
+            "cast",
+            "softmax of f16, in f32",
+            vec![F],
+            shapes(&[&[&[3, 17]], &[&[1, 1]]]),
+            move |x, _| half(&x[0]).softmax(-1),
+        )
         .no_gradcheck()
         .tol(1e-3)
         .grad_tol(3e-3),
