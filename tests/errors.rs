@@ -100,6 +100,10 @@ fn every_error_reads_as_a_sentence_a_user_can_act_on() {
             Error::TooLarge { device: "gpu:0 (llvmpipe)".into(), detail: "5 GB exceed 2 GB".into() },
             "tensor too large for gpu:0 (llvmpipe): 5 GB exceed 2 GB",
         ),
+        (
+            Error::Unsupported("cast.wgsl computes on f16 tensors, and the GPU x has no `shader-f16`".into()),
+            "unsupported: cast.wgsl computes on f16 tensors, and the GPU x has no `shader-f16`",
+        ),
         (Error::Gpu("compiling matmul: bad shader".into()), "GPU error: compiling matmul: bad shader"),
         (Error::CheckFailed("cross-check failed: matmul".into()), "cross-check failed: matmul"),
         (Error::Invalid("unknown device \"tpu\"".into()), "unknown device \"tpu\""),
@@ -124,6 +128,7 @@ fn every_error_reads_as_a_sentence_a_user_can_act_on() {
             | Error::OutOfMemory(_)
             | Error::DeviceLost(_)
             | Error::TooLarge { .. }
+            | Error::Unsupported(_)
             | Error::Gpu(_)
             | Error::CheckFailed(_)
             | Error::Invalid(_)

@@ -67,7 +67,7 @@ pub(crate) enum Task {
     /// A node computed by its own op.
     Node(Tensor),
     /// Nodes computed together as one chain.
-    Chain(Group),
+    Chain(Box<Group>),
 }
 
 /// A chain of the schedule: its nodes, its inputs and the program that computes them.
@@ -241,7 +241,7 @@ pub(crate) fn plan(order: Vec<Tensor>) -> Vec<Task> {
         .into_iter()
         .enumerate()
         .filter_map(|(p, t)| match chains.remove(&p) {
-            Some(group) => Some(Task::Chain(group)),
+            Some(group) => Some(Task::Chain(Box::new(group))),
             None if fused[p] => None,
             None => Some(Task::Node(t)),
         })

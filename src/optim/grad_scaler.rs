@@ -157,7 +157,7 @@ impl GradScaler {
     pub fn step(&mut self, optimizer: &mut Optimizer, grads: &mut Gradients) -> Result<bool> {
         let finite = match self.found_inf {
             Some(found) => !found,
-            None => self.unscale(grads, &optimizer.params().to_vec())?,
+            None => self.unscale(grads, optimizer.params())?,
         };
         if finite {
             optimizer.step(grads)?;
