@@ -101,6 +101,9 @@ fn f16_matmul_accumulates_in_f32_and_rounds_once() {
     }
 }
 
+/// An op of two tensors, as a test builds it.
+type BinaryBuild = dyn Fn(&Tensor, &Tensor) -> Tensor;
+
 #[test]
 fn ops_without_an_f16_kernel_compute_in_f32_and_round() {
     let seed = Seed::from_env("f16", "ops_without_an_f16_kernel_compute_in_f32_and_round");
@@ -108,7 +111,7 @@ fn ops_without_an_f16_kernel_compute_in_f32_and_round() {
     // each case rounds once: a composition would round between its ops, which the f32
     // reference composed of the same ops does not
     let (x, w) = (randn(&[2, 3, 9, 9], &Device::Cpu), randn(&[4, 3, 3, 3], &Device::Cpu));
-    let ops: Vec<(&str, Box<dyn Fn(&Tensor, &Tensor) -> Tensor>)> = vec![
+    let ops: Vec<(&str, Box<BinaryBuild>)> = vec![
         ("gelu", Box::new(|x, _| x.gelu())),
         // (a max is exact in f16, so only the broadcast sum rounds)
         ("add with broadcast", Box::new(|x, _| x + &x.max(0, true))),
