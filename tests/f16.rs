@@ -366,3 +366,12 @@ fn casts_fuse_into_the_chains_around_them_on_the_gpu() {
     assert_eq!((unfused, fused), (10, 3));
     assert!(relative_error(&values, &expected) < 1e-3);
 }
+
+#[test]
+fn an_optimizer_refuses_f16_parameters_and_names_autocast() {
+    let w = Tensor::zeros([3], &Device::Cpu).cast(DType::F16).requires_grad_();
+    let (message, _) = common::panic_of(move || {
+        Optimizer::new(vec![("w".to_string(), w)], Rule::sgd(), 0.1);
+    });
+    assert!(message.contains("w is f16") && message.contains("amp::autocast"), "{message}");
+}

@@ -201,7 +201,8 @@ impl Optimizer {
     /// A tensor is one parameter however often it is listed (a tied weight, under each of its
     /// names): it keeps its first name and is updated once per step. Listing it in two groups
     /// whose settings differ is a programmer error and panics, as PyTorch refuses a parameter
-    /// in two groups.
+    /// in two groups. Panics for a parameter that is not f32 or f64: mixed precision keeps f32
+    /// master weights ([`crate::amp`]).
     #[track_caller]
     pub fn with_groups(groups: Vec<ParamGroup>, rule: Rule, lr: f64) -> Optimizer {
         let mut params: Vec<(String, Tensor)> = Vec::new();
@@ -209,6 +210,13 @@ impl Optimizer {
         let settings: Vec<(Option<f64>, f64)> = groups.iter().map(ParamGroup::settings).collect();
         for (g, group) in groups.into_iter().enumerate() {
             for (name, p) in group.params {
+                if !matches!(p.dtype(), DType::F32 | DType::F64) {
+                    panic!(
+                        "Optimizer: parameter {name} is {}; parameters (the master weights) must be f32 or f64 \
+                         — for f16 training keep them f32 and run the forward pass under amp::autocast",
+                        p.dtype()
+                    );
+                }
                 match params.iter().position(|(_, seen)| seen.same(&p)) {
                     None => {
                         params.push((name, p));
