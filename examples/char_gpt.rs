@@ -22,7 +22,7 @@ use kiln::models::gpt::{Gpt, GptConfig};
 use kiln::nn;
 use kiln::rng::RandomKey;
 use kiln::train::checkpoint;
-use kiln::{Device, Error};
+use kiln::{DType, Device, Error, amp};
 use lm::AdamWGroups;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -121,7 +121,8 @@ fn run() -> kiln::Result<()> {
     let recipe = Recipe::of(cli.preset, vocab.len());
     let c = recipe.config;
     let model = Gpt::new(c, &device);
-    let mut opt = AdamWGroups::new(nn::parameters(&model), 0.1, 0.99);
+    let mut opt =
+        AdamWGroups::new(nn::parameters(&model), 0.1, 0.99).mixed_precision(cli.common.mixed_precision);
     println!(
         "GPT {} layers, {} heads, {} features, block {}: {:.2}M parameters on {device}",
         c.n_layer,
@@ -155,7 +156,10 @@ fn run() -> kiln::Result<()> {
         let clock = Instant::now();
         let lr = lm::nanogpt_lr(step, recipe.max_lr, recipe.min_lr, recipe.warmup, recipe.iters);
         let batch = train.batch(step as u64);
-        let loss = model.loss(&batch.inputs.to(&device), &batch.targets.to(&device));
+        let loss = {
+            let _autocast = cli.common.mixed_precision.then(|| amp::autocast(DType::F16));
+            model.loss(&batch.inputs.to(&device), &batch.targets.to(&device))
+        };
         let loss = opt.step(&loss, lr, 1.0)?;
         training_seconds += clock.elapsed().as_secs_f64();
         if (step + 1) % cli.log_interval == 0 || step == start {

@@ -27,7 +27,7 @@ use kiln::models::generate::Sampling;
 use kiln::models::gpt::Gpt;
 use kiln::nn::{self, LoraConfig, lora};
 use kiln::rng::RandomKey;
-use kiln::{Device, Error};
+use kiln::{DType, Device, Error, amp};
 use lm::AdamWGroups;
 use std::collections::HashSet;
 use std::path::Path;
@@ -176,14 +176,18 @@ fn fine_tune(
         Method::Full => nn::parameters(&model),
     };
     let trained = lm::parameter_count(&params);
-    let mut opt = AdamWGroups::new(params, cli.weight_decay, 0.99);
+    let mixed_precision = cli.common.mixed_precision;
+    let mut opt = AdamWGroups::new(params, cli.weight_decay, 0.99).mixed_precision(mixed_precision);
     let steps = cli.common.max_steps.map_or(cli.steps, |m| m.min(cli.steps));
     let clock = Instant::now();
     nn::train(&model);
     for step in 0..steps {
         let lr = lm::nanogpt_lr(step, cli.lr, cli.lr / 10.0, 50, cli.steps);
         let batch = train.batch(step as u64);
-        let loss = model.loss(&batch.inputs.to(device), &batch.targets.to(device));
+        let loss = {
+            let _autocast = mixed_precision.then(|| amp::autocast(DType::F16));
+            model.loss(&batch.inputs.to(device), &batch.targets.to(device))
+        };
         let loss = opt.step(&loss, lr, 1.0)?;
         if (step + 1) % 100 == 0 {
             println!("  {method:?} step {:>4}: loss {loss:.4}", step + 1);

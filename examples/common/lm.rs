@@ -9,7 +9,7 @@ use kiln::data::lm::RandomWindows;
 use kiln::data::text::{CharVocab, read_text};
 use kiln::models::gpt::{Gpt, GptConfig};
 use kiln::nn::{self, Module};
-use kiln::optim::{Optimizer, Rule, clip_grad_norm};
+use kiln::optim::{GradScaler, Optimizer, Rule, clip_grad_norm};
 use kiln::rng::RandomKey;
 use kiln::train::checkpoint;
 use kiln::{DType, Device, Error, Result, Tensor, no_grad};
@@ -44,6 +44,8 @@ pub struct AdamWGroups {
     /// The parameters every step clips and updates.
     pub params: Vec<(String, Tensor)>,
     groups: Vec<(&'static str, Optimizer)>,
+    /// Loss scaling, when the forward pass runs under f16 autocast (`--mixed-precision`).
+    scaler: Option<GradScaler>,
 }
 
 impl AdamWGroups {
@@ -55,7 +57,14 @@ impl AdamWGroups {
             ("decay", Optimizer::new(decay, rule(weight_decay), 0.0)),
             ("no_decay", Optimizer::new(no_decay, rule(0.0), 0.0)),
         ];
-        AdamWGroups { params, groups }
+        AdamWGroups { params, groups, scaler: None }
+    }
+
+    /// The same optimizer with loss scaling for losses computed under f16 autocast (steps whose
+    /// gradients overflow are skipped), when `on`.
+    pub fn mixed_precision(mut self, on: bool) -> AdamWGroups {
+        self.scaler = on.then(GradScaler::new);
+        self
     }
 
     /// Steps taken.
@@ -66,7 +75,14 @@ impl AdamWGroups {
     /// One training step at learning rate `lr`: gradients of `loss`, clipped to global norm
     /// `clip`, computed with the loss in one realize, then both groups' updates. Returns the loss.
     pub fn step(&mut self, loss: &Tensor, lr: f64, clip: f64) -> Result<f32> {
-        let mut grads = loss.backward();
+        let (mut grads, finite) = match &mut self.scaler {
+            Some(scaler) => {
+                let mut grads = scaler.scale(loss).backward();
+                let finite = scaler.unscale(&mut grads, &self.params)?;
+                (grads, finite)
+            }
+            None => (loss.backward(), true),
+        };
         clip_grad_norm(&mut grads, &self.params, clip);
         let mut pending: Vec<Tensor> =
             self.params.iter().filter_map(|(_, p)| grads.get(p).cloned()).collect();
@@ -74,7 +90,12 @@ impl AdamWGroups {
         Tensor::realize_all(&pending)?;
         for (_, opt) in &mut self.groups {
             opt.set_lr(lr);
-            opt.step(&grads)?;
+            if finite {
+                opt.step(&grads)?;
+            }
+        }
+        if let Some(scaler) = &mut self.scaler {
+            scaler.update();
         }
         loss.cast(DType::F32).item::<f32>()
     }
