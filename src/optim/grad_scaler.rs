@@ -14,14 +14,16 @@
 //! let mut opt = Optimizer::new(nn::parameters(&model), Rule::adam(), 1e-2);
 //! let mut scaler = GradScaler::new();
 //! let x = Tensor::randn([8, 3], &Device::Cpu);
-//! let loss = {
-//!     let _autocast = amp::autocast(DType::F16);
-//!     model.forward(&x).cast(DType::F32).square().mean_all()
-//! };
-//! let mut grads = scaler.scale(&loss).backward();
-//! let stepped = scaler.step(&mut opt, &mut grads).unwrap();
-//! scaler.update();
-//! assert!(stepped);
+//! for _ in 0..5 {
+//!     let loss = {
+//!         let _autocast = amp::autocast(DType::F16);
+//!         model.forward(&x).cast(DType::F32).square().mean_all()
+//!     };
+//!     let mut grads = scaler.scale(&loss).backward();
+//!     scaler.step(&mut opt, &mut grads).unwrap(); // false: an overflow, the step skipped
+//!     scaler.update(); // halves the scale after an overflow
+//! }
+//! assert_eq!(opt.steps() + scaler.skipped_steps(), 5);
 //! ```
 
 use super::Optimizer;
