@@ -10,9 +10,12 @@
 //
 // A small table from the host turns a kernel index into offsets without division: entry k
 // is (weight offset, gradient-plane offset, i·dh, j·dw), or for passes 0 and 2 entry (ci,i,j)
-// is (ci·H·W, 0, i·dh, j·dw).
+// is (ci·H·W, 0, i·dh, j·dw). E is the element type of the operands and the output: f32, or f16
+// for the forward pass and the input gradient (read into f32, accumulated in f32, rounded once
+// on the store).
 
 const PASS: u32 = 0u; // @PASS
+alias E = f32; // @E
 
 struct Params {
     n: u32, c: u32, h: u32, w: u32,
@@ -24,10 +27,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> first: array<f32>;  // x (passes 0, 2) or dy (pass 1)
-@group(0) @binding(2) var<storage, read> second: array<f32>; // w (passes 0, 1) or dy (pass 2)
+@group(0) @binding(1) var<storage, read> first: array<E>;  // x (passes 0, 2) or dy (pass 1)
+@group(0) @binding(2) var<storage, read> second: array<E>; // w (passes 0, 1) or dy (pass 2)
 @group(0) @binding(3) var<storage, read> table: array<vec4<i32>>;
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<E>;
 
 // This workgroup's channel group and K split, and the state prepare_b leaves for load_b.
 var<private> group_index: u32;
@@ -51,16 +54,16 @@ fn taps() -> u32 {
 fn load_a(row: u32, kk: u32) -> f32 {
     if PASS == 0u {
         // W[g·og + row][kk]
-        return second[(group_index * og() + row) * p.gemm_k + kk];
+        return f32(second[(group_index * og() + row) * p.gemm_k + kk]);
     }
     if PASS == 1u {
         // W[g·og + o][row][i][j] with kk = (o, i, j): the table holds o·cg·taps + i·kw + j
-        return second[group_index * og() * cg() * taps() + u32(table[kk].x) + row * taps()];
+        return f32(second[group_index * og() * cg() * taps() + u32(table[kk].x) + row * taps()]);
     }
     // dy[n][g·og + row][pix] with kk = n·P + pix
     let plane = p.oh * p.ow;
     let n = kk / plane;
-    return second[(n * p.o + group_index * og() + row) * plane + kk % plane];
+    return f32(second[(n * p.o + group_index * og() + row) * plane + kk % plane]);
 }
 
 fn prepare_b(col: u32) {
@@ -91,7 +94,7 @@ fn load_b(kk: u32, col: u32) -> f32 {
         if y < 0 || y >= i32(p.h) || x < 0 || x >= i32(p.w) {
             return 0.0;
         }
-        return first[col_base + u32(t.x) + u32(y) * p.w + u32(x)];
+        return f32(first[col_base + u32(t.x) + u32(y) * p.w + u32(x)]);
     }
     if PASS == 1u {
         // the output position whose tap (i, j) lands on this input pixel, if any
@@ -106,7 +109,7 @@ fn load_b(kk: u32, col: u32) -> f32 {
         if oy >= p.oh || ox >= p.ow {
             return 0.0;
         }
-        return first[col_base + u32(t.y) + oy * p.ow + ox];
+        return f32(first[col_base + u32(t.y) + oy * p.ow + ox]);
     }
     // im2col(x)ᵀ[kk = n·P + pix][col = (ci, i, j)]
     let t = table[col];
@@ -118,19 +121,19 @@ fn load_b(kk: u32, col: u32) -> f32 {
     if y < 0 || y >= i32(p.h) || x < 0 || x >= i32(p.w) {
         return 0.0;
     }
-    return first[(n * p.c + group_index * cg()) * p.h * p.w + u32(t.x) + u32(y) * p.w + u32(x)];
+    return f32(first[(n * p.c + group_index * cg()) * p.h * p.w + u32(t.x) + u32(y) * p.w + u32(x)]);
 }
 
 fn store_c(row: u32, col: u32, v: f32) {
     if PASS == 0u {
         let plane = p.oh * p.ow;
-        out[((col / plane) * p.o + group_index * og() + row) * plane + col % plane] = v;
+        out[((col / plane) * p.o + group_index * og() + row) * plane + col % plane] = E(v);
     } else if PASS == 1u {
         let plane = p.h * p.w;
-        out[((col / plane) * p.c + group_index * cg() + row) * plane + col % plane] = v;
+        out[((col / plane) * p.c + group_index * cg() + row) * plane + col % plane] = E(v);
     } else {
         // one slab of partial sums per K split
-        out[(split * p.o + group_index * og() + row) * p.gemm_n + col] = v;
+        out[(split * p.o + group_index * og() + row) * p.gemm_n + col] = E(v);
     }
 }
 

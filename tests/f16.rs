@@ -105,8 +105,10 @@ fn f16_matmul_accumulates_in_f32_and_rounds_once() {
 type BinaryBuild = dyn Fn(&Tensor, &Tensor) -> Tensor;
 
 #[test]
-fn ops_without_an_f16_kernel_compute_in_f32_and_round() {
-    let seed = Seed::from_env("f16", "ops_without_an_f16_kernel_compute_in_f32_and_round");
+fn f16_results_are_the_f32_results_rounded() {
+    // ops without an f16 kernel compute in f32 between casts; the convolution's f16 kernel
+    // accumulates in f32 and rounds once: either way the f32 result of the widened operands
+    let seed = Seed::from_env("f16", "f16_results_are_the_f32_results_rounded");
     kiln::manual_seed(seed.value);
     // each case rounds once: a composition would round between its ops, which the f32
     // reference composed of the same ops does not

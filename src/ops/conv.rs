@@ -10,7 +10,7 @@ use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::ops::layout::u32_of;
 use crate::ops::matmul::{self, Tile};
-use crate::{Result, Shape, Tensor};
+use crate::{DType, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 mod direct;
@@ -260,7 +260,7 @@ struct Params {
 }
 
 /// The implicit-GEMM kernel of a pass, for a tile.
-fn gemm_kernel(pass: Pass, tile: Tile) -> Kernel<'static> {
+fn gemm_kernel(pass: Pass, tile: Tile, dtype: DType) -> Kernel<'static> {
     let index = match pass {
         Pass::Forward => 0,
         Pass::InputGrad => 1,
@@ -268,8 +268,12 @@ fn gemm_kernel(pass: Pass, tile: Tile) -> Kernel<'static> {
     };
     // forward and input gradient fetch B one column per invocation; the weight gradient along K
     let b_along_n = pass != Pass::WeightGrad;
-    matmul::gemm_kernel(&SHADER, "gemm", 3, tile, true, b_along_n)
-        .with("const PASS: u32 = 0u; // @PASS", format!("const PASS: u32 = {index}u;"))
+    let kernel = matmul::gemm_kernel(&SHADER, "gemm", 3, tile, true, b_along_n)
+        .with("const PASS: u32 = 0u; // @PASS", format!("const PASS: u32 = {index}u;"));
+    match dtype {
+        DType::F16 => kernel.with_f16().with("alias E = f32; // @E", "alias E = f16;"),
+        _ => kernel,
+    }
 }
 
 /// Every specialization this family can compile (for the shader validation test).
@@ -277,7 +281,10 @@ pub(crate) fn variants() -> Vec<Kernel<'static>> {
     let mut all = vec![Kernel::new(&SHADER, "sum_splits", 1, 1).with_library(&matmul::GEMM)];
     for pass in [Pass::Forward, Pass::InputGrad, Pass::WeightGrad] {
         for tile in [Tile::LARGE, Tile::SMALL] {
-            all.push(gemm_kernel(pass, tile));
+            all.push(gemm_kernel(pass, tile, DType::F32));
+            if pass.computes_f16() {
+                all.push(gemm_kernel(pass, tile, DType::F16));
+            }
         }
     }
     all
@@ -300,6 +307,15 @@ enum Pass {
     InputGrad,
     /// (x, dy) → dw
     WeightGrad,
+}
+
+impl Pass {
+    /// Whether the pass has an f16 kernel (f16 operands and output, f32 accumulation): the
+    /// forward pass and the input gradient. The weight gradient, whose long sum may be split
+    /// into f32 partial sums, computes f16 in f32 between casts.
+    fn computes_f16(self) -> bool {
+        self != Pass::WeightGrad
+    }
 }
 
 /// A convolution node; `geom` holds every size, whatever the pass.
@@ -395,9 +411,18 @@ impl Op for Conv {
         format!("{}({:?})", self.name(), self.geom.opts)
     }
 
+    fn computes_f16(&self) -> bool {
+        self.pass.computes_f16()
+    }
+
     fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
+        let wide = |x: &[half::f16]| -> Vec<f32> { x.iter().map(|v| v.to_f32()).collect() };
         CpuStorage::new(match (args[0].data.data(), args[1].data.data()) {
             (CpuData::F32(a), CpuData::F32(b)) => CpuData::F32(self.run(a, b)),
+            // f16: the f32 result of the widened operands, rounded once (as the kernel does)
+            (CpuData::F16(a), CpuData::F16(b)) => {
+                CpuData::F16(self.run(&wide(a), &wide(b)).into_iter().map(half::f16::from_f32).collect())
+            }
             (CpuData::F64(a), CpuData::F64(b)) => CpuData::F64(self.run(a, b)),
             _ => unreachable!("dtypes are checked when recorded"),
         })
@@ -426,7 +451,7 @@ impl Op for Conv {
         let splits = k.div_ceil(chunk.max(1)).max(1);
         let params = g.params((m, n, k), splits, chunk)?;
         let table = rec.upload(&CpuStorage::from_vec(g.tap_table(self.pass)))?;
-        let y = rec.alloc_elems(out.shape.numel())?;
+        let y = rec.alloc_typed(out.shape.numel(), out.dtype)?;
         // K splits write slabs of partial sums, then one pass adds them up
         let partial = (splits > 1).then(|| rec.alloc_elems(splits * out.shape.numel())).transpose()?;
         let write = partial.as_ref().unwrap_or(&y);
@@ -436,7 +461,7 @@ impl Op for Conv {
             u32_of("conv2d", groups * splits)?,
         );
         rec.dispatch(
-            &gemm_kernel(self.pass, tile),
+            &gemm_kernel(self.pass, tile, out.dtype),
             &params,
             &[args[0].buf, args[1].buf, &table],
             &[write],
@@ -468,7 +493,7 @@ impl Op for Conv {
         vec![Some(dx), Some(dw)]
     }
 
-    fn tolerance(&self, _: &[CpuArg], _: &Meta) -> Tolerance {
+    fn tolerance(&self, _: &[CpuArg], out: &Meta) -> Tolerance {
         // each output sums C/groups·KH·KW products (forward), O/groups·KH·KW (input gradient)
         // or N·OH·OW (weight gradient), in another order than the CPU's
         let g = self.geom;
@@ -477,7 +502,11 @@ impl Op for Conv {
             Pass::InputGrad => g.per_group().1 * g.kh * g.kw,
             Pass::WeightGrad => g.n * g.oh * g.ow,
         };
-        ulps_summing(2.0, terms)
+        match out.dtype {
+            // ... then rounded to f16, where the two may land on neighbours
+            DType::F16 => Tolerance::Rounding { floor: super::F16_ROUNDING_FLOOR, terms },
+            _ => ulps_summing(2.0, terms),
+        }
     }
 }
 

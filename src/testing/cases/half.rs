@@ -1,5 +1,6 @@
-//! Rows for f16: the native f16 matmul (f16 operands, f32 accumulation, one rounding), casts to
-//! and from f16, ops that compute an f16 result in f32 between casts, and an autocast layer.
+//! Rows for f16: the native f16 matmul and convolution (f16 operands, f32 accumulation, one
+//! rounding; the convolution's weight gradient in f32 between casts), casts to and from f16,
+//! an op that computes an f16 result in f32 between casts, and an autocast layer.
 //!
 //! Tolerances: the GPU and the CPU reference compute the same f32 values in another order and
 //! round each result to f16, where a value near the midpoint of two f16 neighbours may land on
@@ -9,6 +10,7 @@
 //! the f32 ops' and the cast's, which their own rows check in f64.
 
 use super::{Case, shapes};
+use crate::ops::conv::ConvOptions;
 use crate::testing::{Domain, Input};
 use crate::{DType, amp};
 
@@ -65,11 +67,24 @@ pub(super) fn cases() -> Vec<Case> {
         .tol(1e-3)
         .grad_tol(3e-3),
         Case::new(
-            "cast",
-            "conv2d of f16, in f32",
+            "conv2d",
+            "conv2d f16",
             vec![F, F],
             shapes(&[&[&[2, 3, 9, 7], &[4, 3, 3, 3]], &[&[1, 1, 1, 1], &[1, 1, 1, 1]]]),
             move |x, _| half(&x[0]).conv2d(&half(&x[1]), Default::default()),
+        )
+        .no_gradcheck()
+        .tol(1e-3)
+        .grad_tol(3e-3),
+        Case::new(
+            "conv2d",
+            "conv2d f16 stride 2 padding 1 groups 2",
+            vec![F, F],
+            shapes(&[&[&[2, 4, 11, 9], &[6, 2, 3, 3]], &[&[1, 2, 5, 5], &[2, 1, 3, 3]]]),
+            move |x, _| {
+                let opts = ConvOptions::default().stride(2).padding(1).groups(2);
+                half(&x[0]).conv2d(&half(&x[1]), opts)
+            },
         )
         .no_gradcheck()
         .tol(1e-3)
