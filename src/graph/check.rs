@@ -160,7 +160,11 @@ struct Evaluated {
 fn evaluate(g: &Group, sources: &[CpuArg], dtype: DType) -> Evaluated {
     let (product, rest) = match &g.product {
         Some(p) => {
-            let meta = Meta { shape: p.node.shape(), dtype };
+            // the product's own dtype (an f16 product), or f64 for the condition estimate
+            let meta = Meta {
+                shape: p.node.shape(),
+                dtype: if dtype == DType::F64 { dtype } else { p.node.dtype() },
+            };
             let value = p.node.0.op.cpu(&sources[..2], &meta);
             let tolerance = p.node.0.op.tolerance(&sources[..2], &meta);
             (Some((value, tolerance)), &sources[2..])
