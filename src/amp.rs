@@ -87,8 +87,5 @@ pub(crate) fn widens(t: &Tensor) -> bool {
 /// anything else unchanged.
 #[track_caller]
 pub(crate) fn widen(t: &Tensor) -> Tensor {
-    match autocast_dtype() {
-        Some(_) if t.dtype() == DType::F16 => t.cast(DType::F32),
-        _ => t.clone(),
-    }
+    if widens(t) { t.cast(DType::F32) } else { t.clone() }
 }

@@ -7,7 +7,7 @@
 
 use crate::backend::Storage;
 use crate::backend::cpu::CpuStorage;
-use crate::graph::fuse::Group;
+use crate::graph::fuse::{self, Group};
 use crate::ops::fused::{Operand, Step};
 use crate::ops::{CpuArg, Exec, Meta, ROUNDING_MARGIN, Tolerance, ULP};
 use crate::rng::RandomKey;
@@ -78,11 +78,7 @@ pub(crate) fn compare_chain(
     let host = download(sources, storages)?;
     let args: Vec<CpuArg> =
         host.iter().zip(sources).map(|(data, i)| CpuArg { data, shape: i.shape() }).collect();
-    // the chain's compute dtype (its f16 casts and views compute in f32)
-    let dtype = match g.members[0].dtype() {
-        DType::F16 => DType::F32,
-        other => other,
-    };
+    let dtype = fuse::compute_dtype(&g.members[0]);
     let reference = evaluate(g, &args, dtype);
     let fail = |node: &Tensor, what: String, detail: String| {
         let names: Vec<String> =

@@ -279,7 +279,7 @@ fn fusable(t: &Tensor) -> Option<Step> {
 }
 
 /// The dtype a chain holding `t` computes in: f32 for f16 nodes (casts and views on a GPU).
-fn compute_dtype(t: &Tensor) -> DType {
+pub(crate) fn compute_dtype(t: &Tensor) -> DType {
     if t.dtype() == DType::F16 { DType::F32 } else { t.dtype() }
 }
 

@@ -19,7 +19,7 @@ const F: Input = Input::float(Domain::Normal);
 pub(super) fn cases() -> Vec<Case> {
     let half = |t: &crate::Tensor| t.cast(DType::F16);
     vec![
-        Case::new(
+        f16(Case::new(
             "matmul",
             "matmul f16",
             vec![F, F],
@@ -32,51 +32,38 @@ pub(super) fn cases() -> Vec<Case> {
                 &[&[2, 1, 3, 17], &[3, 17, 11]],
             ]),
             move |x, _| half(&x[0]).matmul(&half(&x[1])),
-        )
-        .no_gradcheck()
-        .tol(1e-3)
-        .grad_tol(3e-3),
-        Case::new(
+        )),
+        f16(Case::new(
             "matmul",
             "matmul f16 aᵀ·bᵀ read in place",
             vec![F, F],
             shapes(&[&[&[4, 3], &[5, 4]], &[&[31, 7], &[11, 31]]]),
             move |x, _| half(&x[0]).t().matmul(&half(&x[1]).t()),
-        )
-        .no_gradcheck()
-        .tol(1e-3)
-        .grad_tol(3e-3),
-        Case::new(
+        )),
+        f16(Case::new(
             "cast",
             "cast f32 → f16 → f32",
             vec![Input::float(Domain::Range(-70_000.0, 70_000.0))],
             shapes(&[&[&[5, 7]], &[&[1]], &[&[1031]]]),
             move |x, _| half(&x[0]).cast(DType::F32),
-        )
-        .no_gradcheck()
-        .tol(1e-3)
+        ))
+        // the gradient is a cast back: one rounding, as forward
         .grad_tol(1e-3),
-        Case::new(
+        f16(Case::new(
             "cast",
             "softmax of f16, in f32",
             vec![F],
             shapes(&[&[&[3, 17]], &[&[1, 1]]]),
             move |x, _| half(&x[0]).softmax(-1),
-        )
-        .no_gradcheck()
-        .tol(1e-3)
-        .grad_tol(3e-3),
-        Case::new(
+        )),
+        f16(Case::new(
             "conv2d",
             "conv2d f16",
             vec![F, F],
             shapes(&[&[&[2, 3, 9, 7], &[4, 3, 3, 3]], &[&[1, 1, 1, 1], &[1, 1, 1, 1]]]),
             move |x, _| half(&x[0]).conv2d(&half(&x[1]), Default::default()),
-        )
-        .no_gradcheck()
-        .tol(1e-3)
-        .grad_tol(3e-3),
-        Case::new(
+        )),
+        f16(Case::new(
             "conv2d",
             "conv2d f16 stride 2 padding 1 groups 2",
             vec![F, F],
@@ -85,11 +72,8 @@ pub(super) fn cases() -> Vec<Case> {
                 let opts = ConvOptions::default().stride(2).padding(1).groups(2);
                 half(&x[0]).conv2d(&half(&x[1]), opts)
             },
-        )
-        .no_gradcheck()
-        .tol(1e-3)
-        .grad_tol(3e-3),
-        Case::composite(
+        )),
+        f16(Case::composite(
             "autocast linear layer, ReLU, cross-entropy",
             vec![F, F, F],
             shapes(&[&[&[6, 11], &[5, 11], &[5]], &[&[1, 3], &[2, 3], &[2]]]),
@@ -98,9 +82,11 @@ pub(super) fn cases() -> Vec<Case> {
                 let logits = (x[0].matmul(&x[1].t()) + &x[2].cast(DType::F16)).relu();
                 logits.log_softmax(-1).sum_all()
             },
-        )
-        .no_gradcheck()
-        .tol(1e-3)
-        .grad_tol(3e-3),
+        )),
     ]
+}
+
+/// An f16 row with the tolerances of the module doc, and no f64 gradient check.
+fn f16(case: Case) -> Case {
+    case.no_gradcheck().tol(1e-3).grad_tol(3e-3)
 }
