@@ -297,36 +297,108 @@ impl Op for Binary {
     }
 }
 
-/// How a broadcast operand is read row by row: where the operand matches the output's innermost
-/// dimensions from some axis on, each output row of `len` elements reads `len` contiguous
-/// operand elements starting at `starts[row]` (a bias against a batch of rows: every start 0; a
-/// (B, 1, H) query against (B, S, H) keys: start b·H for rows b·S .. (b + 1)·S).
-struct BroadcastRows {
+/// How an operand is read along the output's rows of `len` elements.
+struct RowRead {
     len: usize,
-    starts: Vec<usize>,
+    kind: ReadKind,
 }
 
-/// The rows of operand shape `s` broadcast against `out`, if its contiguous runs are long enough
-/// (16 elements) for a call per row to be worth it.
-fn broadcast_rows(s: &Shape, out: &Shape) -> Option<BroadcastRows> {
-    let lead = out.rank() - s.rank();
-    let dims = out.dims();
-    // the first axis from which the operand has the output's dimensions
-    let mut axis = out.rank();
-    while axis > lead && s.dims()[axis - lead - 1] == dims[axis - 1] {
-        axis -= 1;
+enum ReadKind {
+    /// The operand has the output's shape: row r is its elements r·len .. (r + 1)·len.
+    Whole,
+    /// Row r reads `len` contiguous operand elements from `starts[r]`: the operand matches the
+    /// output's innermost dimensions (a bias against a batch of rows: every start 0; a (B, 1, H)
+    /// query against (B, S, H) keys: start b·H for rows b·S .. (b + 1)·S).
+    Rows(Vec<usize>),
+    /// Row r reads the one operand element `starts[r]`, repeated: the operand has size 1 in the
+    /// output's innermost dimensions (a (C, 1, 1) bias against (N, C, H, W)).
+    Splat(Vec<usize>),
+}
+
+impl RowRead {
+    /// Rows of up to `PARALLEL_CHUNK` elements of an operand of the output's shape.
+    fn whole(n: usize) -> RowRead {
+        RowRead::whole_rows(PARALLEL_CHUNK.min(n.max(1)))
     }
-    let len: usize = dims[axis..].iter().product();
-    if len < 16 {
-        return None;
+
+    /// Rows of `len` elements of an operand of the output's shape.
+    fn whole_rows(len: usize) -> RowRead {
+        RowRead { len, kind: ReadKind::Whole }
     }
-    let strides = s.broadcast_strides(out);
-    Some(BroadcastRows { len, starts: offsets(&dims[..axis], &strides[..axis], 0).collect() })
+
+    fn is_whole(&self) -> bool {
+        matches!(self.kind, ReadKind::Whole)
+    }
+
+    /// How operand shape `s` broadcast against `out` is read, if its contiguous or repeated runs
+    /// are long enough (16 elements) for a call per row to be worth it.
+    fn broadcast(s: &Shape, out: &Shape) -> Option<RowRead> {
+        let lead = out.rank() - s.rank();
+        let dims = out.dims();
+        // the first axis from which the operand's dimensions are all the output's (`Rows`) or all 1 (`Splat`)
+        let first_axis = |same: &dyn Fn(usize, usize) -> bool| {
+            let mut axis = out.rank();
+            while axis > lead && same(s.dims()[axis - lead - 1], dims[axis - 1]) {
+                axis -= 1;
+            }
+            axis
+        };
+        let strides = s.broadcast_strides(out);
+        let starts = |axis: usize| offsets(&dims[..axis], &strides[..axis], 0).collect();
+        let matching = first_axis(&|a, b| a == b);
+        let len: usize = dims[matching..].iter().product();
+        if len >= 16 {
+            return Some(RowRead { len, kind: ReadKind::Rows(starts(matching)) });
+        }
+        let repeated = first_axis(&|a, _| a == 1);
+        let len: usize = dims[repeated..].iter().product();
+        (len >= 16).then(|| RowRead { len, kind: ReadKind::Splat(starts(repeated)) })
+    }
+
+    /// The operand's elements for the output elements `at .. at + len` (within one row), read
+    /// from `v`, or written into `scratch` when repeated.
+    fn row<'a, T: Float>(&self, v: &'a [T], at: usize, len: usize, scratch: &'a mut Vec<T>) -> &'a [T] {
+        match &self.kind {
+            ReadKind::Whole => &v[at..at + len],
+            ReadKind::Rows(starts) => &v[starts[at / self.len]..][..len],
+            ReadKind::Splat(starts) => {
+                scratch.clear();
+                scratch.resize(len, v[starts[at / self.len]]);
+                scratch
+            }
+        }
+    }
+}
+
+/// What [`for_each_row`] calls per row: (first index, row, scratch buffers).
+type RowFn<'a, T> = dyn Fn(usize, &mut [T], &mut [Vec<T>; 2]) + Sync + 'a;
+
+/// Calls `g(at, row, scratch)` for the rows of `len` elements of `o` (`at`: the row's first
+/// index), in parallel over chunks of about `PARALLEL_CHUNK` elements, each chunk with two
+/// scratch buffers for repeated operands.
+fn for_each_row<T: Float>(o: &mut [T], len: usize, g: &RowFn<'_, T>) {
+    let chunk = (PARALLEL_CHUNK / len).max(1) * len;
+    let run = |start: usize, part: &mut [T]| {
+        let mut scratch = [Vec::new(), Vec::new()];
+        for (r, row) in part.chunks_mut(len).enumerate() {
+            g(start + r * len, row, &mut scratch);
+        }
+    };
+    if o.len() <= chunk {
+        run(0, o);
+    } else {
+        o.par_chunks_mut(chunk).enumerate().for_each(|(c, part)| run(c * chunk, part));
+    }
+}
+
+/// Operand `v` of shape `s` broadcast to `out`, expanded to the output's shape.
+fn expand<T: Float>(v: &[T], s: &Shape, out: &Shape) -> Vec<T> {
+    offsets(out.dims(), &s.broadcast_strides(out), 0).map(|i| v[i]).collect()
 }
 
 /// `f` over two broadcast operands. When one operand has the output's shape and the other is
-/// read in contiguous rows ([`broadcast_rows`]), `f` runs row by row; other broadcasts are
-/// expanded first.
+/// read in rows ([`RowRead::broadcast`]), `f` runs row by row; other broadcasts are expanded
+/// first.
 fn zip_broadcast<T: Float>(
     f: fn(&[T], &[T], &mut [T]),
     x: &[T],
@@ -337,73 +409,40 @@ fn zip_broadcast<T: Float>(
 ) -> Vec<T> {
     let n = out.numel();
     let mut o = cpu_pool::zeroed::<T>(n);
-    let rows = |o: &mut [T], len: usize, g: &(dyn Fn(usize, &mut [T]) + Sync)| {
-        let chunk = (PARALLEL_CHUNK / len).max(1) * len;
-        if o.len() <= chunk {
-            for (r, row) in o.chunks_mut(len).enumerate() {
-                g(r * len, row);
-            }
-            return;
+    let read = |s: &Shape| if s == out { Some(RowRead::whole(n)) } else { RowRead::broadcast(s, out) };
+    let (x_full, y_full);
+    let (x, xr, y, yr) = match (read(xs), read(ys)) {
+        (Some(a), Some(b)) if a.is_whole() => (x, RowRead::whole_rows(b.len), y, b),
+        (Some(a), Some(b)) if b.is_whole() => {
+            let len = a.len;
+            (x, a, y, RowRead::whole_rows(len))
         }
-        o.par_chunks_mut(chunk).enumerate().for_each(|(c, oc)| {
-            for (r, row) in oc.chunks_mut(len).enumerate() {
-                g(c * chunk + r * len, row);
-            }
-        });
-    };
-    match (xs == out, ys == out) {
-        (true, true) => rows(&mut o, PARALLEL_CHUNK.min(n.max(1)), &|at, row| {
-            f(&x[at..at + row.len()], &y[at..at + row.len()], row)
-        }),
-        (true, false) if let Some(b) = broadcast_rows(ys, out) => rows(&mut o, b.len, &|at, row| {
-            let start = b.starts[at / b.len];
-            f(&x[at..at + b.len], &y[start..start + b.len], row)
-        }),
-        (false, true) if let Some(b) = broadcast_rows(xs, out) => rows(&mut o, b.len, &|at, row| {
-            let start = b.starts[at / b.len];
-            f(&x[start..start + b.len], &y[at..at + b.len], row)
-        }),
         _ => {
-            let full = |v: &[T], s: &Shape| -> Vec<T> {
-                offsets(out.dims(), &s.broadcast_strides(out), 0).map(|i| v[i]).collect()
-            };
-            let (xf, yf) = (full(x, xs), full(y, ys));
-            rows(&mut o, PARALLEL_CHUNK.min(n.max(1)), &|at, row| {
-                f(&xf[at..at + row.len()], &yf[at..at + row.len()], row)
-            });
+            x_full = (xs != out).then(|| expand(x, xs, out));
+            y_full = (ys != out).then(|| expand(y, ys, out));
+            let (x, y) = (x_full.as_deref().unwrap_or(x), y_full.as_deref().unwrap_or(y));
+            (x, RowRead::whole(n), y, RowRead::whole(n))
         }
-    }
+    };
+    for_each_row(&mut o, xr.len, &|at, row, [sx, sy]| {
+        f(xr.row(x, at, row.len(), sx), yr.row(y, at, row.len(), sy), row)
+    });
     o
 }
 
 /// `f` into `x` (of the output's shape) with `y` broadcast against it: row by row when `y` is
-/// read in contiguous rows ([`broadcast_rows`]), else `y` expanded first.
+/// read in rows ([`RowRead::broadcast`]), else `y` expanded first.
 fn zip_in_place<T: Float>(f: fn(&mut [T], &[T]), x: &mut [T], y: &[T], ys: &Shape, out: &Shape) {
     let n = x.len();
-    let expanded: Vec<T>;
-    let (y, b) = if ys == out {
-        (y, BroadcastRows { len: PARALLEL_CHUNK.min(n.max(1)), starts: Vec::new() })
-    } else if let Some(b) = broadcast_rows(ys, out) {
-        (y, b)
-    } else {
-        expanded = offsets(out.dims(), &ys.broadcast_strides(out), 0).map(|i| y[i]).collect();
-        (&expanded[..], BroadcastRows { len: PARALLEL_CHUNK.min(n.max(1)), starts: Vec::new() })
-    };
-    let whole = y.len() == n;
-    let len = b.len;
-    let chunk = (PARALLEL_CHUNK / len).max(1) * len;
-    let run = |at: usize, xs: &mut [T]| {
-        for (r, row) in xs.chunks_mut(len).enumerate() {
-            let start = at + r * len;
-            let y_row = if whole { &y[start..start + row.len()] } else { &y[b.starts[start / len]..][..len] };
-            f(row, y_row);
+    let y_full;
+    let (y, yr) = match if ys == out { Some(RowRead::whole(n)) } else { RowRead::broadcast(ys, out) } {
+        Some(r) => (y, r),
+        None => {
+            y_full = expand(y, ys, out);
+            (&y_full[..], RowRead::whole(n))
         }
     };
-    if n <= chunk {
-        run(0, x);
-    } else {
-        x.par_chunks_mut(chunk).enumerate().for_each(|(c, xs)| run(c * chunk, xs));
-    }
+    for_each_row(x, yr.len, &|at, row, [_, scratch]| f(row, yr.row(y, at, row.len(), scratch)));
 }
 
 /// Two operands read with broadcasting over an output shape (CPU).

@@ -115,11 +115,13 @@ impl Geom {
         self.per_group().0 * self.kh * self.kw
     }
 
-    /// im2col of image `img` (C·H·W elements), group `g`: patch × (oh·ow), zero where padded.
-    fn im2col<T: Gemm>(&self, img: &[T], g: usize) -> Vec<T> {
+    /// im2col of image `img` (C·H·W elements), group `g`, into `col` (reused from image to
+    /// image): patch × (oh·ow), zero where padded.
+    fn im2col<T: Gemm>(&self, img: &[T], g: usize, col: &mut Vec<T>) {
         let p = self.oh * self.ow;
         let step = self.opts.stride.1;
-        let mut col = vec![T::ZERO; self.patch() * p];
+        col.clear();
+        col.resize(self.patch() * p, T::ZERO);
         self.segments(g, |s| {
             let dst = &mut col[s.at..][..s.len];
             if step == 1 {
@@ -128,7 +130,6 @@ impl Geom {
                 dst.iter_mut().enumerate().for_each(|(k, o)| *o = img[s.src + k * step]);
             }
         });
-        col
     }
 
     /// The adjoint of `im2col`: adds a patch × (oh·ow) matrix back into image `img`, group `g`.
@@ -340,9 +341,9 @@ impl Conv {
             Pass::Forward => {
                 let (x, w) = (first, second);
                 let mut y = cpu_pool::zeroed::<T>(g.n * out_image);
-                y.par_chunks_mut(out_image.max(1)).enumerate().for_each(|(n, yn)| {
+                y.par_chunks_mut(out_image.max(1)).enumerate().for_each_init(Vec::new, |col, (n, yn)| {
                     for grp in 0..g.opts.groups {
-                        let col = g.im2col(&x[n * image..], grp);
+                        g.im2col(&x[n * image..], grp, col);
                         // Y_g (og × P) = W_g (og × K) · col (K × P)
                         let wg = Mat { data: &w[grp * og * k..], row: k, col: 1 };
                         gemm(
@@ -350,7 +351,7 @@ impl Conv {
                             k,
                             p,
                             wg,
-                            Mat { data: &col, row: p, col: 1 },
+                            Mat { data: col, row: p, col: 1 },
                             T::ZERO,
                             &mut yn[grp * og * p..],
                             p,
@@ -362,14 +363,14 @@ impl Conv {
             Pass::InputGrad => {
                 let (dy, w) = (first, second);
                 let mut dx = cpu_pool::zeroed::<T>(g.n * image);
-                dx.par_chunks_mut(image.max(1)).enumerate().for_each(|(n, dxn)| {
-                    let mut col = vec![T::ZERO; k * p];
+                dx.par_chunks_mut(image.max(1)).enumerate().for_each_init(Vec::new, |col, (n, dxn)| {
+                    col.resize(k * p, T::ZERO);
                     for grp in 0..g.opts.groups {
                         // col (K × P) = W_gᵀ (K × og) · dY_g (og × P)
                         let wt = Mat { data: &w[grp * og * k..], row: 1, col: k };
                         let dyg = Mat { data: &dy[n * out_image + grp * og * p..], row: p, col: 1 };
-                        gemm(k, og, p, wt, dyg, T::ZERO, &mut col, p);
-                        g.col2im(&col, dxn, grp);
+                        gemm(k, og, p, wt, dyg, T::ZERO, col, p);
+                        g.col2im(col, dxn, grp);
                     }
                 });
                 dx
@@ -379,16 +380,20 @@ impl Conv {
                 let zero = || vec![T::ZERO; g.o * k];
                 (0..g.n)
                     .into_par_iter()
-                    .fold(zero, |mut dw, n| {
-                        for grp in 0..g.opts.groups {
-                            let col = g.im2col(&x[n * image..], grp);
-                            // dW_g (og × K) += dY_g (og × P) · colᵀ (P × K)
-                            let dyg = Mat { data: &dy[n * out_image + grp * og * p..], row: p, col: 1 };
-                            let colt = Mat { data: &col, row: 1, col: p };
-                            gemm(og, p, k, dyg, colt, T::ONE, &mut dw[grp * og * k..], k);
-                        }
-                        dw
-                    })
+                    .fold(
+                        || (zero(), Vec::new()),
+                        |(mut dw, mut col), n| {
+                            for grp in 0..g.opts.groups {
+                                g.im2col(&x[n * image..], grp, &mut col);
+                                // dW_g (og × K) += dY_g (og × P) · colᵀ (P × K)
+                                let dyg = Mat { data: &dy[n * out_image + grp * og * p..], row: p, col: 1 };
+                                let colt = Mat { data: &col, row: 1, col: p };
+                                gemm(og, p, k, dyg, colt, T::ONE, &mut dw[grp * og * k..], k);
+                            }
+                            (dw, col)
+                        },
+                    )
+                    .map(|(dw, _)| dw)
                     .reduce(zero, |mut a, b| {
                         a.iter_mut().zip(b).for_each(|(u, v)| *u += v);
                         a

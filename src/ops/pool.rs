@@ -12,6 +12,7 @@ use crate::dtype::Float;
 use crate::ops::layout::u32_of;
 use crate::{Result, Shape, Tensor};
 use rayon::prelude::*;
+use std::ops::Range;
 
 static SHADER: Shader = shader!("pool.wgsl");
 
@@ -95,37 +96,43 @@ impl Geom {
         Ok(Geom { planes: n * c, h, w, oh, ow, opts })
     }
 
-    /// The in-bounds input positions of window (oy, ox), row-major, as flat offsets in a plane,
-    /// and the window's divisor for averaging.
-    fn window(&self, oy: usize, ox: usize) -> (Vec<usize>, usize) {
+    /// The in-bounds taps of every window along one axis (0: rows, 1: columns): for each output
+    /// position, the tap indices whose input positions fall inside the image, the input position
+    /// of tap 0 (which may lie in the padding), and the window's extent clipped to the padded
+    /// input (PyTorch's divisor with `count_include_pad`). A window's taps are the product of its
+    /// row and column taps, since the bounds are separable.
+    fn axis_taps(&self, axis: usize) -> Vec<AxisTaps> {
         let o = self.opts;
-        let mut taps = Vec::with_capacity(o.kernel.0 * o.kernel.1);
-        for i in 0..o.kernel.0 {
-            let Some(y) =
-                (oy * o.stride.0 + i * o.dilation.0).checked_sub(o.padding.0).filter(|&y| y < self.h)
-            else {
-                continue;
-            };
-            for j in 0..o.kernel.1 {
-                if let Some(x) =
-                    (ox * o.stride.1 + j * o.dilation.1).checked_sub(o.padding.1).filter(|&x| x < self.w)
-                {
-                    taps.push(y * self.w + x);
-                }
-            }
-        }
-        let count = if o.count_include_pad {
-            // the window clipped to the padded input, as PyTorch counts it
-            let span = |out: usize, k: usize, s: usize, p: usize, size: usize| {
+        let pick = |pair: (usize, usize)| if axis == 0 { pair.0 } else { pair.1 };
+        let (k, s, p, d) = (pick(o.kernel), pick(o.stride), pick(o.padding), pick(o.dilation));
+        let (size, outs) = if axis == 0 { (self.h, self.oh) } else { (self.w, self.ow) };
+        (0..outs)
+            .map(|out| {
                 let start = out * s;
-                (start + k).min(size + 2 * p) - start
-            };
-            span(oy, o.kernel.0, o.stride.0, o.padding.0, self.h)
-                * span(ox, o.kernel.1, o.stride.1, o.padding.1, self.w)
-        } else {
-            taps.len()
-        };
-        (taps, count)
+                // taps i with 0 ≤ start + i·d − p < size
+                let first = p.saturating_sub(start).div_ceil(d);
+                let last = (size + p).saturating_sub(start).div_ceil(d).min(k);
+                AxisTaps {
+                    taps: first.min(last)..last,
+                    origin: start as isize - p as isize,
+                    padded_extent: (start + k).min(size + 2 * p) - start,
+                }
+            })
+            .collect()
+    }
+
+    /// For each tap column j, the output columns whose tap j lands inside the image.
+    fn col_runs(&self) -> Vec<Range<usize>> {
+        let o = self.opts;
+        (0..o.kernel.1)
+            .map(|j| {
+                // 0 ≤ ox·sw + j·dw − pw < w
+                let ox0 = o.padding.1.saturating_sub(j * o.dilation.1).div_ceil(o.stride.1);
+                let ox1 =
+                    (self.w + o.padding.1).saturating_sub(j * o.dilation.1).div_ceil(o.stride.1).min(self.ow);
+                ox0.min(ox1)..ox1
+            })
+            .collect()
     }
 
     fn params(&self, max: bool) -> Result<Params> {
@@ -149,6 +156,54 @@ impl Geom {
             is_max: max as u32,
             _pad: 0,
         })
+    }
+}
+
+/// The in-bounds taps of the windows at one output position along one axis (see
+/// [`Geom::axis_taps`]).
+struct AxisTaps {
+    taps: Range<usize>,
+    origin: isize,
+    padded_extent: usize,
+}
+
+/// The windows of one plane, visited a tap at a time along each output row: the CPU loops run
+/// over a row's output columns for one tap, which vectorizes, instead of over a window's taps.
+struct Windows {
+    geom: Geom,
+    rows: Vec<AxisTaps>,
+    cols: Vec<AxisTaps>,
+    col_runs: Vec<Range<usize>>,
+}
+
+impl Windows {
+    fn new(geom: Geom) -> Windows {
+        Windows { geom, rows: geom.axis_taps(0), cols: geom.axis_taps(1), col_runs: geom.col_runs() }
+    }
+
+    /// Calls `f(columns, at)` for every in-bounds tap (i, j) of output row `oy`'s windows, in
+    /// row-major tap order: the output columns whose tap (i, j) lies inside the image, and the
+    /// in-plane input offset of the first of them (the next ones follow `stride.1` apart).
+    fn row_taps(&self, oy: usize, mut f: impl FnMut(Range<usize>, usize)) {
+        let o = self.geom.opts;
+        let r = &self.rows[oy];
+        for i in r.taps.clone() {
+            let y = (r.origin + (i * o.dilation.0) as isize) as usize;
+            for (j, run) in self.col_runs.iter().enumerate().filter(|(_, run)| !run.is_empty()) {
+                let x = run.start * o.stride.1 + j * o.dilation.1 - o.padding.1;
+                f(run.clone(), y * self.geom.w + x);
+            }
+        }
+    }
+
+    /// The divisor of window (oy, ox)'s average.
+    fn count(&self, oy: usize, ox: usize) -> usize {
+        let (r, c) = (&self.rows[oy], &self.cols[ox]);
+        if self.geom.opts.count_include_pad {
+            r.padded_extent * c.padded_extent
+        } else {
+            r.taps.len() * c.taps.len()
+        }
     }
 }
 
@@ -183,38 +238,59 @@ pub(crate) struct Pool {
 impl Pool {
     fn run<T: Float + Send + Sync>(&self, args: &[&[T]]) -> Vec<T> {
         let g = self.geom;
-        let (plane_in, plane_out) = (g.h * g.w, g.oh * g.ow);
+        let (plane_in, plane_out, sw) = (g.h * g.w, g.oh * g.ow, g.opts.stride.1);
+        let windows = Windows::new(g);
         if !self.grad {
             let x = args[0];
             let mut y = cpu_pool::zeroed::<T>(g.planes * plane_out);
             y.par_chunks_mut(plane_out.max(1)).enumerate().for_each(|(pl, yp)| {
                 let xp = &x[pl * plane_in..][..plane_in];
-                for (o, out) in yp.iter_mut().enumerate() {
-                    let (taps, count) = g.window(o / g.ow, o % g.ow);
-                    *out = if self.max {
-                        taps.iter().map(|&t| xp[t]).fold(T::NEG_INFINITY, |a, b| a.max(b))
-                    } else {
-                        taps.iter().map(|&t| xp[t]).fold(T::ZERO, |a, b| a + b) / T::of(count as f64)
-                    };
+                for (oy, row) in yp.chunks_mut(g.ow.max(1)).enumerate() {
+                    row.fill(if self.max { T::NEG_INFINITY } else { T::ZERO });
+                    windows.row_taps(oy, |run, at| {
+                        let outs = row[run].iter_mut();
+                        let ins = xp[at..].iter().step_by(sw);
+                        match self.max {
+                            true => outs.zip(ins).for_each(|(o, &v)| *o = o.max(v)),
+                            false => outs.zip(ins).for_each(|(o, &v)| *o += v),
+                        }
+                    });
+                    if !self.max {
+                        row.iter_mut()
+                            .enumerate()
+                            .for_each(|(ox, o)| *o = *o / T::of(windows.count(oy, ox) as f64));
+                    }
                 }
             });
             return y;
         }
-        let (x, dy) = if self.max { (Some(args[0]), args[1]) } else { (None, args[0]) };
         let mut dx = cpu_pool::zeroed::<T>(g.planes * plane_in);
         dx.par_chunks_mut(plane_in.max(1)).enumerate().for_each(|(pl, dxp)| {
-            for o in 0..plane_out {
-                let (taps, count) = g.window(o / g.ow, o % g.ow);
-                let d = dy[pl * plane_out + o];
-                match x {
-                    Some(x) => {
-                        let xp = &x[pl * plane_in..][..plane_in];
-                        // the first tap holding the maximum
-                        if let Some(&best) = taps.iter().reduce(|a, b| if xp[*b] > xp[*a] { b } else { a }) {
-                            dxp[best] += d;
+            let dyp = &args[args.len() - 1][pl * plane_out..][..plane_out];
+            // max: each window's first maximal tap (value, in-plane offset) along the row
+            let mut best = vec![(T::ZERO, usize::MAX); g.ow];
+            for (oy, dy_row) in dyp.chunks(g.ow.max(1)).enumerate() {
+                if self.max {
+                    let xp = &args[0][pl * plane_in..][..plane_in];
+                    best.fill((T::ZERO, usize::MAX));
+                    windows.row_taps(oy, |run, at| {
+                        for (k, b) in best[run].iter_mut().enumerate() {
+                            let t = at + k * sw;
+                            if b.1 == usize::MAX || xp[t] > b.0 {
+                                *b = (xp[t], t);
+                            }
                         }
-                    }
-                    None => taps.iter().for_each(|&t| dxp[t] += d / T::of(count as f64)),
+                    });
+                    best.iter()
+                        .zip(dy_row)
+                        .filter(|(b, _)| b.1 != usize::MAX)
+                        .for_each(|(b, &d)| dxp[b.1] += d);
+                } else {
+                    windows.row_taps(oy, |run, at| {
+                        for (k, ox) in run.enumerate() {
+                            dxp[at + k * sw] += dy_row[ox] / T::of(windows.count(oy, ox) as f64);
+                        }
+                    });
                 }
             }
         });

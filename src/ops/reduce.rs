@@ -6,11 +6,12 @@
 //! output, so that neighbouring threads read neighbouring elements.
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
-use crate::backend::cpu::{CpuData, CpuStorage};
+use crate::backend::cpu::{CpuData, CpuStorage, PARALLEL_CHUNK};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::ops::layout::{MAX_RANK, collapse, offsets, pack, u32_of};
 use crate::ops::wgsl::wgsl_type;
 use crate::{DType, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 static SHADER: Shader = shader!("reduce.wgsl");
 /// `workgroup_combine` as a tree in workgroup memory (every adapter).
@@ -157,6 +158,37 @@ impl Reduce {
         }
         Some(acc)
     }
+
+    /// The same folds, in the same order, when the input is f32 and the last axes are reduced
+    /// in runs of at least 16 elements (a conv bias gradient: (N, C, H, W) summed over N, H and W
+    /// folds runs of H·W): each output folds its runs one after another, in parallel over the
+    /// outputs. `None` otherwise.
+    fn fold_runs(&self, x: &CpuArg, n_out: usize) -> Option<Vec<f64>> {
+        let CpuData::F32(data) = x.data.data() else { return None };
+        let rank = x.shape.rank();
+        // the reduced axes rank − t .. rank form the run
+        let t = self.axes.iter().rev().zip((0..rank).rev()).take_while(|&(&a, d)| a == d).count();
+        let run: usize = x.shape.dims()[rank - t..].iter().product();
+        if t == 0 || run < 16 {
+            return None;
+        }
+        let (ks, kst, rs, rst) = split_axes(x.shape, &self.axes);
+        let prefix = rs.len() - t;
+        let starts: Vec<usize> = offsets(&rs[..prefix], &rst[..prefix], 0).collect();
+        let bases: Vec<usize> = offsets(&ks, &kst, 0).collect();
+        debug_assert_eq!(bases.len(), n_out);
+        let op = self.op;
+        let fold = |&base: &usize| {
+            starts.iter().fold(op.identity(), |acc, &start| {
+                data[base + start..][..run].iter().fold(acc, |a, &v| op.fold(a, f64::from(v)))
+            })
+        };
+        Some(if bases.len() > 1 && data.len() >= PARALLEL_CHUNK {
+            bases.par_iter().map(fold).collect()
+        } else {
+            bases.iter().map(fold).collect()
+        })
+    }
 }
 
 impl Op for Reduce {
@@ -169,9 +201,10 @@ impl Op for Reduce {
     }
 
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
-        let values = match self.fold_block(&args[0]) {
+        let n_out = out.shape.numel();
+        let values = match self.fold_runs(&args[0], n_out).or_else(|| self.fold_block(&args[0])) {
             Some(values) => values,
-            None => self.fold_walk(&args[0], out.shape.numel()),
+            None => self.fold_walk(&args[0], n_out),
         };
         CpuStorage::new(match out.dtype {
             DType::F32 => CpuData::F32(values.iter().map(|&v| v as f32).collect()),

@@ -98,14 +98,18 @@ pub(super) fn checks(d: &mut Draw, m: &[usize]) -> Vec<Check> {
         ("relu_grad", |a, b| a.relu_grad(b), |a, b| if b > 0.0 { a } else { 0.0 }),
     ];
     // b: whole, a row repeated over a's rows (blocks), a row per outer index repeated over a
-    // middle axis (rows read at offsets), a column (expanded)
+    // middle axis (rows read at offsets), a column and a per-channel bias over images (one value
+    // repeated along each row); then a the repeated operand
     let cube = [13, 79, 257];
+    let images = [5, 7, 97, 83];
     for (op, build, f) in binary {
         for (what, a_shape, b_shape) in [
             ("same shapes", m, vec![1_031, 257]),
             ("b a row", m, vec![257]),
             ("b broadcast over a middle axis", &cube[..], vec![13, 1, 257]),
             ("b a column", m, vec![1_031, 1]),
+            ("b a per-channel bias over images", &images[..], vec![7, 1, 1]),
+            ("a a per-channel bias over images", &[7, 1, 1][..], images.to_vec()),
         ] {
             let (a, b) = match op {
                 // a positive base keeps aᵇ real

@@ -276,6 +276,24 @@ fn table() -> Vec<Check> {
             loops::fold_axis(&folded, 0, 0.0, |a, b| a + b)
         },
     ));
+    // a conv bias gradient's axes: runs of the last two axes, folded over the first
+    checks.push(check(
+        "sum",
+        "over the first and the last two axes",
+        vec![d.normal(&[2, 262_147, 4, 5])],
+        ONE_ROUNDING,
+        |t| t[0].sum_axes(&[0, 2, 3], false),
+        |h| {
+            let mut folded = h[0].clone();
+            for axis in [3, 2, 0] {
+                let v = loops::fold_axis(&folded, axis, 0.0, |a, b| a + b);
+                let mut shape = folded.shape.clone();
+                shape.remove(axis);
+                folded = Host { shape, dtype: DType::F64, v };
+            }
+            folded.v
+        },
+    ));
     checks.push(check(
         "max",
         "along a strided axis",
