@@ -3,6 +3,11 @@
 //
 // forward:  y = (x − μ)·r·w + b, r = 1/√(σ² + eps)
 // backward: dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = dy·w, x̂ = (x − μ)·r
+//
+// E is the tensors' element type: f32, or f16 (read into f32, computed in f32, rounded once when
+// stored).
+
+alias E = f32; // @E
 
 struct Params {
     rows: u32,
@@ -16,10 +21,10 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read> weight: array<f32>;
-@group(0) @binding(3) var<storage, read> third: array<f32>; // bias (forward) or dy (backward)
-@group(0) @binding(4) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<E>;
+@group(0) @binding(2) var<storage, read> weight: array<E>;
+@group(0) @binding(3) var<storage, read> third: array<E>; // bias (forward) or dy (backward)
+@group(0) @binding(4) var<storage, read_write> out: array<E>;
 
 const WG: u32 = ROW_WG;
 
@@ -29,7 +34,7 @@ fn row_stats(base: u32, live: bool, lid: u32) -> vec2<f32> {
     var acc = vec3<f32>(0.0);
     if live {
         for (var j = lid; j < p.size; j += WG) {
-            let v = x[base + j];
+            let v = f32(x[base + j]);
             acc.x += 1.0;
             let d = v - acc.y;
             acc.y += d / acc.x;
@@ -51,14 +56,14 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
         return;
     }
     for (var j = lid; j < p.size; j += WG) {
-        var v = (x[base + j] - stats.x) * stats.y;
+        var v = (f32(x[base + j]) - stats.x) * stats.y;
         if p.has_weight == 1u {
-            v = v * weight[j];
+            v = v * f32(weight[j]);
         }
         if p.has_bias == 1u {
-            v = v + third[j];
+            v = v + f32(third[j]);
         }
-        out[base + j] = v;
+        out[base + j] = E(v);
     }
 }
 
@@ -74,12 +79,12 @@ fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) group
     var sum_gx = 0.0;
     if live {
         for (var j = lid; j < p.size; j += WG) {
-            var g = third[base + j];
+            var g = f32(third[base + j]);
             if p.has_weight == 1u {
-                g = g * weight[j];
+                g = g * f32(weight[j]);
             }
             sum_g += g;
-            sum_gx += g * (x[base + j] - stats.x) * stats.y;
+            sum_gx += g * (f32(x[base + j]) - stats.x) * stats.y;
         }
     }
     let sums = row_sum2(vec2<f32>(sum_g, sum_gx), lid);
@@ -89,12 +94,12 @@ fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) group
     let mean_g = sums.x / f32(p.size);
     let mean_gx = sums.y / f32(p.size);
     for (var j = lid; j < p.size; j += WG) {
-        var g = third[base + j];
+        var g = f32(third[base + j]);
         if p.has_weight == 1u {
-            g = g * weight[j];
+            g = g * f32(weight[j]);
         }
-        let x_hat = (x[base + j] - stats.x) * stats.y;
-        out[base + j] = stats.y * (g - mean_g - x_hat * mean_gx);
+        let x_hat = (f32(x[base + j]) - stats.x) * stats.y;
+        out[base + j] = E(stats.y * (g - mean_g - x_hat * mean_gx));
     }
 }
 
@@ -105,10 +110,10 @@ fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) group
 // vec4s per invocation
 const PER: u32 = 4u; // @PER
 
-@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> w4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> b4: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x4: array<vec4<E>>;
+@group(0) @binding(2) var<storage, read> w4: array<vec4<E>>;
+@group(0) @binding(3) var<storage, read> b4: array<vec4<E>>;
+@group(0) @binding(4) var<storage, read_write> y4: array<vec4<E>>;
 
 @compute @workgroup_size(256)
 fn forward_cached(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
@@ -122,7 +127,7 @@ fn forward_cached(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     for (var i = 0u; i < PER; i++) {
         let j = lid + i * WG;
         if live && j < width {
-            v[i] = x4[base + j];
+            v[i] = vec4<f32>(x4[base + j]);
             s += v[i].x + v[i].y + v[i].z + v[i].w;
         }
     }
@@ -143,12 +148,12 @@ fn forward_cached(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         if j < width {
             var o = (v[i] - mean) * rstd;
             if p.has_weight == 1u {
-                o = o * w4[j];
+                o = o * vec4<f32>(w4[j]);
             }
             if p.has_bias == 1u {
-                o = o + b4[j];
+                o = o + vec4<f32>(b4[j]);
             }
-            y4[base + j] = o;
+            y4[base + j] = vec4<E>(o);
         }
     }
 }

@@ -1,6 +1,9 @@
 // Softmax / log-softmax: one workgroup per row. Each invocation folds its share of the row into
 // a running (max, sum of exp(x − max)) pair in one pass; the pairs merge in a tree; then the
-// row is written. Rows may be strided (softmax along an inner axis).
+// row is written. Rows may be strided (softmax along an inner axis). E is the tensors' element
+// type: f32, or f16 (read into f32, computed in f32, rounded once when stored).
+
+alias E = f32; // @E
 
 struct Params {
     rows: u32,
@@ -10,8 +13,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<E>;
+@group(0) @binding(2) var<storage, read_write> y: array<E>;
 
 const WG: u32 = ROW_WG;
 
@@ -24,7 +27,7 @@ fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
     var pair = vec2<f32>(0.0);
     if live {
         for (var j = lid; j < p.size; j += WG) {
-            pair = merge_max_exp(pair, vec2<f32>(x[base + j * p.inner], 1.0));
+            pair = merge_max_exp(pair, vec2<f32>(f32(x[base + j * p.inner]), 1.0));
         }
     }
     let stats = row_max_exp(pair, lid);
@@ -36,11 +39,11 @@ fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
     let log_sum = log(row_sum);
     for (var j = lid; j < p.size; j += WG) {
         let i = base + j * p.inner;
-        let z = x[i] - row_max;
+        let z = f32(x[i]) - row_max;
         if p.log == 1u {
-            y[i] = z - log_sum;
+            y[i] = E(z - log_sum);
         } else {
-            y[i] = exp(z) / row_sum;
+            y[i] = E(exp(z) / row_sum);
         }
     }
 }
@@ -52,8 +55,8 @@ fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
 // vec4s per invocation
 const PER: u32 = 4u; // @PER
 
-@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> x4: array<vec4<E>>;
+@group(0) @binding(2) var<storage, read_write> y4: array<vec4<E>>;
 
 @compute @workgroup_size(256)
 fn softmax_cached(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
@@ -67,7 +70,7 @@ fn softmax_cached(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     for (var i = 0u; i < PER; i++) {
         let j = lid + i * WG;
         if live && j < width {
-            v[i] = x4[base + j];
+            v[i] = vec4<f32>(x4[base + j]);
             m = max(m, max(max(v[i].x, v[i].y), max(v[i].z, v[i].w)));
         }
     }
@@ -91,9 +94,9 @@ fn softmax_cached(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         if j < width {
             let z = v[i] - row_max;
             if p.log == 1u {
-                y4[base + j] = z - log_sum;
+                y4[base + j] = vec4<E>(z - log_sum);
             } else {
-                y4[base + j] = exp(z) / row_sum;
+                y4[base + j] = vec4<E>(exp(z) / row_sum);
             }
         }
     }

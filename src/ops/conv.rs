@@ -269,12 +269,9 @@ fn gemm_kernel(pass: Pass, tile: Tile, dtype: DType) -> Kernel<'static> {
     };
     // forward and input gradient fetch B one column per invocation; the weight gradient along K
     let b_along_n = pass != Pass::WeightGrad;
-    let kernel = matmul::gemm_kernel(&SHADER, "gemm", 3, tile, true, b_along_n)
-        .with("const PASS: u32 = 0u; // @PASS", format!("const PASS: u32 = {index}u;"));
-    match dtype {
-        DType::F16 => kernel.with_f16().with("alias E = f32; // @E", "alias E = f16;"),
-        _ => kernel,
-    }
+    matmul::gemm_kernel(&SHADER, "gemm", 3, tile, true, b_along_n)
+        .with("const PASS: u32 = 0u; // @PASS", format!("const PASS: u32 = {index}u;"))
+        .storing(dtype)
 }
 
 /// Every specialization this family can compile (for the shader validation test).
@@ -509,7 +506,7 @@ impl Op for Conv {
         };
         match out.dtype {
             // ... then rounded to f16, where the two may land on neighbours
-            DType::F16 => Tolerance::Rounding { floor: super::F16_ROUNDING_FLOOR, terms },
+            DType::F16 => super::f16_rounding_summing(terms),
             _ => ulps_summing(2.0, terms),
         }
     }

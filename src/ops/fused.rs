@@ -310,21 +310,21 @@ impl Chain {
                 Step::Unary { f, .. } => {
                     writeln!(
                         functions,
-                        "fn f{j}(x: f32, a: f32, b: f32) -> f32 {{\n    return {};\n}}",
+                        "fn step{j}(x: f32, a: f32, b: f32) -> f32 {{\n    return {};\n}}",
                         f.wgsl
                     )
                     .unwrap();
                     format!(
-                        "f{j}({}, {}, {})",
+                        "step{j}({}, {}, {})",
                         name(&operands[0]),
                         scalar(next_scalar),
                         scalar(next_scalar + 1)
                     )
                 }
                 Step::Binary(f) => {
-                    writeln!(functions, "fn f{j}(a: f32, b: f32) -> f32 {{\n    return {};\n}}", f.wgsl)
+                    writeln!(functions, "fn step{j}(a: f32, b: f32) -> f32 {{\n    return {};\n}}", f.wgsl)
                         .unwrap();
-                    format!("f{j}({}, {})", name(&operands[0]), name(&operands[1]))
+                    format!("step{j}({}, {})", name(&operands[0]), name(&operands[1]))
                 }
                 Step::Constant(_) => scalar(next_scalar),
                 Step::Broadcast | Step::Cast { to: DType::F32 } => name(&operands[0]),
@@ -335,16 +335,16 @@ impl Chain {
                     // computes several (a GEMM's store) keeps its last block
                     writeln!(
                         functions,
-                        "var<private> f{j}_at: u32 = 0xffffffffu;\nvar<private> f{j}_block: vec4<u32>;\n\
-                         fn f{j}(x: f32, i: u32, p: f32, scale: f32, key: vec4<u32>) -> f32 {{\n    \
-                         if i / 4u != f{j}_at {{\n        f{j}_at = i / 4u;\n        \
-                         f{j}_block = philox(vec4<u32>(f{j}_at, 0u, key.z, key.w), key.xy);\n    }}\n    \
-                         return select(0.0, x * scale, unit(f{j}_block[i % 4u]) >= p);\n}}"
+                        "var<private> step{j}_at: u32 = 0xffffffffu;\nvar<private> step{j}_block: vec4<u32>;\n\
+                         fn step{j}(x: f32, i: u32, p: f32, scale: f32, key: vec4<u32>) -> f32 {{\n    \
+                         if i / 4u != step{j}_at {{\n        step{j}_at = i / 4u;\n        \
+                         step{j}_block = philox(vec4<u32>(step{j}_at, 0u, key.z, key.w), key.xy);\n    }}\n    \
+                         return select(0.0, x * scale, unit(step{j}_block[i % 4u]) >= p);\n}}"
                     )
                     .unwrap();
                     let key = format!("p.chain_words[{}]", next_word / 4);
                     format!(
-                        "f{j}({}, i, {}, {}, {key})",
+                        "step{j}({}, i, {}, {}, {key})",
                         name(&operands[0]),
                         scalar(next_scalar),
                         scalar(next_scalar + 1)

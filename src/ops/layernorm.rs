@@ -4,14 +4,14 @@
 //!
 //! The backward pass is one fused kernel for dx; dw and db are reductions in tensor ops.
 
-use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
+use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, f16_rounding_summing, f16_via_f32, ulps_summing};
 use crate::backend::cpu::{CpuStorage, sum_f64, with_float};
 use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::{Element, Float};
 use crate::ops::layout::u32_of;
 use crate::ops::wgsl::{cached_kernel, cached_per};
-use crate::{Result, Shape, Tensor};
+use crate::{DType, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 static SHADER: Shader = shader!("layernorm.wgsl");
@@ -63,7 +63,15 @@ impl Op for LayerNorm {
         format!("layer_norm(shape {shape}, eps {eps}, weight {w}, bias {b})")
     }
 
-    fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
+    fn computes_f16(&self) -> bool {
+        // f16 rows (and weight and bias) are read into f32, normalized in f32 and rounded once
+        true
+    }
+
+    fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
+        if out.dtype == DType::F16 {
+            return f16_via_f32(args, |wide| self.cpu(wide, &Meta { dtype: DType::F32, ..*out }));
+        }
         let n = self.size();
         let eps = self.eps;
         let w = self.has_weight.then(|| args[1].data);
@@ -89,7 +97,7 @@ impl Op for LayerNorm {
     }
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
-        let y = rec.alloc_elems(out.shape.numel())?;
+        let y = rec.alloc_typed(out.shape.numel(), out.dtype)?;
         let rows = out.shape.numel() / self.size().max(1);
         let params = Params {
             rows: u32_of("layer_norm", rows)?,
@@ -106,7 +114,8 @@ impl Op for LayerNorm {
         let kernel = match cached_per(self.size(), 1) {
             Some(per) => cached_kernel(&SHADER, "forward_cached", per),
             None => Kernel::new(&SHADER, "forward", 3, 1),
-        };
+        }
+        .storing(out.dtype);
         rec.dispatch(&kernel, &params, &[x, w, b], &[&y], Grid::Linear(params.rows))?;
         Ok(y)
     }
@@ -139,10 +148,14 @@ impl Op for LayerNorm {
         grads
     }
 
-    fn tolerance(&self, _: &[CpuArg], _: &Meta) -> Tolerance {
+    fn tolerance(&self, _: &[CpuArg], out: &Meta) -> Tolerance {
         // mean and variance summed over the row (x − mean cancels where |mean| ≫ std: the
-        // measured condition), the GPU's inverseSqrt (2 ulps), the affine map
-        ulps_summing(16.0, self.size())
+        // measured condition), the GPU's inverseSqrt (2 ulps), the affine map; f16: then one
+        // rounding to f16
+        match out.dtype {
+            DType::F16 => f16_rounding_summing(self.size()),
+            _ => ulps_summing(16.0, self.size()),
+        }
     }
 }
 
@@ -171,7 +184,15 @@ impl Op for LayerNormGrad {
         format!("layer_norm_grad(size {}, eps {}, weight {})", self.size, self.eps, self.has_weight)
     }
 
-    fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
+    fn computes_f16(&self) -> bool {
+        // as the forward pass: f16 read into f32, one rounding when stored
+        true
+    }
+
+    fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
+        if out.dtype == DType::F16 {
+            return f16_via_f32(args, |wide| self.cpu(wide, &Meta { dtype: DType::F32, ..*out }));
+        }
         let n = self.size;
         let eps = self.eps;
         let w = self.has_weight.then(|| args[1].data.to_f64_vec());
@@ -196,7 +217,7 @@ impl Op for LayerNormGrad {
     }
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
-        let dx = rec.alloc_elems(out.shape.numel())?;
+        let dx = rec.alloc_typed(out.shape.numel(), out.dtype)?;
         let rows = out.shape.numel() / self.size.max(1);
         let params = Params {
             rows: u32_of("layer_norm_grad", rows)?,
@@ -209,21 +230,31 @@ impl Op for LayerNormGrad {
         let x = args[0].buf;
         let w = if self.has_weight { args[1].buf } else { x };
         let dy = args[1 + self.has_weight as usize].buf;
-        let kernel = Kernel::new(&SHADER, "backward", 3, 1);
+        let kernel = Kernel::new(&SHADER, "backward", 3, 1).storing(out.dtype);
         rec.dispatch(&kernel, &params, &[x, w, dy], &[&dx], Grid::Linear(params.rows))?;
         Ok(dx)
     }
 
-    fn tolerance(&self, _: &[CpuArg], _: &Meta) -> Tolerance {
+    fn tolerance(&self, _: &[CpuArg], out: &Meta) -> Tolerance {
         // the forward's statistics again and two row sums of dy-weighted terms, which cancel by
-        // construction (the measured condition)
-        ulps_summing(32.0, self.size)
+        // construction (the measured condition); f16: then one rounding to f16
+        match out.dtype {
+            DType::F16 => f16_rounding_summing(self.size),
+            _ => ulps_summing(32.0, self.size),
+        }
     }
 }
 
 /// Every specialization this family can compile (for the shader validation test).
 pub(crate) fn variants() -> Vec<Kernel<'static>> {
-    [1, 2, 4, 8].into_iter().map(|per| cached_kernel(&SHADER, "forward_cached", per)).collect()
+    [DType::F32, DType::F16]
+        .into_iter()
+        .flat_map(|dtype| {
+            let cached = [1, 2, 4, 8].map(|per| cached_kernel(&SHADER, "forward_cached", per).storing(dtype));
+            let plain = ["forward", "backward"].map(|entry| Kernel::new(&SHADER, entry, 3, 1).storing(dtype));
+            cached.into_iter().chain(plain)
+        })
+        .collect()
 }
 
 impl Tensor {

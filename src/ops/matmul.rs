@@ -173,7 +173,7 @@ impl Op for MatMul {
         let k = self.geometry(args[0].shape, args[1].shape, out.shape).k;
         match out.dtype {
             // ... then rounded to f16, where the two may land on neighbours
-            DType::F16 => Tolerance::Rounding { floor: super::F16_ROUNDING_FLOOR, terms: k },
+            DType::F16 => super::f16_rounding_summing(k),
             _ => ulps_summing(2.0, k),
         }
     }
@@ -355,11 +355,7 @@ pub(crate) fn gemm_kernel<'a>(
 /// The matmul kernel for a tile, the operands' contiguous directions and their dtype (f32, or
 /// f16 read and written as such around the f32 accumulation).
 fn kernel(tile: Tile, a_along_k: bool, b_along_n: bool, dtype: DType) -> Kernel<'static> {
-    let kernel = gemm_kernel(&SHADER, "main", 2, tile, a_along_k, b_along_n);
-    match dtype {
-        DType::F16 => kernel.with_f16().with("alias E = f32; // @E", "alias E = f16;"),
-        _ => kernel,
-    }
+    gemm_kernel(&SHADER, "main", 2, tile, a_along_k, b_along_n).storing(dtype)
 }
 
 /// Every specialization this family can compile (for the shader validation test).

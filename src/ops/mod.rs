@@ -218,6 +218,37 @@ pub(crate) const F16_ROUNDING: Tolerance = Tolerance::Rounding { floor: F16_ROUN
 /// One f16 ulp as a relative error (at most 2⁻¹⁰ of a value).
 pub(crate) const F16_ROUNDING_FLOOR: f64 = 1.0 / 1024.0;
 
+/// The CPU reference of an op whose f16 kernel reads f16, computes in f32 and rounds once when
+/// it stores: `f32_reference` run on the operands with every f16 one widened, its f32 result
+/// rounded to f16.
+pub(crate) fn f16_via_f32(
+    args: &[CpuArg],
+    f32_reference: impl FnOnce(&[CpuArg]) -> CpuStorage,
+) -> CpuStorage {
+    let widened: Vec<Option<CpuStorage>> = args
+        .iter()
+        .map(|a| match a.data.data() {
+            CpuData::F16(v) => Some(CpuStorage::new(CpuData::F32(v.iter().map(|h| h.to_f32()).collect()))),
+            _ => None,
+        })
+        .collect();
+    let wide: Vec<CpuArg> = args
+        .iter()
+        .zip(&widened)
+        .map(|(a, w)| CpuArg { data: w.as_ref().unwrap_or(a.data), shape: a.shape })
+        .collect();
+    match f32_reference(&wide).data() {
+        CpuData::F32(v) => CpuStorage::new(CpuData::F16(v.iter().map(|&x| half::f16::from_f32(x)).collect())),
+        _ => unreachable!("an f16 op's reference computes in f32"),
+    }
+}
+
+/// The tolerance of an f16 result computed in f32 and rounded once, where the f32 computation
+/// sums `terms` terms: one f16 ulp for the rounding (see [`F16_ROUNDING`]), plus the sums.
+pub(crate) const fn f16_rounding_summing(terms: usize) -> Tolerance {
+    Tolerance::Rounding { floor: F16_ROUNDING_FLOOR, terms }
+}
+
 /// `n` f32 ulps for an op whose outputs each come from a few roundings.
 pub(crate) const fn ulps(n: f64) -> Tolerance {
     Tolerance::Rounding { floor: n * ULP, terms: 1 }

@@ -1,14 +1,14 @@
 //! `softmax` and `log_softmax` along any axis. The GPU kernel gives each row one workgroup and
 //! finds the row's maximum and normalizer in a single online pass (Milakov & Gimelshein, 2018).
 
-use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
+use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, f16_rounding_summing, f16_via_f32, ulps_summing};
 use crate::backend::cpu::{CpuStorage, max_of, sum_f64, with_float};
 use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::Float;
 use crate::ops::layout::{around, u32_of};
 use crate::ops::wgsl::{cached_kernel, cached_per};
-use crate::{Result, Tensor};
+use crate::{DType, Result, Tensor};
 use rayon::prelude::*;
 
 static SHADER: Shader = shader!("softmax.wgsl");
@@ -34,7 +34,13 @@ pub(crate) struct RowParams {
 
 /// Every specialization this family can compile (for the shader validation test).
 pub(crate) fn variants() -> Vec<Kernel<'static>> {
-    [1, 2, 4, 8].into_iter().map(|per| cached_kernel(&SHADER, "softmax_cached", per)).collect()
+    [DType::F32, DType::F16]
+        .into_iter()
+        .flat_map(|dtype| {
+            let cached = [1, 2, 4, 8].map(|per| cached_kernel(&SHADER, "softmax_cached", per).storing(dtype));
+            cached.into_iter().chain([Kernel::new(&SHADER, "softmax", 1, 1).storing(dtype)])
+        })
+        .collect()
 }
 
 /// Softmax (or log-softmax) of one row into `out`; the normalizer is summed in f64. Each
@@ -70,7 +76,15 @@ impl Op for Softmax {
         format!("{}(axis {})", self.name(), self.axis)
     }
 
+    fn computes_f16(&self) -> bool {
+        // f16 rows are read into f32, normalized in f32 and rounded once
+        true
+    }
+
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
+        if out.dtype == DType::F16 {
+            return f16_via_f32(args, |wide| self.cpu(wide, &Meta { dtype: DType::F32, ..*out }));
+        }
         let (_, size, inner) = around(args[0].shape.dims(), self.axis);
         let log = self.log;
         with_float!(args[0].data, T, x => {
@@ -103,7 +117,7 @@ impl Op for Softmax {
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let (outer, size, inner) = around(args[0].shape.dims(), self.axis);
-        let y = rec.alloc_elems(out.shape.numel())?;
+        let y = rec.alloc_typed(out.shape.numel(), out.dtype)?;
         let params = RowParams {
             rows: u32_of(self.name(), outer * inner)?,
             size: u32_of(self.name(), size)?,
@@ -114,6 +128,7 @@ impl Op for Softmax {
             Some(per) => cached_kernel(&SHADER, "softmax_cached", per),
             None => Kernel::new(&SHADER, "softmax", 1, 1),
         };
+        let kernel = kernel.storing(out.dtype);
         rec.dispatch(&kernel, &params, &[args[0].buf], &[&y], Grid::Linear(params.rows))?;
         Ok(y)
     }
@@ -131,10 +146,14 @@ impl Op for Softmax {
         vec![Some(dx)]
     }
 
-    fn tolerance(&self, args: &[CpuArg], _: &Meta) -> Tolerance {
+    fn tolerance(&self, args: &[CpuArg], out: &Meta) -> Tolerance {
         // exp of x − max (the GPU's a few ulps off), the row's sum, one division; log-softmax
-        // takes a log instead and subtracts
-        ulps_summing(16.0, args[0].shape.dim(self.axis))
+        // takes a log instead and subtracts; f16: then one rounding to f16
+        let terms = args[0].shape.dim(self.axis);
+        match out.dtype {
+            DType::F16 => f16_rounding_summing(terms),
+            _ => ulps_summing(16.0, terms),
+        }
     }
 }
 

@@ -96,6 +96,16 @@ impl<'a> Kernel<'a> {
         self
     }
 
+    /// The kernel for tensors of `dtype`, for a shader whose element type is the line
+    /// `alias E = f32; // @E`: f16 storage (read into f32, computed in f32, rounded once when
+    /// stored) enables WGSL's `f16`; any other dtype keeps the shader as written.
+    pub fn storing(self, dtype: crate::DType) -> Kernel<'a> {
+        match dtype {
+            crate::DType::F16 => self.with_f16().with("alias E = f32; // @E", "alias E = f16;"),
+            _ => self,
+        }
+    }
+
     /// Binds the recorder's fault words, for a kernel that calls `report_fault` (see
     /// `faults.rs`).
     pub fn with_fault_reports(mut self) -> Kernel<'a> {

@@ -1,6 +1,8 @@
 //! Rows for f16: the native f16 matmul and convolution (f16 operands, f32 accumulation, one
-//! rounding; the convolution's weight gradient in f32 between casts), casts to and from f16,
-//! an op that computes an f16 result in f32 between casts, and an autocast layer.
+//! rounding; the convolution's weight gradient in f32 between casts), the native f16 softmax,
+//! log-softmax and layer norm (f16 read into f32, computed in f32, one rounding; layer norm's
+//! input gradient too), casts to and from f16, an op that computes an f16 result in f32 between
+//! casts, and an autocast layer.
 //!
 //! Tolerances: the GPU and the CPU reference compute the same f32 values in another order and
 //! round each result to f16, where a value near the midpoint of two f16 neighbours may land on
@@ -49,12 +51,36 @@ pub(super) fn cases() -> Vec<Case> {
         ))
         // the gradient is a cast back: one rounding, as forward
         .grad_tol(1e-3),
+        // gelu's chain on a GPU has more than 16 steps and casts: its step functions must not shadow
+        // WGSL's f16 (step 16 was once `fn f16`)
         f16(Case::new(
             "cast",
-            "softmax of f16, in f32",
+            "gelu of f16, in f32 between casts",
             vec![F],
             shapes(&[&[&[3, 17]], &[&[1, 1]]]),
+            move |x, _| half(&x[0]).gelu(),
+        )),
+        // rows of 17 (one pass per element) and of 64 (held in registers)
+        f16(Case::new(
+            "softmax",
+            "softmax f16",
+            vec![F],
+            shapes(&[&[&[3, 17]], &[&[1, 1]], &[&[5, 64]]]),
             move |x, _| half(&x[0]).softmax(-1),
+        )),
+        f16(Case::new(
+            "log_softmax",
+            "log_softmax f16 along a strided axis",
+            vec![F],
+            shapes(&[&[&[9, 6]], &[&[2, 1]]]),
+            move |x, _| half(&x[0]).log_softmax(0),
+        )),
+        f16(Case::new(
+            "layer_norm",
+            "layer_norm f16 with weight and bias",
+            vec![F, F, F],
+            shapes(&[&[&[3, 7], &[7], &[7]], &[&[4, 2, 12], &[12], &[12]], &[&[1, 2], &[2], &[2]]]),
+            move |x, _| half(&x[0]).layer_norm(&[x[1].numel()], Some(&half(&x[1])), Some(&half(&x[2])), 1e-5),
         )),
         f16(Case::new(
             "conv2d",
