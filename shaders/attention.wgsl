@@ -9,6 +9,11 @@
 // here each weight draws its own Philox block.
 // Layouts: q (B, Tq, D), k (B, Tk, D), v (B, Tk, Dv), o and dO (B, Tq, Dv), stats (B, Tq, 3) =
 // (m, ℓ, δ) as in flash_attention.wgsl.
+//
+// E is the element type of q, k, v, the mask, o, dO and the gradients: f32, or f16 (read into
+// f32, computed in f32, rounded once when stored); the statistics are f32.
+
+alias E = f32; // @E
 
 const LENGTHS: bool = false; // @LENGTHS
 const MASK: bool = false; // @MASK
@@ -43,11 +48,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<E>;
+@group(0) @binding(2) var<storage, read> k: array<E>;
+@group(0) @binding(3) var<storage, read> v: array<E>;
 @group(0) @binding(4) var<storage, read> key_lengths: array<i32>;
-@group(0) @binding(5) var<storage, read> mask: array<f32>;
+@group(0) @binding(5) var<storage, read> mask: array<E>;
 
 const WG: u32 = 64u;
 const MAX_DIM: u32 = 256u;
@@ -140,7 +145,7 @@ fn score(b: u32, j: u32) -> f32 {
     var acc = 0.0;
     let base = (b * p.tk + j) * p.d;
     for (var c = 0u; c < p.d; c++) {
-        acc += row_q[c] * k[base + c];
+        acc += row_q[c] * f32(k[base + c]);
     }
     return acc * p.scale;
 }
@@ -153,18 +158,18 @@ fn masked_score(b: u32, i: u32, j: u32, kend: u32, mask_row: u32) -> f32 {
     }
     let s = score(b, j);
     if MASK {
-        return with_mask(s, mask[mask_row + j * p.mask_col]);
+        return with_mask(s, f32(mask[mask_row + j * p.mask_col]));
     }
     return s;
 }
 
 fn load_q_row(base: u32, lid: u32) {
     for (var c = lid; c < p.d; c += WG) {
-        row_q[c] = q[base + c];
+        row_q[c] = f32(q[base + c]);
     }
 }
 
-@group(0) @binding(6) var<storage, read_write> o: array<f32>;
+@group(0) @binding(6) var<storage, read_write> o: array<E>;
 
 // The workgroup's row is uniform, so are `live`, the key limit and every loop bound: the
 // barriers inside the loops stay uniform.
@@ -205,7 +210,7 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
                 for (var jj = 0u; jj < WG; jj++) {
                     let key = blk * WG + jj;
                     if key < kend {
-                        add += weights[jj] * v[(b * p.tk + key) * p.dv + c];
+                        add += weights[jj] * f32(v[(b * p.tk + key) * p.dv + c]);
                     }
                 }
                 acc[t] = acc[t] * correction + add;
@@ -217,13 +222,13 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
     for (var t = 0u; t < PER_THREAD; t++) {
         let c = lid + t * WG;
         if c < p.dv {
-            o[row * p.dv + c] = select(acc[t] / l, 0.0, l == 0.0);
+            o[row * p.dv + c] = E(select(acc[t] / l, 0.0, l == 0.0));
         }
     }
 }
 
-@group(0) @binding(6) var<storage, read> d_out: array<f32>;
-@group(0) @binding(7) var<storage, read> o_in: array<f32>;
+@group(0) @binding(6) var<storage, read> d_out: array<E>;
+@group(0) @binding(7) var<storage, read> o_in: array<E>;
 @group(0) @binding(8) var<storage, read_write> stats_out: array<f32>;
 
 // The row's (m, ℓ) of its visible scores ((0, 0) if it sees none) and δ = dO·o.
@@ -251,7 +256,7 @@ fn stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: 
     }
     var partial = 0.0;
     for (var c = lid; c < p.dv; c += WG) {
-        partial += d_out[row * p.dv + c] * o_in[row * p.dv + c];
+        partial += f32(d_out[row * p.dv + c]) * f32(o_in[row * p.dv + c]);
     }
     let delta = block_sum(partial, lid);
     if lid == 0u {
@@ -263,7 +268,7 @@ fn stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: 
 }
 
 @group(0) @binding(7) var<storage, read> row_stats: array<f32>;
-@group(0) @binding(8) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(8) var<storage, read_write> grad: array<E>;
 
 // dq_i = scale · Σ_j P_ij (M_ij dO_i·v_j − δ_i) k_j
 @compute @workgroup_size(64)
@@ -277,7 +282,7 @@ fn grad_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
     let i = row % p.tq;
     load_q_row(row * p.d, lid);
     for (var c = lid; c < p.dv; c += WG) {
-        row_aux[c] = d_out[row * p.dv + c];
+        row_aux[c] = f32(d_out[row * p.dv + c]);
     }
     workgroupBarrier();
     let m_i = row_stats[row * 3u];
@@ -294,7 +299,7 @@ fn grad_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
             let pij = exp((s - m_i) - log_sum_i);
             var dp = 0.0;
             for (var c = 0u; c < p.dv; c++) {
-                dp += row_aux[c] * v[(b * p.tk + j) * p.dv + c];
+                dp += row_aux[c] * f32(v[(b * p.tk + j) * p.dv + c]);
             }
             if DROPOUT {
                 dp *= dropout_factor(row, j);
@@ -309,7 +314,7 @@ fn grad_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
                 for (var jj = 0u; jj < WG; jj++) {
                     let key = blk * WG + jj;
                     if key < kend {
-                        acc[t] += weights[jj] * k[(b * p.tk + key) * p.d + c];
+                        acc[t] += weights[jj] * f32(k[(b * p.tk + key) * p.d + c]);
                     }
                 }
             }
@@ -319,7 +324,7 @@ fn grad_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
     for (var t = 0u; t < PER_THREAD; t++) {
         let c = lid + t * WG;
         if c < p.d {
-            grad[row * p.d + c] = acc[t] * p.scale;
+            grad[row * p.d + c] = E(acc[t] * p.scale);
         }
     }
 }
@@ -337,10 +342,10 @@ fn grad_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
     let j = row % p.tk;
     // row_q holds k_j here, row_aux holds v_j
     for (var c = lid; c < p.d; c += WG) {
-        row_q[c] = k[row * p.d + c];
+        row_q[c] = f32(k[row * p.d + c]);
     }
     for (var c = lid; c < p.dv; c += WG) {
-        row_aux[c] = v[row * p.dv + c];
+        row_aux[c] = f32(v[row * p.dv + c]);
     }
     workgroupBarrier();
     let queries = select(p.tq, 0u, j >= key_limit(b));
@@ -355,19 +360,19 @@ fn grad_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
             let qrow = b * p.tq + i;
             var s = 0.0;
             for (var c = 0u; c < p.d; c++) {
-                s += q[qrow * p.d + c] * row_q[c];
+                s += f32(q[qrow * p.d + c]) * row_q[c];
             }
             s *= p.scale;
             var shown = true;
             if MASK {
-                s = with_mask(s, mask[mask_col + i * p.mask_row]);
+                s = with_mask(s, f32(mask[mask_col + i * p.mask_row]));
                 shown = s > NEG_INF;
             }
             if shown {
                 let pij = exp((s - row_stats[qrow * 3u]) - row_stats[qrow * 3u + 1u]);
                 var dp = 0.0;
                 for (var c = 0u; c < p.dv; c++) {
-                    dp += d_out[qrow * p.dv + c] * row_aux[c];
+                    dp += f32(d_out[qrow * p.dv + c]) * row_aux[c];
                 }
                 var factor = 1.0;
                 if DROPOUT {
@@ -387,10 +392,10 @@ fn grad_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
                 if qi < p.tq {
                     let qrow = b * p.tq + qi;
                     if c < p.d {
-                        acc_k[t] += weights2[ii] * q[qrow * p.d + c];
+                        acc_k[t] += weights2[ii] * f32(q[qrow * p.d + c]);
                     }
                     if c < p.dv {
-                        acc_v[t] += weights[ii] * d_out[qrow * p.dv + c];
+                        acc_v[t] += weights[ii] * f32(d_out[qrow * p.dv + c]);
                     }
                 }
             }
@@ -401,10 +406,10 @@ fn grad_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
     for (var t = 0u; t < PER_THREAD; t++) {
         let c = lid + t * WG;
         if c < p.d {
-            grad[row * width + c] = acc_k[t] * p.scale;
+            grad[row * width + c] = E(acc_k[t] * p.scale);
         }
         if c < p.dv {
-            grad[row * width + p.d + c] = acc_v[t];
+            grad[row * width + p.d + c] = E(acc_v[t]);
         }
     }
 }

@@ -20,7 +20,11 @@
 // Layouts: q (B, Tq, D), k (B, Tk, D), v (B, Tk, DV), o and dO (B, Tq, DV), stats (B, Tq, 3) =
 // (m, ℓ, δ): the row's largest visible score, ln Σ exp(s − m), and dO·o, so that
 // P_ij = exp((s_ij − m_i) − ℓ_i). The key lengths and the mask are indexed through Params. ROWS, BLOCK, D, DV and the
-// three features are set per launch.
+// three features are set per launch. E is the element type of q, k, v, the mask, o, dO and the
+// gradients: f32, or f16 (read into f32, computed in f32, rounded once when stored); the
+// statistics are f32.
+
+alias E = f32; // @E
 
 const ROWS: u32 = 64u; // @ROWS
 const BLOCK: u32 = 32u; // @BLOCK
@@ -63,11 +67,11 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> k: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> v: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> q: array<vec4<E>>;
+@group(0) @binding(2) var<storage, read> k: array<vec4<E>>;
+@group(0) @binding(3) var<storage, read> v: array<vec4<E>>;
 @group(0) @binding(4) var<storage, read> key_lengths: array<i32>;
-@group(0) @binding(5) var<storage, read> mask: array<f32>;
+@group(0) @binding(5) var<storage, read> mask: array<E>;
 
 // Staged rows of the streaming side (keys or queries, and values or output gradients).
 var<workgroup> stage_a: array<vec4<f32>, BLOCK * D4>;
@@ -143,13 +147,13 @@ fn key_end(r0: u32, kend: u32) -> u32 {
     return kend;
 }
 
-@group(0) @binding(6) var<storage, read_write> o: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> o: array<vec4<E>>;
 
 // Keys kb..kb+BLOCK of batch b into stage_a.
 fn stage_keys(b: u32, kb: u32, lid: u32) {
     for (var e = lid; e < BLOCK * D4; e += ROWS) {
         let j = kb + e / D4;
-        stage_a[e] = select(vec4<f32>(0.0), k[(b * p.tk + min(j, p.tk - 1u)) * D4 + e % D4], j < p.tk);
+        stage_a[e] = select(vec4<f32>(0.0), vec4<f32>(k[(b * p.tk + min(j, p.tk - 1u)) * D4 + e % D4]), j < p.tk);
     }
 }
 
@@ -157,7 +161,7 @@ fn stage_keys(b: u32, kb: u32, lid: u32) {
 fn stage_values(b: u32, kb: u32, lid: u32) {
     for (var e = lid; e < BLOCK * DV4; e += ROWS) {
         let j = kb + e / DV4;
-        stage_b[e] = select(vec4<f32>(0.0), v[(b * p.tk + min(j, p.tk - 1u)) * DV4 + e % DV4], j < p.tk);
+        stage_b[e] = select(vec4<f32>(0.0), vec4<f32>(v[(b * p.tk + min(j, p.tk - 1u)) * DV4 + e % DV4]), j < p.tk);
     }
 }
 
@@ -185,7 +189,7 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
     var qr: array<vec4<f32>, D4>;
     if live {
         for (var c = 0u; c < D4; c++) {
-            qr[c] = q[row * D4 + c];
+            qr[c] = vec4<f32>(q[row * D4 + c]);
         }
     }
     let kend = key_limit(b);
@@ -208,7 +212,7 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
             if live && j < kend && visible(i, j) {
                 var x = score(&qr, jj);
                 if MASK {
-                    x = with_mask(x, mask[mask_row + j * p.mask_col]);
+                    x = with_mask(x, f32(mask[mask_row + j * p.mask_col]));
                 }
                 s[jj] = x;
                 block_max = max(block_max, x);
@@ -242,13 +246,13 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
     if live {
         // l = 0 only for a row that sees no key (otherwise its largest score adds 1)
         for (var c = 0u; c < DV4; c++) {
-            o[row * DV4 + c] = select(acc[c] / l, vec4<f32>(0.0), l == 0.0);
+            o[row * DV4 + c] = vec4<E>(select(acc[c] / l, vec4<f32>(0.0), l == 0.0));
         }
     }
 }
 
-@group(0) @binding(6) var<storage, read> d_out: array<vec4<f32>>;
-@group(0) @binding(7) var<storage, read> o_in: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> d_out: array<vec4<E>>;
+@group(0) @binding(7) var<storage, read> o_in: array<vec4<E>>;
 @group(0) @binding(8) var<storage, read_write> stats_out: array<f32>;
 
 // Each query row's (m, ℓ) of its visible scores ((0, 0) if it sees none) and δ = dO·o.
@@ -267,7 +271,7 @@ fn stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: 
     var qr: array<vec4<f32>, D4>;
     if live {
         for (var c = 0u; c < D4; c++) {
-            qr[c] = q[row * D4 + c];
+            qr[c] = vec4<f32>(q[row * D4 + c]);
         }
     }
     let kend = key_limit(b);
@@ -284,7 +288,7 @@ fn stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: 
                 var s = score(&qr, jj);
                 var shown = true;
                 if MASK {
-                    s = with_mask(s, mask[mask_row + j * p.mask_col]);
+                    s = with_mask(s, f32(mask[mask_row + j * p.mask_col]));
                     shown = s > NEG_INF;
                 }
                 if shown {
@@ -299,7 +303,7 @@ fn stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: 
     if live {
         var delta = 0.0;
         for (var c = 0u; c < DV4; c++) {
-            delta += dot(d_out[row * DV4 + c], o_in[row * DV4 + c]);
+            delta += dot(vec4<f32>(d_out[row * DV4 + c]), vec4<f32>(o_in[row * DV4 + c]));
         }
         let seen = l > 0.0;
         stats_out[row * 3u] = select(0.0, m, seen);
@@ -309,7 +313,7 @@ fn stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: 
 }
 
 @group(0) @binding(7) var<storage, read> row_stats: array<f32>;
-@group(0) @binding(8) var<storage, read_write> grad: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> grad: array<vec4<E>>;
 
 // dq_i = scale · Σ_j P_ij (M_ij dO_i·v_j − δ_i) k_j
 @compute @workgroup_size(ROWS)
@@ -329,10 +333,10 @@ fn grad_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
     var stats_i = vec3<f32>(0.0);
     if live {
         for (var c = 0u; c < D4; c++) {
-            qr[c] = q[row * D4 + c];
+            qr[c] = vec4<f32>(q[row * D4 + c]);
         }
         for (var c = 0u; c < DV4; c++) {
-            dor[c] = d_out[row * DV4 + c];
+            dor[c] = vec4<f32>(d_out[row * DV4 + c]);
         }
         stats_i = vec3<f32>(row_stats[row * 3u], row_stats[row * 3u + 1u], row_stats[row * 3u + 2u]);
     }
@@ -354,7 +358,7 @@ fn grad_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
                 var s = score(&qr, jj);
                 var shown = true;
                 if MASK {
-                    s = with_mask(s, mask[mask_row + j * p.mask_col]);
+                    s = with_mask(s, f32(mask[mask_row + j * p.mask_col]));
                     shown = s > NEG_INF;
                 }
                 if shown {
@@ -377,7 +381,7 @@ fn grad_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
     }
     if live {
         for (var c = 0u; c < D4; c++) {
-            grad[row * D4 + c] = acc[c] * p.scale;
+            grad[row * D4 + c] = vec4<E>(acc[c] * p.scale);
         }
     }
 }
@@ -387,11 +391,11 @@ fn grad_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
 fn stage_queries(b: u32, qb: u32, lid: u32) {
     for (var e = lid; e < BLOCK * D4; e += ROWS) {
         let i = qb + e / D4;
-        stage_a[e] = select(vec4<f32>(0.0), q[(b * p.tq + min(i, p.tq - 1u)) * D4 + e % D4], i < p.tq);
+        stage_a[e] = select(vec4<f32>(0.0), vec4<f32>(q[(b * p.tq + min(i, p.tq - 1u)) * D4 + e % D4]), i < p.tq);
     }
     for (var e = lid; e < BLOCK * DV4; e += ROWS) {
         let i = qb + e / DV4;
-        stage_b[e] = select(vec4<f32>(0.0), d_out[(b * p.tq + min(i, p.tq - 1u)) * DV4 + e % DV4], i < p.tq);
+        stage_b[e] = select(vec4<f32>(0.0), vec4<f32>(d_out[(b * p.tq + min(i, p.tq - 1u)) * DV4 + e % DV4]), i < p.tq);
     }
     for (var e = lid; e < BLOCK * 3u; e += ROWS) {
         stage_stats[e] = row_stats[(b * p.tq + min(qb + e / 3u, p.tq - 1u)) * 3u + e % 3u];
@@ -448,7 +452,7 @@ fn key_prob(kr: ptr<function, array<vec4<f32>, D4>>, qb: u32, ii: u32, j: u32, m
     }
     s *= p.scale;
     if MASK {
-        s = with_mask(s, mask[mask_col + i * p.mask_row]);
+        s = with_mask(s, f32(mask[mask_col + i * p.mask_row]));
         if s <= NEG_INF {
             return 0.0;
         }
@@ -472,7 +476,7 @@ fn grad_v(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
     var kr: array<vec4<f32>, D4>;
     if live {
         for (var c = 0u; c < D4; c++) {
-            kr[c] = k[(b * p.tk + j) * D4 + c];
+            kr[c] = vec4<f32>(k[(b * p.tk + j) * D4 + c]);
         }
     }
     let mask_col = mask_base(b) + j * p.mask_col;
@@ -498,7 +502,7 @@ fn grad_v(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
     }
     if j < p.tk {
         for (var c = 0u; c < DV4; c++) {
-            grad[(b * p.tk + j) * (D4 + DV4) + D4 + c] = acc[c];
+            grad[(b * p.tk + j) * (D4 + DV4) + D4 + c] = vec4<E>(acc[c]);
         }
     }
 }
@@ -521,10 +525,10 @@ fn grad_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
     var vr: array<vec4<f32>, DV4>;
     if live {
         for (var c = 0u; c < D4; c++) {
-            kr[c] = k[(b * p.tk + j) * D4 + c];
+            kr[c] = vec4<f32>(k[(b * p.tk + j) * D4 + c]);
         }
         for (var c = 0u; c < DV4; c++) {
-            vr[c] = v[(b * p.tk + j) * DV4 + c];
+            vr[c] = vec4<f32>(v[(b * p.tk + j) * DV4 + c]);
         }
     }
     let mask_col = mask_base(b) + j * p.mask_col;
@@ -555,7 +559,7 @@ fn grad_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
     }
     if j < p.tk {
         for (var c = 0u; c < D4; c++) {
-            grad[(b * p.tk + j) * (D4 + DV4) + c] = acc[c] * p.scale;
+            grad[(b * p.tk + j) * (D4 + DV4) + c] = vec4<E>(acc[c] * p.scale);
         }
     }
 }

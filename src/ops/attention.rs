@@ -30,7 +30,9 @@ mod cpu;
 mod geometry;
 mod gpu;
 
-use super::{CpuArg, Fault, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
+use super::{
+    CpuArg, Fault, GpuArg, Grad, Meta, Op, Tolerance, f16_rounding_summing, f16_via_f32, ulps_summing,
+};
 use crate::backend::cpu::{CpuStorage, with_float};
 use crate::backend::wgpu::{GpuBuffer, Recorder};
 use crate::rng::RandomKey;
@@ -158,7 +160,16 @@ impl Op for Attention {
         Fault::first("key length", args[3].data, tk + 1, None)
     }
 
-    fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
+    fn computes_f16(&self) -> bool {
+        // the forward pass reads f16 into f32, computes in f32 and rounds its output once; the
+        // backward passes compute f16 in f32 between casts, from f32 statistics
+        self.pass == Pass::Forward
+    }
+
+    fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
+        if out.dtype == DType::F16 {
+            return f16_via_f32(args, |wide| self.cpu(wide, &Meta { dtype: DType::F32, ..*out }));
+        }
         let g = self.geom(args);
         let lengths = self.lengths.then(|| args[3].data.as_slice::<i32>());
         with_float!(args[0].data, T, _q => {
@@ -185,11 +196,14 @@ impl Op for Attention {
         let with = |rest: [Tensor; 2]| g.inputs.iter().cloned().chain(rest).collect::<Vec<_>>();
         let mut stats_dims = q.dims()[..q.rank() - 1].to_vec();
         stats_dims.push(STATS);
+        // the statistics of f16 attention stay f32: a log-sum-exp rounded to f16 would move
+        // every recomputed weight by up to |m|·2⁻¹¹
+        let stats_dtype = if q.dtype() == DType::F16 { DType::F32 } else { q.dtype() };
         let stats = Tensor::from_op(
             Attention { pass: Pass::Stats, ..*self },
             with([g.grad.clone(), g.output.clone()]),
             Shape::new(stats_dims),
-            q.dtype(),
+            stats_dtype,
         );
         let inputs = with([g.grad.clone(), stats]);
         let dq = Tensor::from_op(
@@ -212,13 +226,15 @@ impl Op for Attention {
         grads
     }
 
-    fn tolerance(&self, args: &[CpuArg], _: &Meta) -> Tolerance {
+    fn tolerance(&self, args: &[CpuArg], out: &Meta) -> Tolerance {
         // scores are dot products of length D (plus a mask value), outputs sums over the keys
         // (and, backward, over the queries) of products with them, and δ a dot product of
         // length Dv; exp on the GPU is a few ulps off per score. Dropout only scales kept terms
         // by one rounded factor, the same on both sides.
         let g = self.geom(args);
         match self.pass {
+            // f16: then one rounding to f16
+            Pass::Forward if out.dtype == DType::F16 => f16_rounding_summing(g.d + g.tk),
             Pass::Forward => ulps_summing(16.0, g.d + g.tk),
             Pass::Stats => ulps_summing(16.0, g.d + g.tk + g.dv),
             Pass::GradQ | Pass::GradKv => ulps_summing(32.0, g.d + g.dv + g.tk.max(g.tq)),

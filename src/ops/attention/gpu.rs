@@ -11,7 +11,7 @@ use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::ops::layout::u32_of;
 use crate::ops::random::PHILOX;
 use crate::ops::{GpuArg, Meta};
-use crate::{Error, Result, Shape};
+use crate::{DType, Error, Result, Shape};
 
 static PLAIN: Shader = shader!("attention.wgsl");
 static FLASH: Shader = shader!("flash_attention.wgsl");
@@ -205,6 +205,9 @@ pub(crate) fn variants() -> Vec<Kernel<'static>> {
     for f in [none, all] {
         out.extend(plain_entries.iter().map(|e| plain_kernel(e, f)));
     }
+    // f16 storage: the forward pass (the module's other entries compile with it)
+    out.push(configs[0].kernel("forward", all).storing(DType::F16));
+    out.push(plain_kernel("forward", all).storing(DType::F16));
     out
 }
 
@@ -218,8 +221,10 @@ pub(super) fn launch(op: &Attention, args: &[GpuArg], out: &Meta, rec: &mut Reco
         false => 0,
     };
     let params = Params::new(&g, fault_word)?;
-    let y = rec.alloc_elems(out.shape.numel())?;
+    let y = rec.alloc_typed(out.shape.numel(), out.dtype)?;
     let stand_in = args[0].buf;
+    // q, k, v, the mask and the output share one element type (f16 for the forward pass only)
+    let dtype = args[0].dtype;
     let lengths = if op.lengths { args[3].buf } else { stand_in };
     let mask = if op.mask { args[op.mask_input()].buf } else { stand_in };
     let mut reads = vec![args[0].buf, args[1].buf, args[2].buf, lengths, mask];
@@ -236,7 +241,7 @@ pub(super) fn launch(op: &Attention, args: &[GpuArg], out: &Meta, rec: &mut Reco
             Pass::GradKv => &["grad_k", "grad_v"],
         };
         for &entry in entries {
-            rec.dispatch(&flash.kernel(entry, features), &params, &reads, &[&y], grid)?;
+            rec.dispatch(&flash.kernel(entry, features).storing(dtype), &params, &reads, &[&y], grid)?;
         }
         return Ok(y);
     }
@@ -248,6 +253,6 @@ pub(super) fn launch(op: &Attention, args: &[GpuArg], out: &Meta, rec: &mut Reco
         Pass::GradKv => "grad_kv",
     };
     let grid = Grid::Linear(u32_of("attention", g.batch * rows)?);
-    rec.dispatch(&plain_kernel(entry, features), &params, &reads, &[&y], grid)?;
+    rec.dispatch(&plain_kernel(entry, features).storing(dtype), &params, &reads, &[&y], grid)?;
     Ok(y)
 }

@@ -1,7 +1,7 @@
 //! Rows for f16: the native f16 matmul and convolution (f16 operands, f32 accumulation, one
 //! rounding; the convolution's weight gradient in f32 between casts), the native f16 softmax,
-//! log-softmax and layer norm (f16 read into f32, computed in f32, one rounding; layer norm's
-//! input gradient too), casts to and from f16, an op that computes an f16 result in f32 between
+//! log-softmax, layer norm and attention (f16 read into f32, computed in f32, one rounding; layer
+//! norm's input gradient too; attention's backward in f32 between casts), casts to and from f16, an op that computes an f16 result in f32 between
 //! casts, and an autocast layer.
 //!
 //! Tolerances: the GPU and the CPU reference compute the same f32 values in another order and
@@ -75,12 +75,30 @@ pub(super) fn cases() -> Vec<Case> {
             shapes(&[&[&[9, 6]], &[&[2, 1]]]),
             move |x, _| half(&x[0]).log_softmax(0),
         )),
+        // rows of at least 3: a row of 2 normalizes to ±1 whatever its values, and its input
+        // gradient is exactly 0 — rounding noise
         f16(Case::new(
             "layer_norm",
             "layer_norm f16 with weight and bias",
             vec![F, F, F],
-            shapes(&[&[&[3, 7], &[7], &[7]], &[&[4, 2, 12], &[12], &[12]], &[&[1, 2], &[2], &[2]]]),
+            shapes(&[&[&[3, 7], &[7], &[7]], &[&[4, 2, 12], &[12], &[12]], &[&[1, 5], &[5], &[5]]]),
             move |x, _| half(&x[0]).layer_norm(&[x[1].numel()], Some(&half(&x[1])), Some(&half(&x[2])), 1e-5),
+        )),
+        // head sizes 8 (the flash kernels) and 3 (the general ones); the backward passes compute
+        // in f32 between casts, from f32 statistics
+        f16(Case::new(
+            "attention",
+            "attention f16 causal",
+            vec![F, F, F],
+            shapes(&[&[&[2, 9, 8], &[2, 9, 8], &[2, 9, 8]], &[&[1, 1, 4], &[1, 1, 4], &[1, 1, 4]]]),
+            move |x, _| half(&x[0]).attention(&half(&x[1]), &half(&x[2]), true, None),
+        )),
+        f16(Case::new(
+            "attention",
+            "attention f16, head size 3",
+            vec![F, F, F],
+            shapes(&[&[&[2, 5, 3], &[2, 7, 3], &[2, 7, 5]]]),
+            move |x, _| half(&x[0]).attention(&half(&x[1]), &half(&x[2]), false, None),
         )),
         f16(Case::new(
             "conv2d",
