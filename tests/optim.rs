@@ -217,6 +217,34 @@ fn schedules_follow_pytorchs_formulas() {
         (peak - 1.0).abs() < 1e-12 && (oc.iter().position(|&v| v == peak).unwrap() as f64 - 29.0).abs() < 1.0
     );
     assert!((oc[99] - 0.04 / 1e4).abs() < 1e-12);
+    // and its momentum the other way, as PyTorch's OneCycleLR (`tests/fixtures/one_cycle.py`
+    // printed these (step, lr, momentum))
+    let pytorch = [
+        (0, 0.040000000000000036, 0.95),
+        (10, 0.29516394846410077, 0.9234204220349895),
+        (29, 1.0, 0.85),
+        (30, 0.9994965352845243, 0.8500503466729342),
+        (50, 0.793893450575732, 0.8706107373853763),
+        (99, 4e-06, 0.95),
+    ];
+    let mut s = OneCycle::new(1.0, 100);
+    let mut opt =
+        Optimizer::new(Vec::new(), Rule::Sgd { momentum: 0.9, nesterov: true, weight_decay: 0.0 }, 0.1);
+    for t in 0..100 {
+        if let Some(&(_, lr, momentum)) = pytorch.iter().find(|(step, _, _)| *step == t) {
+            opt.follow(&s);
+            assert!(
+                (opt.lr() - lr).abs() < 1e-12 && (s.momentum().unwrap() - momentum).abs() < 1e-12,
+                "step {t}"
+            );
+            assert_eq!(
+                opt.rule(),
+                Rule::Sgd { momentum: s.momentum().unwrap(), nesterov: true, weight_decay: 0.0 }
+            );
+        }
+        s.step(None);
+    }
+    assert_eq!(OneCycle::new(1.0, 100).without_momentum_cycle().momentum(), None);
     // plateau: patience 1 → the rate drops after two periods without improvement
     let plateau = run(ReduceOnPlateau::new(1.0).with(0.5, 1), 5, &[3.0, 2.0, 2.5, 2.2, 1.0]);
     close(&plateau, &[1.0, 1.0, 1.0, 1.0, 0.5, 0.5]);

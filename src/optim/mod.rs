@@ -72,6 +72,25 @@ impl Rule {
         }
     }
 
+    /// The same rule with momentum `m`: SGD's and RMSProp's momentum, Adam's β1 (what a
+    /// one-cycle schedule cycles). Panics for AdaGrad and Adadelta, which have none.
+    #[track_caller]
+    pub fn momentum(self, m: f64) -> Rule {
+        match self {
+            Rule::Sgd { nesterov, weight_decay, .. } => Rule::Sgd { momentum: m, nesterov, weight_decay },
+            Rule::RmsProp { alpha, eps, centered, weight_decay, .. } => {
+                Rule::RmsProp { alpha, eps, momentum: m, centered, weight_decay }
+            }
+            Rule::Adam { beta2, eps, weight_decay, decoupled, .. } => {
+                Rule::Adam { beta1: m, beta2, eps, weight_decay, decoupled }
+            }
+            other => panic!(
+                "Rule::momentum: {other:?} has no momentum to cycle (for one-cycle, use \
+                 OneCycle::without_momentum_cycle)"
+            ),
+        }
+    }
+
     /// The same rule with weight decay `wd`.
     pub fn weight_decay(self, wd: f64) -> Rule {
         match self {
@@ -247,6 +266,15 @@ impl Optimizer {
     /// Sets the learning rate (schedules call this).
     pub fn set_lr(&mut self, lr: f64) {
         self.lr = lr;
+    }
+
+    /// Applies `scheduler`'s current learning rate, and its momentum if it cycles one.
+    #[track_caller]
+    pub fn follow(&mut self, scheduler: &dyn Scheduler) {
+        self.lr = scheduler.lr();
+        if let Some(m) = scheduler.momentum() {
+            self.rule = self.rule.momentum(m);
+        }
     }
 
     /// The update rule.

@@ -9,6 +9,11 @@ use std::f64::consts::PI;
 pub trait Scheduler: Send {
     /// The learning rate of the current period.
     fn lr(&self) -> f64;
+    /// The momentum of the current period, for schedules that cycle it as well (one-cycle):
+    /// SGD's and RMSProp's momentum, Adam's β1. `None` (the default) leaves the rule's.
+    fn momentum(&self) -> Option<f64> {
+        None
+    }
     /// Ends a period; `metric` is the validation metric for [`ReduceOnPlateau`] (others ignore
     /// it). Returns the learning rate for the next period.
     fn step(&mut self, metric: Option<f64>) -> f64;
@@ -184,37 +189,85 @@ impl Scheduler for WarmupCosine {
     }
 }
 
-/// The one-cycle policy (Smith & Topin), as PyTorch's `OneCycleLR` with cosine annealing: from
-/// max/`div` up to `max` over the first `pct_start` of `total` steps, then down to
-/// max/(`div`·`final_div`).
+/// The one-cycle policy (Smith & Topin), as PyTorch's `OneCycleLR` with cosine annealing: the
+/// rate goes from max/`div` up to `max` over the first `pct_start` of `total` steps, then down
+/// to max/(`div`·`final_div`); the momentum goes the other way, from 0.95 down to 0.85 while
+/// the rate rises and back to 0.95 (PyTorch's `cycle_momentum`, on by default there and here;
+/// the optimizer's rule must then have a momentum or, for Adam, a β1).
+///
+/// ```
+/// use kiln::optim::schedule::{OneCycle, Scheduler};
+/// let mut s = OneCycle::new(0.4, 100);
+/// assert!((s.lr() - 0.4 / 25.0).abs() < 1e-12 && s.momentum() == Some(0.95));
+/// for _ in 0..29 {
+///     s.step(None);
+/// }
+/// // the peak rate, with the lowest momentum
+/// assert!((s.lr() - 0.4).abs() < 1e-12 && s.momentum() == Some(0.85));
+/// ```
 pub struct OneCycle {
     max: f64,
     total: usize,
     pct_start: f64,
     div: f64,
     final_div: f64,
+    /// (lowest, highest) momentum, if it cycles.
+    momentum: Option<(f64, f64)>,
     t: usize,
 }
 
 impl OneCycle {
-    /// PyTorch's defaults: pct_start 0.3, div 25, final_div 1e4.
+    /// PyTorch's defaults: pct_start 0.3, div 25, final_div 1e4, momentum cycled between 0.85
+    /// and 0.95.
     pub fn new(max: f64, total: usize) -> OneCycle {
-        OneCycle { max, total: total.max(2), pct_start: 0.3, div: 25.0, final_div: 1e4, t: 0 }
+        let total = total.max(2);
+        OneCycle { max, total, pct_start: 0.3, div: 25.0, final_div: 1e4, momentum: Some((0.85, 0.95)), t: 0 }
     }
+
+    /// The momentum cycled between `base` (at the peak rate) and `max` (PyTorch's
+    /// `base_momentum` and `max_momentum`).
+    pub fn momentum_range(mut self, base: f64, max: f64) -> OneCycle {
+        self.momentum = Some((base, max));
+        self
+    }
+
+    /// Leaves the optimizer's momentum alone (PyTorch's `cycle_momentum=False`).
+    pub fn without_momentum_cycle(mut self) -> OneCycle {
+        self.momentum = None;
+        self
+    }
+
+    /// The phase of the current step: (rising, fraction of the phase done).
+    fn phase(&self) -> (bool, f64) {
+        let end_up = self.pct_start * self.total as f64 - 1.0;
+        let t = self.t.min(self.total - 1) as f64;
+        if t <= end_up {
+            (true, t / end_up.max(1.0))
+        } else {
+            (false, (t - end_up) / (self.total as f64 - 1.0 - end_up).max(1.0))
+        }
+    }
+}
+
+/// Cosine annealing from `from` to `to`, `frac` of the way.
+fn cosine(from: f64, to: f64, frac: f64) -> f64 {
+    to + (from - to) * (1.0 + (PI * frac).cos()) / 2.0
 }
 
 impl Scheduler for OneCycle {
     fn lr(&self) -> f64 {
-        let cos = |from: f64, to: f64, frac: f64| to + (from - to) * (1.0 + (PI * frac).cos()) / 2.0;
         let initial = self.max / self.div;
-        let end_up = self.pct_start * self.total as f64 - 1.0;
-        let t = self.t.min(self.total - 1) as f64;
-        if t <= end_up {
-            cos(initial, self.max, t / end_up.max(1.0))
-        } else {
-            let span = (self.total as f64 - 1.0 - end_up).max(1.0);
-            cos(self.max, initial / self.final_div, (t - end_up) / span)
+        match self.phase() {
+            (true, frac) => cosine(initial, self.max, frac),
+            (false, frac) => cosine(self.max, initial / self.final_div, frac),
         }
+    }
+    fn momentum(&self) -> Option<f64> {
+        let (base, max) = self.momentum?;
+        Some(match self.phase() {
+            (true, frac) => cosine(max, base, frac),
+            (false, frac) => cosine(base, max, frac),
+        })
     }
     fn step(&mut self, _: Option<f64>) -> f64 {
         self.t += 1;

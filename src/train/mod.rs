@@ -264,7 +264,7 @@ impl<'a> Trainer<'a> {
 
     /// Steps `scheduler` after every epoch (with the validation loss) and applies its rate.
     pub fn with_scheduler(mut self, scheduler: impl Scheduler + 'a) -> Trainer<'a> {
-        self.optimizer.set_lr(scheduler.lr());
+        self.optimizer.follow(&scheduler);
         self.scheduler = Some((Box::new(scheduler), Period::Epoch));
         self
     }
@@ -273,7 +273,7 @@ impl<'a> Trainer<'a> {
     /// warm-up, one-cycle, [`WarmupCosine`](crate::optim::schedule::WarmupCosine)), and applies
     /// its rate.
     pub fn with_batch_scheduler(mut self, scheduler: impl Scheduler + 'a) -> Trainer<'a> {
-        self.optimizer.set_lr(scheduler.lr());
+        self.optimizer.follow(&scheduler);
         self.scheduler = Some((Box::new(scheduler), Period::Batch));
         self
     }
@@ -353,8 +353,8 @@ impl<'a> Trainer<'a> {
             self.report(&record, self.epoch_steps(train, epoch), &run);
             self.history.push(record);
             if let (Some((s, Period::Epoch)), true) = (&mut self.scheduler, finished) {
-                let lr = s.step(evaluation.as_ref().map(|e| e.loss));
-                self.optimizer.set_lr(lr);
+                s.step(evaluation.as_ref().map(|e| e.loss));
+                self.optimizer.follow(s.as_ref());
             }
             // by evaluations, the best checkpoint was written at the evaluation that made it
             let improved = !by_evaluations && evaluation.as_ref().is_some_and(|e| e.loss < run.best);
@@ -518,8 +518,8 @@ impl<'a> Trainer<'a> {
             }
             self.unread.push(UnreadStep { step, lr, loss, norms });
             if let Some((s, Period::Batch)) = &mut self.scheduler {
-                let lr = s.step(None);
-                self.optimizer.set_lr(lr);
+                s.step(None);
+                self.optimizer.follow(s.as_ref());
             }
             consumed += micro;
             tally.steps += 1;

@@ -130,13 +130,13 @@ impl Trainer<'_> {
                 for (record, _) in self.history.iter().zip(finished).filter(|(_, finished)| *finished) {
                     s.step(record.val_loss);
                 }
-                self.optimizer.set_lr(s.lr());
+                self.optimizer.follow(s.as_ref());
             }
             Some((s, Period::Batch)) => {
                 for _ in 0..self.optimizer.steps() {
                     s.step(None);
                 }
-                self.optimizer.set_lr(s.lr());
+                self.optimizer.follow(s.as_ref());
             }
             None => {
                 if let Some(last) = self.history.last() {
