@@ -4,7 +4,7 @@
 //! CPU: a direct convolution for the forward pass and input gradient of thin stride-1 layers
 //! (`direct`), else im2col and a GEMM per image and group. GPU: `shaders/conv.wgsl`.
 
-use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
+use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, f16_via_f32, ulps_summing};
 use crate::backend::cpu::{CpuData, CpuStorage, Gemm, Mat, gemm};
 use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
@@ -417,14 +417,13 @@ impl Op for Conv {
         self.pass.computes_f16()
     }
 
-    fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
-        let wide = |x: &[half::f16]| -> Vec<f32> { x.iter().map(|v| v.to_f32()).collect() };
+    fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
+        if out.dtype == DType::F16 {
+            // the f32 result of the widened operands, rounded once (as the kernel does)
+            return f16_via_f32(args, |wide| self.cpu(wide, &Meta { dtype: DType::F32, ..*out }));
+        }
         CpuStorage::new(match (args[0].data.data(), args[1].data.data()) {
             (CpuData::F32(a), CpuData::F32(b)) => CpuData::F32(self.run(a, b)),
-            // f16: the f32 result of the widened operands, rounded once (as the kernel does)
-            (CpuData::F16(a), CpuData::F16(b)) => {
-                CpuData::F16(self.run(&wide(a), &wide(b)).into_iter().map(half::f16::from_f32).collect())
-            }
             (CpuData::F64(a), CpuData::F64(b)) => CpuData::F64(self.run(a, b)),
             _ => unreachable!("dtypes are checked when recorded"),
         })

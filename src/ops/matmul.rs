@@ -11,7 +11,7 @@
 use super::fused::{Chain, Head, PARAM_WORDS};
 use super::random::PHILOX;
 use super::unary::ACTIVATIONS;
-use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
+use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, f16_via_f32, ulps_summing};
 use crate::backend::cpu::{CpuData, CpuStorage, Gemm, Mat, gemm};
 use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
@@ -110,6 +110,10 @@ impl Op for MatMul {
     }
 
     fn cpu(&self, args: &[CpuArg], out: &Meta) -> CpuStorage {
+        if out.dtype == DType::F16 {
+            // the f32 product of the widened operands, rounded once (as the kernel does)
+            return f16_via_f32(args, |wide| self.cpu(wide, &Meta { dtype: DType::F32, ..*out }));
+        }
         let g = self.geometry(args[0].shape, args[1].shape, out.shape);
         let batch_offsets =
             |strides: &[usize]| -> Vec<usize> { crate::ops::layout::offsets(&g.batch, strides, 0).collect() };
@@ -133,14 +137,8 @@ impl Op for MatMul {
             }
             c
         }
-        let wide = |x: &[half::f16]| -> Vec<f32> { x.iter().map(|v| v.to_f32()).collect() };
         CpuStorage::new(match (args[0].data.data(), args[1].data.data()) {
             (CpuData::F32(x), CpuData::F32(y)) => CpuData::F32(run(&g, x, y, &a_off, &b_off)),
-            // f16: the f32 product of the widened operands, rounded once (as the kernel does)
-            (CpuData::F16(x), CpuData::F16(y)) => {
-                let c = run(&g, &wide(x), &wide(y), &a_off, &b_off);
-                CpuData::F16(c.into_iter().map(half::f16::from_f32).collect())
-            }
             (CpuData::F64(x), CpuData::F64(y)) => CpuData::F64(run(&g, x, y, &a_off, &b_off)),
             _ => unreachable!("dtypes are checked when recorded"),
         })

@@ -213,7 +213,7 @@ pub(crate) const ULP: f64 = 1.1920928955078125e-7;
 
 /// The rounding of a result to f16: one f16 ulp (2⁻¹⁰ of a value), as WGSL lets a GPU round to
 /// either neighbour, and the nearest-even result of the CPU reference may be the other one.
-pub(crate) const F16_ROUNDING: Tolerance = Tolerance::Rounding { floor: F16_ROUNDING_FLOOR, terms: 1 };
+pub(crate) const F16_ROUNDING: Tolerance = f16_rounding_summing(1);
 
 /// One f16 ulp as a relative error (at most 2⁻¹⁰ of a value).
 pub(crate) const F16_ROUNDING_FLOOR: f64 = 1.0 / 1024.0;

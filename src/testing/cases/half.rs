@@ -85,12 +85,14 @@ pub(super) fn cases() -> Vec<Case> {
             move |x, _| half(&x[0]).layer_norm(&[x[1].numel()], Some(&half(&x[1])), Some(&half(&x[2])), 1e-5),
         )),
         // head sizes 8 (the flash kernels) and 3 (the general ones); the backward passes compute
-        // in f32 between casts, from f32 statistics
+        // in f32 between casts, from f32 statistics. At least 3 positions: with one key the
+        // weights are 1 whatever q and k are, so their gradients are exactly 0 — rounding noise
+        // (seed 1796082509503180967 measured it at relative error 1)
         f16(Case::new(
             "attention",
             "attention f16 causal",
             vec![F, F, F],
-            shapes(&[&[&[2, 9, 8], &[2, 9, 8], &[2, 9, 8]], &[&[1, 1, 4], &[1, 1, 4], &[1, 1, 4]]]),
+            shapes(&[&[&[2, 9, 8], &[2, 9, 8], &[2, 9, 8]], &[&[1, 3, 4], &[1, 3, 4], &[1, 3, 4]]]),
             move |x, _| half(&x[0]).attention(&half(&x[1]), &half(&x[2]), true, None),
         )),
         f16(Case::new(
