@@ -8,7 +8,8 @@
 #   benches/compare.sh gpu           # kiln, Burn wgpu, PyTorch CUDA with TF32 off and on
 #
 # KILN_BENCH: a built `bench` example (default: built here with cargo); BURN_PEER: a built
-# `burn-peer-bench` (rows skipped without it); PEERS: the harness folder (default ../shared/peers).
+# `burn-peer-bench` (rows skipped without it); PEERS: the harness folder (default ../shared/peers);
+# KILN_LIMIT, PEER_LIMIT: seconds each program may run (a lease's time box), rows printed so far kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 device="${1:?usage: benches/compare.sh cpu|gpu [--small] [--reps N]}"
@@ -20,20 +21,25 @@ if [ -z "${KILN_BENCH:-}" ]; then
     KILN_BENCH=target/release/examples/bench
 fi
 
+limited() {
+    local limit="$1"
+    shift
+    if [ -n "$limit" ]; then timeout "$limit" "$@"; else "$@"; fi
+}
 # Peer rows have one column fewer (no fraction of ceiling).
-peer() { "$@" | grep '^|' | sed 's/$/ - |/' || echo "<!-- failed: $* -->"; }
+peer() { limited "${PEER_LIMIT:-}" "$@" | grep '^|' | sed 's/$/ - |/' || echo "<!-- failed or cut short: $* -->"; }
 
 echo "Machine: $(uname -m), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "Date: $(date -u +%Y-%m-%d)"
 echo
 kiln="$(mktemp)"
 trap 'rm -f "$kiln"' EXIT
-"$KILN_BENCH" --device "$device" "$@" >"$kiln"
+limited "${KILN_LIMIT:-}" "$KILN_BENCH" --device "$device" "$@" >"$kiln" || echo "<!-- kiln's benchmark failed or was cut short -->"
 sed -n '/^device:/,/^ceilings:/p' "$kiln"
 echo
 echo "| framework | device | op | shape | ms | rate | of ceiling |"
 echo "| --- | --- | --- | --- | --- | --- | --- |"
-grep '^| kiln' "$kiln"
+grep '^| kiln' "$kiln" || true
 case "$device" in
 cpu)
     if [ -n "${BURN_PEER:-}" ]; then

@@ -18,10 +18,11 @@ examples=(bench quickstart mnist_mlp mnist_lenet char_gpt)
 cargo build --release $(printf -- '--example %s ' "${examples[@]}")
 for e in "${examples[@]}"; do cp "target/release/examples/$e" "$out/bin/"; done
 # the suites that run on a GPU
-gpu_tests=(parity device check backend attention recurrent transformer gpt models_checked fusion subgroups optim)
+gpu_tests=(parity device check backend attention recurrent transformer gpt models_checked fusion subgroups optim
+    f16 memory memory_peak cnn_models random bad_indices errors deferred)
 # the test binaries, found from cargo's "Executable tests/x.rs (target/release/deps/x-hash)" lines
 cargo test --release --no-run $(printf -- '--test %s ' "${gpu_tests[@]}") 2>&1 |
-    sed -n 's/.*Executable tests\/\([a-z_]*\)\.rs (\(.*\))/\1 \2/p' |
+    sed -n 's/.*Executable tests\/\([a-z0-9_]*\)\.rs (\(.*\))/\1 \2/p' |
     while read -r name path; do cp "$path" "$out/bin/$name"; done
 strip "$out"/bin/*
 XZ_OPT=-9T2 tar -C "$out" -cJf "$out/bin.tar.xz" bin # the carry limit is 64 MiB
