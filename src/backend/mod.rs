@@ -5,6 +5,7 @@
 
 pub mod cpu;
 pub mod cpu_pool;
+pub(crate) mod cpu_vector;
 pub(crate) mod memory;
 pub mod wgpu;
 

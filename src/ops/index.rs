@@ -55,34 +55,60 @@ struct Params {
     strides: [u32; MAX_RANK],
 }
 
-/// For each element of the iterated space, the offset into x it reads or adds to.
-/// `space` is the index's shape (gather, scatter_add) or the output/src shape (1-D forms).
-fn targets(kind: Kind, axis: usize, x: &Shape, space: &Shape, index: &[usize]) -> Vec<usize> {
-    let strides = x.strides();
-    match kind {
-        Kind::Gather | Kind::ScatterAdd => {
-            let space_strides = space.strides();
-            (0..space.numel())
-                .map(|i| {
-                    (0..space.rank())
-                        .map(|d| {
-                            let c = i / space_strides[d] % space.dim(d);
-                            if d == axis { index[i] * strides[d] } else { c * strides[d] }
-                        })
-                        .sum()
+/// For each element of `space`, the index's shape, the offset into x that gather reads or
+/// scatter_add adds to.
+fn targets(axis: usize, x: &Shape, space: &Shape, index: &[usize]) -> Vec<usize> {
+    let (strides, space_strides) = (x.strides(), space.strides());
+    (0..space.numel())
+        .map(|i| {
+            (0..space.rank())
+                .map(|d| {
+                    let c = i / space_strides[d] % space.dim(d);
+                    if d == axis { index[i] * strides[d] } else { c * strides[d] }
                 })
-                .collect()
+                .sum()
+        })
+        .collect()
+}
+
+/// The input of index_select and index_add as (outer, size, inner) around the axis: whole
+/// slices of `inner` contiguous elements move at a time.
+struct Runs {
+    outer: usize,
+    size: usize,
+    inner: usize,
+}
+
+impl Runs {
+    fn of(x: &Shape, axis: usize) -> Runs {
+        let (outer, size, inner) = around(x.dims(), axis);
+        Runs { outer, size, inner }
+    }
+
+    /// The slices at `index` along the axis.
+    fn select<T: crate::Element>(&self, x: &[T], index: &[usize]) -> CpuData {
+        let mut out = Vec::with_capacity(self.outer * index.len() * self.inner);
+        for o in 0..self.outer {
+            for &j in index {
+                let at = (o * self.size + j) * self.inner;
+                out.extend_from_slice(&x[at..at + self.inner]);
+            }
         }
-        Kind::IndexSelect | Kind::IndexAdd => {
-            let (_, k, inner) = around(space.dims(), axis);
-            let size = x.dim(axis);
-            (0..space.numel())
-                .map(|i| {
-                    let (o, j, r) = (i / (k * inner), i / inner % k, i % inner);
-                    (o * size + index[j]) * inner + r
-                })
-                .collect()
+        T::wrap(out)
+    }
+
+    /// A copy of `x` with slice k of `src` added at `index[k]` along the axis, in the order of
+    /// `src` (as the element-wise walk did).
+    fn add<T: Copy + std::ops::AddAssign>(&self, x: &[T], index: &[usize], src: &[T]) -> Vec<T> {
+        let mut y = x.to_vec();
+        let inner = self.inner;
+        for o in 0..self.outer {
+            for (k, &j) in index.iter().enumerate() {
+                let (to, from) = ((o * self.size + j) * inner, (o * index.len() + k) * inner);
+                y[to..to + inner].iter_mut().zip(&src[from..from + inner]).for_each(|(y, &s)| *y += s);
+            }
         }
+        y
     }
 }
 
@@ -141,13 +167,28 @@ impl Op for Indexing {
         let bound = x.shape.dim(self.axis);
         let index = indices(self.name(), args[1].data, bound);
         match self.kind {
-            Kind::Gather | Kind::IndexSelect => {
-                let at = targets(self.kind, self.axis, x.shape, out.shape, &index);
+            Kind::IndexSelect => {
+                let runs = Runs::of(x.shape, self.axis);
+                CpuStorage::new(with_any!(x.data, v => runs.select(v, &index)))
+            }
+            Kind::IndexAdd => {
+                let runs = Runs::of(x.shape, self.axis);
+                let src = args[2].data;
+                CpuStorage::new(match (x.data.data(), src.data()) {
+                    (CpuData::F32(v), CpuData::F32(s)) => CpuData::F32(runs.add(v, &index, s)),
+                    (CpuData::F64(v), CpuData::F64(s)) => CpuData::F64(runs.add(v, &index, s)),
+                    (CpuData::I32(v), CpuData::I32(s)) => CpuData::I32(runs.add(v, &index, s)),
+                    (CpuData::U32(v), CpuData::U32(s)) => CpuData::U32(runs.add(v, &index, s)),
+                    _ => unreachable!("dtypes are checked when recorded"),
+                })
+            }
+            Kind::Gather => {
+                let at = targets(self.axis, x.shape, out.shape, &index);
                 CpuStorage::new(with_any!(x.data, v => pick(v, &at)))
             }
-            Kind::ScatterAdd | Kind::IndexAdd => {
+            Kind::ScatterAdd => {
                 let src = &args[2];
-                let at = targets(self.kind, self.axis, x.shape, src.shape, &index);
+                let at = targets(self.axis, x.shape, src.shape, &index);
                 macro_rules! add {
                     ($v:expr, $s:expr) => {{
                         let mut y = $v.clone();

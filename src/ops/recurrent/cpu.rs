@@ -4,12 +4,12 @@
 
 use super::CellKind;
 use crate::backend::cpu::{CpuData, CpuStorage};
-use crate::backend::cpu_pool;
+use crate::backend::{cpu_pool, cpu_vector};
 use crate::dtype::Float;
 use rayon::prelude::*;
 
 /// Elements per parallel task: rows are grouped so that a task is worth scheduling.
-const TASK_ELEMENTS: usize = 4096;
+const TASK_ELEMENTS: usize = 16384;
 
 /// The gate nonlinearities, per float type: from the library's `tanh` and `exp` in f64 (the
 /// gradient check), and in f32 (every training step) from branch-free approximations within a
@@ -214,17 +214,7 @@ impl Steps<'_> {
                 co.copy_from_slice(row.c);
                 return;
             }
-            match self.kind {
-                CellKind::Lstm => lstm_forward(h, &row, ho, co),
-                CellKind::Gru => gru_forward(h, &row, ho),
-                CellKind::RnnTanh => row.x.iter().zip(row.r).zip(ho).for_each(|((&x, &r), o)| {
-                    *o = (x + r).tanh_gate();
-                }),
-                CellKind::RnnRelu => row.x.iter().zip(row.r).zip(ho).for_each(|((&x, &r), o)| {
-                    let pre = x + r;
-                    *o = if pre > T::ZERO { pre } else { T::ZERO };
-                }),
-            }
+            forward_row_widest(self.kind, &row, ho, co);
         });
         out
     }
@@ -270,23 +260,61 @@ impl Steps<'_> {
                     }
                     return;
                 }
-                match kind {
-                    CellKind::Lstm => lstm_backward(h, &row, dh, &grad[n + b * h..n + (b + 1) * h], dg, last),
-                    CellKind::Gru => gru_backward(h, &row, dh, [dg, d_gh, dhp, last]),
-                    CellKind::RnnTanh => {
-                        for (((d, &x), &r), &g) in dg.iter_mut().zip(row.x).zip(row.r).zip(dh) {
-                            *d = g * (x + r).tanh_slope();
-                        }
-                    }
-                    CellKind::RnnRelu => {
-                        for (((d, &x), &r), &g) in dg.iter_mut().zip(row.x).zip(row.r).zip(dh) {
-                            *d = if x + r > T::ZERO { g } else { T::ZERO };
-                        }
-                    }
-                }
+                // dc', the LSTM's second half of the state's gradient
+                let dc = if kind == CellKind::Lstm { &grad[n + b * h..n + (b + 1) * h] } else { &[] };
+                backward_row_widest(kind, &row, dh, dc, [dg, d_gh, dhp, last]);
             });
         out
     }
+}
+
+/// Row `row`'s new state (`ho`, and `co` for the LSTM) from its inputs.
+#[inline(always)]
+fn forward_row<T: Gate>(kind: CellKind, row: &Row<T>, ho: &mut [T], co: &mut [T]) {
+    let h = ho.len();
+    match kind {
+        CellKind::Lstm => lstm_forward(h, row, ho, co),
+        CellKind::Gru => gru_forward(h, row, ho),
+        CellKind::RnnTanh => row.x.iter().zip(row.r).zip(ho).for_each(|((&x, &r), o)| {
+            *o = (x + r).tanh_gate();
+        }),
+        CellKind::RnnRelu => row.x.iter().zip(row.r).zip(ho).for_each(|((&x, &r), o)| {
+            let pre = x + r;
+            *o = if pre > T::ZERO { pre } else { T::ZERO };
+        }),
+    }
+}
+
+cpu_vector::widest! {
+    /// [`forward_row`] with the widest vectors the CPU has.
+    fn forward_row_widest<T: Gate>(kind: CellKind, row: &Row<T>, ho: &mut [T], co: &mut [T]) = forward_row
+}
+
+/// Row `row`'s gradients from dh' (and dc', the LSTM's second half of `d_state`), into the
+/// blocks `out` of its packed gradients (see `Cell::packed_blocks`).
+#[inline(always)]
+fn backward_row<T: Gate>(kind: CellKind, row: &Row<T>, dh: &[T], dc: &[T], out: [&mut [T]; 4]) {
+    let h = dh.len();
+    let [dg, d_gh, dhp, last] = out;
+    match kind {
+        CellKind::Lstm => lstm_backward(h, row, dh, dc, dg, last),
+        CellKind::Gru => gru_backward(h, row, dh, [dg, d_gh, dhp, last]),
+        CellKind::RnnTanh => {
+            for (((d, &x), &r), &g) in dg.iter_mut().zip(row.x).zip(row.r).zip(dh) {
+                *d = g * (x + r).tanh_slope();
+            }
+        }
+        CellKind::RnnRelu => {
+            for (((d, &x), &r), &g) in dg.iter_mut().zip(row.x).zip(row.r).zip(dh) {
+                *d = if x + r > T::ZERO { g } else { T::ZERO };
+            }
+        }
+    }
+}
+
+cpu_vector::widest! {
+    /// [`backward_row`] with the widest vectors the CPU has.
+    fn backward_row_widest<T: Gate>(kind: CellKind, row: &Row<T>, dh: &[T], dc: &[T], out: [&mut [T]; 4]) = backward_row
 }
 
 /// `block` cut into its `batch` rows of `width`: empty rows if the block is empty (a kind
@@ -305,6 +333,7 @@ fn gates<const G: usize, T>(row: &[T], h: usize) -> [&[T]; G] {
 }
 
 /// c' = σ(f)·c + σ(i)·tanh(g), h' = σ(o)·tanh(c').
+#[inline(always)]
 fn lstm_forward<T: Gate>(h: usize, row: &Row<T>, ho: &mut [T], co: &mut [T]) {
     let ([xi, xf, xg, xo], [ri, rf, rg, ro]) = (gates(row.x, h), gates(row.r, h));
     let (c_prev, ho, co) = (&row.c[..h], &mut ho[..h], &mut co[..h]);
@@ -317,6 +346,7 @@ fn lstm_forward<T: Gate>(h: usize, row: &Row<T>, ho: &mut [T], co: &mut [T]) {
 }
 
 /// From dh' and dc' (the state's gradients): the gate gradients (4H) and dc_prev (H).
+#[inline(always)]
 fn lstm_backward<T: Gate>(h: usize, row: &Row<T>, dh: &[T], dc: &[T], d_gates: &mut [T], dc_prev: &mut [T]) {
     let ([xi, xf, xg, xo], [ri, rf, rg, ro]) = (gates(row.x, h), gates(row.r, h));
     let [di, df, dg, d_o] = gates_mut(d_gates, h);
@@ -347,6 +377,7 @@ fn gates_mut<const G: usize, T>(row: &mut [T], h: usize) -> [&mut [T]; G] {
 }
 
 /// h' = (1 − z)·n + z·h, n = tanh(n_x + r·(n_h + b_hn)).
+#[inline(always)]
 fn gru_forward<T: Gate>(h: usize, row: &Row<T>, ho: &mut [T]) {
     let ([xr, xz, xn], [rr, rz, rn]) = (gates(row.x, h), gates(row.r, h));
     let (h_prev, ho, b_hn) = (&row.h[..h], &mut ho[..h], row.hidden_bias(h));
@@ -359,6 +390,7 @@ fn gru_forward<T: Gate>(h: usize, row: &Row<T>, ho: &mut [T]) {
 }
 
 /// From dh': d gx (3H), d gh (3H), dh_prev (H) and d b_hn (H), in that order in `out`.
+#[inline(always)]
 fn gru_backward<T: Gate>(h: usize, row: &Row<T>, dh: &[T], out: [&mut [T]; 4]) {
     let [d_gx, d_gh, dh_prev, d_bias] = out;
     let ([xr, xz, xn], [rr, rz, rn]) = (gates(row.x, h), gates(row.r, h));
