@@ -46,7 +46,7 @@ struct Cli {
     /// Dropout before the output layer
     #[arg(long, default_value_t = 0.3)]
     dropout: f32,
-    /// Classify from the mean of the LSTM's outputs over the review, or from its final states
+    /// Classify from the mean or the maximum of the LSTM's outputs over the review, or from its final states
     #[arg(long, value_enum, default_value = "mean")]
     pooling: PoolingArg,
     /// Keep the first this many tokens of a review
@@ -62,6 +62,7 @@ struct Cli {
 enum PoolingArg {
     Mean,
     Last,
+    Max,
 }
 
 fn main() -> ExitCode {
@@ -98,6 +99,7 @@ fn run() -> Result<()> {
         pooling: match cli.pooling {
             PoolingArg::Mean => Pooling::Mean,
             PoolingArg::Last => Pooling::Last,
+            PoolingArg::Max => Pooling::Max,
         },
     };
     let model = RnnClassifier::new(config, &device);

@@ -81,7 +81,8 @@ fn padding_never_changes_a_rows_logits_for_any_cell_direction_or_pooling() {
     let variants = [CellType::Rnn, CellType::Gru, CellType::Lstm]
         .into_iter()
         .flat_map(|cell| [false, true].map(|bidirectional| (cell, bidirectional, Pooling::Last)))
-        .chain([(CellType::Lstm, true, Pooling::Mean), (CellType::Gru, false, Pooling::Mean)]);
+        .chain([(CellType::Lstm, true, Pooling::Mean), (CellType::Gru, false, Pooling::Mean)])
+        .chain([(CellType::Lstm, true, Pooling::Max), (CellType::Rnn, false, Pooling::Max)]);
     for (cell, bidirectional, pooling) in variants {
         kiln::manual_seed(2);
         let model = pooled_classifier(cell, bidirectional, pooling, 9, 5);

@@ -4,8 +4,9 @@
 //! ```text
 //! ids (B, T) ──Embedding (padding id 0)──▶ (B, T, E)
 //!            ──RNN | GRU | LSTM, over each row's own length──▶ h_n (layers·directions, B, H)
-//!            ──last layer's final state (both directions concatenated), or the mean of its
-//!              outputs over each row's own steps (`Pooling::Mean`)──▶ (B, directions·H)
+//!            ──last layer's final state (both directions concatenated), or the mean or the
+//!              maximum of its outputs over each row's own steps (`Pooling::Mean`, `Pooling::Max`)
+//!              ──▶ (B, directions·H)
 //!            ──Linear──▶ logits (B, classes)
 //! ```
 //!
@@ -47,6 +48,9 @@ pub enum Pooling {
     /// The mean of the outputs over each row's own steps: every token contributes directly,
     /// which suits long texts, where a final state must carry the whole review.
     Mean,
+    /// The largest output over each row's own steps, feature by feature: a feature fires if
+    /// any token of the text sets it (a phrase of praise or complaint anywhere in a review).
+    Max,
 }
 
 /// The sizes of a [`RnnClassifier`].
@@ -168,6 +172,17 @@ impl RnnClassifier {
             Pooling::Mean => match given {
                 Some(l) => outputs.sum(1, false) / l.cast(outputs.dtype()).to(&outputs.device()).unsqueeze(1),
                 None => outputs.sum(1, false) / steps as f64,
+            },
+            // the zeros past a row's length must not win: those steps are −∞ first
+            Pooling::Max => match given {
+                Some(l) => {
+                    let device = outputs.device();
+                    let step = Tensor::arange(0.0, steps as f64, 1.0, &device).reshape([1, steps, 1]);
+                    let length = l.cast(step.dtype()).to(&device).reshape([batch, 1, 1]);
+                    let minus_infinity = Tensor::full([1], f64::NEG_INFINITY, outputs.dtype(), &device);
+                    step.lt(&length).where_(&outputs, &minus_infinity).max(1, false)
+                }
+                None => outputs.max(1, false),
             },
         };
         self.out.forward(&self.drop.forward(&features))
