@@ -38,17 +38,26 @@ pub struct Map {
 macro_rules! map {
     (|$x:ident, $a:ident, $b:ident| $body:expr) => {{
         #[allow(unused_variables)]
-        fn apply<T: Float>(xs: &[T], out: &mut [T], $a: T, $b: T) {
+        #[inline(always)]
+        fn each<T: Float>(xs: &[T], out: &mut [T], $a: T, $b: T) {
             for (o, &$x) in out.iter_mut().zip(xs) {
                 *o = $body;
             }
         }
         #[allow(unused_variables)]
-        fn in_place<T: Float>(values: &mut [T], $a: T, $b: T) {
+        #[inline(always)]
+        fn each_in_place<T: Float>(values: &mut [T], $a: T, $b: T) {
             for v in values.iter_mut() {
                 let $x = *v;
                 *v = $body;
             }
+        }
+        // the branch-free approximations (`erf_f32`, `exp_fast`, …) vectorize only with AVX
+        crate::backend::cpu_vector::widest! {
+            fn apply<T: Float>(xs: &[T], out: &mut [T], a: T, b: T) = each
+        }
+        crate::backend::cpu_vector::widest! {
+            fn in_place<T: Float>(values: &mut [T], a: T, b: T) = each_in_place
         }
         Map {
             f32: apply::<f32>,
