@@ -388,17 +388,7 @@ pub fn gemm<T: Gemm>(m: usize, k: usize, n: usize, a: Mat<T>, b: Mat<T>, beta: T
     }
     assert!(a.data.len() > last(m, k, a.row, a.col), "gemm: A out of bounds");
     assert!(b.data.len() > last(k, n, b.row, b.col), "gemm: B out of bounds");
-    let block = Block {
-        m,
-        k,
-        n,
-        a: a.data.as_ptr(),
-        a_stride: (a.row as isize, a.col as isize),
-        b: b.data.as_ptr(),
-        b_stride: (b.row as isize, b.col as isize),
-        c: c.as_mut_ptr(),
-        c_row: c_row as isize,
-    };
+    let block = Block::new(m, k, n, &a, &b, c, c_row);
     // SAFETY: the asserts above keep every element the kernel touches inside the slices, and
     // `c` is borrowed mutably for the call.
     unsafe { block.run(beta, rayon::current_num_threads()) }
@@ -431,6 +421,21 @@ struct Block<T> {
 unsafe impl<T> Send for Block<T> {}
 
 impl<T: Gemm> Block<T> {
+    /// The product of `a` (m×k) and `b` (k×n) into `c` (m×n, row stride `c_row`), unchecked.
+    fn new(m: usize, k: usize, n: usize, a: &Mat<T>, b: &Mat<T>, c: &mut [T], c_row: usize) -> Block<T> {
+        Block {
+            m,
+            k,
+            n,
+            a: a.data.as_ptr(),
+            a_stride: (a.row as isize, a.col as isize),
+            b: b.data.as_ptr(),
+            b_stride: (b.row as isize, b.col as isize),
+            c: c.as_mut_ptr(),
+            c_row: c_row as isize,
+        }
+    }
+
     /// Computes the block on up to `threads` threads: the longer of C's sides is halved and
     /// the halves run in parallel (rayon), down to [`SPLIT_MACS`] each. `matrixmultiply`'s
     /// own threading splits poorly for the skinny products of recurrent steps (32×1024·1024×256
@@ -511,23 +516,11 @@ mod tests {
             };
             let b_mat = || Mat { data: &b[..], row: n, col: 1 };
             let c0 = values(m * n, 3);
-            let mut split = c0.clone();
-            gemm(m, k, n, a_mat(), b_mat(), beta, &mut split, n);
-            let mut single = c0.clone();
-            let (am, bm) = (a_mat(), b_mat());
-            let block = Block {
-                m,
-                k,
-                n,
-                a: am.data.as_ptr(),
-                a_stride: (am.row as isize, am.col as isize),
-                b: bm.data.as_ptr(),
-                b_stride: (bm.row as isize, bm.col as isize),
-                c: single.as_mut_ptr(),
-                c_row: n as isize,
-            };
+            // two threads asked for, whatever this machine's pool: the block is split
+            let (mut split, mut single) = (c0.clone(), c0.clone());
             // SAFETY: the operands are the slices above, in bounds
-            unsafe { block.run(beta, 1) };
+            unsafe { Block::new(m, k, n, &a_mat(), &b_mat(), &mut split, n).run(beta, 2) };
+            unsafe { Block::new(m, k, n, &a_mat(), &b_mat(), &mut single, n).run(beta, 1) };
             assert_eq!(split, single, "{m}×{k}×{n}: the split product differs from one thread's");
             for i in 0..m {
                 for j in 0..n {
