@@ -63,6 +63,11 @@ struct Cli {
     /// Layers that get adapters (state-dict paths, `*` matches anything)
     #[arg(long, default_value = "*.attn.c_*")]
     layers: String,
+    /// Base parameters LoRA also trains in full, by state-dict name (`*` matches anything; the
+    /// option repeats), as PEFT's `modules_to_save`: `*wte*` is the token embedding, which the
+    /// LM head shares; `*ln_*` the layer norms' gains
+    #[arg(long)]
+    also_train: Vec<String>,
     /// Validation batches of each evaluation
     #[arg(long, default_value_t = 200)]
     eval_batches: usize,
@@ -163,6 +168,12 @@ fn fine_tune(
     let (model, _) = lm::load_gpt(checkpoint, device)?;
     let params = match method {
         Method::Lora => {
+            // the base model learns nothing but the --also-train parameters; the adapters are
+            // created trainable
+            nn::freeze(&model, "*");
+            for pattern in &cli.also_train {
+                nn::unfreeze(&model, pattern);
+            }
             let config = LoraConfig { rank: cli.rank, alpha: cli.alpha, dropout: 0.0 };
             let adapted = lora::apply(&model, &cli.layers, config)?;
             if adapted == 0 {
@@ -171,7 +182,7 @@ fn fine_tune(
                     cli.layers
                 )));
             }
-            lora::trainable_parameters(&model)
+            nn::trainable_parameters(&model)
         }
         Method::Full => nn::parameters(&model),
     };

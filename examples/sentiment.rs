@@ -46,7 +46,7 @@ struct Cli {
     /// Dropout before the output layer
     #[arg(long, default_value_t = 0.3)]
     dropout: f32,
-    /// Classify from the mean or the maximum of the LSTM's outputs over the review, or from its final states
+    /// Classify from the mean or the maximum of the LSTM's outputs over the review (or both), or from its final states
     #[arg(long, value_enum, default_value = "mean")]
     pooling: PoolingArg,
     /// Keep the first this many tokens of a review
@@ -63,6 +63,7 @@ enum PoolingArg {
     Mean,
     Last,
     Max,
+    MeanMax,
 }
 
 fn main() -> ExitCode {
@@ -100,6 +101,7 @@ fn run() -> Result<()> {
             PoolingArg::Mean => Pooling::Mean,
             PoolingArg::Last => Pooling::Last,
             PoolingArg::Max => Pooling::Max,
+            PoolingArg::MeanMax => Pooling::MeanMax,
         },
     };
     let model = RnnClassifier::new(config, &device);

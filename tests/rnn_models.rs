@@ -82,7 +82,8 @@ fn padding_never_changes_a_rows_logits_for_any_cell_direction_or_pooling() {
         .into_iter()
         .flat_map(|cell| [false, true].map(|bidirectional| (cell, bidirectional, Pooling::Last)))
         .chain([(CellType::Lstm, true, Pooling::Mean), (CellType::Gru, false, Pooling::Mean)])
-        .chain([(CellType::Lstm, true, Pooling::Max), (CellType::Rnn, false, Pooling::Max)]);
+        .chain([(CellType::Lstm, true, Pooling::Max), (CellType::Rnn, false, Pooling::Max)])
+        .chain([(CellType::Lstm, true, Pooling::MeanMax)]);
     for (cell, bidirectional, pooling) in variants {
         kiln::manual_seed(2);
         let model = pooled_classifier(cell, bidirectional, pooling, 9, 5);
@@ -111,6 +112,37 @@ fn the_classifier_names_its_parameters_as_the_pytorch_peer() {
     let gru: Vec<String> =
         nn::parameters(&classifier(CellType::Gru, false, 9, 3)).into_iter().map(|(n, _)| n).collect();
     assert_eq!(gru[1], "gru.weight_ih_l0");
+}
+
+#[test]
+fn mean_max_pooling_reads_the_mean_and_the_maximum_side_by_side() {
+    // the output layer of MeanMax reads [mean, max]: with its weights split in two halves, its
+    // logits are the Mean model's plus the Max model's (all three share the other weights)
+    let (names, _) = twenty_names();
+    let (ids, lengths) = padded(&names[..5]);
+    let models = [Pooling::Mean, Pooling::Max, Pooling::MeanMax].map(|pooling| {
+        kiln::manual_seed(4);
+        pooled_classifier(CellType::Lstm, true, pooling, 9, 3)
+    });
+    let [mean, max, both] = &models;
+    let shared = nn::parameters(both);
+    let value = |name: &str| shared.iter().find(|(n, _)| n == name).expect("a parameter").1.clone();
+    let w = value("out.weight"); // (3, 2 poolings · 2 directions · 16)
+    for (model, half) in [(mean, w.narrow(1, 0, 32)), (max, w.narrow(1, 32, 32))] {
+        for (name, p) in nn::parameters(model) {
+            let v = match name.as_str() {
+                "out.weight" => half.clone(),
+                "out.bias" => value("out.bias") * 0.5,
+                _ => value(&name),
+            };
+            p.assign(&v).unwrap();
+        }
+    }
+    let logits = |m: &RnnClassifier| m.classify(&ids, Some(&lengths)).to_vec::<f32>().unwrap();
+    let (a, b, c) = (logits(mean), logits(max), logits(both));
+    for i in 0..c.len() {
+        assert!((a[i] + b[i] - c[i]).abs() < 1e-5, "logit {i}: {} + {} against {}", a[i], b[i], c[i]);
+    }
 }
 
 #[test]

@@ -2,7 +2,7 @@
 hyperparameters, starting from the same checkpoint (kiln's `char_gpt --preset cpu` output, loaded
 into a nanoGPT-named PyTorch GPT with `load_state_dict(strict=True)`).
 
-    python benches/peers/torch_lora.py DATA_DIR BASE_DIR [--alpha 64] [--lr 3e-3]
+    python benches/peers/torch_lora.py DATA_DIR BASE_DIR [--alpha 64] [--lr 3e-3] [--also-train "*wte*"]
 
 Fine-tunes on Multi30k's English captions (lower-cased, characters outside the vocabulary
 dropped, one caption per line) for 500 steps of batch 12 × 64, once with rank-8 LoRA on every
@@ -11,6 +11,7 @@ steps then a cosine to a tenth of the rate, clipping at 1.0. Prints the validati
 batches) before and after each and the fraction of full fine-tuning's gain LoRA recovers.
 """
 import argparse
+import fnmatch
 import gzip
 import json
 import math
@@ -156,6 +157,8 @@ def main():
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--rank", type=int, default=8)
     parser.add_argument("--alpha", type=float, default=64.0)
+    parser.add_argument("--also-train", action="append", default=[],
+                        help="base parameters LoRA also trains in full, by name pattern (repeats), as kiln's option")
     args = parser.parse_args()
     torch.manual_seed(0)
     chars = json.load(open(os.path.join(args.base, "vocab.json")))["tokens"]
@@ -171,7 +174,8 @@ def main():
     for block_module in lora.transformer.h:
         block_module.attn.c_attn = LoraLinear(block_module.attn.c_attn, args.rank, args.alpha)
         block_module.attn.c_proj = LoraLinear(block_module.attn.c_proj, args.rank, args.alpha)
-    adapters = [p for n, p in lora.named_parameters() if "lora_" in n]
+    adapters = [p for n, p in lora.named_parameters()
+                if "lora_" in n or any(fnmatch.fnmatchcase(n, pattern) for pattern in args.also_train)]
     seconds = fine_tune(lora, adapters, train, args)
     after_lora = evaluate(lora, val, block, 12)
     trained = sum(p.numel() for p in adapters)

@@ -6,7 +6,7 @@
 //!            ──RNN | GRU | LSTM, over each row's own length──▶ h_n (layers·directions, B, H)
 //!            ──last layer's final state (both directions concatenated), or the mean or the
 //!              maximum of its outputs over each row's own steps (`Pooling::Mean`, `Pooling::Max`)
-//!              ──▶ (B, directions·H)
+//!              ──▶ (B, directions·H), or both side by side (`Pooling::MeanMax`, twice as wide)
 //!            ──Linear──▶ logits (B, classes)
 //! ```
 //!
@@ -51,6 +51,15 @@ pub enum Pooling {
     /// The largest output over each row's own steps, feature by feature: a feature fires if
     /// any token of the text sets it (a phrase of praise or complaint anywhere in a review).
     Max,
+    /// The mean and the maximum side by side (ULMFiT's concat pooling): twice the features.
+    MeanMax,
+}
+
+impl Pooling {
+    /// How many pooled vectors of the last layer's outputs the output layer reads.
+    fn vectors(self) -> usize {
+        if self == Pooling::MeanMax { 2 } else { 1 }
+    }
 }
 
 /// The sizes of a [`RnnClassifier`].
@@ -128,7 +137,7 @@ impl RnnClassifier {
             emb: Embedding::with_padding_idx(config.vocab_size, e, 0, device),
             recurrent,
             drop: Dropout::new(config.dropout),
-            out: Linear::new(directions * h, config.classes, device),
+            out: Linear::new(config.pooling.vectors() * directions * h, config.classes, device),
         }
     }
 
@@ -159,34 +168,44 @@ impl RnnClassifier {
             }
         };
         let directions = if self.config.bidirectional { 2 } else { 1 };
-        let (batch, steps) = (ids.dim(0), ids.dim(1));
+        let batch = ids.dim(0);
         let features = match self.config.pooling {
             Pooling::Last => {
                 // the last layer's directions, (directions, B, H) → (B, directions·H)
                 let last = h_n.narrow(0, h_n.dim(0) - directions, directions);
                 last.transpose(0, 1).reshape([batch, directions * self.config.hidden])
             }
-            // outputs (B, T, directions·H) are zero past each row's length: their sum over T
-            // divided by the length is the mean over the row's own steps
-            // (the lengths as given: on the model's device they need no second upload)
-            Pooling::Mean => match given {
-                Some(l) => outputs.sum(1, false) / l.cast(outputs.dtype()).to(&outputs.device()).unsqueeze(1),
-                None => outputs.sum(1, false) / steps as f64,
-            },
-            // the zeros past a row's length must not win: those steps are −∞ first
-            Pooling::Max => match given {
-                Some(l) => {
-                    let device = outputs.device();
-                    let step = Tensor::arange(0.0, steps as f64, 1.0, &device).reshape([1, steps, 1]);
-                    let length = l.cast(step.dtype()).to(&device).reshape([batch, 1, 1]);
-                    let minus_infinity = Tensor::full([1], f64::NEG_INFINITY, outputs.dtype(), &device);
-                    step.lt(&length).where_(&outputs, &minus_infinity).max(1, false)
-                }
-                None => outputs.max(1, false),
-            },
+            Pooling::Mean => mean_over_steps(&outputs, given),
+            Pooling::Max => max_over_steps(&outputs, given),
+            // (B, directions·H) twice → (B, 2·directions·H)
+            Pooling::MeanMax => {
+                Tensor::concat(&[mean_over_steps(&outputs, given), max_over_steps(&outputs, given)], 1)
+            }
         };
         self.out.forward(&self.drop.forward(&features))
     }
+}
+
+/// The mean of outputs (B, T, F) over each row's own steps (all T without lengths): (B, F).
+fn mean_over_steps(outputs: &Tensor, lengths: Option<&Tensor>) -> Tensor {
+    // outputs are zero past each row's length: their sum over T divided by the length is the
+    // mean over the row's own steps (the lengths as given: on the model's device they need no
+    // second upload)
+    match lengths {
+        Some(l) => outputs.sum(1, false) / l.cast(outputs.dtype()).to(&outputs.device()).unsqueeze(1),
+        None => outputs.sum(1, false) / outputs.dim(1) as f64,
+    }
+}
+
+/// The largest of outputs (B, T, F) over each row's own steps (all T without lengths): (B, F).
+fn max_over_steps(outputs: &Tensor, lengths: Option<&Tensor>) -> Tensor {
+    let Some(l) = lengths else { return outputs.max(1, false) };
+    // the zeros past a row's length must not win: those steps are −∞ first
+    let (device, batch, steps) = (outputs.device(), outputs.dim(0), outputs.dim(1));
+    let step = Tensor::arange(0.0, steps as f64, 1.0, &device).reshape([1, steps, 1]);
+    let length = l.cast(step.dtype()).to(&device).reshape([batch, 1, 1]);
+    let minus_infinity = Tensor::full([1], f64::NEG_INFINITY, outputs.dtype(), &device);
+    step.lt(&length).where_(outputs, &minus_infinity).max(1, false)
 }
 
 impl Module for RnnClassifier {
