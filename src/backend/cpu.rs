@@ -326,6 +326,34 @@ pub trait Gemm: crate::dtype::Float {
         rsc: isize,
         csc: isize,
     );
+
+    /// Whether the unpacked kernels of `backend::cpu_skinny` compute the product of A (m×k)
+    /// and B with these (row, column) strides: f32 with few rows, where the CPU has them.
+    fn skinny_fits(_m: usize, _k: usize, _a: (isize, isize), _b: (isize, isize)) -> bool {
+        false
+    }
+
+    /// C (m×n, row stride `c_row`) = A·B + β·C by the skinny kernels, for a product that
+    /// [`Gemm::skinny_fits`].
+    ///
+    /// # Safety
+    /// As [`Gemm::kernel`].
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn skinny(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: (*const Self, isize, isize),
+        b: (*const Self, isize, isize),
+        beta: Self,
+        c: *mut Self,
+        c_row: isize,
+    ) {
+        unreachable!(
+            "no skinny kernel for this type ({m}×{k}×{n}, {:?}, {:?}, {beta:?}, {c:?}, {c_row})",
+            a.0, b.0
+        )
+    }
 }
 
 impl Gemm for f32 {
@@ -347,6 +375,33 @@ impl Gemm for f32 {
     ) {
         // SAFETY: forwarded from the caller's contract.
         unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
+    }
+
+    fn skinny_fits(m: usize, k: usize, a: (isize, isize), b: (isize, isize)) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return super::cpu_skinny::fits(m, k, a, b);
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (m, k, a, b);
+            false
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn skinny(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: (*const f32, isize, isize),
+        b: (*const f32, isize, isize),
+        beta: f32,
+        c: *mut f32,
+        c_row: isize,
+    ) {
+        use super::cpu_skinny::{Raw, product};
+        let (a, b) = (Raw { ptr: a.0, row: a.1, col: a.2 }, Raw { ptr: b.0, row: b.1, col: b.2 });
+        // SAFETY: forwarded from the caller's contract
+        unsafe { product(m, k, n, a, b, beta, c, c_row) }
     }
 }
 
@@ -414,6 +469,9 @@ struct Block<T> {
     b_stride: (isize, isize),
     c: *mut T,
     c_row: isize,
+    /// Whether the parts run `Gemm::skinny` rather than `Gemm::kernel`: decided once for the
+    /// whole product, so that the result does not depend on how it was split.
+    skinny: bool,
 }
 
 // SAFETY: blocks run on other threads only as the halves of one block, whose C elements are
@@ -433,6 +491,7 @@ impl<T: Gemm> Block<T> {
             b_stride: (b.row as isize, b.col as isize),
             c: c.as_mut_ptr(),
             c_row: c_row as isize,
+            skinny: T::skinny_fits(m, k, (a.row as isize, a.col as isize), (b.row as isize, b.col as isize)),
         }
     }
 
@@ -450,6 +509,12 @@ impl<T: Gemm> Block<T> {
         let splits_rows = self.m >= self.n;
         let (len, half) = if splits_rows { (self.m, halve(self.m)) } else { (self.n, halve(self.n)) };
         if threads < 2 || self.m * self.n * self.k < 2 * SPLIT_MACS || half == 0 || half >= len {
+            if self.skinny {
+                let a = (self.a, self.a_stride.0, self.a_stride.1);
+                let b = (self.b, self.b_stride.0, self.b_stride.1);
+                // SAFETY: the caller's contract.
+                return unsafe { T::skinny(self.m, self.k, self.n, a, b, beta, self.c, self.c_row) };
+            }
             // SAFETY: the caller's contract.
             return unsafe {
                 T::kernel(

@@ -1,0 +1,362 @@
+//! Products with few rows, C (m×n) = A (m×k)·B (k×n) + β·C for m up to [`MAX_ROWS`], without
+//! packing: the products of one recurrent time step (a batch of 32 states times a 256×1024
+//! weight) and of small batches.
+//!
+//! A general GEMM (`matrixmultiply`) first copies B into panels laid out for its kernel. That
+//! copy costs as much as the product when A has few rows: each element of B is used only m
+//! times, so 32×256·256×1024 ran at 46 GFLOP/s on one core of the development machine, a third
+//! of what the core can do. The kernels here read B where it lies instead, in one of the two
+//! layouts weights have:
+//!
+//! - B's rows contiguous (`broadcast`): a tile of C, 4 rows × 64 columns, is 16 AVX-512
+//!   registers; for each k, 64 floats of B's row k are loaded once and multiplied by the 4
+//!   elements A[i, k] (broadcast) into the tile. B's 64-column strip is reused by every row tile.
+//! - B's columns contiguous (`dot`, B the transpose of a row-major weight W, as `x·Wᵀ`): with
+//!   A's rows contiguous too, C[i, j] is the dot product of row i of A and row j of W; a tile
+//!   of 4×4 dot products keeps 16 vector accumulators over 16 k at a time, and sums their lanes
+//!   at the end.
+//!
+//! The loops index arrays by position rather than through iterator adapters and closures: a
+//! closure is compiled apart from the enclosing target features, and a multiply-add in it
+//! became a call to `fmaf` (a tenth of the speed).
+//!
+//! On one core of the development machine (2026-12-01, a throwaway timing program beside
+//! `matrixmultiply` through the same `backend::cpu::gemm`): 32×256·256×1024 at 123 GFLOP/s
+//! with B's rows contiguous (46 before), 69 with B transposed (28 before); on two threads
+//! 32×1024·1024×256 at 120–138 (64–88 before).
+//!
+//! Both accumulate with fused multiply-adds in a fixed order, so the result does not depend on
+//! the thread that computes a tile, nor on how C was split. They are written for AVX-512 and
+//! run where the CPU has it ([`available`]; the module exists on x86-64 only); other CPUs keep
+//! `matrixmultiply`.
+
+#![allow(clippy::needless_range_loop)] // see above: indices, not iterator adapters
+
+/// The most rows of A (and C) the skinny kernels take: at 64 rows the `dot` kernel is only
+/// level with `matrixmultiply` (64×256·256×1024 with B transposed: 61 against 57 GFLOP/s on
+/// one core of the development machine), and past that packing B pays for itself.
+pub(crate) const MAX_ROWS: usize = 64;
+
+/// Rows of a register tile.
+const TILE_ROWS: usize = 4;
+/// Columns of a `broadcast` tile: 4 AVX-512 vectors.
+const TILE_COLS: usize = 64;
+/// Columns of a `dot` tile (rows of W).
+const DOT_COLS: usize = 4;
+/// Elements of k per step of a `dot` tile: one AVX-512 vector.
+const LANES: usize = 16;
+
+/// An f32 matrix through a raw pointer: element (i, j) at `ptr + i·row + j·col`.
+#[derive(Clone, Copy)]
+pub(crate) struct Raw {
+    pub ptr: *const f32,
+    pub row: isize,
+    pub col: isize,
+}
+
+impl Raw {
+    /// Element (i, j).
+    ///
+    /// # Safety
+    /// (i, j) must be inside the matrix.
+    #[inline(always)]
+    unsafe fn at(&self, i: usize, j: usize) -> f32 {
+        // SAFETY: the caller's contract
+        unsafe { *self.ptr.offset(i as isize * self.row + j as isize * self.col) }
+    }
+}
+
+/// Whether this CPU runs the kernels: they are written for AVX-512F.
+fn available() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+/// Whether the skinny kernels compute a product of A (m×k) and B with these (row, column)
+/// strides: on a CPU with AVX-512, for at most [`MAX_ROWS`] rows, with B's rows contiguous, or
+/// B's columns and A's rows contiguous and k at least a vector.
+///
+/// The caller decides once for a whole product: its parts on other threads must use the same
+/// kernel, so that the result does not depend on the split.
+pub(crate) fn fits(m: usize, k: usize, a: (isize, isize), b: (isize, isize)) -> bool {
+    let layout = b.1 == 1 || (b.0 == 1 && a.1 == 1 && k >= LANES);
+    m <= MAX_ROWS && layout && available()
+}
+
+/// C (m×n, row stride `c_row`) = A·B + β·C, for a product that [`fits`].
+///
+/// # Safety
+/// The matrices must be in bounds, C not aliasing A or B, and the product must fit.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn product(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: Raw,
+    b: Raw,
+    beta: f32,
+    c: *mut f32,
+    c_row: isize,
+) {
+    debug_assert!(fits(m, k, (a.row, a.col), (b.row, b.col)));
+    // SAFETY: the caller's contract, AVX-512F included
+    unsafe {
+        if b.col == 1 {
+            broadcast_avx512(m, k, n, a, b, beta, c, c_row)
+        } else {
+            dot_avx512(m, k, n, a, b, beta, c, c_row)
+        }
+    }
+}
+
+/// Defines `$name`, which runs `$body` compiled for AVX-512 (the caller checked [`available`]).
+macro_rules! avx512_copy {
+    ($name:ident = $body:ident) => {
+        #[target_feature(enable = "avx512f,avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $name(m: usize, k: usize, n: usize, a: Raw, b: Raw, beta: f32, c: *mut f32, c_row: isize) {
+            // SAFETY: forwarded
+            unsafe { $body(m, k, n, a, b, beta, c, c_row) }
+        }
+    };
+}
+
+avx512_copy!(broadcast_avx512 = broadcast);
+avx512_copy!(dot_avx512 = dot);
+
+/// C = A·B + β·C with B's rows contiguous, by tiles of [`TILE_ROWS`] × [`TILE_COLS`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn broadcast(m: usize, k: usize, n: usize, a: Raw, b: Raw, beta: f32, c: *mut f32, c_row: isize) {
+    for j in (0..n).step_by(TILE_COLS) {
+        let cols = TILE_COLS.min(n - j);
+        let mut i = 0;
+        // SAFETY (every call): the tiles cover C's rows i.. and columns j..j+cols, in bounds
+        while i + TILE_ROWS <= m {
+            unsafe { broadcast_tile::<TILE_ROWS>(i, j, cols, k, a, b, beta, c, c_row) };
+            i += TILE_ROWS;
+        }
+        while i < m {
+            unsafe { broadcast_tile::<1>(i, j, cols, k, a, b, beta, c, c_row) };
+            i += 1;
+        }
+    }
+}
+
+/// Rows i..i+R and columns j..j+cols (cols ≤ [`TILE_COLS`]) of C, over all of k.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn broadcast_tile<const R: usize>(
+    i: usize,
+    j: usize,
+    cols: usize,
+    k: usize,
+    a: Raw,
+    b: Raw,
+    beta: f32,
+    c: *mut f32,
+    c_row: isize,
+) {
+    let mut acc = [[0f32; TILE_COLS]; R];
+    for p in 0..k {
+        // SAFETY: row p of B from column j holds `cols` elements
+        let row = unsafe { b.ptr.offset(p as isize * b.row + j as isize) };
+        let strip: [f32; TILE_COLS] = if cols == TILE_COLS {
+            // SAFETY: a whole strip
+            unsafe { row.cast::<[f32; TILE_COLS]>().read_unaligned() }
+        } else {
+            // the last strip of a width that is not a multiple of the tile: padded with zeros
+            let mut strip = [0f32; TILE_COLS];
+            // SAFETY: `cols` elements
+            unsafe { std::ptr::copy_nonoverlapping(row, strip.as_mut_ptr(), cols) };
+            strip
+        };
+        for r in 0..R {
+            // SAFETY: (i + r, p) is in A
+            let x = unsafe { a.at(i + r, p) };
+            for l in 0..TILE_COLS {
+                acc[r][l] = x.mul_add(strip[l], acc[r][l]);
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate() {
+        // SAFETY: row i + r of C from column j holds `cols` elements, C not aliasing A or B
+        let out =
+            unsafe { std::slice::from_raw_parts_mut(c.offset((i + r) as isize * c_row + j as isize), cols) };
+        store(out, &acc[..cols], beta);
+    }
+}
+
+/// C = A·B + β·C with B's columns and A's rows contiguous, by tiles of [`TILE_ROWS`] ×
+/// [`DOT_COLS`] dot products.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dot(m: usize, k: usize, n: usize, a: Raw, b: Raw, beta: f32, c: *mut f32, c_row: isize) {
+    let mut i = 0;
+    while i < m {
+        let rows = TILE_ROWS.min(m - i);
+        let mut j = 0;
+        while j < n {
+            let cols = DOT_COLS.min(n - j);
+            // row r of A and column s of B, each k contiguous elements; a partial tile repeats
+            // its last row or column, and stores only its own
+            let mut x = [a.ptr; TILE_ROWS];
+            for (r, x) in x.iter_mut().enumerate() {
+                // SAFETY: row i + min(r, rows − 1) is in A
+                *x = unsafe { a.ptr.offset((i + r.min(rows - 1)) as isize * a.row) };
+            }
+            let mut w = [b.ptr; DOT_COLS];
+            for (s, w) in w.iter_mut().enumerate() {
+                // SAFETY: column j + min(s, cols − 1) is in B
+                *w = unsafe { b.ptr.offset((j + s.min(cols - 1)) as isize * b.col) };
+            }
+            // SAFETY: each pointer starts k contiguous elements of A or B
+            let sums = unsafe { dot_tile(&x, &w, k) };
+            for (r, sums) in sums.iter().enumerate().take(rows) {
+                // SAFETY: row i + r of C from column j holds `cols` elements
+                let out = unsafe {
+                    std::slice::from_raw_parts_mut(c.offset((i + r) as isize * c_row + j as isize), cols)
+                };
+                store(out, &sums[..cols], beta);
+            }
+            j += DOT_COLS;
+        }
+        i += TILE_ROWS;
+    }
+}
+
+/// The [`TILE_ROWS`] × [`DOT_COLS`] dot products of the rows at `x` with the rows at `w`, each
+/// `k` long: lane l of accumulator (r, s) sums the products at p ≡ l (mod [`LANES`]), then the
+/// lanes are added and the last k mod 16 products after them.
+///
+/// AVX-512 intrinsics: written as arrays of floats, LLVM kept the 16 accumulators in memory.
+///
+/// # Safety
+/// Each pointer must start `k` readable elements; the CPU must have AVX-512F.
+#[inline(always)]
+unsafe fn dot_tile(
+    x: &[*const f32; TILE_ROWS],
+    w: &[*const f32; DOT_COLS],
+    k: usize,
+) -> [[f32; DOT_COLS]; TILE_ROWS] {
+    use std::arch::x86_64::{
+        __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_reduce_add_ps, _mm512_setzero_ps,
+    };
+    // SAFETY (the intrinsics): the caller's contract; every load reads p..p + 16 ≤ k
+    unsafe {
+        let mut acc: [[__m512; DOT_COLS]; TILE_ROWS] = [[_mm512_setzero_ps(); DOT_COLS]; TILE_ROWS];
+        let whole = k - k % LANES;
+        let mut p = 0;
+        while p < whole {
+            let xv: [__m512; TILE_ROWS] = [
+                _mm512_loadu_ps(x[0].add(p)),
+                _mm512_loadu_ps(x[1].add(p)),
+                _mm512_loadu_ps(x[2].add(p)),
+                _mm512_loadu_ps(x[3].add(p)),
+            ];
+            for s in 0..DOT_COLS {
+                let wv = _mm512_loadu_ps(w[s].add(p));
+                for r in 0..TILE_ROWS {
+                    acc[r][s] = _mm512_fmadd_ps(xv[r], wv, acc[r][s]);
+                }
+            }
+            p += LANES;
+        }
+        let mut sums = [[0f32; DOT_COLS]; TILE_ROWS];
+        for r in 0..TILE_ROWS {
+            for s in 0..DOT_COLS {
+                let mut sum = _mm512_reduce_add_ps(acc[r][s]);
+                for q in whole..k {
+                    sum = (*x[r].add(q)).mul_add(*w[s].add(q), sum);
+                }
+                sums[r][s] = sum;
+            }
+        }
+        sums
+    }
+}
+
+/// out = sums + β·out (β = 0 ignores what `out` held, NaN included, as BLAS does).
+#[inline(always)]
+fn store(out: &mut [f32], sums: &[f32], beta: f32) {
+    if beta == 0.0 {
+        out.copy_from_slice(sums);
+    } else {
+        for l in 0..out.len() {
+            out[l] = beta.mul_add(out[l], sums[l]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [−1, 1).
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 7919 + seed * 104_729) % 2000) as f32 / 1000.0 - 1.0).collect()
+    }
+
+    /// Both layouts at odd sizes (one row, partial row tiles, partial column tiles and strips,
+    /// k below, at and past a vector) against a plain f64 sum; β = 0 ignores the NaN C held,
+    /// β = 0.5 accumulates into C. Strided A (a transposed one) for the broadcast kernel.
+    #[test]
+    fn skinny_products_match_the_plain_sum() {
+        if !available() {
+            // elsewhere nothing may take the skinny path (the development and CI machines
+            // have AVX-512, where the products below run)
+            assert!(!fits(1, 16, (16, 1), (1, 1)));
+            return;
+        }
+        for (m, k, n) in [1, 3, 4, 5, 17, 64]
+            .into_iter()
+            .flat_map(|m| [1, 5, 16, 17, 100].map(move |k| (m, k)))
+            .flat_map(|(m, k)| [1, 5, 63, 64, 65, 130].map(move |n| (m, k, n)))
+        {
+            for (transposed_b, transposed_a) in [(false, false), (false, true), (true, false)] {
+                let (a_strides, b_strides) = (
+                    if transposed_a { (1, m as isize) } else { (k as isize, 1) },
+                    if transposed_b { (1, k as isize) } else { (n as isize, 1) },
+                );
+                if !fits(m, k, a_strides, b_strides) {
+                    assert!(transposed_b && k < LANES, "{m}×{k}×{n} should fit");
+                    continue;
+                }
+                let (a, b) = (values(m * k, 1), values(k * n, 2));
+                for beta in [0.0, 0.5] {
+                    let c0: Vec<f32> = if beta == 0.0 { vec![f32::NAN; m * n] } else { values(m * n, 3) };
+                    let mut c = c0.clone();
+                    let raw = |v: &[f32], (row, col)| Raw { ptr: v.as_ptr(), row, col };
+                    // SAFETY: the strides describe the vectors above; C is its own
+                    unsafe {
+                        product(
+                            m,
+                            k,
+                            n,
+                            raw(&a, a_strides),
+                            raw(&b, b_strides),
+                            beta,
+                            c.as_mut_ptr(),
+                            n as isize,
+                        )
+                    };
+                    for i in 0..m {
+                        for j in 0..n {
+                            let at = |v: &[f32], (row, col): (isize, isize), r: usize, s: usize| {
+                                f64::from(v[(r as isize * row + s as isize * col) as usize])
+                            };
+                            let sum: f64 =
+                                (0..k).map(|p| at(&a, a_strides, i, p) * at(&b, b_strides, p, j)).sum();
+                            let want = if beta == 0.0 { sum } else { sum + 0.5 * f64::from(c0[i * n + j]) };
+                            let got = f64::from(c[i * n + j]);
+                            assert!(
+                                (got - want).abs() <= 1e-6 * k as f64 + 1e-6,
+                                "{m}×{k}×{n} B transposed {transposed_b} A transposed {transposed_a} β {beta} \
+                                 ({i}, {j}): {got} against {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
