@@ -55,6 +55,10 @@ struct Cli {
     /// Seed of the 80/10/10 split (kept apart from --seed, so that seeds compare on one test set)
     #[arg(long, default_value_t = 0)]
     split_seed: u64,
+    /// Also write the split as TSV lines `split<TAB>label<TAB>tokens` to this file, for
+    /// `benches/peers/tfidf_sentiment.py` (the TF-IDF anchor on the same test set)
+    #[arg(long)]
+    write_split: Option<std::path::PathBuf>,
 }
 
 /// `--pooling`.
@@ -77,6 +81,9 @@ fn run() -> Result<()> {
     let (texts, labels) = reviews(&cli.common.data.join("womens_reviews/reviews.csv"), cli.max_tokens)?;
     let order = permutation(texts.len(), cli.split_seed, 0);
     let (train_end, val_end) = (texts.len() * 8 / 10, texts.len() * 9 / 10);
+    if let Some(path) = &cli.write_split {
+        write_split(path, &texts, &labels, &order, (train_end, val_end))?;
+    }
     let vocab = Vocab::build(order[..train_end].iter().flat_map(|&i| texts[i].iter()), 2, None);
     let subset = |indices: &[usize]| {
         let inputs = indices.iter().map(|&i| vocab.encode(&texts[i])).collect();
@@ -138,6 +145,27 @@ fn run() -> Result<()> {
         confusion.f1(0)
     );
     Ok(())
+}
+
+/// Writes review `order[i]` as a line `train|val|test<TAB>label<TAB>space-separated tokens`,
+/// by its position i against the split's ends.
+fn write_split(
+    path: &std::path::Path,
+    texts: &[Vec<String>],
+    labels: &[i32],
+    order: &[usize],
+    (train_end, val_end): (usize, usize),
+) -> Result<()> {
+    let mut out = String::new();
+    for (position, &i) in order.iter().enumerate() {
+        let split = match position {
+            p if p < train_end => "train",
+            p if p < val_end => "val",
+            _ => "test",
+        };
+        out += &format!("{split}\t{}\t{}\n", labels[i], texts[i].join(" "));
+    }
+    std::fs::write(path, out).map_err(|e| Error::io(path, e))
 }
 
 /// The tokens of every non-empty review (at most `max_tokens` each) and whether it recommends
