@@ -328,8 +328,8 @@ pub trait Gemm: crate::dtype::Float {
     );
 
     /// Whether the unpacked kernels of `backend::cpu_skinny` compute the product of A (m×k)
-    /// and B with these (row, column) strides: f32 with few rows, where the CPU has them.
-    fn skinny_fits(_m: usize, _k: usize, _a: (isize, isize), _b: (isize, isize)) -> bool {
+    /// and B (k×n) with these (row, column) strides: f32 with few rows, where the CPU has them.
+    fn skinny_fits(_m: usize, _k: usize, _n: usize, _a: (isize, isize), _b: (isize, isize)) -> bool {
         false
     }
 
@@ -377,12 +377,12 @@ impl Gemm for f32 {
         unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
     }
 
-    fn skinny_fits(m: usize, k: usize, a: (isize, isize), b: (isize, isize)) -> bool {
+    fn skinny_fits(m: usize, k: usize, n: usize, a: (isize, isize), b: (isize, isize)) -> bool {
         #[cfg(target_arch = "x86_64")]
-        return super::cpu_skinny::fits(m, k, a, b);
+        return super::cpu_skinny::fits(m, k, n, a, b);
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (m, k, a, b);
+            let _ = (m, k, n, a, b);
             false
         }
     }
@@ -491,7 +491,13 @@ impl<T: Gemm> Block<T> {
             b_stride: (b.row as isize, b.col as isize),
             c: c.as_mut_ptr(),
             c_row: c_row as isize,
-            skinny: T::skinny_fits(m, k, (a.row as isize, a.col as isize), (b.row as isize, b.col as isize)),
+            skinny: T::skinny_fits(
+                m,
+                k,
+                n,
+                (a.row as isize, a.col as isize),
+                (b.row as isize, b.col as isize),
+            ),
         }
     }
 

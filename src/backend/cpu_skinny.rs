@@ -72,15 +72,33 @@ fn available() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
 }
 
-/// Whether the skinny kernels compute a product of A (m×k) and B with these (row, column)
-/// strides: on a CPU with AVX-512, for at most [`MAX_ROWS`] rows, with B's rows contiguous, or
-/// B's columns and A's rows contiguous and k at least a vector.
+/// The two kernels.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Kernel {
+    Broadcast,
+    Dot,
+}
+
+/// The kernel that reads B (k×n) with these (row, column) strides, A's given: B's rows
+/// contiguous and at least half a tile wide (a narrower B would be mostly padding), or B's
+/// columns and A's rows contiguous with k at least a vector.
+fn kernel_for(k: usize, n: usize, a: (isize, isize), b: (isize, isize)) -> Option<Kernel> {
+    if b.1 == 1 && n >= TILE_COLS / 2 {
+        Some(Kernel::Broadcast)
+    } else if b.0 == 1 && a.1 == 1 && k >= LANES {
+        Some(Kernel::Dot)
+    } else {
+        None
+    }
+}
+
+/// Whether the skinny kernels compute a product of A (m×k) and B (k×n) with these (row, column)
+/// strides: on a CPU with AVX-512, for at most [`MAX_ROWS`] rows, in a layout a kernel reads.
 ///
 /// The caller decides once for a whole product: its parts on other threads must use the same
 /// kernel, so that the result does not depend on the split.
-pub(crate) fn fits(m: usize, k: usize, a: (isize, isize), b: (isize, isize)) -> bool {
-    let layout = b.1 == 1 || (b.0 == 1 && a.1 == 1 && k >= LANES);
-    m <= MAX_ROWS && layout && available()
+pub(crate) fn fits(m: usize, k: usize, n: usize, a: (isize, isize), b: (isize, isize)) -> bool {
+    m <= MAX_ROWS && kernel_for(k, n, a, b).is_some() && available()
 }
 
 /// C (m×n, row stride `c_row`) = A·B + β·C, for a product that [`fits`].
@@ -98,13 +116,13 @@ pub(crate) unsafe fn product(
     c: *mut f32,
     c_row: isize,
 ) {
-    debug_assert!(fits(m, k, (a.row, a.col), (b.row, b.col)));
+    debug_assert!(fits(m, k, n, (a.row, a.col), (b.row, b.col)));
     // SAFETY: the caller's contract, AVX-512F included
     unsafe {
-        if b.col == 1 {
-            broadcast_avx512(m, k, n, a, b, beta, c, c_row)
-        } else {
-            dot_avx512(m, k, n, a, b, beta, c, c_row)
+        match kernel_for(k, n, (a.row, a.col), (b.row, b.col)) {
+            Some(Kernel::Broadcast) => broadcast_avx512(m, k, n, a, b, beta, c, c_row),
+            Some(Kernel::Dot) => dot_avx512(m, k, n, a, b, beta, c, c_row),
+            None => unreachable!("{m}×{k}×{n} does not fit the skinny kernels"),
         }
     }
 }
@@ -338,21 +356,22 @@ mod tests {
         if !available() {
             // elsewhere nothing may take the skinny path (the development and CI machines
             // have AVX-512, where the products below run)
-            assert!(!fits(1, 16, (16, 1), (1, 1)));
+            assert!(!fits(1, 16, 64, (16, 1), (64, 1)));
             return;
         }
         for (m, k, n) in [1, 3, 4, 5, 17, 64]
             .into_iter()
             .flat_map(|m| [1, 5, 16, 17, 100].map(move |k| (m, k)))
-            .flat_map(|(m, k)| [1, 5, 63, 64, 65, 130].map(move |n| (m, k, n)))
+            .flat_map(|(m, k)| [1, 5, 32, 63, 64, 65, 130].map(move |n| (m, k, n)))
         {
             for (transposed_b, transposed_a) in [(false, false), (false, true), (true, false)] {
                 let (a_strides, b_strides) = (
                     if transposed_a { (1, m as isize) } else { (k as isize, 1) },
                     if transposed_b { (1, k as isize) } else { (n as isize, 1) },
                 );
-                if !fits(m, k, a_strides, b_strides) {
-                    assert!(transposed_b && k < LANES, "{m}×{k}×{n} should fit");
+                if !fits(m, k, n, a_strides, b_strides) {
+                    let narrow = !transposed_b && n < TILE_COLS / 2;
+                    assert!(narrow || (transposed_b && k < LANES), "{m}×{k}×{n} should fit");
                     continue;
                 }
                 let (a, b) = (values(m * k, 1), values(k * n, 2));
