@@ -5,7 +5,7 @@
 //! and writes the confusion matrix as a PNG.
 //!
 //!     cargo run --release --example cifar10 -- --model resnet20 --out runs/cifar  # 50 epochs, expected ≥ 90%
-//!     cargo run --release --example cifar10 -- --preset quick                     # 5 epochs, expected ≥ 80%
+//!     cargo run --release --example cifar10 -- --preset quick                     # 5 epochs, expected ≥ 80% (80.46%)
 //!     cargo run --release --example cifar10 -- --transfer --epochs 5              # pretrain on 5 classes, fine-tune on 5
 //!
 //! `--transfer` pretrains the model on the first five classes, then trains on the other five
@@ -33,7 +33,7 @@ struct Cli {
     /// The network
     #[arg(long, value_enum, default_value = "resnet20")]
     model: Model,
-    /// `quick`: ResNet-20, 5 epochs, one-cycle to lr 0.4, batch 256
+    /// `quick`: ResNet-20, 5 epochs, one-cycle to lr 0.4, batch 256, label smoothing 0.1
     #[arg(long, value_enum)]
     preset: Option<Preset>,
     /// Training epochs
@@ -98,8 +98,8 @@ fn main() -> ExitCode {
 fn run() -> Result<()> {
     let mut cli = Cli::parse();
     if let Some(Preset::Quick) = cli.preset {
-        (cli.model, cli.epochs, cli.batch_size, cli.lr, cli.schedule) =
-            (Model::Resnet20, 5, 256, 0.4, Schedule::OneCycle);
+        (cli.model, cli.epochs, cli.batch_size, cli.lr, cli.schedule, cli.label_smoothing) =
+            (Model::Resnet20, 5, 256, 0.4, Schedule::OneCycle, 0.1);
     }
     let device = cli.common.device()?;
     kiln::manual_seed(cli.common.seed);

@@ -139,6 +139,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--schedule", choices=["cosine", "one-cycle"], default="cosine")
+    ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--load", help="evaluate this kiln checkpoint instead of training")
     ap.add_argument("--step-bench", action="store_true")
@@ -181,7 +182,7 @@ def main():
         for s in range(steps_per_epoch):
             idx = order[s * args.batch_size:(s + 1) * args.batch_size]
             x = augment(train_x[idx] - zero, generator) + zero  # pad with the normalized zero
-            loss = F.cross_entropy(model(x), train_y[idx])
+            loss = F.cross_entropy(model(x), train_y[idx], label_smoothing=args.label_smoothing)
             opt.zero_grad()
             loss.backward()
             opt.step()
