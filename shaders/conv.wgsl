@@ -12,7 +12,8 @@
 // is (weight offset, gradient-plane offset, i·dh, j·dw), or for passes 0 and 2 entry (ci,i,j)
 // is (ci·H·W, 0, i·dh, j·dw). E is the element type of the operands and the output: f32, or f16
 // for the forward pass and the input gradient (read into f32, accumulated in f32, rounded once
-// on the store).
+// on the store). src/ops/conv.rs may splice a fused chain into the forward pass's or the input
+// gradient's store (an epilogue: a bias and an activation; see src/ops/epilogue.rs).
 
 const PASS: u32 = 0u; // @PASS
 alias E = f32; // @E
@@ -24,13 +25,14 @@ struct Params {
     ph: u32, pw: u32, dh: u32, dw: u32,
     gemm_m: u32, gemm_n: u32, gemm_k: u32, splits: u32,
     chunk: u32, pad0: u32, pad1: u32, pad2: u32,
+    // @FIELDS
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> first: array<E>;  // x (passes 0, 2) or dy (pass 1)
 @group(0) @binding(2) var<storage, read> second: array<E>; // w (passes 0, 1) or dy (pass 2)
 @group(0) @binding(3) var<storage, read> table: array<vec4<i32>>;
-@group(0) @binding(4) var<storage, read_write> out: array<E>;
+@group(0) @binding(4) var<storage, read_write> out: array<E>; // @OUTPUTS
 
 // This workgroup's channel group and K split, and the state prepare_b leaves for load_b.
 var<private> group_index: u32;
@@ -124,17 +126,25 @@ fn load_b(kk: u32, col: u32) -> f32 {
     return f32(first[(n * p.c + group_index * cg()) * p.h * p.w + u32(t.x) + u32(y) * p.w + u32(x)]);
 }
 
-fn store_c(row: u32, col: u32, v: f32) {
+// Where C's element (row, col) goes in the output.
+fn output_index(row: u32, col: u32) -> u32 {
     if PASS == 0u {
         let plane = p.oh * p.ow;
-        out[((col / plane) * p.o + group_index * og() + row) * plane + col % plane] = E(v);
-    } else if PASS == 1u {
-        let plane = p.h * p.w;
-        out[((col / plane) * p.c + group_index * cg() + row) * plane + col % plane] = E(v);
-    } else {
-        // one slab of partial sums per K split
-        out[(split * p.o + group_index * og() + row) * p.gemm_n + col] = E(v);
+        return ((col / plane) * p.o + group_index * og() + row) * plane + col % plane;
     }
+    if PASS == 1u {
+        let plane = p.h * p.w;
+        return ((col / plane) * p.c + group_index * cg() + row) * plane + col % plane;
+    }
+    // one slab of partial sums per K split
+    return (split * p.o + group_index * og() + row) * p.gemm_n + col;
+}
+
+// @EPILOGUE
+
+fn store_c(row: u32, col: u32, v: f32) {
+    let i = output_index(row, col);
+    out[i] = E(v); // @STORE
 }
 
 @compute @workgroup_size(16, 16)

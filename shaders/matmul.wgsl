@@ -48,7 +48,8 @@ fn load_b(kk: u32, col: u32) -> f32 {
 // @EPILOGUE
 
 fn store_c(row: u32, col: u32, v: f32) {
-    c[c_base + row * p.n + col] = E(v); // @STORE
+    let i = c_base + row * p.n + col;
+    c[i] = E(v); // @STORE
 }
 
 @compute @workgroup_size(16, 16)

@@ -1,11 +1,13 @@
 // 2-D max and average pooling over planes (N·C of them), and their gradients written as
-// gathers: each input element visits the windows that contain it.
+// gathers: each input element visits the windows that contain it. src/ops/pool.rs may splice a
+// fused chain into max_grad's store (an epilogue: a ReLU's gradient; see src/ops/epilogue.rs).
 
 struct Params {
     planes: u32, h: u32, w: u32, oh: u32,
     ow: u32, kh: u32, kw: u32, sh: u32,
     sw: u32, ph: u32, pw: u32, dh: u32,
     dw: u32, count_include_pad: u32, is_max: u32, pad0: u32,
+    // @FIELDS
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -102,7 +104,13 @@ fn window_of(pos: u32, i: u32, stride: u32, dil: u32, pad: u32, out: u32) -> i32
 
 // max_grad reads the input x through `x` (binding 1), and dy:
 @group(0) @binding(2) var<storage, read> gdy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> gdx: array<f32>;
+@group(0) @binding(3) var<storage, read_write> gdx: array<f32>; // @OUTPUTS
+
+// @EPILOGUE
+
+fn store_max_grad(i: u32, v: f32) {
+    gdx[i] = v; // @STORE
+}
 
 @compute @workgroup_size(256)
 fn max_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
@@ -133,7 +141,7 @@ fn max_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) group
             }
         }
     }
-    gdx[idx] = acc;
+    store_max_grad(idx, acc);
 }
 
 @compute @workgroup_size(256)

@@ -2,6 +2,8 @@
 // Reductions. The input is walked as kept dimensions (one per output element) times reduced
 // dimensions (combined into one result); both come collapsed with their strides. The element
 // type T and the combining expression are set by src/ops/reduce.rs; `init` is the identity's bits.
+// src/ops/reduce.rs may splice a fused chain into the store of an f32 result (an epilogue: a
+// mean's division; see src/ops/epilogue.rs).
 
 alias T = f32; // @T
 
@@ -18,11 +20,12 @@ struct Params {
     kept_strides: Dims,
     reduced_shape: Dims,
     reduced_strides: Dims,
+    // @FIELDS
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<T>;
-@group(0) @binding(2) var<storage, read_write> y: array<T>;
+@group(0) @binding(2) var<storage, read_write> y: array<T>; // @OUTPUTS
 
 fn combine(a: T, b: T) -> T {
     return a + b; // @combine
@@ -39,6 +42,13 @@ fn reduced_offset(r: u32) -> u32 {
 }
 
 var<workgroup> partial: array<T, 256>;
+
+// @EPILOGUE
+
+// Writes result v of output i.
+fn store_y(i: u32, v: T) {
+    y[i] = v; // @STORE
+}
 
 // One workgroup per output: threads stride over the combined elements, then combine across the
 // workgroup (`workgroup_combine`, from reduce_tree.wgsl or reduce_subgroup.wgsl as the adapter
@@ -61,7 +71,7 @@ fn per_workgroup(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     }
     let total = workgroup_combine(acc, lid);
     if live && lid == 0u {
-        y[o] = total;
+        store_y(o, total);
     }
 }
 
@@ -78,7 +88,7 @@ fn per_thread(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) gro
     for (var r = 0u; r < p.count; r++) {
         acc = combine(acc, x[base + reduced_offset(r)]);
     }
-    y[o] = acc;
+    store_y(o, acc);
 }
 
 struct ArgParams {

@@ -6,6 +6,8 @@
 mod common;
 
 use common::Seed;
+use kiln::ops::conv::ConvOptions;
+use kiln::ops::pool::PoolOptions;
 use kiln::{DType, Device, Error, Tensor};
 
 /// The chains every test runs, on inputs made from `seed`: (name, outputs). Each mixes the
@@ -29,6 +31,10 @@ fn chains(
     let many: Vec<Tensor> = (0..10).map(|_| randn(&[n, c])).collect();
     Tensor::realize_all(&many).unwrap();
     let activation = (&x * 2.0 + 1.0).tanh();
+    // x as a batch of one-row images of one channel, and a 4-channel 1×3 filter over them
+    let (images, filter, channel_bias) = (x.reshape([n, 1, 1, c]), randn(&[4, 1, 1, 3]), randn(&[4, 1, 1]));
+    Tensor::realize_all(&[filter.clone(), channel_bias.clone()]).unwrap();
+    let same_width = ConvOptions { padding: (0, 1), ..ConvOptions::default() };
     vec![
         ("unary and broadcast binary", vec![((&activation * &bias).relu() - &x).sigmoid()]),
         ("one-element operand", vec![((&x + &s).abs() + 0.5).sqrt().log() * &y]),
@@ -41,6 +47,12 @@ fn chains(
         (
             "batched matmul epilogue, product kept",
             vec![(batched.matmul(&square.t()) * 0.5).tanh(), batched.matmul(&square)],
+        ),
+        ("convolution epilogue", vec![(images.conv2d(&filter, same_width) + &channel_bias).relu() * 0.5]),
+        ("reduction epilogue", vec![(x.sum(0, false) * 0.5 + &bias).tanh(), x.mean_all().exp()]),
+        (
+            "matmul epilogue through a reshape",
+            vec![(batched.reshape([3 * n, c]).matmul(&square).reshape([3, n, c]) + &bias).gelu()],
         ),
         ("ten inputs", vec![many.iter().skip(1).fold(many[0].clone(), |acc, m| (acc + m).leaky_relu(0.1))]),
     ]
@@ -155,6 +167,24 @@ fn a_chain_is_one_dispatch_and_splits_where_it_outgrows_the_bindings() {
     let layer = || (x.matmul(&w) + &bias).relu();
     assert_eq!(count(false, &layer), 3);
     assert_eq!(count(true, &layer), 1);
+    // so do a convolution's, through the reshape a 3-D input to a linear layer takes, and a
+    // mean's division runs in the reduction's store
+    let (images, filter, channel_bias) = (
+        Tensor::randn([2, 3, 7, 7], &gpu),
+        Tensor::randn([4, 3, 3, 3], &gpu),
+        Tensor::randn([4, 1, 1], &gpu),
+    );
+    let batch = Tensor::randn([2, 9, 5], &gpu);
+    Tensor::realize_all(&[images.clone(), filter.clone(), channel_bias.clone(), batch.clone()]).unwrap();
+    let conv = || (images.conv2d(&filter, ConvOptions::default()) + &channel_bias).relu();
+    assert_eq!(count(false, &conv), 3);
+    assert_eq!(count(true, &conv), 1);
+    let linear = || (batch.reshape([18, 5]).matmul(&w).reshape([2, 9, 5]) + &bias).relu();
+    assert_eq!(count(false, &linear), 3);
+    assert_eq!(count(true, &linear), 1);
+    let mean = || x.mean(0, false);
+    assert_eq!(count(false, &mean), 2);
+    assert_eq!(count(true, &mean), 1);
     // nine adds of ten inputs: a kernel binds at most 8 buffers, so two kernels
     let sum = || many.iter().skip(1).fold(many[0].clone(), |acc, m| acc + m);
     assert_eq!(count(false, &sum), 9);
@@ -167,27 +197,47 @@ fn gradients_are_the_same_with_fusion_on_and_off() {
     let mut devices = vec![Device::Cpu];
     devices.extend(common::gpu("fusion"));
     for device in devices {
-        let grads = |on: bool| -> Vec<Vec<f64>> {
-            kiln::set_fusion(on);
-            kiln::manual_seed(seed.value);
-            let x = Tensor::randn([17, 6], &device);
-            let w = Tensor::randn([6, 5], &device).requires_grad_();
-            let b = Tensor::randn([5], &device).requires_grad_();
+        let dense = |device: &Device| {
+            let x = Tensor::randn([17, 6], device);
+            let w = Tensor::randn([6, 5], device).requires_grad_();
+            let b = Tensor::randn([5], device).requires_grad_();
             let h = (x.matmul(&w) + &b).tanh().dropout(0.25);
             let loss = ((&h * 2.0).sigmoid() * &h + (&b * &b).sum_all()).square().mean_all();
             let g = loss.backward();
-            let wanted = [loss.clone(), g.get(&w).unwrap().clone(), g.get(&b).unwrap().clone()];
-            let v = values(&wanted);
-            kiln::set_fusion(true);
-            v
+            vec![loss.clone(), g.get(&w).unwrap().clone(), g.get(&b).unwrap().clone()]
         };
-        let before = kiln::debug::fused_chains_run();
-        let (fused, unfused) = (grads(true), grads(false));
-        assert!(kiln::debug::fused_chains_run() > before, "{device}: nothing was fused");
-        for (f, u) in fused.iter().zip(&unfused) {
-            match device {
-                Device::Cpu => assert_eq!(f, u, "CPU gradients differ with fusion; {seed}"),
-                _ => assert!(relative_error(f, u) < 1e-5, "{device} gradients differ with fusion; {seed}"),
+        // a convolution with its bias and ReLU, max pooling (whose gradient takes the ReLU's
+        // gradient in), a linear layer on the flattened maps, a mean loss
+        let cnn = |device: &Device| {
+            let images = Tensor::randn([3, 2, 9, 9], device);
+            let filter = (Tensor::randn([5, 2, 3, 3], device) * 0.3).detach().requires_grad_();
+            let channel_bias = Tensor::randn([5, 1, 1], device).requires_grad_();
+            let w = (Tensor::randn([5 * 3 * 3, 4], device) * 0.2).detach().requires_grad_();
+            let maps = (images.conv2d(&filter, ConvOptions::default()) + &channel_bias).relu();
+            let pooled = maps.max_pool2d(PoolOptions::new(2)).reshape([3, 5 * 3 * 3]);
+            let loss = pooled.matmul(&w).tanh().square().mean_all();
+            let g = loss.backward();
+            vec![loss.clone(), g.get(&filter).unwrap().clone(), g.get(&channel_bias).unwrap().clone()]
+        };
+        for (name, model) in [("dense", &dense as &dyn Fn(&Device) -> Vec<Tensor>), ("cnn", &cnn)] {
+            let grads = |on: bool| -> Vec<Vec<f64>> {
+                kiln::set_fusion(on);
+                kiln::manual_seed(seed.value);
+                let v = values(&model(&device));
+                kiln::set_fusion(true);
+                v
+            };
+            let before = kiln::debug::fused_chains_run();
+            let (fused, unfused) = (grads(true), grads(false));
+            assert!(kiln::debug::fused_chains_run() > before, "{device} {name}: nothing was fused");
+            for (f, u) in fused.iter().zip(&unfused) {
+                match device {
+                    Device::Cpu => assert_eq!(f, u, "CPU {name} gradients differ with fusion; {seed}"),
+                    _ => assert!(
+                        relative_error(f, u) < 1e-5,
+                        "{device} {name} gradients differ with fusion; {seed}"
+                    ),
+                }
             }
         }
     }
@@ -255,5 +305,16 @@ fn the_cross_check_names_every_op_of_a_wrong_chain() {
             assert!(msg.contains("[4, 3]"), "names the shapes: {msg}");
         }
         other => panic!("the injected fault in an epilogue was not caught: {other:?}"),
+    }
+    // so is a reduction with its epilogue
+    kiln::debug::inject_fault_once();
+    match (a.sum(0, false) * 2.0).tanh().realize() {
+        Err(Error::CheckFailed(msg)) => {
+            assert!(
+                msg.contains("fused chain sum(axes [0], keepdim false) → mul_scalar(a 2, b 0) → tanh"),
+                "names the chain: {msg}"
+            );
+        }
+        other => panic!("the injected fault in a reduction's epilogue was not caught: {other:?}"),
     }
 }

@@ -63,16 +63,16 @@ pub(crate) fn compare(t: &Tensor, inputs: &[Tensor], storages: &[Storage], out: 
 
 /// Compares the outputs `outs` of a fused chain computed on a GPU with the CPU reference of the
 /// chain: each of its ops' own reference, one after another, on the same input values — from the
-/// matmul's own reference when the chain is a matmul's epilogue (`product_out` is then the
-/// product, if it was written out). The allowance of an output adds up the allowances of the
+/// host's own reference when the chain is an epilogue (`host_out` is then the host's output, if
+/// it was written out). The allowance of an output adds up the allowances of the
 /// ops it depends on (each rounds once), at the condition of the chain up to it, measured as for
-/// one op. `sources` are the values the chain starts from: the matmul's operands, if any, then
-/// the chain's other inputs.
+/// one op. `sources` are the values the chain starts from: the host's inputs, if any, then the
+/// chain's other inputs.
 pub(crate) fn compare_chain(
     g: &Group,
     sources: &[Tensor],
     storages: &[Storage],
-    product_out: Option<&Storage>,
+    host_out: Option<&Storage>,
     outs: &[Storage],
 ) -> Result<()> {
     let host = download(sources, storages)?;
@@ -82,9 +82,9 @@ pub(crate) fn compare_chain(
     let reference = evaluate(g, &args, dtype);
     let fail = |node: &Tensor, what: String, detail: String| {
         let names: Vec<String> =
-            g.product.iter().map(|p| &p.node).chain(&g.members).map(|m| m.0.op.describe()).collect();
+            g.host.iter().map(|p| &p.node).chain(&g.members).map(|m| m.0.op.describe()).collect();
         let sites: Vec<String> = g
-            .product
+            .host
             .iter()
             .map(|p| &p.node)
             .chain(&g.members)
@@ -100,14 +100,14 @@ pub(crate) fn compare_chain(
             sites.join("\n  "),
         ))
     };
-    if let (Some(p), Some(out), Some((value, tolerance))) = (&g.product, product_out, &reference.product) {
+    if let (Some(p), Some(out), Some((value, tolerance))) = (&g.host, host_out, &reference.host) {
         let allowance = Allowance::of(*tolerance, || {
             condition(&host, sources, &|wide| {
-                evaluate(g, wide, DType::F64).product.expect("a product").0.to_f64_vec()
+                evaluate(g, wide, DType::F64).host.expect("a host").0.to_f64_vec()
             })
         });
         if let Some(detail) = judge(&value.to_f64_vec(), out, &p.node, &allowance)? {
-            return Err(fail(&p.node, "its matmul".into(), detail));
+            return Err(fail(&p.node, format!("its {}", p.node.0.op.name()), detail));
         }
     }
     for (&step, out) in g.chain.outputs.iter().zip(outs) {
@@ -121,8 +121,8 @@ pub(crate) fn compare_chain(
         for &j in &cone {
             add(&reference.tolerances[j]);
         }
-        // the product's rounding reaches every step that reads it
-        if let (Some(p), Some((_, t))) = (&g.product, &reference.product) {
+        // the host's rounding reaches every step that reads it
+        if let (Some(p), Some((_, t))) = (&g.host, &reference.host) {
             let reads = |j: &usize| g.chain.steps[*j].1.contains(&Operand::Input(p.head.input));
             if cone.iter().any(reads) {
                 add(t);
@@ -143,8 +143,8 @@ pub(crate) fn compare_chain(
 
 /// A chain's values from its ops' CPU references.
 struct Evaluated {
-    /// The matmul's product, with its tolerance, when the chain is its epilogue.
-    product: Option<(CpuStorage, Tolerance)>,
+    /// The host's output, with its tolerance, when the chain is its epilogue.
+    host: Option<(CpuStorage, Tolerance)>,
     /// Every step's value.
     steps: Vec<CpuStorage>,
     /// Each step's tolerance on the values it read.
@@ -152,25 +152,29 @@ struct Evaluated {
 }
 
 /// The values of chain `g` from its ops' CPU references in `dtype`, from `sources` (the
-/// matmul's operands, if any, then the chain's other inputs).
+/// host's inputs, if any, then the chain's other inputs).
 fn evaluate(g: &Group, sources: &[CpuArg], dtype: DType) -> Evaluated {
-    let (product, rest) = match &g.product {
+    let (host, rest) = match &g.host {
         Some(p) => {
-            // the product's own dtype (an f16 product), or f64 for the condition estimate
+            // the host's own dtype (an f16 product), or f64 for the condition estimate
             let meta = Meta {
                 shape: p.node.shape(),
                 dtype: if dtype == DType::F64 { dtype } else { p.node.dtype() },
             };
-            let value = p.node.0.op.cpu(&sources[..2], &meta);
-            let tolerance = p.node.0.op.tolerance(&sources[..2], &meta);
-            (Some((value, tolerance)), &sources[2..])
+            let own = &sources[..p.node.0.inputs().len()];
+            let value = p.node.0.op.cpu(own, &meta);
+            let tolerance = p.node.0.op.tolerance(own, &meta);
+            (Some((value, tolerance)), &sources[own.len()..])
         }
         None => (None, sources),
     };
     let mut rest = rest.iter();
     let args: Vec<CpuArg> = (0..g.inputs.len())
-        .map(|k| match (&g.product, &product) {
-            (Some(p), Some((value, _))) if p.head.input == k => CpuArg { data: value, shape: p.node.shape() },
+        .map(|k| match (&g.host, &host) {
+            // the host's output, seen through its views
+            (Some(p), Some((value, _))) if p.head.input == k => {
+                CpuArg { data: value, shape: &g.chain.inputs[k] }
+            }
             _ => {
                 let a = rest.next().expect("one source per input");
                 CpuArg { data: a.data, shape: a.shape }
@@ -178,7 +182,7 @@ fn evaluate(g: &Group, sources: &[CpuArg], dtype: DType) -> Evaluated {
         })
         .collect();
     let (steps, tolerances) = chain_reference(g, &args, dtype);
-    Evaluated { product, steps, tolerances }
+    Evaluated { host, steps, tolerances }
 }
 
 /// The values of every step of chain `g` from its ops' CPU references in `dtype`, from its

@@ -8,14 +8,15 @@
 //! node of another realize, or a consumer that keeps its inputs for the backward pass. Values no
 //! one else needs stay in registers (GPU) or in a block of the L1 cache (CPU). On a GPU, a chain
 //! that reads a matmul's product takes the matmul in: the chain runs in the GEMM's store (an
-//! epilogue: a bias and an activation), under the same rule for who else reads the product.
+//! epilogue: a bias and an activation), under the same rule for who else reads the product. So
+//! do the other kernels that can store through a chain (`ops/epilogue.rs`): a convolution, a
+//! max-pooling gradient, a reduction.
 //!
 //! `KILN_FUSE=0` turns fusion off for the process (and the optimizer's multi-tensor updates with
 //! it); [`set_fusion`] switches it per thread.
 
 use crate::ops::Exec;
 use crate::ops::fused::{Chain, FUSED_PREFIX_WORDS, Head, Operand, Step, fits_gpu};
-use crate::ops::matmul::{MatMul, PREFIX_WORDS};
 use crate::{DType, Device, Shape, Tensor};
 use smallvec::SmallVec;
 use std::cell::Cell;
@@ -77,14 +78,17 @@ pub(crate) struct Group {
     /// The chain's inputs, input k of `chain` being tensor k.
     pub inputs: Vec<Tensor>,
     pub chain: Chain,
-    /// A matmul whose product is one of the inputs, computed by the same kernel: the chain is
+    /// A node whose output is one of the inputs, computed by the same kernel: the chain is
     /// its epilogue.
-    pub product: Option<Product>,
+    pub host: Option<Host>,
 }
 
-/// The matmul node of a chain's epilogue, and where its product goes.
-pub(crate) struct Product {
+/// The node whose kernel hosts a chain as its epilogue, and where its output goes.
+pub(crate) struct Host {
     pub node: Tensor,
+    /// Views of the node's output (reshapes, from the node on) that lead to the chain's input:
+    /// they share the node's storage.
+    pub views: Vec<Tensor>,
     pub head: Head,
 }
 
@@ -102,9 +106,17 @@ struct Draft {
     external: Vec<(u64, Shape)>,
     scalars: usize,
     words: usize,
-    /// The position of a matmul taken in as the chain's epilogue, and whether its product is
-    /// written out.
-    product: Option<(usize, bool)>,
+    /// The node whose kernel hosts the chain as its epilogue.
+    host: Option<Hosting>,
+}
+
+/// The positions of a chain's host and of the views between it and the chain, and whether the
+/// host's output is written out.
+#[derive(Clone)]
+struct Hosting {
+    node: usize,
+    views: SmallVec<[usize; 2]>,
+    stored: bool,
 }
 
 impl Draft {
@@ -180,7 +192,7 @@ pub(crate) fn plan(order: Vec<Tensor>) -> Vec<Task> {
                     external: draft.external.iter().filter(|(id, _)| *id != t.id()).cloned().collect(),
                     scalars: draft.scalars + step.scalars(),
                     words: draft.words + step.words(),
-                    product: None,
+                    host: None,
                 };
                 joined.members.push((p, stored));
                 for input in inputs.iter() {
@@ -213,30 +225,33 @@ pub(crate) fn plan(order: Vec<Tensor>) -> Vec<Task> {
             external,
             scalars: step.scalars(),
             words: step.words(),
-            product: None,
+            host: None,
         });
         group_of[p] = Some(drafts.len() - 1);
     }
     // the tasks: a chain of two or more nodes at its last node's place, the others alone
     let mut chains: HashMap<usize, Group> = HashMap::new();
-    // on a GPU, a chain that reads a matmul's product takes the matmul in (an epilogue)
-    let mut products = vec![false; order.len()];
+    // on a GPU, a chain that reads a matmul's product takes the matmul in (an epilogue), and
+    // likewise for the other hosts
+    let mut hosted = vec![false; order.len()];
     for (g, d) in drafts.iter_mut().enumerate() {
-        d.product = product_of(d, g, &order, &position, &consumers, &slots, &group_of, &products);
-        if let Some((q, _)) = d.product {
-            products[q] = true;
+        d.host = host_of(d, g, &order, &position, &consumers, &slots, &group_of, &hosted);
+        if let Some(h) = &d.host {
+            for &q in h.views.iter().chain([&h.node]) {
+                hosted[q] = true;
+            }
         }
     }
     // on the CPU, a chain whose every value is written out saves no pass over memory, and its
     // nodes alone may run in place: it stays unfused
     let fused = |d: &Draft| {
-        (d.members.len() >= 2 || d.product.is_some()) && (d.device.is_gpu() || d.outputs < d.members.len())
+        (d.members.len() >= 2 || d.host.is_some()) && (d.device.is_gpu() || d.outputs < d.members.len())
     };
     for draft in drafts.iter().filter(|d| fused(d)) {
         chains.insert(draft.members[0].0, group(&order, draft));
     }
     let fused: Vec<bool> =
-        (0..order.len()).map(|p| products[p] || group_of[p].is_some_and(|g| fused(&drafts[g]))).collect();
+        (0..order.len()).map(|p| hosted[p] || group_of[p].is_some_and(|g| fused(&drafts[g]))).collect();
     order
         .into_iter()
         .enumerate()
@@ -289,12 +304,14 @@ pub(crate) fn keeps(t: &Tensor) -> bool {
     t.requires_grad() && t.0.inputs().iter().any(|i| i.requires_grad())
 }
 
-/// The matmul whose product chain `d` (number `g`) can take in as its epilogue, with whether the
-/// product must be written out: a product of the chain's shape on its GPU, not yet taken by
-/// another chain, that only the chain reads before it runs, within the GEMM kernel's parameter
-/// block and bindings.
+/// The node whose output chain `d` (number `g`) can take in as its epilogue's head, with the
+/// views (reshapes) between the two: a GPU op whose kernel can store through the chain
+/// (`epilogue.rs`), with an output of the chain's size, not yet taken by another chain, that
+/// only the chain reads before it runs (directly or through the views), within the kernel's
+/// parameter block and bindings. A view shares its input's storage, so the kernel's element i
+/// is the view's element i.
 #[allow(clippy::too_many_arguments)]
-fn product_of(
+fn host_of(
     d: &Draft,
     g: usize,
     order: &[Tensor],
@@ -303,29 +320,48 @@ fn product_of(
     slots: &[usize],
     group_of: &[Option<usize>],
     taken: &[bool],
-) -> Option<(usize, bool)> {
+) -> Option<Hosting> {
     if !d.device.is_gpu() || d.dtype != DType::F32 {
         return None;
     }
     let root = d.members[0].0;
     d.external.iter().find_map(|(id, shape)| {
-        let q = *position.get(id)?;
-        let e = &order[q];
-        let any: &dyn std::any::Any = &e.0.op;
-        let matmul = any.downcast_ref::<MatMul>()?;
-        let inputs = e.0.inputs();
-        let fits_kernel =
-            inputs.len() == 2 && matmul.takes_epilogue(inputs[0].shape(), inputs[1].shape(), shape);
-        let read_in_time = consumers[q].iter().all(|&c| group_of[c] == Some(g) || c > root);
-        if taken[q] || *shape != d.shape || e.device() != d.device || !fits_kernel || !read_in_time {
+        if *shape != d.shape {
             return None;
         }
-        let stored = Arc::strong_count(&e.0) > 1 + slots[q]
-            || consumers[q].iter().any(|&c| group_of[c] != Some(g) || keeps(&order[c]));
+        // from the chain's input back through views to the node that computes it
+        let mut q = *position.get(id)?;
+        let mut views: SmallVec<[usize; 2]> = SmallVec::new();
+        while order[q].0.op.exec() == Exec::View {
+            views.push(q);
+            q = *position.get(&order[q].0.inputs().first()?.id())?;
+        }
+        let e = &order[q];
+        let host = e.0.op.epilogue_host()?;
+        let inputs = e.0.inputs();
+        let shapes: SmallVec<[&Shape; 3]> = inputs.iter().map(|i| i.shape()).collect();
+        if e.device() != d.device || !host.takes_epilogue(&shapes, e.shape(), e.dtype()) {
+            return None;
+        }
+        let path: SmallVec<[usize; 3]> = views.iter().copied().chain([q]).collect();
+        let inside = |c: usize| group_of[c] == Some(g) || views.contains(&c);
+        let read_in_time =
+            path.iter().all(|&x| !taken[x] && consumers[x].iter().all(|&c| inside(c) || c > root));
+        if !read_in_time {
+            return None;
+        }
+        let stored = path.iter().any(|&x| {
+            Arc::strong_count(&order[x].0) > 1 + slots[x]
+                || consumers[x].iter().any(|&c| !inside(c) || keeps(&order[c]))
+        });
         let strided = d.external.iter().filter(|(_, s)| *s != d.shape && s.numel() != 1).count();
-        // the two operands, the chain's other inputs, the product if written, the outputs
-        let bindings = 2 + d.external.len() - 1 + stored as usize + d.outputs;
-        fits_gpu(PREFIX_WORDS, strided, d.scalars, d.words, bindings).then_some((q, stored))
+        // the host's own buffers, the chain's other inputs, the head if written, the outputs
+        let bindings = host.own_bindings() + d.external.len() - 1 + stored as usize + d.outputs;
+        fits_gpu(host.prefix_words(), strided, d.scalars, d.words, bindings).then_some(Hosting {
+            node: q,
+            views,
+            stored,
+        })
     })
 }
 
@@ -369,9 +405,14 @@ fn group(order: &[Tensor], d: &Draft) -> Group {
         input_dtypes: inputs.iter().map(|i| i.dtype()).collect(),
         output_dtypes,
     };
-    let product = d.product.map(|(q, stored)| {
-        let input = inputs.iter().position(|i| i.id() == order[q].id()).expect("the product is an input");
-        Product { node: order[q].clone(), head: Head { input, stored } }
+    let host = d.host.as_ref().map(|h| {
+        let read = h.views.first().unwrap_or(&h.node);
+        let input = inputs.iter().position(|i| i.id() == order[*read].id()).expect("the head is an input");
+        Host {
+            node: order[h.node].clone(),
+            views: h.views.iter().rev().map(|&v| order[v].clone()).collect(),
+            head: Head { input, stored: h.stored },
+        }
     });
-    Group { members: members.iter().map(|&(p, _)| order[p].clone()).collect(), inputs, chain, product }
+    Group { members: members.iter().map(|&(p, _)| order[p].clone()).collect(), inputs, chain, host }
 }

@@ -12,11 +12,10 @@ use crate::backend::wgpu::{self as gpu, GpuBuffer, Recorder};
 use crate::graph::fuse::{self, Group, Task};
 use crate::graph::node::{Node, new_walk};
 use crate::graph::{check, deferred};
-use crate::ops::matmul::{Epilogue, MatMul};
+use crate::ops::epilogue::Epilogue;
 use crate::ops::{CpuArg, Exec, Fault, GpuArg, Meta};
 use crate::{Device, Error, Result, Tensor};
 use smallvec::SmallVec;
-use std::any::Any;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::{Arc, Weak};
@@ -141,18 +140,18 @@ impl Executor {
         }
     }
 
-    /// Computes the nodes of a fused chain in one kernel (or one CPU loop) — with the matmul
-    /// whose product it reads, if it is that matmul's epilogue — sets the values that are
+    /// Computes the nodes of a fused chain in one kernel (or one CPU loop) — with the node whose
+    /// output it reads, if the chain is that node's epilogue — sets the values that are
     /// written out, then lets each node forget its inputs as `run` would.
     fn run_chain(&mut self, g: &Group) -> Result<()> {
-        let product = g.product.as_ref();
-        // the product's operands, and the chain's inputs but the product (computed here)
-        let operands: Vec<Tensor> = product.map(|p| p.node.0.inputs().to_vec()).unwrap_or_default();
+        let host = g.host.as_ref();
+        // the host's inputs, and the chain's inputs but the host's output (computed here)
+        let operands: Vec<Tensor> = host.map(|p| p.node.0.inputs().to_vec()).unwrap_or_default();
         let inputs: Vec<&Tensor> = g
             .inputs
             .iter()
             .enumerate()
-            .filter(|(k, _)| product.is_none_or(|p| p.head.input != *k))
+            .filter(|(k, _)| host.is_none_or(|p| p.head.input != *k))
             .map(|(_, i)| i)
             .collect();
         let sources: Vec<Tensor> = operands.iter().chain(inputs.iter().copied()).cloned().collect();
@@ -167,7 +166,7 @@ impl Executor {
             }
         }
         let root = g.members.last().expect("a chain has nodes");
-        let (product_out, outputs): (Option<Storage>, Vec<Storage>) = match root.device() {
+        let (host_out, outputs): (Option<Storage>, Vec<Storage>) = match root.device() {
             Device::Cpu => {
                 let host: SmallVec<[&CpuStorage; 4]> = storages.iter().map(|s| s.cpu()).collect();
                 let outs = g.chain.cpu(&host, root.dtype());
@@ -176,31 +175,32 @@ impl Executor {
             Device::Gpu(n) => {
                 let (rec, _) = self.recorder(n)?;
                 let buffers: Vec<&GpuBuffer> = storages.iter().map(|s| s.gpu()).collect();
-                let mut written = match product {
+                let mut written = match host {
                     Some(p) => {
-                        let any: &dyn Any = &p.node.0.op;
-                        let matmul = any.downcast_ref::<MatMul>().expect("an epilogue follows a matmul");
+                        let host = p.node.0.op.epilogue_host().expect("an epilogue's head has a host kernel");
+                        let own = operands.len();
                         let args: Vec<GpuArg> = operands
                             .iter()
                             .zip(&buffers)
                             .map(|(t, buf)| GpuArg { buf, shape: t.shape(), dtype: t.dtype() })
                             .collect();
-                        let epilogue = Epilogue { chain: &g.chain, head: p.head, inputs: &buffers[2..] };
-                        matmul.launch(&args, p.node.shape(), Some(epilogue), rec)?
+                        let epilogue = Epilogue { chain: &g.chain, head: p.head, inputs: &buffers[own..] };
+                        let out = Meta { shape: p.node.shape(), dtype: p.node.dtype() };
+                        host.launch_epilogue(&args, &out, &epilogue, rec)?
                     }
                     None => g.chain.gpu(&buffers, rec)?,
                 };
                 let checked = rec.context().checked();
-                let product_out = match product {
+                let host_out = match host {
                     Some(p) if p.head.stored => Some(Storage::Gpu(Arc::new(written.remove(0)))),
                     _ => None,
                 };
                 let outs: Vec<Storage> = written.into_iter().map(|b| Storage::Gpu(Arc::new(b))).collect();
                 if checked {
                     self.flush(n)?;
-                    check::compare_chain(g, &sources, &storages, product_out.as_ref(), &outs)?;
+                    check::compare_chain(g, &sources, &storages, host_out.as_ref(), &outs)?;
                 }
-                (product_out, outs)
+                (host_out, outs)
             }
         };
         let mut set = |node: &Tensor, out: Storage| {
@@ -209,13 +209,17 @@ impl Executor {
                 self.tainted.insert(node.id(), (Arc::downgrade(&node.0), slots.clone()));
             }
         };
-        if let (Some(p), Some(out)) = (product, product_out) {
+        if let (Some(p), Some(out)) = (host, host_out) {
+            // the views between the host and the chain share its storage
+            for view in &p.views {
+                set(view, out.clone());
+            }
             set(&p.node, out);
         }
         for (&step, out) in g.chain.outputs.iter().zip(outputs) {
             set(&g.members[step], out);
         }
-        for node in g.members.iter().chain(product.map(|p| &p.node)) {
+        for node in g.members.iter().chain(host.into_iter().flat_map(|p| p.views.iter().chain([&p.node]))) {
             if !fuse::keeps(node) {
                 node.0.drop_inputs();
             }

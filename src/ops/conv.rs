@@ -4,6 +4,7 @@
 //! CPU: a direct convolution for the forward pass and input gradient of thin stride-1 layers
 //! (`direct`), else im2col and a GEMM per image and group. GPU: `shaders/conv.wgsl`.
 
+use super::epilogue::{Epilogue, EpilogueHost, Site};
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, f16_via_f32, ulps_summing};
 use crate::backend::cpu::{CpuData, CpuStorage, Gemm, Mat, gemm};
 use crate::backend::cpu_pool;
@@ -429,51 +430,13 @@ impl Op for Conv {
         })
     }
 
+    fn epilogue_host(&self) -> Option<&dyn EpilogueHost> {
+        Some(self)
+    }
+
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
-        let g = self.geom;
-        let (cg, og) = g.per_group();
-        let (groups, taps) = (g.opts.groups, g.kh * g.kw);
-        // the GEMM of one channel group
-        let (m, n, k) = match self.pass {
-            // (O/g) × (N·OH·OW), summed over (C/g)·KH·KW
-            Pass::Forward => (og, g.n * g.oh * g.ow, cg * taps),
-            // (C/g) × (N·H·W), summed over (O/g)·KH·KW
-            Pass::InputGrad => (cg, g.n * g.h * g.w, og * taps),
-            // (O/g) × ((C/g)·KH·KW), summed over N·OH·OW
-            Pass::WeightGrad => (og, cg * taps, g.n * g.oh * g.ow),
-        };
-        let tile = Tile::for_shape(m, n, groups);
-        let size = tile.size as usize;
-        let tiles = m.div_ceil(size) * n.div_ceil(size) * groups;
-        // the weight gradient's long K is split so that enough workgroups run at once
-        let splits =
-            if self.pass == Pass::WeightGrad { (256 / tiles.max(1)).clamp(1, (k / 2048).max(1)) } else { 1 };
-        let chunk = k.div_ceil(splits).div_ceil(tile.depth as usize) * tile.depth as usize;
-        let splits = k.div_ceil(chunk.max(1)).max(1);
-        let params = g.params((m, n, k), splits, chunk)?;
-        let table = rec.upload(&CpuStorage::from_vec(g.tap_table(self.pass)))?;
-        let y = rec.alloc_typed(out.shape.numel(), out.dtype)?;
-        // K splits write slabs of partial sums, then one pass adds them up
-        let partial = (splits > 1).then(|| rec.alloc_elems(splits * out.shape.numel())).transpose()?;
-        let write = partial.as_ref().unwrap_or(&y);
-        let grid = Grid::Dims(
-            u32_of("conv2d", n.div_ceil(size))?,
-            u32_of("conv2d", m.div_ceil(size))?,
-            u32_of("conv2d", groups * splits)?,
-        );
-        rec.dispatch(
-            &gemm_kernel(self.pass, tile, out.dtype),
-            &params,
-            &[args[0].buf, args[1].buf, &table],
-            &[write],
-            grid,
-        )?;
-        if let Some(partial) = &partial {
-            let sum = Kernel::new(&SHADER, "sum_splits", 1, 1).with_library(&matmul::GEMM);
-            let count = u32_of("conv2d", out.shape.numel())?;
-            rec.dispatch(&sum, &params, &[partial], &[&y], Grid::Linear(count.div_ceil(256)))?;
-        }
-        Ok(y)
+        let mut written = self.launch(args, out, None, rec)?;
+        Ok(written.pop().expect("the convolution"))
     }
 
     fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
@@ -508,6 +471,99 @@ impl Op for Conv {
             DType::F16 => super::f16_rounding_summing(terms),
             _ => ulps_summing(2.0, terms),
         }
+    }
+}
+
+impl Conv {
+    /// Records the convolution's GEMM (and the sum of its K splits); with an `epilogue`, the
+    /// chain computed from each output element instead. Returns the buffers written: the output
+    /// (unless an epilogue does not write it out), then the chain's outputs.
+    fn launch(
+        &self,
+        args: &[GpuArg],
+        out: &Meta,
+        epilogue: Option<&Epilogue>,
+        rec: &mut Recorder,
+    ) -> Result<Vec<GpuBuffer>> {
+        let g = self.geom;
+        let (cg, og) = g.per_group();
+        let (groups, taps) = (g.opts.groups, g.kh * g.kw);
+        // the GEMM of one channel group
+        let (m, n, k) = match self.pass {
+            // (O/g) × (N·OH·OW), summed over (C/g)·KH·KW
+            Pass::Forward => (og, g.n * g.oh * g.ow, cg * taps),
+            // (C/g) × (N·H·W), summed over (O/g)·KH·KW
+            Pass::InputGrad => (cg, g.n * g.h * g.w, og * taps),
+            // (O/g) × ((C/g)·KH·KW), summed over N·OH·OW
+            Pass::WeightGrad => (og, cg * taps, g.n * g.oh * g.ow),
+        };
+        let tile = Tile::for_shape(m, n, groups);
+        let size = tile.size as usize;
+        let tiles = m.div_ceil(size) * n.div_ceil(size) * groups;
+        // the weight gradient's long K is split so that enough workgroups run at once
+        let splits =
+            if self.pass == Pass::WeightGrad { (256 / tiles.max(1)).clamp(1, (k / 2048).max(1)) } else { 1 };
+        let chunk = k.div_ceil(splits).div_ceil(tile.depth as usize) * tile.depth as usize;
+        let splits = k.div_ceil(chunk.max(1)).max(1);
+        let params = g.params((m, n, k), splits, chunk)?;
+        let table = rec.upload(&CpuStorage::from_vec(g.tap_table(self.pass)))?;
+        let grid = Grid::Dims(
+            u32_of("conv2d", n.div_ceil(size))?,
+            u32_of("conv2d", m.div_ceil(size))?,
+            u32_of("conv2d", groups * splits)?,
+        );
+        let kernel = gemm_kernel(self.pass, tile, out.dtype);
+        let reads = [args[0].buf, args[1].buf, &table];
+        if let Some(e) = epilogue {
+            assert_eq!(splits, 1, "conv2d: an epilogue on a pass whose K is split (see takes_epilogue)");
+            let written = e.outputs(out.shape.numel(), out.dtype, rec)?;
+            let reads: Vec<&GpuBuffer> = reads.into_iter().chain(e.inputs.iter().copied()).collect();
+            let writes: Vec<&GpuBuffer> = written.iter().collect();
+            rec.dispatch(&e.splice(kernel, 3, &EPILOGUE_SITE), &e.params(&params)?, &reads, &writes, grid)?;
+            return Ok(written);
+        }
+        let y = rec.alloc_typed(out.shape.numel(), out.dtype)?;
+        // K splits write slabs of partial sums, then one pass adds them up
+        let partial = (splits > 1).then(|| rec.alloc_elems(splits * out.shape.numel())).transpose()?;
+        rec.dispatch(&kernel, &params, &reads, &[partial.as_ref().unwrap_or(&y)], grid)?;
+        if let Some(partial) = &partial {
+            let sum = Kernel::new(&SHADER, "sum_splits", 1, 1).with_library(&matmul::GEMM);
+            let count = u32_of("conv2d", out.shape.numel())?;
+            rec.dispatch(&sum, &params, &[partial], &[&y], Grid::Linear(count.div_ceil(256)))?;
+        }
+        Ok(vec![y])
+    }
+}
+
+/// Where `conv.wgsl` takes an epilogue (see `epilogue.rs`).
+const EPILOGUE_SITE: Site = Site {
+    output_binding: "@group(0) @binding(4) var<storage, read_write> out: array<E>; // @OUTPUTS",
+    store: "    out[i] = E(v); // @STORE",
+};
+
+impl EpilogueHost for Conv {
+    /// The forward pass and the input gradient (the weight gradient's K splits are summed by a
+    /// second pass).
+    fn takes_epilogue(&self, _: &[&Shape], _: &Shape, _: DType) -> bool {
+        self.pass != Pass::WeightGrad
+    }
+
+    fn prefix_words(&self) -> usize {
+        std::mem::size_of::<Params>() / 4
+    }
+
+    fn own_bindings(&self) -> usize {
+        3
+    }
+
+    fn launch_epilogue(
+        &self,
+        args: &[GpuArg],
+        out: &Meta,
+        epilogue: &Epilogue,
+        rec: &mut Recorder,
+    ) -> Result<Vec<GpuBuffer>> {
+        self.launch(args, out, Some(epilogue), rec)
     }
 }
 

@@ -8,9 +8,7 @@
 //! CPU: `matrixmultiply`'s GEMM (strided, so transposes are free). GPU: `shaders/matmul.wgsl`,
 //! tiles in workgroup memory with a block of outputs per invocation.
 
-use super::fused::{Chain, Head, PARAM_WORDS};
-use super::random::PHILOX;
-use super::unary::ACTIVATIONS;
+use super::epilogue::{Epilogue, EpilogueHost, Site};
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, f16_via_f32, ulps_summing};
 use crate::backend::cpu::{CpuData, CpuStorage, Gemm, Mat, gemm};
 use crate::backend::cpu_pool;
@@ -103,6 +101,10 @@ impl Op for MatMul {
         format!("matmul(trans_a {}, trans_b {})", self.trans_a, self.trans_b)
     }
 
+    fn epilogue_host(&self) -> Option<&dyn EpilogueHost> {
+        Some(self)
+    }
+
     fn computes_f16(&self) -> bool {
         // f16 operands, f32 accumulation, an f16 product (`matmul_flags` widens the rare
         // products whose batch must be copied out first)
@@ -177,27 +179,46 @@ impl Op for MatMul {
     }
 }
 
-/// A fused chain spliced into a product's store (see `matmul.wgsl`): the chain, which of its
-/// inputs the product is (and whether the product is written out too), and the buffers of its
-/// other inputs, in order.
-pub(crate) struct Epilogue<'a> {
-    pub chain: &'a Chain,
-    pub head: Head,
-    pub inputs: &'a [&'a GpuBuffer],
-}
+/// Where `matmul.wgsl` takes an epilogue (see `epilogue.rs`).
+const EPILOGUE_SITE: Site = Site {
+    output_binding: "@group(0) @binding(3) var<storage, read_write> c: array<E>; // @OUTPUTS",
+    store: "    c[i] = E(v); // @STORE",
+};
 
-/// The words of the product's own parameters, before the chain's.
-pub(crate) const PREFIX_WORDS: usize = std::mem::size_of::<Params>() / 4;
+impl EpilogueHost for MatMul {
+    /// A product whose batch dimensions the kernel walks without copying the operands out.
+    fn takes_epilogue(&self, inputs: &[&Shape], out: &Shape, _: DType) -> bool {
+        inputs.len() == 2 && self.walks_batch(inputs[0], inputs[1], out)
+    }
+
+    fn prefix_words(&self) -> usize {
+        std::mem::size_of::<Params>() / 4
+    }
+
+    fn own_bindings(&self) -> usize {
+        2
+    }
+
+    fn launch_epilogue(
+        &self,
+        args: &[GpuArg],
+        out: &Meta,
+        epilogue: &Epilogue,
+        rec: &mut Recorder,
+    ) -> Result<Vec<GpuBuffer>> {
+        self.launch(args, out.shape, Some(epilogue), rec)
+    }
+}
 
 impl MatMul {
     /// Records the product of `args` into a new buffer; with an `epilogue`, the chain computed
     /// from each element of the product instead (`Epilogue`). Returns the buffers written: the
     /// product (unless an epilogue does not write it out), then the chain's outputs.
-    pub(crate) fn launch(
+    fn launch(
         &self,
         args: &[GpuArg],
         out: &Shape,
-        epilogue: Option<Epilogue>,
+        epilogue: Option<&Epilogue>,
         rec: &mut Recorder,
     ) -> Result<Vec<GpuBuffer>> {
         let g = self.geometry(args[0].shape, args[1].shape, out);
@@ -250,40 +271,17 @@ impl MatMul {
             return Ok(vec![y]);
         };
         assert!(!copied, "matmul: an epilogue on a product whose batch is copied out (see takes_epilogue)");
-        let code = e.chain.wgsl(3, Some(e.head));
-        let mut kernel = kernel.with_library(&ACTIVATIONS);
-        if code.philox {
-            kernel = kernel.with_library(&PHILOX);
-        }
-        if code.f16 {
-            kernel = kernel.with_f16();
-        }
-        kernel.reads = 2 + e.inputs.len() as u32;
-        kernel.writes = (e.head.stored as usize + e.chain.outputs.len()) as u32;
-        let kernel = kernel
-            .with("    // @FIELDS", code.fields)
-            .with("@group(0) @binding(3) var<storage, read_write> c: array<E>; // @OUTPUTS", code.bindings)
-            .with("// @EPILOGUE", code.functions)
-            .with(
-                "    c[c_base + row * p.n + col] = E(v); // @STORE",
-                format!("    let i = c_base + row * p.n + col;\n{}", code.body),
-            );
-        let mut words = [0u32; PARAM_WORDS];
-        words[..PREFIX_WORDS].copy_from_slice(bytemuck::cast_slice(bytemuck::bytes_of(&params)));
-        e.chain.params(&mut words[PREFIX_WORDS..])?;
-        // the product if it is written out, then the chain's outputs
-        let product = e.head.stored.then_some(args[0].dtype);
-        let dtypes = product.into_iter().chain(e.chain.output_dtypes.iter().copied());
-        let written: Vec<GpuBuffer> = dtypes.map(|d| rec.alloc_typed(numel, d)).collect::<Result<_>>()?;
+        let kernel = e.splice(kernel, 2, &EPILOGUE_SITE);
+        let written = e.outputs(numel, args[0].dtype, rec)?;
         let reads: Vec<&GpuBuffer> = [a, b].into_iter().chain(e.inputs.iter().copied()).collect();
         let writes: Vec<&GpuBuffer> = written.iter().collect();
-        rec.dispatch(&kernel, &words, &reads, &writes, grid)?;
+        rec.dispatch(&kernel, &e.params(&params)?, &reads, &writes, grid)?;
         Ok(written)
     }
 
-    /// Whether a product of these shapes can take an epilogue: its batch dimensions fit the
-    /// kernel without copying the operands out.
-    pub(crate) fn takes_epilogue(&self, a: &Shape, b: &Shape, out: &Shape) -> bool {
+    /// Whether the kernel walks the batch dimensions of a product of these shapes without
+    /// copying the operands out.
+    fn walks_batch(&self, a: &Shape, b: &Shape, out: &Shape) -> bool {
         let g = self.geometry(a, b, out);
         collapse(&g.batch, &[g.a_batch, g.b_batch]).0.len() <= MAX_BATCH_RANK
     }
@@ -483,7 +481,7 @@ impl Tensor {
         let mut dims = batch.dims().to_vec();
         dims.extend([m, n]);
         let (op, out) = (MatMul { trans_a, trans_b }, Shape::new(dims));
-        if a.dtype() == DType::F16 && !op.takes_epilogue(a.shape(), b.shape(), &out) {
+        if a.dtype() == DType::F16 && !op.walks_batch(a.shape(), b.shape(), &out) {
             // the kernel would copy the operands out first, which it does for 32-bit elements
             let (a, b) = (a.cast(DType::F32), b.cast(DType::F32));
             return Tensor::from_op(op, [a, b], out, DType::F32).cast(DType::F16);

@@ -14,6 +14,7 @@ pub mod channel;
 pub mod concat;
 pub mod conv;
 pub mod creation;
+pub(crate) mod epilogue;
 pub(crate) mod fused;
 pub mod index;
 pub mod layernorm;
@@ -170,6 +171,12 @@ pub(crate) trait Op:
     /// The op as one step of a fused elementwise chain (`fused.rs`), if it can be one: the
     /// realizer then may compute it together with its neighbours in one kernel.
     fn elementwise(&self) -> Option<fused::Step> {
+        None
+    }
+
+    /// On a GPU, the op as the host of a fused chain that reads its output (`epilogue.rs`), if
+    /// its kernel can store through one.
+    fn epilogue_host(&self) -> Option<&dyn epilogue::EpilogueHost> {
         None
     }
 

@@ -4,13 +4,14 @@
 //! On the GPU both gradients are written as gathers — each input element visits the windows
 //! that contain it — so no atomics are needed and the result is deterministic.
 
+use super::epilogue::{Epilogue, EpilogueHost, Site};
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
 use crate::backend::cpu::{CpuData, CpuStorage};
 use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::Float;
 use crate::ops::layout::u32_of;
-use crate::{Result, Shape, Tensor};
+use crate::{DType, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::ops::Range;
 
@@ -324,6 +325,10 @@ impl Op for Pool {
         })
     }
 
+    fn epilogue_host(&self) -> Option<&dyn EpilogueHost> {
+        (self.max && self.grad).then_some(self as &dyn EpilogueHost)
+    }
+
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let y = rec.alloc_elems(out.shape.numel())?;
         let n = u32_of(self.name(), out.shape.numel())?;
@@ -354,6 +359,45 @@ impl Op for Pool {
             // KH·KW of them), then a division
             _ => ulps_summing(2.0, self.geom.opts.kernel.0 * self.geom.opts.kernel.1 + 1),
         }
+    }
+}
+
+/// Where `pool.wgsl`'s `max_grad` takes an epilogue (see `epilogue.rs`).
+const EPILOGUE_SITE: Site = Site {
+    output_binding: "@group(0) @binding(3) var<storage, read_write> gdx: array<f32>; // @OUTPUTS",
+    store: "    gdx[i] = v; // @STORE",
+};
+
+/// The max-pooling gradient, one invocation per input element, stores through a chain.
+impl EpilogueHost for Pool {
+    fn takes_epilogue(&self, _: &[&Shape], _: &Shape, dtype: DType) -> bool {
+        self.max && self.grad && dtype == DType::F32
+    }
+
+    fn prefix_words(&self) -> usize {
+        std::mem::size_of::<Params>() / 4
+    }
+
+    fn own_bindings(&self) -> usize {
+        2
+    }
+
+    fn launch_epilogue(
+        &self,
+        args: &[GpuArg],
+        out: &Meta,
+        epilogue: &Epilogue,
+        rec: &mut Recorder,
+    ) -> Result<Vec<GpuBuffer>> {
+        let n = u32_of(self.name(), out.shape.numel())?;
+        let params = self.geom.params(self.max)?;
+        let kernel = epilogue.splice(Kernel::new(&SHADER, "max_grad", 2, 1), 2, &EPILOGUE_SITE);
+        let written = epilogue.outputs(out.shape.numel(), out.dtype, rec)?;
+        let reads: Vec<&GpuBuffer> =
+            [args[0].buf, args[1].buf].into_iter().chain(epilogue.inputs.iter().copied()).collect();
+        let writes: Vec<&GpuBuffer> = written.iter().collect();
+        rec.dispatch(&kernel, &epilogue.params(&params)?, &reads, &writes, Grid::Linear(n.div_ceil(256)))?;
+        Ok(written)
     }
 }
 

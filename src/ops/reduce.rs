@@ -5,6 +5,7 @@
 //! output (a tree in workgroup memory); a strided one with many outputs gets one thread per
 //! output, so that neighbouring threads read neighbouring elements.
 
+use super::epilogue::{Epilogue, EpilogueHost, Site};
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
 use crate::backend::cpu::{CpuData, CpuStorage, PARALLEL_CHUNK};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
@@ -216,10 +217,70 @@ impl Op for Reduce {
         })
     }
 
+    fn epilogue_host(&self) -> Option<&dyn EpilogueHost> {
+        Some(self)
+    }
+
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
+        let mut written = self.launch(args, out, None, rec)?;
+        Ok(written.pop().expect("the reduction"))
+    }
+
+    fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
+        let x = &g.inputs[0];
+        let kept = x.shape().reduced(&self.axes, true);
+        let grad = g.grad.reshape(kept.clone()).expand(x.shape().clone());
+        let dx = match self.op {
+            // d/dxᵢ Σx = 1
+            ReduceOp::Sum => grad,
+            // the gradient is shared equally among the elements equal to the extreme
+            ReduceOp::Max | ReduceOp::Min => {
+                let y = g.output.reshape(kept).expand(x.shape().clone());
+                let hit = x.eq(&y).cast(x.dtype());
+                let ties = hit.sum_axes(&self.axes, true).expand(x.shape().clone());
+                grad * hit / ties
+            }
+        };
+        vec![Some(dx)]
+    }
+
+    fn tolerance(&self, args: &[CpuArg], _: &Meta) -> Tolerance {
+        match self.op {
+            // the GPU accumulates in f32 (the CPU in f64)
+            ReduceOp::Sum => ulps_summing(2.0, self.axes.iter().map(|&a| args[0].shape.dim(a)).product()),
+            ReduceOp::Max | ReduceOp::Min => Tolerance::Exact,
+        }
+    }
+}
+
+impl Reduce {
+    /// Records the reduction (in two passes when few outputs combine many elements each); with
+    /// an `epilogue`, the chain computed from each result in the last pass's store. Returns the
+    /// buffers written: the result (unless an epilogue does not write it out), then the chain's
+    /// outputs.
+    fn launch(
+        &self,
+        args: &[GpuArg],
+        out: &Meta,
+        epilogue: Option<&Epilogue>,
+        rec: &mut Recorder,
+    ) -> Result<Vec<GpuBuffer>> {
+        // the pass that writes the results, through the epilogue if there is one
+        let store = |rec: &mut Recorder, kernel: Kernel, params: &Params, x: &GpuBuffer, grid: Grid| {
+            let numel = out.shape.numel();
+            let Some(e) = epilogue else {
+                let y = rec.alloc_typed(numel, out.dtype)?;
+                rec.dispatch(&kernel, params, &[x], &[&y], grid)?;
+                return Ok(vec![y]);
+            };
+            let written = e.outputs(numel, out.dtype, rec)?;
+            let reads: Vec<&GpuBuffer> = [x].into_iter().chain(e.inputs.iter().copied()).collect();
+            let writes: Vec<&GpuBuffer> = written.iter().collect();
+            rec.dispatch(&e.splice(kernel, 1, &EPILOGUE_SITE), &e.params(params)?, &reads, &writes, grid)?;
+            Ok(written)
+        };
         let name = self.op.name();
         let n_out = out.shape.numel();
-        let y = rec.alloc_elems(n_out)?;
         let (ks, kst, rs, rst) = split_axes(args[0].shape, &self.axes);
         let (ks, kst) = collapse(&ks, &[kst]);
         let (rs, rst) = collapse(&rs, &[rst]);
@@ -255,8 +316,7 @@ impl Op for Reduce {
         let kernel = reduce_kernel(entry, self.op, out.dtype, rec.context().subgroups());
         let groups = if per_thread { params.n_out.div_ceil(256) } else { params.n_out };
         if parts == 1 {
-            rec.dispatch(&kernel, &params, &[args[0].buf], &[&y], Grid::Linear(groups))?;
-            return Ok(y);
+            return store(rec, kernel, &params, args[0].buf, Grid::Linear(groups));
         }
         // the runs' results (n_out, parts), then each kept element's runs combined
         let runs = rec.alloc_elems(n_out * parts)?;
@@ -274,34 +334,38 @@ impl Op for Reduce {
             reduced_strides: pack(name, &[1], 0)?,
             ..params
         };
-        rec.dispatch(&kernel, &combine, &[&runs], &[&y], Grid::Linear(combine.n_out))?;
-        Ok(y)
+        store(rec, kernel, &combine, &runs, Grid::Linear(combine.n_out))
+    }
+}
+
+/// Where `reduce.wgsl` takes an epilogue (see `epilogue.rs`).
+const EPILOGUE_SITE: Site = Site {
+    output_binding: "@group(0) @binding(2) var<storage, read_write> y: array<T>; // @OUTPUTS",
+    store: "    y[i] = v; // @STORE",
+};
+
+/// A reduction of f32 elements stores its results through a chain.
+impl EpilogueHost for Reduce {
+    fn takes_epilogue(&self, _: &[&Shape], _: &Shape, dtype: DType) -> bool {
+        dtype == DType::F32
     }
 
-    fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
-        let x = &g.inputs[0];
-        let kept = x.shape().reduced(&self.axes, true);
-        let grad = g.grad.reshape(kept.clone()).expand(x.shape().clone());
-        let dx = match self.op {
-            // d/dxᵢ Σx = 1
-            ReduceOp::Sum => grad,
-            // the gradient is shared equally among the elements equal to the extreme
-            ReduceOp::Max | ReduceOp::Min => {
-                let y = g.output.reshape(kept).expand(x.shape().clone());
-                let hit = x.eq(&y).cast(x.dtype());
-                let ties = hit.sum_axes(&self.axes, true).expand(x.shape().clone());
-                grad * hit / ties
-            }
-        };
-        vec![Some(dx)]
+    fn prefix_words(&self) -> usize {
+        std::mem::size_of::<Params>() / 4
     }
 
-    fn tolerance(&self, args: &[CpuArg], _: &Meta) -> Tolerance {
-        match self.op {
-            // the GPU accumulates in f32 (the CPU in f64)
-            ReduceOp::Sum => ulps_summing(2.0, self.axes.iter().map(|&a| args[0].shape.dim(a)).product()),
-            ReduceOp::Max | ReduceOp::Min => Tolerance::Exact,
-        }
+    fn own_bindings(&self) -> usize {
+        1
+    }
+
+    fn launch_epilogue(
+        &self,
+        args: &[GpuArg],
+        out: &Meta,
+        epilogue: &Epilogue,
+        rec: &mut Recorder,
+    ) -> Result<Vec<GpuBuffer>> {
+        self.launch(args, out, Some(epilogue), rec)
     }
 }
 
