@@ -330,7 +330,7 @@ fn grad_q(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
 }
 
 // For key row j: dk_j = scale · Σ_i dS_ij q_i and dv_j = Σ_i P_ij M_ij dO_i, written as
-// [dk | dv]; 0 for a key past its sequence's length.
+// [dk of every batch | dv of every batch]; 0 for a key past its sequence's length.
 @compute @workgroup_size(64)
 fn grad_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
            @builtin(local_invocation_index) lid: u32) {
@@ -402,14 +402,14 @@ fn grad_kv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
         }
         workgroupBarrier();
     }
-    let width = p.d + p.dv;
+    let dv_start = p.batch * p.tk * p.d;
     for (var t = 0u; t < PER_THREAD; t++) {
         let c = lid + t * WG;
         if c < p.d {
-            grad[row * width + c] = E(acc_k[t] * p.scale);
+            grad[row * p.d + c] = E(acc_k[t] * p.scale);
         }
         if c < p.dv {
-            grad[row * width + p.d + c] = E(acc_v[t]);
+            grad[dv_start + row * p.dv + c] = E(acc_v[t]);
         }
     }
 }

@@ -460,7 +460,7 @@ fn key_prob(kr: ptr<function, array<vec4<f32>, D4>>, qb: u32, ii: u32, j: u32, m
     return exp((s - stage_stats[ii * 3u]) - stage_stats[ii * 3u + 1u]);
 }
 
-// dv_j = Σ_i P_ij M_ij dO_i, written into columns D.. of the [dk | dv] rows.
+// dv_j = Σ_i P_ij M_ij dO_i, written into the dv block of [dk of every batch | dv of every batch].
 @compute @workgroup_size(ROWS)
 fn grad_v(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -502,13 +502,13 @@ fn grad_v(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
     }
     if j < p.tk {
         for (var c = 0u; c < DV4; c++) {
-            grad[(b * p.tk + j) * (D4 + DV4) + D4 + c] = vec4<E>(acc[c]);
+            grad[p.batch * p.tk * D4 + (b * p.tk + j) * DV4 + c] = vec4<E>(acc[c]);
         }
     }
 }
 
-// dk_j = scale · Σ_i P_ij (M_ij dO_i·v_j − δ_i) q_i, written into columns 0..D of the [dk | dv]
-// rows.
+// dk_j = scale · Σ_i P_ij (M_ij dO_i·v_j − δ_i) q_i, written into the dk block of [dk of every
+// batch | dv of every batch].
 @compute @workgroup_size(ROWS)
 fn grad_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -559,7 +559,7 @@ fn grad_k(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
     }
     if j < p.tk {
         for (var c = 0u; c < D4; c++) {
-            grad[(b * p.tk + j) * (D4 + DV4) + c] = vec4<E>(acc[c] * p.scale);
+            grad[(b * p.tk + j) * D4 + c] = vec4<E>(acc[c] * p.scale);
         }
     }
 }

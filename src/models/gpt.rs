@@ -130,11 +130,12 @@ impl CausalSelfAttention {
     /// x (B, T, C) at positions `cache.len()..` (0 without a cache) → (B, T, C).
     fn forward_at(&self, x: &Tensor, cache: Option<&mut KvCache>) -> Tensor {
         let (b, t, c) = (x.dim(0), x.dim(1), x.dim(2));
-        let qkv = self.c_attn.forward(x);
-        // (B, T, C) → (B, nh, T, hs)
+        // (B, T, 3C) → (B, T, 3, nh, hs) → (3, B, nh, T, hs): one copy splits the heads of q, k
+        // and v at once, and each is then a contiguous block (its gradients are concatenated
+        // back the same way)
         let heads =
-            |i: usize| qkv.narrow(-1, i * c, c).reshape([b, t, self.n_head, c / self.n_head]).transpose(1, 2);
-        let (q, k, v) = (heads(0), heads(1), heads(2));
+            self.c_attn.forward(x).reshape([b, t, 3, self.n_head, c / self.n_head]).permute(&[2, 0, 3, 1, 4]);
+        let (q, k, v) = (heads.select(0, 0), heads.select(0, 1), heads.select(0, 2));
         let (offset, (k, v)) = match cache {
             Some(cache) => (cache.len(), cache.append(k, v)),
             None => (0, (k, v)),

@@ -94,7 +94,8 @@ enum Pass {
     Stats,
     /// (q, k, v, options…, dO, stats) → dq
     GradQ,
-    /// (q, k, v, options…, dO, stats) → [dk | dv] along the last axis
+    /// (q, k, v, options…, dO, stats) → [dk | dv], each whole (flat: dk's elements, then dv's),
+    /// so that each is one contiguous block
     GradKv,
 }
 
@@ -192,7 +193,6 @@ impl Op for Attention {
 
     fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
         let (q, k, v) = (&g.inputs[0], &g.inputs[1], &g.inputs[2]);
-        let (d, dv) = (q.dim(-1), v.dim(-1));
         let with = |rest: [Tensor; 2]| g.inputs.iter().cloned().chain(rest).collect::<Vec<_>>();
         let mut stats_dims = q.dims()[..q.rank() - 1].to_vec();
         stats_dims.push(STATS);
@@ -212,15 +212,16 @@ impl Op for Attention {
             q.shape().clone(),
             q.dtype(),
         );
-        let mut kv_dims = k.dims().to_vec();
-        *kv_dims.last_mut().expect("rank ≥ 2") = d + dv;
+        let (k_len, v_len) = (k.numel(), g.inputs[2].numel());
         let dkv = Tensor::from_op(
             Attention { pass: Pass::GradKv, ..*self },
             inputs,
-            Shape::new(kv_dims),
+            Shape::from([k_len + v_len]),
             q.dtype(),
         );
-        let mut grads = vec![Some(dq), Some(dkv.narrow(-1, 0, d)), Some(dkv.narrow(-1, d, dv))];
+        let dk = dkv.narrow(0, 0, k_len).reshape(k.shape().clone());
+        let dv = dkv.narrow(0, k_len, v_len).reshape(g.inputs[2].shape().clone());
+        let mut grads = vec![Some(dq), Some(dk), Some(dv)];
         // none for the key lengths and the mask
         grads.resize(g.inputs.len(), None);
         grads

@@ -33,11 +33,21 @@ impl Attention {
         };
         let rows = if self.pass == Pass::GradKv { g.tk } else { g.tq };
         let mut out = cpu_pool::zeroed::<T>(g.batch * rows * width);
-        out.par_chunks_mut((rows * width).max(1)).enumerate().for_each(|(b, ob)| self.batch(g, x, b, ob));
+        if self.pass == Pass::GradKv {
+            // dk of every batch, then dv of every batch
+            let (dk, dv) = out.split_at_mut(g.batch * g.tk * g.d);
+            let (dk, dv) = (dk.par_chunks_mut((g.tk * g.d).max(1)), dv.par_chunks_mut((g.tk * g.dv).max(1)));
+            dk.zip(dv).enumerate().for_each(|(b, (dk, dv))| self.batch(g, x, b, dk, dv));
+            return out;
+        }
+        out.par_chunks_mut((rows * width).max(1))
+            .enumerate()
+            .for_each(|(b, ob)| self.batch(g, x, b, ob, &mut []));
         out
     }
 
-    fn batch<T: Gemm>(&self, g: &Geom, x: &Inputs<T>, b: usize, out: &mut [T]) {
+    /// Batch `b`'s output into `out` (for the k and v gradients: dk into `out`, dv into `dv_out`).
+    fn batch<T: Gemm>(&self, g: &Geom, x: &Inputs<T>, b: usize, out: &mut [T], dv_out: &mut [T]) {
         let (tq, tk, d, dv) = (g.tq, g.tk, g.d, g.dv);
         let q = &x.q[b * tq * d..][..tq * d];
         let k = &x.k[b * tk * d..][..tk * d];
@@ -85,12 +95,11 @@ impl Attention {
                     let ds = Mat { data: &ds, row: tk, col: 1 };
                     gemm(tq, tk, d, ds, Mat { data: k, row: d, col: 1 }, T::ZERO, out, d);
                 } else {
-                    // dK = dSᵀ (tk×tq) · Q (tq×d) and dV = P̃ᵀ (tk×tq) · dO (tq×dv), side by side
-                    let w = d + dv;
+                    // dK = dSᵀ (tk×tq) · Q (tq×d) and dV = P̃ᵀ (tk×tq) · dO (tq×dv)
                     let ds = Mat { data: &ds, row: 1, col: tk };
-                    gemm(tk, tq, d, ds, Mat { data: q, row: d, col: 1 }, T::ZERO, out, w);
+                    gemm(tk, tq, d, ds, Mat { data: q, row: d, col: 1 }, T::ZERO, out, d);
                     let pd = Mat { data: pd, row: 1, col: tk };
-                    gemm(tk, tq, dv, pd, Mat { data: dout, row: dv, col: 1 }, T::ZERO, &mut out[d..], w);
+                    gemm(tk, tq, dv, pd, Mat { data: dout, row: dv, col: 1 }, T::ZERO, dv_out, dv);
                 }
             }
         }
