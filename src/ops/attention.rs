@@ -212,7 +212,7 @@ impl Op for Attention {
             q.shape().clone(),
             q.dtype(),
         );
-        let (k_len, v_len) = (k.numel(), g.inputs[2].numel());
+        let (k_len, v_len) = (k.numel(), v.numel());
         let dkv = Tensor::from_op(
             Attention { pass: Pass::GradKv, ..*self },
             inputs,
@@ -220,7 +220,7 @@ impl Op for Attention {
             q.dtype(),
         );
         let dk = dkv.narrow(0, 0, k_len).reshape(k.shape().clone());
-        let dv = dkv.narrow(0, k_len, v_len).reshape(g.inputs[2].shape().clone());
+        let dv = dkv.narrow(0, k_len, v_len).reshape(v.shape().clone());
         let mut grads = vec![Some(dq), Some(dk), Some(dv)];
         // none for the key lengths and the mask
         grads.resize(g.inputs.len(), None);
