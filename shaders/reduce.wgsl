@@ -3,7 +3,8 @@
 // dimensions (combined into one result); both come collapsed with their strides. The element
 // type T and the combining expression are set by src/ops/reduce.rs; `init` is the identity's bits.
 // src/ops/reduce.rs may splice a fused chain into the store of an f32 result (an epilogue: a
-// mean's division; see src/ops/epilogue.rs).
+// mean's division; see src/ops/epilogue.rs), or into load_x, which then computes each element
+// it reads from the chain's inputs (a prologue: the squared error a mean reduces).
 
 alias T = f32; // @T
 
@@ -45,6 +46,13 @@ var<workgroup> partial: array<T, 256>;
 
 // @EPILOGUE
 
+// @PROLOGUE
+
+// Element `at` of the input.
+fn load_x(at: u32) -> T {
+    return x[at]; // @LOAD
+}
+
 // Writes result v of output i.
 fn store_y(i: u32, v: T) {
     y[i] = v; // @STORE
@@ -66,7 +74,7 @@ fn per_workgroup(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
         let begin = (o % p.parts) * p.chunk;
         let end = min(p.count, begin + p.chunk);
         for (var r = begin + lid; r < end; r += 256u) {
-            acc = combine(acc, x[base + reduced_offset(r)]);
+            acc = combine(acc, load_x(base + reduced_offset(r)));
         }
     }
     let total = workgroup_combine(acc, lid);
@@ -86,7 +94,7 @@ fn per_thread(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) gro
     let base = base_offset(o);
     var acc = bitcast<T>(p.init);
     for (var r = 0u; r < p.count; r++) {
-        acc = combine(acc, x[base + reduced_offset(r)]);
+        acc = combine(acc, load_x(base + reduced_offset(r)));
     }
     store_y(o, acc);
 }

@@ -51,6 +51,14 @@ fn chains(
         ("convolution epilogue", vec![(images.conv2d(&filter, same_width) + &channel_bias).relu() * 0.5]),
         ("reduction epilogue", vec![(x.sum(0, false) * 0.5 + &bias).tanh(), x.mean_all().exp()]),
         (
+            "reduction prologue",
+            vec![
+                (&x - &y).square().sum_all(),
+                (&x * &bias).tanh().max(1, false),
+                (&x + &columns).abs().sum(0, false),
+            ],
+        ),
+        (
             "matmul epilogue through a reshape",
             vec![(batched.reshape([3 * n, c]).matmul(&square).reshape([3, n, c]) + &bias).gelu()],
         ),
@@ -185,6 +193,12 @@ fn a_chain_is_one_dispatch_and_splits_where_it_outgrows_the_bindings() {
     let mean = || x.mean(0, false);
     assert_eq!(count(false, &mean), 2);
     assert_eq!(count(true, &mean), 1);
+    // and a chain whose last value only a reduction reads runs in the reduction's loads
+    let y = Tensor::randn([9, 5], &gpu);
+    y.realize().unwrap();
+    let squared_error = || (&x - &y).square().sum_all();
+    assert_eq!(count(false, &squared_error), 3);
+    assert_eq!(count(true, &squared_error), 1);
     // nine adds of ten inputs: a kernel binds at most 8 buffers, so two kernels
     let sum = || many.iter().skip(1).fold(many[0].clone(), |acc, m| acc + m);
     assert_eq!(count(false, &sum), 9);
@@ -305,6 +319,20 @@ fn the_cross_check_names_every_op_of_a_wrong_chain() {
             assert!(msg.contains("[4, 3]"), "names the shapes: {msg}");
         }
         other => panic!("the injected fault in an epilogue was not caught: {other:?}"),
+    }
+    // and a reduction with its prologue
+    let total = (&a * 2.0).tanh().sum(1, false);
+    kiln::debug::inject_fault_once();
+    match total.realize() {
+        Err(Error::CheckFailed(msg)) => {
+            assert!(
+                msg.contains(
+                    "fused chain mul_scalar(a 2, b 0) → tanh(a 0, b 0) → sum(axes [1], keepdim false)"
+                ),
+                "names the chain: {msg}"
+            );
+        }
+        other => panic!("the injected fault in a reduction's prologue was not caught: {other:?}"),
     }
     // so is a reduction with its epilogue
     kiln::debug::inject_fault_once();

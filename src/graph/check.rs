@@ -141,6 +141,58 @@ pub(crate) fn compare_chain(
     Ok(())
 }
 
+/// Compares the output `out` of the reduction that chain `g` is the prologue of, computed on a
+/// GPU, with the CPU reference: the chain's ops' references one after another, then the
+/// reduction's, on the same input values `sources`. The allowance adds up the allowances of the
+/// chain's ops and the reduction's, at the condition of the whole, measured as for one op.
+pub(crate) fn compare_tail(g: &Group, sources: &[Tensor], storages: &[Storage], out: &Storage) -> Result<()> {
+    let tail = g.tail.as_ref().expect("a chain with a tail");
+    let host = download(sources, storages)?;
+    let reduce = |args: &[CpuArg], dtype: DType| -> (CpuStorage, Vec<Tolerance>) {
+        let (steps, mut tolerances) = chain_reference(g, args, dtype);
+        let last = CpuArg { data: steps.last().expect("a chain has steps"), shape: &g.chain.shape };
+        let meta =
+            Meta { shape: tail.shape(), dtype: if dtype == DType::F64 { dtype } else { tail.dtype() } };
+        tolerances.push(tail.0.op.tolerance(std::slice::from_ref(&last), &meta));
+        (tail.0.op.cpu(&[last], &meta), tolerances)
+    };
+    let args: Vec<CpuArg> =
+        host.iter().zip(sources).map(|(data, i)| CpuArg { data, shape: i.shape() }).collect();
+    let (reference, tolerances) = reduce(&args, fuse::compute_dtype(&g.members[0]));
+    let (mut floor, mut terms, mut exact) = (0.0, 0, true);
+    for t in &tolerances {
+        if let Tolerance::Rounding { floor: f, terms: n } = *t {
+            (floor, terms, exact) = (floor + f, terms + n, false);
+        }
+    }
+    let tolerance = if exact { Tolerance::Exact } else { Tolerance::Rounding { floor, terms } };
+    let allowance = Allowance::of(tolerance, || {
+        condition(&host, sources, &|wide| reduce(wide, DType::F64).0.to_f64_vec())
+    });
+    match judge(&reference.to_f64_vec(), out, tail, &allowance)? {
+        None => Ok(()),
+        Some(detail) => {
+            let names: Vec<String> = g.members.iter().chain([tail]).map(|m| m.0.op.describe()).collect();
+            let sites: Vec<String> = g
+                .members
+                .iter()
+                .chain([tail])
+                .map(|m| format!("{}: {}", m.0.op.name(), m.0.site()))
+                .collect();
+            Err(Error::CheckFailed(format!(
+                "cross-check failed: the fused chain {} on {} disagrees with the CPU reference of its ops at its {}\n  inputs: {}\n  output: {} {}\n  {detail}\n  {}",
+                names.join(" → "),
+                tail.device(),
+                tail.0.op.name(),
+                shapes(sources),
+                tail.shape(),
+                tail.dtype(),
+                sites.join("\n  "),
+            )))
+        }
+    }
+}
+
 /// A chain's values from its ops' CPU references.
 struct Evaluated {
     /// The host's output, with its tolerance, when the chain is its epilogue.

@@ -10,7 +10,9 @@
 //! that reads a matmul's product takes the matmul in: the chain runs in the GEMM's store (an
 //! epilogue: a bias and an activation), under the same rule for who else reads the product. So
 //! do the other kernels that can store through a chain (`ops/epilogue.rs`): a convolution, a
-//! max-pooling gradient, a reduction.
+//! max-pooling gradient, a reduction — found through reshapes, which share their input's
+//! storage. A chain whose last value only a reduction reads runs in the reduction's loads
+//! instead (a prologue) and writes nothing itself.
 //!
 //! `KILN_FUSE=0` turns fusion off for the process (and the optimizer's multi-tensor updates with
 //! it); [`set_fusion`] switches it per thread.
@@ -81,6 +83,9 @@ pub(crate) struct Group {
     /// A node whose output is one of the inputs, computed by the same kernel: the chain is
     /// its epilogue.
     pub host: Option<Host>,
+    /// A reduction that reads the chain's last value, computed by the same kernel: the chain is
+    /// its prologue, and nothing of the chain is written out.
+    pub tail: Option<Tensor>,
 }
 
 /// The node whose kernel hosts a chain as its epilogue, and where its output goes.
@@ -242,16 +247,25 @@ pub(crate) fn plan(order: Vec<Tensor>) -> Vec<Task> {
             }
         }
     }
+    // on a GPU, a chain whose last value only a reduction reads runs in the reduction's loads
+    // (a prologue), at the reduction's place
+    let tails: Vec<Option<usize>> =
+        drafts.iter().map(|d| tail_of(d, &order, &consumers, &slots, &hosted)).collect();
     // on the CPU, a chain whose every value is written out saves no pass over memory, and its
     // nodes alone may run in place: it stays unfused
-    let fused = |d: &Draft| {
-        (d.members.len() >= 2 || d.host.is_some()) && (d.device.is_gpu() || d.outputs < d.members.len())
+    let fused = |g: usize| {
+        let d = &drafts[g];
+        (d.members.len() >= 2 || d.host.is_some() || tails[g].is_some())
+            && (d.device.is_gpu() || d.outputs < d.members.len())
     };
-    for draft in drafts.iter().filter(|d| fused(d)) {
-        chains.insert(draft.members[0].0, group(&order, draft));
+    for (g, draft) in drafts.iter().enumerate().filter(|&(g, _)| fused(g)) {
+        let place = tails[g].unwrap_or(draft.members[0].0);
+        chains.insert(place, group(&order, draft, tails[g]));
+        if let Some(r) = tails[g] {
+            hosted[r] = true;
+        }
     }
-    let fused: Vec<bool> =
-        (0..order.len()).map(|p| hosted[p] || group_of[p].is_some_and(|g| fused(&drafts[g]))).collect();
+    let fused: Vec<bool> = (0..order.len()).map(|p| hosted[p] || group_of[p].is_some_and(fused)).collect();
     order
         .into_iter()
         .enumerate()
@@ -365,9 +379,38 @@ fn host_of(
     })
 }
 
-/// The group of draft `d`'s nodes.
-fn group(order: &[Tensor], d: &Draft) -> Group {
-    let members: Vec<(usize, bool)> = d.members.iter().rev().copied().collect();
+/// The reduction whose loads chain `d` can run in (a prologue): a GPU reduction of f32, not
+/// taken as another chain's host, that alone reads the chain's last value — the chain's only
+/// value written out, which no one else refers to and the reduction does not keep — within the
+/// kernel's parameter block and bindings.
+fn tail_of(
+    d: &Draft,
+    order: &[Tensor],
+    consumers: &[SmallVec<[usize; 2]>],
+    slots: &[usize],
+    taken: &[bool],
+) -> Option<usize> {
+    let root = d.members[0].0;
+    if !d.device.is_gpu() || d.dtype != DType::F32 || d.host.is_some() || d.outputs != 1 {
+        return None;
+    }
+    let [r] = consumers[root][..] else { return None };
+    let (t, reduction) = (&order[root], &order[r]);
+    let alone = slots[root] == 1 && Arc::strong_count(&t.0) == 2 && !keeps(reduction);
+    let host = reduction.0.op.prologue_host()?;
+    if !alone || taken[r] || reduction.device() != d.device || !host.takes_prologue(reduction.dtype()) {
+        return None;
+    }
+    let strided = d.external.iter().filter(|(_, s)| *s != d.shape && s.numel() != 1).count();
+    // the chain's inputs, then the reduction's output
+    fits_gpu(host.prefix_words(), strided, d.scalars, d.words, d.external.len() + 1).then_some(r)
+}
+
+/// The group of draft `d`'s nodes, with the reduction at `tail` if the chain is its prologue
+/// (then nothing of the chain is written out).
+fn group(order: &[Tensor], d: &Draft, tail: Option<usize>) -> Group {
+    let members: Vec<(usize, bool)> =
+        d.members.iter().rev().map(|&(p, stored)| (p, stored && tail.is_none())).collect();
     let root = members.last().expect("a chain has nodes").0;
     let step_of: HashMap<u64, usize> =
         members.iter().enumerate().map(|(j, &(p, _))| (order[p].id(), j)).collect();
@@ -414,5 +457,11 @@ fn group(order: &[Tensor], d: &Draft) -> Group {
             head: Head { input, stored: h.stored },
         }
     });
-    Group { members: members.iter().map(|&(p, _)| order[p].clone()).collect(), inputs, chain, host }
+    Group {
+        members: members.iter().map(|&(p, _)| order[p].clone()).collect(),
+        inputs,
+        chain,
+        host,
+        tail: tail.map(|r| order[r].clone()),
+    }
 }

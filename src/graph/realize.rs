@@ -141,7 +141,8 @@ impl Executor {
     }
 
     /// Computes the nodes of a fused chain in one kernel (or one CPU loop) — with the node whose
-    /// output it reads, if the chain is that node's epilogue — sets the values that are
+    /// output it reads, if the chain is that node's epilogue, or the reduction that reads its
+    /// last value, if the chain is that reduction's prologue — sets the values that are
     /// written out, then lets each node forget its inputs as `run` would.
     fn run_chain(&mut self, g: &Group) -> Result<()> {
         let host = g.host.as_ref();
@@ -171,6 +172,20 @@ impl Executor {
                 let host: SmallVec<[&CpuStorage; 4]> = storages.iter().map(|s| s.cpu()).collect();
                 let outs = g.chain.cpu(&host, root.dtype());
                 (None, outs.into_iter().map(|s| Storage::Cpu(Arc::new(s))).collect())
+            }
+            Device::Gpu(n) if g.tail.is_some() => {
+                // the chain runs in the reduction's loads and writes nothing itself
+                let tail = g.tail.as_ref().expect("a tail");
+                let (rec, _) = self.recorder(n)?;
+                let buffers: Vec<&GpuBuffer> = storages.iter().map(|s| s.gpu()).collect();
+                let reduction = tail.0.op.prologue_host().expect("a prologue's reduction has a host kernel");
+                let out = Meta { shape: tail.shape(), dtype: tail.dtype() };
+                let y = Storage::Gpu(Arc::new(reduction.launch_prologue(&g.chain, &buffers, &out, rec)?));
+                if rec.context().checked() {
+                    self.flush(n)?;
+                    check::compare_tail(g, &sources, &storages, &y)?;
+                }
+                (Some(y), Vec::new())
             }
             Device::Gpu(n) => {
                 let (rec, _) = self.recorder(n)?;
@@ -209,6 +224,9 @@ impl Executor {
                 self.tainted.insert(node.id(), (Arc::downgrade(&node.0), slots.clone()));
             }
         };
+        if let (Some(tail), Some(out)) = (&g.tail, &host_out) {
+            set(tail, out.clone());
+        }
         if let (Some(p), Some(out)) = (host, host_out) {
             // the views between the host and the chain share its storage
             for view in &p.views {
@@ -219,7 +237,8 @@ impl Executor {
         for (&step, out) in g.chain.outputs.iter().zip(outputs) {
             set(&g.members[step], out);
         }
-        for node in g.members.iter().chain(host.into_iter().flat_map(|p| p.views.iter().chain([&p.node]))) {
+        let hosts = host.into_iter().flat_map(|p| p.views.iter().chain([&p.node]));
+        for node in g.members.iter().chain(hosts).chain(&g.tail) {
             if !fuse::keeps(node) {
                 node.0.drop_inputs();
             }

@@ -1,6 +1,7 @@
 //! Epilogues: a fused elementwise chain (`fused.rs`) run in the store of the GPU kernel that
 //! computes one of its inputs, so that value never goes through memory and the chain costs no
-//! dispatch of its own. The kernel is the chain's host: a matmul or a convolution (a bias and an
+//! dispatch of its own; and prologues, a chain run in the loads of the kernel that reads its
+//! last value ([`PrologueHost`]: a reduction). The kernel is the chain's host: a matmul or a convolution (a bias and an
 //! activation on the accumulator), a max-pooling gradient (a ReLU's gradient behind it), a
 //! reduction (a mean's division).
 //!
@@ -37,6 +38,27 @@ pub(crate) trait EpilogueHost {
         epilogue: &Epilogue,
         rec: &mut Recorder,
     ) -> Result<Vec<GpuBuffer>>;
+}
+
+/// An op whose GPU kernel can compute its only input from a chain as it reads it (a prologue):
+/// the chain's last value, which nothing else reads, never goes through memory. A reduction
+/// does this (`reduce.wgsl`'s `load_x`): the sum of a chain is one kernel.
+pub(crate) trait PrologueHost {
+    /// Whether this node's kernel can, for an output of `dtype`.
+    fn takes_prologue(&self, dtype: DType) -> bool;
+
+    /// The 32-bit words of the kernel's own parameter block, before the chain's fields.
+    fn prefix_words(&self) -> usize;
+
+    /// Records the kernel reading its input as `chain` computes it from `inputs`; returns the
+    /// output.
+    fn launch_prologue(
+        &self,
+        chain: &Chain,
+        inputs: &[&GpuBuffer],
+        out: &Meta,
+        rec: &mut Recorder,
+    ) -> Result<GpuBuffer>;
 }
 
 /// A chain to splice into a host's store: the chain, which of its inputs the host computes

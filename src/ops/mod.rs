@@ -180,6 +180,12 @@ pub(crate) trait Op:
         None
     }
 
+    /// On a GPU, the op as the host of a fused chain that computes its only input as it reads
+    /// it (`epilogue.rs`), if its kernel can.
+    fn prologue_host(&self) -> Option<&dyn epilogue::PrologueHost> {
+        None
+    }
+
     /// Records the GPU kernel(s) into `rec` and returns the output buffer.
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer>;
 

@@ -5,7 +5,10 @@
 //! output (a tree in workgroup memory); a strided one with many outputs gets one thread per
 //! output, so that neighbouring threads read neighbouring elements.
 
-use super::epilogue::{Epilogue, EpilogueHost, Site};
+use super::epilogue::{Epilogue, EpilogueHost, PrologueHost, Site};
+use super::fused::{Chain, PARAM_WORDS};
+use super::random::PHILOX;
+use super::unary::ACTIVATIONS;
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
 use crate::backend::cpu::{CpuData, CpuStorage, PARALLEL_CHUNK};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
@@ -221,8 +224,12 @@ impl Op for Reduce {
         Some(self)
     }
 
+    fn prologue_host(&self) -> Option<&dyn PrologueHost> {
+        Some(self)
+    }
+
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
-        let mut written = self.launch(args, out, None, rec)?;
+        let mut written = self.launch(Input::Buffer(args[0].buf, args[0].shape), out, None, rec)?;
         Ok(written.pop().expect("the reduction"))
     }
 
@@ -254,13 +261,13 @@ impl Op for Reduce {
 }
 
 impl Reduce {
-    /// Records the reduction (in two passes when few outputs combine many elements each); with
-    /// an `epilogue`, the chain computed from each result in the last pass's store. Returns the
-    /// buffers written: the result (unless an epilogue does not write it out), then the chain's
-    /// outputs.
+    /// Records the reduction of `input` (in two passes when few outputs combine many elements
+    /// each); with an `epilogue`, the chain computed from each result in the last pass's store.
+    /// Returns the buffers written: the result (unless an epilogue does not write it out), then
+    /// the chain's outputs.
     fn launch(
         &self,
-        args: &[GpuArg],
+        input: Input,
         out: &Meta,
         epilogue: Option<&Epilogue>,
         rec: &mut Recorder,
@@ -281,7 +288,7 @@ impl Reduce {
         };
         let name = self.op.name();
         let n_out = out.shape.numel();
-        let (ks, kst, rs, rst) = split_axes(args[0].shape, &self.axes);
+        let (ks, kst, rs, rst) = split_axes(input.shape(), &self.axes);
         let (ks, kst) = collapse(&ks, &[kst]);
         let (rs, rst) = collapse(&rs, &[rst]);
         let count: usize = rs.iter().product();
@@ -315,12 +322,7 @@ impl Reduce {
         let entry = if per_thread { "per_thread" } else { "per_workgroup" };
         let kernel = reduce_kernel(entry, self.op, out.dtype, rec.context().subgroups());
         let groups = if per_thread { params.n_out.div_ceil(256) } else { params.n_out };
-        if parts == 1 {
-            return store(rec, kernel, &params, args[0].buf, Grid::Linear(groups));
-        }
         // the runs' results (n_out, parts), then each kept element's runs combined
-        let runs = rec.alloc_elems(n_out * parts)?;
-        rec.dispatch(&kernel, &params, &[args[0].buf], &[&runs], Grid::Linear(groups))?;
         let combine = Params {
             n_out: u32_of(name, n_out)?,
             count: parts as u32,
@@ -334,6 +336,48 @@ impl Reduce {
             reduced_strides: pack(name, &[1], 0)?,
             ..params
         };
+        let x = match input {
+            Input::Buffer(x, _) => x,
+            Input::Chain(chain, inputs) => {
+                // the first pass computes its elements from the chain's inputs
+                assert!(epilogue.is_none(), "{name}: a prologue and an epilogue on one reduction");
+                let code = chain.wgsl(1, None);
+                let mut first = reduce_kernel(entry, self.op, out.dtype, rec.context().subgroups())
+                    .with_library(&ACTIVATIONS);
+                if code.philox {
+                    first = first.with_library(&PHILOX);
+                }
+                if code.f16 {
+                    first = first.with_f16();
+                }
+                first.reads = inputs.len() as u32;
+                let y_binding =
+                    format!("@group(0) @binding({}) var<storage, read_write> y: array<T>;", 1 + inputs.len());
+                let first = first
+                    .with("    // @FIELDS", code.fields)
+                    .with(EPILOGUE_SITE.output_binding, format!("{}{y_binding}", code.bindings))
+                    .with("// @PROLOGUE", code.functions)
+                    .with(
+                        "    return x[at]; // @LOAD",
+                        format!("    let i = at;\n{}    return v{};", code.body, chain.steps.len() - 1),
+                    );
+                let mut words = [0u32; PARAM_WORDS];
+                let own: &[u32] = bytemuck::cast_slice(bytemuck::bytes_of(&params));
+                words[..own.len()].copy_from_slice(own);
+                chain.params(&mut words[own.len()..])?;
+                let target = rec.alloc_typed(n_out * parts, out.dtype)?;
+                rec.dispatch(&first, &words, inputs, &[&target], Grid::Linear(groups))?;
+                if parts == 1 {
+                    return Ok(vec![target]);
+                }
+                return store(rec, kernel, &combine, &target, Grid::Linear(combine.n_out));
+            }
+        };
+        if parts == 1 {
+            return store(rec, kernel, &params, x, Grid::Linear(groups));
+        }
+        let runs = rec.alloc_elems(n_out * parts)?;
+        rec.dispatch(&kernel, &params, &[x], &[&runs], Grid::Linear(groups))?;
         store(rec, kernel, &combine, &runs, Grid::Linear(combine.n_out))
     }
 }
@@ -365,7 +409,45 @@ impl EpilogueHost for Reduce {
         epilogue: &Epilogue,
         rec: &mut Recorder,
     ) -> Result<Vec<GpuBuffer>> {
-        self.launch(args, out, Some(epilogue), rec)
+        self.launch(Input::Buffer(args[0].buf, args[0].shape), out, Some(epilogue), rec)
+    }
+}
+
+/// An f32 reduction reads its input through a chain.
+impl PrologueHost for Reduce {
+    fn takes_prologue(&self, dtype: DType) -> bool {
+        dtype == DType::F32
+    }
+
+    fn prefix_words(&self) -> usize {
+        std::mem::size_of::<Params>() / 4
+    }
+
+    fn launch_prologue(
+        &self,
+        chain: &Chain,
+        inputs: &[&GpuBuffer],
+        out: &Meta,
+        rec: &mut Recorder,
+    ) -> Result<GpuBuffer> {
+        let mut written = self.launch(Input::Chain(chain, inputs), out, None, rec)?;
+        Ok(written.pop().expect("the reduction"))
+    }
+}
+
+/// Where a reduction's input comes from: a buffer (of this shape), or a chain computed from its
+/// inputs' buffers as the first pass reads it (a prologue; the chain's shape is the input's).
+enum Input<'a> {
+    Buffer(&'a GpuBuffer, &'a Shape),
+    Chain(&'a Chain, &'a [&'a GpuBuffer]),
+}
+
+impl Input<'_> {
+    fn shape(&self) -> &Shape {
+        match self {
+            Input::Buffer(_, shape) => shape,
+            Input::Chain(chain, _) => &chain.shape,
+        }
     }
 }
 

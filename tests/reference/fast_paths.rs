@@ -563,7 +563,7 @@ fn table() -> Vec<Check> {
         |h| loops::Attention::of(&h[0], &h[2], 32, false).forward(&h[0], &h[1], &h[2]),
     ));
     // causal, batch entries of (queries, keys) sized so that each output passes 1 MiB: 262,144
-    // row statistics (× 3), dq of 65,536 rows of 4, [dk | dv] of 32,768 rows of 8
+    // row statistics (× 3), dq of 65,536 rows of 4, dk and dv of 32,768 rows of 4 each
     let attention = |t: &[Tensor]| t[0].attention(&t[1], &t[2], true, None);
     let inputs = |d: &mut Draw, b: usize, tq: usize, tk: usize| {
         vec![d.normal(&[b, tq, 4]), d.normal(&[b, tk, 4]), d.normal(&[b, tk, 4]), d.normal(&[b, tq, 4])]

@@ -479,11 +479,12 @@ impl Attention {
         stats
     }
 
-    /// (dq (B, Tq, D), [dk | dv] (B, Tk, D + Dv)) for upstream dy: with dp = dy·vᵀ and
+    /// (dq (B, Tq, D), [dk (B, Tk, D) | dv (B, Tk, Dv)]) for upstream dy: with dp = dy·vᵀ and
     /// ds = p ⊙ (dp − Σⱼ p·dp), dq = scale·ds·k, dk = scale·dsᵀ·q, dv = pᵀ·dy.
     pub fn grads(&self, q: &Host, k: &Host, v: &Host, dy: &Host) -> (Vec<f64>, Vec<f64>) {
         let scale = 1.0 / (self.d as f64).sqrt();
         let (mut dq, mut dkv) = (vec![0.0; q.v.len()], vec![0.0; self.b * self.tk * (self.d + self.dv)]);
+        let dv_start = self.b * self.tk * self.d;
         for t in 0..self.b {
             for i in 0..self.tq {
                 let (p, _) = self.row(q, k, t, i);
@@ -493,13 +494,14 @@ impl Attention {
                 let delta: f64 = p.iter().zip(&dp).map(|(p, d)| p * d).sum();
                 for j in 0..self.tk {
                     let ds = p[j] * (dp[j] - delta);
-                    let kv = (t * self.tk + j) * (self.d + self.dv);
+                    // dk of every batch, then dv of every batch
+                    let (dk, dv) = ((t * self.tk + j) * self.d, dv_start + (t * self.tk + j) * self.dv);
                     for c in 0..self.d {
                         dq[(t * self.tq + i) * self.d + c] += scale * ds * k.at(&[t, j, c]);
-                        dkv[kv + c] += scale * ds * q.at(&[t, i, c]);
+                        dkv[dk + c] += scale * ds * q.at(&[t, i, c]);
                     }
                     for c in 0..self.dv {
-                        dkv[kv + self.d + c] += p[j] * dy.at(&[t, i, c]);
+                        dkv[dv + c] += p[j] * dy.at(&[t, i, c]);
                     }
                 }
             }
