@@ -516,11 +516,8 @@ impl Conv {
         let reads = [args[0].buf, args[1].buf, &table];
         if let Some(e) = epilogue {
             assert_eq!(splits, 1, "conv2d: an epilogue on a pass whose K is split (see takes_epilogue)");
-            let written = e.outputs(out.shape.numel(), out.dtype, rec)?;
-            let reads: Vec<&GpuBuffer> = reads.into_iter().chain(e.inputs.iter().copied()).collect();
-            let writes: Vec<&GpuBuffer> = written.iter().collect();
-            rec.dispatch(&e.splice(kernel, 3, &EPILOGUE_SITE), &e.params(&params)?, &reads, &writes, grid)?;
-            return Ok(written);
+            let numel = out.shape.numel();
+            return e.dispatch(rec, kernel, &EPILOGUE_SITE, &params, &reads, numel, out.dtype, grid);
         }
         let y = rec.alloc_typed(out.shape.numel(), out.dtype)?;
         // K splits write slabs of partial sums, then one pass adds them up

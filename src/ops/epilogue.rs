@@ -10,11 +10,11 @@
 //! that writes value `v` (f32) at element `i` of the output. The splice replaces the output
 //! binding with the chain's bindings and the store with the chain's body.
 
-use super::fused::{Chain, Head, PARAM_WORDS};
+use super::fused::{Chain, Head, PARAM_WORDS, Wgsl};
 use super::random::PHILOX;
 use super::unary::ACTIVATIONS;
 use super::{GpuArg, Meta};
-use crate::backend::wgpu::{GpuBuffer, Kernel, Recorder};
+use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder};
 use crate::{DType, Result, Shape};
 
 /// An op whose GPU kernel can store its output through a chain.
@@ -77,43 +77,60 @@ pub(crate) struct Site {
 }
 
 impl Epilogue<'_> {
-    /// The host's `kernel` with the chain spliced in at `site`: the chain's bindings follow the
-    /// host's `own` ones.
-    pub fn splice<'k>(&self, kernel: Kernel<'k>, own: usize, site: &Site) -> Kernel<'k> {
-        let code = self.chain.wgsl(1 + own as u32, Some(self.head));
-        let mut kernel = kernel.with_library(&ACTIVATIONS);
-        if code.philox {
-            kernel = kernel.with_library(&PHILOX);
-        }
-        if code.f16 {
-            kernel = kernel.with_f16();
-        }
-        kernel.reads = (own + self.inputs.len()) as u32;
+    /// Records the host's `kernel` with the chain spliced in at `site`: its parameter block is
+    /// `own` then the chain's, it reads `reads` (the host's own buffers) then the chain's other
+    /// inputs, and writes `numel` elements to each of its outputs. Returns them: the head's
+    /// value (of `head_dtype`) if it is written out, then the chain's outputs.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch<P: bytemuck::Pod>(
+        &self,
+        rec: &mut Recorder,
+        kernel: Kernel,
+        site: &Site,
+        own: &P,
+        reads: &[&GpuBuffer],
+        numel: usize,
+        head_dtype: DType,
+        grid: Grid,
+    ) -> Result<Vec<GpuBuffer>> {
+        let code = self.chain.wgsl(1 + reads.len() as u32, Some(self.head));
+        let mut kernel = with_chain_libraries(kernel, &code);
+        kernel.reads = (reads.len() + self.inputs.len()) as u32;
         kernel.writes = (self.head.stored as usize + self.chain.outputs.len()) as u32;
-        kernel
+        let kernel = kernel
             .with("    // @FIELDS", code.fields)
             .with(site.output_binding, code.bindings)
             .with("// @EPILOGUE", code.functions)
-            .with(site.store, code.body)
-    }
-
-    /// The parameter block: the host's `own` parameters, then the chain's.
-    pub fn params<P: bytemuck::Pod>(&self, own: &P) -> Result<[u32; PARAM_WORDS]> {
-        let own: &[u32] = bytemuck::cast_slice(bytemuck::bytes_of(own));
-        debug_assert_eq!(own.len() % 4, 0, "a host's parameters end on 16 bytes");
-        let mut words = [0u32; PARAM_WORDS];
-        words[..own.len()].copy_from_slice(own);
-        self.chain.params(&mut words[own.len()..])?;
-        Ok(words)
-    }
-
-    /// Fresh buffers for what the kernel writes, `numel` elements each: the head's value (of
-    /// `head_dtype`) if it is written out, then the chain's outputs.
-    pub fn outputs(&self, numel: usize, head_dtype: DType, rec: &Recorder) -> Result<Vec<GpuBuffer>> {
+            .with(site.store, code.body);
         let head = self.head.stored.then_some(head_dtype);
-        head.into_iter()
+        let written: Vec<GpuBuffer> = head
+            .into_iter()
             .chain(self.chain.output_dtypes.iter().copied())
             .map(|d| rec.alloc_typed(numel, d))
-            .collect()
+            .collect::<Result<_>>()?;
+        let all_reads: Vec<&GpuBuffer> = reads.iter().chain(self.inputs).copied().collect();
+        let writes: Vec<&GpuBuffer> = written.iter().collect();
+        rec.dispatch(&kernel, &chain_params(own, self.chain)?, &all_reads, &writes, grid)?;
+        Ok(written)
     }
+}
+
+/// `kernel` with the shared shaders a chain's code calls (activations; Philox for dropout) and
+/// `f16` where it uses it.
+pub(crate) fn with_chain_libraries<'k>(kernel: Kernel<'k>, code: &Wgsl) -> Kernel<'k> {
+    let mut kernel = kernel.with_library(&ACTIVATIONS);
+    if code.philox {
+        kernel = kernel.with_library(&PHILOX);
+    }
+    if code.f16 { kernel.with_f16() } else { kernel }
+}
+
+/// A host's parameter block: its `own` parameters, then the chain's.
+pub(crate) fn chain_params<P: bytemuck::Pod>(own: &P, chain: &Chain) -> Result<[u32; PARAM_WORDS]> {
+    let own: &[u32] = bytemuck::cast_slice(bytemuck::bytes_of(own));
+    debug_assert_eq!(own.len() % 4, 0, "a host's parameters end on 16 bytes");
+    let mut words = [0u32; PARAM_WORDS];
+    words[..own.len()].copy_from_slice(own);
+    chain.params(&mut words[own.len()..])?;
+    Ok(words)
 }

@@ -271,12 +271,7 @@ impl MatMul {
             return Ok(vec![y]);
         };
         assert!(!copied, "matmul: an epilogue on a product whose batch is copied out (see takes_epilogue)");
-        let kernel = e.splice(kernel, 2, &EPILOGUE_SITE);
-        let written = e.outputs(numel, args[0].dtype, rec)?;
-        let reads: Vec<&GpuBuffer> = [a, b].into_iter().chain(e.inputs.iter().copied()).collect();
-        let writes: Vec<&GpuBuffer> = written.iter().collect();
-        rec.dispatch(&kernel, &e.params(&params)?, &reads, &writes, grid)?;
-        Ok(written)
+        e.dispatch(rec, kernel, &EPILOGUE_SITE, &params, &[a, b], numel, args[0].dtype, grid)
     }
 
     /// Whether the kernel walks the batch dimensions of a product of these shapes without

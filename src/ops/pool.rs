@@ -391,13 +391,9 @@ impl EpilogueHost for Pool {
     ) -> Result<Vec<GpuBuffer>> {
         let n = u32_of(self.name(), out.shape.numel())?;
         let params = self.geom.params(self.max)?;
-        let kernel = epilogue.splice(Kernel::new(&SHADER, "max_grad", 2, 1), 2, &EPILOGUE_SITE);
-        let written = epilogue.outputs(out.shape.numel(), out.dtype, rec)?;
-        let reads: Vec<&GpuBuffer> =
-            [args[0].buf, args[1].buf].into_iter().chain(epilogue.inputs.iter().copied()).collect();
-        let writes: Vec<&GpuBuffer> = written.iter().collect();
-        rec.dispatch(&kernel, &epilogue.params(&params)?, &reads, &writes, Grid::Linear(n.div_ceil(256)))?;
-        Ok(written)
+        let kernel = Kernel::new(&SHADER, "max_grad", 2, 1);
+        let (reads, grid) = ([args[0].buf, args[1].buf], Grid::Linear(n.div_ceil(256)));
+        epilogue.dispatch(rec, kernel, &EPILOGUE_SITE, &params, &reads, out.shape.numel(), out.dtype, grid)
     }
 }
 

@@ -5,10 +5,8 @@
 //! output (a tree in workgroup memory); a strided one with many outputs gets one thread per
 //! output, so that neighbouring threads read neighbouring elements.
 
-use super::epilogue::{Epilogue, EpilogueHost, PrologueHost, Site};
-use super::fused::{Chain, PARAM_WORDS};
-use super::random::PHILOX;
-use super::unary::ACTIVATIONS;
+use super::epilogue::{Epilogue, EpilogueHost, PrologueHost, Site, chain_params, with_chain_libraries};
+use super::fused::Chain;
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
 use crate::backend::cpu::{CpuData, CpuStorage, PARALLEL_CHUNK};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
@@ -280,11 +278,7 @@ impl Reduce {
                 rec.dispatch(&kernel, params, &[x], &[&y], grid)?;
                 return Ok(vec![y]);
             };
-            let written = e.outputs(numel, out.dtype, rec)?;
-            let reads: Vec<&GpuBuffer> = [x].into_iter().chain(e.inputs.iter().copied()).collect();
-            let writes: Vec<&GpuBuffer> = written.iter().collect();
-            rec.dispatch(&e.splice(kernel, 1, &EPILOGUE_SITE), &e.params(params)?, &reads, &writes, grid)?;
-            Ok(written)
+            e.dispatch(rec, kernel, &EPILOGUE_SITE, params, &[x], numel, out.dtype, grid)
         };
         let name = self.op.name();
         let n_out = out.shape.numel();
@@ -342,14 +336,8 @@ impl Reduce {
                 // the first pass computes its elements from the chain's inputs
                 assert!(epilogue.is_none(), "{name}: a prologue and an epilogue on one reduction");
                 let code = chain.wgsl(1, None);
-                let mut first = reduce_kernel(entry, self.op, out.dtype, rec.context().subgroups())
-                    .with_library(&ACTIVATIONS);
-                if code.philox {
-                    first = first.with_library(&PHILOX);
-                }
-                if code.f16 {
-                    first = first.with_f16();
-                }
+                let plain = reduce_kernel(entry, self.op, out.dtype, rec.context().subgroups());
+                let mut first = with_chain_libraries(plain, &code);
                 first.reads = inputs.len() as u32;
                 let y_binding =
                     format!("@group(0) @binding({}) var<storage, read_write> y: array<T>;", 1 + inputs.len());
@@ -361,12 +349,14 @@ impl Reduce {
                         "    return x[at]; // @LOAD",
                         format!("    let i = at;\n{}    return v{};", code.body, chain.steps.len() - 1),
                     );
-                let mut words = [0u32; PARAM_WORDS];
-                let own: &[u32] = bytemuck::cast_slice(bytemuck::bytes_of(&params));
-                words[..own.len()].copy_from_slice(own);
-                chain.params(&mut words[own.len()..])?;
                 let target = rec.alloc_typed(n_out * parts, out.dtype)?;
-                rec.dispatch(&first, &words, inputs, &[&target], Grid::Linear(groups))?;
+                rec.dispatch(
+                    &first,
+                    &chain_params(&params, chain)?,
+                    inputs,
+                    &[&target],
+                    Grid::Linear(groups),
+                )?;
                 if parts == 1 {
                     return Ok(vec![target]);
                 }
