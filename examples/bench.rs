@@ -35,6 +35,9 @@ struct Cli {
     /// Only rows whose op name contains this
     #[arg(long)]
     only: Option<String>,
+    /// After the fusion rows, list the kernels of one fused and one unfused step of each model
+    #[arg(long)]
+    dispatches: bool,
 }
 
 /// Measured throughput limits.
@@ -48,6 +51,7 @@ struct Bench {
     reps: usize,
     ceilings: Ceilings,
     only: Option<String>,
+    dispatches: bool,
 }
 
 enum Rate {
@@ -327,20 +331,32 @@ fn fusion_models(device: &Device) -> Vec<(&'static str, LossOf)> {
 /// Prints, for one training step (Adam) of the models of [`fusion_models`], the GPU dispatches
 /// (on a GPU) and the median time of a step with fusion of elementwise chains on and off
 /// (`kiln::set_fusion`, as `KILN_FUSE=0`), fused and unfused steps alternating. Each runs
-/// twice first: the optimizer's state exists and every kernel is compiled.
-fn step_fusion(device: &Device, reps: usize) -> kiln::Result<()> {
+/// twice first: the optimizer's state exists and every kernel is compiled. With `list`, then
+/// prints how often each kernel ran in one fused and one unfused step.
+fn step_fusion(device: &Device, reps: usize, list: bool) -> kiln::Result<()> {
     println!("\nfusion of elementwise chains, one training step on {device} (Adam):");
     println!("| model | dispatches fused | dispatches unfused | fewer | ms fused | ms unfused | speed-up |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     kiln::manual_seed(0);
     for (name, (loss_of, params)) in fusion_models(device) {
         let mut optimizer = Optimizer::new(params, Rule::adam(), 1e-3);
-        let step = |on: bool| -> kiln::Result<()> {
+        let mut step = |on: bool| -> kiln::Result<()> {
             kiln::set_fusion(on);
             let loss = loss_of();
             optimizer.step_with(&loss.backward(), std::slice::from_ref(&loss))
         };
-        let [(d_on, ms_on), (d_off, ms_off)] = alternate(device, reps, step)?;
+        let [(d_on, ms_on), (d_off, ms_off)] = alternate(device, reps, &mut step)?;
+        if list && device.is_gpu() {
+            for on in [true, false] {
+                kiln::debug::log_gpu_dispatches(true);
+                step(on)?;
+                device.synchronize()?;
+                print_kernel_counts(
+                    &format!("{name}, fusion {}", if on { "on" } else { "off" }),
+                    kiln::debug::log_gpu_dispatches(false),
+                );
+            }
+        }
         kiln::set_fusion(true);
         let dispatches = |d: u64| if device.is_gpu() { d.to_string() } else { "-".into() };
         let fewer = if device.is_gpu() { format!("{:.2}×", d_off as f64 / d_on as f64) } else { "-".into() };
@@ -352,6 +368,22 @@ fn step_fusion(device: &Device, reps: usize) -> kiln::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Prints each kernel of `names` with how often it ran, most frequent first.
+fn print_kernel_counts(title: &str, names: Vec<String>) {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for name in names {
+        match counts.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, c)) => *c += 1,
+            None => counts.push((name, 1)),
+        }
+    }
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    println!("\n{title}: {} dispatches", counts.iter().map(|c| c.1).sum::<usize>());
+    for (name, count) in counts {
+        println!("  {count:4}  {name}");
+    }
 }
 
 /// Runs `step(true)` and `step(false)` alternately (so that both see the same machine), twice
@@ -480,7 +512,7 @@ fn run() -> kiln::Result<()> {
     );
     println!("| framework | device | op | shape | ms | rate | of ceiling |");
     println!("| --- | --- | --- | --- | --- | --- | --- |");
-    let b = Bench { device, reps: cli.reps, ceilings, only: cli.only };
+    let b = Bench { device, reps: cli.reps, ceilings, only: cli.only, dispatches: cli.dispatches };
     let s = if cli.small { 4 } else { 1 };
 
     for n in [1024 / s, 4096 / s] {
@@ -579,7 +611,7 @@ fn run() -> kiln::Result<()> {
         step_memory(&b.device)?;
     }
     if b.only.as_ref().is_none_or(|o| "step fusion".contains(o.as_str())) {
-        step_fusion(&b.device, b.reps)?;
+        step_fusion(&b.device, b.reps, b.dispatches)?;
     }
     if b.only.as_ref().is_none_or(|o| "step mixed precision".contains(o.as_str())) {
         step_mixed_precision(&b.device, b.reps)?;

@@ -18,15 +18,24 @@ struct Params {
     pad0: u32,
     pad1: u32,
     pad2: u32,
+    // @FIELDS
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<E>;
 @group(0) @binding(2) var<storage, read> weight: array<E>;
 @group(0) @binding(3) var<storage, read> third: array<E>; // bias (forward) or dy (backward)
-@group(0) @binding(4) var<storage, read_write> out: array<E>;
+@group(0) @binding(4) var<storage, read_write> out: array<E>; // @OUTPUTS
 
 const WG: u32 = ROW_WG;
+
+// @EPILOGUE
+
+// Stores element i of `forward`'s or `backward`'s output; a fused chain that reads dx runs here
+// (`ops/epilogue.rs`).
+fn store_out(i: u32, v: f32) {
+    out[i] = E(v); // @STORE
+}
 
 // Row statistics (mean, r); every invocation of the workgroup must call it.
 fn row_stats(base: u32, live: bool, lid: u32) -> vec2<f32> {
@@ -63,7 +72,7 @@ fn forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups
         if p.has_bias == 1u {
             v = v + f32(third[j]);
         }
-        out[base + j] = E(v);
+        store_out(base + j, v);
     }
 }
 
@@ -99,7 +108,7 @@ fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) group
             g = g * f32(weight[j]);
         }
         let x_hat = (f32(x[base + j]) - stats.x) * stats.y;
-        out[base + j] = E(stats.y * (g - mean_g - x_hat * mean_gx));
+        store_out(base + j, stats.y * (g - mean_g - x_hat * mean_gx));
     }
 }
 

@@ -77,6 +77,7 @@ pub mod debug {
     pub use crate::backend::wgpu::force_pipeline_hash_collisions;
     pub use crate::backend::wgpu::inject_out_of_memory_once;
     pub use crate::backend::wgpu::live_buffers as live_gpu_buffers;
+    pub use crate::backend::wgpu::log_dispatches as log_gpu_dispatches;
     pub use crate::graph::check::{inject_fault_once, inject_nan_once};
     pub use crate::graph::fuse::chains_run as fused_chains_run;
     pub use crate::graph::node::live_nodes;

@@ -199,6 +199,23 @@ fn a_chain_is_one_dispatch_and_splits_where_it_outgrows_the_bindings() {
     let squared_error = || (&x - &y).square().sum_all();
     assert_eq!(count(false, &squared_error), 3);
     assert_eq!(count(true, &squared_error), 1);
+    // a layer norm's input gradient stores through the chain that adds the residual stream's
+    // gradient to it
+    let residual = x.detach().requires_grad_();
+    let block = || {
+        let y = &residual + residual.layer_norm(&[5], None, None, 1e-5).tanh();
+        y.square().sum_all().backward().get(&residual).unwrap().clone()
+    };
+    for on in [true, false] {
+        kiln::set_fusion(on);
+        let dx = block();
+        kiln::debug::log_gpu_dispatches(true);
+        dx.realize().unwrap();
+        let kernels = kiln::debug::log_gpu_dispatches(false);
+        kiln::set_fusion(true);
+        let hosted = kernels.iter().any(|k| k == "layernorm:backward + epilogue");
+        assert_eq!(hosted, on, "fusion {on}: {kernels:?}");
+    }
     // nine adds of ten inputs: a kernel binds at most 8 buffers, so two kernels
     let sum = || many.iter().skip(1).fold(many[0].clone(), |acc, m| acc + m);
     assert_eq!(count(false, &sum), 9);
@@ -233,7 +250,25 @@ fn gradients_are_the_same_with_fusion_on_and_off() {
             let g = loss.backward();
             vec![loss.clone(), g.get(&filter).unwrap().clone(), g.get(&channel_bias).unwrap().clone()]
         };
-        for (name, model) in [("dense", &dense as &dyn Fn(&Device) -> Vec<Tensor>), ("cnn", &cnn)] {
+        // a pre-norm residual block: the layer norm's input gradient takes the residual
+        // stream's gradient in its store
+        let block = |device: &Device| {
+            let x = Tensor::randn([6, 11], device).requires_grad_();
+            let (gain, shift) = (Tensor::randn([11], device).requires_grad_(), Tensor::randn([11], device));
+            let w = (Tensor::randn([11, 11], device) * 0.3).detach().requires_grad_();
+            let h = &x + x.layer_norm(&[11], Some(&gain), Some(&shift), 1e-5).matmul(&w).gelu();
+            let loss = (&h + h.layer_norm(&[11], None, None, 1e-5)).tanh().square().mean_all();
+            let g = loss.backward();
+            vec![
+                loss.clone(),
+                g.get(&x).unwrap().clone(),
+                g.get(&gain).unwrap().clone(),
+                g.get(&w).unwrap().clone(),
+            ]
+        };
+        let models =
+            [("dense", &dense as &dyn Fn(&Device) -> Vec<Tensor>), ("cnn", &cnn), ("pre-norm block", &block)];
+        for (name, model) in models {
             let grads = |on: bool| -> Vec<Vec<f64>> {
                 kiln::set_fusion(on);
                 kiln::manual_seed(seed.value);

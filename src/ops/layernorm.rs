@@ -2,8 +2,10 @@
 //! y = (x − mean) / √(var + eps) · w + b. The GPU kernels give each row one workgroup and
 //! compute mean and variance with Welford's algorithm, merged in a tree (Chan et al.).
 //!
-//! The backward pass is one fused kernel for dx; dw and db are reductions in tensor ops.
+//! The backward pass is one fused kernel for dx, which can store through a fused chain (the
+//! residual stream's gradient added to it); dw and db are reductions in tensor ops.
 
+use super::epilogue::{Epilogue, EpilogueHost, Site};
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, f16_rounding_summing, f16_via_f32, ulps_summing};
 use crate::backend::cpu::{CpuStorage, sum_f64, with_float};
 use crate::backend::cpu_pool;
@@ -159,6 +161,59 @@ impl Op for LayerNorm {
     }
 }
 
+impl LayerNormGrad {
+    /// The kernel's parameters and the buffers it reads: x, the weight (x again without one),
+    /// dy.
+    fn launch<'a>(&self, args: &[GpuArg<'a>], out: &Meta) -> Result<(Params, [&'a GpuBuffer; 3])> {
+        let rows = out.shape.numel() / self.size.max(1);
+        let params = Params {
+            rows: u32_of("layer_norm_grad", rows)?,
+            size: u32_of("layer_norm_grad", self.size)?,
+            eps: self.eps as f32,
+            has_weight: self.has_weight as u32,
+            has_bias: 0,
+            _pad: [0; 3],
+        };
+        let x = args[0].buf;
+        let w = if self.has_weight { args[1].buf } else { x };
+        Ok((params, [x, w, args[1 + self.has_weight as usize].buf]))
+    }
+}
+
+/// Where `layernorm.wgsl` takes an epilogue (see `epilogue.rs`).
+const EPILOGUE_SITE: Site = Site {
+    output_binding: "@group(0) @binding(4) var<storage, read_write> out: array<E>; // @OUTPUTS",
+    store: "    out[i] = E(v); // @STORE",
+};
+
+/// The input gradient, one workgroup per row, stores through a chain (in f32).
+impl EpilogueHost for LayerNormGrad {
+    fn takes_epilogue(&self, _: &[&Shape], _: &Shape, dtype: DType) -> bool {
+        dtype == DType::F32
+    }
+
+    fn prefix_words(&self) -> usize {
+        std::mem::size_of::<Params>() / 4
+    }
+
+    fn own_bindings(&self) -> usize {
+        3
+    }
+
+    fn launch_epilogue(
+        &self,
+        args: &[GpuArg],
+        out: &Meta,
+        epilogue: &Epilogue,
+        rec: &mut Recorder,
+    ) -> Result<Vec<GpuBuffer>> {
+        let (params, reads) = self.launch(args, out)?;
+        let kernel = Kernel::new(&SHADER, "backward", 3, 1);
+        let grid = Grid::Linear(params.rows);
+        epilogue.dispatch(rec, kernel, &EPILOGUE_SITE, &params, &reads, out.shape.numel(), out.dtype, grid)
+    }
+}
+
 impl LayerNorm {
     fn size(&self) -> usize {
         self.normalized.numel()
@@ -216,22 +271,15 @@ impl Op for LayerNormGrad {
         })
     }
 
+    fn epilogue_host(&self) -> Option<&dyn EpilogueHost> {
+        Some(self)
+    }
+
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
         let dx = rec.alloc_typed(out.shape.numel(), out.dtype)?;
-        let rows = out.shape.numel() / self.size.max(1);
-        let params = Params {
-            rows: u32_of("layer_norm_grad", rows)?,
-            size: u32_of("layer_norm_grad", self.size)?,
-            eps: self.eps as f32,
-            has_weight: self.has_weight as u32,
-            has_bias: 0,
-            _pad: [0; 3],
-        };
-        let x = args[0].buf;
-        let w = if self.has_weight { args[1].buf } else { x };
-        let dy = args[1 + self.has_weight as usize].buf;
+        let (params, reads) = self.launch(args, out)?;
         let kernel = Kernel::new(&SHADER, "backward", 3, 1).storing(out.dtype);
-        rec.dispatch(&kernel, &params, &[x, w, dy], &[&dx], Grid::Linear(params.rows))?;
+        rec.dispatch(&kernel, &params, &reads, &[&dx], Grid::Linear(params.rows))?;
         Ok(dx)
     }
 

@@ -18,4 +18,4 @@ pub(crate) use pipeline::prelude;
 pub(crate) use pipeline::{Kernel, Shader, shader};
 pub use pool::{DEFAULT_POOL_BYTES, GpuBuffer, inject_out_of_memory_once, live_buffers};
 pub(crate) use recorder::Grid;
-pub use recorder::{Recorder, dispatches};
+pub use recorder::{Recorder, dispatches, log_dispatches};

@@ -89,6 +89,19 @@ impl<'a> Kernel<'a> {
         }
     }
 
+    /// `shader:entry` (`"conv:gemm"`), with ` + epilogue` or ` + prologue` where a fused
+    /// elementwise chain runs in its stores or loads (`ops/epilogue.rs`).
+    pub fn name(&self) -> String {
+        let shader = self.shader.name.trim_end_matches(".wgsl");
+        let spliced = |pattern: &str| self.spec.iter().any(|(p, _)| *p == pattern);
+        let chain = match () {
+            _ if spliced("// @EPILOGUE") => " + epilogue",
+            _ if spliced("// @PROLOGUE") => " + prologue",
+            _ => "",
+        };
+        format!("{shader}:{}{chain}", self.entry)
+    }
+
     /// Enables WGSL's `f16` type in this kernel (it reads or writes f16 tensors): it then runs
     /// only on adapters with `shader-f16`.
     pub fn with_f16(mut self) -> Kernel<'a> {

@@ -78,6 +78,16 @@ impl FaultSlotInfo {
 thread_local! {
     /// Dispatches recorded on this thread, for tests that count them ([`dispatches`]).
     static DISPATCHES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    /// The kernels dispatched on this thread while [`log_dispatches`] is on, as `shader:entry`
+    /// (with ` + epilogue` or ` + prologue` where a fused chain rides along).
+    static DISPATCH_LOG: std::cell::RefCell<Option<Vec<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Starts (`true`) or stops recording the name of every kernel this thread dispatches; stopping
+/// returns the names recorded since the start, in order. For finding what a training step
+/// spends its dispatches on (`examples/bench.rs --dispatches`).
+pub fn log_dispatches(on: bool) -> Vec<String> {
+    DISPATCH_LOG.with(|log| std::mem::replace(&mut *log.borrow_mut(), on.then(Vec::new)).unwrap_or_default())
 }
 
 /// How many kernel dispatches this thread has recorded (buffer copies and clears are not
@@ -172,6 +182,11 @@ impl Recorder {
             })
         });
         DISPATCHES.with(|d| d.set(d.get() + 1));
+        DISPATCH_LOG.with(|log| {
+            if let Some(names) = log.borrow_mut().as_mut() {
+                names.push(kernel.name());
+            }
+        });
         let pass = self.pass();
         pass.set_pipeline(&pipeline.pipeline);
         pass.set_bind_group(0, &bind_group, &[offset as u32]);
