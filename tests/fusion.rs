@@ -293,6 +293,52 @@ fn gradients_are_the_same_with_fusion_on_and_off() {
 }
 
 #[test]
+fn a_bias_gradient_is_summed_by_its_weight_gradient_product() {
+    let seed = Seed::from_env("fusion", "a_bias_gradient_is_summed_by_its_weight_gradient_product");
+    let Some(gpu) = common::gpu("fusion") else { return };
+    // (rows, in, out): one row, primes, more rows than a tile of K and outputs than a tile, and
+    // a width that fills its tiles (no spare line: the sum stays a reduction); a 3-D input
+    // folded into rows; weights stored (out, in) as nn::Linear's and (in, out)
+    for (rows, inputs, outputs) in [(1, 3, 2), (131, 67, 37), (300, 130, 70), (5, 64, 9)] {
+        for (folded, transposed) in [(false, true), (true, true), (false, false)] {
+            let run = |device: &Device, on: bool| -> (Vec<Vec<f64>>, Vec<String>) {
+                kiln::set_fusion(on);
+                kiln::manual_seed(seed.value);
+                let x = Tensor::randn([rows, inputs], &Device::Cpu).to(device);
+                let x = if folded { x.reshape([1, rows, inputs]) } else { x };
+                let w = if transposed { [outputs, inputs] } else { [inputs, outputs] };
+                let w = Tensor::randn(w, &Device::Cpu).to(device).requires_grad_();
+                let b = Tensor::randn([outputs], &Device::Cpu).to(device).requires_grad_();
+                let y = if transposed { x.matmul(&w.t()) } else { x.matmul(&w) } + &b;
+                let g = (y.tanh() * 0.5).sum_all().backward();
+                let grads = [g.get(&w).unwrap().clone(), g.get(&b).unwrap().clone()];
+                kiln::debug::log_gpu_dispatches(true);
+                let v = values(&grads);
+                let kernels = kiln::debug::log_gpu_dispatches(false);
+                kiln::set_fusion(true);
+                (v, kernels)
+            };
+            let case =
+                format!("rows {rows}, in {inputs}, out {outputs}, folded {folded}, (out, in) {transposed}");
+            let (fused, kernels) = run(&gpu, true);
+            let (unfused, _) = run(&gpu, false);
+            let (cpu, _) = run(&Device::Cpu, true);
+            // the extra line of ones must land in the padding of the GEMM's last tile
+            let summed = kernels.iter().any(|k| k == "matmul:main + sums");
+            assert_eq!(summed, inputs % 64 != 0, "{case}: {kernels:?}; {seed}");
+            assert_eq!(kernels.iter().any(|k| k.starts_with("reduce:")), !summed, "{case}: {kernels:?}");
+            for ((f, u), c) in fused.iter().zip(&unfused).zip(&cpu) {
+                assert!(
+                    relative_error(f, u) < 1e-5,
+                    "{case}: fused and unfused GPU gradients differ; {seed}"
+                );
+                assert!(relative_error(f, c) < 1e-4, "{case}: GPU and CPU gradients differ; {seed}");
+            }
+        }
+    }
+}
+
+#[test]
 fn a_chain_past_the_grid_limit_covers_every_element() {
     let Some(gpu) = common::gpu("fusion") else { return };
     // 65,535 workgroups of 256 and one more element: the grid folds onto two dimensions

@@ -12,11 +12,13 @@
 //! do the other kernels that can store through a chain (`ops/epilogue.rs`): a convolution, a
 //! max-pooling gradient, a reduction — found through reshapes, which share their input's
 //! storage. A chain whose last value only a reduction reads runs in the reduction's loads
-//! instead (a prologue) and writes nothing itself.
+//! instead (a prologue) and writes nothing itself. A bias's gradient, a sum, runs in the GEMM
+//! of its weight's gradient (`siblings.rs`).
 //!
 //! `KILN_FUSE=0` turns fusion off for the process (and the optimizer's multi-tensor updates with
 //! it); [`set_fusion`] switches it per thread.
 
+use crate::graph::siblings::{self, Pair};
 use crate::ops::Exec;
 use crate::ops::fused::{Chain, FUSED_PREFIX_WORDS, Head, Operand, Step, fits_gpu};
 use crate::{DType, Device, Shape, Tensor};
@@ -71,6 +73,8 @@ pub(crate) enum Task {
     Node(Tensor),
     /// Nodes computed together as one chain.
     Chain(Box<Group>),
+    /// A product that computes a sibling's sums too (`siblings.rs`).
+    Pair(Box<Pair>),
 }
 
 /// A chain of the schedule: its nodes, its inputs and the program that computes them.
@@ -265,14 +269,22 @@ pub(crate) fn plan(order: Vec<Tensor>) -> Vec<Task> {
             hosted[r] = true;
         }
     }
-    let fused: Vec<bool> = (0..order.len()).map(|p| hosted[p] || group_of[p].is_some_and(fused)).collect();
+    let mut fused: Vec<bool> =
+        (0..order.len()).map(|p| hosted[p] || group_of[p].is_some_and(fused)).collect();
+    // on a GPU, a bias's gradient computed by its weight's gradient product, at the product's place
+    let mut pairs = siblings::pairs(&order, &position, &consumers, &fused);
+    for pair in pairs.values() {
+        fused[position[&pair.sum.id()]] = true;
+        fused[position[&pair.product.id()]] = true;
+    }
     order
         .into_iter()
         .enumerate()
-        .filter_map(|(p, t)| match chains.remove(&p) {
-            Some(group) => Some(Task::Chain(Box::new(group))),
-            None if fused[p] => None,
-            None => Some(Task::Node(t)),
+        .filter_map(|(p, t)| match (chains.remove(&p), pairs.remove(&p)) {
+            (Some(group), _) => Some(Task::Chain(Box::new(group))),
+            (None, Some(pair)) => Some(Task::Pair(Box::new(pair))),
+            (None, None) if fused[p] => None,
+            (None, None) => Some(Task::Node(t)),
         })
         .collect()
 }

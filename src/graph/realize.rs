@@ -11,8 +11,10 @@ use crate::backend::cpu::CpuStorage;
 use crate::backend::wgpu::{self as gpu, GpuBuffer, Recorder};
 use crate::graph::fuse::{self, Group, Task};
 use crate::graph::node::{Node, new_walk};
+use crate::graph::siblings::Pair;
 use crate::graph::{check, deferred};
 use crate::ops::epilogue::Epilogue;
+use crate::ops::matmul::MatMul;
 use crate::ops::{CpuArg, Exec, Fault, GpuArg, Meta};
 use crate::{Device, Error, Result, Tensor};
 use smallvec::SmallVec;
@@ -44,6 +46,7 @@ fn realize_roots(roots: &[Tensor]) -> Result<()> {
         let done = match task {
             Task::Node(node) => exec.run(&node),
             Task::Chain(group) => exec.run_chain(&group),
+            Task::Pair(pair) => exec.run_pair(&pair),
         };
         if let Err(e) = done {
             result = Err(e);
@@ -244,6 +247,50 @@ impl Executor {
             }
         }
         fuse::count_chain();
+        Ok(())
+    }
+
+    /// Computes a product and its sibling's sums in one kernel (`siblings.rs`), sets both, then
+    /// lets each forget its inputs as `run` would.
+    fn run_pair(&mut self, pair: &Pair) -> Result<()> {
+        let (product, sum) = (&pair.product, &pair.sum);
+        let Device::Gpu(n) = product.device() else { unreachable!("pairs run on a GPU") };
+        let operands: Vec<Tensor> = product.0.inputs().to_vec();
+        let summed: Vec<Tensor> = sum.0.inputs().to_vec();
+        let storage = |t: &Tensor| t.storage().expect("inputs are realized first");
+        let (storages, summed_storages): (Vec<Storage>, Vec<Storage>) =
+            (operands.iter().map(storage).collect(), summed.iter().map(storage).collect());
+        let mut slots: SmallVec<[SlotId; 2]> = SmallVec::new();
+        for i in operands.iter().chain(&summed) {
+            for id in self.tainted.get(&i.id()).map_or(&[][..], |(_, s)| &s[..]) {
+                if !slots.contains(id) {
+                    slots.push(*id);
+                }
+            }
+        }
+        let (rec, _) = self.recorder(n)?;
+        let args: Vec<GpuArg> = operands
+            .iter()
+            .zip(&storages)
+            .map(|(t, s)| GpuArg { buf: s.gpu(), shape: t.shape(), dtype: t.dtype() })
+            .collect();
+        let op = (&product.0.op as &dyn std::any::Any).downcast_ref::<MatMul>().expect("a pair's product");
+        let (c, sums) = op.launch_with_sums(&args, product.shape(), pair.sums, rec)?;
+        let (c, sums) = (Storage::Gpu(Arc::new(c)), Storage::Gpu(Arc::new(sums)));
+        if rec.context().checked() {
+            self.flush(n)?;
+            check::compare(product, &operands, &storages, &c)?;
+            check::compare(sum, &summed, &summed_storages, &sums)?;
+        }
+        for (node, out) in [(product, c), (sum, sums)] {
+            node.0.set_storage(out);
+            if !slots.is_empty() {
+                self.tainted.insert(node.id(), (Arc::downgrade(&node.0), slots.clone()));
+            }
+            if !fuse::keeps(node) {
+                node.0.drop_inputs();
+            }
+        }
         Ok(())
     }
 

@@ -27,6 +27,16 @@ pub(crate) static GEMM: Shader = shader!("gemm.wgsl");
 /// its operands out to one batch dimension first).
 const MAX_BATCH_RANK: usize = 4;
 
+/// Sums along K that a product can compute in the same kernel (see `matmul.wgsl`'s `ONES`): a
+/// linear layer's bias gradient beside its weight's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum SumsAlongK {
+    /// Σ_k op(A)[i, k] for each row i of C (op(B) gains a column of ones).
+    RowsOfA,
+    /// Σ_k op(B)[k, j] for each column j of C (op(A) gains a row of ones).
+    ColumnsOfB,
+}
+
 /// C = op(A)·op(B), batched, where op transposes the last two axes when the flag is set.
 pub(crate) struct MatMul {
     pub trans_a: bool,
@@ -147,7 +157,7 @@ impl Op for MatMul {
     }
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
-        let mut written = self.launch(args, out.shape, None, rec)?;
+        let mut written = self.launch(args, out.shape, None, None, rec)?;
         Ok(written.pop().expect("the product"))
     }
 
@@ -206,19 +216,57 @@ impl EpilogueHost for MatMul {
         epilogue: &Epilogue,
         rec: &mut Recorder,
     ) -> Result<Vec<GpuBuffer>> {
-        self.launch(args, out.shape, Some(epilogue), rec)
+        self.launch(args, out.shape, Some(epilogue), None, rec)
     }
 }
 
 impl MatMul {
+    /// Whether a product of these shapes and dtype can compute `sums` in its kernel: one f32
+    /// matrix product (no batch) whose extra line of ones lands in the padding of its last
+    /// tile, where it costs no workgroup.
+    pub(crate) fn takes_sums(
+        &self,
+        a: &Shape,
+        b: &Shape,
+        out: &Shape,
+        dtype: DType,
+        sums: SumsAlongK,
+    ) -> bool {
+        if dtype != DType::F32 || a.rank() != 2 || b.rank() != 2 {
+            return false;
+        }
+        let g = self.geometry(a, b, out);
+        let size = Tile::for_shape(g.m, g.n, 1).size as usize;
+        match sums {
+            SumsAlongK::RowsOfA => !g.n.is_multiple_of(size),
+            SumsAlongK::ColumnsOfB => !g.m.is_multiple_of(size),
+        }
+    }
+
+    /// Records the product of `args` and, in the same kernel, `sums` along K (see
+    /// [`takes_sums`](Self::takes_sums)). Returns the product and the sums (f32).
+    pub(crate) fn launch_with_sums(
+        &self,
+        args: &[GpuArg],
+        out: &Shape,
+        sums: SumsAlongK,
+        rec: &mut Recorder,
+    ) -> Result<(GpuBuffer, GpuBuffer)> {
+        let mut written = self.launch(args, out, None, Some(sums), rec)?;
+        let sums = written.pop().expect("the sums");
+        Ok((written.pop().expect("the product"), sums))
+    }
+
     /// Records the product of `args` into a new buffer; with an `epilogue`, the chain computed
-    /// from each element of the product instead (`Epilogue`). Returns the buffers written: the
-    /// product (unless an epilogue does not write it out), then the chain's outputs.
+    /// from each element of the product instead (`Epilogue`); with `sums`, those too. Returns
+    /// the buffers written: the product (unless an epilogue does not write it out), then the
+    /// chain's outputs or the sums.
     fn launch(
         &self,
         args: &[GpuArg],
         out: &Shape,
         epilogue: Option<&Epilogue>,
+        sums: Option<SumsAlongK>,
         rec: &mut Recorder,
     ) -> Result<Vec<GpuBuffer>> {
         let g = self.geometry(args[0].shape, args[1].shape, out);
@@ -262,9 +310,21 @@ impl MatMul {
         let batches = u32_of("matmul", batch.iter().product())?;
         let tile = Tile::for_shape(g.m, g.n, batches as usize);
         let kernel = kernel(tile, g.a_rc.1 == 1, g.b_rc.1 == 1, args[0].dtype);
+        let numel = out.numel();
+        if let Some(sums) = sums {
+            assert!(epilogue.is_none() && batches == 1, "matmul: sums beside an epilogue or a batch");
+            // (M, N) with the line of sums → one BM×BN tile of C per workgroup
+            let (rows, columns, length) = match sums {
+                SumsAlongK::RowsOfA => (params.m, params.n + 1, g.m),
+                SumsAlongK::ColumnsOfB => (params.m + 1, params.n, g.n),
+            };
+            let grid = Grid::Dims(columns.div_ceil(tile.size), rows.div_ceil(tile.size), 1);
+            let (y, s) = (rec.alloc_typed(numel, args[0].dtype)?, rec.alloc_elems(length)?);
+            rec.dispatch(&with_sums(kernel, sums), &params, &[a, b], &[&y, &s], grid)?;
+            return Ok(vec![y, s]);
+        }
         // (B, M, N) → one BM×BN tile of C per workgroup
         let grid = Grid::Dims(params.n.div_ceil(tile.size), params.m.div_ceil(tile.size), batches);
-        let numel = out.numel();
         let Some(e) = epilogue else {
             let y = rec.alloc_typed(numel, args[0].dtype)?;
             rec.dispatch(&kernel, &params, &[a, b], &[&y], grid)?;
@@ -349,6 +409,20 @@ fn kernel(tile: Tile, a_along_k: bool, b_along_n: bool, dtype: DType) -> Kernel<
     gemm_kernel(&SHADER, "main", 2, tile, a_along_k, b_along_n).storing(dtype)
 }
 
+/// `kernel` also computing `sums` along K into an f32 buffer bound after the product.
+fn with_sums(kernel: Kernel<'static>, sums: SumsAlongK) -> Kernel<'static> {
+    let (ones, store) = match sums {
+        SumsAlongK::RowsOfA => (1, "if col == p.n {\n        sums[row] = v;\n        return;\n    }"),
+        SumsAlongK::ColumnsOfB => (2, "if row == p.m {\n        sums[col] = v;\n        return;\n    }"),
+    };
+    let mut kernel = kernel
+        .with("const ONES: u32 = 0u; // @ONES", format!("const ONES: u32 = {ones}u;"))
+        .with("// @SUMS", "@group(0) @binding(4) var<storage, read_write> sums: array<f32>;".to_string())
+        .with("// @STORE_SUMS", store.to_string());
+    kernel.writes = 2;
+    kernel
+}
+
 /// Every specialization this family can compile (for the shader validation test).
 pub(crate) fn variants() -> Vec<Kernel<'static>> {
     let mut all = Vec::new();
@@ -356,6 +430,9 @@ pub(crate) fn variants() -> Vec<Kernel<'static>> {
         for (a, b) in [(true, true), (true, false), (false, true), (false, false)] {
             all.push(kernel(tile, a, b, DType::F32));
             all.push(kernel(tile, a, b, DType::F16));
+        }
+        for sums in [SumsAlongK::RowsOfA, SumsAlongK::ColumnsOfB] {
+            all.push(with_sums(kernel(tile, false, true, DType::F32), sums));
         }
     }
     all

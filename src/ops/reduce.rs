@@ -259,6 +259,11 @@ impl Op for Reduce {
 }
 
 impl Reduce {
+    /// Whether this sums `input` over every axis but the last (as a bias's gradient does).
+    pub(crate) fn sums_all_but_last(&self, input: &Shape) -> bool {
+        self.op == ReduceOp::Sum && input.rank() >= 2 && self.axes.iter().copied().eq(0..input.rank() - 1)
+    }
+
     /// Records the reduction of `input` (in two passes when few outputs combine many elements
     /// each); with an `epilogue`, the chain computed from each result in the last pass's store.
     /// Returns the buffers written: the result (unless an epilogue does not write it out), then

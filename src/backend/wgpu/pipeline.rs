@@ -90,13 +90,15 @@ impl<'a> Kernel<'a> {
     }
 
     /// `shader:entry` (`"conv:gemm"`), with ` + epilogue` or ` + prologue` where a fused
-    /// elementwise chain runs in its stores or loads (`ops/epilogue.rs`).
+    /// elementwise chain runs in its stores or loads (`ops/epilogue.rs`), ` + sums` where it
+    /// also sums an operand along K (`graph/siblings.rs`).
     pub fn name(&self) -> String {
         let shader = self.shader.name.trim_end_matches(".wgsl");
         let spliced = |pattern: &str| self.spec.iter().any(|(p, _)| *p == pattern);
         let chain = match () {
             _ if spliced("// @EPILOGUE") => " + epilogue",
             _ if spliced("// @PROLOGUE") => " + prologue",
+            _ if spliced("// @STORE_SUMS") => " + sums",
             _ => "",
         };
         format!("{shader}:{}{chain}", self.entry)

@@ -79,7 +79,7 @@ thread_local! {
     /// Dispatches recorded on this thread, for tests that count them ([`dispatches`]).
     static DISPATCHES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
     /// The kernels dispatched on this thread while [`log_dispatches`] is on, as `shader:entry`
-    /// (with ` + epilogue` or ` + prologue` where a fused chain rides along).
+    /// and what rides along (`Kernel::name`).
     static DISPATCH_LOG: std::cell::RefCell<Option<Vec<String>>> = const { std::cell::RefCell::new(None) };
 }
 
