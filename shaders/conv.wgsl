@@ -14,8 +14,14 @@
 // for the forward pass and the input gradient (read into f32, accumulated in f32, rounded once
 // on the store). src/ops/conv.rs may splice a fused chain into the forward pass's or the input
 // gradient's store (an epilogue: a bias and an activation; see src/ops/epilogue.rs).
+//
+// With ONES = 1 the weight gradient also sums dy over (n, pix) for each output channel — the
+// bias's gradient — as column gemm_n of C, from a column of ones appended to im2col(x)ᵀ
+// (src/graph/siblings.rs). Each K split's slab then holds the weights' partial sums followed
+// by the O channel sums, and so does the output.
 
 const PASS: u32 = 0u; // @PASS
+const ONES: u32 = 0u; // @ONES
 alias E = f32; // @E
 
 struct Params {
@@ -113,6 +119,9 @@ fn load_b(kk: u32, col: u32) -> f32 {
         }
         return f32(first[col_base + u32(t.y) + oy * p.ow + ox]);
     }
+    if ONES == 1u && col == p.gemm_n {
+        return 1.0;
+    }
     // im2col(x)ᵀ[kk = n·P + pix][col = (ci, i, j)]
     let t = table[col];
     let plane = p.oh * p.ow;
@@ -136,8 +145,18 @@ fn output_index(row: u32, col: u32) -> u32 {
         let plane = p.h * p.w;
         return ((col / plane) * p.c + group_index * cg() + row) * plane + col % plane;
     }
-    // one slab of partial sums per K split
-    return (split * p.o + group_index * og() + row) * p.gemm_n + col;
+    // one slab of partial sums per K split: the weights', then the channel sums if any
+    let channel = group_index * og() + row;
+    let slab = split * slab_size();
+    if ONES == 1u && col == p.gemm_n {
+        return slab + p.o * p.gemm_n + channel;
+    }
+    return slab + channel * p.gemm_n + col;
+}
+
+// The elements of one slab of the weight gradient's output.
+fn slab_size() -> u32 {
+    return p.o * p.gemm_n + ONES * p.o;
 }
 
 // @EPILOGUE
@@ -151,7 +170,8 @@ fn store_c(row: u32, col: u32, v: f32) {
 fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
         @builtin(local_invocation_id) lid: vec3<u32>) {
     // the grid is (column tiles, row tiles, channel groups × K splits)
-    let tile = grid_workgroup(wg, groups, (p.gemm_n + BN - 1u) / BN, (p.gemm_m + BM - 1u) / BM);
+    let columns = p.gemm_n + ONES;
+    let tile = grid_workgroup(wg, groups, (columns + BN - 1u) / BN, (p.gemm_m + BM - 1u) / BM);
     if tile.z >= p.groups * p.splits {
         return; // a spare workgroup of a folded grid (uniformly: no barrier is skipped)
     }
@@ -159,18 +179,18 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
     split = tile.z % p.splits;
     let k_begin = split * p.chunk;
     let k_end = min(p.gemm_k, k_begin + p.chunk);
-    gemm_tile(tile.y * BM, tile.x * BN, p.gemm_m, p.gemm_n, k_begin, k_end, lid);
+    gemm_tile(tile.y * BM, tile.x * BN, p.gemm_m, columns, k_begin, k_end, lid);
 }
 
 @group(0) @binding(1) var<storage, read> partial: array<f32>;
 @group(0) @binding(2) var<storage, read_write> summed: array<f32>;
 
-// The weight gradient: the sum of the K splits' partial sums.
+// The weight gradient (and the channel sums): the sum of the K splits' partial sums.
 @compute @workgroup_size(256)
 fn sum_splits(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
     let i = flat_workgroup(wg, groups) * 256u + lid;
-    let size = p.o * p.gemm_n;
+    let size = slab_size();
     if i >= size {
         return;
     }

@@ -339,6 +339,46 @@ fn a_bias_gradient_is_summed_by_its_weight_gradient_product() {
 }
 
 #[test]
+fn a_convolution_bias_gradient_is_summed_by_its_weight_gradient() {
+    let seed = Seed::from_env("fusion", "a_convolution_bias_gradient_is_summed_by_its_weight_gradient");
+    let Some(gpu) = common::gpu("fusion") else { return };
+    // (N, C, O, H, kernel, groups): one image; a long K split over several slabs; groups; a
+    // patch of 64 = a whole column tile (no spare column: the sum stays a reduction)
+    for (n, c, o, h, k, groups) in
+        [(1, 1, 3, 5, 3, 1), (4, 3, 5, 42, 3, 1), (2, 4, 6, 9, 3, 2), (2, 16, 4, 6, 2, 1)]
+    {
+        let run = |device: &Device, on: bool| -> (Vec<Vec<f64>>, Vec<String>) {
+            kiln::set_fusion(on);
+            kiln::manual_seed(seed.value);
+            let cpu = Device::Cpu;
+            let x = Tensor::randn([n, c, h, h], &cpu).to(device);
+            let w = Tensor::randn([o, c / groups, k, k], &cpu).to(device).requires_grad_();
+            let b = Tensor::randn([o], &cpu).to(device).requires_grad_();
+            let opts = ConvOptions { padding: (1, 1), groups, ..ConvOptions::default() };
+            let y = x.conv2d(&w, opts) + b.reshape([o, 1, 1]);
+            let g = (y.tanh() * 0.5).sum_all().backward();
+            let grads = [g.get(&w).unwrap().clone(), g.get(&b).unwrap().clone()];
+            kiln::debug::log_gpu_dispatches(true);
+            let v = values(&grads);
+            let kernels = kiln::debug::log_gpu_dispatches(false);
+            kiln::set_fusion(true);
+            (v, kernels)
+        };
+        let case = format!("N {n}, C {c}, O {o}, {h}x{h}, kernel {k}, groups {groups}");
+        let (fused, kernels) = run(&gpu, true);
+        let (unfused, _) = run(&gpu, false);
+        let (cpu, _) = run(&Device::Cpu, true);
+        let summed = kernels.iter().any(|k| k == "conv:gemm + sums");
+        assert_eq!(summed, (c / groups * k * k) % 64 != 0, "{case}: {kernels:?}; {seed}");
+        assert_eq!(kernels.iter().any(|k| k.starts_with("reduce:")), !summed, "{case}: {kernels:?}");
+        for ((f, u), c) in fused.iter().zip(&unfused).zip(&cpu) {
+            assert!(relative_error(f, u) < 1e-5, "{case}: fused and unfused GPU gradients differ; {seed}");
+            assert!(relative_error(f, c) < 1e-4, "{case}: GPU and CPU gradients differ; {seed}");
+        }
+    }
+}
+
+#[test]
 fn a_chain_past_the_grid_limit_covers_every_element() {
     let Some(gpu) = common::gpu("fusion") else { return };
     // 65,535 workgroups of 256 and one more element: the grid folds onto two dimensions
@@ -425,5 +465,19 @@ fn the_cross_check_names_every_op_of_a_wrong_chain() {
             );
         }
         other => panic!("the injected fault in a reduction's epilogue was not caught: {other:?}"),
+    }
+    // and a product that computes a sibling's sums (a weight's gradient and its bias's)
+    let x = Tensor::randn([4, 7], &gpu);
+    x.realize().unwrap();
+    let (product, sums) = (a.t().matmul(&x), a.sum(0, false));
+    Tensor::realize_all(&[product.clone(), sums.clone()]).expect("a correct pair passes the cross-check");
+    let (product, sums) = (a.t().matmul(&x), a.sum(0, false));
+    kiln::debug::log_gpu_dispatches(true);
+    kiln::debug::inject_fault_once();
+    let result = Tensor::realize_all(&[product, sums]);
+    assert_eq!(kiln::debug::log_gpu_dispatches(false), ["matmul:main + sums"]);
+    match result {
+        Err(Error::CheckFailed(msg)) => assert!(msg.contains("matmul"), "names the product: {msg}"),
+        other => panic!("the injected fault in a product with sums was not caught: {other:?}"),
     }
 }

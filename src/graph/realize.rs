@@ -14,7 +14,6 @@ use crate::graph::node::{Node, new_walk};
 use crate::graph::siblings::Pair;
 use crate::graph::{check, deferred};
 use crate::ops::epilogue::Epilogue;
-use crate::ops::matmul::MatMul;
 use crate::ops::{CpuArg, Exec, Fault, GpuArg, Meta};
 use crate::{Device, Error, Result, Tensor};
 use smallvec::SmallVec;
@@ -274,8 +273,7 @@ impl Executor {
             .zip(&storages)
             .map(|(t, s)| GpuArg { buf: s.gpu(), shape: t.shape(), dtype: t.dtype() })
             .collect();
-        let op = (&product.0.op as &dyn std::any::Any).downcast_ref::<MatMul>().expect("a pair's product");
-        let (c, sums) = op.launch_with_sums(&args, product.shape(), pair.sums, rec)?;
+        let (c, sums) = pair.launch(&args, rec)?;
         let (c, sums) = (Storage::Gpu(Arc::new(c)), Storage::Gpu(Arc::new(sums)));
         if rec.context().checked() {
             self.flush(n)?;

@@ -275,14 +275,27 @@ fn gemm_kernel(pass: Pass, tile: Tile, dtype: DType) -> Kernel<'static> {
         .storing(dtype)
 }
 
+/// `kernel` (the weight gradient's GEMM or the sum of its splits) with the channel sums of dy
+/// after the weights (see `conv.wgsl`'s ONES).
+fn with_channel_sums(kernel: Kernel<'static>) -> Kernel<'static> {
+    kernel.with("const ONES: u32 = 0u; // @ONES", "const ONES: u32 = 1u;".to_string())
+}
+
+/// The kernel that adds up the weight gradient's K splits.
+fn sum_splits_kernel() -> Kernel<'static> {
+    Kernel::new(&SHADER, "sum_splits", 1, 1).with_library(&matmul::GEMM)
+}
+
 /// Every specialization this family can compile (for the shader validation test).
 pub(crate) fn variants() -> Vec<Kernel<'static>> {
-    let mut all = vec![Kernel::new(&SHADER, "sum_splits", 1, 1).with_library(&matmul::GEMM)];
+    let mut all = vec![sum_splits_kernel(), with_channel_sums(sum_splits_kernel())];
     for pass in [Pass::Forward, Pass::InputGrad, Pass::WeightGrad] {
         for tile in [Tile::LARGE, Tile::SMALL] {
             all.push(gemm_kernel(pass, tile, DType::F32));
             if pass.computes_f16() {
                 all.push(gemm_kernel(pass, tile, DType::F16));
+            } else {
+                all.push(with_channel_sums(gemm_kernel(pass, tile, DType::F32)));
             }
         }
     }
@@ -435,7 +448,7 @@ impl Op for Conv {
     }
 
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
-        let mut written = self.launch(args, out, None, rec)?;
+        let mut written = self.launch(args, out, None, false, rec)?;
         Ok(written.pop().expect("the convolution"))
     }
 
@@ -475,14 +488,45 @@ impl Op for Conv {
 }
 
 impl Conv {
+    /// Whether this is a weight gradient in f32 that can also sum its dy over (n, pix) for
+    /// each output channel (a bias's gradient): the extra column of ones lands in the padding
+    /// of the GEMM's last column tile, where it costs no workgroup.
+    pub(crate) fn takes_channel_sums(&self, dtype: DType) -> bool {
+        let g = self.geom;
+        let (cg, og) = g.per_group();
+        let n = cg * g.kh * g.kw;
+        let size = Tile::for_shape(og, n, g.opts.groups).size as usize;
+        self.pass == Pass::WeightGrad && dtype == DType::F32 && !n.is_multiple_of(size)
+    }
+
+    /// The weight gradient's input dy, (N, O, OH, OW).
+    pub(crate) fn weight_grad_dy(&self, inputs: &[Tensor]) -> Option<Tensor> {
+        (self.pass == Pass::WeightGrad).then(|| inputs[1].clone())
+    }
+
+    /// Records the weight gradient and, in the same kernels, dy summed over (n, pix) for each
+    /// output channel (see [`takes_channel_sums`](Self::takes_channel_sums)). Returns both.
+    pub(crate) fn launch_with_channel_sums(
+        &self,
+        args: &[GpuArg],
+        out: &Meta,
+        rec: &mut Recorder,
+    ) -> Result<(GpuBuffer, GpuBuffer)> {
+        let mut written = self.launch(args, out, None, true, rec)?;
+        let sums = written.pop().expect("the sums");
+        Ok((written.pop().expect("the weight gradient"), sums))
+    }
+
     /// Records the convolution's GEMM (and the sum of its K splits); with an `epilogue`, the
-    /// chain computed from each output element instead. Returns the buffers written: the output
-    /// (unless an epilogue does not write it out), then the chain's outputs.
+    /// chain computed from each output element instead; with `channel_sums` (the weight
+    /// gradient), dy's sums per output channel too. Returns the buffers written: the output
+    /// (unless an epilogue does not write it out), then the chain's outputs or the sums.
     fn launch(
         &self,
         args: &[GpuArg],
         out: &Meta,
         epilogue: Option<&Epilogue>,
+        channel_sums: bool,
         rec: &mut Recorder,
     ) -> Result<Vec<GpuBuffer>> {
         let g = self.geom;
@@ -519,16 +563,30 @@ impl Conv {
             let numel = out.shape.numel();
             return e.dispatch(rec, kernel, &EPILOGUE_SITE, &params, &reads, numel, out.dtype, grid);
         }
-        let y = rec.alloc_typed(out.shape.numel(), out.dtype)?;
+        let channel = |k: Kernel<'static>| if channel_sums { with_channel_sums(k) } else { k };
+        // the output, followed by the channel sums if any
+        let slab = out.shape.numel() + if channel_sums { g.o } else { 0 };
+        let y = rec.alloc_typed(slab, out.dtype)?;
         // K splits write slabs of partial sums, then one pass adds them up
-        let partial = (splits > 1).then(|| rec.alloc_elems(splits * out.shape.numel())).transpose()?;
-        rec.dispatch(&kernel, &params, &reads, &[partial.as_ref().unwrap_or(&y)], grid)?;
+        let partial = (splits > 1).then(|| rec.alloc_elems(splits * slab)).transpose()?;
+        rec.dispatch(&channel(kernel), &params, &reads, &[partial.as_ref().unwrap_or(&y)], grid)?;
         if let Some(partial) = &partial {
-            let sum = Kernel::new(&SHADER, "sum_splits", 1, 1).with_library(&matmul::GEMM);
-            let count = u32_of("conv2d", out.shape.numel())?;
-            rec.dispatch(&sum, &params, &[partial], &[&y], Grid::Linear(count.div_ceil(256)))?;
+            let count = u32_of("conv2d", slab)?;
+            rec.dispatch(
+                &channel(sum_splits_kernel()),
+                &params,
+                &[partial],
+                &[&y],
+                Grid::Linear(count.div_ceil(256)),
+            )?;
         }
-        Ok(vec![y])
+        if !channel_sums {
+            return Ok(vec![y]);
+        }
+        // the sums in a buffer of their own (a copy, not a dispatch); the weights keep the rest
+        let sums = rec.alloc_elems(g.o)?;
+        rec.copy(&y, 4 * out.shape.numel() as u64, &sums, 0, 4 * g.o as u64);
+        Ok(vec![y, sums])
     }
 }
 
@@ -560,7 +618,7 @@ impl EpilogueHost for Conv {
         epilogue: &Epilogue,
         rec: &mut Recorder,
     ) -> Result<Vec<GpuBuffer>> {
-        self.launch(args, out, Some(epilogue), rec)
+        self.launch(args, out, Some(epilogue), false, rec)
     }
 }
 

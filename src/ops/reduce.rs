@@ -259,9 +259,10 @@ impl Op for Reduce {
 }
 
 impl Reduce {
-    /// Whether this sums `input` over every axis but the last (as a bias's gradient does).
-    pub(crate) fn sums_all_but_last(&self, input: &Shape) -> bool {
-        self.op == ReduceOp::Sum && input.rank() >= 2 && self.axes.iter().copied().eq(0..input.rank() - 1)
+    /// Whether this sums `input` over every axis but `kept` (as a bias's gradient does).
+    pub(crate) fn sums_all_but(&self, kept: usize, input: &Shape) -> bool {
+        let others = (0..input.rank()).filter(|&a| a != kept);
+        self.op == ReduceOp::Sum && input.rank() >= 2 && self.axes.iter().copied().eq(others)
     }
 
     /// Records the reduction of `input` (in two passes when few outputs combine many elements

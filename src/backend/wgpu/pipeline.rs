@@ -98,7 +98,7 @@ impl<'a> Kernel<'a> {
         let chain = match () {
             _ if spliced("// @EPILOGUE") => " + epilogue",
             _ if spliced("// @PROLOGUE") => " + prologue",
-            _ if spliced("// @STORE_SUMS") => " + sums",
+            _ if spliced("const ONES: u32 = 0u; // @ONES") => " + sums",
             _ => "",
         };
         format!("{shader}:{}{chain}", self.entry)
