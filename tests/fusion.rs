@@ -379,6 +379,61 @@ fn a_convolution_bias_gradient_is_summed_by_its_weight_gradient() {
 }
 
 #[test]
+fn a_permute_of_a_product_is_stored_by_the_product() {
+    let seed = Seed::from_env("fusion", "a_permute_of_a_product_is_stored_by_the_product");
+    let Some(gpu) = common::gpu("fusion") else { return };
+    // splitting a projection into heads, (B·T, 3C) → (B, T, 3, nh, hs) → (3, B, nh, T, hs), at
+    // odd sizes; a batched product with a transposed operand, its last two axes swapped back;
+    // a product read by something else too, which stays unfused
+    type Build = fn(&[Tensor]) -> Vec<Tensor>;
+    let cases: [(&str, Vec<Vec<usize>>, Build, bool); 3] = [
+        (
+            "heads",
+            vec![vec![2 * 5, 7], vec![7, 3 * 3 * 2]],
+            |t| vec![t[0].matmul(&t[1]).reshape([2, 5, 3, 3, 2]).permute(&[2, 0, 3, 1, 4])],
+            true,
+        ),
+        (
+            "batched",
+            vec![vec![3, 13, 6], vec![3, 70, 6]],
+            |t| vec![t[0].matmul(&t[1].t()).transpose(1, 2)],
+            true,
+        ),
+        (
+            "read twice",
+            vec![vec![4, 5], vec![5, 6]],
+            |t| {
+                let product = t[0].matmul(&t[1]);
+                vec![product.t(), product.clone()]
+            },
+            false,
+        ),
+    ];
+    for (name, shapes, build, stored) in cases {
+        let run = |device: &Device, on: bool| {
+            kiln::set_fusion(on);
+            kiln::manual_seed(seed.value);
+            let inputs: Vec<Tensor> =
+                shapes.iter().map(|s| Tensor::randn(s.clone(), &Device::Cpu).to(device)).collect();
+            Tensor::realize_all(&inputs).unwrap();
+            kiln::debug::log_gpu_dispatches(true);
+            let v = values(&build(&inputs));
+            let kernels = kiln::debug::log_gpu_dispatches(false);
+            kiln::set_fusion(true);
+            (v, kernels)
+        };
+        let ((fused, kernels), (unfused, _), (cpu, _)) =
+            (run(&gpu, true), run(&gpu, false), run(&Device::Cpu, true));
+        let permuted = kernels == ["matmul:main + permuted store"];
+        assert_eq!(permuted, stored, "{name}: {kernels:?}");
+        for ((f, u), c) in fused.iter().zip(&unfused).zip(&cpu) {
+            assert_eq!(f, u, "{name}: the permuted store differs from the product and its copy; {seed}");
+            assert!(relative_error(f, c) < 1e-5, "{name}: GPU and CPU differ; {seed}");
+        }
+    }
+}
+
+#[test]
 fn a_chain_past_the_grid_limit_covers_every_element() {
     let Some(gpu) = common::gpu("fusion") else { return };
     // 65,535 workgroups of 256 and one more element: the grid folds onto two dimensions
@@ -479,5 +534,17 @@ fn the_cross_check_names_every_op_of_a_wrong_chain() {
     match result {
         Err(Error::CheckFailed(msg)) => assert!(msg.contains("matmul"), "names the product: {msg}"),
         other => panic!("the injected fault in a product with sums was not caught: {other:?}"),
+    }
+    // and a product stored in a permute's order: the product's values, read back, are checked
+    let heads = || a.t().matmul(&x).reshape([2, 3, 7]).permute(&[2, 0, 1]);
+    heads().realize().expect("a correct permuted store passes the cross-check");
+    let heads = heads();
+    kiln::debug::log_gpu_dispatches(true);
+    kiln::debug::inject_fault_once();
+    let result = heads.realize();
+    assert_eq!(kiln::debug::log_gpu_dispatches(false), ["matmul:main + permuted store"]);
+    match result {
+        Err(Error::CheckFailed(msg)) => assert!(msg.contains("matmul"), "names the product: {msg}"),
+        other => panic!("the injected fault in a permuted store was not caught: {other:?}"),
     }
 }

@@ -8,7 +8,10 @@
 use crate::backend::Storage;
 use crate::backend::cpu::CpuStorage;
 use crate::graph::fuse::{self, Group};
+use crate::graph::permuted::PermutedStore;
+use crate::ops::Op;
 use crate::ops::fused::{Operand, Step};
+use crate::ops::movement::Movement;
 use crate::ops::{CpuArg, Exec, Meta, ROUNDING_MARGIN, Tolerance, ULP};
 use crate::rng::RandomKey;
 use crate::{DType, Error, Result, Tensor};
@@ -59,6 +62,25 @@ pub(crate) fn compare(t: &Tensor, inputs: &[Tensor], storages: &[Storage], out: 
         node.site(),
     );
     Err(Error::CheckFailed(msg))
+}
+
+/// The product of a permuted store (`permuted.rs`) as the GPU computed it: the permute's value
+/// `out` read back and permuted back, on the host.
+pub(crate) fn unpermuted(store: &PermutedStore, out: &Storage) -> Result<Storage> {
+    let permute = &store.permute;
+    let values = download(std::slice::from_ref(permute), std::slice::from_ref(out))?;
+    let Some(Movement::Permute(perm)) = (&permute.0.op as &dyn std::any::Any).downcast_ref::<Movement>()
+    else {
+        unreachable!("a permuted store ends in a permute")
+    };
+    let mut inverse = vec![0; perm.len()];
+    for (j, &axis) in perm.iter().enumerate() {
+        inverse[axis] = j;
+    }
+    let input = store.views.last().unwrap_or(&store.product).shape();
+    let arg = CpuArg { data: &values[0], shape: permute.shape() };
+    let back = Movement::Permute(inverse).cpu(&[arg], &Meta { shape: input, dtype: permute.dtype() });
+    Ok(Storage::Cpu(std::sync::Arc::new(back)))
 }
 
 /// Compares the outputs `outs` of a fused chain computed on a GPU with the CPU reference of the
@@ -328,7 +350,11 @@ impl Allowance {
 /// is within the allowance, else what is wrong (the relative error and its allowance, and any
 /// NaN/Inf on one side only).
 fn judge(reference: &[f64], out: &Storage, t: &Tensor, allowance: &Allowance) -> Result<Option<String>> {
-    let mut gpu = out.gpu().download(t.dtype(), t.numel())?.to_f64_vec();
+    // the GPU's values, or values already read back from it (a permuted store's product)
+    let mut gpu = match out {
+        Storage::Gpu(b) => b.download(t.dtype(), t.numel())?.to_f64_vec(),
+        Storage::Cpu(values) => values.to_f64_vec(),
+    };
     if let Some(first) = gpu.first_mut() {
         match INJECT_FAULT.swap(NO_FAULT, Ordering::SeqCst) {
             WRONG_VALUE => *first += 1.0 + first.abs(),

@@ -13,11 +13,13 @@
 //! max-pooling gradient, a reduction — found through reshapes, which share their input's
 //! storage. A chain whose last value only a reduction reads runs in the reduction's loads
 //! instead (a prologue) and writes nothing itself. A bias's gradient, a sum, runs in the GEMM
-//! of its weight's gradient (`siblings.rs`).
+//! of its weight's gradient (`siblings.rs`); a permute of a GEMM's product is the GEMM's own
+//! store (`permuted.rs`).
 //!
 //! `KILN_FUSE=0` turns fusion off for the process (and the optimizer's multi-tensor updates with
 //! it); [`set_fusion`] switches it per thread.
 
+use crate::graph::permuted::{PermutedStore, permuted_stores};
 use crate::graph::siblings::{self, Pair};
 use crate::ops::Exec;
 use crate::ops::fused::{Chain, FUSED_PREFIX_WORDS, Head, Operand, Step, fits_gpu};
@@ -75,6 +77,8 @@ pub(crate) enum Task {
     Chain(Box<Group>),
     /// A product that computes a sibling's sums too (`siblings.rs`).
     Pair(Box<Pair>),
+    /// A product written in the order of the permute that reads it (`permuted.rs`).
+    Permuted(Box<PermutedStore>),
 }
 
 /// A chain of the schedule: its nodes, its inputs and the program that computes them.
@@ -277,14 +281,22 @@ pub(crate) fn plan(order: Vec<Tensor>) -> Vec<Task> {
         fused[position[&pair.sum.id()]] = true;
         fused[position[&pair.product.id()]] = true;
     }
+    // on a GPU, a permute of a product nothing else reads, written by the product's kernel
+    let mut stores = permuted_stores(&order, &position, &consumers, &slots, &fused);
+    for store in stores.values() {
+        for node in store.views.iter().chain([&store.product, &store.permute]) {
+            fused[position[&node.id()]] = true;
+        }
+    }
     order
         .into_iter()
         .enumerate()
-        .filter_map(|(p, t)| match (chains.remove(&p), pairs.remove(&p)) {
-            (Some(group), _) => Some(Task::Chain(Box::new(group))),
-            (None, Some(pair)) => Some(Task::Pair(Box::new(pair))),
-            (None, None) if fused[p] => None,
-            (None, None) => Some(Task::Node(t)),
+        .filter_map(|(p, t)| match (chains.remove(&p), pairs.remove(&p), stores.remove(&p)) {
+            (Some(group), _, _) => Some(Task::Chain(Box::new(group))),
+            (None, Some(pair), _) => Some(Task::Pair(Box::new(pair))),
+            (None, None, Some(store)) => Some(Task::Permuted(Box::new(store))),
+            (None, None, None) if fused[p] => None,
+            (None, None, None) => Some(Task::Node(t)),
         })
         .collect()
 }

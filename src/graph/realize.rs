@@ -11,6 +11,7 @@ use crate::backend::cpu::CpuStorage;
 use crate::backend::wgpu::{self as gpu, GpuBuffer, Recorder};
 use crate::graph::fuse::{self, Group, Task};
 use crate::graph::node::{Node, new_walk};
+use crate::graph::permuted::PermutedStore;
 use crate::graph::siblings::Pair;
 use crate::graph::{check, deferred};
 use crate::ops::epilogue::Epilogue;
@@ -46,6 +47,7 @@ fn realize_roots(roots: &[Tensor]) -> Result<()> {
             Task::Node(node) => exec.run(&node),
             Task::Chain(group) => exec.run_chain(&group),
             Task::Pair(pair) => exec.run_pair(&pair),
+            Task::Permuted(store) => exec.run_permuted(&store),
         };
         if let Err(e) = done {
             result = Err(e);
@@ -288,6 +290,46 @@ impl Executor {
             if !fuse::keeps(node) {
                 node.0.drop_inputs();
             }
+        }
+        Ok(())
+    }
+
+    /// Computes a permute of a product by the product's kernel (`permuted.rs`) and sets the
+    /// permute's value; the product and the reshapes between stay uncomputed (nothing else
+    /// reads them). Under `KILN_CHECK`, the product's values — read back from the permute's —
+    /// are compared with its CPU reference.
+    fn run_permuted(&mut self, store: &PermutedStore) -> Result<()> {
+        let (product, permute) = (&store.product, &store.permute);
+        let Device::Gpu(n) = product.device() else { unreachable!("permuted stores run on a GPU") };
+        let operands: Vec<Tensor> = product.0.inputs().to_vec();
+        let storages: Vec<Storage> =
+            operands.iter().map(|t| t.storage().expect("inputs are realized first")).collect();
+        let mut slots: SmallVec<[SlotId; 2]> = SmallVec::new();
+        for i in &operands {
+            for id in self.tainted.get(&i.id()).map_or(&[][..], |(_, s)| &s[..]) {
+                if !slots.contains(id) {
+                    slots.push(*id);
+                }
+            }
+        }
+        let (rec, _) = self.recorder(n)?;
+        let args: Vec<GpuArg> = operands
+            .iter()
+            .zip(&storages)
+            .map(|(t, s)| GpuArg { buf: s.gpu(), shape: t.shape(), dtype: t.dtype() })
+            .collect();
+        let out = Storage::Gpu(Arc::new(store.launch(&args, rec)?));
+        if rec.context().checked() {
+            self.flush(n)?;
+            let values = check::unpermuted(store, &out)?;
+            check::compare(product, &operands, &storages, &values)?;
+        }
+        permute.0.set_storage(out);
+        if !slots.is_empty() {
+            self.tainted.insert(permute.id(), (Arc::downgrade(&permute.0), slots));
+        }
+        if !fuse::keeps(permute) {
+            permute.0.drop_inputs();
         }
         Ok(())
     }

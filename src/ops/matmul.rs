@@ -257,6 +257,47 @@ impl MatMul {
         Ok((written.pop().expect("the product"), sums))
     }
 
+    /// Records the product of `args` (of shape `out`) stored permuted: its elements walked as
+    /// `shape` (the same elements in row-major order, at most 8 dimensions), dimension d placed
+    /// at stride `strides[d]` — what a permute of the product (through reshapes) would copy
+    /// them to. For a product whose kernel takes an epilogue.
+    pub(crate) fn launch_permuted(
+        &self,
+        args: &[GpuArg],
+        out: &Shape,
+        (shape, strides): (&[usize], &[usize]),
+        rec: &mut Recorder,
+    ) -> Result<GpuBuffer> {
+        let (shape, strides) = collapse(shape, &[strides.to_vec()]);
+        let pack8 = |v: &[usize]| -> Result<[u32; 8]> {
+            let mut out = [1u32; 8];
+            for (o, &x) in out.iter_mut().zip(v) {
+                *o = u32_of("matmul", x)?;
+            }
+            Ok(out)
+        };
+        assert!(shape.len() <= 8, "matmul: a permuted store of rank {}", shape.len());
+        let g = self.geometry(args[0].shape, args[1].shape, out);
+        let (batch, batch_strides) = collapse(&g.batch, &[g.a_batch.clone(), g.b_batch.clone()]);
+        assert!(
+            batch.len() <= MAX_BATCH_RANK,
+            "matmul: a permuted store on a product whose batch is copied out"
+        );
+        let (base, tile, kernel, batches) = self.setup(&g, &batch, &batch_strides, args[0].dtype)?;
+        // (B, M, N) → one BM×BN tile of C per workgroup
+        let grid = Grid::Dims(base.n.div_ceil(tile.size), base.m.div_ceil(tile.size), batches);
+        let params = PermutedParams {
+            base,
+            rank: shape.len() as u32,
+            _pad: [0; 3],
+            shape: pack8(&shape)?,
+            strides: pack8(&strides[0])?,
+        };
+        let y = rec.alloc_elems(out.numel())?;
+        rec.dispatch(&with_permuted_store(kernel), &params, &[args[0].buf, args[1].buf], &[&y], grid)?;
+        Ok(y)
+    }
+
     /// Records the product of `args` into a new buffer; with an `epilogue`, the chain computed
     /// from each element of the product instead (`Epilogue`); with `sums`, those too. Returns
     /// the buffers written: the product (unless an epilogue does not write it out), then the
@@ -287,29 +328,7 @@ impl MatMul {
         } else {
             (args[0].buf, args[1].buf)
         };
-        let pack4 = |v: &[usize], fill: u32| -> Result<[u32; MAX_BATCH_RANK]> {
-            let mut out = [fill; MAX_BATCH_RANK];
-            for (o, &x) in out.iter_mut().zip(v) {
-                *o = u32_of("matmul", x)?;
-            }
-            Ok(out)
-        };
-        let params = Params {
-            m: u32_of("matmul", g.m)?,
-            n: u32_of("matmul", g.n)?,
-            k: u32_of("matmul", g.k)?,
-            batch_rank: batch.len() as u32,
-            a_row: u32_of("matmul", g.a_rc.0)?,
-            a_col: u32_of("matmul", g.a_rc.1)?,
-            b_row: u32_of("matmul", g.b_rc.0)?,
-            b_col: u32_of("matmul", g.b_rc.1)?,
-            batch_shape: pack4(&batch, 1)?,
-            a_batch: pack4(&strides[0], 0)?,
-            b_batch: pack4(&strides[1], 0)?,
-        };
-        let batches = u32_of("matmul", batch.iter().product())?;
-        let tile = Tile::for_shape(g.m, g.n, batches as usize);
-        let kernel = kernel(tile, g.a_rc.1 == 1, g.b_rc.1 == 1, args[0].dtype);
+        let (params, tile, kernel, batches) = self.setup(&g, &batch, &strides, args[0].dtype)?;
         let numel = out.numel();
         if let Some(sums) = sums {
             assert!(epilogue.is_none() && batches == 1, "matmul: sums beside an epilogue or a batch");
@@ -332,6 +351,40 @@ impl MatMul {
         };
         assert!(!copied, "matmul: an epilogue on a product whose batch is copied out (see takes_epilogue)");
         e.dispatch(rec, kernel, &EPILOGUE_SITE, &params, &[a, b], numel, args[0].dtype, grid)
+    }
+
+    /// The parameter block, tile, kernel and batch count of a product of geometry `g` whose
+    /// kernel walks `batch` with the operands' batch `strides`.
+    fn setup(
+        &self,
+        g: &Geometry,
+        batch: &[usize],
+        strides: &[Vec<usize>],
+        dtype: DType,
+    ) -> Result<(Params, Tile, Kernel<'static>, u32)> {
+        let pack4 = |v: &[usize], fill: u32| -> Result<[u32; MAX_BATCH_RANK]> {
+            let mut out = [fill; MAX_BATCH_RANK];
+            for (o, &x) in out.iter_mut().zip(v) {
+                *o = u32_of("matmul", x)?;
+            }
+            Ok(out)
+        };
+        let params = Params {
+            m: u32_of("matmul", g.m)?,
+            n: u32_of("matmul", g.n)?,
+            k: u32_of("matmul", g.k)?,
+            batch_rank: batch.len() as u32,
+            a_row: u32_of("matmul", g.a_rc.0)?,
+            a_col: u32_of("matmul", g.a_rc.1)?,
+            b_row: u32_of("matmul", g.b_rc.0)?,
+            b_col: u32_of("matmul", g.b_rc.1)?,
+            batch_shape: pack4(batch, 1)?,
+            a_batch: pack4(&strides[0], 0)?,
+            b_batch: pack4(&strides[1], 0)?,
+        };
+        let batches = u32_of("matmul", batch.iter().product())?;
+        let tile = Tile::for_shape(g.m, g.n, batches as usize);
+        Ok((params, tile, kernel(tile, g.a_rc.1 == 1, g.b_rc.1 == 1, dtype), batches))
     }
 
     /// Whether the kernel walks the batch dimensions of a product of these shapes without
@@ -409,6 +462,39 @@ fn kernel(tile: Tile, a_along_k: bool, b_along_n: bool, dtype: DType) -> Kernel<
     gemm_kernel(&SHADER, "main", 2, tile, a_along_k, b_along_n).storing(dtype)
 }
 
+/// The fields a permuted store adds to the parameter block (see [`MatMul::launch_permuted`]).
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PermutedParams {
+    base: Params,
+    rank: u32,
+    _pad: [u32; 3],
+    shape: [u32; 8],
+    strides: [u32; 8],
+}
+
+/// `kernel` storing element i of the product at `scatter(i)`: the product's elements walked
+/// as `shape` (row-major), each dimension placed by its stride.
+fn with_permuted_store(kernel: Kernel<'static>) -> Kernel<'static> {
+    let fields = "    scatter_rank: u32,\n    scatter_pad0: u32,\n    scatter_pad1: u32,\n    scatter_pad2: u32,\n    \
+                  scatter_shape: array<vec4<u32>, 2>,\n    scatter_strides: array<vec4<u32>, 2>,";
+    let scatter = "fn scatter(i: u32) -> u32 {
+    var rest = i;
+    var at = 0u;
+    for (var d = i32(p.scatter_rank) - 1; d >= 0; d--) {
+        let u = u32(d);
+        let dim = p.scatter_shape[u / 4u][u % 4u];
+        at += (rest % dim) * p.scatter_strides[u / 4u][u % 4u];
+        rest /= dim;
+    }
+    return at;
+}";
+    kernel
+        .with("    // @FIELDS", fields.to_string())
+        .with("// @EPILOGUE", scatter.to_string())
+        .with(EPILOGUE_SITE.store, "    c[scatter(i)] = E(v);".to_string())
+}
+
 /// `kernel` also computing `sums` along K into an f32 buffer bound after the product.
 fn with_sums(kernel: Kernel<'static>, sums: SumsAlongK) -> Kernel<'static> {
     let (ones, store) = match sums {
@@ -434,6 +520,7 @@ pub(crate) fn variants() -> Vec<Kernel<'static>> {
         for sums in [SumsAlongK::RowsOfA, SumsAlongK::ColumnsOfB] {
             all.push(with_sums(kernel(tile, false, true, DType::F32), sums));
         }
+        all.push(with_permuted_store(kernel(tile, true, false, DType::F32)));
     }
     all
 }

@@ -91,11 +91,13 @@ impl<'a> Kernel<'a> {
 
     /// `shader:entry` (`"conv:gemm"`), with ` + epilogue` or ` + prologue` where a fused
     /// elementwise chain runs in its stores or loads (`ops/epilogue.rs`), ` + sums` where it
-    /// also sums an operand along K (`graph/siblings.rs`).
+    /// also sums an operand along K (`graph/siblings.rs`), ` + permuted store` where it writes
+    /// in a permute's order (`graph/permuted.rs`).
     pub fn name(&self) -> String {
         let shader = self.shader.name.trim_end_matches(".wgsl");
         let spliced = |pattern: &str| self.spec.iter().any(|(p, _)| *p == pattern);
         let chain = match () {
+            _ if self.spec.iter().any(|(_, code)| code.contains("scatter(i)")) => " + permuted store",
             _ if spliced("// @EPILOGUE") => " + epilogue",
             _ if spliced("// @PROLOGUE") => " + prologue",
             _ if spliced("const ONES: u32 = 0u; // @ONES") => " + sums",
