@@ -99,6 +99,22 @@ struct Executor {
 }
 
 impl Executor {
+    /// The fault words that node values read from `inputs` depend on (see `tainted`).
+    fn taint_of<'a>(&self, inputs: impl IntoIterator<Item = &'a Tensor>) -> SmallVec<[SlotId; 2]> {
+        let mut slots: SmallVec<[SlotId; 2]> = SmallVec::new();
+        if self.tainted.is_empty() {
+            return slots;
+        }
+        for i in inputs {
+            for id in self.tainted.get(&i.id()).map_or(&[][..], |(_, s)| &s[..]) {
+                if !slots.contains(id) {
+                    slots.push(*id);
+                }
+            }
+        }
+        slots
+    }
+
     fn run(&mut self, t: &Tensor) -> Result<()> {
         let node = &t.0;
         if let Some(poison) = node.poison() {
@@ -114,18 +130,7 @@ impl Executor {
         let keep = node.requires_grad() && held.iter().any(|i| i.requires_grad());
         let inputs = if keep { held.clone() } else { std::mem::take(&mut *held) };
         drop(held);
-        let mut slots: SmallVec<[SlotId; 2]> = SmallVec::new();
-        if !self.tainted.is_empty() {
-            for i in &inputs {
-                if let Some((_, s)) = self.tainted.get(&i.id()) {
-                    for id in s {
-                        if !slots.contains(id) {
-                            slots.push(*id);
-                        }
-                    }
-                }
-            }
-        }
+        let mut slots = self.taint_of(&inputs);
         let result = self.compute(t, &inputs, &mut slots);
         match result {
             Ok(storage) => {
@@ -162,14 +167,7 @@ impl Executor {
         let sources: Vec<Tensor> = operands.iter().chain(inputs.iter().copied()).cloned().collect();
         let storages: Vec<Storage> =
             sources.iter().map(|i| i.storage().expect("inputs are realized first")).collect();
-        let mut slots: SmallVec<[SlotId; 2]> = SmallVec::new();
-        for i in &sources {
-            for id in self.tainted.get(&i.id()).map_or(&[][..], |(_, s)| &s[..]) {
-                if !slots.contains(id) {
-                    slots.push(*id);
-                }
-            }
-        }
+        let slots = self.taint_of(&sources);
         let root = g.members.last().expect("a chain has nodes");
         let (host_out, outputs): (Option<Storage>, Vec<Storage>) = match root.device() {
             Device::Cpu => {
@@ -261,14 +259,7 @@ impl Executor {
         let storage = |t: &Tensor| t.storage().expect("inputs are realized first");
         let (storages, summed_storages): (Vec<Storage>, Vec<Storage>) =
             (operands.iter().map(storage).collect(), summed.iter().map(storage).collect());
-        let mut slots: SmallVec<[SlotId; 2]> = SmallVec::new();
-        for i in operands.iter().chain(&summed) {
-            for id in self.tainted.get(&i.id()).map_or(&[][..], |(_, s)| &s[..]) {
-                if !slots.contains(id) {
-                    slots.push(*id);
-                }
-            }
-        }
+        let slots = self.taint_of(operands.iter().chain(&summed));
         let (rec, _) = self.recorder(n)?;
         let args: Vec<GpuArg> = operands
             .iter()
@@ -304,14 +295,7 @@ impl Executor {
         let operands: Vec<Tensor> = product.0.inputs().to_vec();
         let storages: Vec<Storage> =
             operands.iter().map(|t| t.storage().expect("inputs are realized first")).collect();
-        let mut slots: SmallVec<[SlotId; 2]> = SmallVec::new();
-        for i in &operands {
-            for id in self.tainted.get(&i.id()).map_or(&[][..], |(_, s)| &s[..]) {
-                if !slots.contains(id) {
-                    slots.push(*id);
-                }
-            }
-        }
+        let slots = self.taint_of(&operands);
         let (rec, _) = self.recorder(n)?;
         let args: Vec<GpuArg> = operands
             .iter()
