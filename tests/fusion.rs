@@ -292,6 +292,33 @@ fn gradients_are_the_same_with_fusion_on_and_off() {
     }
 }
 
+/// The values of what a test builds: on the GPU fused, with the kernels that computed them;
+/// on the GPU unfused; on the CPU.
+struct Runs {
+    fused: Vec<Vec<f64>>,
+    kernels: Vec<String>,
+    unfused: Vec<Vec<f64>>,
+    cpu: Vec<Vec<f64>>,
+}
+
+/// Builds on each device and fusion setting from the same seed what `build` makes (it realizes
+/// the inputs it wants kept out of the kernel list) and computes it.
+fn three_ways(gpu: &Device, seed: u64, build: &dyn Fn(&Device) -> Vec<Tensor>) -> Runs {
+    let run = |device: &Device, on: bool| {
+        kiln::set_fusion(on);
+        kiln::manual_seed(seed);
+        let outputs = build(device);
+        kiln::debug::log_gpu_dispatches(true);
+        let v = values(&outputs);
+        let kernels = kiln::debug::log_gpu_dispatches(false);
+        kiln::set_fusion(true);
+        (v, kernels)
+    };
+    let ((fused, kernels), (unfused, _), (cpu, _)) =
+        (run(gpu, true), run(gpu, false), run(&Device::Cpu, true));
+    Runs { fused, kernels, unfused, cpu }
+}
+
 #[test]
 fn a_bias_gradient_is_summed_by_its_weight_gradient_product() {
     let seed = Seed::from_env("fusion", "a_bias_gradient_is_summed_by_its_weight_gradient_product");
@@ -301,9 +328,7 @@ fn a_bias_gradient_is_summed_by_its_weight_gradient_product() {
     // folded into rows; weights stored (out, in) as nn::Linear's and (in, out)
     for (rows, inputs, outputs) in [(1, 3, 2), (131, 67, 37), (300, 130, 70), (5, 64, 9)] {
         for (folded, transposed) in [(false, true), (true, true), (false, false)] {
-            let run = |device: &Device, on: bool| -> (Vec<Vec<f64>>, Vec<String>) {
-                kiln::set_fusion(on);
-                kiln::manual_seed(seed.value);
+            let Runs { fused, kernels, unfused, cpu } = three_ways(&gpu, seed.value, &|device| {
                 let x = Tensor::randn([rows, inputs], &Device::Cpu).to(device);
                 let x = if folded { x.reshape([1, rows, inputs]) } else { x };
                 let w = if transposed { [outputs, inputs] } else { [inputs, outputs] };
@@ -311,18 +336,10 @@ fn a_bias_gradient_is_summed_by_its_weight_gradient_product() {
                 let b = Tensor::randn([outputs], &Device::Cpu).to(device).requires_grad_();
                 let y = if transposed { x.matmul(&w.t()) } else { x.matmul(&w) } + &b;
                 let g = (y.tanh() * 0.5).sum_all().backward();
-                let grads = [g.get(&w).unwrap().clone(), g.get(&b).unwrap().clone()];
-                kiln::debug::log_gpu_dispatches(true);
-                let v = values(&grads);
-                let kernels = kiln::debug::log_gpu_dispatches(false);
-                kiln::set_fusion(true);
-                (v, kernels)
-            };
+                vec![g.get(&w).unwrap().clone(), g.get(&b).unwrap().clone()]
+            });
             let case =
                 format!("rows {rows}, in {inputs}, out {outputs}, folded {folded}, (out, in) {transposed}");
-            let (fused, kernels) = run(&gpu, true);
-            let (unfused, _) = run(&gpu, false);
-            let (cpu, _) = run(&Device::Cpu, true);
             // the extra line of ones must land in the padding of the GEMM's last tile
             let summed = kernels.iter().any(|k| k == "matmul:main + sums");
             assert_eq!(summed, inputs % 64 != 0, "{case}: {kernels:?}; {seed}");
@@ -347,27 +364,16 @@ fn a_convolution_bias_gradient_is_summed_by_its_weight_gradient() {
     for (n, c, o, h, k, groups) in
         [(1, 1, 3, 5, 3, 1), (4, 3, 5, 42, 3, 1), (2, 4, 6, 9, 3, 2), (2, 16, 4, 6, 2, 1)]
     {
-        let run = |device: &Device, on: bool| -> (Vec<Vec<f64>>, Vec<String>) {
-            kiln::set_fusion(on);
-            kiln::manual_seed(seed.value);
-            let cpu = Device::Cpu;
-            let x = Tensor::randn([n, c, h, h], &cpu).to(device);
-            let w = Tensor::randn([o, c / groups, k, k], &cpu).to(device).requires_grad_();
-            let b = Tensor::randn([o], &cpu).to(device).requires_grad_();
+        let Runs { fused, kernels, unfused, cpu } = three_ways(&gpu, seed.value, &|device| {
+            let x = Tensor::randn([n, c, h, h], &Device::Cpu).to(device);
+            let w = Tensor::randn([o, c / groups, k, k], &Device::Cpu).to(device).requires_grad_();
+            let b = Tensor::randn([o], &Device::Cpu).to(device).requires_grad_();
             let opts = ConvOptions { padding: (1, 1), groups, ..ConvOptions::default() };
             let y = x.conv2d(&w, opts) + b.reshape([o, 1, 1]);
             let g = (y.tanh() * 0.5).sum_all().backward();
-            let grads = [g.get(&w).unwrap().clone(), g.get(&b).unwrap().clone()];
-            kiln::debug::log_gpu_dispatches(true);
-            let v = values(&grads);
-            let kernels = kiln::debug::log_gpu_dispatches(false);
-            kiln::set_fusion(true);
-            (v, kernels)
-        };
+            vec![g.get(&w).unwrap().clone(), g.get(&b).unwrap().clone()]
+        });
         let case = format!("N {n}, C {c}, O {o}, {h}x{h}, kernel {k}, groups {groups}");
-        let (fused, kernels) = run(&gpu, true);
-        let (unfused, _) = run(&gpu, false);
-        let (cpu, _) = run(&Device::Cpu, true);
         let summed = kernels.iter().any(|k| k == "conv:gemm + sums");
         assert_eq!(summed, (c / groups * k * k) % 64 != 0, "{case}: {kernels:?}; {seed}");
         assert_eq!(kernels.iter().any(|k| k.starts_with("reduce:")), !summed, "{case}: {kernels:?}");
@@ -410,20 +416,12 @@ fn a_permute_of_a_product_is_stored_by_the_product() {
         ),
     ];
     for (name, shapes, build, stored) in cases {
-        let run = |device: &Device, on: bool| {
-            kiln::set_fusion(on);
-            kiln::manual_seed(seed.value);
+        let Runs { fused, kernels, unfused, cpu } = three_ways(&gpu, seed.value, &|device| {
             let inputs: Vec<Tensor> =
                 shapes.iter().map(|s| Tensor::randn(s.clone(), &Device::Cpu).to(device)).collect();
             Tensor::realize_all(&inputs).unwrap();
-            kiln::debug::log_gpu_dispatches(true);
-            let v = values(&build(&inputs));
-            let kernels = kiln::debug::log_gpu_dispatches(false);
-            kiln::set_fusion(true);
-            (v, kernels)
-        };
-        let ((fused, kernels), (unfused, _), (cpu, _)) =
-            (run(&gpu, true), run(&gpu, false), run(&Device::Cpu, true));
+            build(&inputs)
+        });
         let permuted = kernels == ["matmul:main + permuted store"];
         assert_eq!(permuted, stored, "{name}: {kernels:?}");
         for ((f, u), c) in fused.iter().zip(&unfused).zip(&cpu) {

@@ -8,10 +8,10 @@
 use crate::backend::Storage;
 use crate::backend::cpu::CpuStorage;
 use crate::graph::fuse::{self, Group};
-use crate::graph::permuted::PermutedStore;
+use crate::graph::permuted::{self, PermutedStore};
 use crate::ops::Op;
 use crate::ops::fused::{Operand, Step};
-use crate::ops::movement::Movement;
+use crate::ops::movement::{Movement, inverse_permutation};
 use crate::ops::{CpuArg, Exec, Meta, ROUNDING_MARGIN, Tolerance, ULP};
 use crate::rng::RandomKey;
 use crate::{DType, Error, Result, Tensor};
@@ -69,17 +69,11 @@ pub(crate) fn compare(t: &Tensor, inputs: &[Tensor], storages: &[Storage], out: 
 pub(crate) fn unpermuted(store: &PermutedStore, out: &Storage) -> Result<Storage> {
     let permute = &store.permute;
     let values = download(std::slice::from_ref(permute), std::slice::from_ref(out))?;
-    let Some(Movement::Permute(perm)) = (&permute.0.op as &dyn std::any::Any).downcast_ref::<Movement>()
-    else {
-        unreachable!("a permuted store ends in a permute")
-    };
-    let mut inverse = vec![0; perm.len()];
-    for (j, &axis) in perm.iter().enumerate() {
-        inverse[axis] = j;
-    }
+    let perm = permuted::permutation(permute).expect("a permuted store ends in a permute");
+    let inverse = Movement::Permute(inverse_permutation(perm));
     let input = store.views.last().unwrap_or(&store.product).shape();
     let arg = CpuArg { data: &values[0], shape: permute.shape() };
-    let back = Movement::Permute(inverse).cpu(&[arg], &Meta { shape: input, dtype: permute.dtype() });
+    let back = inverse.cpu(&[arg], &Meta { shape: input, dtype: permute.dtype() });
     Ok(Storage::Cpu(std::sync::Arc::new(back)))
 }
 

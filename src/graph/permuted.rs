@@ -9,6 +9,7 @@
 
 use crate::backend::wgpu::{GpuBuffer, Recorder};
 use crate::ops::epilogue::EpilogueHost;
+use crate::ops::layout::MAX_RANK;
 use crate::ops::matmul::MatMul;
 use crate::ops::movement::Movement;
 use crate::ops::{Exec, GpuArg};
@@ -45,7 +46,7 @@ impl PermutedStore {
 }
 
 /// The axes of `t`'s permute, if it is one.
-fn permutation(t: &Tensor) -> Option<&[usize]> {
+pub(crate) fn permutation(t: &Tensor) -> Option<&[usize]> {
     match (&t.0.op as &dyn Any).downcast_ref::<Movement>()? {
         Movement::Permute(perm) => Some(perm),
         _ => None,
@@ -66,7 +67,7 @@ pub(crate) fn permuted_stores(
     let mut stores = HashMap::new();
     for (p, permute) in order.iter().enumerate() {
         let gpu_f32 = permute.device().is_gpu() && permute.dtype() == DType::F32;
-        if taken[p] || !gpu_f32 || permutation(permute).is_none_or(|perm| perm.len() > 8) {
+        if taken[p] || !gpu_f32 || permutation(permute).is_none_or(|perm| perm.len() > MAX_RANK) {
             continue;
         }
         // back from the permute's input through reshapes to the node that computes it

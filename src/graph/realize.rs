@@ -81,6 +81,22 @@ fn schedule(roots: &[Tensor]) -> Vec<Tensor> {
     order
 }
 
+/// The inputs of `t` and their values (realized first).
+fn realized_inputs(t: &Tensor) -> (Vec<Tensor>, Vec<Storage>) {
+    let inputs: Vec<Tensor> = t.0.inputs().to_vec();
+    let storages = inputs.iter().map(|i| i.storage().expect("inputs are realized first")).collect();
+    (inputs, storages)
+}
+
+/// GPU kernel arguments: each tensor's buffer, shape and dtype.
+fn gpu_args<'a>(tensors: &'a [Tensor], storages: &'a [Storage]) -> Vec<GpuArg<'a>> {
+    tensors
+        .iter()
+        .zip(storages)
+        .map(|(t, s)| GpuArg { buf: s.gpu(), shape: t.shape(), dtype: t.dtype() })
+        .collect()
+}
+
 /// A fault word of one recorder: (the recorder's number in this realize, the slot).
 type SlotId = (usize, usize);
 
@@ -254,34 +270,19 @@ impl Executor {
     fn run_pair(&mut self, pair: &Pair) -> Result<()> {
         let (product, sum) = (&pair.product, &pair.sum);
         let Device::Gpu(n) = product.device() else { unreachable!("pairs run on a GPU") };
-        let operands: Vec<Tensor> = product.0.inputs().to_vec();
-        let summed: Vec<Tensor> = sum.0.inputs().to_vec();
-        let storage = |t: &Tensor| t.storage().expect("inputs are realized first");
-        let (storages, summed_storages): (Vec<Storage>, Vec<Storage>) =
-            (operands.iter().map(storage).collect(), summed.iter().map(storage).collect());
+        let (operands, storages) = realized_inputs(product);
+        let (summed, summed_storages) = realized_inputs(sum);
         let slots = self.taint_of(operands.iter().chain(&summed));
         let (rec, _) = self.recorder(n)?;
-        let args: Vec<GpuArg> = operands
-            .iter()
-            .zip(&storages)
-            .map(|(t, s)| GpuArg { buf: s.gpu(), shape: t.shape(), dtype: t.dtype() })
-            .collect();
-        let (c, sums) = pair.launch(&args, rec)?;
+        let (c, sums) = pair.launch(&gpu_args(&operands, &storages), rec)?;
         let (c, sums) = (Storage::Gpu(Arc::new(c)), Storage::Gpu(Arc::new(sums)));
         if rec.context().checked() {
             self.flush(n)?;
             check::compare(product, &operands, &storages, &c)?;
             check::compare(sum, &summed, &summed_storages, &sums)?;
         }
-        for (node, out) in [(product, c), (sum, sums)] {
-            node.0.set_storage(out);
-            if !slots.is_empty() {
-                self.tainted.insert(node.id(), (Arc::downgrade(&node.0), slots.clone()));
-            }
-            if !fuse::keeps(node) {
-                node.0.drop_inputs();
-            }
-        }
+        self.settle(product, c, &slots);
+        self.settle(sum, sums, &slots);
         Ok(())
     }
 
@@ -292,30 +293,29 @@ impl Executor {
     fn run_permuted(&mut self, store: &PermutedStore) -> Result<()> {
         let (product, permute) = (&store.product, &store.permute);
         let Device::Gpu(n) = product.device() else { unreachable!("permuted stores run on a GPU") };
-        let operands: Vec<Tensor> = product.0.inputs().to_vec();
-        let storages: Vec<Storage> =
-            operands.iter().map(|t| t.storage().expect("inputs are realized first")).collect();
+        let (operands, storages) = realized_inputs(product);
         let slots = self.taint_of(&operands);
         let (rec, _) = self.recorder(n)?;
-        let args: Vec<GpuArg> = operands
-            .iter()
-            .zip(&storages)
-            .map(|(t, s)| GpuArg { buf: s.gpu(), shape: t.shape(), dtype: t.dtype() })
-            .collect();
-        let out = Storage::Gpu(Arc::new(store.launch(&args, rec)?));
+        let out = Storage::Gpu(Arc::new(store.launch(&gpu_args(&operands, &storages), rec)?));
         if rec.context().checked() {
             self.flush(n)?;
             let values = check::unpermuted(store, &out)?;
             check::compare(product, &operands, &storages, &values)?;
         }
-        permute.0.set_storage(out);
-        if !slots.is_empty() {
-            self.tainted.insert(permute.id(), (Arc::downgrade(&permute.0), slots));
-        }
-        if !fuse::keeps(permute) {
-            permute.0.drop_inputs();
-        }
+        self.settle(permute, out, &slots);
         Ok(())
+    }
+
+    /// Gives `node` its value `out`, computed from values tainted by `slots`, then lets it
+    /// forget its inputs as `run` would.
+    fn settle(&mut self, node: &Tensor, out: Storage, slots: &SmallVec<[SlotId; 2]>) {
+        node.0.set_storage(out);
+        if !slots.is_empty() {
+            self.tainted.insert(node.id(), (Arc::downgrade(&node.0), slots.clone()));
+        }
+        if !fuse::keeps(node) {
+            node.0.drop_inputs();
+        }
     }
 
     /// The value of node `t` from its realized inputs. A GPU kernel that checks indices adds

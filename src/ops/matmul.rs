@@ -13,7 +13,7 @@ use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, f16_via_f32, ulps_summing
 use crate::backend::cpu::{CpuData, CpuStorage, Gemm, Mat, gemm};
 use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
-use crate::ops::layout::{collapse, u32_of};
+use crate::ops::layout::{MAX_RANK, collapse, pack, u32_of};
 use crate::ops::movement::{Movement, strided_copy};
 use crate::{DType, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -258,9 +258,9 @@ impl MatMul {
     }
 
     /// Records the product of `args` (of shape `out`) stored permuted: its elements walked as
-    /// `shape` (the same elements in row-major order, at most 8 dimensions), dimension d placed
-    /// at stride `strides[d]` — what a permute of the product (through reshapes) would copy
-    /// them to. For a product whose kernel takes an epilogue.
+    /// `shape` (the same elements in row-major order, at most `MAX_RANK` dimensions once
+    /// collapsed), dimension d placed at stride `strides[d]` — what a permute of the product
+    /// (through reshapes) would copy them to. For a product whose kernel takes an epilogue.
     pub(crate) fn launch_permuted(
         &self,
         args: &[GpuArg],
@@ -269,14 +269,6 @@ impl MatMul {
         rec: &mut Recorder,
     ) -> Result<GpuBuffer> {
         let (shape, strides) = collapse(shape, &[strides.to_vec()]);
-        let pack8 = |v: &[usize]| -> Result<[u32; 8]> {
-            let mut out = [1u32; 8];
-            for (o, &x) in out.iter_mut().zip(v) {
-                *o = u32_of("matmul", x)?;
-            }
-            Ok(out)
-        };
-        assert!(shape.len() <= 8, "matmul: a permuted store of rank {}", shape.len());
         let g = self.geometry(args[0].shape, args[1].shape, out);
         let (batch, batch_strides) = collapse(&g.batch, &[g.a_batch.clone(), g.b_batch.clone()]);
         assert!(
@@ -290,8 +282,8 @@ impl MatMul {
             base,
             rank: shape.len() as u32,
             _pad: [0; 3],
-            shape: pack8(&shape)?,
-            strides: pack8(&strides[0])?,
+            shape: pack("matmul", &shape, 1)?,
+            strides: pack("matmul", &strides[0], 0)?,
         };
         let y = rec.alloc_elems(out.numel())?;
         rec.dispatch(&with_permuted_store(kernel), &params, &[args[0].buf, args[1].buf], &[&y], grid)?;
@@ -469,8 +461,8 @@ struct PermutedParams {
     base: Params,
     rank: u32,
     _pad: [u32; 3],
-    shape: [u32; 8],
-    strides: [u32; 8],
+    shape: [u32; MAX_RANK],
+    strides: [u32; MAX_RANK],
 }
 
 /// `kernel` storing element i of the product at `scatter(i)`: the product's elements walked

@@ -107,6 +107,15 @@ pub(crate) enum Movement {
     },
 }
 
+/// The permutation that undoes `perm`: axis `perm[j]` goes back to place `perm[j]`.
+pub(crate) fn inverse_permutation(perm: &[usize]) -> Vec<usize> {
+    let mut inverse = vec![0; perm.len()];
+    for (j, &axis) in perm.iter().enumerate() {
+        inverse[axis] = j;
+    }
+    inverse
+}
+
 impl Movement {
     fn read(&self, input: &Shape, out: &Shape) -> StridedRead {
         let strides = input.strides();
@@ -162,13 +171,7 @@ impl Op for Movement {
     fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
         let input = g.inputs[0].shape();
         let dx = match self {
-            Movement::Permute(perm) => {
-                let mut inverse = vec![0; perm.len()];
-                for (i, &p) in perm.iter().enumerate() {
-                    inverse[p] = i;
-                }
-                g.grad.permute(&inverse)
-            }
+            Movement::Permute(perm) => g.grad.permute(&inverse_permutation(perm)),
             // each input element was read by every output it was broadcast to
             Movement::Expand => g.grad.sum_to(input),
             // scatter back with zeros in between: the inverse of a strided slice is a pad
