@@ -4,6 +4,9 @@
 // forward:  y = (x − μ)·r·w + b, r = 1/√(σ² + eps)
 // backward: dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)), ĝ = dy·w, x̂ = (x − μ)·r
 //
+// `backward` may also write dy·x̂, the terms of the weight's gradient (`graph/siblings.rs`):
+// src/ops/layernorm.rs then binds `terms` after the other buffers and stores it at `// @TERMS`.
+//
 // E is the tensors' element type: f32, or f16 (read into f32, computed in f32, rounded once when
 // stored).
 
@@ -26,6 +29,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> weight: array<E>;
 @group(0) @binding(3) var<storage, read> third: array<E>; // bias (forward) or dy (backward)
 @group(0) @binding(4) var<storage, read_write> out: array<E>; // @OUTPUTS
+// @TERMS_BINDING
 
 const WG: u32 = ROW_WG;
 
@@ -103,12 +107,14 @@ fn backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) group
     let mean_g = sums.x / f32(p.size);
     let mean_gx = sums.y / f32(p.size);
     for (var j = lid; j < p.size; j += WG) {
-        var g = f32(third[base + j]);
+        let dy = f32(third[base + j]);
+        var g = dy;
         if p.has_weight == 1u {
             g = g * f32(weight[j]);
         }
         let x_hat = (f32(x[base + j]) - stats.x) * stats.y;
         store_out(base + j, stats.y * (g - mean_g - x_hat * mean_gx));
+        // @TERMS
     }
 }
 

@@ -178,6 +178,9 @@ impl Tensor {
 ///   full-size padded tensors (O(T²) work for a sequence of T steps);
 /// - products Xᵢᵀ·Yᵢ (a weight's gradient from every time step that used it): one matmul of
 ///   the stacked Xᵢ and Yᵢ, instead of T matmuls and T additions of the weight's size;
+/// - additions at indices into zeros (the gradient of `index_select`, as an embedding's lookup
+///   is, or of `gather`): made into the rest of the sum, instead of filling a tensor of zeros
+///   and adding it (a tied embedding's gradient is its lookup's and its output layer's);
 /// - everything else, summed.
 #[derive(Default)]
 struct Accumulator {
@@ -186,6 +189,8 @@ struct Accumulator {
     placed: Vec<(Tensor, usize, usize, Tensor)>,
     /// The product gradients as they came, and (X, Y) of each.
     products: Vec<(Tensor, Tensor, Tensor)>,
+    /// The additions at indices into zeros, as they came.
+    scattered: Vec<Tensor>,
 }
 
 impl Accumulator {
@@ -208,6 +213,10 @@ impl Accumulator {
                 self.products.push((g, x, y));
                 return;
             }
+        }
+        if g.scatters_into_zeros() {
+            self.scattered.push(g);
+            return;
         }
         self.sum = Some(match self.sum.take() {
             Some(prev) => &prev + &g,
@@ -237,11 +246,16 @@ impl Accumulator {
                 Some(Tensor::matmul_flags(&Tensor::concat(&xs, 0), &Tensor::concat(&ys, 0), true, false))
             }
         };
-        [self.sum, placed, products]
-            .into_iter()
-            .flatten()
-            .reduce(|a, b| &a + &b)
-            .expect("an accumulator holds at least one gradient")
+        let sum = [self.sum, placed, products].into_iter().flatten().reduce(|a, b| &a + &b);
+        let mut scattered = self.scattered.into_iter();
+        let mut sum = match sum {
+            Some(sum) => sum,
+            None => scattered.next().expect("an accumulator holds at least one gradient"),
+        };
+        for g in scattered {
+            sum = g.scattered_onto(&sum);
+        }
+        sum
     }
 }
 

@@ -9,6 +9,7 @@ use crate::backend::Storage;
 use crate::backend::cpu::CpuStorage;
 use crate::graph::fuse::{self, Group};
 use crate::graph::permuted::{self, PermutedStore};
+use crate::graph::siblings::NormTerms;
 use crate::ops::Op;
 use crate::ops::fused::{Operand, Step};
 use crate::ops::movement::{Movement, inverse_permutation};
@@ -60,6 +61,62 @@ pub(crate) fn compare(t: &Tensor, inputs: &[Tensor], storages: &[Storage], out: 
         node.shape,
         node.dtype,
         node.site(),
+    );
+    Err(Error::CheckFailed(msg))
+}
+
+/// Compares a layer norm's weight gradient terms dy·x̂ `out`, computed by its input gradient's
+/// kernel from that gradient's `operands` (x, the weight if any, dy: their values first in
+/// `storages`), with the CPU reference of the terms as a function of x and dy: x̂ recomputed,
+/// then the product. The allowance is x̂'s floor and the product's, over x̂'s sums, with the
+/// condition of the whole measured.
+pub(crate) fn compare_norm_terms(
+    norm: &NormTerms,
+    operands: &[Tensor],
+    storages: &[Storage],
+    out: &Storage,
+) -> Result<()> {
+    let (terms, x_hat) = (&norm.terms, &norm.x_hat);
+    let product_inputs = terms.0.inputs().to_vec();
+    let dy = product_inputs.iter().find(|i| i.id() != x_hat.id()).expect("a product of dy and x̂");
+    let k = operands.iter().position(|o| o.id() == dy.id()).expect("dy is the gradient's operand");
+    let sources = [operands[0].clone(), dy.clone()];
+    let host = download(&sources, &[storages[0].clone(), storages[k].clone()])?;
+    let run = |args: &[CpuArg], dtype: DType| -> CpuStorage {
+        let x_hat_value = x_hat.0.op.cpu(&args[..1], &Meta { shape: x_hat.shape(), dtype });
+        let product_args: Vec<CpuArg> = product_inputs
+            .iter()
+            .map(|i| match i.id() == x_hat.id() {
+                true => CpuArg { data: &x_hat_value, shape: x_hat.shape() },
+                false => CpuArg { data: args[1].data, shape: args[1].shape },
+            })
+            .collect();
+        terms.0.op.cpu(&product_args, &Meta { shape: terms.shape(), dtype })
+    };
+    let args: Vec<CpuArg> = host.iter().zip(&sources).map(|(data, i)| CpuArg { data, shape: i.shape() }).collect();
+    let reference = run(&args, terms.dtype()).to_f64_vec();
+    let floor = |t: Tolerance| match t {
+        Tolerance::Exact => (0.0, 1),
+        Tolerance::Rounding { floor, terms } => (floor, terms),
+    };
+    let x_hat_meta = Meta { shape: x_hat.shape(), dtype: x_hat.dtype() };
+    let (normalizing, summed) = floor(x_hat.0.op.tolerance(&args[..1], &x_hat_meta));
+    let (multiplying, _) = floor(terms.0.op.tolerance(&args, &Meta { shape: terms.shape(), dtype: terms.dtype() }));
+    let tolerance = Tolerance::Rounding { floor: normalizing + multiplying, terms: summed };
+    let allowance = Allowance::of(tolerance, || {
+        condition(&host, &sources, &|args| run(args, DType::F64).to_f64_vec())
+    });
+    let Some(detail) = judge(&reference, out, terms, &allowance)? else { return Ok(()) };
+    let msg = format!(
+        "cross-check failed: {} of {} (computed by the kernel of its input gradient) on {} disagrees \
+         with the CPU reference\n  inputs: {}\n  output: {} {}\n  {detail}\n  {}",
+        terms.0.op.describe(),
+        x_hat.0.op.describe(),
+        terms.device(),
+        shapes(&sources),
+        terms.shape(),
+        terms.dtype(),
+        terms.0.site(),
     );
     Err(Error::CheckFailed(msg))
 }

@@ -103,6 +103,9 @@ pub(crate) struct Host {
     /// they share the node's storage.
     pub views: Vec<Tensor>,
     pub head: Head,
+    /// A layer norm's weight gradient terms, which the node (its input gradient) computes too
+    /// (`siblings.rs`).
+    pub terms: Option<siblings::NormTerms>,
 }
 
 /// A chain being gathered, from its last node back.
@@ -170,11 +173,18 @@ pub(crate) fn plan(order: Vec<Tensor>) -> Vec<Task> {
             }
         }
     }
+    // on a GPU, a layer norm's input gradient computes its weight's gradient terms too: the
+    // product of those stays out of chains
+    let norms = siblings::norm_plans(&order, &consumers, &slots);
+    let mut in_norm_pair = vec![false; order.len()];
+    for plan in &norms {
+        in_norm_pair[plan.terms] = true;
+    }
     let mut group_of: Vec<Option<usize>> = vec![None; order.len()];
     let mut drafts: Vec<Draft> = Vec::new();
     for p in (0..order.len()).rev() {
         let t = &order[p];
-        let Some(step) = fusable(t) else { continue };
+        let Some(step) = fusable(t).filter(|_| !in_norm_pair[p]) else { continue };
         let inputs: Vec<(u64, Shape)> = t.0.inputs().iter().map(|i| (i.id(), i.shape().clone())).collect();
         // the chain of a consumer, if every other consumer is in it too or runs after it (and
         // then reads the value written out)
@@ -273,13 +283,55 @@ pub(crate) fn plan(order: Vec<Tensor>) -> Vec<Task> {
             hosted[r] = true;
         }
     }
+    let mut norm_pairs = HashMap::new();
+    for plan in norms {
+        let (grad, terms, x_hat) = (&order[plan.grad], &order[plan.terms], &order[plan.x_hat]);
+        let siblings = siblings::NormTerms { terms: terms.clone(), x_hat: x_hat.clone() };
+        // the pair runs where it would alone, or where the terms are, if all it reads is
+        // computed by then; the terms are ready before their readers run
+        let ready_by = |place: usize, reads: &[Tensor]| {
+            consumers[plan.terms].iter().all(|&c| c > place)
+                && reads.iter().all(|i| position.get(&i.id()).is_none_or(|&q| q < place))
+        };
+        if hosted[plan.grad] {
+            let Some(&at) = chains.iter().find_map(|(at, g)| {
+                g.host.as_ref().filter(|h| h.node.id() == grad.id()).map(|_| at)
+            }) else {
+                continue;
+            };
+            let chain = chains.get(&at).expect("found");
+            let host = chain.host.as_ref().expect("a host");
+            let produced: Vec<u64> = host.views.iter().chain([&host.node]).map(|v| v.id()).collect();
+            let mut reads = grad.0.inputs().to_vec();
+            reads.extend(chain.inputs.iter().filter(|i| !produced.contains(&i.id())).cloned());
+            let Some(place) = [at, plan.terms].into_iter().find(|&place| ready_by(place, &reads))
+            else {
+                continue;
+            };
+            let mut chain = chains.remove(&at).expect("found");
+            chain.host.as_mut().expect("a host").terms = Some(siblings);
+            chains.insert(place, chain);
+        } else {
+            let reads = grad.0.inputs().to_vec();
+            let place = plan.grad.min(plan.terms);
+            if !ready_by(place, &reads) || chains.contains_key(&place) {
+                continue;
+            }
+            let kind = siblings::Kind::NormTerms(siblings);
+            norm_pairs.insert(place, Pair { main: grad.clone(), sibling: terms.clone(), kind });
+            hosted[plan.grad] = true;
+        }
+        hosted[plan.terms] = true;
+        hosted[plan.x_hat] = true;
+    }
     let mut fused: Vec<bool> =
         (0..order.len()).map(|p| hosted[p] || group_of[p].is_some_and(fused)).collect();
     // on a GPU, a bias's gradient computed by its weight's gradient product, at the product's place
     let mut pairs = siblings::pairs(&order, &position, &consumers, &fused);
+    pairs.extend(norm_pairs);
     for pair in pairs.values() {
-        fused[position[&pair.sum.id()]] = true;
-        fused[position[&pair.product.id()]] = true;
+        fused[position[&pair.sibling.id()]] = true;
+        fused[position[&pair.main.id()]] = true;
     }
     // on a GPU, a permute of a product nothing else reads, written by the product's kernel
     let mut stores = permuted_stores(&order, &position, &consumers, &slots, &fused);
@@ -479,6 +531,7 @@ fn group(order: &[Tensor], d: &Draft, tail: Option<usize>) -> Group {
             node: order[h.node].clone(),
             views: h.views.iter().rev().map(|&v| order[v].clone()).collect(),
             head: Head { input, stored: h.stored },
+            terms: None,
         }
     });
     Group {

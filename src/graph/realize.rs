@@ -12,7 +12,7 @@ use crate::backend::wgpu::{self as gpu, GpuBuffer, Recorder};
 use crate::graph::fuse::{self, Group, Task};
 use crate::graph::node::{Node, new_walk};
 use crate::graph::permuted::PermutedStore;
-use crate::graph::siblings::Pair;
+use crate::graph::siblings::{self, Kind, Pair};
 use crate::graph::{check, deferred};
 use crate::ops::epilogue::Epilogue;
 use crate::ops::{CpuArg, Exec, Fault, GpuArg, Meta};
@@ -185,6 +185,8 @@ impl Executor {
             sources.iter().map(|i| i.storage().expect("inputs are realized first")).collect();
         let slots = self.taint_of(&sources);
         let root = g.members.last().expect("a chain has nodes");
+        // a layer norm's weight gradient terms, if its input gradient, the host, computes them
+        let mut terms_out: Option<Storage> = None;
         let (host_out, outputs): (Option<Storage>, Vec<Storage>) = match root.device() {
             Device::Cpu => {
                 let host: SmallVec<[&CpuStorage; 4]> = storages.iter().map(|s| s.cpu()).collect();
@@ -219,7 +221,15 @@ impl Executor {
                             .collect();
                         let epilogue = Epilogue { chain: &g.chain, head: p.head, inputs: &buffers[own..] };
                         let out = Meta { shape: p.node.shape(), dtype: p.node.dtype() };
-                        host.launch_epilogue(&args, &out, &epilogue, rec)?
+                        match &p.terms {
+                            Some(_) => {
+                                let (written, terms) =
+                                    siblings::launch_with_terms(&p.node, &args, Some(&epilogue), rec)?;
+                                terms_out = Some(Storage::Gpu(Arc::new(terms)));
+                                written
+                            }
+                            None => host.launch_epilogue(&args, &out, &epilogue, rec)?,
+                        }
                     }
                     None => g.chain.gpu(&buffers, rec)?,
                 };
@@ -232,6 +242,10 @@ impl Executor {
                 if checked {
                     self.flush(n)?;
                     check::compare_chain(g, &sources, &storages, host_out.as_ref(), &outs)?;
+                    if let (Some(p), Some(terms)) = (host, &terms_out) {
+                        let terms_of = p.terms.as_ref().expect("terms computed");
+                        check::compare_norm_terms(terms_of, &operands, &storages, terms)?;
+                    }
                 }
                 (host_out, outs)
             }
@@ -255,8 +269,12 @@ impl Executor {
         for (&step, out) in g.chain.outputs.iter().zip(outputs) {
             set(&g.members[step], out);
         }
+        let terms = host.and_then(|p| p.terms.as_ref()).map(|t| &t.terms);
+        if let (Some(node), Some(out)) = (terms, terms_out) {
+            set(node, out);
+        }
         let hosts = host.into_iter().flat_map(|p| p.views.iter().chain([&p.node]));
-        for node in g.members.iter().chain(hosts).chain(&g.tail) {
+        for node in g.members.iter().chain(hosts).chain(&g.tail).chain(terms) {
             if !fuse::keeps(node) {
                 node.0.drop_inputs();
             }
@@ -265,24 +283,29 @@ impl Executor {
         Ok(())
     }
 
-    /// Computes a product and its sibling's sums in one kernel (`siblings.rs`), sets both, then
-    /// lets each forget its inputs as `run` would.
+    /// Computes a node and its sibling in one kernel (`siblings.rs`), sets both, then lets each
+    /// forget its inputs as `run` would.
     fn run_pair(&mut self, pair: &Pair) -> Result<()> {
-        let (product, sum) = (&pair.product, &pair.sum);
-        let Device::Gpu(n) = product.device() else { unreachable!("pairs run on a GPU") };
-        let (operands, storages) = realized_inputs(product);
-        let (summed, summed_storages) = realized_inputs(sum);
-        let slots = self.taint_of(operands.iter().chain(&summed));
+        let (main, sibling) = (&pair.main, &pair.sibling);
+        let Device::Gpu(n) = main.device() else { unreachable!("pairs run on a GPU") };
+        let (operands, storages) = realized_inputs(main);
+        let slots = self.taint_of(&operands);
         let (rec, _) = self.recorder(n)?;
         let (c, sums) = pair.launch(&gpu_args(&operands, &storages), rec)?;
         let (c, sums) = (Storage::Gpu(Arc::new(c)), Storage::Gpu(Arc::new(sums)));
         if rec.context().checked() {
             self.flush(n)?;
-            check::compare(product, &operands, &storages, &c)?;
-            check::compare(sum, &summed, &summed_storages, &sums)?;
+            check::compare(main, &operands, &storages, &c)?;
+            match &pair.kind {
+                Kind::Sums(_) => {
+                    let (summed, summed_storages) = realized_inputs(sibling);
+                    check::compare(sibling, &summed, &summed_storages, &sums)?;
+                }
+                Kind::NormTerms(terms) => check::compare_norm_terms(terms, &operands, &storages, &sums)?,
+            }
         }
-        self.settle(product, c, &slots);
-        self.settle(sum, sums, &slots);
+        self.settle(main, c, &slots);
+        self.settle(sibling, sums, &slots);
         Ok(())
     }
 

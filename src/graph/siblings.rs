@@ -8,9 +8,17 @@
 //! summed over all but O, and its weight's gradient the implicit GEMM of `conv.wgsl` (`ONES`
 //! there). On a GPU, in f32, where the line of ones fits the padding of the GEMM's last tile,
 //! with fusion on (`KILN_FUSE=0` turns it off).
+//!
+//! Layer norm's backward pass recomputes x̂ for its weight's gradient Σ dy·x̂, in a kernel of
+//! its own. The input gradient's kernel has x̂ and dy in hand: it writes the terms dy·x̂ too,
+//! and x̂ is never computed (its one reader, the product, has its value). This pair runs
+//! whether or not the input gradient stores through a chain (the residual stream's gradient
+//! added to it): [`NormTerms`] goes with the chain's host then.
 
 use crate::backend::wgpu::{GpuBuffer, Recorder};
 use crate::ops::conv::Conv;
+use crate::ops::epilogue::Epilogue;
+use crate::ops::layernorm::LayerNormGrad;
 use crate::ops::matmul::{MatMul, SumsAlongK};
 use crate::ops::reduce::Reduce;
 use crate::ops::{Exec, GpuArg, Meta};
@@ -18,6 +26,7 @@ use crate::{DType, Result, Tensor};
 use smallvec::SmallVec;
 use std::any::Any;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Which sums a pair's product computes beside its own output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -28,28 +37,106 @@ pub(crate) enum Sums {
     Channels,
 }
 
-/// A product that also computes a sum of one of its operands.
+/// What a pair's sibling is.
+pub(crate) enum Kind {
+    /// Sums of one of the main node's operands, computed by its product.
+    Sums(Sums),
+    /// The weight's gradient terms of the layer norm whose input gradient the main node is.
+    NormTerms(NormTerms),
+}
+
+/// Two nodes computed by the main one's kernel.
 pub(crate) struct Pair {
-    pub product: Tensor,
-    pub sum: Tensor,
-    pub sums: Sums,
+    pub main: Tensor,
+    pub sibling: Tensor,
+    pub kind: Kind,
 }
 
 impl Pair {
-    /// Records the product of `args` and the sums; returns both.
+    /// Records the main node of `args` (its inputs) and the sibling; returns both values.
     pub(crate) fn launch(&self, args: &[GpuArg], rec: &mut Recorder) -> Result<(GpuBuffer, GpuBuffer)> {
-        let (op, shape) = (&self.product.0.op as &dyn Any, self.product.shape());
-        match self.sums {
-            Sums::Product(along) => {
+        let (op, shape) = (&self.main.0.op as &dyn Any, self.main.shape());
+        let meta = Meta { shape, dtype: self.main.dtype() };
+        match &self.kind {
+            Kind::Sums(Sums::Product(along)) => {
                 let matmul = op.downcast_ref::<MatMul>().expect("a matmul");
-                matmul.launch_with_sums(args, shape, along, rec)
+                matmul.launch_with_sums(args, shape, *along, rec)
             }
-            Sums::Channels => {
+            Kind::Sums(Sums::Channels) => {
                 let conv = op.downcast_ref::<Conv>().expect("a convolution");
-                conv.launch_with_channel_sums(args, &Meta { shape, dtype: self.product.dtype() }, rec)
+                conv.launch_with_channel_sums(args, &meta, rec)
+            }
+            Kind::NormTerms(_) => {
+                let (mut dx, terms) = launch_with_terms(&self.main, args, None, rec)?;
+                Ok((dx.remove(0), terms))
             }
         }
     }
+}
+
+/// Layer norm's weight gradient terms dy·x̂, computed by the kernel of its input gradient; x̂
+/// (layer norm without weight or bias, recomputed) stays uncomputed.
+pub(crate) struct NormTerms {
+    pub terms: Tensor,
+    pub x_hat: Tensor,
+}
+
+/// Records layer norm's input gradient `grad` of `args` — stored through `epilogue`, if there
+/// is one — and its sibling's terms dy·x̂. Returns what the store wrote, then the terms.
+pub(crate) fn launch_with_terms(
+    grad: &Tensor,
+    args: &[GpuArg],
+    epilogue: Option<&Epilogue>,
+    rec: &mut Recorder,
+) -> Result<(Vec<GpuBuffer>, GpuBuffer)> {
+    let op = (&grad.0.op as &dyn Any).downcast_ref::<LayerNormGrad>().expect("a layer norm's gradient");
+    op.launch_with_terms(args, &Meta { shape: grad.shape(), dtype: grad.dtype() }, epilogue, rec)
+}
+
+/// A layer norm's input gradient and its weight's gradient terms in schedule `order`, by
+/// position.
+pub(crate) struct NormPlan {
+    pub grad: usize,
+    pub terms: usize,
+    pub x_hat: usize,
+}
+
+/// The pairs of a layer norm's input gradient and its weight's gradient terms in schedule
+/// `order`: a product dy·x̂ on a GPU, in f32, of the same dy as a layer norm's input gradient
+/// reads, and of x̂ recomputed from that gradient's x, which nothing but the product reads or
+/// holds. Found before chains are: the product must not join one.
+pub(crate) fn norm_plans(order: &[Tensor], consumers: &[SmallVec<[usize; 2]>], slots: &[usize]) -> Vec<NormPlan> {
+    let gpu_f32 = |t: &Tensor| t.device().is_gpu() && t.dtype() == DType::F32;
+    // each input gradient by the ids of its x and dy
+    let mut grads: HashMap<(u64, u64), usize> = HashMap::new();
+    for (q, t) in order.iter().enumerate().filter(|(_, t)| gpu_f32(t)) {
+        if (&t.0.op as &dyn Any).is::<LayerNormGrad>() {
+            let inputs = t.0.inputs();
+            let (x, dy) = (&inputs[0], inputs.last().expect("x and dy"));
+            grads.insert((x.id(), dy.id()), q);
+        }
+    }
+    if grads.is_empty() {
+        return Vec::new();
+    }
+    let position: HashMap<u64, usize> = order.iter().enumerate().map(|(p, t)| (t.id(), p)).collect();
+    let mut plans = Vec::new();
+    for (r, t) in order.iter().enumerate().filter(|(_, t)| gpu_f32(t)) {
+        let Some((a, b)) = t.same_shape_product() else { continue };
+        for (x_hat, dy) in [(a, b), (b, a)] {
+            let Some(&h) = position.get(&x_hat) else { continue };
+            let alone =
+                consumers[h][..] == [r] && slots[h] == 1 && Arc::strong_count(&order[h].0) == 1 + slots[h];
+            let Some(x) = order[h].0.inputs().first().cloned() else { continue };
+            let Some(&q) = grads.get(&(x.id(), dy)) else { continue };
+            let grad = (&order[q].0.op as &dyn Any).downcast_ref::<LayerNormGrad>().expect("a gradient");
+            if alone && grad.normalizes(&x, &order[h]) {
+                plans.push(NormPlan { grad: q, terms: r, x_hat: h });
+                break;
+            }
+        }
+    }
+    plans
 }
 
 /// The id of the node whose storage `t` reads: `t`'s, or that of the node its views (reshapes,
@@ -141,7 +228,7 @@ pub(crate) fn pairs(
                 _ => continue,
             };
             paired.push(q);
-            pairs.insert(place, Pair { product: order[q].clone(), sum: t.clone(), sums: key.1 });
+            pairs.insert(place, Pair { main: order[q].clone(), sibling: t.clone(), kind: Kind::Sums(key.1) });
             break;
         }
     }

@@ -552,6 +552,17 @@ impl Tensor {
         self.binary(other, Func::Compare(row))
     }
 
+    /// If this tensor is a product `a * b` of two tensors of its shape (no broadcasting): the
+    /// ids of a and b. For the realizer, which computes some such products in the kernel of a
+    /// sibling (`graph/siblings.rs`).
+    pub(crate) fn same_shape_product(&self) -> Option<(u64, u64)> {
+        let op = (&self.0.op as &dyn std::any::Any).downcast_ref::<Binary>()?;
+        let inputs = self.0.inputs();
+        let [a, b] = &inputs[..] else { return None };
+        let same = a.shape() == self.shape() && b.shape() == self.shape();
+        (op.name() == "mul" && same).then(|| (a.id(), b.id()))
+    }
+
     /// A rank-0 tensor holding `value` in this tensor's dtype and device.
     #[track_caller]
     fn scalar_like(&self, value: f64) -> Tensor {

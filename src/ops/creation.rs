@@ -131,6 +131,12 @@ impl Tensor {
         Tensor::full(shape, 1.0, DType::F32, device)
     }
 
+    /// Whether this tensor is an uncomputed fill with zeros (as `zeros_like` makes).
+    pub(crate) fn is_pending_zeros(&self) -> bool {
+        let full = (&self.0.op as &dyn std::any::Any).downcast_ref::<Full>();
+        !self.is_realized() && full.is_some_and(|f| f.value == 0.0)
+    }
+
     /// Zeros with this tensor's shape, dtype and device.
     #[track_caller]
     pub fn zeros_like(&self) -> Tensor {

@@ -93,10 +93,34 @@ impl Epilogue<'_> {
         head_dtype: DType,
         grid: Grid,
     ) -> Result<Vec<GpuBuffer>> {
+        self.dispatch_with_trailing(rec, kernel, site, own, reads, numel, head_dtype, grid, &[])
+    }
+
+    /// The first binding after the chain's, for a host that binds `reads` buffers of its own:
+    /// where a host that writes more than the chain's head binds its other outputs.
+    pub fn next_binding(&self, reads: usize) -> u32 {
+        (1 + reads + self.inputs.len() + self.head.stored as usize + self.chain.outputs.len()) as u32
+    }
+
+    /// As [`Self::dispatch`], with the host's `trailing` outputs bound after the chain's (from
+    /// [`Self::next_binding`] on), which `kernel` writes itself.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_with_trailing<P: bytemuck::Pod>(
+        &self,
+        rec: &mut Recorder,
+        kernel: Kernel,
+        site: &Site,
+        own: &P,
+        reads: &[&GpuBuffer],
+        numel: usize,
+        head_dtype: DType,
+        grid: Grid,
+        trailing: &[&GpuBuffer],
+    ) -> Result<Vec<GpuBuffer>> {
         let code = self.chain.wgsl(1 + reads.len() as u32, Some(self.head));
         let mut kernel = with_chain_libraries(kernel, &code);
         kernel.reads = (reads.len() + self.inputs.len()) as u32;
-        kernel.writes = (self.head.stored as usize + self.chain.outputs.len()) as u32;
+        kernel.writes = (self.head.stored as usize + self.chain.outputs.len() + trailing.len()) as u32;
         let kernel = kernel
             .with("    // @FIELDS", code.fields)
             .with(site.output_binding, code.bindings)
@@ -109,7 +133,7 @@ impl Epilogue<'_> {
             .map(|d| rec.alloc_typed(numel, d))
             .collect::<Result<_>>()?;
         let all_reads: Vec<&GpuBuffer> = reads.iter().chain(self.inputs).copied().collect();
-        let writes: Vec<&GpuBuffer> = written.iter().collect();
+        let writes: Vec<&GpuBuffer> = written.iter().chain(trailing.iter().copied()).collect();
         rec.dispatch(&kernel, &chain_params(own, self.chain)?, &all_reads, &writes, grid)?;
         Ok(written)
     }

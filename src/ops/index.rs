@@ -340,6 +340,28 @@ impl Tensor {
         Tensor::from_op(op, [self.clone(), index.clone(), src.clone()], self.shape().clone(), self.dtype())
     }
 
+    /// Whether this tensor adds at indices into zeros not yet computed (`zeros.index_add(…)` or
+    /// `zeros.scatter_add(…)`, the gradient of `index_select` and `gather`). For autograd,
+    /// which adds such a gradient into the rest of a sum at its indices ([`Self::scattered_onto`])
+    /// rather than filling a tensor of zeros and adding it.
+    pub(crate) fn scatters_into_zeros(&self) -> bool {
+        let op = (&self.0.op as &dyn std::any::Any).downcast_ref::<Indexing>();
+        let scatter = op.is_some_and(|op| matches!(op.kind, Kind::IndexAdd | Kind::ScatterAdd));
+        scatter && self.0.inputs().first().is_some_and(|base| base.is_pending_zeros())
+    }
+
+    /// The additions of this tensor, which [scatters into zeros](Self::scatters_into_zeros),
+    /// made into `base` (of this tensor's shape and dtype) instead.
+    pub(crate) fn scattered_onto(&self, base: &Tensor) -> Tensor {
+        let op = (&self.0.op as &dyn std::any::Any).downcast_ref::<Indexing>().expect("a scatter");
+        let inputs = self.0.inputs();
+        let (index, src, axis) = (&inputs[1], &inputs[2], op.axis as isize);
+        match op.kind {
+            Kind::IndexAdd => base.index_add(axis, index, src),
+            _ => base.scatter_add(axis, index, src),
+        }
+    }
+
     /// A copy of `self` with slice j of `src` added at position `index[j]` along `axis`.
     #[track_caller]
     pub fn index_add(&self, axis: isize, index: &Tensor, src: &Tensor) -> Tensor {

@@ -180,6 +180,53 @@ impl LayerNormGrad {
     }
 }
 
+impl LayerNormGrad {
+    /// Whether `x_hat` is the normalization of `x` — this gradient's input — without weight or
+    /// bias, as `LayerNorm::backward` recomputes it for the weight's gradient terms dy·x̂.
+    pub(crate) fn normalizes(&self, x: &Tensor, x_hat: &Tensor) -> bool {
+        let op = (&x_hat.0.op as &dyn std::any::Any).downcast_ref::<LayerNorm>();
+        let plain = op.is_some_and(|n| {
+            !n.has_weight && !n.has_bias && n.size() == self.size && n.eps == self.eps
+        });
+        plain && x_hat.0.inputs().first().is_some_and(|i| i.id() == x.id())
+    }
+
+    /// Records dx — through `epilogue` if there is one — and, in the same kernel, the weight's
+    /// gradient terms dy·x̂ (in f32, of dx's shape). Returns what the store wrote (dx, or the
+    /// epilogue's outputs), then the terms.
+    pub(crate) fn launch_with_terms(
+        &self,
+        args: &[GpuArg],
+        out: &Meta,
+        epilogue: Option<&Epilogue>,
+        rec: &mut Recorder,
+    ) -> Result<(Vec<GpuBuffer>, GpuBuffer)> {
+        let (params, reads) = self.launch(args, out)?;
+        let terms = rec.alloc_typed(out.shape.numel(), DType::F32)?;
+        let kernel = Kernel::new(&SHADER, "backward", 3, 1);
+        let grid = Grid::Linear(params.rows);
+        let with_terms = |kernel: Kernel<'static>, binding: u32| {
+            let line = format!("@group(0) @binding({binding}) var<storage, read_write> terms: array<f32>;");
+            kernel.with("// @TERMS_BINDING", line).with("        // @TERMS", "        terms[base + j] = dy * x_hat;")
+        };
+        let written = match epilogue {
+            Some(e) => {
+                let kernel = with_terms(kernel, e.next_binding(reads.len()));
+                let numel = out.shape.numel();
+                e.dispatch_with_trailing(rec, kernel, &EPILOGUE_SITE, &params, &reads, numel, out.dtype, grid, &[&terms])?
+            }
+            None => {
+                let dx = rec.alloc_typed(out.shape.numel(), out.dtype)?;
+                let mut kernel = with_terms(kernel.storing(out.dtype), 5);
+                kernel.writes = 2;
+                rec.dispatch(&kernel, &params, &reads, &[&dx, &terms], grid)?;
+                vec![dx]
+            }
+        };
+        Ok((written, terms))
+    }
+}
+
 /// Where `layernorm.wgsl` takes an epilogue (see `epilogue.rs`).
 const EPILOGUE_SITE: Site = Site {
     output_binding: "@group(0) @binding(4) var<storage, read_write> out: array<E>; // @OUTPUTS",

@@ -92,7 +92,8 @@ impl<'a> Kernel<'a> {
     /// `shader:entry` (`"conv:gemm"`), with ` + epilogue` or ` + prologue` where a fused
     /// elementwise chain runs in its stores or loads (`ops/epilogue.rs`), ` + sums` where it
     /// also sums an operand along K (`graph/siblings.rs`), ` + permuted store` where it writes
-    /// in a permute's order (`graph/permuted.rs`).
+    /// in a permute's order (`graph/permuted.rs`), ` + terms` where a layer norm's input
+    /// gradient writes its weight's gradient terms too (`graph/siblings.rs`).
     pub fn name(&self) -> String {
         let shader = self.shader.name.trim_end_matches(".wgsl");
         let spliced = |pattern: &str| self.spec.iter().any(|(p, _)| *p == pattern);
@@ -103,7 +104,8 @@ impl<'a> Kernel<'a> {
             _ if spliced("const ONES: u32 = 0u; // @ONES") => " + sums",
             _ => "",
         };
-        format!("{shader}:{}{chain}", self.entry)
+        let terms = if spliced("// @TERMS_BINDING") { " + terms" } else { "" };
+        format!("{shader}:{}{chain}{terms}", self.entry)
     }
 
     /// Enables WGSL's `f16` type in this kernel (it reads or writes f16 tensors): it then runs
