@@ -3,6 +3,10 @@
 // output that already holds a copy of x, with atomics (a compare-and-swap loop for f32).
 // Out-of-range indices are skipped (gather reads them as 0) and reported with `report_fault`
 // (appended by the recorder): the realize then fails with the index's position.
+//
+// gather and index_select store through `store_y`: src/ops/index.rs may splice a fused chain of
+// elementwise ops there (an epilogue, `ops/epilogue.rs`: an embedding's lookup plus its
+// positions), T being f32 then.
 
 alias T = f32; // @T
 alias I = i32; // @I
@@ -18,6 +22,7 @@ struct Params {
     pad0: u32,
     shape: Dims,   // the iterated space
     strides: Dims, // x's strides
+    // @FIELDS
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -52,7 +57,13 @@ fn offset_1d(i: u32, v: u32) -> u32 {
 
 @group(0) @binding(1) var<storage, read> x: array<T>;
 @group(0) @binding(2) var<storage, read> index: array<I>;
-@group(0) @binding(3) var<storage, read_write> y: array<T>;
+@group(0) @binding(3) var<storage, read_write> y: array<T>; // @OUTPUTS
+
+// @EPILOGUE
+
+fn store_y(i: u32, v: T) {
+    y[i] = v; // @STORE
+}
 
 @compute @workgroup_size(256)
 fn gather(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
@@ -63,9 +74,9 @@ fn gather(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups:
     }
     let j = u32(index[i]);
     if j < p.bound {
-        y[i] = x[offset_with(i, j)];
+        store_y(i, x[offset_with(i, j)]);
     } else {
-        y[i] = T(0);
+        store_y(i, T(0));
         report_fault(p.fault_word, i);
     }
 }
@@ -80,9 +91,9 @@ fn index_select(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) g
     let at = i / p.inner % p.k;
     let j = u32(index[at]);
     if j < p.bound {
-        y[i] = x[offset_1d(i, j)];
+        store_y(i, x[offset_1d(i, j)]);
     } else {
-        y[i] = T(0);
+        store_y(i, T(0));
         report_fault(p.fault_word, at);
     }
 }

@@ -54,6 +54,32 @@ fn index_select_out_of_range_is_the_same_error_on_every_backend() {
 }
 
 #[test]
+fn a_lookup_that_stores_through_a_chain_reports_its_bad_index_and_poisons_the_chain() {
+    // an embedding's lookup with its positions added: on a GPU one kernel (the lookup hosts
+    // the chain), whose fault still names the lookup and poisons what the chain computed
+    let mut messages = Vec::new();
+    for device in devices() {
+        let table = Tensor::arange(0.0, 8.0, 1.0, &device).reshape([4, 2]);
+        let positions = Tensor::ones([3, 2], &device);
+        let ids = Tensor::from_vec(vec![1i32, 6, 2], [3], &device);
+        Tensor::realize_all(&[table.clone(), positions.clone(), ids.clone()]).unwrap();
+        #[rustfmt::skip]
+        let (rows, line) = (table.index_select(0, &ids), line!());
+        let embedded = (rows + &positions) * 2.0;
+        let message = out_of_range(&embedded);
+        assert!(message.contains("index_select"), "names the op: {message}");
+        assert!(message.contains("index 6 (element 1)"), "names the first bad value: {message}");
+        assert!(message.contains(&format!("tests/bad_indices.rs:{line}")), "names the line: {message}");
+        assert_eq!(out_of_range(&embedded.sum_all()), message, "what the chain computed is poisoned");
+        let good = Tensor::from_vec(vec![3i32, 0, 1], [3], &device);
+        let fine = ((table.index_select(0, &good) + &positions) * 2.0).to_vec::<f32>().unwrap();
+        assert_eq!(fine, vec![14.0, 16.0, 2.0, 4.0, 6.0, 8.0]);
+        messages.push(message);
+    }
+    same_everywhere(messages);
+}
+
+#[test]
 fn cross_entropy_target_out_of_range_is_an_error_not_a_finite_loss() {
     let mut messages = Vec::new();
     for device in devices() {

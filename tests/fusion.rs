@@ -432,6 +432,76 @@ fn a_permute_of_a_product_is_stored_by_the_product() {
 }
 
 #[test]
+fn a_layer_norm_gradient_writes_its_weight_gradient_terms() {
+    let seed = Seed::from_env("fusion", "a_layer_norm_gradient_writes_its_weight_gradient_terms");
+    let Some(gpu) = common::gpu("fusion") else { return };
+    // (rows, size): one row of one element, primes, rows longer than a workgroup; the input
+    // gradient alone, or with the residual stream's gradient added in its store (a chain)
+    for (rows, size) in [(1, 1), (37, 131), (6, 600)] {
+        for residual in [false, true] {
+            let Runs { fused, kernels, unfused, cpu } = three_ways(&gpu, seed.value, &|device| {
+                let x = Tensor::randn([rows, size], &Device::Cpu).to(device).requires_grad_();
+                let w = Tensor::randn([size], &Device::Cpu).to(device).requires_grad_();
+                let b = Tensor::randn([size], &Device::Cpu).to(device).requires_grad_();
+                let r = Tensor::randn([rows, size], &Device::Cpu).to(device);
+                Tensor::realize_all(&[x.clone(), w.clone(), b.clone(), r.clone()]).unwrap();
+                let normed = x.layer_norm(&[size], Some(&w), Some(&b), 1e-5).tanh();
+                let h = if residual { &x + normed } else { normed };
+                let g = (h * &r).sum_all().backward();
+                [&x, &w, &b].map(|p| g.get(p).unwrap().clone()).to_vec()
+            });
+            let case = format!("rows {rows}, size {size}, residual {residual}");
+            let paired =
+                if residual { "layernorm:backward + epilogue + terms" } else { "layernorm:backward + terms" };
+            assert!(kernels.iter().any(|k| k == paired), "{case}: {kernels:?}");
+            let normalizations = kernels.iter().filter(|k| k.starts_with("layernorm:forward")).count();
+            assert_eq!(normalizations, 1, "{case}: x̂ is not recomputed: {kernels:?}");
+            for ((f, u), c) in fused.iter().zip(&unfused).zip(&cpu) {
+                assert!(
+                    relative_error(f, u) < 1e-5,
+                    "{case}: fused and unfused GPU gradients differ; {seed}"
+                );
+                assert!(relative_error(f, c) < 1e-4, "{case}: GPU and CPU gradients differ; {seed}");
+            }
+        }
+    }
+}
+
+#[test]
+fn an_embedding_lookup_stores_through_a_chain() {
+    let seed = Seed::from_env("fusion", "an_embedding_lookup_stores_through_a_chain");
+    let Some(gpu) = common::gpu("fusion") else { return };
+    // (batch, steps, vocabulary, features): tokens looked up, positions added, scaled; the
+    // gradients go back through the lookup (a tied table's gradient added at its indices)
+    for (batch, steps, vocab, features) in [(1, 1, 2, 1), (3, 7, 11, 13), (2, 64, 65, 130)] {
+        let Runs { fused, kernels, unfused, cpu } = three_ways(&gpu, seed.value, &|device| {
+            let ids: Vec<i32> = Tensor::rand([batch * steps], &Device::Cpu)
+                .to_vec::<f32>()
+                .unwrap()
+                .iter()
+                .map(|u| (u * vocab as f32) as i32 % vocab as i32)
+                .collect();
+            let ids = Tensor::from_vec(ids, [batch * steps], device);
+            let table = Tensor::randn([vocab, features], &Device::Cpu).to(device).requires_grad_();
+            let positions = Tensor::randn([steps, features], &Device::Cpu).to(device).requires_grad_();
+            Tensor::realize_all(&[ids.clone(), table.clone(), positions.clone()]).unwrap();
+            let x = (table.index_select(0, &ids).reshape([batch, steps, features]) + &positions) * 0.5;
+            // the table is also the output layer's weight, as a GPT's is
+            let logits = x.reshape([batch * steps, features]).matmul(&table.t());
+            let g = logits.tanh().sum_all().backward();
+            vec![x, g.get(&table).unwrap().clone(), g.get(&positions).unwrap().clone()]
+        });
+        let case = format!("batch {batch}, steps {steps}, vocabulary {vocab}, features {features}");
+        assert!(kernels.iter().any(|k| k == "index:index_select + epilogue"), "{case}: {kernels:?}");
+        assert!(!kernels.iter().any(|k| k.starts_with("creation:")), "{case}: no zeros filled: {kernels:?}");
+        for ((f, u), c) in fused.iter().zip(&unfused).zip(&cpu) {
+            assert!(relative_error(f, u) < 1e-5, "{case}: fused and unfused GPU results differ; {seed}");
+            assert!(relative_error(f, c) < 1e-4, "{case}: GPU and CPU results differ; {seed}");
+        }
+    }
+}
+
+#[test]
 fn a_chain_past_the_grid_limit_covers_every_element() {
     let Some(gpu) = common::gpu("fusion") else { return };
     // 65,535 workgroups of 256 and one more element: the grid folds onto two dimensions
@@ -544,5 +614,35 @@ fn the_cross_check_names_every_op_of_a_wrong_chain() {
     match result {
         Err(Error::CheckFailed(msg)) => assert!(msg.contains("matmul"), "names the product: {msg}"),
         other => panic!("the injected fault in a permuted store was not caught: {other:?}"),
+    }
+    // and a layer norm's weight gradient terms, written by its input gradient's kernel: alone
+    // and under a chain (the residual stream's gradient)
+    let (x, w) = (a.requires_grad_(), Tensor::randn([6], &gpu).requires_grad_());
+    let dy = Tensor::randn([4, 6], &gpu);
+    Tensor::realize_all(&[w.clone(), dy.clone()]).unwrap();
+    for residual in [false, true] {
+        let normed = x.layer_norm(&[6], Some(&w), None, 1e-5);
+        let h = if residual { &x + normed } else { normed };
+        h.realize().unwrap();
+        let gradients = || {
+            let g = h.backward_with(dy.clone());
+            [g.get(&x).unwrap().clone(), g.get(&w).unwrap().clone()]
+        };
+        Tensor::realize_all(&gradients()).expect("a correct layer norm gradient passes the cross-check");
+        let grads = gradients();
+        kiln::debug::log_gpu_dispatches(true);
+        kiln::debug::inject_fault_once();
+        let result = Tensor::realize_all(&grads);
+        let kernels = kiln::debug::log_gpu_dispatches(false);
+        assert!(kernels.iter().any(|k| k.ends_with(" + terms")), "{kernels:?}");
+        match result {
+            Err(Error::CheckFailed(msg)) => assert!(
+                msg.contains("mul of layer_norm(shape [6], eps 0.00001, weight false, bias false)"),
+                "names the terms and what they multiply: {msg}"
+            ),
+            other => {
+                panic!("the injected fault in a layer norm's weight gradient terms was not caught: {other:?}")
+            }
+        }
     }
 }

@@ -93,7 +93,8 @@ pub(crate) fn compare_norm_terms(
             .collect();
         terms.0.op.cpu(&product_args, &Meta { shape: terms.shape(), dtype })
     };
-    let args: Vec<CpuArg> = host.iter().zip(&sources).map(|(data, i)| CpuArg { data, shape: i.shape() }).collect();
+    let args: Vec<CpuArg> =
+        host.iter().zip(&sources).map(|(data, i)| CpuArg { data, shape: i.shape() }).collect();
     let reference = run(&args, terms.dtype()).to_f64_vec();
     let floor = |t: Tolerance| match t {
         Tolerance::Exact => (0.0, 1),
@@ -101,11 +102,11 @@ pub(crate) fn compare_norm_terms(
     };
     let x_hat_meta = Meta { shape: x_hat.shape(), dtype: x_hat.dtype() };
     let (normalizing, summed) = floor(x_hat.0.op.tolerance(&args[..1], &x_hat_meta));
-    let (multiplying, _) = floor(terms.0.op.tolerance(&args, &Meta { shape: terms.shape(), dtype: terms.dtype() }));
+    let (multiplying, _) =
+        floor(terms.0.op.tolerance(&args, &Meta { shape: terms.shape(), dtype: terms.dtype() }));
     let tolerance = Tolerance::Rounding { floor: normalizing + multiplying, terms: summed };
-    let allowance = Allowance::of(tolerance, || {
-        condition(&host, &sources, &|args| run(args, DType::F64).to_f64_vec())
-    });
+    let allowance =
+        Allowance::of(tolerance, || condition(&host, &sources, &|args| run(args, DType::F64).to_f64_vec()));
     let Some(detail) = judge(&reference, out, terms, &allowance)? else { return Ok(()) };
     let msg = format!(
         "cross-check failed: {} of {} (computed by the kernel of its input gradient) on {} disagrees \

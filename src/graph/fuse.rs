@@ -294,9 +294,10 @@ pub(crate) fn plan(order: Vec<Tensor>) -> Vec<Task> {
                 && reads.iter().all(|i| position.get(&i.id()).is_none_or(|&q| q < place))
         };
         if hosted[plan.grad] {
-            let Some(&at) = chains.iter().find_map(|(at, g)| {
-                g.host.as_ref().filter(|h| h.node.id() == grad.id()).map(|_| at)
-            }) else {
+            let Some(&at) = chains
+                .iter()
+                .find_map(|(at, g)| g.host.as_ref().filter(|h| h.node.id() == grad.id()).map(|_| at))
+            else {
                 continue;
             };
             let chain = chains.get(&at).expect("found");
@@ -304,8 +305,7 @@ pub(crate) fn plan(order: Vec<Tensor>) -> Vec<Task> {
             let produced: Vec<u64> = host.views.iter().chain([&host.node]).map(|v| v.id()).collect();
             let mut reads = grad.0.inputs().to_vec();
             reads.extend(chain.inputs.iter().filter(|i| !produced.contains(&i.id())).cloned());
-            let Some(place) = [at, plan.terms].into_iter().find(|&place| ready_by(place, &reads))
-            else {
+            let Some(place) = [at, plan.terms].into_iter().find(|&place| ready_by(place, &reads)) else {
                 continue;
             };
             let mut chain = chains.remove(&at).expect("found");

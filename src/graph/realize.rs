@@ -100,6 +100,25 @@ fn gpu_args<'a>(tensors: &'a [Tensor], storages: &'a [Storage]) -> Vec<GpuArg<'a
 /// A fault word of one recorder: (the recorder's number in this realize, the slot).
 type SlotId = (usize, usize);
 
+/// Fills in the fault slots that node `t`'s kernel registered on `rec` from slot `first` on —
+/// the node, and the value of the input each checks (`inputs` and their `storages`) — and adds
+/// them to `slots`, the fault words the node's value depends on.
+fn claim_fault_slots(
+    rec: &mut Recorder,
+    (number, first): SlotId,
+    t: &Tensor,
+    inputs: &[Tensor],
+    storages: &[Storage],
+    slots: &mut SmallVec<[SlotId; 2]>,
+) {
+    for (k, slot) in rec.fault_slots_from(first).iter_mut().enumerate() {
+        let input = &inputs[slot.arg];
+        slot.input = Some((storages[slot.arg].clone(), input.dtype(), input.numel()));
+        slot.node = Some(t.clone());
+        slots.push((number, first + k));
+    }
+}
+
 /// Runs scheduled nodes, holding one open recorder per GPU in use.
 #[derive(Default)]
 struct Executor {
@@ -183,7 +202,7 @@ impl Executor {
         let sources: Vec<Tensor> = operands.iter().chain(inputs.iter().copied()).cloned().collect();
         let storages: Vec<Storage> =
             sources.iter().map(|i| i.storage().expect("inputs are realized first")).collect();
-        let slots = self.taint_of(&sources);
+        let mut slots = self.taint_of(&sources);
         let root = g.members.last().expect("a chain has nodes");
         // a layer norm's weight gradient terms, if its input gradient, the host, computes them
         let mut terms_out: Option<Storage> = None;
@@ -208,8 +227,9 @@ impl Executor {
                 (Some(y), Vec::new())
             }
             Device::Gpu(n) => {
-                let (rec, _) = self.recorder(n)?;
+                let (rec, number) = self.recorder(n)?;
                 let buffers: Vec<&GpuBuffer> = storages.iter().map(|s| s.gpu()).collect();
+                let first_slot = rec.fault_slot_count();
                 let mut written = match host {
                     Some(p) => {
                         let host = p.node.0.op.epilogue_host().expect("an epilogue's head has a host kernel");
@@ -233,6 +253,18 @@ impl Executor {
                     }
                     None => g.chain.gpu(&buffers, rec)?,
                 };
+                if let Some(p) = host {
+                    // a host that checks indices (an embedding's lookup)
+                    let own = operands.len();
+                    claim_fault_slots(
+                        rec,
+                        (number, first_slot),
+                        &p.node,
+                        &operands,
+                        &storages[..own],
+                        &mut slots,
+                    );
+                }
                 let checked = rec.context().checked();
                 let host_out = match host {
                     Some(p) if p.head.stored => Some(Storage::Gpu(Arc::new(written.remove(0)))),
@@ -241,11 +273,11 @@ impl Executor {
                 let outs: Vec<Storage> = written.into_iter().map(|b| Storage::Gpu(Arc::new(b))).collect();
                 if checked {
                     self.flush(n)?;
-                    check::compare_chain(g, &sources, &storages, host_out.as_ref(), &outs)?;
                     if let (Some(p), Some(terms)) = (host, &terms_out) {
                         let terms_of = p.terms.as_ref().expect("terms computed");
                         check::compare_norm_terms(terms_of, &operands, &storages, terms)?;
                     }
+                    check::compare_chain(g, &sources, &storages, host_out.as_ref(), &outs)?;
                 }
                 (host_out, outs)
             }
@@ -295,13 +327,16 @@ impl Executor {
         let (c, sums) = (Storage::Gpu(Arc::new(c)), Storage::Gpu(Arc::new(sums)));
         if rec.context().checked() {
             self.flush(n)?;
-            check::compare(main, &operands, &storages, &c)?;
             match &pair.kind {
                 Kind::Sums(_) => {
+                    check::compare(main, &operands, &storages, &c)?;
                     let (summed, summed_storages) = realized_inputs(sibling);
                     check::compare(sibling, &summed, &summed_storages, &sums)?;
                 }
-                Kind::NormTerms(terms) => check::compare_norm_terms(terms, &operands, &storages, &sums)?,
+                Kind::NormTerms(terms) => {
+                    check::compare_norm_terms(terms, &operands, &storages, &sums)?;
+                    check::compare(main, &operands, &storages, &c)?;
+                }
             }
         }
         self.settle(main, c, &slots);
@@ -384,12 +419,7 @@ impl Executor {
                         .collect();
                     let first_slot = rec.fault_slot_count();
                     let out = node.op.gpu(&args, &meta, rec)?;
-                    for (k, slot) in rec.fault_slots_from(first_slot).iter_mut().enumerate() {
-                        let input = &inputs[slot.arg];
-                        slot.input = Some((storages[slot.arg].clone(), input.dtype(), input.numel()));
-                        slot.node = Some(t.clone());
-                        slots.push((number, first_slot + k));
-                    }
+                    claim_fault_slots(rec, (number, first_slot), t, inputs, &storages, slots);
                     let checked = rec.context().checked();
                     let out = Storage::Gpu(Arc::new(out));
                     if checked {

@@ -105,7 +105,11 @@ pub(crate) struct NormPlan {
 /// `order`: a product dy·x̂ on a GPU, in f32, of the same dy as a layer norm's input gradient
 /// reads, and of x̂ recomputed from that gradient's x, which nothing but the product reads or
 /// holds. Found before chains are: the product must not join one.
-pub(crate) fn norm_plans(order: &[Tensor], consumers: &[SmallVec<[usize; 2]>], slots: &[usize]) -> Vec<NormPlan> {
+pub(crate) fn norm_plans(
+    order: &[Tensor],
+    consumers: &[SmallVec<[usize; 2]>],
+    slots: &[usize],
+) -> Vec<NormPlan> {
     let gpu_f32 = |t: &Tensor| t.device().is_gpu() && t.dtype() == DType::F32;
     // each input gradient by the ids of its x and dy
     let mut grads: HashMap<(u64, u64), usize> = HashMap::new();

@@ -6,6 +6,7 @@
 //! GPU adds use atomics (a compare-and-swap loop for f32), so the order of additions into one
 //! element varies between runs: results agree with the CPU to rounding, not bit for bit.
 
+use super::epilogue::{Epilogue, EpilogueHost, Site};
 use super::{CpuArg, Fault, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
 use crate::backend::cpu::{CpuData, CpuStorage, indices, with_any};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
@@ -131,6 +132,68 @@ fn kernel(kind: Kind, dtype: DType, index: DType) -> Kernel<'static> {
         .with("atomic_add_f32(t, v); // @add", add)
 }
 
+impl Indexing {
+    /// The kernel's parameters (with a fault word for its indices) and grid.
+    fn launch(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<(Params, Grid)> {
+        let name = self.name();
+        let x = &args[0];
+        let space = match self.kind {
+            Kind::Gather | Kind::IndexSelect => out.shape,
+            Kind::ScatterAdd | Kind::IndexAdd => args[2].shape,
+        };
+        let (_, k, inner) = around(space.dims(), self.axis);
+        let fault_word = rec.fault_word(1, "index", x.shape.dim(self.axis))?;
+        let params = Params {
+            n: u32_of(name, space.numel())?,
+            rank: space.rank() as u32,
+            axis: self.axis as u32,
+            bound: u32_of(name, x.shape.dim(self.axis))?,
+            inner: u32_of(name, inner)?,
+            k: u32_of(name, k)?,
+            fault_word,
+            _pad: 0,
+            shape: pack(name, space.dims(), 1)?,
+            strides: pack(name, &x.shape.strides(), 0)?,
+        };
+        Ok((params, Grid::Linear(params.n.div_ceil(256))))
+    }
+}
+
+/// Where `index.wgsl`'s reads take an epilogue (see `epilogue.rs`).
+const EPILOGUE_SITE: Site = Site {
+    output_binding: "@group(0) @binding(3) var<storage, read_write> y: array<T>; // @OUTPUTS",
+    store: "    y[i] = v; // @STORE",
+};
+
+/// gather and index_select store through a chain (in f32): an embedding's lookup, then its
+/// positions added or its scale applied.
+impl EpilogueHost for Indexing {
+    fn takes_epilogue(&self, _: &[&Shape], _: &Shape, dtype: DType) -> bool {
+        matches!(self.kind, Kind::Gather | Kind::IndexSelect) && dtype == DType::F32
+    }
+
+    fn prefix_words(&self) -> usize {
+        std::mem::size_of::<Params>() / 4
+    }
+
+    fn own_bindings(&self) -> usize {
+        2
+    }
+
+    fn launch_epilogue(
+        &self,
+        args: &[GpuArg],
+        out: &Meta,
+        epilogue: &Epilogue,
+        rec: &mut Recorder,
+    ) -> Result<Vec<GpuBuffer>> {
+        let (params, grid) = self.launch(args, out, rec)?;
+        let kernel = kernel(self.kind, out.dtype, args[1].dtype);
+        let reads = [args[0].buf, args[1].buf];
+        epilogue.dispatch(rec, kernel, &EPILOGUE_SITE, &params, &reads, out.shape.numel(), out.dtype, grid)
+    }
+}
+
 /// Every specialization this family can compile (for the shader validation test).
 pub(crate) fn variants() -> Vec<Kernel<'static>> {
     let mut all = Vec::new();
@@ -209,39 +272,22 @@ impl Op for Indexing {
         }
     }
 
+    fn epilogue_host(&self) -> Option<&dyn EpilogueHost> {
+        Some(self)
+    }
+
     fn gpu(&self, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
-        let name = self.name();
-        let (x, index) = (&args[0], &args[1]);
         let y = rec.alloc_elems(out.shape.numel())?;
-        let space = match self.kind {
-            Kind::Gather | Kind::IndexSelect => out.shape,
-            Kind::ScatterAdd | Kind::IndexAdd => args[2].shape,
-        };
-        let (_, k, inner) = around(space.dims(), self.axis);
-        let fault_word = rec.fault_word(1, "index", x.shape.dim(self.axis))?;
-        let params = Params {
-            n: u32_of(name, space.numel())?,
-            rank: space.rank() as u32,
-            axis: self.axis as u32,
-            bound: u32_of(name, x.shape.dim(self.axis))?,
-            inner: u32_of(name, inner)?,
-            k: u32_of(name, k)?,
-            fault_word,
-            _pad: 0,
-            shape: pack(name, space.dims(), 1)?,
-            strides: pack(name, &x.shape.strides(), 0)?,
-        };
-        let kernel = kernel(self.kind, out.dtype, index.dtype);
-        let groups = Grid::Linear(params.n.div_ceil(256));
+        let (params, grid) = self.launch(args, out, rec)?;
+        let kernel = kernel(self.kind, out.dtype, args[1].dtype);
         match self.kind {
             Kind::Gather | Kind::IndexSelect => {
-                rec.dispatch(&kernel, &params, &[x.buf, index.buf], &[&y], groups)?
+                rec.dispatch(&kernel, &params, &[args[0].buf, args[1].buf], &[&y], grid)?
             }
             Kind::ScatterAdd | Kind::IndexAdd => {
                 // start from x, then add src in place
-                rec.copy(x.buf, 0, &y, 0, out.shape.numel() as u64 * 4);
-                let src = &args[2];
-                rec.dispatch(&kernel, &params, &[index.buf, src.buf], &[&y], groups)?;
+                rec.copy(args[0].buf, 0, &y, 0, out.shape.numel() as u64 * 4);
+                rec.dispatch(&kernel, &params, &[args[1].buf, args[2].buf], &[&y], grid)?;
             }
         }
         Ok(y)

@@ -185,9 +185,8 @@ impl LayerNormGrad {
     /// bias, as `LayerNorm::backward` recomputes it for the weight's gradient terms dy·x̂.
     pub(crate) fn normalizes(&self, x: &Tensor, x_hat: &Tensor) -> bool {
         let op = (&x_hat.0.op as &dyn std::any::Any).downcast_ref::<LayerNorm>();
-        let plain = op.is_some_and(|n| {
-            !n.has_weight && !n.has_bias && n.size() == self.size && n.eps == self.eps
-        });
+        let plain =
+            op.is_some_and(|n| !n.has_weight && !n.has_bias && n.size() == self.size && n.eps == self.eps);
         plain && x_hat.0.inputs().first().is_some_and(|i| i.id() == x.id())
     }
 
@@ -207,13 +206,25 @@ impl LayerNormGrad {
         let grid = Grid::Linear(params.rows);
         let with_terms = |kernel: Kernel<'static>, binding: u32| {
             let line = format!("@group(0) @binding({binding}) var<storage, read_write> terms: array<f32>;");
-            kernel.with("// @TERMS_BINDING", line).with("        // @TERMS", "        terms[base + j] = dy * x_hat;")
+            kernel
+                .with("// @TERMS_BINDING", line)
+                .with("        // @TERMS", "        terms[base + j] = dy * x_hat;")
         };
         let written = match epilogue {
             Some(e) => {
                 let kernel = with_terms(kernel, e.next_binding(reads.len()));
                 let numel = out.shape.numel();
-                e.dispatch_with_trailing(rec, kernel, &EPILOGUE_SITE, &params, &reads, numel, out.dtype, grid, &[&terms])?
+                e.dispatch_with_trailing(
+                    rec,
+                    kernel,
+                    &EPILOGUE_SITE,
+                    &params,
+                    &reads,
+                    numel,
+                    out.dtype,
+                    grid,
+                    &[&terms],
+                )?
             }
             None => {
                 let dx = rec.alloc_typed(out.shape.numel(), out.dtype)?;
