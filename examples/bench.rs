@@ -372,7 +372,11 @@ fn step_fusion(device: &Device, reps: usize, list: bool) -> kiln::Result<()> {
 
 /// Prints each kernel of `names` with how often it ran, most frequent first.
 fn print_kernel_counts(title: &str, names: Vec<String>) {
-    if std::env::var("ORDER").is_ok() { for (i, n) in names.iter().enumerate() { eprintln!("{i:4} {n}"); } }
+    if std::env::var("ORDER").is_ok() {
+        for (i, n) in names.iter().enumerate() {
+            eprintln!("{i:4} {n}");
+        }
+    }
     let mut counts: Vec<(String, usize)> = Vec::new();
     for name in names {
         match counts.iter_mut().find(|(n, _)| *n == name) {

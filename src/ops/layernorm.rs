@@ -202,17 +202,10 @@ impl LayerNormGrad {
     ) -> Result<(Vec<GpuBuffer>, GpuBuffer)> {
         let (params, reads) = self.launch(args, out)?;
         let terms = rec.alloc_typed(out.shape.numel(), DType::F32)?;
-        let kernel = Kernel::new(&SHADER, "backward", 3, 1);
         let grid = Grid::Linear(params.rows);
-        let with_terms = |kernel: Kernel<'static>, binding: u32| {
-            let line = format!("@group(0) @binding({binding}) var<storage, read_write> terms: array<f32>;");
-            kernel
-                .with("// @TERMS_BINDING", line)
-                .with("        // @TERMS", "        terms[base + j] = dy * x_hat;")
-        };
         let written = match epilogue {
             Some(e) => {
-                let kernel = with_terms(kernel, e.next_binding(reads.len()));
+                let kernel = with_terms(Kernel::new(&SHADER, "backward", 3, 1), e.next_binding(reads.len()));
                 let numel = out.shape.numel();
                 e.dispatch_with_trailing(
                     rec,
@@ -228,14 +221,19 @@ impl LayerNormGrad {
             }
             None => {
                 let dx = rec.alloc_typed(out.shape.numel(), out.dtype)?;
-                let mut kernel = with_terms(kernel.storing(out.dtype), 5);
-                kernel.writes = 2;
+                let kernel = with_terms(Kernel::new(&SHADER, "backward", 3, 2).storing(out.dtype), 5);
                 rec.dispatch(&kernel, &params, &reads, &[&dx, &terms], grid)?;
                 vec![dx]
             }
         };
         Ok((written, terms))
     }
+}
+
+/// `backward` writing the weight's gradient terms dy·x̂ too, to a buffer at `binding`.
+fn with_terms(kernel: Kernel<'static>, binding: u32) -> Kernel<'static> {
+    let line = format!("@group(0) @binding({binding}) var<storage, read_write> terms: array<f32>;");
+    kernel.with("// @TERMS_BINDING", line).with("        // @TERMS", "        terms[base + j] = dy * x_hat;")
 }
 
 /// Where `layernorm.wgsl` takes an epilogue (see `epilogue.rs`).
@@ -358,7 +356,8 @@ pub(crate) fn variants() -> Vec<Kernel<'static>> {
         .flat_map(|dtype| {
             let cached = [1, 2, 4, 8].map(|per| cached_kernel(&SHADER, "forward_cached", per).storing(dtype));
             let plain = ["forward", "backward"].map(|entry| Kernel::new(&SHADER, entry, 3, 1).storing(dtype));
-            cached.into_iter().chain(plain)
+            let terms = with_terms(Kernel::new(&SHADER, "backward", 3, 2).storing(dtype), 5);
+            cached.into_iter().chain(plain).chain([terms])
         })
         .collect()
 }
