@@ -303,6 +303,14 @@ pub struct Mat<'a, T> {
     pub col: usize,
 }
 
+/// A kernel of `backend::cpu_skinny` (which exists on x86-64 only).
+#[cfg(target_arch = "x86_64")]
+pub use super::cpu_skinny::Kernel as Skinny;
+/// A kernel of `backend::cpu_skinny`, which exists on x86-64 only.
+#[cfg(not(target_arch = "x86_64"))]
+#[derive(Clone, Copy, Debug)]
+pub enum Skinny {}
+
 /// The float types [`gemm`] multiplies.
 pub trait Gemm: crate::dtype::Float {
     /// `matrixmultiply`'s kernel for this type.
@@ -327,19 +335,27 @@ pub trait Gemm: crate::dtype::Float {
         csc: isize,
     );
 
-    /// Whether the unpacked kernels of `backend::cpu_skinny` compute the product of A (m×k)
-    /// and B (k×n) with these (row, column) strides: f32 with few rows, where the CPU has them.
-    fn skinny_fits(_m: usize, _k: usize, _n: usize, _a: (isize, isize), _b: (isize, isize)) -> bool {
-        false
+    /// The unpacked kernel of `backend::cpu_skinny` that computes the product of A (m×k) and
+    /// B (k×n) with these (row, column) strides, if one does: f32 with few rows, where the CPU
+    /// has them.
+    fn skinny_kernel(
+        _m: usize,
+        _k: usize,
+        _n: usize,
+        _a: (isize, isize),
+        _b: (isize, isize),
+    ) -> Option<Skinny> {
+        None
     }
 
-    /// C (m×n, row stride `c_row`) = A·B + β·C by the skinny kernels, for a product that
-    /// [`Gemm::skinny_fits`].
+    /// C (m×n, row stride `c_row`) = A·B + β·C by the skinny `kernel`, which
+    /// [`Gemm::skinny_kernel`] chose for this product or the whole one it is part of.
     ///
     /// # Safety
     /// As [`Gemm::kernel`].
     #[allow(clippy::too_many_arguments)]
     unsafe fn skinny(
+        _kernel: Skinny,
         m: usize,
         k: usize,
         n: usize,
@@ -377,18 +393,19 @@ impl Gemm for f32 {
         unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
     }
 
-    fn skinny_fits(m: usize, k: usize, n: usize, a: (isize, isize), b: (isize, isize)) -> bool {
+    fn skinny_kernel(m: usize, k: usize, n: usize, a: (isize, isize), b: (isize, isize)) -> Option<Skinny> {
         #[cfg(target_arch = "x86_64")]
-        return super::cpu_skinny::fits(m, k, n, a, b);
+        return super::cpu_skinny::choose(m, k, n, a, b);
         #[cfg(not(target_arch = "x86_64"))]
         {
             let _ = (m, k, n, a, b);
-            false
+            None
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     unsafe fn skinny(
+        kernel: Skinny,
         m: usize,
         k: usize,
         n: usize,
@@ -401,7 +418,7 @@ impl Gemm for f32 {
         use super::cpu_skinny::{Raw, product};
         let (a, b) = (Raw { ptr: a.0, row: a.1, col: a.2 }, Raw { ptr: b.0, row: b.1, col: b.2 });
         // SAFETY: forwarded from the caller's contract
-        unsafe { product(m, k, n, a, b, beta, c, c_row) }
+        unsafe { product(kernel, m, k, n, a, b, beta, c, c_row) }
     }
 }
 
@@ -469,9 +486,9 @@ struct Block<T> {
     b_stride: (isize, isize),
     c: *mut T,
     c_row: isize,
-    /// Whether the parts run `Gemm::skinny` rather than `Gemm::kernel`: decided once for the
-    /// whole product, so that the result does not depend on how it was split.
-    skinny: bool,
+    /// The skinny kernel the parts run rather than `Gemm::kernel`, if any: decided once for
+    /// the whole product, so that the result does not depend on how it was split.
+    skinny: Option<Skinny>,
 }
 
 // SAFETY: blocks run on other threads only as the halves of one block, whose C elements are
@@ -491,7 +508,7 @@ impl<T: Gemm> Block<T> {
             b_stride: (b.row as isize, b.col as isize),
             c: c.as_mut_ptr(),
             c_row: c_row as isize,
-            skinny: T::skinny_fits(
+            skinny: T::skinny_kernel(
                 m,
                 k,
                 n,
@@ -515,11 +532,11 @@ impl<T: Gemm> Block<T> {
         let splits_rows = self.m >= self.n;
         let (len, half) = if splits_rows { (self.m, halve(self.m)) } else { (self.n, halve(self.n)) };
         if threads < 2 || self.m * self.n * self.k < 2 * SPLIT_MACS || half == 0 || half >= len {
-            if self.skinny {
+            if let Some(kernel) = self.skinny {
                 let a = (self.a, self.a_stride.0, self.a_stride.1);
                 let b = (self.b, self.b_stride.0, self.b_stride.1);
                 // SAFETY: the caller's contract.
-                return unsafe { T::skinny(self.m, self.k, self.n, a, b, beta, self.c, self.c_row) };
+                return unsafe { T::skinny(kernel, self.m, self.k, self.n, a, b, beta, self.c, self.c_row) };
             }
             // SAFETY: the caller's contract.
             return unsafe {

@@ -14,7 +14,11 @@
 //! - B's columns contiguous (`dot`, B the transpose of a row-major weight W, as `x·Wᵀ`): with
 //!   A's rows contiguous too, C[i, j] is the dot product of row i of A and row j of W; a tile
 //!   of 4×4 dot products keeps 16 vector accumulators over 16 k at a time, and sums their lanes
-//!   at the end.
+//!   at the end. With a short k (an attention head's Q·Kᵀ or dO·Vᵀ, k = 32) summing the lanes
+//!   costs as much as the products: B is then copied into rows and `broadcast` runs.
+//!
+//! A strip of at most 32 columns (an attention head's P·V, n = 32) runs in tiles of 8 rows × 32
+//! columns instead, so that no lane multiplies padding.
 //!
 //! The loops index arrays by position rather than through iterator adapters and closures: a
 //! closure is compiled apart from the enclosing target features, and a multiply-add in it
@@ -41,8 +45,21 @@ pub(crate) const MAX_ROWS: usize = 64;
 const TILE_ROWS: usize = 4;
 /// Columns of a `broadcast` tile: 4 AVX-512 vectors.
 const TILE_COLS: usize = 64;
+/// A narrow `broadcast` tile, for strips of at most 32 columns (an attention head's width): 2
+/// AVX-512 vectors wide and twice the rows, so that it still holds 16 registers of sums and
+/// reads no padding.
+const NARROW_ROWS: usize = 8;
+const NARROW_COLS: usize = 32;
 /// Columns of a `dot` tile (rows of W).
 const DOT_COLS: usize = 4;
+/// Below this k a `dot` tile spends about as much on summing its lanes as on multiplying (an
+/// attention head's Q·Kᵀ has k = 32): where A has at least [`COPY_MIN_ROWS`] rows, B is copied
+/// into rows (k·n elements) and the broadcast kernel runs instead.
+const DOT_MIN_K: usize = 64;
+/// The fewest rows of A for which copying B pays: the copy is 1/m of the product's work, and
+/// the narrow tiles hold 8 rows (a convolution's 6 or 16 output channels are faster as dot
+/// products: LeNet-5's step measured 10% slower with the copy).
+const COPY_MIN_ROWS: usize = 32;
 const _: () = assert!(DOT_COLS == 4, "`sum_lanes` reduces four accumulators at once");
 /// Elements of k per step of a `dot` tile: one AVX-512 vector.
 const LANES: usize = 16;
@@ -72,41 +89,46 @@ fn available() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
 }
 
-/// The two kernels.
+/// The kernels.
 #[derive(Clone, Copy, PartialEq, Debug)]
-enum Kernel {
+pub enum Kernel {
     Broadcast,
     Dot,
+    /// B's columns copied into rows, then `Broadcast`.
+    CopiedBroadcast,
 }
 
-/// The kernel that reads B (k×n) with these (row, column) strides, A's given: B's rows
-/// contiguous and at least half a tile wide (a narrower B would be mostly padding), or B's
-/// columns and A's rows contiguous with k at least a vector.
-fn kernel_for(k: usize, n: usize, a: (isize, isize), b: (isize, isize)) -> Option<Kernel> {
-    if b.1 == 1 && n >= TILE_COLS / 2 {
-        Some(Kernel::Broadcast)
-    } else if b.0 == 1 && a.1 == 1 && k >= LANES {
-        Some(Kernel::Dot)
-    } else {
-        None
-    }
-}
-
-/// Whether the skinny kernels compute a product of A (m×k) and B (k×n) with these (row, column)
-/// strides: on a CPU with AVX-512, for at most [`MAX_ROWS`] rows, in a layout a kernel reads.
+/// The kernel that computes the product of A (m×k) and B (k×n) with these (row, column)
+/// strides, if one does: on a CPU with AVX-512, for at most [`MAX_ROWS`] rows, with
+/// - B's rows contiguous, at least half a tile wide (a narrower B would be mostly padding):
+///   `Broadcast`;
+/// - B's columns contiguous, k short and A at least [`COPY_MIN_ROWS`] rows (enough to repay
+///   the copy): `CopiedBroadcast`;
+/// - B's columns and A's rows contiguous with k at least a vector: `Dot`.
 ///
 /// The caller decides once for a whole product: its parts on other threads must use the same
 /// kernel, so that the result does not depend on the split.
-pub(crate) fn fits(m: usize, k: usize, n: usize, a: (isize, isize), b: (isize, isize)) -> bool {
-    m <= MAX_ROWS && kernel_for(k, n, a, b).is_some() && available()
+pub(crate) fn choose(m: usize, k: usize, n: usize, a: (isize, isize), b: (isize, isize)) -> Option<Kernel> {
+    let kernel = if b.1 == 1 && n >= TILE_COLS / 2 {
+        Kernel::Broadcast
+    } else if b.0 == 1 && k < DOT_MIN_K && m >= COPY_MIN_ROWS && n >= TILE_COLS / 2 {
+        Kernel::CopiedBroadcast
+    } else if b.0 == 1 && a.1 == 1 && k >= LANES {
+        Kernel::Dot
+    } else {
+        return None;
+    };
+    (m <= MAX_ROWS && available()).then_some(kernel)
 }
 
-/// C (m×n, row stride `c_row`) = A·B + β·C, for a product that [`fits`].
+/// C (m×n, row stride `c_row`) = A·B + β·C by `kernel`, which [`choose`] gave for this
+/// product or the whole one it is part of.
 ///
 /// # Safety
-/// The matrices must be in bounds, C not aliasing A or B, and the product must fit.
+/// The matrices must be in bounds, C not aliasing A or B, and the CPU must have AVX-512F.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn product(
+    kernel: Kernel,
     m: usize,
     k: usize,
     n: usize,
@@ -116,13 +138,22 @@ pub(crate) unsafe fn product(
     c: *mut f32,
     c_row: isize,
 ) {
-    debug_assert!(fits(m, k, n, (a.row, a.col), (b.row, b.col)));
     // SAFETY: the caller's contract, AVX-512F included
     unsafe {
-        match kernel_for(k, n, (a.row, a.col), (b.row, b.col)) {
-            Some(Kernel::Broadcast) => broadcast_avx512(m, k, n, a, b, beta, c, c_row),
-            Some(Kernel::Dot) => dot_avx512(m, k, n, a, b, beta, c, c_row),
-            None => unreachable!("{m}×{k}×{n} does not fit the skinny kernels"),
+        match kernel {
+            Kernel::Broadcast => broadcast_avx512(m, k, n, a, b, beta, c, c_row),
+            Kernel::Dot => dot_avx512(m, k, n, a, b, beta, c, c_row),
+            Kernel::CopiedBroadcast => {
+                // B's columns, each k contiguous elements, as the rows of a k×n matrix
+                let mut rows = vec![0f32; k * n];
+                for j in 0..n {
+                    for p in 0..k {
+                        rows[p * n + j] = b.at(p, j);
+                    }
+                }
+                let b = Raw { ptr: rows.as_ptr(), row: n as isize, col: 1 };
+                broadcast_avx512(m, k, n, a, b, beta, c, c_row)
+            }
         }
     }
 }
@@ -142,29 +173,59 @@ macro_rules! avx512_copy {
 avx512_copy!(broadcast_avx512 = broadcast);
 avx512_copy!(dot_avx512 = dot);
 
-/// C = A·B + β·C with B's rows contiguous, by tiles of [`TILE_ROWS`] × [`TILE_COLS`].
+/// C = A·B + β·C with B's rows contiguous, by strips of [`TILE_COLS`] columns in tiles of
+/// [`TILE_ROWS`] rows, a strip of at most [`NARROW_COLS`] in narrow tiles. Each element is one
+/// sum over k in order, whatever the tile.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn broadcast(m: usize, k: usize, n: usize, a: Raw, b: Raw, beta: f32, c: *mut f32, c_row: isize) {
     for j in (0..n).step_by(TILE_COLS) {
         let cols = TILE_COLS.min(n - j);
-        let mut i = 0;
-        // SAFETY (every call): the tiles cover C's rows i.. and columns j..j+cols, in bounds
-        while i + TILE_ROWS <= m {
-            unsafe { broadcast_tile::<TILE_ROWS>(i, j, cols, k, a, b, beta, c, c_row) };
-            i += TILE_ROWS;
-        }
-        while i < m {
-            unsafe { broadcast_tile::<1>(i, j, cols, k, a, b, beta, c, c_row) };
-            i += 1;
+        // SAFETY (both): the strip's columns j..j+cols are in C and B
+        if cols <= NARROW_COLS {
+            unsafe { broadcast_strip::<NARROW_ROWS, NARROW_COLS>(m, j, cols, k, a, b, beta, c, c_row) };
+        } else {
+            unsafe { broadcast_strip::<TILE_ROWS, TILE_COLS>(m, j, cols, k, a, b, beta, c, c_row) };
         }
     }
 }
 
-/// Rows i..i+R and columns j..j+cols (cols ≤ [`TILE_COLS`]) of C, over all of k.
+/// Columns j..j+cols (cols ≤ `COLS`) of C, by tiles of `R` rows.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn broadcast_tile<const R: usize>(
+unsafe fn broadcast_strip<const R: usize, const COLS: usize>(
+    m: usize,
+    j: usize,
+    cols: usize,
+    k: usize,
+    a: Raw,
+    b: Raw,
+    beta: f32,
+    c: *mut f32,
+    c_row: isize,
+) {
+    let mut i = 0;
+    // SAFETY (every call): the tiles cover C's rows i.. and columns j..j+cols, in bounds
+    while i + R <= m {
+        unsafe { broadcast_tile::<R, COLS>(i, j, cols, k, a, b, beta, c, c_row) };
+        i += R;
+    }
+    // the rows left after narrow tiles: by fours, before one at a time (each pass reads the
+    // strip of B again)
+    while R > TILE_ROWS && i + TILE_ROWS <= m {
+        unsafe { broadcast_tile::<TILE_ROWS, COLS>(i, j, cols, k, a, b, beta, c, c_row) };
+        i += TILE_ROWS;
+    }
+    while i < m {
+        unsafe { broadcast_tile::<1, COLS>(i, j, cols, k, a, b, beta, c, c_row) };
+        i += 1;
+    }
+}
+
+/// Rows i..i+R and columns j..j+cols (cols ≤ `COLS`) of C, over all of k.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn broadcast_tile<const R: usize, const COLS: usize>(
     i: usize,
     j: usize,
     cols: usize,
@@ -175,16 +236,16 @@ unsafe fn broadcast_tile<const R: usize>(
     c: *mut f32,
     c_row: isize,
 ) {
-    let mut acc = [[0f32; TILE_COLS]; R];
+    let mut acc = [[0f32; COLS]; R];
     for p in 0..k {
         // SAFETY: row p of B from column j holds `cols` elements
         let row = unsafe { b.ptr.offset(p as isize * b.row + j as isize) };
-        let strip: [f32; TILE_COLS] = if cols == TILE_COLS {
+        let strip: [f32; COLS] = if cols == COLS {
             // SAFETY: a whole strip
-            unsafe { row.cast::<[f32; TILE_COLS]>().read_unaligned() }
+            unsafe { row.cast::<[f32; COLS]>().read_unaligned() }
         } else {
             // the last strip of a width that is not a multiple of the tile: padded with zeros
-            let mut strip = [0f32; TILE_COLS];
+            let mut strip = [0f32; COLS];
             // SAFETY: `cols` elements
             unsafe { std::ptr::copy_nonoverlapping(row, strip.as_mut_ptr(), cols) };
             strip
@@ -192,7 +253,7 @@ unsafe fn broadcast_tile<const R: usize>(
         for r in 0..R {
             // SAFETY: (i + r, p) is in A
             let x = unsafe { a.at(i + r, p) };
-            for l in 0..TILE_COLS {
+            for l in 0..COLS {
                 acc[r][l] = x.mul_add(strip[l], acc[r][l]);
             }
         }
@@ -348,32 +409,39 @@ mod tests {
         (0..n).map(|i| ((i * 7919 + seed * 104_729) % 2000) as f32 / 1000.0 - 1.0).collect()
     }
 
-    /// Both layouts at odd sizes (one row, partial row tiles, partial column tiles and strips,
-    /// k below, at and past a vector) against a plain f64 sum; β = 0 ignores the NaN C held,
-    /// β = 0.5 accumulates into C. Strided A (a transposed one) for the broadcast kernel.
+    /// Every layout at odd sizes (one row, partial row tiles, partial column tiles and strips,
+    /// narrow strips, k below, at and past a vector and the copy's bound) against a plain f64
+    /// sum; β = 0 ignores the NaN C held, β = 0.5 accumulates into C. Strided A (a transposed
+    /// one) for the broadcast kernels.
     #[test]
     fn skinny_products_match_the_plain_sum() {
         if !available() {
             // elsewhere nothing may take the skinny path (the development and CI machines
             // have AVX-512, where the products below run)
-            assert!(!fits(1, 16, 64, (16, 1), (64, 1)));
+            assert!(choose(1, 16, 64, (16, 1), (64, 1)).is_none());
             return;
         }
-        for (m, k, n) in [1, 3, 4, 5, 17, 64]
+        for (m, k, n) in [1, 3, 4, 5, 17, 32, 41, 64]
             .into_iter()
-            .flat_map(|m| [1, 5, 16, 17, 100].map(move |k| (m, k)))
-            .flat_map(|(m, k)| [1, 5, 32, 63, 64, 65, 130].map(move |n| (m, k, n)))
+            .flat_map(|m| [1, 5, 16, 17, 32, 63, 64, 100].map(move |k| (m, k)))
+            .flat_map(|(m, k)| [1, 5, 31, 32, 33, 63, 64, 65, 96, 130].map(move |n| (m, k, n)))
         {
-            for (transposed_b, transposed_a) in [(false, false), (false, true), (true, false)] {
+            for (transposed_b, transposed_a) in [(false, false), (false, true), (true, false), (true, true)] {
                 let (a_strides, b_strides) = (
                     if transposed_a { (1, m as isize) } else { (k as isize, 1) },
                     if transposed_b { (1, k as isize) } else { (n as isize, 1) },
                 );
-                if !fits(m, k, n, a_strides, b_strides) {
-                    let narrow = !transposed_b && n < TILE_COLS / 2;
-                    assert!(narrow || (transposed_b && k < LANES), "{m}×{k}×{n} should fit");
-                    continue;
-                }
+                // (by the strides: with one row or column a transposed matrix is contiguous too)
+                let wide = n >= TILE_COLS / 2;
+                let expected = match () {
+                    _ if b_strides.1 == 1 && wide => Some(Kernel::Broadcast),
+                    _ if k < DOT_MIN_K && m >= COPY_MIN_ROWS && wide => Some(Kernel::CopiedBroadcast),
+                    _ if b_strides.0 == 1 && a_strides.1 == 1 && k >= LANES => Some(Kernel::Dot),
+                    _ => None,
+                };
+                let kernel = choose(m, k, n, a_strides, b_strides);
+                assert_eq!(kernel, expected, "{m}×{k}×{n}");
+                let Some(kernel) = kernel else { continue };
                 let (a, b) = (values(m * k, 1), values(k * n, 2));
                 for beta in [0.0, 0.5] {
                     let c0: Vec<f32> = if beta == 0.0 { vec![f32::NAN; m * n] } else { values(m * n, 3) };
@@ -382,6 +450,7 @@ mod tests {
                     // SAFETY: the strides describe the vectors above; C is its own
                     unsafe {
                         product(
+                            kernel,
                             m,
                             k,
                             n,
