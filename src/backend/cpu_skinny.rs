@@ -57,8 +57,7 @@ const DOT_COLS: usize = 4;
 /// into rows (k·n elements) and the broadcast kernel runs instead.
 const DOT_MIN_K: usize = 64;
 /// The fewest rows of A for which copying B pays: the copy is 1/m of the product's work, and
-/// the narrow tiles hold 8 rows (a convolution's 6 or 16 output channels are faster as dot
-/// products: LeNet-5's step measured 10% slower with the copy).
+/// the narrow tiles hold 8 rows (a convolution's 6 or 16 output channels keep the dot kernel).
 const COPY_MIN_ROWS: usize = 32;
 const _: () = assert!(DOT_COLS == 4, "`sum_lanes` reduces four accumulators at once");
 /// Elements of k per step of a `dot` tile: one AVX-512 vector.
