@@ -283,47 +283,10 @@ pub(crate) fn plan(order: Vec<Tensor>) -> Vec<Task> {
             hosted[r] = true;
         }
     }
-    let mut norm_pairs = HashMap::new();
-    for plan in norms {
-        let (grad, terms, x_hat) = (&order[plan.grad], &order[plan.terms], &order[plan.x_hat]);
-        let siblings = siblings::NormTerms { terms: terms.clone(), x_hat: x_hat.clone() };
-        // the pair runs where it would alone, or where the terms are, if all it reads is
-        // computed by then; the terms are ready before their readers run
-        let ready_by = |place: usize, reads: &[Tensor]| {
-            consumers[plan.terms].iter().all(|&c| c > place)
-                && reads.iter().all(|i| position.get(&i.id()).is_none_or(|&q| q < place))
-        };
-        if hosted[plan.grad] {
-            let Some(&at) = chains
-                .iter()
-                .find_map(|(at, g)| g.host.as_ref().filter(|h| h.node.id() == grad.id()).map(|_| at))
-            else {
-                continue;
-            };
-            let chain = chains.get(&at).expect("found");
-            let host = chain.host.as_ref().expect("a host");
-            let produced: Vec<u64> = host.views.iter().chain([&host.node]).map(|v| v.id()).collect();
-            let mut reads = grad.0.inputs().to_vec();
-            reads.extend(chain.inputs.iter().filter(|i| !produced.contains(&i.id())).cloned());
-            let Some(place) = [at, plan.terms].into_iter().find(|&place| ready_by(place, &reads)) else {
-                continue;
-            };
-            let mut chain = chains.remove(&at).expect("found");
-            chain.host.as_mut().expect("a host").terms = Some(siblings);
-            chains.insert(place, chain);
-        } else {
-            let reads = grad.0.inputs().to_vec();
-            let place = plan.grad.min(plan.terms);
-            if !ready_by(place, &reads) || chains.contains_key(&place) {
-                continue;
-            }
-            let kind = siblings::Kind::NormTerms(siblings);
-            norm_pairs.insert(place, Pair { main: grad.clone(), sibling: terms.clone(), kind });
-            hosted[plan.grad] = true;
-        }
-        hosted[plan.terms] = true;
-        hosted[plan.x_hat] = true;
-    }
+    // on a GPU, a layer norm's weight gradient terms written by its input gradient's kernel,
+    // hosting a chain or not
+    let norm_pairs =
+        siblings::place_norm_terms(norms, &order, &position, &consumers, &mut chains, &mut hosted);
     let mut fused: Vec<bool> =
         (0..order.len()).map(|p| hosted[p] || group_of[p].is_some_and(fused)).collect();
     // on a GPU, a bias's gradient computed by its weight's gradient product, at the product's place

@@ -16,6 +16,7 @@
 //! added to it): [`NormTerms`] goes with the chain's host then.
 
 use crate::backend::wgpu::{GpuBuffer, Recorder};
+use crate::graph::fuse::Group;
 use crate::ops::conv::Conv;
 use crate::ops::epilogue::Epilogue;
 use crate::ops::layernorm::LayerNormGrad;
@@ -175,6 +176,61 @@ fn summable(t: &Tensor) -> SmallVec<[Key; 2]> {
         keys.push((storage_id(&dy), Sums::Channels, dy.dims().to_vec()));
     }
     keys
+}
+
+/// Places each layer norm pair of `plans` (see [`norm_plans`]): where the input gradient hosts
+/// a chain, the chain's task computes the terms too (its host gets them); else a pair of its
+/// own, returned by the place it runs at. A pair runs where the gradient would alone, or where
+/// the terms are, if all it reads is computed by then (the terms are then ready before their
+/// readers run); where neither holds, the product and x̂ are computed as nodes of their own.
+/// Marks what each pair computes as `hosted`.
+pub(crate) fn place_norm_terms(
+    plans: Vec<NormPlan>,
+    order: &[Tensor],
+    position: &HashMap<u64, usize>,
+    consumers: &[SmallVec<[usize; 2]>],
+    chains: &mut HashMap<usize, Group>,
+    hosted: &mut [bool],
+) -> HashMap<usize, Pair> {
+    let mut pairs = HashMap::new();
+    for plan in plans {
+        let (grad, terms, x_hat) = (&order[plan.grad], &order[plan.terms], &order[plan.x_hat]);
+        let siblings = NormTerms { terms: terms.clone(), x_hat: x_hat.clone() };
+        let ready_by = |place: usize, reads: &[Tensor]| {
+            consumers[plan.terms].iter().all(|&c| c > place)
+                && reads.iter().all(|i| position.get(&i.id()).is_none_or(|&q| q < place))
+        };
+        if hosted[plan.grad] {
+            let Some(&at) = chains
+                .iter()
+                .find_map(|(at, g)| g.host.as_ref().filter(|h| h.node.id() == grad.id()).map(|_| at))
+            else {
+                continue;
+            };
+            let chain = &chains[&at];
+            let host = chain.host.as_ref().expect("a host");
+            let produced: Vec<u64> = host.views.iter().chain([&host.node]).map(|v| v.id()).collect();
+            let mut reads = grad.0.inputs().to_vec();
+            reads.extend(chain.inputs.iter().filter(|i| !produced.contains(&i.id())).cloned());
+            let Some(place) = [at, plan.terms].into_iter().find(|&place| ready_by(place, &reads)) else {
+                continue;
+            };
+            let mut chain = chains.remove(&at).expect("found");
+            chain.host.as_mut().expect("a host").terms = Some(siblings);
+            chains.insert(place, chain);
+        } else {
+            let place = plan.grad.min(plan.terms);
+            if !ready_by(place, &grad.0.inputs()) || chains.contains_key(&place) {
+                continue;
+            }
+            let kind = Kind::NormTerms(siblings);
+            pairs.insert(place, Pair { main: grad.clone(), sibling: terms.clone(), kind });
+            hosted[plan.grad] = true;
+        }
+        hosted[plan.terms] = true;
+        hosted[plan.x_hat] = true;
+    }
+    pairs
 }
 
 /// The pairs of schedule `order`, by the position where each runs: each sum of a bias's
