@@ -175,7 +175,7 @@ pub(crate) fn plan(order: Vec<Tensor>) -> Vec<Task> {
     }
     // on a GPU, a layer norm's input gradient computes its weight's gradient terms too: the
     // product of those stays out of chains
-    let norms = siblings::norm_plans(&order, &consumers, &slots);
+    let norms = siblings::norm_plans(&order, &position, &consumers, &slots);
     let mut in_norm_pair = vec![false; order.len()];
     for plan in &norms {
         in_norm_pair[plan.terms] = true;

@@ -108,6 +108,7 @@ pub(crate) struct NormPlan {
 /// holds. Found before chains are: the product must not join one.
 pub(crate) fn norm_plans(
     order: &[Tensor],
+    position: &HashMap<u64, usize>,
     consumers: &[SmallVec<[usize; 2]>],
     slots: &[usize],
 ) -> Vec<NormPlan> {
@@ -124,7 +125,6 @@ pub(crate) fn norm_plans(
     if grads.is_empty() {
         return Vec::new();
     }
-    let position: HashMap<u64, usize> = order.iter().enumerate().map(|(p, t)| (t.id(), p)).collect();
     let mut plans = Vec::new();
     for (r, t) in order.iter().enumerate().filter(|(_, t)| gpu_f32(t)) {
         let Some((a, b)) = t.same_shape_product() else { continue };

@@ -2,6 +2,8 @@
 
 use kiln::Device;
 
+pub mod three_ways;
+
 /// The GPU the tests run on: the first adapter, hardware or software (lavapipe in CI).
 ///
 /// Without any adapter this prints a visible `SKIPPED` line and returns `None` — unless
