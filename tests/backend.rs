@@ -96,8 +96,15 @@ fn kiln_dump_wgsl_writes_the_source_of_every_kernel_compiled() {
         return;
     };
     let dir = PathBuf::from(std::env::var("KILN_DUMP_WGSL").unwrap());
-    let x = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2], &gpu);
-    x.exp().matmul(&x).realize().unwrap();
+    let values = [1.0f32, 2.0, 3.0, 4.0];
+    let x = Tensor::from_vec(values.to_vec(), [2, 2], &gpu);
+    // reading the product back also leaves no work in flight when this child process exits
+    // (Mesa's teardown at exit must not race its compute threads)
+    let product = x.exp().matmul(&x).to_vec::<f32>().unwrap();
+    let e = values.map(f32::exp);
+    let want =
+        [e[0] * 1.0 + e[1] * 3.0, e[0] * 2.0 + e[1] * 4.0, e[2] * 1.0 + e[3] * 3.0, e[2] * 2.0 + e[3] * 4.0];
+    assert_close(&product, &want, "exp(x) · x");
     let files: Vec<(String, String)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{} was not written: {e}", dir.display()))
         .map(|f| {
