@@ -453,8 +453,10 @@ pub fn gemm<T: Gemm>(m: usize, k: usize, n: usize, a: Mat<T>, b: Mat<T>, beta: T
     let last = |rows: usize, cols: usize, r: usize, s: usize| (rows - 1) * r + (cols - 1) * s;
     assert!(c.len() > last(m, n, c_row, 1), "gemm: C out of bounds");
     if k == 0 {
+        // β = 0 ignores what C held (an output from `cpu_pool::for_overwrite`), NaN included
         for i in 0..m {
-            c[i * c_row..i * c_row + n].iter_mut().for_each(|v| *v = beta * *v);
+            let row = &mut c[i * c_row..i * c_row + n];
+            if beta == T::ZERO { row.fill(T::ZERO) } else { row.iter_mut().for_each(|v| *v = beta * *v) }
         }
         return;
     }

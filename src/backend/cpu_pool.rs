@@ -1,20 +1,26 @@
-//! Reuse of large CPU buffers.
+//! Reuse of CPU buffers.
 //!
-//! A fresh allocation of many megabytes comes from the OS as untouched pages, and the first
-//! write to each 4 KiB page traps into the kernel: for a (8192, 4096) f32 softmax that costs
-//! more than the arithmetic (on the development machine: 70 ms with fresh outputs, 42 ms with
-//! pooled ones). So a freed CPU buffer of at least [`MIN_BYTES`] is kept, by dtype and length,
-//! and handed to the next output of that size; the pool holds at most [`MAX_BYTES`] and frees
-//! what does not fit. Smaller buffers are left to the allocator, whose heap already reuses them.
+//! A fresh allocation of more than glibc's mmap threshold (128 KiB at first) comes from the OS
+//! as untouched pages, the first write to each 4 KiB page traps into the kernel, and freeing
+//! it returns the pages: for a (8192, 4096) f32 softmax that costs more than the arithmetic (on
+//! the development machine: 70 ms with fresh outputs, 42 ms with pooled ones). So a freed CPU
+//! buffer of at least [`MIN_BYTES`] is kept, by dtype and length, and handed to the next output
+//! of that size; the pool holds at most [`MAX_BYTES`] and frees what does not fit. Smaller
+//! buffers are left to the allocator, whose heap already reuses them.
+//!
+//! An output its op writes in full takes its buffer as it is ([`for_overwrite`]): filling it
+//! first cost the char-GPT's CPU step about a tenth of its time.
 
 use super::cpu::CpuData;
 use crate::dtype::{DType, Element};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-/// Buffers smaller than this are not pooled (glibc's malloc serves up to 32 MiB from its heap
-/// once it has seen such sizes freed, but a first use of each size still faults).
-pub const MIN_BYTES: usize = 1 << 20;
+/// Buffers smaller than this are not pooled. Half of glibc's first mmap threshold: the
+/// char-GPT's activations, (12, 64, 128) f32 or 384 KiB, are pooled. A bound of 1 MiB left
+/// them to mmap and page faults (its CPU step took ~20% longer, 2026-12-02); 8 KiB gained nothing
+/// more.
+pub const MIN_BYTES: usize = 1 << 16;
 
 /// The most memory the pool keeps.
 pub const MAX_BYTES: usize = 1 << 30;
@@ -75,6 +81,24 @@ pub fn filled<T: Element>(n: usize, value: T) -> Vec<T> {
 /// A vector of `n` zeros (see [`filled`]).
 pub fn zeroed<T: Element>(n: usize) -> Vec<T> {
     filled(n, T::from_f64(0.0))
+}
+
+/// A vector of `n` elements for an output its caller writes in full: a pooled buffer as its
+/// last tensor left it, without the cost of filling it, or zeros from the allocator.
+///
+/// In debug builds (the tests') every element starts as NaN instead (0 for integers, true for
+/// booleans), so that an element an op forgets to write shows in its results rather than
+/// passing on a stale value.
+pub fn for_overwrite<T: Element>(n: usize) -> Vec<T> {
+    if cfg!(debug_assertions) {
+        return filled(n, T::from_f64(f64::NAN));
+    }
+    if n * std::mem::size_of::<T>() >= MIN_BYTES
+        && let Some(Ok(v)) = with_pool(|s| s.take(T::DTYPE, n)).map(T::into_vec)
+    {
+        return v;
+    }
+    vec![T::from_f64(0.0); n]
 }
 
 /// Takes a dropped tensor's data into the pool when it is large enough and there is room.

@@ -408,7 +408,7 @@ fn zip_broadcast<T: Float>(
     out: &Shape,
 ) -> Vec<T> {
     let n = out.numel();
-    let mut o = cpu_pool::zeroed::<T>(n);
+    let mut o = cpu_pool::for_overwrite::<T>(n);
     let read = |s: &Shape| if s == out { Some(RowRead::whole(n)) } else { RowRead::broadcast(s, out) };
     let (x_full, y_full);
     let (x, xr, y, yr) = match (read(xs), read(ys)) {

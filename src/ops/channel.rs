@@ -138,7 +138,7 @@ impl Op for ChannelAffine {
     fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
         let dims = layout(args[0].shape);
         with_float!(args[0].data, T, x => {
-            let mut y = cpu_pool::zeroed::<T>(x.len());
+            let mut y = cpu_pool::for_overwrite::<T>(x.len());
             y.copy_from_slice(x);
             affine_blocks(&mut y, dims, args[1].data.as_slice::<T>(), args[2].data.as_slice::<T>());
             CpuStorage::from_vec(y)

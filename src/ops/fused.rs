@@ -166,7 +166,7 @@ impl Chain {
     fn cpu_typed<T: Float + Kernels>(&self, inputs: &[&CpuStorage]) -> Vec<CpuStorage> {
         let inputs: Vec<&[T]> = inputs.iter().map(|s| s.as_slice::<T>()).collect();
         let n = self.shape.numel();
-        let mut outs: Vec<Vec<T>> = self.outputs.iter().map(|_| cpu_pool::zeroed::<T>(n)).collect();
+        let mut outs: Vec<Vec<T>> = self.outputs.iter().map(|_| cpu_pool::for_overwrite::<T>(n)).collect();
         // each task takes a run of whole blocks, and the slices of every output it writes
         let chunk = PARALLEL_CHUNK.div_ceil(BLOCK) * BLOCK;
         let mut tasks: Vec<Vec<&mut [T]>> = (0..n.div_ceil(chunk)).map(|_| Vec::new()).collect();

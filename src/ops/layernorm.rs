@@ -80,7 +80,7 @@ impl Op for LayerNorm {
         let b = self.has_bias.then(|| args[1 + self.has_weight as usize].data);
         with_float!(args[0].data, T, x => {
             let (w, b) = (w.map(|w| w.as_slice::<T>()), b.map(|b| b.as_slice::<T>()));
-            let mut y = cpu_pool::zeroed::<T>(x.len());
+            let mut y = cpu_pool::for_overwrite::<T>(x.len());
             y.par_chunks_mut(n.max(1)).zip(x.par_chunks(n.max(1))).for_each(|(yr, xr)| {
                 let (mean, rstd) = row_stats(xr, eps);
                 let (mean, rstd) = (T::of(mean), T::of(rstd));
@@ -309,7 +309,7 @@ impl Op for LayerNormGrad {
         let w = self.has_weight.then(|| args[1].data.to_f64_vec());
         let dy = args[1 + self.has_weight as usize].data.to_f64_vec();
         with_float!(args[0].data, T, x => {
-            let mut dx = cpu_pool::zeroed::<T>(x.len());
+            let mut dx = cpu_pool::for_overwrite::<T>(x.len());
             dx.par_chunks_mut(n.max(1)).zip(x.par_chunks(n.max(1))).zip(dy.par_chunks(n.max(1))).for_each(
                 |((dxr, xr), gr)| {
                     let (mean, rstd) = row_stats(xr, eps);

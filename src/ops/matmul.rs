@@ -132,7 +132,7 @@ impl Op for MatMul {
         let (a_off, b_off) = (batch_offsets(&g.a_batch), batch_offsets(&g.b_batch));
         fn run<T: Gemm>(g: &Geometry, x: &[T], y: &[T], a_off: &[usize], b_off: &[usize]) -> Vec<T> {
             let mat = g.m * g.n;
-            let mut c = cpu_pool::zeroed::<T>(g.batch.iter().product::<usize>() * mat);
+            let mut c = cpu_pool::for_overwrite::<T>(g.batch.iter().product::<usize>() * mat);
             let one = |(i, c): (usize, &mut [T])| {
                 let a = Mat { data: &x[a_off[i]..], row: g.a_rc.0, col: g.a_rc.1 };
                 let b = Mat { data: &y[b_off[i]..], row: g.b_rc.0, col: g.b_rc.1 };

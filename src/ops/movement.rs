@@ -82,7 +82,7 @@ fn read_strided(data: &CpuStorage, shape: &Shape, read: &StridedRead) -> CpuStor
 fn copy_runs<T: crate::Element>(x: &[T], dims: &[usize], strides: &[usize], start: usize) -> CpuData {
     let (outer, run) = dims.split_at(dims.len() - 1);
     let run = run[0];
-    let mut out = cpu_pool::zeroed::<T>(outer.iter().product::<usize>() * run);
+    let mut out = cpu_pool::for_overwrite::<T>(outer.iter().product::<usize>() * run);
     for (o, at) in out.chunks_mut(run).zip(offsets(outer, &strides[..outer.len()], start)) {
         o.copy_from_slice(&x[at..at + run]);
     }
@@ -91,7 +91,7 @@ fn copy_runs<T: crate::Element>(x: &[T], dims: &[usize], strides: &[usize], star
 
 /// The elements of `x` at `idx`, in that order.
 pub(crate) fn pick<T: crate::Element>(x: &[T], idx: &[usize]) -> CpuData {
-    let mut out = cpu_pool::zeroed(idx.len());
+    let mut out = cpu_pool::for_overwrite(idx.len());
     out.iter_mut().zip(idx).for_each(|(o, &i)| *o = x[i]);
     T::wrap(out)
 }

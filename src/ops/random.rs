@@ -140,14 +140,12 @@ impl Op for Dropout {
         let (p, scale) = (self.p, self.scale());
         with_float!(args[0].data, T, x => {
             let s = T::of(scale as f64);
-            let mut y = cpu_pool::zeroed::<T>(x.len());
+            let mut y = cpu_pool::for_overwrite::<T>(x.len());
             y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).enumerate().for_each(|(c, (yc, xc))| {
                 let mut u = vec![0f32; xc.len()];
                 self.key.fill_uniform((c * CHUNK) as u64, &mut u);
                 for ((o, &v), &r) in yc.iter_mut().zip(xc).zip(&u) {
-                    if r >= p {
-                        *o = v * s;
-                    }
+                    *o = if r >= p { v * s } else { T::ZERO };
                 }
             });
             CpuStorage::from_vec(y)

@@ -73,7 +73,7 @@ impl Rope {
 
     fn run<T: Float + Send + Sync>(&self, x: &[T], cos: &[T], sin: &[T], time: usize, d: usize) -> Vec<T> {
         let half = d / 2;
-        let mut y = cpu_pool::zeroed::<T>(x.len());
+        let mut y = cpu_pool::for_overwrite::<T>(x.len());
         y.par_chunks_mut(d.max(1)).enumerate().for_each(|(row, out)| {
             let at = (self.offset + row % time) * half;
             for j in 0..half {

@@ -88,7 +88,7 @@ impl Op for Softmax {
         let (_, size, inner) = around(args[0].shape.dims(), self.axis);
         let log = self.log;
         with_float!(args[0].data, T, x => {
-            let mut y = cpu_pool::zeroed::<T>(out.shape.numel());
+            let mut y = cpu_pool::for_overwrite::<T>(out.shape.numel());
             if inner == 1 {
                 // contiguous rows, each in place in the output
                 y.par_chunks_mut(size.max(1)).zip(x.par_chunks(size.max(1))).for_each(|(yr, xr)| softmax_row(xr, yr, log));

@@ -417,7 +417,7 @@ impl Op for Unary {
     }
     fn cpu(&self, args: &[CpuArg], _: &Meta) -> CpuStorage {
         fn run<T: Float>(f: fn(&[T], &mut [T], T, T), x: &[T], a: f64, b: f64) -> Vec<T> {
-            let mut y = cpu_pool::zeroed::<T>(x.len());
+            let mut y = cpu_pool::for_overwrite::<T>(x.len());
             let (a, b) = (T::of(a), T::of(b));
             if x.len() <= PARALLEL_CHUNK {
                 f(x, &mut y, a, b); // not worth a thread

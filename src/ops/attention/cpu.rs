@@ -32,7 +32,7 @@ impl Attention {
             Pass::GradKv => g.d + g.dv,
         };
         let rows = if self.pass == Pass::GradKv { g.tk } else { g.tq };
-        let mut out = cpu_pool::zeroed::<T>(g.batch * rows * width);
+        let mut out = cpu_pool::for_overwrite::<T>(g.batch * rows * width);
         if self.pass == Pass::GradKv {
             // dk of every batch, then dv of every batch
             let (dk, dv) = out.split_at_mut(g.batch * g.tk * g.d);
