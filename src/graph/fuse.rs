@@ -40,9 +40,9 @@ pub fn chains_run() -> u64 {
     CHAINS_RUN.with(|c| c.get())
 }
 
-/// Counts one fused chain computed.
-pub(crate) fn count_chain() {
-    CHAINS_RUN.with(|c| c.set(c.get() + 1));
+/// Counts `n` fused chains computed (by this thread, or for it by a thread of the CPU pool).
+pub(crate) fn count_chains(n: u64) {
+    CHAINS_RUN.with(|c| c.set(c.get() + n));
 }
 
 /// Whether realizes on this thread fuse elementwise chains: [`set_fusion`]'s choice, else on
@@ -153,9 +153,9 @@ impl Draft {
     }
 }
 
-/// The schedule `order` as tasks: fused chains where fusion is on, else one task per node.
-pub(crate) fn plan(order: Vec<Tensor>) -> Vec<Task> {
-    if !fusion_enabled() || order.len() < 2 {
+/// The schedule `order` as tasks: fused chains where `fuse` is on, else one task per node.
+pub(crate) fn plan(order: Vec<Tensor>, fuse: bool) -> Vec<Task> {
+    if !fuse || order.len() < 2 {
         return order.into_iter().map(Task::Node).collect();
     }
     let position: HashMap<u64, usize> = order.iter().enumerate().map(|(p, t)| (t.id(), p)).collect();
