@@ -7,7 +7,8 @@
 //! soon as its last consumer has been recorded.
 
 use crate::backend::Storage;
-use crate::backend::cpu::CpuStorage;
+use crate::backend::cpu::{CpuStorage, PARALLEL_CHUNK};
+use crate::backend::cpu_threads;
 use crate::backend::wgpu::{self as gpu, GpuBuffer, Recorder};
 use crate::graph::fuse::{self, Group, Task};
 use crate::graph::node::{Node, new_walk};
@@ -41,13 +42,12 @@ fn realize_roots(roots: &[Tensor]) -> Result<()> {
         return Ok(());
     }
     let fuse = fuse::fusion_enabled();
-    if rayon::current_thread_index().is_none() && order.iter().all(|t| t.device() == Device::Cpu) {
-        // The CPU kernels' parallel loops run on rayon's threads. Called from a thread outside
-        // the pool, each loop hands its work over and sleeps until it is done: two wake-ups per
-        // op, about 8% of the char-GPT's CPU step. So a realize of CPU nodes runs on one of the
-        // pool's threads, its loops split there. What it reads of this thread (the fusion
-        // setting) goes with it, and what it counts (fused chains) comes back.
-        let (result, chains) = rayon::scope(|_| {
+    let splits = |t: &Tensor| t.shape().numel() >= PARALLEL_CHUNK;
+    if order.iter().all(|t| t.device() == Device::Cpu) && order.iter().any(splits) {
+        // on rayon's threads, the pool kept awake (see `cpu_threads`); what the realize reads
+        // of this thread (the fusion setting) goes with it, and what it counts comes back. A
+        // realize of small tensors only, which no kernel would split, stays on this thread.
+        let (result, chains) = cpu_threads::run_awake(|| {
             let before = fuse::chains_run();
             let result = execute(order, fuse);
             (result, fuse::chains_run() - before)
