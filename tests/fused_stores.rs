@@ -34,16 +34,22 @@ fn a_bias_gradient_is_summed_by_its_weight_gradient_product() {
                 let g = (y.square() * 0.5).sum_all().backward();
                 vec![g.get(&w).unwrap().clone(), g.get(&b).unwrap().clone()]
             });
-            let kernels = &runs.kernels;
             let case =
                 format!("rows {rows}, in {inputs}, out {outputs}, folded {folded}, (out, in) {transposed}");
             // the extra line of ones must land in the padding of the GEMM's last tile
-            let summed = kernels.iter().any(|k| k == "matmul:main + sums");
-            assert_eq!(summed, inputs % 64 != 0, "{case}: {kernels:?}; {seed}");
-            assert_eq!(kernels.iter().any(|k| k.starts_with("reduce:")), !summed, "{case}: {kernels:?}");
-            runs.assert_agree(&case, &seed);
+            assert_bias_summed_by(&runs, "matmul:main + sums", inputs % 64 != 0, &case, &seed);
         }
     }
+}
+
+/// Asserts that the bias gradient was summed by the weight gradient's kernel `sums` exactly
+/// when `expected` (else by a reduction of its own), and that the three runs agree.
+fn assert_bias_summed_by(runs: &Runs, sums: &str, expected: bool, case: &str, seed: &Seed) {
+    let kernels = &runs.kernels;
+    let summed = kernels.iter().any(|k| k == sums);
+    assert_eq!(summed, expected, "{case}: {kernels:?}; {seed}");
+    assert_eq!(kernels.iter().any(|k| k.starts_with("reduce:")), !summed, "{case}: {kernels:?}");
+    runs.assert_agree(case, seed);
 }
 
 #[test]
@@ -64,12 +70,8 @@ fn a_convolution_bias_gradient_is_summed_by_its_weight_gradient() {
             let g = (y.square() * 0.5).sum_all().backward();
             vec![g.get(&w).unwrap().clone(), g.get(&b).unwrap().clone()]
         });
-        let kernels = &runs.kernels;
         let case = format!("N {n}, C {c}, O {o}, {h}x{h}, kernel {k}, groups {groups}");
-        let summed = kernels.iter().any(|k| k == "conv:gemm + sums");
-        assert_eq!(summed, (c / groups * k * k) % 64 != 0, "{case}: {kernels:?}; {seed}");
-        assert_eq!(kernels.iter().any(|k| k.starts_with("reduce:")), !summed, "{case}: {kernels:?}");
-        runs.assert_agree(&case, &seed);
+        assert_bias_summed_by(&runs, "conv:gemm + sums", (c / groups * k * k) % 64 != 0, &case, &seed);
     }
 }
 

@@ -76,13 +76,13 @@ fn with_pool<R>(f: impl FnOnce(&mut Shelves) -> R) -> R {
 
 /// A vector of `n` copies of `value`, in a pooled buffer when one of that size is free.
 pub fn filled<T: Element>(n: usize, value: T) -> Vec<T> {
-    if n * std::mem::size_of::<T>() >= MIN_BYTES
-        && let Some(Ok(mut v)) = with_pool(|s| s.take(T::DTYPE, n)).map(T::into_vec)
-    {
-        v.fill(value);
-        return v;
+    match pooled(n) {
+        Some(mut v) => {
+            v.fill(value);
+            v
+        }
+        None => vec![value; n],
     }
-    vec![value; n]
 }
 
 /// A vector of `n` zeros (see [`filled`]).
@@ -100,12 +100,16 @@ pub fn for_overwrite<T: Element>(n: usize) -> Vec<T> {
     if cfg!(debug_assertions) {
         return filled(n, T::from_f64(f64::NAN));
     }
-    if n * std::mem::size_of::<T>() >= MIN_BYTES
-        && let Some(Ok(v)) = with_pool(|s| s.take(T::DTYPE, n)).map(T::into_vec)
-    {
-        return v;
+    pooled(n).unwrap_or_else(|| vec![T::from_f64(0.0); n])
+}
+
+/// A pooled buffer of `n` elements as its last tensor left it, if the size is pooled and one
+/// is free.
+fn pooled<T: Element>(n: usize) -> Option<Vec<T>> {
+    if n * std::mem::size_of::<T>() < MIN_BYTES {
+        return None;
     }
-    vec![T::from_f64(0.0); n]
+    with_pool(|s| s.take(T::DTYPE, n)).and_then(|data| T::into_vec(data).ok())
 }
 
 /// Takes a dropped tensor's data into the pool when it is large enough and there is room.
