@@ -15,6 +15,7 @@ use crate::{DType, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 mod direct;
+use direct::DirectFloat;
 
 static SHADER: Shader = shader!("conv.wgsl");
 
@@ -337,11 +338,16 @@ pub(crate) struct Conv {
 }
 
 impl Conv {
-    fn run<T: Gemm + Send + Sync>(&self, first: &[T], second: &[T]) -> Vec<T> {
+    fn run<T: Gemm + Send + Sync + DirectFloat>(&self, first: &[T], second: &[T]) -> Vec<T> {
         let g = self.geom;
         match self.pass {
             Pass::Forward if direct::applies(&g) => return direct::forward(&g, first, second),
             Pass::InputGrad if direct::applies(&g) => return direct::input_grad(&g, first, second),
+            Pass::WeightGrad => {
+                if let Some(dw) = T::weight_grad(&g, first, second) {
+                    return dw;
+                }
+            }
             _ => {}
         }
         let (_, og) = g.per_group();

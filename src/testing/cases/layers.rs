@@ -163,13 +163,17 @@ fn convolution() -> Vec<Case> {
         // stride 1 with rows of 8 or more pixels: the CPU's direct kernels, a non-square kernel;
         // the 1×1 kernel has 3 output channels, since a weight gradient of one element is one
         // sum of 100 terms of both signs, whose relative error measures its cancellation (a
-        // seed gave 2.3e-4 against 1e-4)
+        // seed gave 2.3e-4 against 1e-4). The weight gradient's tiles: 13 output channels (a
+        // block of 8 and a partial one), a 5-wide kernel (3 + 2 columns), rows of 17 (a vector
+        // and a padded one); 9 images (two partial sums, of 8 and 1)
         conv(
             "conv2d stride 1 padding 1 (direct on the CPU)",
             shapes(&[
                 &[&[2, 3, 9, 10], &[4, 3, 3, 3]],
                 &[&[3, 5, 12, 17], &[6, 5, 5, 3]],
                 &[&[1, 1, 8, 8], &[3, 1, 1, 1]],
+                &[&[2, 4, 11, 19], &[13, 4, 3, 5]],
+                &[&[9, 2, 8, 8], &[9, 2, 3, 3]],
             ]),
             ConvOptions::default().padding(1),
         ),
