@@ -95,7 +95,9 @@ fn has_avx512() -> bool {
 /// `matrixmultiply` lose to their packing; for wider layers the GEMM is faster. Measured on the
 /// development machine (quiet): ResNet-20's training step at batch 128 takes 859 ms with these
 /// kernels and 920 ms with im2col alone; a 64-channel 3×3 convolution of 32 × 56×56 images,
-/// 134 ms direct and 72 ms by GEMM.
+/// 134 ms direct and 72 ms by GEMM. The limit holds for the AVX-512 tile too: at 600 products
+/// (ResNet-20's 64-channel layers direct) its convolutions took 10% more CPU time (`perf`
+/// samples, 2026-12-02).
 pub(super) fn applies(g: &Geom) -> bool {
     let o = g.opts;
     let (cg, og) = g.per_group();
