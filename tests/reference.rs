@@ -197,3 +197,26 @@ fn reductions_and_movement_have_the_expected_values() {
         Tensor::zeros([2], &CPU).index_add(0, &idx, &Tensor::from_vec(vec![1.0f32, 2.0, 4.0], [3], &CPU));
     assert_eq!(added.to_vec::<f32>().unwrap(), vec![4.0, 3.0]);
 }
+
+/// An ∞ in the input reaches only the weight-gradient entries whose products read it. The CPU's
+/// direct kernel pads dy's pixels to whole vectors; the lanes past them must not multiply the
+/// next row's values (here the ∞) by dy's zeros, which would put NaN into the other entries.
+#[test]
+fn an_infinite_input_reaches_only_the_weight_gradient_entries_that_read_it() {
+    // 8×13 outputs: 104 pixels, 6 vectors and 8 lanes of a 7th; the ∞ in the last input row
+    let (h, w) = (8, 13);
+    let mut x = vec![1.0f32; h * w];
+    x[(h - 1) * w + 5] = f32::INFINITY;
+    let x = Tensor::from_vec(x, [1, 1, h, w], &CPU);
+    let weight = Tensor::from_vec(vec![0.5f32; 9], [1, 1, 3, 3], &CPU);
+    let dy = Tensor::from_vec(vec![1.0f32; h * w], [1, 1, h, w], &CPU);
+    let y = x.conv2d(&weight, ConvOptions::default().padding(1));
+    let dw: Vec<f32> = kiln::testing::gradient_op(&y, &dy, "conv2d_weight_grad", 0).to_vec().unwrap();
+    // kernel row i reads input rows r + i − 1 for r < 8: the last one (row 7) only for i ≥ 1
+    for (tap, value) in dw.iter().enumerate() {
+        match tap / 3 {
+            0 => assert!(value.is_finite(), "dW[0][{}] = {value}: it reads no ∞", tap % 3),
+            _ => assert_eq!(*value, f32::INFINITY, "dW[{}][{}] reads the ∞", tap / 3, tap % 3),
+        }
+    }
+}
