@@ -18,8 +18,8 @@
 //! (detected at run time; f32 and f64 alike), else for the baseline, with separate multiply and
 //! add. f32 on AVX-512 runs a wider tile written with intrinsics instead (`avx512`: 8 channels
 //! × 32 pixels). On the development machine (AMD EPYC, 2026-12-02) the two AVX-512 kernels
-//! took ResNet-20's CPU training step at batch 128 from 364–470 to 355–431 ms (PyTorch:
-//! 302–474 ms in the same runs).
+//! took ResNet-20's CPU training step at batch 128 from 392–470 to 355–431 ms (PyTorch:
+//! 351–474 ms in the same rounds).
 
 use super::Geom;
 use crate::backend::cpu_pool;
