@@ -452,7 +452,7 @@ fn dispatches(kind: &str, steps: usize, lengths: bool, gpu: &Device) -> (u64, u6
 }
 
 #[test]
-fn a_gpu_step_is_two_dispatches_forward_and_three_or_four_backward() {
+fn a_gpu_step_is_two_dispatches_forward_and_at_most_five_backward() {
     let Some(gpu) = common::gpu("dispatches per step") else {
         return;
     };
@@ -467,10 +467,11 @@ fn a_gpu_step_is_two_dispatches_forward_and_three_or_four_backward() {
     // unfused: forward, the recurrent matmul and the cell; backward, the cell's gradient, the
     // matmul for h, and the sums of h's gradients (from the output, the next cell and the next
     // matmul: the LSTM's last two join as one assembly of [dh; dc]); fused, the sums of h's
-    // gradients that are elementwise become one chain, for the GRU and the RNN spliced into the
-    // matmul for h (its epilogue)
+    // gradients that are elementwise become one chain, spliced into the matmul for h (its
+    // epilogue): the LSTM's output reads each step's h itself, so the sum of h's gradient from
+    // the output and from the next matmul is such a chain too
     let table = [
-        ("LSTM", [(2.0, 3.0), (2.0, 5.0)], [(2.0, 3.0), (2.0, 4.0)]),
+        ("LSTM", [(2.0, 3.0), (2.0, 5.0)], [(2.0, 2.0), (2.0, 4.0)]),
         ("GRU", [(2.0, 4.0), (2.0, 4.0)], [(2.0, 2.0), (2.0, 2.0)]),
         ("RNN", [(2.0, 3.0), (2.0, 4.0)], [(2.0, 2.0), (2.0, 2.0)]),
     ];

@@ -16,20 +16,29 @@ use crate::dtype::{DType, Element};
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-/// Buffers smaller than this are not pooled. Half of glibc's first mmap threshold: the
-/// char-GPT's activations, (12, 64, 128) f32 or 384 KiB, are pooled. A bound of 1 MiB left
-/// them to mmap and page faults (its CPU step took ~20% longer, 2026-12-02); 8 KiB gained nothing
-/// more.
-pub const MIN_BYTES: usize = 1 << 16;
+/// Buffers smaller than this are not pooled. An eighth of glibc's first mmap threshold: the
+/// char-GPT's activations, (12, 64, 128) f32 or 384 KiB, are pooled (a bound of 1 MiB left them
+/// to mmap and page faults: its CPU step took ~20% longer, 2026-12-02), and so is an LSTM
+/// step's hidden state, 32 × 256 f32 or 32 KiB (a copy of it took 10 µs from the allocator, 7.5
+/// from the pool, on the development machine).
+pub const MIN_BYTES: usize = 1 << 14;
 
 /// The most memory the pool keeps.
 pub const MAX_BYTES: usize = 1 << 30;
 
-/// The most buffers the pool keeps of one size: more than a training step frees of one size
-/// and takes again (an LSTM's 128 time steps), and a bound on buffers of a size that is given
-/// back more often than asked for (in `char_gpt`'s step, about one 384 KiB buffer a step: the
-/// process grew by 0.5 GB over 1000 steps without this bound).
-pub const MAX_PER_SIZE: usize = 256;
+/// The most bytes the pool keeps of one size, and the fewest buffers it allows any size
+/// ([`shelf_limit`]): more than a training step frees of one size and takes again (a 2-layer
+/// LSTM over 128 steps frees about 512 buffers of 128 KiB at the end of its backward pass and
+/// takes them again in the next step), and a bound on buffers of a size that is given back
+/// more often than asked for (in `char_gpt`'s step, about one 384 KiB buffer a step: the
+/// process grew by 0.5 GB over 1000 steps without a bound).
+pub const MAX_SHELF_BYTES: usize = 128 << 20;
+const MIN_PER_SIZE: usize = 256;
+
+/// The most buffers of `bytes` each that the pool keeps.
+fn shelf_limit(bytes: usize) -> usize {
+    (MAX_SHELF_BYTES / bytes.max(1)).max(MIN_PER_SIZE)
+}
 
 /// Freed buffers by (dtype, length), holding at most `capacity` bytes.
 struct Shelves {
@@ -55,7 +64,8 @@ impl Shelves {
         let (dtype, len) = (data.dtype(), data.len());
         let bytes = len * dtype.size_bytes();
         let shelf = self.free.entry((dtype, len)).or_default();
-        let kept = bytes >= MIN_BYTES && self.bytes + bytes <= self.capacity && shelf.len() < MAX_PER_SIZE;
+        let kept =
+            bytes >= MIN_BYTES && self.bytes + bytes <= self.capacity && shelf.len() < shelf_limit(bytes);
         if kept {
             self.bytes += bytes;
             shelf.push(data);
@@ -146,10 +156,13 @@ mod tests {
         assert!(matches!(shelves.take(DType::F32, n), Some(CpuData::F32(v)) if v.len() == n));
         assert_eq!(shelves.bytes, 0);
         assert!(shelves.take(DType::F32, n).is_none());
-        // at most MAX_PER_SIZE of one size, whatever the room
+        // at most shelf_limit of one size, whatever the room
         let mut roomy = Shelves::new(usize::MAX);
-        let kept = (0..MAX_PER_SIZE + 3).filter(|_| roomy.put(CpuData::F32(vec![0.0; n]))).count();
-        assert_eq!(kept, MAX_PER_SIZE);
+        let limit = shelf_limit(n * 4);
+        let kept = (0..limit + 3).filter(|_| roomy.put(CpuData::F32(vec![0.0; n]))).count();
+        assert_eq!(kept, limit);
+        assert_eq!(shelf_limit(384 << 10), 341);
+        assert_eq!(shelf_limit(64 << 20), MIN_PER_SIZE);
     }
 
     #[test]

@@ -108,8 +108,7 @@ macro_rules! cell_module {
             #[track_caller]
             fn forward(&self, x: &Tensor) -> Tensor {
                 let batch = x.dims().first().copied().unwrap_or(0);
-                let state = self.0.step(x, &self.0.zeros(batch));
-                if self.0.kind.has_cell_state() { state.select(0, 0) } else { state }
+                self.0.kind.hidden_of(&self.0.step(x, &self.0.zeros(batch)))
             }
 
             fn visit(&self, v: &mut dyn Visitor) {

@@ -204,7 +204,11 @@ impl RecurrentWeights {
     }
 
     /// The state after the steps `order` of a layer over `gx` (T, B, G·H) from `state`, and
-    /// the state after each step, in time order.
+    /// the hidden state h (B, H) after each step, in time order.
+    ///
+    /// Each step's h is the node the next step's recurrent product reads, so that the output's
+    /// gradient and the recurrence's reach h as one accumulation; the LSTM's cell state never
+    /// enters the output, and no zeros are assembled for it.
     #[track_caller]
     fn run(
         &self,
@@ -215,24 +219,25 @@ impl RecurrentWeights {
         lengths: Option<&Tensor>,
     ) -> (Tensor, Vec<Tensor>) {
         let hidden_bias = self.hidden_bias(kind, gx.dim(0), gx.dim(1));
-        let w_hh = self.weight_hh.t();
-        let mut states = vec![None; gx.dim(0)];
+        // stored transposed once, for the products of every step
+        let w_hh = self.weight_hh.t_stored();
+        let mut outputs = vec![None; gx.dim(0)];
+        let mut h = kind.hidden_of(&state);
         for t in order {
-            let h = if kind.has_cell_state() { state.select(0, 0) } else { state.clone() };
             let gh = h.matmul(&w_hh);
             state =
                 kind.step(Step { gx, t, gh: &gh, state: &state, hidden_bias: hidden_bias.as_ref(), lengths });
-            states[t] = Some(state.clone());
+            h = kind.hidden_of(&state);
+            outputs[t] = Some(h.clone());
         }
-        (state, states.into_iter().map(|s| s.expect("every step ran")).collect())
+        (state, outputs.into_iter().map(|h| h.expect("every step ran")).collect())
     }
 
     /// One step of a cell from `state` on input `x` (B, I) (a cell module's forward).
     #[track_caller]
     pub(crate) fn step(&self, kind: CellKind, x: &Tensor, state: &Tensor) -> Tensor {
         let gx = self.project(kind, x).unsqueeze(0);
-        let h = if kind.has_cell_state() { state.select(0, 0) } else { state.clone() };
-        let gh = h.matmul(&self.weight_hh.t());
+        let gh = kind.hidden_of(state).matmul(&self.weight_hh.t());
         let hidden_bias = self.hidden_bias(kind, 1, x.dim(0));
         kind.step(Step { gx: &gx, t: 0, gh: &gh, state, hidden_bias: hidden_bias.as_ref(), lengths: None })
     }
@@ -418,12 +423,12 @@ impl Layers {
                     None => Tensor::full(state_dims.clone(), 0.0, x.dtype(), &x.device()),
                 };
                 let values = lengths.as_ref().map(|l| &l.values);
-                let (last, states) = match d {
+                let (last, hidden) = match d {
                     0 => w.run(kind, &gx, 0..steps, start, values),
                     _ => w.run(kind, &gx, (0..steps).rev(), start, values),
                 };
-                let stacked = Tensor::stack(&states, 0);
-                outputs.push(if kind.has_cell_state() { stacked.select(1, 0) } else { stacked });
+                // (T, B, H)
+                outputs.push(Tensor::stack(&hidden, 0));
                 finals.push(last);
             }
             layer_input = Tensor::concat(&outputs, -1);

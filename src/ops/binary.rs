@@ -333,6 +333,13 @@ impl RowRead {
     /// How operand shape `s` broadcast against `out` is read, if its contiguous or repeated runs
     /// are long enough (16 elements) for a call per row to be worth it.
     fn broadcast(s: &Shape, out: &Shape) -> Option<RowRead> {
+        let n = out.numel();
+        if s.numel() == 1 && n >= 16 {
+            // one element against everything (a gradient times its clipping scale): rows of a
+            // parallel chunk, all reading element 0
+            let len = PARALLEL_CHUNK.min(n);
+            return Some(RowRead { len, kind: ReadKind::Splat(vec![0; n.div_ceil(len)]) });
+        }
         let lead = out.rank() - s.rank();
         let dims = out.dims();
         // the first axis from which the operand's dimensions are all the output's (`Rows`) or all 1 (`Splat`)

@@ -9,11 +9,13 @@
 use super::epilogue::{Epilogue, EpilogueHost, Site};
 use super::{CpuArg, Fault, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
 use crate::backend::cpu::{CpuData, CpuStorage, indices, with_any};
+use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::ops::layout::{MAX_RANK, around, pack, u32_of};
 use crate::ops::movement::pick;
 use crate::ops::wgsl::wgsl_type;
 use crate::{DType, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 static SHADER: Shader = shader!("index.wgsl");
 
@@ -87,13 +89,25 @@ impl Runs {
     }
 
     /// The slices at `index` along the axis.
+    ///
+    /// Into a pooled buffer, its slices copied in parallel when it is large (an embedding's
+    /// lookup of a batch of sequences is megabytes).
     fn select<T: crate::Element>(&self, x: &[T], index: &[usize]) -> CpuData {
-        let mut out = Vec::with_capacity(self.outer * index.len() * self.inner);
-        for o in 0..self.outer {
-            for &j in index {
-                let at = (o * self.size + j) * self.inner;
-                out.extend_from_slice(&x[at..at + self.inner]);
-            }
+        const PARALLEL_ELEMENTS: usize = 1 << 16;
+        let inner = self.inner;
+        let mut out = cpu_pool::for_overwrite::<T>(self.outer * index.len() * inner);
+        if out.is_empty() {
+            return T::wrap(out);
+        }
+        // output slice r is slice index[r % k] of block r / k of x
+        let copy = |(r, slice): (usize, &mut [T])| {
+            let at = ((r / index.len()) * self.size + index[r % index.len()]) * inner;
+            slice.copy_from_slice(&x[at..at + inner]);
+        };
+        if out.len() < PARALLEL_ELEMENTS {
+            out.chunks_mut(inner).enumerate().for_each(copy);
+        } else {
+            out.par_chunks_mut(inner).enumerate().for_each(copy);
         }
         T::wrap(out)
     }

@@ -602,6 +602,14 @@ impl Tensor {
     /// op(a)·op(b) where op transposes the last two axes when its flag is set.
     #[track_caller]
     pub(crate) fn matmul_flags(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Tensor {
+        // a stored transpose read transposed is its input read as it is (the gradient products
+        // of `x · w.t_stored()` read w itself, row by row)
+        let unstore = |t: &Tensor, flag: bool| match t.stored_transpose_source() {
+            Some(source) if flag => (source, false),
+            _ => (t.clone(), flag),
+        };
+        let ((a, trans_a), (b, trans_b)) = (unstore(a, trans_a), unstore(b, trans_b));
+        let (a, b) = (&a, &b);
         let describe = || {
             format!(
                 "{}{} and {}{}",

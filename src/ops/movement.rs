@@ -12,6 +12,7 @@ use crate::backend::cpu_pool::{self, filled};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::ops::layout::{MAX_RANK, collapse, offsets, pack, u32_of};
 use crate::{DType, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 pub(crate) static SHADER: Shader = shader!("movement.wgsl");
 
@@ -73,9 +74,13 @@ fn read_strided(data: &CpuStorage, shape: &Shape, read: &StridedRead) -> CpuStor
     let strides = &strides[0];
     CpuStorage::new(with_any!(data, x => match strides.last() {
         Some(1) if shape.numel() > 0 => copy_runs(x, &dims, strides, read.start),
+        Some(_) if dims.len() == 2 => copy_tiles(x, &dims, strides, read.start),
         _ => pick(x, &offsets(shape.dims(), &read.strides, read.start).collect::<Vec<_>>()),
     }))
 }
+
+/// Output elements below which a strided copy runs on one thread.
+const PARALLEL_ELEMENTS: usize = 1 << 16;
 
 /// The elements of `x` read in runs along the last of `dims`, which is contiguous in `x`: the
 /// other dimensions step by `strides`, from `start`.
@@ -83,8 +88,43 @@ fn copy_runs<T: crate::Element>(x: &[T], dims: &[usize], strides: &[usize], star
     let (outer, run) = dims.split_at(dims.len() - 1);
     let run = run[0];
     let mut out = cpu_pool::for_overwrite::<T>(outer.iter().product::<usize>() * run);
-    for (o, at) in out.chunks_mut(run).zip(offsets(outer, &strides[..outer.len()], start)) {
-        o.copy_from_slice(&x[at..at + run]);
+    let starts = offsets(outer, &strides[..outer.len()], start);
+    if out.len() < PARALLEL_ELEMENTS {
+        for (o, at) in out.chunks_mut(run).zip(starts) {
+            o.copy_from_slice(&x[at..at + run]);
+        }
+    } else {
+        // a large copy (a batch-first sequence swapped to time-major) is bound by one core's
+        // share of the memory bandwidth: the runs copy in parallel
+        let starts: Vec<usize> = starts.collect();
+        out.par_chunks_mut(run).zip(starts).for_each(|(o, at)| o.copy_from_slice(&x[at..at + run]));
+    }
+    T::wrap(out)
+}
+
+/// The elements of `x` read as a (rows, cols) matrix whose columns step by `strides[1]` (a
+/// transpose, when it is `rows`), from `start`: in square tiles, so that the reads of one tile
+/// stay within a few cache lines per column instead of one line per element.
+fn copy_tiles<T: crate::Element>(x: &[T], dims: &[usize], strides: &[usize], start: usize) -> CpuData {
+    const TILE: usize = 32;
+    let (rows, cols) = (dims[0], dims[1]);
+    let mut out = cpu_pool::for_overwrite::<T>(rows * cols);
+    // a band of TILE output rows, tile by tile; bands run in parallel when the copy is large
+    let band = |(b, out): (usize, &mut [T])| {
+        let i0 = b * TILE;
+        for j0 in (0..cols).step_by(TILE) {
+            for (r, row) in out.chunks_mut(cols).enumerate() {
+                let from = start + (i0 + r) * strides[0];
+                for j in j0..(j0 + TILE).min(cols) {
+                    row[j] = x[from + j * strides[1]];
+                }
+            }
+        }
+    };
+    if out.len() < PARALLEL_ELEMENTS {
+        out.chunks_mut(TILE * cols).enumerate().for_each(band);
+    } else {
+        out.par_chunks_mut(TILE * cols).enumerate().for_each(band);
     }
     T::wrap(out)
 }
@@ -99,6 +139,9 @@ pub(crate) fn pick<T: crate::Element>(x: &[T], idx: &[usize]) -> CpuData {
 /// A strided-read op: permute, expand or slice.
 pub(crate) enum Movement {
     Permute(Vec<usize>),
+    /// The swap of the last two axes, stored: products read it as it is laid out, not as the
+    /// transpose of its input ([`Tensor::t_stored`]).
+    StoredTranspose,
     Expand,
     /// Start and step per dimension.
     Slice {
@@ -123,6 +166,12 @@ impl Movement {
             Movement::Permute(perm) => {
                 StridedRead { start: 0, strides: perm.iter().map(|&p| strides[p]).collect() }
             }
+            Movement::StoredTranspose => {
+                let mut strides = strides;
+                let r = strides.len();
+                strides.swap(r - 2, r - 1);
+                StridedRead { start: 0, strides }
+            }
             Movement::Expand => StridedRead { start: 0, strides: input.broadcast_strides(out) },
             Movement::Slice { starts, steps } => StridedRead {
                 start: starts.iter().zip(&strides).map(|(s, st)| s * st).sum(),
@@ -135,7 +184,7 @@ impl Movement {
 impl Op for Movement {
     fn name(&self) -> &'static str {
         match self {
-            Movement::Permute(_) => "permute",
+            Movement::Permute(_) | Movement::StoredTranspose => "permute",
             Movement::Expand => "expand",
             Movement::Slice { .. } => "slice",
         }
@@ -144,6 +193,7 @@ impl Op for Movement {
     fn describe(&self) -> String {
         match self {
             Movement::Permute(p) => format!("permute({p:?})"),
+            Movement::StoredTranspose => "permute(last two axes, stored)".into(),
             Movement::Expand => "expand".into(),
             Movement::Slice { starts, steps } => {
                 format!("slice(starts {starts:?}, steps {steps:?})")
@@ -172,6 +222,11 @@ impl Op for Movement {
         let input = g.inputs[0].shape();
         let dx = match self {
             Movement::Permute(perm) => g.grad.permute(&inverse_permutation(perm)),
+            // a weight's gradient Xᵀ·Y transposed is Yᵀ·X: a product the other way round, not a copy
+            Movement::StoredTranspose => match g.grad.outer_product() {
+                Some((x, y)) => Tensor::matmul_flags(&y, &x, true, false),
+                None => g.grad.t(),
+            },
             // each input element was read by every output it was broadcast to
             Movement::Expand => g.grad.sum_to(input),
             // scatter back with zeros in between: the inverse of a strided slice is a pad
@@ -376,6 +431,35 @@ impl Tensor {
             panic!("t: shape {} has fewer than two axes", self.shape());
         }
         self.transpose(-2, -1)
+    }
+
+    /// The matrix transpose (the last two axes swapped) stored as a tensor of its own: a
+    /// product reads it row by row, where it would read [`Tensor::t`] as its input transposed,
+    /// and the gradient products read the input as it is. For a weight that many products read
+    /// transposed, as a recurrent layer's W_hh is at every time step: the copy is made once per
+    /// forward, and each step's product runs on rows (on the CPU, a faster kernel).
+    ///
+    /// ```
+    /// # use kiln::{Device, Tensor};
+    /// let w = Tensor::from_vec(vec![1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], [2, 3], &Device::Cpu);
+    /// assert_eq!(w.t_stored().to_vec::<f32>().unwrap(), vec![1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    /// ```
+    #[track_caller]
+    pub fn t_stored(&self) -> Tensor {
+        if self.rank() < 2 {
+            panic!("t_stored: shape {} has fewer than two axes", self.shape());
+        }
+        let mut dims = self.dims().to_vec();
+        let r = dims.len();
+        dims.swap(r - 2, r - 1);
+        Tensor::from_op(Movement::StoredTranspose, [self.clone()], Shape::new(dims), self.dtype())
+    }
+
+    /// If this is a stored transpose ([`Tensor::t_stored`]) that still holds its input: that
+    /// input, which a product reading this tensor transposed reads as it is instead.
+    pub(crate) fn stored_transpose_source(&self) -> Option<Tensor> {
+        let movement = (&self.0.op as &dyn std::any::Any).downcast_ref::<Movement>()?;
+        matches!(movement, Movement::StoredTranspose).then(|| self.0.inputs().first().cloned())?
     }
 
     /// Broadcasts to `shape` (NumPy rules), copying.

@@ -73,6 +73,13 @@ impl CellKind {
         self == CellKind::Lstm
     }
 
+    /// The hidden state h (B, H) of a `state`: the first half of the LSTM's packed [h; c], the
+    /// whole state of the others.
+    #[track_caller]
+    pub fn hidden_of(self, state: &Tensor) -> Tensor {
+        if self.has_cell_state() { state.select(0, 0) } else { state.clone() }
+    }
+
     fn name(self) -> &'static str {
         match self {
             CellKind::Lstm => "lstm_cell",

@@ -150,14 +150,32 @@ impl Reduce {
         if inner == 0 || reduced == 0 {
             return Some(acc);
         }
-        for (acc, block) in acc.chunks_mut(inner).zip(data.chunks(reduced * inner)) {
+        let op = self.op;
+        // columns from..from + acc.len() of every row of a block, folded into acc
+        let fold_columns = |acc: &mut [f64], block: &[f32], from: usize| {
             for row in block.chunks(inner) {
-                match self.op {
+                let row = &row[from..from + acc.len()];
+                match op {
                     ReduceOp::Sum => acc.iter_mut().zip(row).for_each(|(a, &v)| *a += f64::from(v)),
                     op => acc.iter_mut().zip(row).for_each(|(a, &v)| *a = op.fold(*a, f64::from(v))),
                 }
             }
+        };
+        if data.len() < PARALLEL_CHUNK {
+            for (acc, block) in acc.chunks_mut(inner).zip(data.chunks(reduced * inner)) {
+                fold_columns(acc, block, 0);
+            }
+            return Some(acc);
         }
+        // in parallel over the outputs, a block of columns each (a bias gradient sums 4096 rows
+        // into 1024 outputs: one block per output would leave the other threads idle); each
+        // output still folds its rows in order, so the sums do not depend on the split
+        let columns = (inner / (2 * rayon::current_num_threads())).max(16).min(inner);
+        acc.par_chunks_mut(inner).zip(data.par_chunks(reduced * inner)).for_each(|(acc, block)| {
+            acc.par_chunks_mut(columns)
+                .enumerate()
+                .for_each(|(c, acc)| fold_columns(acc, block, c * columns));
+        });
         Some(acc)
     }
 

@@ -344,6 +344,15 @@ fn table() -> Vec<Check> {
         |t| t[0].permute(&[2, 0, 1]),
         |h| loops::permute(&h[0], &[2, 0, 1]),
     ));
+    // a 2-D strided read (here a matrix transpose) copies in tiles
+    checks.push(check(
+        "permute",
+        "stored transpose",
+        vec![d.normal(&[97, 131])],
+        0.0,
+        |t| t[0].t_stored(),
+        |h| loops::permute(&h[0], &[1, 0]),
+    ));
     checks.push(check(
         "expand",
         "",
@@ -380,6 +389,15 @@ fn table() -> Vec<Check> {
         0.0,
         |t| Tensor::concat(t, 1),
         |h| loops::concat(&[&h[0], &h[1]], 1),
+    ));
+    // along the first axis each input is one block of the output, the blocks copied in parallel
+    checks.push(check(
+        "concat",
+        "along the first axis",
+        vec![d.normal(&[300, 257]), d.normal(&[1, 257]), d.normal(&[411, 257])],
+        0.0,
+        |t| Tensor::concat(t, 0),
+        |h| loops::concat(&[&h[0], &h[1], &h[2]], 0),
     ));
     checks.push(check(
         "gather",

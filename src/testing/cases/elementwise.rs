@@ -341,6 +341,10 @@ fn movement() -> Vec<Case> {
             .grad_tol(0.0)
             .past_grid_limit(vec![vec![2, 3, OVER_GRID_LIMIT / 6]]),
         Case::new("permute", "transpose", x.clone(), cube.clone(), |x, _| x[0].t()).tol(0.0).grad_tol(0.0),
+        // stored: a copy of its own that products read as laid out (its gradient is a transpose)
+        Case::new("permute", "stored transpose", x.clone(), cube.clone(), |x, _| x[0].t_stored())
+            .tol(0.0)
+            .grad_tol(0.0),
         // the large set: (1,677,748, 1) → (2, 1,677,748, 5), 16,777,480 outputs from few values
         Case::new("expand", "expand", x.clone(), shapes(&[&[&[3, 1]], &[&[1, 1]], &[&[17, 1]]]), |x, _| {
             x[0].expand([2, x[0].dims()[0], 5])

@@ -80,6 +80,17 @@ fn matmul() -> Vec<Case> {
             |x, _| x[0].t().matmul(&x[1].t()),
         )
         .tol(2e-5),
+        // a recurrent step's product: x·wᵀ with wᵀ stored, read as laid out; the gradient
+        // products read w itself (x's) and give w's as the transpose of a product, computed
+        // the other way round
+        Case::new(
+            "matmul",
+            "matmul by a stored transpose",
+            vec![F, F],
+            shapes(&[&[&[1, 1], &[1, 1]], &[&[32, 17], &[67, 17]], &[&[5, 64], &[129, 64]]]),
+            |x, _| x[0].matmul(&x[1].t_stored()),
+        )
+        .tol(2e-5),
         // a batch of matrices times one matrix is one GEMM over all their rows, reshaped around
         // it (so the matrix's gradient is one GEMM too): the output node is a reshape
         Case::composite(
