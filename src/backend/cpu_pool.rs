@@ -26,8 +26,8 @@ pub const MIN_BYTES: usize = 1 << 14;
 /// The most memory the pool keeps.
 pub const MAX_BYTES: usize = 1 << 30;
 
-/// The most bytes the pool keeps of one size, and the fewest buffers it allows any size
-/// ([`shelf_limit`]): more than a training step frees of one size and takes again (a 2-layer
+/// The most bytes the pool keeps of one size, though it keeps at least 256 buffers of any size
+/// (`shelf_limit`): more than a training step frees of one size and takes again (a 2-layer
 /// LSTM over 128 steps frees about 512 buffers of 128 KiB at the end of its backward pass and
 /// takes them again in the next step), and a bound on buffers of a size that is given back
 /// more often than asked for (in `char_gpt`'s step, about one 384 KiB buffer a step: the

@@ -3,8 +3,10 @@
 //! and variable-length batches.
 //!
 //! Each layer and direction computes the input projections of all steps as one matmul; then each
-//! step is one matmul for the recurrent term and one fused cell op (`ops::recurrent`). The
-//! cells for hand-written loops are in `cells.rs` and use the same ops.
+//! step is one matmul for the recurrent term and one fused cell op (`ops::recurrent`). W_hh is
+//! stored transposed once per forward ([`Tensor::t_stored`]), so that every step's product reads
+//! it by rows, and each step's h is the node the next step's product reads and the output
+//! stacks. The cells for hand-written loops are in `cells.rs` and use the same ops.
 //!
 //! `Module::forward(x)` runs from a zero state over full sequences and returns the output; the
 //! inherent `forward_with(x, state, lengths)` takes an initial state and per-sequence lengths and
