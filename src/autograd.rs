@@ -127,11 +127,12 @@ impl Tensor {
         let mut pending: HashMap<u64, Accumulator> = HashMap::new();
         pending.entry(self.id()).or_default().add(grad);
         let mut out = Gradients::default();
+        let mut stacks = Stacks::default();
         for t in order.iter().rev() {
             let Some(g) = pending.remove(&t.id()) else {
                 continue;
             };
-            let g = g.finish(t.shape());
+            let g = g.finish(t.shape(), &mut stacks);
             let inputs = t.0.inputs().clone();
             if !inputs.iter().any(|i| i.requires_grad()) {
                 out.grads.insert(t.id(), g);
@@ -224,26 +225,38 @@ impl Accumulator {
         });
     }
 
-    /// The whole gradient, of `shape`.
-    fn finish(self, shape: &Shape) -> Tensor {
+    /// The whole gradient, of `shape`; its concatenations through `stacks`.
+    fn finish(self, shape: &Shape, stacks: &mut Stacks) -> Tensor {
         let placed = match self.placed.len() {
             0 => None,
             1 => self.placed.into_iter().next().map(|(g, ..)| g),
             _ => {
                 let axis = self.placed[0].1;
-                let parts: Vec<(usize, Tensor)> =
+                let mut parts: Vec<(usize, Tensor)> =
                     self.placed.into_iter().map(|(_, _, s, p)| (s, p)).collect();
-                Some(Tensor::assemble(shape, axis, &parts))
+                parts.sort_by_key(|(start, _)| *start);
+                let covered =
+                    parts.iter().try_fold(0, |end, (start, p)| (*start == end).then(|| end + p.dims()[axis]));
+                Some(match covered == Some(shape.dim(axis)) && axis == 0 {
+                    true => stacks.stack(&parts.into_iter().map(|(_, p)| p).collect::<Vec<_>>(), shape),
+                    false => Tensor::assemble(shape, axis, &parts),
+                })
             }
         };
         let products = match self.products.len() {
             0 => None,
             1 => self.products.into_iter().next().map(|(g, ..)| g),
             _ => {
-                let (xs, ys): (Vec<Tensor>, Vec<Tensor>) =
-                    self.products.into_iter().map(|(_, x, y)| (x, y)).unzip();
+                // in the order they were made in, backwards: a recurrence's steps in time order,
+                // as the assembly of its input's gradient holds them
+                let (mut xs, mut ys): (Vec<Tensor>, Vec<Tensor>) =
+                    self.products.into_iter().rev().map(|(_, x, y)| (x, y)).unzip();
+                if !stacks.follow(&mut xs, &mut ys) {
+                    stacks.follow(&mut ys, &mut xs);
+                }
+                let (x, y) = (stacks.stack(&xs, &stacked_shape(&xs)), stacks.stack(&ys, &stacked_shape(&ys)));
                 // Σ Xᵢᵀ·Yᵢ = [X₀; X₁; …]ᵀ · [Y₀; Y₁; …]
-                Some(Tensor::matmul_flags(&Tensor::concat(&xs, 0), &Tensor::concat(&ys, 0), true, false))
+                Some(Tensor::matmul_flags(&x, &y, true, false))
             }
         };
         let sum = [self.sum, placed, products].into_iter().flatten().reduce(|a, b| &a + &b);
@@ -257,6 +270,79 @@ impl Accumulator {
         }
         sum
     }
+}
+
+/// The concatenations along the first axis that one backward pass has made, by the tensors
+/// they hold in order, each seen through its reshapes: a concatenation of the same tensors in
+/// the same order is the same values, and is made once. A recurrence's gate gradients are
+/// assembled into its input projection's gradient, and stacked again for its recurrent
+/// weight's (the products above): the second is the first, reshaped.
+#[derive(Default)]
+struct Stacks {
+    made: HashMap<Vec<u64>, Tensor>,
+}
+
+impl Stacks {
+    /// The concatenation of `parts` along their first axis, as `shape`.
+    fn stack(&mut self, parts: &[Tensor], shape: &Shape) -> Tensor {
+        let key: Vec<u64> = parts.iter().map(unreshaped_id).collect();
+        if let Some(made) = self.made.get(&key) {
+            return made.reshape(shape.clone());
+        }
+        debug_assert!(parts.iter().all(|p| p.dims()[1..] == shape.dims()[1..]), "stacked parts fit {shape}");
+        let made = Tensor::concat(parts, 0);
+        self.made.insert(key, made.clone());
+        made.reshape(shape.clone())
+    }
+
+    /// Reorders the pairs (`xs`, `ys`) so that `xs` is in the order of a stack already made of
+    /// the same tensors, if there is one (the sum of their products does not depend on the
+    /// order); whether there was.
+    fn follow(&self, xs: &mut Vec<Tensor>, ys: &mut Vec<Tensor>) -> bool {
+        let ids: Vec<u64> = xs.iter().map(unreshaped_id).collect();
+        let mut sorted = ids.clone();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return false;
+        }
+        let Some(order) = self.made.keys().find(|k| {
+            k.len() == sorted.len() && {
+                let mut k = (*k).clone();
+                k.sort_unstable();
+                k == sorted
+            }
+        }) else {
+            return false;
+        };
+        let at: HashMap<u64, usize> = ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
+        let (x0, y0) = (std::mem::take(xs), std::mem::take(ys));
+        let mut pairs: Vec<Option<(Tensor, Tensor)>> = x0.into_iter().zip(y0).map(Some).collect();
+        for id in order {
+            let (x, y) = pairs[at[id]].take().expect("each id once");
+            xs.push(x);
+            ys.push(y);
+        }
+        true
+    }
+}
+
+/// The shape of `parts` concatenated along their first axis.
+fn stacked_shape(parts: &[Tensor]) -> Shape {
+    let mut dims = parts[0].dims().to_vec();
+    dims[0] = parts.iter().map(|p| p.dims()[0]).sum();
+    Shape::new(dims)
+}
+
+/// The id of the tensor `t` reshapes, through any number of reshapes (a reshape of a tensor
+/// holds its values in the same order); a computed reshape that has let go of its input is
+/// its own.
+fn unreshaped_id(t: &Tensor) -> u64 {
+    let mut t = t.clone();
+    while t.op_name() == "reshape" {
+        let Some(input) = t.0.inputs().first().cloned() else { break };
+        t = input;
+    }
+    t.id()
 }
 
 /// The nodes that require grad and lead to `root`, inputs first.
@@ -281,4 +367,45 @@ fn grad_order(root: &Tensor) -> Vec<Tensor> {
         }
     }
     order
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ops::recurrent::{CellKind, Step};
+    use crate::{Device, Tensor};
+
+    /// A recurrence's gate gradients are stacked once: its recurrent weight's gradient product
+    /// reads the assembly of its input projections' gradient, reshaped, and equals the product
+    /// of a separate stack (the values of the sum do not depend on the order of its terms
+    /// beyond rounding).
+    #[test]
+    fn a_recurrent_weights_product_reads_the_assembled_gate_gradients() {
+        let (steps, batch, hidden) = (5, 3, 4);
+        for stored in [false, true] {
+            crate::manual_seed(3);
+            let gx = Tensor::randn([steps, batch, 4 * hidden], &Device::Cpu).requires_grad_();
+            let w_hh = Tensor::randn([4 * hidden, hidden], &Device::Cpu).requires_grad_();
+            let w_t = if stored { w_hh.t_stored() } else { w_hh.t() };
+            let mut state = Tensor::zeros([2, batch, hidden], &Device::Cpu);
+            let mut hs = vec![state.select(0, 0)];
+            for t in 0..steps {
+                let gh = hs[t].matmul(&w_t);
+                state = CellKind::Lstm.step(Step::new(&gx, t, &gh, &state));
+                hs.push(state.select(0, 0));
+            }
+            let grads = state.sum_all().backward();
+            let (d_gx, d_w) = (grads.get(&gx).unwrap(), grads.get(&w_hh).unwrap());
+            assert_eq!((d_gx.op_name(), d_w.op_name()), ("concat", "matmul"), "stored transpose: {stored}");
+            let reads_assembly =
+                d_w.0.inputs().iter().any(|i| i.op_name() == "reshape" && i.0.inputs()[0].same(d_gx));
+            assert!(reads_assembly, "stored transpose {stored}: dW_hh stacks the gate gradients again");
+            // dW_hh = Σₜ d_gatesₜᵀ·hₜ₋₁, with the gate gradients from the assembly
+            let rows = steps * batch;
+            let want = d_gx.reshape([rows, 4 * hidden]).t().matmul(&Tensor::concat(&hs[..steps], 0));
+            let (got, want) = (d_w.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "stored transpose {stored}: {g} vs {w}");
+            }
+        }
+    }
 }
