@@ -33,6 +33,7 @@ pub(crate) fn run_awake<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     }
     let done = &AtomicBool::new(false);
     rayon::scope(|s| {
+        super::cpu_denormals::flush_this_thread();
         let owner = rayon::current_thread_index();
         for _ in 1..threads {
             s.spawn(move |s| poll(s, done, owner));
@@ -53,6 +54,8 @@ fn poll<'s>(s: &Scope<'s>, done: &'s AtomicBool, owner: Option<usize>) {
         }
         return;
     }
+    // it may take split work of the realize: computed in the realize's floating-point mode
+    super::cpu_denormals::flush_this_thread();
     let start = Instant::now();
     for round in 0u32.. {
         if done.load(Ordering::Acquire) {

@@ -4,6 +4,7 @@
 //! Kernels are not here: each op's CPU reference and GPU launch live with the op in `src/ops/`.
 
 pub mod cpu;
+pub(crate) mod cpu_denormals;
 pub mod cpu_pool;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod cpu_skinny;

@@ -8,8 +8,8 @@
 
 use crate::backend::Storage;
 use crate::backend::cpu::{CpuStorage, PARALLEL_CHUNK};
-use crate::backend::cpu_threads;
 use crate::backend::wgpu::{self as gpu, GpuBuffer, Recorder};
+use crate::backend::{cpu_denormals, cpu_threads};
 use crate::graph::fuse::{self, Group, Task};
 use crate::graph::node::{Node, new_walk};
 use crate::graph::permuted::PermutedStore;
@@ -41,6 +41,7 @@ fn realize_roots(roots: &[Tensor]) -> Result<()> {
     if order.is_empty() {
         return Ok(());
     }
+    let _flushed = cpu_denormals::for_cpu_work();
     let fuse = fuse::fusion_enabled();
     let splits = |t: &Tensor| t.shape().numel() >= PARALLEL_CHUNK;
     if order.iter().all(|t| t.device() == Device::Cpu) && order.iter().any(splits) {

@@ -349,6 +349,7 @@ impl Optimizer {
                 grads.get(p).map(|grad| Update { param: p, grad, state: s, rule, lr })
             })
             .collect();
+        let _flushed = crate::backend::cpu_denormals::for_cpu_work();
         fused::apply_all(self.steps, &updates)
     }
 
