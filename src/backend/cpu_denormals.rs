@@ -1,12 +1,12 @@
 //! Subnormal floats on the CPU: flushed to zero while kiln computes, as TensorFlow's CPU
-//! kernels do and as GPUs may (WGSL lets an implementation flush f32 subnormals; lavapipe does).
+//! kernels do and as GPUs may (WGSL lets an implementation flush f32 subnormals).
 //!
 //! A subnormal (an f32 below 2⁻¹²⁶ ≈ 1.2e-38 in magnitude) costs x86 cores a microcode assist
 //! of a hundred cycles or more wherever an operation reads or produces one. Training makes
 //! them: a saturated gate's slope σ(x)·σ(−x), the products of tiny gradients, Adam's decaying
 //! second moments. In `char_lstm`'s 200 steps on the 2-core Intel development VM they made
-//! the whole run 1.45× as long (49–51 s against 34–35 s flushed), the validation loss the same
-//! to four digits.
+//! the whole run 1.45× as long (47.7–50.3 s against 32.8–35.6 s flushed), the validation loss
+//! the same to four digits.
 //!
 //! So kiln's CPU work runs with the two bits of the SSE control register (MXCSR) that flush
 //! them: FTZ (results) and DAZ (inputs). The thread that calls a realize or an optimizer step
@@ -19,7 +19,7 @@
 use std::sync::OnceLock;
 
 /// Whether kiln flushes subnormals: unless the environment sets `KILN_FLUSH_DENORMALS=0`.
-pub fn flushing() -> bool {
+pub(crate) fn flushing() -> bool {
     static ON: OnceLock<bool> = OnceLock::new();
     *ON.get_or_init(|| std::env::var("KILN_FLUSH_DENORMALS").map_or(true, |v| v.trim() != "0"))
 }
