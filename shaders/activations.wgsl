@@ -1,5 +1,6 @@
 // @library: the elementwise functions that several kernels share (sigmoid, tanh, erf, …),
-// prepended to unary.wgsl, fused.wgsl and recurrent.wgsl (see src/backend/wgpu/pipeline.rs).
+// prepended to unary.wgsl, binary.wgsl, fused.wgsl and recurrent.wgsl (see
+// src/backend/wgpu/pipeline.rs).
 
 // eʸ − 1 without the cancellation of exp(y) − 1 near 0: a Taylor polynomial for |y| < 1 (the
 // degree-11 remainder is below 2.5e-8 relative), exp(y) − 1 beyond (at most a bit lost).
@@ -55,6 +56,11 @@ fn erf(x: f32) -> f32 {
     let t = 1.0 / (1.0 + 0.3275911 * ax);
     let poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
     return sign(x) * (1.0 - poly * exp(-ax * ax));
+}
+
+// GELU's slope, d/dx xΦ(x) = Φ(x) + xφ(x), for the exact (erf) GELU's gradient.
+fn gelu_slope(x: f32) -> f32 {
+    return 0.5 * (1.0 + erf(x * 0.7071067811865476)) + x * 0.3989422804014327 * exp(-0.5 * x * x);
 }
 
 // xᵃ for real exponents, matching Rust's powf: negative bases give NaN for fractional

@@ -263,9 +263,11 @@ macro_rules! float {
             fn cos(self) -> Self {
                 <$t>::cos(self)
             }
+            #[inline(always)]
             fn tanh(self) -> Self {
                 $tanh(self)
             }
+            #[inline(always)]
             fn erf(self) -> Self {
                 $erf(self)
             }

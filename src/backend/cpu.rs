@@ -267,6 +267,7 @@ pub fn indices(op: &str, storage: &CpuStorage, bound: usize) -> Vec<usize> {
 
 /// The sum of a slice, accumulated in f64 over eight independent lanes (so the loop
 /// vectorizes; the order differs from a sequential sum only by rounding).
+#[inline(always)]
 pub fn sum_f64<T: crate::dtype::Float>(x: &[T]) -> f64 {
     let mut lanes = [0f64; 8];
     let chunks = x.chunks_exact(8);
@@ -281,6 +282,7 @@ pub fn sum_f64<T: crate::dtype::Float>(x: &[T]) -> f64 {
 
 /// The largest element of a slice (−∞ for an empty one; NaN if any element is NaN), over
 /// eight independent lanes so the loop vectorizes.
+#[inline(always)]
 pub fn max_of<T: crate::dtype::Float>(x: &[T]) -> T {
     let mut lanes = [T::NEG_INFINITY; 8];
     let chunks = x.chunks_exact(8);
@@ -291,6 +293,42 @@ pub fn max_of<T: crate::dtype::Float>(x: &[T]) -> T {
         }
     }
     lanes.iter().copied().fold(rest, T::max)
+}
+
+/// Softmax of `row` in place, exp(x − m) / Σ exp(x − m) with the sum in f64, compiled for the
+/// widest vectors (the branch-free `exp` vectorizes only with AVX); returns the row's largest
+/// element m and the sum. A row with no element above −∞ is left as it is, with (−∞, 0).
+pub fn softmax_in_place<T: crate::dtype::Float>(row: &mut [T]) -> (T, f64) {
+    #[inline(always)]
+    fn each<T: crate::dtype::Float>(row: &mut [T]) -> (T, f64) {
+        let m = max_of(row);
+        if m == T::NEG_INFINITY {
+            return (m, 0.0);
+        }
+        row.iter_mut().for_each(|x| *x = (*x - m).exp_fast());
+        let sum = sum_f64(row);
+        let inv = T::of(1.0 / sum);
+        row.iter_mut().for_each(|x| *x *= inv);
+        (m, sum)
+    }
+    super::cpu_vector::widest! {
+        fn widest<T: crate::dtype::Float>(row: &mut [T]) -> (T, f64) = each
+    }
+    widest(row)
+}
+
+/// Rebuilds softmax weights in place from the row's saved statistics: x ← exp((x − m) − ℓ),
+/// with m the row's largest element and ℓ = ln Σ exp(x − m) (kept apart, so a huge m does not
+/// round ℓ away). Compiled for the widest vectors; −∞ gives 0.
+pub fn exp_shifted<T: crate::dtype::Float>(row: &mut [T], m: T, log_sum: T) {
+    #[inline(always)]
+    fn each<T: crate::dtype::Float>(row: &mut [T], m: T, log_sum: T) {
+        row.iter_mut().for_each(|x| *x = ((*x - m) - log_sum).exp_fast());
+    }
+    super::cpu_vector::widest! {
+        fn widest<T: crate::dtype::Float>(row: &mut [T], m: T, log_sum: T) = each
+    }
+    widest(row, m, log_sum)
 }
 
 /// A matrix operand for [`gemm`]: its elements and (row, column) strides.

@@ -3,6 +3,7 @@
 //! for operands of the output's shape and a strided path for broadcasts.
 
 use super::fused::Step;
+use super::unary::ACTIVATIONS;
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance};
 use crate::backend::cpu::{CpuData, CpuStorage, PARALLEL_CHUNK};
 use crate::backend::cpu_pool;
@@ -31,16 +32,26 @@ pub struct Zip {
 /// `zip!(|a, b| expr)`: a [`Zip`] computing `expr` for every pair, generic over the float `T`.
 macro_rules! zip {
     (|$a:ident, $b:ident| $body:expr) => {{
-        fn apply<T: Float>(xs: &[T], ys: &[T], out: &mut [T]) {
+        #[inline(always)]
+        fn each<T: Float>(xs: &[T], ys: &[T], out: &mut [T]) {
             for ((o, &$a), &$b) in out.iter_mut().zip(xs).zip(ys) {
                 *o = $body;
             }
         }
-        fn in_place<T: Float>(xs: &mut [T], ys: &[T]) {
+        #[inline(always)]
+        fn each_in_place<T: Float>(xs: &mut [T], ys: &[T]) {
             for (x, &$b) in xs.iter_mut().zip(ys) {
                 let $a = *x;
                 *x = $body;
             }
+        }
+        // compiled for the widest vectors, as the unary rows: `gelu_grad`'s branch-free `erf`
+        // and `exp` vectorize only with AVX
+        crate::backend::cpu_vector::widest! {
+            fn apply<T: Float>(xs: &[T], ys: &[T], out: &mut [T]) = each
+        }
+        crate::backend::cpu_vector::widest! {
+            fn in_place<T: Float>(xs: &mut [T], ys: &[T]) = each_in_place
         }
         Zip {
             f32: apply::<f32>,
@@ -148,7 +159,29 @@ pub static BINARY: &[BinaryFn] = &[
         grad: |_, b, _, g| (g.relu_grad(b), g.zeros_like()),
         tolerance: 0.0,
     },
+    BinaryFn {
+        name: "gelu_grad",
+        float: zip!(|a, b| a * gelu_slope(b)),
+        int: None,
+        wgsl: "a * gelu_slope(b)",
+        // with s(b) = Φ(b) + bφ(b): ∂/∂a = s(b), ∂/∂b = a·s′(b) = a·(2φ(b) + bφ′(b)) = a·φ(b)·(2 − b²)
+        grad: |a, b, _, g| {
+            let b2 = b.square();
+            let pdf = (&b2 * -0.5).exp() * (1.0 / (2.0 * std::f64::consts::PI).sqrt());
+            (g.gelu_grad(b), g * a * pdf * (2.0 - b2))
+        },
+        // erf and exp are approximations on both sides, a few ulps each
+        tolerance: 1e-5,
+    },
 ];
+
+/// GELU's slope d/dx xΦ(x) = Φ(x) + xφ(x), with the branch-free `erf` and `exp` that vectorize.
+#[inline(always)]
+fn gelu_slope<T: Float>(x: T) -> T {
+    let cdf = T::of(0.5) * (T::ONE + (x * T::of(std::f64::consts::FRAC_1_SQRT_2)).erf());
+    let pdf = (T::of(-0.5) * x * x).exp_fast() * T::of(0.398_942_280_401_432_7); // 1/√(2π)
+    cdf + x * pdf
+}
 
 /// One comparison.
 pub struct CompareFn {
@@ -489,6 +522,7 @@ fn kernel(f: Func, dtype: DType, same_shape: bool) -> Kernel<'static> {
         Func::Compare(f) => (format!("select(0u, 1u, {})", f.wgsl), "u32"),
     };
     Kernel::new(&SHADER, if same_shape { "same_shape" } else { "broadcast" }, 2, 1)
+        .with_library(&ACTIVATIONS)
         .with("alias T = f32; // @T", format!("alias T = {};", wgsl_type(dtype)))
         .with("alias R = f32; // @R", format!("alias R = {result};"))
         .with("return a + b; // @expr", format!("return {expr};"))
@@ -603,6 +637,8 @@ binary_methods! { arith:
     relu_grad => "relu_grad": "The gradient `a` through a ReLU whose input was `b`: `a` where `b > 0`, else 0 \
         (PyTorch's `threshold_backward`), broadcasting. One pass, where `a * b.gt_scalar(0.0).cast(..)` \
         takes three and two full-size temporaries.",
+    gelu_grad => "gelu_grad": "The gradient `a` through an exact GELU whose input was `b`: `a·(Φ(b) + b·φ(b))`, \
+        broadcasting. One pass, where composing it from `erf`, `exp` and products takes eleven.",
 }
 
 binary_methods! { compare:

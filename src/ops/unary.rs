@@ -13,7 +13,7 @@ use crate::dtype::Float;
 use crate::ops::layout::u32_of;
 use crate::{Result, Tensor};
 use rayon::prelude::*;
-use std::f64::consts::{FRAC_2_SQRT_PI, PI};
+use std::f64::consts::FRAC_2_SQRT_PI;
 
 static SHADER: Shader = shader!("unary.wgsl");
 /// The library of shared activations (sigmoid, tanh) that the unary and recurrent kernels use.
@@ -207,11 +207,7 @@ pub static UNARY: &[UnaryFn] = &[
         cpu: map!(|x, a, b| T::of(0.5) * x * (T::ONE + (x * T::of(std::f64::consts::FRAC_1_SQRT_2)).erf())),
         wgsl: "0.5 * x * (1.0 + erf(x * 0.7071067811865476))",
         // d/dx xΦ(x) = Φ(x) + xφ(x)
-        grad: Some(|x, _, g, _, _| {
-            let cdf = ((x * std::f64::consts::FRAC_1_SQRT_2).erf() + 1.0) * 0.5;
-            let pdf = (x.square() * -0.5f64).exp() * (1.0 / (2.0 * PI).sqrt());
-            g * (cdf + x * pdf)
-        }),
+        grad: Some(|x, _, g, _, _| g.gelu_grad(x)),
         tolerance: TRANSCENDENTAL,
     },
     UnaryFn {

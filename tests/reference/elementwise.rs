@@ -96,6 +96,13 @@ pub(super) fn checks(d: &mut Draw, m: &[usize]) -> Vec<Check> {
         ("maximum", |a, b| a.maximum(b), f64::max),
         ("minimum", |a, b| a.minimum(b), f64::min),
         ("relu_grad", |a, b| a.relu_grad(b), |a, b| if b > 0.0 { a } else { 0.0 }),
+        (
+            "gelu_grad",
+            |a, b| a.gelu_grad(b),
+            |a, b| {
+                a * (0.5 * (1.0 + libm::erf(b / 2f64.sqrt())) + b * (-0.5 * b * b).exp() / (2.0 * PI).sqrt())
+            },
+        ),
     ];
     // b: whole, a row repeated over a's rows (blocks), a row per outer index repeated over a
     // middle axis (rows read at offsets), a column and a per-channel bias over images (one value
@@ -117,8 +124,9 @@ pub(super) fn checks(d: &mut Draw, m: &[usize]) -> Vec<Check> {
                 "div" => (d.normal(a_shape), d.away_from_zero(&b_shape)),
                 _ => (d.normal(a_shape), d.normal(&b_shape)),
             };
-            // one f32 rounding (pow: libm's powf, within 1–2 ulp)
-            let tol = if op == "pow" { FEW_ROUNDINGS } else { ONE_ROUNDING };
+            // one f32 rounding (pow: libm's powf, within 1–2 ulp; gelu_grad: erf and exp
+            // polynomials, a few ulp each)
+            let tol = if op == "pow" || op == "gelu_grad" { FEW_ROUNDINGS } else { ONE_ROUNDING };
             checks.push(check(
                 op,
                 what,

@@ -1,15 +1,22 @@
 //! The CPU reference of the attention passes, one batch (one head) at a time, written with
 //! GEMMs: unlike on the GPU, the scores S = scale·Q·Kᵀ + mask of a batch are materialized.
+//!
+//! Query rows go in blocks, and a block multiplies only the keys its last row may see: with
+//! the causal mask, blocks of [`CAUSAL_ROW_BLOCK`] rows skip most of the hidden triangle (at
+//! T = 64, 5/8 of the products are computed); without it one block takes every row. The
+//! forward and statistics passes normalize each row's scores; the gradient passes rebuild the
+//! weights from the statistics, P = exp((s − m) − ℓ), as the GPU kernels do.
 
 use super::geometry::{DropoutDraw, Geom, with_mask};
 use super::{Attention, Pass, STATS};
-use crate::backend::cpu::{Gemm, Mat, gemm, max_of, sum_f64};
+use crate::backend::cpu::{Gemm, Mat, exp_shifted, gemm, softmax_in_place};
 use crate::backend::cpu_pool;
 use rayon::prelude::*;
+use std::ops::Range;
 
-/// Query rows per block: with the causal mask or key lengths a block multiplies only the keys
-/// its last row may see.
-const ROW_BLOCK: usize = 64;
+/// Query rows per block with the causal mask: small enough that a block's products skip most
+/// of the keys hidden from it, large enough for the GEMM kernels' 4-row tiles.
+const CAUSAL_ROW_BLOCK: usize = 16;
 
 /// A node's inputs as the reference reads them.
 pub(super) struct Inputs<'a, T> {
@@ -20,6 +27,15 @@ pub(super) struct Inputs<'a, T> {
     pub mask: Option<&'a [T]>,
     /// The pass's own inputs: (dO, O) for the statistics, (dO, stats) for the gradients.
     pub rest: Vec<&'a [T]>,
+}
+
+/// The blocks of query rows of batch `b`, each with the keys its rows may see (a prefix).
+fn blocks(g: &Geom, limit: usize) -> impl Iterator<Item = (Range<usize>, usize)> + '_ {
+    let rows = if g.causal { CAUSAL_ROW_BLOCK } else { g.tq.max(1) };
+    (0..g.tq).step_by(rows).map(move |r0| {
+        let r1 = (r0 + rows).min(g.tq);
+        (r0..r1, g.visible_keys(r1, limit))
+    })
 }
 
 impl Attention {
@@ -53,10 +69,12 @@ impl Attention {
         let k = &x.k[b * tk * d..][..tk * d];
         let v = &x.v[b * tk * dv..][..tk * dv];
         let limit = g.key_limit(b, x.lengths);
-        // P = softmax(scale·Q·Kᵀ + mask) over the visible keys, each row's (max, log-sum), and
-        // the weights after dropout P̃ = P∘M
+        let grads = matches!(self.pass, Pass::GradQ | Pass::GradKv);
+        let stats = grads.then(|| &x.rest[1][b * tq * STATS..][..tq * STATS]);
+        // P = softmax(scale·Q·Kᵀ + mask) over the visible keys (each row's (max, log-sum) when
+        // normalized here), and the weights after dropout P̃ = P∘M
         let mut p = vec![T::ZERO; tq * tk];
-        let rows = probabilities(g, b, x.mask, q, k, limit, &mut p);
+        let rows = weights(g, b, x.mask, q, &transposed(k, tk, d), limit, stats, &mut p);
         let dropped = if self.pass == Pass::Stats { None } else { dropped(g, b, limit, &p) };
         let pd: &[T] = dropped.as_deref().unwrap_or(&p);
         match self.pass {
@@ -71,93 +89,96 @@ impl Attention {
                 }
             }
             Pass::Forward => {
-                for r0 in (0..tq).step_by(ROW_BLOCK) {
-                    let r1 = (r0 + ROW_BLOCK).min(tq);
-                    // O[r0..r1] = P̃[r0..r1, ..keys] (rows×keys) · V[..keys] (keys×dv)
-                    gemm(
-                        r1 - r0,
-                        g.visible_keys(r1, limit),
-                        dv,
-                        Mat { data: &pd[r0 * tk..], row: tk, col: 1 },
-                        Mat { data: v, row: dv, col: 1 },
-                        T::ZERO,
-                        &mut out[r0 * dv..],
-                        dv,
-                    );
+                for (rows, keys) in blocks(g, limit) {
+                    // O[rows] = P̃[rows, ..keys] (rows×keys) · V[..keys] (keys×dv)
+                    let (r0, n) = (rows.start, rows.len());
+                    let pd = Mat { data: &pd[r0 * tk..], row: tk, col: 1 };
+                    gemm(n, keys, dv, pd, Mat { data: v, row: dv, col: 1 }, T::ZERO, &mut out[r0 * dv..], dv);
                 }
             }
             Pass::GradQ | Pass::GradKv => {
                 let dout = &x.rest[0][b * tq * dv..][..tq * dv];
-                let stats = &x.rest[1][b * tq * STATS..][..tq * STATS];
-                let ds = score_grads(g, dout, v, &p, pd, stats);
+                let stats = stats.expect("the gradient passes read the statistics");
+                let ds = score_grads(g, limit, dout, &transposed(v, tk, dv), &p, pd, stats);
                 if self.pass == Pass::GradQ {
-                    // dQ = dS (tq×tk) · K (tk×d)
-                    let ds = Mat { data: &ds, row: tk, col: 1 };
-                    gemm(tq, tk, d, ds, Mat { data: k, row: d, col: 1 }, T::ZERO, out, d);
+                    for (rows, keys) in blocks(g, limit) {
+                        // dQ[rows] = dS[rows, ..keys] (rows×keys) · K[..keys] (keys×d)
+                        let (r0, n) = (rows.start, rows.len());
+                        let ds = Mat { data: &ds[r0 * tk..], row: tk, col: 1 };
+                        gemm(n, keys, d, ds, Mat { data: k, row: d, col: 1 }, T::ZERO, &mut out[r0 * d..], d);
+                    }
                 } else {
-                    // dK = dSᵀ (tk×tq) · Q (tq×d) and dV = P̃ᵀ (tk×tq) · dO (tq×dv)
-                    let ds = Mat { data: &ds, row: 1, col: tk };
-                    gemm(tk, tq, d, ds, Mat { data: q, row: d, col: 1 }, T::ZERO, out, d);
-                    let pd = Mat { data: pd, row: 1, col: tk };
-                    gemm(tk, tq, dv, pd, Mat { data: dout, row: dv, col: 1 }, T::ZERO, dv_out, dv);
+                    // dK = dSᵀ (tk×tq) · Q (tq×d) and dV = P̃ᵀ (tk×tq) · dO (tq×dv), summed over
+                    // the blocks: block rows contribute to the keys they see
+                    out.fill(T::ZERO);
+                    dv_out.fill(T::ZERO);
+                    for (rows, keys) in blocks(g, limit) {
+                        let (r0, n) = (rows.start, rows.len());
+                        let dst = Mat { data: &ds[r0 * tk..], row: 1, col: tk };
+                        let q = Mat { data: &q[r0 * d..], row: d, col: 1 };
+                        gemm(keys, n, d, dst, q, T::ONE, out, d);
+                        let pdt = Mat { data: &pd[r0 * tk..], row: 1, col: tk };
+                        let dout = Mat { data: &dout[r0 * dv..], row: dv, col: 1 };
+                        gemm(keys, n, dv, pdt, dout, T::ONE, dv_out, dv);
+                    }
                 }
             }
         }
     }
 }
 
-/// P = softmax(scale · Q·Kᵀ + mask) (tq×tk) of batch `b` over each row's visible keys, zero
-/// where hidden, into `p`; returns each row's largest visible score m and ln Σ exp(s − m), the
-/// latter in f64 — (0, 0) for a row that sees no key, whose P row is 0. Keys at or past `limit`
-/// (the key length) are hidden, and with the causal mask a block of query rows only
-/// multiplies the keys its last row sees.
-fn probabilities<T: Gemm>(
+/// The weights P (tq×tk) of batch `b` into `p`, zero where hidden, block by block (see
+/// [`blocks`]): P = softmax(scale · Q·Kᵀ + mask) over each row's visible keys, returning each
+/// row's largest visible score m and ln Σ exp(s − m), the latter in f64 — (0, 0) for a row that
+/// sees no key, whose P row is 0; or, given the rows' saved statistics (max, log-sum, δ),
+/// P = exp((s − m) − ℓ). Keys at or past `limit` (the key length) are hidden. `kt` is Kᵀ
+/// (d×tk).
+#[allow(clippy::too_many_arguments)]
+fn weights<T: Gemm>(
     g: &Geom,
     b: usize,
     mask: Option<&[T]>,
     q: &[T],
-    k: &[T],
+    kt: &[T],
     limit: usize,
+    saved: Option<&[T]>,
     p: &mut [T],
 ) -> Vec<(T, f64)> {
-    let (tq, tk, d) = (g.tq, g.tk, g.d);
-    for r0 in (0..tq).step_by(ROW_BLOCK) {
-        let r1 = (r0 + ROW_BLOCK).min(tq);
-        // S[r0..r1, ..keys] = Q[r0..r1] (rows×d) · K[..keys]ᵀ (d×keys)
-        gemm(
-            r1 - r0,
-            d,
-            g.visible_keys(r1, limit),
-            Mat { data: &q[r0 * d..], row: d, col: 1 },
-            Mat { data: k, row: 1, col: d },
-            T::ZERO,
-            &mut p[r0 * tk..],
-            tk,
-        );
-    }
+    let (tk, d) = (g.tk, g.d);
     let scale = T::of(g.scale);
-    let mut stats = vec![(T::ZERO, 0.0); tq];
-    for (i, (row, stats)) in p.chunks_mut(tk.max(1)).zip(&mut stats).enumerate() {
-        let (seen, hidden) = row.split_at_mut(g.visible_keys(i + 1, limit));
-        hidden.fill(T::ZERO);
-        seen.iter_mut().for_each(|s| *s *= scale);
-        if let (Some(index), Some(mask)) = (g.mask, mask) {
-            let start = index.row_start(b, i);
-            for (j, s) in seen.iter_mut().enumerate() {
-                *s = with_mask(*s, mask[start + j * index.col_stride]);
+    let mut stats = vec![(T::ZERO, 0.0); g.tq];
+    for (rows, keys) in blocks(g, limit) {
+        if keys == 0 {
+            continue; // no row of the block sees a key: its weights stay 0
+        }
+        // S[rows, ..keys] = Q[rows] (rows×d) · K[..keys]ᵀ (d×keys)
+        let r0 = rows.start;
+        let (qb, kt) = (Mat { data: &q[r0 * d..], row: d, col: 1 }, Mat { data: kt, row: tk, col: 1 });
+        gemm(rows.len(), d, keys, qb, kt, T::ZERO, &mut p[r0 * tk..], tk);
+        for i in rows {
+            let row = &mut p[i * tk..][..keys];
+            let (seen, hidden) = row.split_at_mut(g.visible_keys(i + 1, limit));
+            hidden.fill(T::NEG_INFINITY);
+            seen.iter_mut().for_each(|s| *s *= scale);
+            if let (Some(index), Some(mask)) = (g.mask, mask) {
+                let start = index.row_start(b, i);
+                for (j, s) in seen.iter_mut().enumerate() {
+                    *s = with_mask(*s, mask[start + j * index.col_stride]);
+                }
+            }
+            match saved {
+                Some(saved) => exp_shifted(row, saved[i * STATS], saved[i * STATS + 1]),
+                None => {
+                    let (m, sum) = softmax_in_place(row);
+                    if m == T::NEG_INFINITY {
+                        // every key hidden: the row's weights are 0
+                        row.fill(T::ZERO);
+                    } else {
+                        stats[i] = (m, sum.ln());
+                    }
+                }
             }
         }
-        let m = max_of(seen);
-        if m == T::NEG_INFINITY {
-            // every key hidden: the row's weights are 0
-            seen.fill(T::ZERO);
-            continue;
-        }
-        seen.iter_mut().for_each(|s| *s = (*s - m).exp_fast());
-        let sum = sum_f64(seen);
-        let inv = T::of(1.0 / sum);
-        seen.iter_mut().for_each(|e| *e *= inv);
-        *stats = (m, sum.ln());
     }
     stats
 }
@@ -182,20 +203,45 @@ fn dropped<T: Gemm>(g: &Geom, b: usize, limit: usize, p: &[T]) -> Option<Vec<T>>
 }
 
 /// scale·dS (tq×tk) with dS = P∘(M∘dP̃ − δ) = P̃∘dP̃ − P·δ, where dP̃ = dO·Vᵀ and δ is the
-/// last column of `stats` (see the module doc).
-fn score_grads<T: Gemm>(g: &Geom, dout: &[T], v: &[T], p: &[T], pd: &[T], stats: &[T]) -> Vec<T> {
-    let (tq, tk, dv) = (g.tq, g.tk, g.dv);
-    let mut ds = vec![T::ZERO; tq * tk];
-    // dP̃ = dO (tq×dv) · Vᵀ (dv×tk), then dS in place
-    let (dout, vt) = (Mat { data: dout, row: dv, col: 1 }, Mat { data: v, row: 1, col: dv });
-    gemm(tq, dv, tk, dout, vt, T::ZERO, &mut ds, tk);
+/// last column of `stats` (see the module doc), block by block over the keys each block sees;
+/// the other entries are 0. `vt` is Vᵀ (dv×tk).
+fn score_grads<T: Gemm>(
+    g: &Geom,
+    limit: usize,
+    dout: &[T],
+    vt: &[T],
+    p: &[T],
+    pd: &[T],
+    stats: &[T],
+) -> Vec<T> {
+    let (tk, dv) = (g.tk, g.dv);
+    let mut ds = vec![T::ZERO; g.tq * tk];
     let scale = T::of(g.scale);
-    let rows = ds.chunks_mut(tk.max(1)).zip(p.chunks(tk.max(1))).zip(pd.chunks(tk.max(1)));
-    for (((row, prow), pdrow), stat) in rows.zip(stats.chunks(STATS)) {
-        let delta = stat[2];
-        for ((x, &pv), &pdv) in row.iter_mut().zip(prow).zip(pdrow) {
-            *x = (pdv * *x - pv * delta) * scale;
+    for (rows, keys) in blocks(g, limit) {
+        // dP̃[rows, ..keys] = dO[rows] (rows×dv) · V[..keys]ᵀ (dv×keys), then dS in place
+        let r0 = rows.start;
+        let (dob, vt) = (Mat { data: &dout[r0 * dv..], row: dv, col: 1 }, Mat { data: vt, row: tk, col: 1 });
+        gemm(rows.len(), dv, keys, dob, vt, T::ZERO, &mut ds[r0 * tk..], tk);
+        for i in rows {
+            let delta = stats[i * STATS + 2];
+            let (row, prow, pdrow) = (&mut ds[i * tk..][..keys], &p[i * tk..][..keys], &pd[i * tk..][..keys]);
+            for ((x, &pv), &pdv) in row.iter_mut().zip(prow).zip(pdrow) {
+                *x = (pdv * *x - pv * delta) * scale;
+            }
         }
     }
     ds
+}
+
+/// The transpose (cols×rows) of a row-major rows×cols matrix: the score products then read
+/// their B operand by rows, which the skinny GEMM kernels stream (short dot products of K's
+/// rows would be mostly horizontal sums).
+fn transposed<T: Gemm>(x: &[T], rows: usize, cols: usize) -> Vec<T> {
+    let mut t = vec![T::ZERO; rows * cols];
+    for (i, row) in x.chunks_exact(cols.max(1)).take(rows).enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            t[j * rows + i] = v;
+        }
+    }
+    t
 }

@@ -60,6 +60,7 @@ fn binary_domains(name: &str) -> (Domain, Domain) {
         "pow" => (Domain::Range(0.1, 3.0), Domain::Range(-2.0, 2.0)),
         // the selecting input away from the kink, where finite differences would straddle it
         "relu_grad" => (Domain::Normal, Domain::AwayFromZero),
+        "gelu_grad" => (Domain::Normal, Domain::Normal),
         other => panic!("binary op {other} has no domains: add them to binary_domains"),
     }
 }
@@ -178,6 +179,7 @@ fn binary() -> Vec<Case> {
                         "maximum" => x[0].maximum(&x[1]),
                         "minimum" => x[0].minimum(&x[1]),
                         "relu_grad" => x[0].relu_grad(&x[1]),
+                        "gelu_grad" => x[0].gelu_grad(&x[1]),
                         other => panic!("no case builder for binary op {other}"),
                     }
                 })
