@@ -5,10 +5,13 @@ shortcuts, kiln's state-dict names) and the same optimizer and schedule (SGD, Ne
 0.9, weight decay 5e-4, cosine by epoch or one-cycle by step).
 
     python benches/peers/torch_cifar.py DATA_DIR [--epochs 1] [--batch-size 128] [--threads 2]
+    python benches/peers/torch_cifar.py DATA_DIR --epochs 50 --checkpoint runs/torch_cifar.pt
     python benches/peers/torch_cifar.py DATA_DIR --load runs/cifar/last.safetensors
     python benches/peers/torch_cifar.py DATA_DIR --step-bench
 
-Prints seconds per epoch and test accuracy. `--load` evaluates a checkpoint kiln wrote, loaded
+Prints seconds per epoch and test accuracy. `--checkpoint` saves the whole training state after
+each epoch (atomically) and, when the file exists, resumes from it: the run continues exactly as
+an uninterrupted one would, so a 50-epoch run can span sessions. `--load` evaluates a checkpoint kiln wrote, loaded
 with `load_state_dict(strict=True)`. `--step-bench` times one training step (forward, backward,
 SGD update) of LeNet-5 on (128, 1, 28, 28) and of ResNet-20 on (128, 3, 32, 32), the peer rows
 of kiln's `bench --only cnn-step`.
@@ -16,6 +19,7 @@ of kiln's `bench --only cnn-step`.
 import argparse
 import io
 import math
+import os
 import tarfile
 import time
 
@@ -141,6 +145,7 @@ def main():
     ap.add_argument("--schedule", choices=["cosine", "one-cycle"], default="cosine")
     ap.add_argument("--label-smoothing", type=float, default=0.0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--checkpoint", help="save the training state here after each epoch; resume from it if present")
     ap.add_argument("--load", help="evaluate this kiln checkpoint instead of training")
     ap.add_argument("--step-bench", action="store_true")
     ap.add_argument("--reps", type=int, default=10)
@@ -174,7 +179,17 @@ def main():
     else:
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, args.lr, total_steps=args.epochs * steps_per_epoch)
     generator = torch.Generator().manual_seed(0)
-    for epoch in range(args.epochs):
+    first_epoch = 0
+    if args.checkpoint and os.path.exists(args.checkpoint):
+        state = torch.load(args.checkpoint, weights_only=False)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["schedule"])
+        generator.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        first_epoch = state["epoch"]
+        print(f"resumed from {args.checkpoint} after epoch {first_epoch}")
+    for epoch in range(first_epoch, args.epochs):
         model.train()
         start = time.perf_counter()
         order = torch.randperm(len(train_x), generator=generator)
@@ -193,7 +208,12 @@ def main():
             sched.step()
         seconds = time.perf_counter() - start
         acc = evaluate(model, test_x, test_y)
-        print(f"epoch {epoch + 1}  train loss {total / steps_per_epoch:.4f}  test accuracy {acc * 100:.2f}%  ({seconds:.1f} s)")
+        print(f"epoch {epoch + 1}  train loss {total / steps_per_epoch:.4f}  test accuracy {acc * 100:.2f}%  ({seconds:.1f} s)", flush=True)
+        if args.checkpoint:
+            state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "schedule": sched.state_dict(),
+                     "generator": generator.get_state(), "torch_rng": torch.get_rng_state(), "epoch": epoch + 1}
+            torch.save(state, args.checkpoint + ".tmp")
+            os.replace(args.checkpoint + ".tmp", args.checkpoint)
 
 
 if __name__ == "__main__":
