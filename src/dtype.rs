@@ -96,9 +96,11 @@ macro_rules! element {
     ($t:ty, $d:ident, $to:expr, $from:expr) => {
         impl Element for $t {
             const DTYPE: DType = DType::$d;
+            #[inline(always)]
             fn to_f64(self) -> f64 {
                 ($to)(self)
             }
+            #[inline(always)]
             fn from_f64(v: f64) -> Self {
                 ($from)(v)
             }
@@ -173,6 +175,7 @@ pub trait Float:
     /// +∞.
     const INFINITY: Self;
     /// Converts from f64, rounding for f32.
+    #[inline(always)]
     fn of(v: f64) -> Self {
         Self::from_f64(v)
     }

@@ -10,7 +10,7 @@ use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, f16_rounding_summing, f16
 use crate::backend::cpu::{CpuStorage, sum_f64, with_float};
 use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
-use crate::dtype::{Element, Float};
+use crate::dtype::Float;
 use crate::ops::layout::u32_of;
 use crate::ops::wgsl::{cached_kernel, cached_per};
 use crate::{DType, Result, Shape, Tensor};
@@ -30,6 +30,7 @@ struct Params {
 }
 
 /// Mean and 1/√(var + eps) of one row, accumulated in f64 (two passes: no cancellation).
+#[inline(always)]
 fn row_stats<T: Float>(row: &[T], eps: f64) -> (f64, f64) {
     let n = row.len().max(1) as f64;
     let mean = sum_f64(row) / n;
@@ -44,6 +45,41 @@ fn row_stats<T: Float>(row: &[T], eps: f64) -> (f64, f64) {
     }
     let var = (lanes.iter().sum::<f64>() + rest) / n;
     (mean, 1.0 / (var + eps).sqrt())
+}
+
+/// dx of one row into `out` (see [`LayerNormGrad`]): ĝ = dy·w, then
+/// dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with the statistics, sums and dx in f64, compiled for
+/// the widest vectors.
+fn grad_row<T: Float>(x: &[T], dy: &[T], w: Option<&[T]>, eps: f64, out: &mut [T]) {
+    #[inline(always)]
+    fn each<T: Float>(x: &[T], dy: &[T], w: Option<&[T]>, eps: f64, out: &mut [T]) {
+        let (mean, rstd) = row_stats(x, eps);
+        match w {
+            Some(w) => out.iter_mut().zip(dy).zip(w).for_each(|((o, &g), &w)| *o = g * w),
+            None => out.copy_from_slice(dy),
+        }
+        let n = x.len().max(1) as f64;
+        let mean_g = sum_f64(out) / n;
+        // mean(ĝ·x̂) = r·Σ ĝ·(x − μ) / n, over eight lanes so the loop vectorizes
+        let mut lanes = [0f64; 8];
+        let (g8, x8) = (out.chunks_exact(8), x.chunks_exact(8));
+        let centered = |g: &T, v: &T| g.to_f64() * (v.to_f64() - mean);
+        let rest: f64 = g8.remainder().iter().zip(x8.remainder()).map(|(g, v)| centered(g, v)).sum();
+        for (g, v) in g8.zip(x8) {
+            for ((l, g), v) in lanes.iter_mut().zip(g).zip(v) {
+                *l += centered(g, v);
+            }
+        }
+        let mean_gx = (lanes.iter().sum::<f64>() + rest) * rstd / n;
+        for (o, &v) in out.iter_mut().zip(x) {
+            let x_hat = (v.to_f64() - mean) * rstd;
+            *o = T::of(rstd * (o.to_f64() - mean_g - x_hat * mean_gx));
+        }
+    }
+    crate::backend::cpu_vector::widest! {
+        fn widest<T: Float>(x: &[T], dy: &[T], w: Option<&[T]>, eps: f64, out: &mut [T]) = each
+    }
+    widest(x, dy, w, eps, out)
 }
 
 /// Layer norm over rows of `size` elements. Inputs: x, then the weight and bias if present.
@@ -304,25 +340,13 @@ impl Op for LayerNormGrad {
         if out.dtype == DType::F16 {
             return f16_via_f32(args, |wide| self.cpu(wide, &Meta { dtype: DType::F32, ..*out }));
         }
-        let n = self.size;
-        let eps = self.eps;
-        let w = self.has_weight.then(|| args[1].data.to_f64_vec());
-        let dy = args[1 + self.has_weight as usize].data.to_f64_vec();
+        let (n, eps) = (self.size, self.eps);
         with_float!(args[0].data, T, x => {
+            let w = self.has_weight.then(|| args[1].data.as_slice::<T>());
+            let dy = args[1 + self.has_weight as usize].data.as_slice::<T>();
             let mut dx = cpu_pool::for_overwrite::<T>(x.len());
-            dx.par_chunks_mut(n.max(1)).zip(x.par_chunks(n.max(1))).zip(dy.par_chunks(n.max(1))).for_each(
-                |((dxr, xr), gr)| {
-                    let (mean, rstd) = row_stats(xr, eps);
-                    let g_hat: Vec<f64> =
-                        gr.iter().enumerate().map(|(j, &g)| w.as_ref().map_or(g, |w| g * w[j])).collect();
-                    let x_hat: Vec<f64> = xr.iter().map(|v| (v.to_f64() - mean) * rstd).collect();
-                    let mean_g = g_hat.iter().sum::<f64>() / n as f64;
-                    let mean_gx = g_hat.iter().zip(&x_hat).map(|(g, x)| g * x).sum::<f64>() / n as f64;
-                    for (j, o) in dxr.iter_mut().enumerate() {
-                        *o = T::of(rstd * (g_hat[j] - mean_g - x_hat[j] * mean_gx));
-                    }
-                },
-            );
+            let rows = dx.par_chunks_mut(n.max(1)).zip(x.par_chunks(n.max(1))).zip(dy.par_chunks(n.max(1)));
+            rows.for_each(|((dxr, xr), gr)| grad_row(xr, gr, w, eps, dxr));
             CpuStorage::from_vec(dx)
         })
     }

@@ -8,7 +8,7 @@
 use super::epilogue::{Epilogue, EpilogueHost, PrologueHost, Site, chain_params, with_chain_libraries};
 use super::fused::Chain;
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, ulps_summing};
-use crate::backend::cpu::{CpuData, CpuStorage, PARALLEL_CHUNK};
+use crate::backend::cpu::{CpuData, CpuStorage, PARALLEL_CHUNK, sum_f64};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::ops::layout::{MAX_RANK, collapse, offsets, pack, u32_of};
 use crate::ops::wgsl::wgsl_type;
@@ -156,7 +156,7 @@ impl Reduce {
             for row in block.chunks(inner) {
                 let row = &row[from..from + acc.len()];
                 match op {
-                    ReduceOp::Sum => acc.iter_mut().zip(row).for_each(|(a, &v)| *a += f64::from(v)),
+                    ReduceOp::Sum => add_into_f64(acc, row),
                     op => acc.iter_mut().zip(row).for_each(|(a, &v)| *a = op.fold(*a, f64::from(v))),
                 }
             }
@@ -179,10 +179,10 @@ impl Reduce {
         Some(acc)
     }
 
-    /// The same folds, in the same order, when the input is f32 and the last axes are reduced
-    /// in runs of at least 16 elements (a conv bias gradient: (N, C, H, W) summed over N, H and W
-    /// folds runs of H·W): each output folds its runs one after another, in parallel over the
-    /// outputs. `None` otherwise.
+    /// The same folds when the input is f32 and the last axes are reduced in runs of at least 16
+    /// elements (a conv bias gradient: (N, C, H, W) summed over N, H and W folds runs of H·W):
+    /// each output folds its runs one after another, in parallel over the outputs; a sum adds
+    /// each run over eight lanes (the same f64 sums up to rounding). `None` otherwise.
     fn fold_runs(&self, x: &CpuArg, n_out: usize) -> Option<Vec<f64>> {
         let CpuData::F32(data) = x.data.data() else { return None };
         let rank = x.shape.rank();
@@ -200,7 +200,12 @@ impl Reduce {
         let op = self.op;
         let fold = |&base: &usize| {
             starts.iter().fold(op.identity(), |acc, &start| {
-                data[base + start..][..run].iter().fold(acc, |a, &v| op.fold(a, f64::from(v)))
+                let run = &data[base + start..][..run];
+                match op {
+                    // over eight lanes, which vectorizes (a gradient norm's sum of squares)
+                    ReduceOp::Sum => acc + sum_f64(run),
+                    op => run.iter().fold(acc, |a, &v| op.fold(a, f64::from(v))),
+                }
             })
         };
         Some(if bases.len() > 1 && data.len() >= PARALLEL_CHUNK {
@@ -209,6 +214,19 @@ impl Reduce {
             bases.iter().map(fold).collect()
         })
     }
+}
+
+/// acc += row elementwise, in f64, compiled for the widest vectors (a bias gradient's column
+/// sums add a row at a time).
+fn add_into_f64<T: crate::dtype::Float>(acc: &mut [f64], row: &[T]) {
+    #[inline(always)]
+    fn each<T: crate::dtype::Float>(acc: &mut [f64], row: &[T]) {
+        acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v.to_f64());
+    }
+    crate::backend::cpu_vector::widest! {
+        fn widest<T: crate::dtype::Float>(acc: &mut [f64], row: &[T]) = each
+    }
+    widest(acc, row)
 }
 
 impl Op for Reduce {
