@@ -36,7 +36,6 @@ const GRADIENT_OPS: &[(&str, &str)] = &[
     ("max_pool2d_grad", "max_pool2d"),
     ("avg_pool2d_grad", "avg_pool2d"),
     ("layer_norm_grad", "layer_norm"),
-    ("attention_stats", "attention"),
     ("attention_grad", "attention"),
     ("cross_entropy_grad", "cross_entropy"),
     ("lstm_cell_grad", "lstm_cell"),

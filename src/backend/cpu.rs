@@ -317,20 +317,6 @@ pub fn softmax_in_place<T: crate::dtype::Float>(row: &mut [T]) -> (T, f64) {
     widest(row)
 }
 
-/// Rebuilds softmax weights in place from the row's saved statistics: x ← exp((x − m) − ℓ),
-/// with m the row's largest element and ℓ = ln Σ exp(x − m) (kept apart, so a huge m does not
-/// round ℓ away). Compiled for the widest vectors; −∞ gives 0.
-pub fn exp_shifted<T: crate::dtype::Float>(row: &mut [T], m: T, log_sum: T) {
-    #[inline(always)]
-    fn each<T: crate::dtype::Float>(row: &mut [T], m: T, log_sum: T) {
-        row.iter_mut().for_each(|x| *x = ((*x - m) - log_sum).exp_fast());
-    }
-    super::cpu_vector::widest! {
-        fn widest<T: crate::dtype::Float>(row: &mut [T], m: T, log_sum: T) = each
-    }
-    widest(row, m, log_sum)
-}
-
 /// A matrix operand for [`gemm`]: its elements and (row, column) strides.
 pub struct Mat<'a, T> {
     /// The elements, starting at the matrix's first element.

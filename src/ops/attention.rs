@@ -14,11 +14,14 @@
 //! `geometry::DropoutDraw` for the layout), so the CPU, the GPU, the backward passes and
 //! [`Tensor::attention_unfused_with`] all drop the same weights without storing a mask.
 //!
-//! Backward is three passes fed by each query row's statistics (`attention_stats`: its largest
-//! visible score mᵢ, the log-sum ℓᵢ = ln Σⱼ exp(sᵢⱼ − mᵢ) and δᵢ = dOᵢ·Oᵢ), then the gradients
-//! for q and for k and v:
+//! Backward is one node, `attention_grad`, whose output holds dk, dv and dq one after the
+//! other. It computes each query row's statistics (its largest visible score mᵢ, the log-sum
+//! ℓᵢ = ln Σⱼ exp(sᵢⱼ − mᵢ) and δᵢ = dOᵢ·Oᵢ), then the gradients for q and for k and v:
 //!   Pᵢⱼ = exp((sᵢⱼ − mᵢ) − ℓᵢ),  dSᵢⱼ = Pᵢⱼ·(Mᵢⱼ·dOᵢ·vⱼ − δᵢ)
 //!   dq = scale·dS·k,  dk = scale·dSᵀ·q,  dv = P̃ᵀ·dO
+//! On the GPU that is three kernels — the statistics, dk and dv by key rows (into the node's
+//! output), dq by query rows (copied in after them); on the CPU each head computes P and dS
+//! once and all three gradients from them.
 //! Why δ is still rowsum(dO∘O) with dropout: the loss sees P only through O, so
 //! ∂L/∂Pᵢⱼ = Mᵢⱼ·dOᵢ·vⱼ, and the softmax gradient is dSᵢⱼ = Pᵢⱼ·(∂L/∂Pᵢⱼ − Σₗ Pᵢₗ·∂L/∂Pᵢₗ),
 //! where Σₗ Pᵢₗ·Mᵢₗ·dOᵢ·vₗ = dOᵢ·(Σₗ P̃ᵢₗ·vₗ) = dOᵢ·Oᵢ. (m and ℓ are kept apart rather than
@@ -84,19 +87,14 @@ pub struct AttentionOptions {
     pub dropout: Option<(f32, RandomKey)>,
 }
 
-/// Which attention kernel a node runs.
+/// Which attention pass a node runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Pass {
     /// (q, k, v, options…) → o
     Forward,
-    /// (q, k, v, options…, dO, o) → (…, Tq, [`STATS`]): each query row's largest visible score
-    /// m, ln Σ exp(s − m) (both 0 for a row that sees no key) and δ = dO·o
-    Stats,
-    /// (q, k, v, options…, dO, stats) → dq
-    GradQ,
-    /// (q, k, v, options…, dO, stats) → [dk | dv], each whole (flat: dk's elements, then dv's),
-    /// so that each is one contiguous block
-    GradKv,
+    /// (q, k, v, options…, dO, o) → [dk | dv | dq], each whole (flat: dk's elements, then dv's,
+    /// then dq's), so that each is one contiguous block
+    Grad,
 }
 
 /// An attention node. Its inputs are q, k, v, then the key lengths and the mask if present,
@@ -133,8 +131,7 @@ impl Op for Attention {
     fn name(&self) -> &'static str {
         match self.pass {
             Pass::Forward => "attention",
-            Pass::Stats => "attention_stats",
-            Pass::GradQ | Pass::GradKv => "attention_grad",
+            Pass::Grad => "attention_grad",
         }
     }
 
@@ -193,34 +190,18 @@ impl Op for Attention {
 
     fn backward(&self, g: &Grad) -> Vec<Option<Tensor>> {
         let (q, k, v) = (&g.inputs[0], &g.inputs[1], &g.inputs[2]);
-        let with = |rest: [Tensor; 2]| g.inputs.iter().cloned().chain(rest).collect::<Vec<_>>();
-        let mut stats_dims = q.dims()[..q.rank() - 1].to_vec();
-        stats_dims.push(STATS);
-        // the statistics of f16 attention stay f32: a log-sum-exp rounded to f16 would move
-        // every recomputed weight by up to |m|·2⁻¹¹
-        let stats_dtype = if q.dtype() == DType::F16 { DType::F32 } else { q.dtype() };
-        let stats = Tensor::from_op(
-            Attention { pass: Pass::Stats, ..*self },
-            with([g.grad.clone(), g.output.clone()]),
-            Shape::new(stats_dims),
-            stats_dtype,
-        );
-        let inputs = with([g.grad.clone(), stats]);
-        let dq = Tensor::from_op(
-            Attention { pass: Pass::GradQ, ..*self },
-            inputs.clone(),
-            q.shape().clone(),
-            q.dtype(),
-        );
-        let (k_len, v_len) = (k.numel(), v.numel());
-        let dkv = Tensor::from_op(
-            Attention { pass: Pass::GradKv, ..*self },
+        let mut inputs = g.inputs.to_vec();
+        inputs.extend([g.grad.clone(), g.output.clone()]);
+        let (q_len, k_len, v_len) = (q.numel(), k.numel(), v.numel());
+        let grads = Tensor::from_op(
+            Attention { pass: Pass::Grad, ..*self },
             inputs,
-            Shape::from([k_len + v_len]),
+            Shape::from([q_len + k_len + v_len]),
             q.dtype(),
         );
-        let dk = dkv.narrow(0, 0, k_len).reshape(k.shape().clone());
-        let dv = dkv.narrow(0, k_len, v_len).reshape(v.shape().clone());
+        let dk = grads.narrow(0, 0, k_len).reshape(k.shape().clone());
+        let dv = grads.narrow(0, k_len, v_len).reshape(v.shape().clone());
+        let dq = grads.narrow(0, k_len + v_len, q_len).reshape(q.shape().clone());
         let mut grads = vec![Some(dq), Some(dk), Some(dv)];
         // none for the key lengths and the mask
         grads.resize(g.inputs.len(), None);
@@ -237,8 +218,7 @@ impl Op for Attention {
             // f16: then one rounding to f16
             Pass::Forward if out.dtype == DType::F16 => f16_rounding_summing(g.d + g.tk),
             Pass::Forward => ulps_summing(16.0, g.d + g.tk),
-            Pass::Stats => ulps_summing(16.0, g.d + g.tk + g.dv),
-            Pass::GradQ | Pass::GradKv => ulps_summing(32.0, g.d + g.dv + g.tk.max(g.tq)),
+            Pass::Grad => ulps_summing(32.0, g.d + g.dv + g.tk.max(g.tq)),
         }
     }
 }

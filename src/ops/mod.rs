@@ -356,7 +356,6 @@ pub fn op_set() -> Vec<&'static str> {
         "channel_sums",
         "layer_norm_grad",
         "attention",
-        "attention_stats",
         "attention_grad",
         "cross_entropy",
         "cross_entropy_grad",

@@ -458,27 +458,6 @@ impl Attention {
         out
     }
 
-    /// Each query row's (max score, ln Σ exp(score − max), δ = dy·output), (B, Tq, 3): what the
-    /// backward pass keeps of the forward's softmax.
-    pub fn stats(&self, q: &Host, k: &Host, v: &Host, dy: &Host) -> Vec<f64> {
-        let scale = 1.0 / (self.d as f64).sqrt();
-        let out = self.forward(q, k, v);
-        let mut stats = Vec::with_capacity(self.b * self.tq * 3);
-        for t in 0..self.b {
-            for i in 0..self.tq {
-                let seen = if self.causal { (i + 1).min(self.tk) } else { self.tk };
-                let scores = (0..seen)
-                    .map(|j| (0..self.d).map(|c| q.at(&[t, i, c]) * k.at(&[t, j, c])).sum::<f64>() * scale);
-                let max = scores.clone().fold(f64::NEG_INFINITY, f64::max);
-                let log_sum = scores.map(|s| (s - max).exp()).sum::<f64>().ln();
-                let row = (t * self.tq + i) * self.dv;
-                let delta = (0..self.dv).map(|c| dy.at(&[t, i, c]) * out[row + c]).sum::<f64>();
-                stats.extend([max, log_sum, delta]);
-            }
-        }
-        stats
-    }
-
     /// (dq (B, Tq, D), [dk (B, Tk, D) | dv (B, Tk, Dv)]) for upstream dy: with dp = dy·vᵀ and
     /// ds = p ⊙ (dp − Σⱼ p·dp), dq = scale·ds·k, dk = scale·dsᵀ·q, dv = pᵀ·dy.
     pub fn grads(&self, q: &Host, k: &Host, v: &Host, dy: &Host) -> (Vec<f64>, Vec<f64>) {

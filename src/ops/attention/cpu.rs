@@ -4,12 +4,12 @@
 //! Query rows go in blocks, and a block multiplies only the keys its last row may see: with
 //! the causal mask, blocks of [`CAUSAL_ROW_BLOCK`] rows skip most of the hidden triangle (at
 //! T = 64, 5/8 of the products are computed); without it one block takes every row. The
-//! forward and statistics passes normalize each row's scores; the gradient passes rebuild the
-//! weights from the statistics, P = exp((s − m) − ℓ), as the GPU kernels do.
+//! gradient pass computes each head's P and dS once and dq, dk and dv from them, where the GPU
+//! runs a kernel per gradient, each recomputing P from the rows' statistics.
 
 use super::geometry::{DropoutDraw, Geom, with_mask};
-use super::{Attention, Pass, STATS};
-use crate::backend::cpu::{Gemm, Mat, exp_shifted, gemm, softmax_in_place};
+use super::{Attention, Pass};
+use crate::backend::cpu::{Gemm, Mat, gemm, softmax_in_place};
 use crate::backend::cpu_pool;
 use rayon::prelude::*;
 use std::ops::Range;
@@ -25,7 +25,7 @@ pub(super) struct Inputs<'a, T> {
     pub v: &'a [T],
     pub lengths: Option<&'a [i32]>,
     pub mask: Option<&'a [T]>,
-    /// The pass's own inputs: (dO, O) for the statistics, (dO, stats) for the gradients.
+    /// The pass's own inputs: none forward, (dO, O) for the gradients.
     pub rest: Vec<&'a [T]>,
 }
 
@@ -38,149 +38,138 @@ fn blocks(g: &Geom, limit: usize) -> impl Iterator<Item = (Range<usize>, usize)>
     })
 }
 
+/// `data` cut into `batch` consecutive slices of `len` elements (empty ones when `len` is 0).
+fn per_batch<T>(data: &mut [T], len: usize, batch: usize) -> Vec<&mut [T]> {
+    if len == 0 {
+        return (0..batch).map(|_| <&mut [T]>::default()).collect();
+    }
+    data.chunks_mut(len).collect()
+}
+
 impl Attention {
     /// The pass's output for every batch.
     pub(super) fn run<T: Gemm + Send + Sync>(&self, g: &Geom, x: &Inputs<T>) -> Vec<T> {
-        let width = match self.pass {
-            Pass::Forward => g.dv,
-            Pass::Stats => STATS,
-            Pass::GradQ => g.d,
-            Pass::GradKv => g.d + g.dv,
-        };
-        let rows = if self.pass == Pass::GradKv { g.tk } else { g.tq };
-        let mut out = cpu_pool::for_overwrite::<T>(g.batch * rows * width);
-        if self.pass == Pass::GradKv {
-            // dk of every batch, then dv of every batch
-            let (dk, dv) = out.split_at_mut(g.batch * g.tk * g.d);
-            let (dk, dv) = (dk.par_chunks_mut((g.tk * g.d).max(1)), dv.par_chunks_mut((g.tk * g.dv).max(1)));
-            dk.zip(dv).enumerate().for_each(|(b, (dk, dv))| self.batch(g, x, b, dk, dv));
-            return out;
+        let (tq, tk) = (g.tq, g.tk);
+        match self.pass {
+            Pass::Forward => {
+                let mut out = cpu_pool::for_overwrite::<T>(g.batch * tq * g.dv);
+                let outs = per_batch(&mut out, tq * g.dv, g.batch);
+                outs.into_par_iter().enumerate().for_each(|(b, o)| self.forward(g, x, b, o));
+                out
+            }
+            Pass::Grad => {
+                // dk of every batch, then dv of every batch, then dq of every batch
+                let mut out = cpu_pool::for_overwrite::<T>(g.batch * (tq * g.d + tk * (g.d + g.dv)));
+                let (dk, rest) = out.split_at_mut(g.batch * tk * g.d);
+                let (dv, dq) = rest.split_at_mut(g.batch * tk * g.dv);
+                let dq = per_batch(dq, tq * g.d, g.batch);
+                let dk = per_batch(dk, tk * g.d, g.batch);
+                let dv = per_batch(dv, tk * g.dv, g.batch);
+                let each = dq.into_par_iter().zip(dk).zip(dv).enumerate();
+                each.for_each(|(b, ((dq, dk), dv))| self.grads(g, x, b, dq, dk, dv));
+                out
+            }
         }
-        out.par_chunks_mut((rows * width).max(1))
-            .enumerate()
-            .for_each(|(b, ob)| self.batch(g, x, b, ob, &mut []));
-        out
     }
 
-    /// Batch `b`'s output into `out` (for the k and v gradients: dk into `out`, dv into `dv_out`).
-    fn batch<T: Gemm>(&self, g: &Geom, x: &Inputs<T>, b: usize, out: &mut [T], dv_out: &mut [T]) {
+    /// Batch `b`'s output O = P̃·V into `out`.
+    fn forward<T: Gemm>(&self, g: &Geom, x: &Inputs<T>, b: usize, out: &mut [T]) {
+        let (tk, dv) = (g.tk, g.dv);
+        let limit = g.key_limit(b, x.lengths);
+        let v = &x.v[b * tk * dv..][..tk * dv];
+        let p = weights(g, b, x, limit);
+        let dropped = dropped(g, b, limit, &p);
+        let pd: &[T] = dropped.as_deref().unwrap_or(&p);
+        for (rows, keys) in blocks(g, limit) {
+            // O[rows] = P̃[rows, ..keys] (rows×keys) · V[..keys] (keys×dv)
+            let (r0, n) = (rows.start, rows.len());
+            let pd = Mat { data: &pd[r0 * tk..], row: tk, col: 1 };
+            gemm(n, keys, dv, pd, Mat { data: v, row: dv, col: 1 }, T::ZERO, &mut out[r0 * dv..], dv);
+        }
+    }
+
+    /// Batch `b`'s gradients into `dq`, `dk` and `dv_out`.
+    fn grads<T: Gemm>(
+        &self,
+        g: &Geom,
+        x: &Inputs<T>,
+        b: usize,
+        dq: &mut [T],
+        dk: &mut [T],
+        dv_out: &mut [T],
+    ) {
         let (tq, tk, d, dv) = (g.tq, g.tk, g.d, g.dv);
         let q = &x.q[b * tq * d..][..tq * d];
         let k = &x.k[b * tk * d..][..tk * d];
         let v = &x.v[b * tk * dv..][..tk * dv];
+        let dout = &x.rest[0][b * tq * dv..][..tq * dv];
+        let o = &x.rest[1][b * tq * dv..][..tq * dv];
         let limit = g.key_limit(b, x.lengths);
-        let grads = matches!(self.pass, Pass::GradQ | Pass::GradKv);
-        let stats = grads.then(|| &x.rest[1][b * tq * STATS..][..tq * STATS]);
-        // P = softmax(scale·Q·Kᵀ + mask) over the visible keys (each row's (max, log-sum) when
-        // normalized here), and the weights after dropout P̃ = P∘M
-        let mut p = vec![T::ZERO; tq * tk];
-        let rows = weights(g, b, x.mask, q, &transposed(k, tk, d), limit, stats, &mut p);
-        let dropped = if self.pass == Pass::Stats { None } else { dropped(g, b, limit, &p) };
+        // P, the weights after dropout P̃ = P∘M, and δ = dO·O per query row
+        let p = weights(g, b, x, limit);
+        let dropped = dropped(g, b, limit, &p);
         let pd: &[T] = dropped.as_deref().unwrap_or(&p);
-        match self.pass {
-            Pass::Stats => {
-                // (max, log-sum, δ = dO·O) per query row
-                let dout = &x.rest[0][b * tq * dv..];
-                let o = &x.rest[1][b * tq * dv..];
-                for (i, (s, &(max, log_sum))) in out.chunks_mut(STATS).zip(&rows).enumerate() {
-                    let (dout, o) = (&dout[i * dv..][..dv], &o[i * dv..][..dv]);
-                    let delta: f64 = dout.iter().zip(o).map(|(a, b)| a.to_f64() * b.to_f64()).sum();
-                    s.copy_from_slice(&[max, T::of(log_sum), T::of(delta)]);
-                }
-            }
-            Pass::Forward => {
-                for (rows, keys) in blocks(g, limit) {
-                    // O[rows] = P̃[rows, ..keys] (rows×keys) · V[..keys] (keys×dv)
-                    let (r0, n) = (rows.start, rows.len());
-                    let pd = Mat { data: &pd[r0 * tk..], row: tk, col: 1 };
-                    gemm(n, keys, dv, pd, Mat { data: v, row: dv, col: 1 }, T::ZERO, &mut out[r0 * dv..], dv);
-                }
-            }
-            Pass::GradQ | Pass::GradKv => {
-                let dout = &x.rest[0][b * tq * dv..][..tq * dv];
-                let stats = stats.expect("the gradient passes read the statistics");
-                let ds = score_grads(g, limit, dout, &transposed(v, tk, dv), &p, pd, stats);
-                if self.pass == Pass::GradQ {
-                    for (rows, keys) in blocks(g, limit) {
-                        // dQ[rows] = dS[rows, ..keys] (rows×keys) · K[..keys] (keys×d)
-                        let (r0, n) = (rows.start, rows.len());
-                        let ds = Mat { data: &ds[r0 * tk..], row: tk, col: 1 };
-                        gemm(n, keys, d, ds, Mat { data: k, row: d, col: 1 }, T::ZERO, &mut out[r0 * d..], d);
-                    }
-                } else {
-                    // dK = dSᵀ (tk×tq) · Q (tq×d) and dV = P̃ᵀ (tk×tq) · dO (tq×dv), summed over
-                    // the blocks: block rows contribute to the keys they see
-                    out.fill(T::ZERO);
-                    dv_out.fill(T::ZERO);
-                    for (rows, keys) in blocks(g, limit) {
-                        let (r0, n) = (rows.start, rows.len());
-                        let dst = Mat { data: &ds[r0 * tk..], row: 1, col: tk };
-                        let q = Mat { data: &q[r0 * d..], row: d, col: 1 };
-                        gemm(keys, n, d, dst, q, T::ONE, out, d);
-                        let pdt = Mat { data: &pd[r0 * tk..], row: 1, col: tk };
-                        let dout = Mat { data: &dout[r0 * dv..], row: dv, col: 1 };
-                        gemm(keys, n, dv, pdt, dout, T::ONE, dv_out, dv);
-                    }
-                }
-            }
+        let deltas: Vec<T> = dout
+            .chunks(dv.max(1))
+            .zip(o.chunks(dv.max(1)))
+            .take(tq)
+            .map(|(dout, o)| T::of(dout.iter().zip(o).map(|(a, b)| a.to_f64() * b.to_f64()).sum()))
+            .collect();
+        let ds = score_grads(g, limit, dout, &transposed(v, tk, dv), &p, pd, &deltas);
+        // dK = dSᵀ (tk×tq) · Q (tq×d) and dV = P̃ᵀ (tk×tq) · dO (tq×dv), summed over the blocks:
+        // the rows of a block contribute to the keys they see
+        dk.fill(T::ZERO);
+        dv_out.fill(T::ZERO);
+        for (rows, keys) in blocks(g, limit) {
+            let (r0, n) = (rows.start, rows.len());
+            // dQ[rows] = dS[rows, ..keys] (rows×keys) · K[..keys] (keys×d)
+            let dsb = Mat { data: &ds[r0 * tk..], row: tk, col: 1 };
+            gemm(n, keys, d, dsb, Mat { data: k, row: d, col: 1 }, T::ZERO, &mut dq[r0 * d..], d);
+            let dst = Mat { data: &ds[r0 * tk..], row: 1, col: tk };
+            gemm(keys, n, d, dst, Mat { data: &q[r0 * d..], row: d, col: 1 }, T::ONE, dk, d);
+            let pdt = Mat { data: &pd[r0 * tk..], row: 1, col: tk };
+            let doutb = Mat { data: &dout[r0 * dv..], row: dv, col: 1 };
+            gemm(keys, n, dv, pdt, doutb, T::ONE, dv_out, dv);
         }
     }
 }
 
-/// The weights P (tq×tk) of batch `b` into `p`, zero where hidden, block by block (see
-/// [`blocks`]): P = softmax(scale · Q·Kᵀ + mask) over each row's visible keys, returning each
-/// row's largest visible score m and ln Σ exp(s − m), the latter in f64 — (0, 0) for a row that
-/// sees no key, whose P row is 0; or, given the rows' saved statistics (max, log-sum, δ),
-/// P = exp((s − m) − ℓ). Keys at or past `limit` (the key length) are hidden. `kt` is Kᵀ
-/// (d×tk).
-#[allow(clippy::too_many_arguments)]
-fn weights<T: Gemm>(
-    g: &Geom,
-    b: usize,
-    mask: Option<&[T]>,
-    q: &[T],
-    kt: &[T],
-    limit: usize,
-    saved: Option<&[T]>,
-    p: &mut [T],
-) -> Vec<(T, f64)> {
-    let (tk, d) = (g.tk, g.d);
+/// The weights P (tq×tk) of batch `b`, zero where hidden, block by block (see [`blocks`]):
+/// P = softmax(scale · Q·Kᵀ + mask) over each row's visible keys, a row that sees no key all
+/// 0. Keys at or past `limit` (the key length) are hidden.
+fn weights<T: Gemm>(g: &Geom, b: usize, x: &Inputs<T>, limit: usize) -> Vec<T> {
+    let (tq, tk, d) = (g.tq, g.tk, g.d);
+    let q = &x.q[b * tq * d..][..tq * d];
+    let kt = transposed(&x.k[b * tk * d..][..tk * d], tk, d);
     let scale = T::of(g.scale);
-    let mut stats = vec![(T::ZERO, 0.0); g.tq];
+    let mut p = vec![T::ZERO; tq * tk];
     for (rows, keys) in blocks(g, limit) {
         if keys == 0 {
             continue; // no row of the block sees a key: its weights stay 0
         }
-        // S[rows, ..keys] = Q[rows] (rows×d) · K[..keys]ᵀ (d×keys)
+        // S[rows, ..keys] = Q[rows] (rows×d) · Kᵀ[.., ..keys] (d×keys)
         let r0 = rows.start;
-        let (qb, kt) = (Mat { data: &q[r0 * d..], row: d, col: 1 }, Mat { data: kt, row: tk, col: 1 });
+        let (qb, kt) = (Mat { data: &q[r0 * d..], row: d, col: 1 }, Mat { data: &kt[..], row: tk, col: 1 });
         gemm(rows.len(), d, keys, qb, kt, T::ZERO, &mut p[r0 * tk..], tk);
         for i in rows {
             let row = &mut p[i * tk..][..keys];
             let (seen, hidden) = row.split_at_mut(g.visible_keys(i + 1, limit));
             hidden.fill(T::NEG_INFINITY);
             seen.iter_mut().for_each(|s| *s *= scale);
-            if let (Some(index), Some(mask)) = (g.mask, mask) {
+            if let (Some(index), Some(mask)) = (g.mask, x.mask) {
                 let start = index.row_start(b, i);
                 for (j, s) in seen.iter_mut().enumerate() {
                     *s = with_mask(*s, mask[start + j * index.col_stride]);
                 }
             }
-            match saved {
-                Some(saved) => exp_shifted(row, saved[i * STATS], saved[i * STATS + 1]),
-                None => {
-                    let (m, sum) = softmax_in_place(row);
-                    if m == T::NEG_INFINITY {
-                        // every key hidden: the row's weights are 0
-                        row.fill(T::ZERO);
-                    } else {
-                        stats[i] = (m, sum.ln());
-                    }
-                }
+            let (m, _) = softmax_in_place(row);
+            if m == T::NEG_INFINITY {
+                // every key hidden: the row's weights are 0
+                row.fill(T::ZERO);
             }
         }
     }
-    stats
+    p
 }
 
 /// The weights after dropout, P̃ = P∘M with M = 1/(1 − p) where the draw keeps a weight and 0
@@ -202,9 +191,9 @@ fn dropped<T: Gemm>(g: &Geom, b: usize, limit: usize, p: &[T]) -> Option<Vec<T>>
     Some(out)
 }
 
-/// scale·dS (tq×tk) with dS = P∘(M∘dP̃ − δ) = P̃∘dP̃ − P·δ, where dP̃ = dO·Vᵀ and δ is the
-/// last column of `stats` (see the module doc), block by block over the keys each block sees;
-/// the other entries are 0. `vt` is Vᵀ (dv×tk).
+/// scale·dS (tq×tk) with dS = P∘(M∘dP̃ − δ) = P̃∘dP̃ − P·δ, where dP̃ = dO·Vᵀ and δ = dO·O per
+/// query row (see the module doc), block by block over the keys each block sees; the other
+/// entries are 0. `vt` is Vᵀ (dv×tk).
 fn score_grads<T: Gemm>(
     g: &Geom,
     limit: usize,
@@ -212,18 +201,18 @@ fn score_grads<T: Gemm>(
     vt: &[T],
     p: &[T],
     pd: &[T],
-    stats: &[T],
+    deltas: &[T],
 ) -> Vec<T> {
     let (tk, dv) = (g.tk, g.dv);
     let mut ds = vec![T::ZERO; g.tq * tk];
     let scale = T::of(g.scale);
     for (rows, keys) in blocks(g, limit) {
-        // dP̃[rows, ..keys] = dO[rows] (rows×dv) · V[..keys]ᵀ (dv×keys), then dS in place
+        // dP̃[rows, ..keys] = dO[rows] (rows×dv) · Vᵀ[.., ..keys] (dv×keys), then dS in place
         let r0 = rows.start;
         let (dob, vt) = (Mat { data: &dout[r0 * dv..], row: dv, col: 1 }, Mat { data: vt, row: tk, col: 1 });
         gemm(rows.len(), dv, keys, dob, vt, T::ZERO, &mut ds[r0 * tk..], tk);
         for i in rows {
-            let delta = stats[i * STATS + 2];
+            let delta = deltas[i];
             let (row, prow, pdrow) = (&mut ds[i * tk..][..keys], &p[i * tk..][..keys], &pd[i * tk..][..keys]);
             for ((x, &pv), &pdv) in row.iter_mut().zip(prow).zip(pdrow) {
                 *x = (pdv * *x - pv * delta) * scale;

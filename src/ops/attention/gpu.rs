@@ -6,7 +6,7 @@
 //! launch without them compiles exactly the unmasked code, with no per-element test added.
 
 use super::geometry::{DropoutDraw, Geom};
-use super::{Attention, Pass};
+use super::{Attention, Pass, STATS};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::ops::layout::u32_of;
 use crate::ops::random::PHILOX;
@@ -211,7 +211,73 @@ pub(crate) fn variants() -> Vec<Kernel<'static>> {
     out
 }
 
-/// Records `op`'s pass on the GPU.
+/// The kernels of one step of a pass, each writing a buffer of its own.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// o, per query row.
+    Forward,
+    /// (max, log-sum, δ) per query row, from dO and o.
+    Stats,
+    /// dq per query row, from dO and the statistics.
+    GradQ,
+    /// [dk | dv] per key row, from dO and the statistics.
+    GradKv,
+}
+
+/// What every step of one node's launch shares.
+struct Launch<'a> {
+    g: Geom,
+    features: Features,
+    params: Params,
+    /// The element type of q, k, v and the outputs (f16 for the forward pass only).
+    dtype: DType,
+    flash: Option<Flash>,
+    /// q, k, v, the key lengths and the mask (q's buffer standing in for an absent one).
+    inputs: [&'a GpuBuffer; 5],
+}
+
+impl Launch<'_> {
+    /// Records `step`, reading the inputs then `own` (the step's own inputs), writing `y`.
+    fn record(&self, rec: &mut Recorder, step: Step, own: &[&GpuBuffer], y: &GpuBuffer) -> Result<()> {
+        let g = &self.g;
+        let reads: Vec<&GpuBuffer> = self.inputs.iter().copied().chain(own.iter().copied()).collect();
+        let rows = if step == Step::GradKv { g.tk } else { g.tq };
+        if let Some(flash) = self.flash {
+            // one workgroup per ROWS query rows (key rows for dk, dv)
+            let grid = Grid::Linear(u32_of("attention", g.batch * rows.div_ceil(FLASH_ROWS as usize))?);
+            let entries: &[&'static str] = match step {
+                Step::Forward => &["forward"],
+                Step::Stats => &["stats"],
+                Step::GradQ => &["grad_q"],
+                Step::GradKv => &["grad_k", "grad_v"],
+            };
+            for &entry in entries {
+                let kernel = flash.kernel(entry, self.features).storing(self.dtype);
+                rec.dispatch(&kernel, &self.params, &reads, &[y], grid)?;
+            }
+            return Ok(());
+        }
+        // one workgroup per query row (per key row for the k and v gradients)
+        let entry = match step {
+            Step::Forward => "forward",
+            Step::Stats => "stats",
+            Step::GradQ => "grad_q",
+            Step::GradKv => "grad_kv",
+        };
+        let grid = Grid::Linear(u32_of("attention", g.batch * rows)?);
+        rec.dispatch(
+            &plain_kernel(entry, self.features).storing(self.dtype),
+            &self.params,
+            &reads,
+            &[y],
+            grid,
+        )
+    }
+}
+
+/// Records `op`'s pass on the GPU: the forward kernel; for the gradients, the statistics into a
+/// buffer of their own, dk and dv into the node's output, then dq into a buffer of its own,
+/// copied in after them.
 pub(super) fn launch(op: &Attention, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
     let shapes: Vec<&Shape> = args.iter().map(|a| a.shape).collect();
     let g = Geom::of(op, &shapes);
@@ -220,39 +286,36 @@ pub(super) fn launch(op: &Attention, args: &[GpuArg], out: &Meta, rec: &mut Reco
         true => rec.fault_word(3, "key length", g.tk + 1)?,
         false => 0,
     };
-    let params = Params::new(&g, fault_word)?;
-    let y = rec.alloc_typed(out.shape.numel(), out.dtype)?;
     let stand_in = args[0].buf;
-    // q, k, v, the mask and the output share one element type (f16 for the forward pass only)
-    let dtype = args[0].dtype;
-    let lengths = if op.lengths { args[3].buf } else { stand_in };
-    let mask = if op.mask { args[op.mask_input()].buf } else { stand_in };
-    let mut reads = vec![args[0].buf, args[1].buf, args[2].buf, lengths, mask];
-    reads.extend(args[op.rest_input()..].iter().map(|a| a.buf));
-    let rows = if op.pass == Pass::GradKv { g.tk } else { g.tq };
-    let limit = rec.context().limits.max_compute_workgroup_storage_size;
-    if let Some(flash) = Flash::fit(&g, limit) {
-        // one workgroup per ROWS query rows (key rows for dk, dv)
-        let grid = Grid::Linear(u32_of("attention", g.batch * rows.div_ceil(FLASH_ROWS as usize))?);
-        let entries: &[&'static str] = match op.pass {
-            Pass::Forward => &["forward"],
-            Pass::Stats => &["stats"],
-            Pass::GradQ => &["grad_q"],
-            Pass::GradKv => &["grad_k", "grad_v"],
-        };
-        for &entry in entries {
-            rec.dispatch(&flash.kernel(entry, features).storing(dtype), &params, &reads, &[&y], grid)?;
-        }
+    let launch = Launch {
+        g,
+        features,
+        params: Params::new(&g, fault_word)?,
+        dtype: args[0].dtype,
+        flash: Flash::fit(&g, rec.context().limits.max_compute_workgroup_storage_size),
+        inputs: [
+            args[0].buf,
+            args[1].buf,
+            args[2].buf,
+            if op.lengths { args[3].buf } else { stand_in },
+            if op.mask { args[op.mask_input()].buf } else { stand_in },
+        ],
+    };
+    let y = rec.alloc_typed(out.shape.numel(), out.dtype)?;
+    if op.pass == Pass::Forward {
+        launch.record(rec, Step::Forward, &[], &y)?;
         return Ok(y);
     }
-    // one workgroup per query row (per key row for the k and v gradients)
-    let entry = match op.pass {
-        Pass::Forward => "forward",
-        Pass::Stats => "stats",
-        Pass::GradQ => "grad_q",
-        Pass::GradKv => "grad_kv",
-    };
-    let grid = Grid::Linear(u32_of("attention", g.batch * rows)?);
-    rec.dispatch(&plain_kernel(entry, features).storing(dtype), &params, &reads, &[&y], grid)?;
+    let (dout, o) = (args[op.rest_input()].buf, args[op.rest_input() + 1].buf);
+    let dtype = launch.dtype;
+    let stats = rec.alloc_typed(g.batch * g.tq * STATS, dtype)?;
+    launch.record(rec, Step::Stats, &[dout, o], &stats)?;
+    // the k and v kernels write the first elements of y, dk then dv
+    launch.record(rec, Step::GradKv, &[dout, &stats], &y)?;
+    let (dq_len, dkv_len) = (g.batch * g.tq * g.d, g.batch * g.tk * (g.d + g.dv));
+    let dq = rec.alloc_typed(dq_len, dtype)?;
+    launch.record(rec, Step::GradQ, &[dout, &stats], &dq)?;
+    let bytes = |n: usize| (n * dtype.size_bytes()) as u64;
+    rec.copy(&dq, 0, &y, bytes(dkv_len), bytes(dq_len));
     Ok(y)
 }

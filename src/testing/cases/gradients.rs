@@ -1,5 +1,5 @@
 //! Rows for the ops that only gradient rules create (`conv2d_input_grad`, `layer_norm_grad`,
-//! `attention_stats`, ...), each on inputs of its own: the row builds the forward op, asks its
+//! `attention_grad`, ...), each on inputs of its own: the row builds the forward op, asks its
 //! gradient rule for the upstream gradient `dy` (an input of the row), and returns the node of
 //! the op under test. Their gradients are not rows here: the f64 gradient check of the forward
 //! op checks the rule that creates them.
@@ -111,32 +111,8 @@ pub(super) fn cases() -> Vec<Case> {
             vec![ROWS_PAST_GRID_LIMIT],
             vec![ROWS_PAST_GRID_LIMIT],
         ]),
-        // attention's rule makes each query row's statistics (max, log-sum, δ), then dq, then dk and dv together
-        gradient_row(
-            "attention_stats",
-            "attention_stats causal",
-            vec![V, V, V, V],
-            attention_sets.clone(),
-            attention,
-        )
-        .tol(5e-5),
-        gradient_row_nth(
-            "attention_grad",
-            "attention_grad dq causal",
-            vec![V; 4],
-            attention_sets.clone(),
-            0,
-            attention,
-        )
-        .tol(2e-4),
-        gradient_row_nth(
-            "attention_grad",
-            "attention_grad dk, dv causal",
-            vec![V; 4],
-            attention_sets,
-            1,
-            attention,
-        )
-        .tol(2e-4),
+        // attention's rule makes one node of dk, dv and dq (the statistics computed inside)
+        gradient_row("attention_grad", "attention_grad causal", vec![V; 4], attention_sets, attention)
+            .tol(2e-4),
     ]
 }
