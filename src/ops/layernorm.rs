@@ -47,9 +47,9 @@ fn row_stats<T: Float>(row: &[T], eps: f64) -> (f64, f64) {
     (mean, 1.0 / (var + eps).sqrt())
 }
 
-/// dx of one row into `out` (see [`LayerNormGrad`]): ĝ = dy·w, then
-/// dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with the statistics, sums and dx in f64, compiled for
-/// the widest vectors.
+/// dx of one row into `out` (see [`LayerNormGrad`]): ĝ = dy·w (rounded once to the element
+/// type, as the GPU kernel computes it), then dx = r·(ĝ − mean(ĝ) − x̂·mean(ĝ·x̂)) with the
+/// statistics, sums and dx in f64, compiled for the widest vectors.
 fn grad_row<T: Float>(x: &[T], dy: &[T], w: Option<&[T]>, eps: f64, out: &mut [T]) {
     #[inline(always)]
     fn each<T: Float>(x: &[T], dy: &[T], w: Option<&[T]>, eps: f64, out: &mut [T]) {

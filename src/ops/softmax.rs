@@ -2,7 +2,7 @@
 //! finds the row's maximum and normalizer in a single online pass (Milakov & Gimelshein, 2018).
 
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, f16_rounding_summing, f16_via_f32, ulps_summing};
-use crate::backend::cpu::{CpuStorage, max_of, sum_f64, with_float};
+use crate::backend::cpu::{CpuStorage, softmax_in_place, with_float};
 use crate::backend::cpu_pool;
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::dtype::Float;
@@ -43,22 +43,18 @@ pub(crate) fn variants() -> Vec<Kernel<'static>> {
         .collect()
 }
 
-/// Softmax (or log-softmax) of one row into `out`; the normalizer is summed in f64. Each
-/// pass is its own loop so that each vectorizes.
+/// Softmax (or log-softmax) of one row into `out`, by [`softmax_in_place`] (the normalizer
+/// summed in f64). A row of −∞ gives NaN, as exp(−∞ − (−∞)) does in PyTorch.
 fn softmax_row<T: Float>(x: &[T], out: &mut [T], log: bool) {
-    let m = max_of(x);
-    for (o, &v) in out.iter_mut().zip(x) {
-        *o = (v - m).exp_fast();
-    }
-    let sum = sum_f64(out);
+    out.copy_from_slice(x);
+    let (m, sum) = softmax_in_place(out);
     if log {
         let shift = m + T::of(sum.ln());
         for (o, &v) in out.iter_mut().zip(x) {
             *o = v - shift;
         }
-    } else {
-        let inv = T::of(1.0 / sum);
-        out.iter_mut().for_each(|o| *o *= inv);
+    } else if m == T::NEG_INFINITY {
+        out.fill(T::of(f64::NAN));
     }
 }
 
