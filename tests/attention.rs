@@ -477,3 +477,96 @@ fn softmax_with_hidden_entries_matches_the_cpu_on_the_gpu() {
         assert!(rel_err(&on_gpu, &cpu) < 1e-6, "size {size}");
     }
 }
+
+/// The heads of (…, T, 3·C) split out as `attention_packed` splits them, attended by
+/// `attention_with` and joined again: (…, T, C).
+fn split_attend_join(qkv: &Tensor, heads: usize, opts: &AttentionOptions) -> Tensor {
+    let r = qkv.rank();
+    let (t, width) = (qkv.dim(-2), qkv.dim(-1) / 3);
+    let mut dims = qkv.dims()[..r - 1].to_vec();
+    dims.extend([3, heads, width / heads]);
+    // (…, T, 3, H, D) → (3, …, H, T, D)
+    let mut perm = vec![r - 1];
+    perm.extend(0..r - 2);
+    perm.extend([r, r - 2, r + 1]);
+    let split = qkv.reshape(dims).permute(&perm);
+    let (q, k, v) = (split.select(0, 0), split.select(0, 1), split.select(0, 2));
+    let y = q.attention_with(&k, &v, opts);
+    // (…, H, T, D) → (…, T, H, D) → (…, T, C)
+    let mut out = qkv.dims()[..r - 2].to_vec();
+    out.extend([t, width]);
+    y.transpose(-3, -2).reshape(out)
+}
+
+/// Packed heads give the values and the gradient of splitting them, attending and joining —
+/// bit for bit on the CPU (the same per-head arithmetic), within f32 rounding on the GPU — with
+/// the causal mask, dropout (the same draws) and head dimensions of the flash kernels (16) and
+/// the general ones (5), over one and two batch dimensions.
+#[test]
+fn packed_heads_match_split_heads_with_their_gradient() {
+    let mut devices = vec![(Device::Cpu, 0.0)];
+    devices.extend(common::gpu("packed attention heads").map(|g| (g, 2e-5)));
+    let dropout = Some((0.25, RandomKey { seed: 3, stream: 9 }));
+    let problems: [(&[usize], usize, AttentionOptions); 4] = [
+        (&[2, 7, 3 * 2 * 16], 2, AttentionOptions { causal: true, ..Default::default() }),
+        (&[3, 9, 3 * 3 * 5], 3, AttentionOptions { causal: true, dropout, ..Default::default() }),
+        (&[2, 2, 5, 3 * 2 * 4], 2, AttentionOptions { dropout, scale: Some(0.3), ..Default::default() }),
+        (&[1, 1, 3 * 4 * 8], 4, AttentionOptions::default()),
+    ];
+    for (device, tol) in devices {
+        for (n, (dims, heads, opts)) in problems.iter().enumerate() {
+            let qkv = randn(dims, 40 + n as u64, DType::F32, &device);
+            let packed = qkv.attention_packed(*heads, opts);
+            let split = split_attend_join(&qkv, *heads, opts);
+            assert_eq!(packed.dims(), split.dims());
+            let (got, want) = (values(&packed), values(&split));
+            let err = rel_err(&got, &want);
+            assert!(err <= tol, "{device:?} {dims:?}, {heads} heads: {err:e}");
+            let gradient = |f: &dyn Fn(&Tensor) -> Tensor| {
+                let x = qkv.detach().requires_grad_();
+                let out = f(&x);
+                let r = randn(out.dims(), 7, DType::F32, &device);
+                values((&out * &r).sum_all().backward().get(&x).expect("a gradient"))
+            };
+            let got = gradient(&|x| x.attention_packed(*heads, opts));
+            let want = gradient(&|x| split_attend_join(x, *heads, opts));
+            let err = rel_err(&got, &want);
+            assert!(err <= tol * 5.0, "{device:?} {dims:?}, {heads} heads, gradient: {err:e}");
+        }
+    }
+}
+
+#[test]
+fn packed_heads_refuse_what_they_do_not_take_at_the_callers_line() {
+    let cpu = Device::Cpu;
+    let qkv = Tensor::zeros([2, 5, 24], &cpu);
+    let cases: [(usize, AttentionOptions, &str); 3] = [
+        (
+            5,
+            AttentionOptions::default(),
+            "qkv [2, 5, 24] (f32) must be float (…, T, 3·C) with C a multiple of 5 heads",
+        ),
+        (
+            2,
+            AttentionOptions {
+                key_lengths: Some(Tensor::from_vec(vec![1i32, 2], [2], &cpu)),
+                ..Default::default()
+            },
+            "key lengths and masks are not taken here",
+        ),
+        (
+            2,
+            AttentionOptions { dropout: Some((1.5, RandomKey { seed: 0, stream: 0 })), ..Default::default() },
+            "dropout p must be in [0, 1), got 1.5",
+        ),
+    ];
+    for (heads, opts, expected) in cases {
+        let x = qkv.clone();
+        let (msg, at) = common::panic_of(move || {
+            let _ = x.attention_packed(heads, &opts);
+        });
+        let line = line!() - 2;
+        assert!(msg.starts_with("attention_packed: ") && msg.contains(expected), "{msg}");
+        assert_eq!(at, format!("tests/attention.rs:{line}"));
+    }
+}

@@ -7,7 +7,8 @@
 //!   → transformer.wte (token embedding, V × C) + transformer.wpe (position embedding, block × C)
 //!   → dropout
 //!   → n_layer × Block: x = x + attn(ln_1(x));  x = x + mlp(ln_2(x))
-//!        attn: c_attn (C → 3C) → q, k, v in n_head heads → causal attention (fused kernel)
+//!        attn: c_attn (C → 3C) → q, k, v in n_head heads → causal attention (fused kernel,
+//!              on the heads where the projection packed them: `Tensor::attention_packed`)
 //!              → c_proj (C → C) → dropout
 //!        mlp:  c_fc (C → 4C) → GELU → c_proj (4C → C) → dropout
 //!   → transformer.ln_f → lm_head (C → V, the token embedding's weight: tied)
@@ -28,6 +29,8 @@ use super::generate::Sampling;
 use crate::nn::attention::{Attend, scaled_dot_product};
 use crate::nn::projection::affine;
 use crate::nn::{Dropout, Embedding, KvCache, Linear, LoraLinear, Module, Visitor, init};
+use crate::ops::attention::AttentionOptions;
+use crate::rng::next_key;
 use crate::{DType, Device, Result, Tensor, no_grad};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -130,23 +133,28 @@ impl CausalSelfAttention {
     /// x (B, T, C) at positions `cache.len()..` (0 without a cache) → (B, T, C).
     fn forward_at(&self, x: &Tensor, cache: Option<&mut KvCache>) -> Tensor {
         let (b, t, c) = (x.dim(0), x.dim(1), x.dim(2));
+        let training = self.training.load(Ordering::Relaxed);
+        let dropout = if training { self.dropout } else { 0.0 };
+        let Some(cache) = cache else {
+            // (B, T, 3C) → (B, T, C): the heads split, attended and joined again by one op,
+            // which moves no head into memory of its own (on the CPU each is gathered as it is
+            // computed); the same values and dropout draws as the split below
+            let options = AttentionOptions {
+                causal: true,
+                dropout: (dropout > 0.0).then(|| (dropout, next_key())),
+                ..Default::default()
+            };
+            let y = self.c_attn.forward(x).attention_packed(self.n_head, &options);
+            return self.resid_dropout.forward(&self.c_proj.forward(&y));
+        };
         // (B, T, 3C) → (B, T, 3, nh, hs) → (3, B, nh, T, hs): one copy splits the heads of q, k
         // and v at once, and each is then a contiguous block (its gradients are concatenated
         // back the same way)
         let heads =
             self.c_attn.forward(x).reshape([b, t, 3, self.n_head, c / self.n_head]).permute(&[2, 0, 3, 1, 4]);
         let (q, k, v) = (heads.select(0, 0), heads.select(0, 1), heads.select(0, 2));
-        let (offset, (k, v)) = match cache {
-            Some(cache) => (cache.len(), cache.append(k, v)),
-            None => (0, (k, v)),
-        };
-        let training = self.training.load(Ordering::Relaxed);
-        let attend = Attend {
-            causal: true,
-            causal_offset: offset,
-            dropout: if training { self.dropout } else { 0.0 },
-            ..Default::default()
-        };
+        let (offset, (k, v)) = (cache.len(), cache.append(k, v));
+        let attend = Attend { causal: true, causal_offset: offset, dropout, ..Default::default() };
         let y = scaled_dot_product(&q, &k, &v, &attend).0;
         // re-assemble the heads side by side
         let y = y.transpose(1, 2).reshape([b, t, c]);

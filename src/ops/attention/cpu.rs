@@ -5,7 +5,9 @@
 //! the causal mask, blocks of [`CAUSAL_ROW_BLOCK`] rows skip most of the hidden triangle (at
 //! T = 64, 5/8 of the products are computed); without it one block takes every row. The
 //! gradient pass computes each head's P and dS once and dq, dk and dv from them, where the GPU
-//! runs a kernel per gradient, each recomputing P from the rows' statistics.
+//! runs a kernel per gradient, each recomputing P from the rows' statistics. Packed heads are
+//! gathered one head at a time into rows of their own, which stay in cache, and computed the
+//! same way (`run_packed`).
 
 use super::geometry::{DropoutDraw, Geom, with_mask};
 use super::{Attention, Pass};
@@ -27,6 +29,31 @@ pub(super) struct Inputs<'a, T> {
     pub mask: Option<&'a [T]>,
     /// The pass's own inputs: none forward, (dO, O) for the gradients.
     pub rest: Vec<&'a [T]>,
+}
+
+impl<'a, T> Inputs<'a, T> {
+    /// Batch `b`'s operands, cut from the inputs.
+    fn head(&self, g: &Geom, b: usize) -> Head<'a, T> {
+        let (tq, tk, d, dv) = (g.tq, g.tk, g.d, g.dv);
+        let own = |k: usize, len: usize| self.rest.get(k).map_or(&[][..], |x| &x[b * len..][..len]);
+        Head {
+            q: &self.q[b * tq * d..][..tq * d],
+            k: &self.k[b * tk * d..][..tk * d],
+            v: &self.v[b * tk * dv..][..tk * dv],
+            dout: own(0, tq * dv),
+            o: own(1, tq * dv),
+        }
+    }
+}
+
+/// One batch entry's (one head's) operands, each contiguous: q (tq×d), k (tk×d), v (tk×dv),
+/// and for the gradients dO and O (tq×dv; empty forward).
+struct Head<'a, T> {
+    q: &'a [T],
+    k: &'a [T],
+    v: &'a [T],
+    dout: &'a [T],
+    o: &'a [T],
 }
 
 /// The blocks of query rows of batch `b`, each with the keys its rows may see (a prefix).
@@ -54,7 +81,7 @@ impl Attention {
             Pass::Forward => {
                 let mut out = cpu_pool::for_overwrite::<T>(g.batch * tq * g.dv);
                 let outs = per_batch(&mut out, tq * g.dv, g.batch);
-                outs.into_par_iter().enumerate().for_each(|(b, o)| self.forward(g, x, b, o));
+                outs.into_par_iter().enumerate().for_each(|(b, o)| self.forward(g, x, b, &x.head(g, b), o));
                 out
             }
             Pass::Grad => {
@@ -66,18 +93,86 @@ impl Attention {
                 let dk = per_batch(dk, tk * g.d, g.batch);
                 let dv = per_batch(dv, tk * g.dv, g.batch);
                 let each = dq.into_par_iter().zip(dk).zip(dv).enumerate();
-                each.for_each(|(b, ((dq, dk), dv))| self.grads(g, x, b, dq, dk, dv));
+                each.for_each(|(b, ((dq, dk), dv))| self.grads(g, x, b, &x.head(g, b), dq, dk, dv));
                 out
             }
         }
     }
 
-    /// Batch `b`'s output O = P̃·V into `out`.
-    fn forward<T: Gemm>(&self, g: &Geom, x: &Inputs<T>, b: usize, out: &mut [T]) {
+    /// The pass's output for heads packed side by side: `qkv` (…, T, 3·C) = [q | k | v] of
+    /// `heads` heads each and, for the gradients, `rest` = (dO, O), each (…, T, C). Each
+    /// sequence's heads are gathered one at a time into rows of their own (a few KiB, which
+    /// stay in cache), computed as split heads are, and their results written into the packed
+    /// layout: forward O (…, T, C), backward [dq | dk | dv] in qkv's layout. The sequences
+    /// run in parallel.
+    pub(super) fn run_packed<T: Gemm + Send + Sync>(
+        &self,
+        g: &Geom,
+        heads: usize,
+        qkv: &[T],
+        rest: &[&[T]],
+    ) -> Vec<T> {
+        let (t, d) = (g.tq, g.d);
+        let width = heads * d;
+        // rows of head h in block `part` (q, k, v; or dq, dk, dv) of a sequence (T, parts·C)
+        let at = |i: usize, parts: usize, part: usize, h: usize| (i * parts + part) * width + h * d;
+        let gather = |seq: &[T], parts: usize, part: usize, h: usize| -> Vec<T> {
+            let mut rows = vec![T::ZERO; t * d];
+            for (i, row) in rows.chunks_exact_mut(d).enumerate() {
+                row.copy_from_slice(&seq[at(i, parts, part, h)..][..d]);
+            }
+            rows
+        };
+        let scatter = |rows: &[T], seq: &mut [T], parts: usize, part: usize, h: usize| {
+            for i in 0..t {
+                seq[at(i, parts, part, h)..][..d].copy_from_slice(&rows[i * d..][..d]);
+            }
+        };
+        let parts = match self.pass {
+            Pass::Forward => 1,
+            Pass::Grad => 3,
+        };
+        let mut out = cpu_pool::for_overwrite::<T>(g.batch / heads.max(1) * t * parts * width);
+        if out.is_empty() {
+            return out;
+        }
+        // no key lengths, no mask
+        let options = Inputs { q: &[], k: &[], v: &[], lengths: None, mask: None, rest: vec![] };
+        out.par_chunks_mut(t * parts * width).enumerate().for_each(|(n, out)| {
+            let seq = &qkv[n * t * 3 * width..][..t * 3 * width];
+            for h in 0..heads {
+                let b = n * heads + h;
+                let (q, k, v) = (gather(seq, 3, 0, h), gather(seq, 3, 1, h), gather(seq, 3, 2, h));
+                match self.pass {
+                    Pass::Forward => {
+                        let mut o = vec![T::ZERO; t * d];
+                        let head = Head { q: &q, k: &k, v: &v, dout: &[], o: &[] };
+                        self.forward(g, &options, b, &head, &mut o);
+                        scatter(&o, out, 1, 0, h);
+                    }
+                    Pass::Grad => {
+                        let own = |x: &[T]| gather(&x[n * t * width..][..t * width], 1, 0, h);
+                        let (dout, o) = (own(rest[0]), own(rest[1]));
+                        let head = Head { q: &q, k: &k, v: &v, dout: &dout, o: &o };
+                        let mut grads = [vec![T::ZERO; t * d], vec![T::ZERO; t * d], vec![T::ZERO; t * d]];
+                        let [dq, dk, dv] = &mut grads;
+                        self.grads(g, &options, b, &head, dq, dk, dv);
+                        for (part, grad) in grads.iter().enumerate() {
+                            scatter(grad, out, 3, part, h);
+                        }
+                    }
+                }
+            }
+        });
+        out
+    }
+
+    /// Batch `b`'s output O = P̃·V into `out` (`x` for its key lengths and mask).
+    fn forward<T: Gemm>(&self, g: &Geom, x: &Inputs<T>, b: usize, head: &Head<T>, out: &mut [T]) {
         let (tk, dv) = (g.tk, g.dv);
         let limit = g.key_limit(b, x.lengths);
-        let v = &x.v[b * tk * dv..][..tk * dv];
-        let p = weights(g, b, x, limit);
+        let v = head.v;
+        let p = weights(g, b, x, head, limit);
         let dropped = dropped(g, b, limit, &p);
         let pd: &[T] = dropped.as_deref().unwrap_or(&p);
         for (rows, keys) in blocks(g, limit) {
@@ -88,25 +183,23 @@ impl Attention {
         }
     }
 
-    /// Batch `b`'s gradients into `dq`, `dk` and `dv_out`.
+    /// Batch `b`'s gradients into `dq`, `dk` and `dv_out` (`x` for its key lengths and mask).
+    #[allow(clippy::too_many_arguments)]
     fn grads<T: Gemm>(
         &self,
         g: &Geom,
         x: &Inputs<T>,
         b: usize,
+        head: &Head<T>,
         dq: &mut [T],
         dk: &mut [T],
         dv_out: &mut [T],
     ) {
         let (tq, tk, d, dv) = (g.tq, g.tk, g.d, g.dv);
-        let q = &x.q[b * tq * d..][..tq * d];
-        let k = &x.k[b * tk * d..][..tk * d];
-        let v = &x.v[b * tk * dv..][..tk * dv];
-        let dout = &x.rest[0][b * tq * dv..][..tq * dv];
-        let o = &x.rest[1][b * tq * dv..][..tq * dv];
+        let (q, k, v, dout, o) = (head.q, head.k, head.v, head.dout, head.o);
         let limit = g.key_limit(b, x.lengths);
         // P, the weights after dropout P̃ = P∘M, and δ = dO·O per query row
-        let p = weights(g, b, x, limit);
+        let p = weights(g, b, x, head, limit);
         let dropped = dropped(g, b, limit, &p);
         let pd: &[T] = dropped.as_deref().unwrap_or(&p);
         let deltas: Vec<T> = dout
@@ -137,10 +230,10 @@ impl Attention {
 /// The weights P (tq×tk) of batch `b`, zero where hidden, block by block (see [`blocks`]):
 /// P = softmax(scale · Q·Kᵀ + mask) over each row's visible keys, a row that sees no key all
 /// 0. Keys at or past `limit` (the key length) are hidden.
-fn weights<T: Gemm>(g: &Geom, b: usize, x: &Inputs<T>, limit: usize) -> Vec<T> {
+fn weights<T: Gemm>(g: &Geom, b: usize, x: &Inputs<T>, head: &Head<T>, limit: usize) -> Vec<T> {
     let (tq, tk, d) = (g.tq, g.tk, g.d);
-    let q = &x.q[b * tq * d..][..tq * d];
-    let kt = transposed(&x.k[b * tk * d..][..tk * d], tk, d);
+    let q = head.q;
+    let kt = transposed(head.k, tk, d);
     let scale = T::of(g.scale);
     let mut p = vec![T::ZERO; tq * tk];
     for (rows, keys) in blocks(g, limit) {

@@ -138,6 +138,9 @@ pub(super) struct Geom {
 impl Geom {
     /// The geometry of `op` from its inputs' shapes (q, k, v, then the optional inputs).
     pub fn of(op: &Attention, shapes: &[&Shape]) -> Geom {
+        if let Some(heads) = op.packed {
+            return Geom::packed(op, shapes[0], heads);
+        }
         let (q, k, v) = (shapes[0], shapes[1], shapes[2]);
         let r = q.rank();
         let batch_dims = &q.dims()[..r - 2];
@@ -151,6 +154,25 @@ impl Geom {
             causal: op.causal,
             lengths: op.lengths.then(|| BatchIndex::of(shapes[3].dims(), batch_dims)),
             mask: op.mask.then(|| MaskIndex::of(shapes[op.mask_input()], batch_dims)),
+            dropout: op.dropout,
+        }
+    }
+
+    /// The geometry of packed heads, `qkv` (…, T, 3·C) with C = `heads`·D: the batch runs over
+    /// (…, heads), as it would over the heads split out, (…, heads, T, D).
+    fn packed(op: &Attention, qkv: &Shape, heads: usize) -> Geom {
+        let r = qkv.rank();
+        let (t, d) = (qkv.dim(r - 2), qkv.dim(r - 1) / (3 * heads));
+        Geom {
+            batch: qkv.dims()[..r - 2].iter().product::<usize>() * heads,
+            tq: t,
+            tk: t,
+            d,
+            dv: d,
+            scale: op.scale,
+            causal: op.causal,
+            lengths: None,
+            mask: None,
             dropout: op.dropout,
         }
     }

@@ -9,6 +9,7 @@ use super::geometry::{DropoutDraw, Geom};
 use super::{Attention, Pass, STATS};
 use crate::backend::wgpu::{GpuBuffer, Grid, Kernel, Recorder, Shader, shader};
 use crate::ops::layout::u32_of;
+use crate::ops::movement::strided_copy;
 use crate::ops::random::PHILOX;
 use crate::ops::{GpuArg, Meta};
 use crate::{DType, Error, Result, Shape};
@@ -277,37 +278,54 @@ impl Launch<'_> {
 
 /// Records `op`'s pass on the GPU: the forward kernel; for the gradients, the statistics into a
 /// buffer of their own, dk and dv into the node's output, then dq into a buffer of its own,
-/// copied in after them.
+/// copied in after them. Packed heads are first moved into buffers of their own
+/// ([`launch_packed`]).
 pub(super) fn launch(op: &Attention, args: &[GpuArg], out: &Meta, rec: &mut Recorder) -> Result<GpuBuffer> {
     let shapes: Vec<&Shape> = args.iter().map(|a| a.shape).collect();
     let g = Geom::of(op, &shapes);
-    let features = Features::of(&g);
-    let fault_word = match features.lengths && op.pass == Pass::Forward {
+    if let Some(heads) = op.packed {
+        return launch_packed(op, g, heads, args, out, rec);
+    }
+    let fault_word = match op.lengths && op.pass == Pass::Forward {
         true => rec.fault_word(3, "key length", g.tk + 1)?,
         false => 0,
     };
     let stand_in = args[0].buf;
+    let inputs = [
+        args[0].buf,
+        args[1].buf,
+        args[2].buf,
+        if op.lengths { args[3].buf } else { stand_in },
+        if op.mask { args[op.mask_input()].buf } else { stand_in },
+    ];
+    let own = (op.pass == Pass::Grad).then(|| (args[op.rest_input()].buf, args[op.rest_input() + 1].buf));
+    record_pass(g, inputs, args[0].dtype, fault_word, own, out.shape.numel(), rec)
+}
+
+/// Records a pass over q, k and v each contiguous (batch, rows, head dimension): forward O;
+/// with `own` = (dO, O), the gradients [dk | dv | dq], `len` elements in all.
+fn record_pass(
+    g: Geom,
+    inputs: [&GpuBuffer; 5],
+    dtype: DType,
+    fault_word: u32,
+    own: Option<(&GpuBuffer, &GpuBuffer)>,
+    len: usize,
+    rec: &mut Recorder,
+) -> Result<GpuBuffer> {
     let launch = Launch {
         g,
-        features,
+        features: Features::of(&g),
         params: Params::new(&g, fault_word)?,
-        dtype: args[0].dtype,
+        dtype,
         flash: Flash::fit(&g, rec.context().limits.max_compute_workgroup_storage_size),
-        inputs: [
-            args[0].buf,
-            args[1].buf,
-            args[2].buf,
-            if op.lengths { args[3].buf } else { stand_in },
-            if op.mask { args[op.mask_input()].buf } else { stand_in },
-        ],
+        inputs,
     };
-    let y = rec.alloc_typed(out.shape.numel(), out.dtype)?;
-    if op.pass == Pass::Forward {
+    let y = rec.alloc_typed(len, dtype)?;
+    let Some((dout, o)) = own else {
         launch.record(rec, Step::Forward, &[], &y)?;
         return Ok(y);
-    }
-    let (dout, o) = (args[op.rest_input()].buf, args[op.rest_input() + 1].buf);
-    let dtype = launch.dtype;
+    };
     let stats = rec.alloc_typed(g.batch * g.tq * STATS, dtype)?;
     launch.record(rec, Step::Stats, &[dout, o], &stats)?;
     // the k and v kernels write the first elements of y, dk then dv
@@ -318,4 +336,85 @@ pub(super) fn launch(op: &Attention, args: &[GpuArg], out: &Meta, rec: &mut Reco
     let bytes = |n: usize| (n * dtype.size_bytes()) as u64;
     rec.copy(&dq, 0, &y, bytes(dkv_len), bytes(dq_len));
     Ok(y)
+}
+
+/// Packed heads ([`Tensor::attention_packed`](crate::Tensor::attention_packed)), f32 (the op
+/// computes f16 in f32): q, k and v (and, for the gradients, dO and O) copied out into
+/// contiguous heads, the pass recorded as for split heads, and its results copied back into
+/// the packed layout — the copies the split and the join would make as ops of their own.
+fn launch_packed(
+    op: &Attention,
+    g: Geom,
+    heads: usize,
+    args: &[GpuArg],
+    out: &Meta,
+    rec: &mut Recorder,
+) -> Result<GpuBuffer> {
+    let heads_of = Heads { t: g.tq, d: g.d, heads, sequences: g.batch / heads };
+    let (q, k, v) = (
+        heads_of.gather(rec, args[0].buf, 3, 0)?,
+        heads_of.gather(rec, args[0].buf, 3, 1)?,
+        heads_of.gather(rec, args[0].buf, 3, 2)?,
+    );
+    let y = rec.alloc_typed(out.shape.numel(), DType::F32)?;
+    let inputs = [&q, &k, &v, &q, &q];
+    if op.pass == Pass::Forward {
+        let o = record_pass(g, inputs, DType::F32, 0, None, g.batch * g.tq * g.dv, rec)?;
+        heads_of.scatter(rec, &o, 0, &y, 1, 0)?;
+        return Ok(y);
+    }
+    let (dout, o) = (heads_of.gather(rec, args[1].buf, 1, 0)?, heads_of.gather(rec, args[2].buf, 1, 0)?);
+    let n = g.batch * g.tq * g.d;
+    let grads = record_pass(g, inputs, DType::F32, 0, Some((&dout, &o)), 3 * n, rec)?;
+    // [dk | dv | dq] → the packed [dq | dk | dv]
+    for (from, part) in [(2 * n, 0), (0, 1), (n, 2)] {
+        heads_of.scatter(rec, &grads, from, &y, 3, part)?;
+    }
+    Ok(y)
+}
+
+/// How packed heads lie: sequences of T rows, each of `parts` blocks (q, k, v: 3; an output:
+/// 1) of `heads` heads of D features.
+struct Heads {
+    t: usize,
+    d: usize,
+    heads: usize,
+    sequences: usize,
+}
+
+impl Heads {
+    /// Over the split heads' shape (sequences, heads, T, D): the contiguous strides, and the
+    /// packed layout's with `parts` blocks per row.
+    fn strides(&self, parts: usize) -> (Vec<usize>, Vec<usize>) {
+        let (t, d, width) = (self.t, self.d, self.heads * self.d);
+        (vec![self.heads * t * d, t * d, d, 1], vec![t * parts * width, d, parts * width, 1])
+    }
+
+    fn shape(&self) -> [usize; 4] {
+        [self.sequences, self.heads, self.t, self.d]
+    }
+
+    /// Block `part` of the packed `src` as contiguous heads, in a new buffer.
+    fn gather(&self, rec: &mut Recorder, src: &GpuBuffer, parts: usize, part: usize) -> Result<GpuBuffer> {
+        let dst = rec.alloc_typed(self.shape().iter().product(), DType::F32)?;
+        let (contiguous, packed) = self.strides(parts);
+        let from = (part * self.heads * self.d, packed);
+        strided_copy(rec, "attention_packed", src, &dst, &self.shape(), from, (0, contiguous))?;
+        Ok(dst)
+    }
+
+    /// Contiguous heads from element `from` of `src` into block `part` of the packed `dst`.
+    fn scatter(
+        &self,
+        rec: &mut Recorder,
+        src: &GpuBuffer,
+        from: usize,
+        dst: &GpuBuffer,
+        parts: usize,
+        part: usize,
+    ) -> Result<()> {
+        let (contiguous, packed) = self.strides(parts);
+        let to = (part * self.heads * self.d, packed);
+        strided_copy(rec, "attention_packed", src, dst, &self.shape(), (from, contiguous), to)
+    }
 }

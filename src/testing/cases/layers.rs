@@ -374,7 +374,31 @@ fn attention() -> Vec<Case> {
         ),
     ];
     rows.extend(attention_with_options());
+    rows.extend(packed_heads());
     rows
+}
+
+/// Rows of `Tensor::attention_packed`: (…, T, 3·C) of 2 heads — head dimensions 4 and 16 (the
+/// flash kernels), 5 and 1 (the general ones) — causal with dropout, and plain.
+fn packed_heads() -> Vec<Case> {
+    let row = |name: &str, sets: Vec<Vec<Vec<usize>>>, options: AttentionOptions| {
+        Case::new("attention", name, vec![F], sets, move |x, _| x[0].attention_packed(2, &options))
+            .tol(5e-5)
+            .grad_tol(2e-4)
+    };
+    let dropout = Some((0.2, RandomKey { seed: 7, stream: 3 }));
+    vec![
+        row(
+            "attention of packed heads, causal, dropout",
+            shapes(&[&[&[2, 5, 24]], &[&[3, 67, 96]], &[&[2, 9, 30]]]),
+            AttentionOptions { causal: true, dropout, ..AttentionOptions::default() },
+        ),
+        row(
+            "attention of packed heads",
+            shapes(&[&[&[2, 3, 2, 6]], &[&[1, 1, 6]]]),
+            AttentionOptions::default(),
+        ),
+    ]
 }
 
 /// Key lengths drawn in [0, Tk), for inputs (q, k, …) (see [`Lengths`]).
