@@ -299,11 +299,20 @@ pub(super) fn launch(op: &Attention, args: &[GpuArg], out: &Meta, rec: &mut Reco
         if op.mask { args[op.mask_input()].buf } else { stand_in },
     ];
     let own = (op.pass == Pass::Grad).then(|| (args[op.rest_input()].buf, args[op.rest_input() + 1].buf));
-    record_pass(g, inputs, args[0].dtype, fault_word, own, out.shape.numel(), rec)
+    let dtype = args[0].dtype;
+    let (y, dq) = record_pass(g, inputs, dtype, fault_word, own, out.shape.numel(), rec)?;
+    if let Some(dq) = dq {
+        // after dk and dv
+        let (dq_len, dkv_len) = (g.batch * g.tq * g.d, g.batch * g.tk * (g.d + g.dv));
+        let bytes = |n: usize| (n * dtype.size_bytes()) as u64;
+        rec.copy(&dq, 0, &y, bytes(dkv_len), bytes(dq_len));
+    }
+    Ok(y)
 }
 
-/// Records a pass over q, k and v each contiguous (batch, rows, head dimension): forward O;
-/// with `own` = (dO, O), the gradients [dk | dv | dq], `len` elements in all.
+/// Records a pass over q, k and v each contiguous (batch, rows, head dimension) into a new
+/// buffer of `len` elements: forward O; with `own` = (dO, O), [dk | dv] at its start, and dq in
+/// a buffer of its own, also returned.
 fn record_pass(
     g: Geom,
     inputs: [&GpuBuffer; 5],
@@ -312,7 +321,7 @@ fn record_pass(
     own: Option<(&GpuBuffer, &GpuBuffer)>,
     len: usize,
     rec: &mut Recorder,
-) -> Result<GpuBuffer> {
+) -> Result<(GpuBuffer, Option<GpuBuffer>)> {
     let launch = Launch {
         g,
         features: Features::of(&g),
@@ -324,18 +333,15 @@ fn record_pass(
     let y = rec.alloc_typed(len, dtype)?;
     let Some((dout, o)) = own else {
         launch.record(rec, Step::Forward, &[], &y)?;
-        return Ok(y);
+        return Ok((y, None));
     };
     let stats = rec.alloc_typed(g.batch * g.tq * STATS, dtype)?;
     launch.record(rec, Step::Stats, &[dout, o], &stats)?;
     // the k and v kernels write the first elements of y, dk then dv
     launch.record(rec, Step::GradKv, &[dout, &stats], &y)?;
-    let (dq_len, dkv_len) = (g.batch * g.tq * g.d, g.batch * g.tk * (g.d + g.dv));
-    let dq = rec.alloc_typed(dq_len, dtype)?;
+    let dq = rec.alloc_typed(g.batch * g.tq * g.d, dtype)?;
     launch.record(rec, Step::GradQ, &[dout, &stats], &dq)?;
-    let bytes = |n: usize| (n * dtype.size_bytes()) as u64;
-    rec.copy(&dq, 0, &y, bytes(dkv_len), bytes(dq_len));
-    Ok(y)
+    Ok((y, Some(dq)))
 }
 
 /// Packed heads ([`Tensor::attention_packed`](crate::Tensor::attention_packed)), f32 (the op
@@ -359,16 +365,17 @@ fn launch_packed(
     let y = rec.alloc_typed(out.shape.numel(), DType::F32)?;
     let inputs = [&q, &k, &v, &q, &q];
     if op.pass == Pass::Forward {
-        let o = record_pass(g, inputs, DType::F32, 0, None, g.batch * g.tq * g.dv, rec)?;
+        let (o, _) = record_pass(g, inputs, DType::F32, 0, None, g.batch * g.tq * g.dv, rec)?;
         heads_of.scatter(rec, &o, 0, &y, 1, 0)?;
         return Ok(y);
     }
     let (dout, o) = (heads_of.gather(rec, args[1].buf, 1, 0)?, heads_of.gather(rec, args[2].buf, 1, 0)?);
     let n = g.batch * g.tq * g.d;
-    let grads = record_pass(g, inputs, DType::F32, 0, Some((&dout, &o)), 3 * n, rec)?;
-    // [dk | dv | dq] → the packed [dq | dk | dv]
-    for (from, part) in [(2 * n, 0), (0, 1), (n, 2)] {
-        heads_of.scatter(rec, &grads, from, &y, 3, part)?;
+    let (dkv, dq) = record_pass(g, inputs, DType::F32, 0, Some((&dout, &o)), 2 * n, rec)?;
+    let dq = dq.expect("the gradient pass's dq");
+    // [dk | dv] and dq → the packed [dq | dk | dv]
+    for (src, from, part) in [(&dq, 0, 0), (&dkv, 0, 1), (&dkv, n, 2)] {
+        heads_of.scatter(rec, src, from, &y, 3, part)?;
     }
     Ok(y)
 }
