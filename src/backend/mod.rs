@@ -9,6 +9,7 @@ pub mod cpu_pool;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod cpu_skinny;
 pub(crate) mod cpu_threads;
+pub(crate) mod cpu_tiles;
 pub(crate) mod cpu_vector;
 pub(crate) mod memory;
 pub mod wgpu;
