@@ -27,7 +27,11 @@ use std::ops::Range;
 
 /// Query rows per block with the causal mask: small enough that a block's products skip most
 /// of the keys hidden from it, large enough for the GEMM kernels' 4-row tiles.
-const CAUSAL_ROW_BLOCK: usize = 16;
+const CAUSAL_ROW_BLOCK: usize = 8;
+
+/// Keys per block of the key and value gradients, each block summed over the query rows that
+/// see it.
+const KEY_BLOCK: usize = 16;
 
 /// A node's inputs as the reference reads them.
 pub(super) struct Inputs<'a, T> {
@@ -268,30 +272,40 @@ fn grads_any<T: Float>(g: &Geom, x: &Inputs<T>, b: usize, head: &Head<T>, out: &
     let (q, q_row) = padded_rows(head.q, tq, d);
     let (dout, dout_row) = padded_rows(head.dout, tq, dv);
     let stride = padded(tk);
-    // dK = dSᵀ (tk×tq) · Q (tq×d) and dV = P̃ᵀ (tk×tq) · dO (tq×dv), summed over the blocks:
-    // the rows of a block contribute to the keys they see
-    for (which, cols) in [(Grad::K, d), (Grad::V, dv)] {
-        let (grad, row) = out.grad(which, cols);
-        (0..tk).for_each(|i| grad[i * row..][..cols].fill(T::ZERO));
-    }
     for (rows, keys) in blocks(g, limit) {
-        let (r0, n) = (rows.start, rows.len());
         // dQ[rows] = dS[rows, ..keys] (rows×keys) · K[..keys] (keys×d)
+        let (r0, n) = (rows.start, rows.len());
         let dsb = Strided { data: &ds[r0 * stride..], row: stride, col: 1 };
         let (dq, dq_row) = out.grad(Grad::Q, d);
         product(n, keys, d, &dsb, &k, k_row, &mut dq[r0 * dq_row..], dq_row, Store::Write);
-        let dst = Strided { data: &ds[r0 * stride..], row: 1, col: stride };
+    }
+    // by blocks of keys, each over the rows that may see it (all, or with the causal mask
+    // those from the block's first key on; dS and P̃ are 0 where a row does not see a key):
+    // dK[keys] = dS[rows, keys]ᵀ (keys×rows) · Q[rows] (rows×d), dV[keys] = P̃[rows, keys]ᵀ · dO[rows]
+    for j0 in (0..tk).step_by(KEY_BLOCK) {
+        let keys = KEY_BLOCK.min(tk - j0);
+        let r0 = if g.causal { j0.min(tq) } else { 0 };
+        let at = r0 * stride + j0;
+        let dst = Strided { data: &ds[at..], row: 1, col: stride };
         let (dk, dk_row) = out.grad(Grad::K, d);
-        product(keys, n, d, &dst, &q[r0 * q_row..], q_row, dk, dk_row, Store::Add);
-        let pdt = Strided { data: &pd[r0 * stride..], row: 1, col: stride };
+        product(
+            keys,
+            tq - r0,
+            d,
+            &dst,
+            &q[r0 * q_row..],
+            q_row,
+            &mut dk[j0 * dk_row..],
+            dk_row,
+            Store::Write,
+        );
+        let pdt = Strided { data: &pd[at..], row: 1, col: stride };
         let (dv_out, dv_row) = out.grad(Grad::V, dv);
-        product(keys, n, dv, &pdt, &dout[r0 * dout_row..], dout_row, dv_out, dv_row, Store::Add);
+        let (dout, dout_row) = (&dout[r0 * dout_row..], dout_row);
+        product(keys, tq - r0, dv, &pdt, dout, dout_row, &mut dv_out[j0 * dv_row..], dv_row, Store::Write);
     }
 }
 
-/// The weights P (tq×tk) of batch `b`, zero where hidden, block by block (see [`blocks`]):
-/// P = softmax(scale · Q·Kᵀ + mask) over each row's visible keys, a row that sees no key all
-/// 0. Keys at or past `limit` (the key length) are hidden.
 #[inline(always)]
 fn weights<T: Float>(g: &Geom, b: usize, x: &Inputs<T>, head: &Head<T>, limit: usize) -> Vec<T> {
     let (tq, tk, d) = (g.tq, g.tk, g.d);
@@ -471,9 +485,13 @@ fn score_grads<T: Float>(
 fn transposed_padded<T: Float>(x: Rows<T>, rows: usize, cols: usize) -> Vec<T> {
     let stride = padded(rows);
     let mut t = vec![T::ZERO; cols * stride];
-    for i in 0..rows {
-        for (j, &v) in x.row(i, cols).iter().enumerate() {
-            t[j * stride + i] = v;
+    if rows > 0 {
+        assert!(x.data.len() >= (rows - 1) * x.stride + cols, "transposed_padded: rows out of bounds");
+    }
+    // column j of x is row j of t: read down the column by steps, with no index to check
+    for (j, out) in t.chunks_exact_mut(stride.max(1)).enumerate() {
+        for (out, &v) in out.iter_mut().zip(x.data[j..].iter().step_by(x.stride.max(1))).take(rows) {
+            *out = v;
         }
     }
     t
