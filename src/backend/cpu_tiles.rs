@@ -2,7 +2,7 @@
 //! of the CPU attention (a block of 16 query rows times at most 64 keys of 32 dimensions, or
 //! their transposes for the key and value gradients).
 //!
-//! C (m×n) = A (m×k)·B (k×n), written or added into C, where
+//! C (m×n) = A (m×k)·B (k×n), where
 //! - A is read an element at a time through its two strides, so a transposed A costs nothing;
 //! - B's rows are contiguous and **padded**: each holds at least n rounded up to [`LANES`]
 //!   readable elements (zeros past n, or anything finite: those columns are never stored);
@@ -43,18 +43,8 @@ pub struct Strided<'a, T> {
     pub col: usize,
 }
 
-/// Whether a product writes C or adds to it.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Store {
-    /// C = A·B.
-    Write,
-    /// C += A·B.
-    Add,
-}
-
-/// C (m×n, row stride `c_row`) = or += A (m×k) · B (k×n), B's rows padded to `b_row` ≥
-/// [`padded`]`(n)` readable elements (see the module doc). With k = 0, `Store::Write` writes
-/// zeros.
+/// C (m×n, row stride `c_row`) = A (m×k) · B (k×n), B's rows padded to `b_row` ≥
+/// [`padded`]`(n)` readable elements (see the module doc). With k = 0, C's elements are 0.
 ///
 /// Panics if an operand is too short for its shape.
 #[inline(always)]
@@ -68,7 +58,6 @@ pub fn product<T: crate::dtype::Float>(
     b_row: usize,
     c: &mut [T],
     c_row: usize,
-    store: Store,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -79,7 +68,7 @@ pub fn product<T: crate::dtype::Float>(
         assert!(b.len() >= (k - 1) * b_row + padded(n), "tile product: B out of bounds");
         assert!(a.data.len() > (m - 1) * a.row + (k - 1) * a.col, "tile product: A out of bounds");
     }
-    let operands = Operands { k, a, b, b_row, c_row, store };
+    let operands = Operands { k, a, b, b_row, c_row };
     for j in (0..n).step_by(LANES * CHUNKS) {
         let cols = (n - j).min(LANES * CHUNKS);
         match cols.div_ceil(LANES) {
@@ -98,7 +87,6 @@ struct Operands<'o, 'a, T> {
     b: &'o [T],
     b_row: usize,
     c_row: usize,
-    store: Store,
 }
 
 impl<T: crate::dtype::Float> Operands<'_, '_, T> {
@@ -144,15 +132,7 @@ impl<T: crate::dtype::Float> Operands<'_, '_, T> {
         for r in 0..R {
             let out = &mut c[(i + r) * self.c_row + j..][..cols];
             for (chunk, out) in out.chunks_mut(LANES).enumerate() {
-                let sums = &sums[r][chunk][..out.len()];
-                match self.store {
-                    Store::Write => out.copy_from_slice(sums),
-                    Store::Add => {
-                        for l in 0..out.len() {
-                            out[l] += sums[l];
-                        }
-                    }
-                }
+                out.copy_from_slice(&sums[r][chunk][..out.len()]);
             }
         }
     }
@@ -175,28 +155,25 @@ mod tests {
                 };
                 let b_row = padded(n) + 3;
                 let b: Vec<f64> = (0..k * b_row).map(|i| value(i + 5)).collect();
-                for store in [Store::Write, Store::Add] {
-                    let c_row = n + 2;
-                    let mut c: Vec<f64> = (0..m * c_row).map(|i| value(i + 11)).collect();
-                    let before = c.clone();
-                    product(m, k, n, &strided, &b, b_row, &mut c, c_row, store);
-                    for i in 0..m {
-                        for j in 0..c_row {
-                            let at = i * c_row + j;
-                            if j >= n {
-                                assert_eq!(c[at], before[at], "column {j} past n written");
-                                continue;
-                            }
-                            let sum: f64 =
-                                (0..k).map(|p| a[i * strided.row + p * strided.col] * b[p * b_row + j]).sum();
-                            let want = if store == Store::Add { before[at] + sum } else { sum };
-                            let err = (c[at] - want).abs();
-                            assert!(
-                                err <= 1e-12 * (1.0 + want.abs()),
-                                "{m}×{k}×{n} ({i}, {j}): {} vs {want}",
-                                c[at]
-                            );
+                let c_row = n + 2;
+                let mut c: Vec<f64> = (0..m * c_row).map(|i| value(i + 11)).collect();
+                let before = c.clone();
+                product(m, k, n, &strided, &b, b_row, &mut c, c_row);
+                for i in 0..m {
+                    for j in 0..c_row {
+                        let at = i * c_row + j;
+                        if j >= n {
+                            assert_eq!(c[at], before[at], "column {j} past n written");
+                            continue;
                         }
+                        let sum: f64 =
+                            (0..k).map(|p| a[i * strided.row + p * strided.col] * b[p * b_row + j]).sum();
+                        let err = (c[at] - sum).abs();
+                        assert!(
+                            err <= 1e-12 * (1.0 + sum.abs()),
+                            "{m}×{k}×{n} ({i}, {j}): {} vs {sum}",
+                            c[at]
+                        );
                     }
                 }
             }

@@ -18,7 +18,7 @@ use super::geometry::{DropoutDraw, Geom, with_mask};
 use super::{Attention, Pass};
 use crate::backend::cpu::{Gemm, softmax_row};
 use crate::backend::cpu_pool;
-use crate::backend::cpu_tiles::{LANES, Store, Strided, padded, product};
+use crate::backend::cpu_tiles::{LANES, Strided, padded, product};
 use crate::backend::cpu_vector::widest;
 use crate::dtype::Float;
 use rayon::prelude::*;
@@ -250,7 +250,7 @@ fn forward_any<T: Float>(g: &Geom, x: &Inputs<T>, b: usize, head: &Head<T>, out:
         // O[rows] = P̃[rows, ..keys] (rows×keys) · V[..keys] (keys×dv)
         let r0 = rows.start;
         let pd = Strided { data: &pd[r0 * stride..], row: stride, col: 1 };
-        product(rows.len(), keys, dv, &pd, &v, v_row, &mut out[r0 * *out_row..], *out_row, Store::Write);
+        product(rows.len(), keys, dv, &pd, &v, v_row, &mut out[r0 * *out_row..], *out_row);
     }
 }
 
@@ -277,7 +277,7 @@ fn grads_any<T: Float>(g: &Geom, x: &Inputs<T>, b: usize, head: &Head<T>, out: &
         let (r0, n) = (rows.start, rows.len());
         let dsb = Strided { data: &ds[r0 * stride..], row: stride, col: 1 };
         let (dq, dq_row) = out.grad(Grad::Q, d);
-        product(n, keys, d, &dsb, &k, k_row, &mut dq[r0 * dq_row..], dq_row, Store::Write);
+        product(n, keys, d, &dsb, &k, k_row, &mut dq[r0 * dq_row..], dq_row);
     }
     // by blocks of keys, each over the rows that may see it (all, or with the causal mask
     // those from the block's first key on; dS and P̃ are 0 where a row does not see a key):
@@ -288,21 +288,11 @@ fn grads_any<T: Float>(g: &Geom, x: &Inputs<T>, b: usize, head: &Head<T>, out: &
         let at = r0 * stride + j0;
         let dst = Strided { data: &ds[at..], row: 1, col: stride };
         let (dk, dk_row) = out.grad(Grad::K, d);
-        product(
-            keys,
-            tq - r0,
-            d,
-            &dst,
-            &q[r0 * q_row..],
-            q_row,
-            &mut dk[j0 * dk_row..],
-            dk_row,
-            Store::Write,
-        );
+        product(keys, tq - r0, d, &dst, &q[r0 * q_row..], q_row, &mut dk[j0 * dk_row..], dk_row);
         let pdt = Strided { data: &pd[at..], row: 1, col: stride };
         let (dv_out, dv_row) = out.grad(Grad::V, dv);
         let (dout, dout_row) = (&dout[r0 * dout_row..], dout_row);
-        product(keys, tq - r0, dv, &pdt, dout, dout_row, &mut dv_out[j0 * dv_row..], dv_row, Store::Write);
+        product(keys, tq - r0, dv, &pdt, dout, dout_row, &mut dv_out[j0 * dv_row..], dv_row);
     }
 }
 
@@ -319,17 +309,7 @@ fn weights<T: Float>(g: &Geom, b: usize, x: &Inputs<T>, head: &Head<T>, limit: u
         }
         // S[rows, ..keys] = Q[rows] (rows×d) · Kᵀ[.., ..keys] (d×keys)
         let r0 = rows.start;
-        product(
-            rows.len(),
-            d,
-            keys,
-            &head.q.starting_at(r0),
-            &kt,
-            stride,
-            &mut p[r0 * stride..],
-            stride,
-            Store::Write,
-        );
+        product(rows.len(), d, keys, &head.q.starting_at(r0), &kt, stride, &mut p[r0 * stride..], stride);
         for i in rows {
             // whole vectors: the keys past those the row sees are −∞, and weigh exactly 0
             let row = &mut p[i * stride..][..padded(keys)];
@@ -456,17 +436,7 @@ fn score_grads<T: Float>(
     for (rows, keys) in blocks(g, limit) {
         // dP̃[rows, ..keys] = dO[rows] (rows×dv) · Vᵀ[.., ..keys] (dv×keys), then dS in place
         let r0 = rows.start;
-        product(
-            rows.len(),
-            g.dv,
-            keys,
-            &dout.starting_at(r0),
-            vt,
-            stride,
-            &mut ds[r0 * stride..],
-            stride,
-            Store::Write,
-        );
+        product(rows.len(), g.dv, keys, &dout.starting_at(r0), vt, stride, &mut ds[r0 * stride..], stride);
         for i in rows {
             let delta = deltas[i];
             let at = i * stride;
