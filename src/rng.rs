@@ -9,6 +9,7 @@
 //! Layout used throughout kiln: the key is the 64-bit seed, and element `i` of a stream takes word
 //! `i % 4` of the block whose counter is `[i / 4, 0, stream_lo, stream_hi]`.
 
+use crate::backend::cpu_vector::widest;
 use std::cell::Cell;
 
 const M0: u32 = 0xD251_1F53;
@@ -57,44 +58,34 @@ impl RandomKey {
     /// Element `i` of a uniform stream on [0, 1): the top 24 bits of word `i`, exactly
     /// representable in f32, so CPU and GPU agree bit for bit.
     pub fn uniform(&self, i: u64) -> f32 {
-        (self.bits(i) >> 8) as f32 * (1.0 / 16_777_216.0)
+        to_uniform(self.bits(i))
     }
 
     /// Elements `start..start + out.len()` of a uniform stream (as [`RandomKey::uniform`]),
-    /// computing each Philox block once for its four words, 16 blocks side by side.
+    /// computing each Philox block once for its four words, 16 blocks side by side, compiled
+    /// for the widest vectors (the rounds' 32 × 32 → 64-bit products take two lanes at a time
+    /// in the baseline's SSE2). A run shorter than 16 blocks, or its ends, take the words they
+    /// need from one computation of 16 blocks too: an attention row of 30 keys is 8 blocks.
     pub fn fill_uniform(&self, start: u64, out: &mut [f32]) {
-        let to_uniform = |w: u32| (w >> 8) as f32 * (1.0 / 16_777_216.0);
-        let mut i = 0;
-        // up to the first block boundary, then whole runs of LANES blocks, then the rest
-        while i < out.len() && !(start + i as u64).is_multiple_of(4) {
-            out[i] = self.uniform(start + i as u64);
-            i += 1;
+        widest! {
+            fn fill(key: &RandomKey, start: u64, out: &mut [f32]) = fill_uniform_any
         }
-        while out.len() - i >= 4 * LANES {
-            let words = self.blocks((start + i as u64) / 4);
-            for (lane, o) in out[i..i + 4 * LANES].chunks_exact_mut(4).enumerate() {
-                for (w, o) in o.iter_mut().enumerate() {
-                    *o = to_uniform(words[w][lane]);
-                }
-            }
-            i += 4 * LANES;
-        }
-        while i < out.len() {
-            out[i] = self.uniform(start + i as u64);
-            i += 1;
-        }
+        fill(self, start, out)
     }
 
     /// Philox blocks `first..first + LANES` of this stream, word-major: `[w][lane]` is word `w`
     /// of block `first + lane`. The lanes run in lockstep, so the rounds vectorize.
+    #[inline(always)]
+    #[allow(clippy::needless_range_loop)] // indexed lanes vectorize
     fn blocks(&self, first: u64) -> [[u32; LANES]; 4] {
-        let block = |lane: usize| first + lane as u64;
-        let mut c: [[u32; LANES]; 4] = [
-            std::array::from_fn(|lane| block(lane) as u32),
-            std::array::from_fn(|lane| (block(lane) >> 32) as u32),
-            [self.stream as u32; LANES],
-            [(self.stream >> 32) as u32; LANES],
-        ];
+        // loops, not `array::from_fn`'s closures: those could be compiled apart, without vectors
+        let mut c =
+            [[0u32; LANES], [0u32; LANES], [self.stream as u32; LANES], [(self.stream >> 32) as u32; LANES]];
+        for lane in 0..LANES {
+            let block = first + lane as u64;
+            c[0][lane] = block as u32;
+            c[1][lane] = (block >> 32) as u32;
+        }
         let mut k = [self.seed as u32, (self.seed >> 32) as u32];
         for round in 0..10 {
             if round > 0 {
@@ -148,6 +139,40 @@ pub fn next_key() -> RandomKey {
     let (seed, stream) = GENERATOR.get();
     GENERATOR.set((seed, stream + 1));
     RandomKey { seed, stream }
+}
+
+/// A word's top 24 bits as a float in [0, 1), as [`RandomKey::uniform`] makes it.
+#[inline(always)]
+fn to_uniform(w: u32) -> f32 {
+    (w >> 8) as f32 * (1.0 / 16_777_216.0)
+}
+
+/// [`RandomKey::fill_uniform`]'s body, inlined into its vector-compiled copies.
+#[inline(always)]
+fn fill_uniform_any(key: &RandomKey, start: u64, out: &mut [f32]) {
+    let mut i = 0;
+    while i < out.len() {
+        let at = start + i as u64;
+        let words = key.blocks(at / 4);
+        let skip = (at % 4) as usize;
+        if skip == 0 && out.len() - i >= 4 * LANES {
+            // whole blocks: word w of block `lane` is element 4·lane + w
+            for (lane, o) in out[i..i + 4 * LANES].chunks_exact_mut(4).enumerate() {
+                for (w, o) in o.iter_mut().enumerate() {
+                    *o = to_uniform(words[w][lane]);
+                }
+            }
+            i += 4 * LANES;
+            continue;
+        }
+        // a partial run: the words from `skip` on
+        let n = (4 * LANES - skip).min(out.len() - i);
+        for (j, o) in out[i..i + n].iter_mut().enumerate() {
+            let word = skip + j;
+            *o = to_uniform(words[word % 4][word / 4]);
+        }
+        i += n;
+    }
 }
 
 #[cfg(test)]
