@@ -26,7 +26,7 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 /// Query rows per block with the causal mask: small enough that a block's products skip most
-/// of the keys hidden from it, large enough for the GEMM kernels' 4-row tiles.
+/// of the keys hidden from it, a whole number of the tile products' 4-row tiles.
 const CAUSAL_ROW_BLOCK: usize = 8;
 
 /// Keys per block of the key and value gradients, each block summed over the query rows that
@@ -284,15 +284,25 @@ fn grads_any<T: Float>(g: &Geom, x: &Inputs<T>, b: usize, head: &Head<T>, out: &
     // dK[keys] = dS[rows, keys]ᵀ (keys×rows) · Q[rows] (rows×d), dV[keys] = P̃[rows, keys]ᵀ · dO[rows]
     for j0 in (0..tk).step_by(KEY_BLOCK) {
         let keys = KEY_BLOCK.min(tk - j0);
+        // with the causal mask, keys from tq on are seen by no row: their products have k = 0
+        // and write zeros, and their operands are empty
         let r0 = if g.causal { j0.min(tq) } else { 0 };
         let at = r0 * stride + j0;
-        let dst = Strided { data: &ds[at..], row: 1, col: stride };
+        let dst = Strided { data: tail(&ds, at), row: 1, col: stride };
         let (dk, dk_row) = out.grad(Grad::K, d);
-        product(keys, tq - r0, d, &dst, &q[r0 * q_row..], q_row, &mut dk[j0 * dk_row..], dk_row);
-        let pdt = Strided { data: &pd[at..], row: 1, col: stride };
+        product(keys, tq - r0, d, &dst, tail(&q, r0 * q_row), q_row, &mut dk[j0 * dk_row..], dk_row);
+        let pdt = Strided { data: tail(pd, at), row: 1, col: stride };
         let (dv_out, dv_row) = out.grad(Grad::V, dv);
-        let (dout, dout_row) = (&dout[r0 * dout_row..], dout_row);
-        product(keys, tq - r0, dv, &pdt, dout, dout_row, &mut dv_out[j0 * dv_row..], dv_row);
+        product(
+            keys,
+            tq - r0,
+            dv,
+            &pdt,
+            tail(&dout, r0 * dout_row),
+            dout_row,
+            &mut dv_out[j0 * dv_row..],
+            dv_row,
+        );
     }
 }
 
@@ -447,6 +457,12 @@ fn score_grads<T: Float>(
         }
     }
     ds
+}
+
+/// `x` from element `at` on, empty past its end.
+#[inline(always)]
+fn tail<T>(x: &[T], at: usize) -> &[T] {
+    x.get(at..).unwrap_or_default()
 }
 
 /// The transpose (cols×rows) of a rows×cols matrix, each of its rows padded with zeros to
