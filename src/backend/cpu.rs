@@ -299,25 +299,22 @@ pub fn max_of<T: crate::dtype::Float>(x: &[T]) -> T {
 /// widest vectors (the branch-free `exp` vectorizes only with AVX); returns the row's largest
 /// element m and the sum. A row with no element above −∞ is left as it is, with (−∞, 0).
 pub fn softmax_in_place<T: crate::dtype::Float>(row: &mut [T]) -> (T, f64) {
+    #[inline(always)]
+    fn each<T: crate::dtype::Float>(row: &mut [T]) -> (T, f64) {
+        let m = max_of(row);
+        if m == T::NEG_INFINITY {
+            return (m, 0.0);
+        }
+        row.iter_mut().for_each(|x| *x = (*x - m).exp_fast());
+        let sum = sum_f64(row);
+        let inv = T::of(1.0 / sum);
+        row.iter_mut().for_each(|x| *x *= inv);
+        (m, sum)
+    }
     super::cpu_vector::widest! {
-        fn widest<T: crate::dtype::Float>(row: &mut [T]) -> (T, f64) = softmax_row
+        fn widest<T: crate::dtype::Float>(row: &mut [T]) -> (T, f64) = each
     }
     widest(row)
-}
-
-/// [`softmax_in_place`] inlined, for callers that are themselves compiled for wide vectors (a
-/// call to the dispatching function per short row costs as much as the row).
-#[inline(always)]
-pub fn softmax_row<T: crate::dtype::Float>(row: &mut [T]) -> (T, f64) {
-    let m = max_of(row);
-    if m == T::NEG_INFINITY {
-        return (m, 0.0);
-    }
-    row.iter_mut().for_each(|x| *x = (*x - m).exp_fast());
-    let sum = sum_f64(row);
-    let inv = T::of(1.0 / sum);
-    row.iter_mut().for_each(|x| *x *= inv);
-    (m, sum)
 }
 
 /// A matrix operand for [`gemm`]: its elements and (row, column) strides.

@@ -16,7 +16,7 @@
 
 use super::geometry::{DropoutDraw, Geom, with_mask};
 use super::{Attention, Pass};
-use crate::backend::cpu::{Gemm, softmax_row};
+use crate::backend::cpu::Gemm;
 use crate::backend::cpu_pool;
 use crate::backend::cpu_tiles::{LANES, Strided, padded, product};
 use crate::backend::cpu_vector::widest;
@@ -324,21 +324,16 @@ fn weights<T: Float>(g: &Geom, b: usize, x: &Inputs<T>, head: &Head<T>, limit: u
             // whole vectors: the keys past those the row sees are −∞, and weigh exactly 0
             let row = &mut p[i * stride..][..padded(keys)];
             let seen = g.visible_keys(i + 1, limit);
-            let Some((index, mask)) = g.mask.zip(x.mask) else {
-                scaled_softmax(row, seen, scale);
-                continue;
-            };
-            let (visible, hidden) = row.split_at_mut(seen);
-            hidden.fill(T::NEG_INFINITY);
-            let start = index.row_start(b, i);
-            for (j, s) in visible.iter_mut().enumerate() {
-                *s = with_mask(*s * scale, mask[start + j * index.col_stride]);
+            let mut scale = scale;
+            if let (Some(index), Some(mask)) = (g.mask, x.mask) {
+                // the additive mask on the scaled scores, which the softmax then takes as they are
+                let start = index.row_start(b, i);
+                for (j, s) in row[..seen].iter_mut().enumerate() {
+                    *s = with_mask(*s * scale, mask[start + j * index.col_stride]);
+                }
+                scale = T::ONE;
             }
-            let (m, _) = softmax_row(row);
-            if m == T::NEG_INFINITY {
-                // every key hidden: the row's weights are 0
-                row.fill(T::ZERO);
-            }
+            scaled_softmax(row, seen, scale);
         }
     }
     p
