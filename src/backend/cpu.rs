@@ -337,7 +337,8 @@ pub enum Skinny {}
 
 /// The float types [`gemm`] multiplies.
 pub trait Gemm: crate::dtype::Float {
-    /// `matrixmultiply`'s kernel for this type.
+    /// The general kernel for this type: f32 on a CPU with AVX-512, `backend::cpu_gemm`;
+    /// otherwise `matrixmultiply`'s.
     ///
     /// # Safety
     /// As `matrixmultiply::sgemm`: the pointers and strides must describe matrices in bounds.
@@ -413,6 +414,16 @@ impl Gemm for f32 {
         rsc: isize,
         csc: isize,
     ) {
+        #[cfg(target_arch = "x86_64")]
+        if alpha == 1.0
+            && csc == 1
+            && k > 0
+            && super::cpu_gemm::available()
+            && std::env::var_os("ZZ_MM").is_none()
+        {
+            // SAFETY: the CPU has AVX-512F; the rest is the caller's contract
+            return unsafe { super::cpu_gemm::product(m, k, n, a, (rsa, csa), b, (rsb, csb), beta, c, rsc) };
+        }
         // SAFETY: forwarded from the caller's contract.
         unsafe { matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc) }
     }
@@ -499,6 +510,9 @@ const SPLIT_MACS: usize = 1 << 21;
 /// C's rows or columns are split at multiples of this (the kernels' register tiles divide it).
 const SPLIT_ALIGN: usize = 16;
 
+/// Columns of the packed kernels' panels of B (`cpu_gemm`'s; `matrixmultiply`'s are narrower).
+const PANEL: usize = 64;
+
 /// A product C (m×n) = A (m×k) · B (k×n) + β·C through raw pointers, so that disjoint blocks of
 /// C can be computed on different threads.
 #[derive(Clone, Copy)]
@@ -544,8 +558,9 @@ impl<T: Gemm> Block<T> {
         }
     }
 
-    /// Computes the block on up to `threads` threads: the longer of C's sides is halved and
-    /// the halves run in parallel (rayon), down to [`SPLIT_MACS`] each. `matrixmultiply`'s
+    /// Computes the block on up to `threads` threads: C is halved and the halves run in
+    /// parallel (rayon), down to [`SPLIT_MACS`] each — the skinny kernels' longer side, the
+    /// packed kernels' columns where they hold two panels. `matrixmultiply`'s
     /// own threading splits poorly for the skinny products of recurrent steps (32×1024·1024×256
     /// at 69 GFLOP/s on two threads, against 107 on one, on the development machine); and since
     /// each element of C is the same kernel's sum over the same K blocks however C is split,
@@ -554,8 +569,14 @@ impl<T: Gemm> Block<T> {
     /// # Safety
     /// The pointers and strides must describe matrices in bounds, C's not aliasing A's or B's.
     unsafe fn run(self, beta: T, threads: usize) {
-        let halve = |len: usize| (len / 2).next_multiple_of(SPLIT_ALIGN);
-        let splits_rows = self.m >= self.n;
+        let (splits_rows, align) = match self.skinny {
+            Some(_) => (self.m >= self.n, SPLIT_ALIGN),
+            // the packed kernels pack the part of B they read: parts that split C's columns
+            // at whole panels pack B once between them, parts that split its rows twice
+            None if self.n >= 2 * PANEL => (false, PANEL),
+            None => (true, SPLIT_ALIGN),
+        };
+        let halve = |len: usize| (len / 2).next_multiple_of(align);
         let (len, half) = if splits_rows { (self.m, halve(self.m)) } else { (self.n, halve(self.n)) };
         if threads < 2 || self.m * self.n * self.k < 2 * SPLIT_MACS || half == 0 || half >= len {
             if let Some(kernel) = self.skinny {

@@ -5,6 +5,8 @@
 
 pub mod cpu;
 pub(crate) mod cpu_denormals;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod cpu_gemm;
 pub mod cpu_pool;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod cpu_skinny;
