@@ -3,7 +3,7 @@
 # prints one markdown table, for BENCHMARKS.md.
 #
 #   benches/compare.sh cpu --small   # kiln, Burn flex and ndarray, NumPy's BLAS (and PyTorch, with its
-#                                    # nn.LSTM row from benches/peers/torch_lstm.py, if installed)
+#                                    # nn.LSTM and linear-layer rows from benches/peers/, if installed)
 #   benches/compare.sh cpu           # full shapes
 #   benches/compare.sh gpu           # kiln, Burn wgpu, PyTorch CUDA with TF32 off and on
 #
@@ -50,6 +50,7 @@ cpu)
     if "$python" -c 'import torch' 2>/dev/null; then
         peer "$python" "$peers/torch_bench.py" --device cpu "$@"
         peer "$python" benches/peers/torch_lstm.py
+        peer "$python" benches/peers/torch_linear.py
     fi
     ;;
 gpu*)

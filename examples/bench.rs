@@ -531,6 +531,16 @@ fn run() -> kiln::Result<()> {
         }
     }
 
+    // a linear layer's three products, transposes read in place: the char-GPT's MLP (12 × 64
+    // tokens, 128 → 512) and an LSTM layer's input projection (32 × 128 steps, 256 → 4 · 256)
+    for (m, k, n) in [(768, 128, 512), (4096, 256, 1024)] {
+        let (x, w, dy) = (b.randn(&[m, k], 8), b.randn(&[n, k], 9), b.randn(&[m, n], 10));
+        let flop = || Rate::Flops(2.0 * (m * k * n) as f64);
+        b.row("linear x·Wᵀ", format!("{m}x{k} · ({n}x{k})ᵀ"), || x.matmul(&w.t()), flop());
+        b.row("linear dY·W", format!("{m}x{n} · {n}x{k}"), || dy.matmul(&w), flop());
+        b.row("linear dYᵀ·X", format!("({m}x{n})ᵀ · {m}x{k}"), || dy.t().matmul(&x), flop());
+    }
+
     let (rows, cols) = (8192 / s, 4096 / s);
     let x = b.randn(&[rows, cols], 3);
     let bytes = 2.0 * 4.0 * (rows * cols) as f64;

@@ -5,8 +5,9 @@
 //! axes, the node reads the transpose's input with a transposed flag instead. The gradient rules
 //! use the same flags, so backward never materializes a transpose either.
 //!
-//! CPU: `matrixmultiply`'s GEMM (strided, so transposes are free). GPU: `shaders/matmul.wgsl`,
-//! tiles in workgroup memory with a block of outputs per invocation.
+//! CPU: `backend::cpu::gemm` (strided, so transposes are free): kiln's own packed kernel for f32
+//! on AVX-512 (`backend::cpu_gemm`), the skinny ones for few rows, else `matrixmultiply`'s.
+//! GPU: `shaders/matmul.wgsl`, tiles in workgroup memory with a block of outputs per invocation.
 
 use super::epilogue::{Epilogue, EpilogueHost, Site};
 use super::{CpuArg, GpuArg, Grad, Meta, Op, Tolerance, f16_via_f32, ulps_summing};
