@@ -415,12 +415,7 @@ impl Gemm for f32 {
         csc: isize,
     ) {
         #[cfg(target_arch = "x86_64")]
-        if alpha == 1.0
-            && csc == 1
-            && k > 0
-            && super::cpu_gemm::available()
-            && std::env::var_os("ZZ_MM").is_none()
-        {
+        if alpha == 1.0 && csc == 1 && k > 0 && super::cpu_gemm::available() {
             // SAFETY: the CPU has AVX-512F; the rest is the caller's contract
             return unsafe { super::cpu_gemm::product(m, k, n, a, (rsa, csa), b, (rsb, csb), beta, c, rsc) };
         }

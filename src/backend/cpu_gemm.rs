@@ -31,7 +31,7 @@ use std::ops::Range;
 /// Rows of a register tile: elements of A broadcast per k.
 const MR: usize = 6;
 /// Columns of a register tile and of a packed panel of B: four vectors.
-pub(crate) const NR: usize = 64;
+const NR: usize = 64;
 /// f32 lanes of an AVX-512 vector.
 const LANES: usize = 16;
 /// Rows of B packed per pass: a panel is KC × NR floats, 64 KiB. Each pass after the first
